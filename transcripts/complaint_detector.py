@@ -1,0 +1,405 @@
+"""Complaint detection in call transcripts, driven by one lexicon file per language.
+
+Each file in ``lexicons/`` is named after its language code (``en.json``, ``zh.json``); adding
+a language is adding a file. A lexicon lists weighted terms per complaint category, explicit
+complaint-intent phrases, general dissatisfaction words, "expectations" (words that signal a
+complaint only when negated: "hasn't *arrived*", "没*收到*", "도착 안 했어요"), negators, Korean
+post-negators, intensifiers, clause boundaries, apology phrases that count only when the agent
+says them, and neutral phrases that shield their words from matching ("no problem", "挂失").
+
+Scoring: each match contributes its weight, times the strongest intensifier just before it.
+A negator in the window before a term (or, for Korean, a post-negator after it) turns a
+complaint term into weak counter-evidence ("not a complaint", "没有不满意", "불만 없어요") and
+turns an expectation into evidence ("never arrived"). Windows stop at punctuation and at
+boundary words such as "but". The customer's matches count in full; the agent's are multiplied
+by ``agent_weight``, so an agent apologising is weak evidence on its own. The summed evidence
+``raw`` becomes ``score = 1 - exp(-raw)``; the call is a complaint when the score reaches the
+threshold. The category is the one with the most evidence, topic words breaking ties.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LEXICON_DIR = Path(__file__).with_name("lexicons")
+DEFAULT_THRESHOLD = 0.5
+AGENT_WEIGHT = 0.35
+NEGATED_TERM_FACTOR = -0.25
+TOPIC_WEIGHT = 0.15
+INTENSIFIER_WINDOW = 2
+FALLBACK_LANGUAGE = "en"
+BOUNDARY = "\x00"
+
+# ASCII and full-width punctuation ends a clause, and with it any negation window.
+_CLAUSE_SPLIT = re.compile(r"[.,!?;:()\"…~。，！？；：（）、]+")
+_EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+_SPEAKER_PREFIX = re.compile(r"^\s*(customer|agent)\s*[:\uff1a]\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    speaker: str
+    text: str
+
+    @classmethod
+    def of(cls, value: Utterance | Mapping[str, Any]) -> Utterance:
+        if isinstance(value, Utterance):
+            return value
+        return cls(str(value.get("speaker", "customer")), str(value.get("text", "")))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One lexicon entry. ``kind`` is term, intent, expectation, apology or neutral."""
+
+    text: str
+    parts: tuple[str, ...]
+    weight: float
+    kind: str
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    language: str
+    tokenizer: str
+    substring: bool
+    entries: tuple[Entry, ...]
+    topics: Mapping[str, str]
+    negators: tuple[str, ...]
+    post_negators: tuple[str, ...]
+    expectation_post_negators: tuple[str, ...]
+    intensifiers: Mapping[str, float]
+    boundaries: frozenset[str]
+    negation_window: int
+    post_negation_window: int
+
+    @classmethod
+    def from_dict(cls, language: str, data: Mapping[str, Any]) -> Lexicon:
+        entries = sorted(_entries(data), key=lambda e: (-len(e.parts), -len(e.text)))
+        topics = {
+            word.lower(): name
+            for name, group in data.get("categories", {}).items()
+            for word in group.get("topics", [])
+        }
+        return cls(
+            language=language,
+            tokenizer=data.get("tokenizer", "regex"),
+            substring=data.get("match", "exact") == "substring",
+            entries=tuple(entries),
+            topics=topics,
+            negators=tuple(data.get("negators", [])),
+            post_negators=tuple(data.get("post_negators", [])),
+            expectation_post_negators=tuple(data.get("expectation_post_negators", [])),
+            intensifiers=dict(data.get("intensifiers", {})),
+            boundaries=frozenset(data.get("boundaries", [])),
+            negation_window=int(data.get("negation_window", 3)),
+            post_negation_window=int(data.get("post_negation_window", 0)),
+        )
+
+    def words(self) -> set[str]:
+        """Every word the lexicon knows, for a segmenter's user dictionary."""
+        found = {e.text for e in self.entries} | set(self.topics) | set(self.intensifiers)
+        return found | set(self.negators) | self.boundaries
+
+
+def _entries(data: Mapping[str, Any]) -> Iterable[Entry]:
+    def make(text: str, weight: float, kind: str, category: str | None = None) -> Entry:
+        return Entry(text, tuple(text.lower().split()), float(weight), kind, category)
+
+    groups = [(None, data.get("general", {}))] + list(data.get("categories", {}).items())
+    for category, group in groups:
+        yield from (make(t, w, "term", category) for t, w in group.get("terms", {}).items())
+        for text, weight in group.get("when_negated", {}).items():
+            yield make(text, weight, "expectation", category)
+    yield from (make(t, w, "intent") for t, w in data.get("intent", {}).items())
+    yield from (make(t, w, "apology") for t, w in data.get("agent", {}).items())
+    yield from (make(t, 0.0, "neutral") for t in data.get("neutral", []))
+
+
+def load_lexicons(directory: Path = LEXICON_DIR) -> dict[str, Lexicon]:
+    """Every ``{language}.json`` in ``directory``, keyed by language code."""
+    lexicons = {}
+    for path in sorted(directory.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        lexicons[path.stem] = Lexicon.from_dict(path.stem, data)
+    return lexicons
+
+
+def detect_language(text: str) -> str:
+    if _HANGUL.search(text):
+        return "ko"
+    if _CJK.search(text):
+        return "zh"
+    return "en"
+
+
+@dataclass
+class Hit:
+    entry: Entry
+    start: int
+    end: int
+    tail: str = ""  # the rest of the last word after a substring match (Korean endings)
+
+
+@dataclass
+class DetectionResult:
+    is_complaint: bool
+    score: float
+    category: str | None
+    language: str
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ComplaintDetector:
+    def __init__(
+        self,
+        lexicons: Mapping[str, Lexicon] | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+        agent_weight: float = AGENT_WEIGHT,
+    ) -> None:
+        self.lexicons = dict(lexicons) if lexicons is not None else load_lexicons()
+        self.threshold = threshold
+        self.agent_weight = agent_weight
+        self._segmenters: dict[str, Any] = {}
+
+    def detect(
+        self, utterances: Iterable[Utterance | Mapping[str, Any]], language: str | None = None
+    ) -> DetectionResult:
+        turns = [Utterance.of(u) for u in utterances]
+        lexicon = self._lexicon_for(language, turns)
+        raw, categories, evidence = 0.0, dict.fromkeys(self._categories(lexicon), 0.0), []
+        for index, turn in enumerate(turns):
+            factor = 1.0 if turn.speaker == "customer" else self.agent_weight
+            terms = self._score_utterance(lexicon, turn, factor, categories)
+            raw += sum(t["weight"] for t in terms)
+            if terms:
+                evidence.append(
+                    {"utterance_index": index, "speaker": turn.speaker, "text": turn.text,
+                     "terms": terms}
+                )
+        score = round(1.0 - math.exp(-max(raw, 0.0)), 4)
+        is_complaint = score >= self.threshold
+        category = _best_category(categories) if is_complaint else None
+        return DetectionResult(is_complaint, score, category, lexicon.language, evidence)
+
+    def _lexicon_for(self, language: str | None, turns: list[Utterance]) -> Lexicon:
+        if language in self.lexicons:
+            return self.lexicons[language]
+        detected = detect_language(" ".join(t.text for t in turns))
+        if language is not None:
+            log.warning("no complaint lexicon for %r, using %r", language, detected)
+        return self.lexicons.get(detected) or self.lexicons[FALLBACK_LANGUAGE]
+
+    @staticmethod
+    def _categories(lexicon: Lexicon) -> list[str]:
+        found = [e.category for e in lexicon.entries if e.category]
+        return list(dict.fromkeys(found + list(lexicon.topics.values())))
+
+    def _score_utterance(
+        self, lexicon: Lexicon, turn: Utterance, factor: float, categories: dict[str, float]
+    ) -> list[dict[str, Any]]:
+        tokens = self.tokenize(lexicon, turn.text)
+        for token in tokens:
+            if (name := lexicon.topics.get(token)) is not None:
+                categories[name] += TOPIC_WEIGHT * factor
+        terms = []
+        hits = _find_hits(lexicon, tokens)
+        # Words inside a matched entry ("no problem", "doesn't work") negate nothing else.
+        free = [True] * len(tokens)
+        for hit in hits:
+            free[hit.start : hit.end] = [False] * (hit.end - hit.start)
+        for hit in hits:
+            if hit.entry.kind == "apology" and turn.speaker == "customer":
+                continue
+            term = _evaluate(lexicon, _Context(tokens, free), hit, factor)
+            if term is not None:
+                terms.append(term)
+                if hit.entry.category and term["weight"] > 0:
+                    categories[hit.entry.category] += term["weight"]
+        return terms
+
+    def tokenize(self, lexicon: Lexicon, text: str) -> list[str]:
+        """Lower-cased words with ``BOUNDARY`` between clauses."""
+        tokens: list[str] = []
+        for clause in _CLAUSE_SPLIT.split(text.lower()):
+            words = self._clause_words(lexicon, clause)
+            for word in words:
+                tokens.append(BOUNDARY if word in lexicon.boundaries else word)
+            tokens.append(BOUNDARY)
+        return tokens
+
+    def _clause_words(self, lexicon: Lexicon, clause: str) -> list[str]:
+        if lexicon.tokenizer == "jieba":
+            return [w for w in self._segmenter(lexicon).lcut(clause) if w.strip()]
+        if lexicon.tokenizer == "whitespace":
+            return clause.split()
+        return _EN_WORD.findall(clause.replace("\u2019", "'"))
+
+    def _segmenter(self, lexicon: Lexicon) -> Any:
+        if lexicon.language not in self._segmenters:
+            import jieba  # imported lazily: loading its dictionary takes about a second
+
+            jieba.setLogLevel(logging.WARNING)
+            segmenter = jieba.Tokenizer()
+            for word in sorted(lexicon.words()):
+                if len(word) > 1:
+                    segmenter.add_word(word.lower())
+            self._segmenters[lexicon.language] = segmenter
+        return self._segmenters[lexicon.language]
+
+
+def _find_hits(lexicon: Lexicon, tokens: list[str]) -> list[Hit]:
+    """Longest entries first; a word used by one entry is not matched again."""
+    hits, i = [], 0
+    while i < len(tokens):
+        found = _match_at(lexicon, tokens, i)
+        hits.extend(found)
+        i += max((h.end - h.start for h in found), default=1)
+    return hits
+
+
+def _match_at(lexicon: Lexicon, tokens: list[str], i: int) -> list[Hit]:
+    if tokens[i] == BOUNDARY:
+        return []
+    word, found, taken = tokens[i], [], [False] * len(tokens[i])
+    for entry in lexicon.entries:
+        n = len(entry.parts)
+        if n > 1 and _parts_match(lexicon, entry.parts, tokens[i : i + n]):
+            tail = _tail(tokens[i + n - 1], entry.parts[-1])
+            return [Hit(entry, i, i + n, tail)]
+        if n == 1 and lexicon.substring:
+            at = word.find(entry.parts[0])
+            if at >= 0 and not any(taken[at : at + len(entry.text)]):
+                taken[at : at + len(entry.text)] = [True] * len(entry.text)
+                found.append(Hit(entry, i, i + 1, word[at + len(entry.text) :]))
+        elif n == 1 and word == entry.parts[0]:
+            return [Hit(entry, i, i + 1)]
+    return found
+
+
+def _parts_match(lexicon: Lexicon, parts: tuple[str, ...], words: list[str]) -> bool:
+    if len(words) < len(parts):
+        return False
+    if not lexicon.substring:
+        return list(parts) == words
+    first, last = parts[0] in words[0], words[-1].startswith(parts[-1])
+    return first and last and list(parts[1:-1]) == words[1:-1]
+
+
+def _tail(word: str, part: str) -> str:
+    return word[len(part) :] if word.startswith(part) else ""
+
+
+@dataclass(frozen=True)
+class _Context:
+    tokens: list[str]
+    free: list[bool]
+
+    def window(self, start: int, step: int, size: int) -> list[str]:
+        """Up to ``size`` words from ``start`` in direction ``step``, stopping at a clause end.
+
+        Words already part of a matched entry come back empty so they match no negator.
+        """
+        words, i = [], start
+        while 0 <= i < len(self.tokens) and len(words) < size and self.tokens[i] != BOUNDARY:
+            words.append(self.tokens[i] if self.free[i] else "")
+            i += step
+        return words
+
+
+def _evaluate(lexicon: Lexicon, context: _Context, hit: Hit, factor: float) -> dict | None:
+    entry = hit.entry
+    if entry.kind == "neutral":
+        return None
+    negator = _negator(lexicon, context, hit)
+    intensifier, intensity = _intensifier(lexicon, context, hit.start)
+    if entry.kind == "expectation":
+        if negator is None:
+            return None
+        weight = entry.weight * intensity
+    else:
+        weight = entry.weight * (NEGATED_TERM_FACTOR if negator else intensity)
+    return {
+        "term": entry.text, "kind": entry.kind, "category": entry.category,
+        "weight": round(weight * factor, 4), "negator": negator, "intensifier": intensifier,
+    }
+
+
+def _negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
+    before = context.window(hit.start - 1, -1, lexicon.negation_window)
+    for word in before:
+        if _is_any(word, lexicon.negators):
+            return word
+    patterns = lexicon.post_negators
+    if hit.entry.kind == "expectation":
+        patterns += lexicon.expectation_post_negators
+    if hit.tail and _is_any(hit.tail, patterns):
+        return hit.tail
+    after = context.window(hit.end, 1, lexicon.post_negation_window)
+    return next((w for w in after if _is_any(w, patterns)), None)
+
+
+def _intensifier(lexicon: Lexicon, context: _Context, start: int) -> tuple[str | None, float]:
+    best: tuple[str | None, float] = (None, 1.0)
+    for word in context.window(start - 1, -1, INTENSIFIER_WINDOW):
+        factor = lexicon.intensifiers.get(word, 1.0)
+        if factor > best[1]:
+            best = (word, factor)
+    return best
+
+
+def _is_any(word: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatchcase(word, p) if "*" in p else word == p for p in patterns)
+
+
+def _best_category(categories: Mapping[str, float]) -> str:
+    name, weight = max(categories.items(), key=lambda item: item[1], default=("other", 0.0))
+    return name if weight > 0 else "other"
+
+
+@cache
+def default_detector() -> ComplaintDetector:
+    """One detector per process: the lexicons and the jieba dictionary are loaded once."""
+    return ComplaintDetector()
+
+
+def detect_complaint(
+    utterances: Iterable[Utterance | Mapping[str, Any]], language: str | None = None
+) -> DetectionResult:
+    return default_detector().detect(utterances, language)
+
+
+def parse_transcript(text: str) -> list[Utterance]:
+    """One utterance a line, optionally prefixed ``customer:`` or ``agent:`` (default customer)."""
+    turns = []
+    for line in text.splitlines():
+        match = _SPEAKER_PREFIX.match(line)
+        speaker = match.group(1).lower() if match else "customer"
+        content = line[match.end() :] if match else line
+        if content.strip():
+            turns.append(Utterance(speaker, content.strip()))
+    return turns
+
+
+def detect_command(lang: str | None = None) -> None:
+    """Detect a complaint in a transcript read from standard input; print the result as JSON."""
+    result = detect_complaint(parse_transcript(sys.stdin.read()), lang)
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))

@@ -140,39 +140,69 @@ def compute_profiles(
     histories = _group_orders(orders, today, params.period_days)
     for cid in histories:
         facts.setdefault(cid, CustomerFacts(cid))
-    abc = abc_classes(
-        {cid: histories[cid].profit if cid in histories else 0.0 for cid in facts},
-        params.abc_a_share,
-        params.abc_b_share,
-    )
+    base = _score_base(facts, histories, today, params)
+    return {
+        cid: _profile(f, base, params) if cid in histories else _no_order_profile(f, base, params)
+        for cid, f in facts.items()
+    }
+
+
+@dataclass(frozen=True)
+class _BaseScores:
+    """Per-customer results of the steps that need the whole base at once."""
+
+    abc: dict[str, str]
+    rfm: dict[str, RfmValues]
+    rfm_scores: dict[str, str]
+    rfm_averages: RfmValues
+    churn_risks: dict[str, float]
+    clvs: dict[str, float]
+    clv_classes: dict[str, str]
+
+
+def _score_base(
+    facts: dict[str, CustomerFacts],
+    histories: dict[str, _History],
+    today: date,
+    params: ValueModelParams,
+) -> _BaseScores:
+    profits = {cid: histories[cid].profit if cid in histories else 0.0 for cid in facts}
     rfm = {cid: h.rfm(today) for cid, h in histories.items()}
-    scores, averages = rfm_scores(rfm), rfm_averages(rfm)
     risks = {cid: _churn_risk(histories.get(cid), f, today, params) for cid, f in facts.items()}
     clvs = {cid: _clv(h, risks[cid], today, params) for cid, h in histories.items()}
-    classes = _clv_classes(histories, clvs)
-    profiles = {}
-    for cid, f in facts.items():
-        if cid not in histories:
-            profiles[cid] = _no_order_profile(f, risks[cid], params)
-            continue
-        profiles[cid] = ValueProfile(
-            customer_id=cid,
-            abc_class=abc[cid],
-            recency_days=int(rfm[cid].recency_days),
-            frequency=len(histories[cid].dates),
-            monetary=rfm[cid].monetary,
-            rfm_score=scores[cid],
-            rfm_segment=rfm_segment(rfm[cid], averages),
-            clv=clvs[cid],
-            clv_class=classes[cid],
-            lifecycle_stage=_stage(rfm[cid], f, params),
-            churn_risk=risks[cid],
-            tier=tier_for(abc[cid], classes[cid]),
-        )
-    return profiles
+    return _BaseScores(
+        abc=abc_classes(profits, params.abc_a_share, params.abc_b_share),
+        rfm=rfm,
+        rfm_scores=rfm_scores(rfm),
+        rfm_averages=rfm_averages(rfm),
+        churn_risks=risks,
+        clvs=clvs,
+        clv_classes=_clv_classes(histories, clvs),
+    )
 
 
-def _no_order_profile(facts: CustomerFacts, risk: float, params: ValueModelParams) -> ValueProfile:
+def _profile(facts: CustomerFacts, base: _BaseScores, params: ValueModelParams) -> ValueProfile:
+    cid = facts.customer_id
+    rfm = base.rfm[cid]
+    return ValueProfile(
+        customer_id=cid,
+        abc_class=base.abc[cid],
+        recency_days=int(rfm.recency_days),
+        frequency=int(rfm.frequency),
+        monetary=rfm.monetary,
+        rfm_score=base.rfm_scores[cid],
+        rfm_segment=rfm_segment(rfm, base.rfm_averages),
+        clv=base.clvs[cid],
+        clv_class=base.clv_classes[cid],
+        lifecycle_stage=_stage(rfm, facts, params),
+        churn_risk=base.churn_risks[cid],
+        tier=tier_for(base.abc[cid], base.clv_classes[cid]),
+    )
+
+
+def _no_order_profile(
+    facts: CustomerFacts, base: _BaseScores, params: ValueModelParams
+) -> ValueProfile:
     """Nothing bought yet: nothing to score, and no reason to route them down."""
     return ValueProfile(
         customer_id=facts.customer_id,
@@ -185,7 +215,7 @@ def _no_order_profile(facts: CustomerFacts, risk: float, params: ValueModelParam
         clv=0.0,
         clv_class="abandon",
         lifecycle_stage=_stage(None, facts, params),
-        churn_risk=risk,
+        churn_risk=base.churn_risks[facts.customer_id],
         tier=tier_for("C", "abandon", has_orders=False),
     )
 

@@ -34,16 +34,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LEXICON_DIR = Path(__file__).with_name("lexicons")
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.35
 AGENT_WEIGHT = 0.35
-NEGATED_TERM_FACTOR = -0.25
+NEGATED_TERM_FACTOR = -0.15
 TOPIC_WEIGHT = 0.15
 INTENSIFIER_WINDOW = 2
 FALLBACK_LANGUAGE = "en"
 BOUNDARY = "\x00"
+QUESTION = "\x00?"
+UNANCHORED_FACTOR = 0.5
+QUESTION_FACTOR = 0.6
 
 # ASCII and full-width punctuation ends a clause, and with it any negation window.
-_CLAUSE_SPLIT = re.compile(r"[.,!?;:()\"…~。，！？；：（）、]+")
+_CLAUSE_SPLIT = re.compile(r"([.,!?;:()\"…~。，！？；：（）、]+)")
 _EN_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
@@ -80,41 +83,62 @@ class Lexicon:
     substring: bool
     entries: tuple[Entry, ...]
     topics: Mapping[str, str]
+    targets: frozenset[str]
+    suffixes: tuple[str, ...]
     negators: tuple[str, ...]
     post_negators: tuple[str, ...]
     expectation_post_negators: tuple[str, ...]
+    rhetorical_negators: tuple[str, ...]
     intensifiers: Mapping[str, float]
     boundaries: frozenset[str]
     negation_window: int
     post_negation_window: int
+    by_first: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, language: str, data: Mapping[str, Any]) -> Lexicon:
         entries = sorted(_entries(data), key=lambda e: (-len(e.parts), -len(e.text)))
-        topics = {
-            word.lower(): name
-            for name, group in data.get("categories", {}).items()
-            for word in group.get("topics", [])
-        }
+        by_first: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_first.setdefault(entry.parts[0], []).append(entry)
+        groups = data.get("categories", {})
         return cls(
             language=language,
             tokenizer=data.get("tokenizer", "regex"),
             substring=data.get("match", "exact") == "substring",
             entries=tuple(entries),
-            topics=topics,
+            topics={w.lower(): name for name, g in groups.items() for w in g.get("topics", [])},
+            targets=frozenset(data.get("targets", [])),
+            suffixes=tuple(data.get("suffixes", [])),
             negators=tuple(data.get("negators", [])),
             post_negators=tuple(data.get("post_negators", [])),
             expectation_post_negators=tuple(data.get("expectation_post_negators", [])),
+            rhetorical_negators=tuple(data.get("rhetorical_negators", [])),
             intensifiers=dict(data.get("intensifiers", {})),
             boundaries=frozenset(data.get("boundaries", [])),
             negation_window=int(data.get("negation_window", 3)),
             post_negation_window=int(data.get("post_negation_window", 0)),
+            by_first={word: tuple(group) for word, group in by_first.items()},
         )
 
     def words(self) -> set[str]:
         """Every word the lexicon knows, for a segmenter's user dictionary."""
         found = {e.text for e in self.entries} | set(self.topics) | set(self.intensifiers)
-        return found | set(self.negators) | self.boundaries
+        return found | set(self.negators) | self.boundaries | self.targets
+
+    def stems(self, word: str) -> list[str]:
+        """``word`` and ``word`` without each inflection suffix ("complaints" -> "complaint")."""
+        cut = [word[: -len(s)] for s in self.suffixes if word.endswith(s) and len(word) > len(s)]
+        return [word, *cut]
+
+    def candidates(self, word: str) -> Iterable[Entry]:
+        if self.substring:
+            return self.entries
+        found = [e for stem in self.stems(word) for e in self.by_first.get(stem, ())]
+        return sorted(found, key=lambda e: (-len(e.parts), -len(e.text)))
+
+    def topic(self, word: str) -> str | None:
+        return next((self.topics[s] for s in self.stems(word) if s in self.topics), None)
 
 
 def _entries(data: Mapping[str, Any]) -> Iterable[Entry]:
@@ -216,20 +240,20 @@ class ComplaintDetector:
     def _score_utterance(
         self, lexicon: Lexicon, turn: Utterance, factor: float, categories: dict[str, float]
     ) -> list[dict[str, Any]]:
-        tokens = self.tokenize(lexicon, turn.text)
-        for token in tokens:
-            if (name := lexicon.topics.get(token)) is not None:
-                categories[name] += TOPIC_WEIGHT * factor
+        context = _Context.build(self.tokenize(lexicon, turn.text))
+        topics = [t for t in map(lexicon.topic, context.tokens) if t is not None]
+        for name in topics:
+            categories[name] += TOPIC_WEIGHT * factor
+        hits = [h for h in _find_hits(lexicon, context) if h.entry.kind != "neutral"]
+        if turn.speaker == "customer":
+            hits = [h for h in hits if h.entry.kind != "apology"]
+        # Dissatisfaction words count in full only when aimed at something: "this weather is
+        # terrible" is not a complaint, "your delivery is terrible" is.
+        anchored = bool(topics or lexicon.targets & set(context.tokens))
+        anchored = anchored or any(h.entry.category for h in hits)
         terms = []
-        hits = _find_hits(lexicon, tokens)
-        # Words inside a matched entry ("no problem", "doesn't work") negate nothing else.
-        free = [True] * len(tokens)
         for hit in hits:
-            free[hit.start : hit.end] = [False] * (hit.end - hit.start)
-        for hit in hits:
-            if hit.entry.kind == "apology" and turn.speaker == "customer":
-                continue
-            term = _evaluate(lexicon, _Context(tokens, free), hit, factor)
+            term = _evaluate(lexicon, context, hit, factor, anchored)
             if term is not None:
                 terms.append(term)
                 if hit.entry.category and term["weight"] > 0:
@@ -237,13 +261,13 @@ class ComplaintDetector:
         return terms
 
     def tokenize(self, lexicon: Lexicon, text: str) -> list[str]:
-        """Lower-cased words with ``BOUNDARY`` between clauses."""
+        """Lower-cased words, each clause closed by ``BOUNDARY`` (``QUESTION`` after a "?")."""
         tokens: list[str] = []
-        for clause in _CLAUSE_SPLIT.split(text.lower()):
-            words = self._clause_words(lexicon, clause)
-            for word in words:
+        pieces = _CLAUSE_SPLIT.split(text.lower())
+        for clause, punctuation in zip(pieces[::2], pieces[1::2] + [""], strict=True):
+            for word in self._clause_words(lexicon, clause):
                 tokens.append(BOUNDARY if word in lexicon.boundaries else word)
-            tokens.append(BOUNDARY)
+            tokens.append(QUESTION if "?" in punctuation or "？" in punctuation else BOUNDARY)
         return tokens
 
     def _clause_words(self, lexicon: Lexicon, clause: str) -> list[str]:
@@ -266,31 +290,35 @@ class ComplaintDetector:
         return self._segmenters[lexicon.language]
 
 
-def _find_hits(lexicon: Lexicon, tokens: list[str]) -> list[Hit]:
+def _find_hits(lexicon: Lexicon, context: _Context) -> list[Hit]:
     """Longest entries first; a word used by one entry is not matched again."""
     hits, i = [], 0
-    while i < len(tokens):
-        found = _match_at(lexicon, tokens, i)
+    while i < len(context.tokens):
+        found = _match_at(lexicon, context.tokens, i)
         hits.extend(found)
         i += max((h.end - h.start for h in found), default=1)
+    for hit in hits:
+        # Words inside a matched entry ("no problem", "doesn't work") negate nothing else.
+        context.free[hit.start : hit.end] = [False] * (hit.end - hit.start)
     return hits
 
 
 def _match_at(lexicon: Lexicon, tokens: list[str], i: int) -> list[Hit]:
-    if tokens[i] == BOUNDARY:
+    word = tokens[i]
+    if word.startswith(BOUNDARY):
         return []
-    word, found, taken = tokens[i], [], [False] * len(tokens[i])
-    for entry in lexicon.entries:
+    found, taken = [], [False] * len(word)
+    for entry in lexicon.candidates(word):
         n = len(entry.parts)
         if n > 1 and _parts_match(lexicon, entry.parts, tokens[i : i + n]):
             tail = _tail(tokens[i + n - 1], entry.parts[-1])
             return [Hit(entry, i, i + n, tail)]
         if n == 1 and lexicon.substring:
-            at = word.find(entry.parts[0])
-            if at >= 0 and not any(taken[at : at + len(entry.text)]):
-                taken[at : at + len(entry.text)] = [True] * len(entry.text)
-                found.append(Hit(entry, i, i + 1, word[at + len(entry.text) :]))
-        elif n == 1 and word == entry.parts[0]:
+            at, size = word.find(entry.text), len(entry.text)
+            if at >= 0 and not any(taken[at : at + size]):
+                taken[at : at + size] = [True] * size
+                found.append(Hit(entry, i, i + 1, word[at + size :]))
+        elif n == 1 and entry.parts[0] in lexicon.stems(word):
             return [Hit(entry, i, i + 1)]
     return found
 
@@ -299,7 +327,7 @@ def _parts_match(lexicon: Lexicon, parts: tuple[str, ...], words: list[str]) -> 
     if len(words) < len(parts):
         return False
     if not lexicon.substring:
-        return list(parts) == words
+        return list(parts[:-1]) == words[:-1] and parts[-1] in lexicon.stems(words[-1])
     first, last = parts[0] in words[0], words[-1].startswith(parts[-1])
     return first and last and list(parts[1:-1]) == words[1:-1]
 
@@ -308,10 +336,19 @@ def _tail(word: str, part: str) -> str:
     return word[len(part) :] if word.startswith(part) else ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Context:
     tokens: list[str]
     free: list[bool]
+    question: list[bool]
+
+    @classmethod
+    def build(cls, tokens: list[str]) -> _Context:
+        question, inside = [False] * len(tokens), False
+        for i in range(len(tokens) - 1, -1, -1):
+            inside = tokens[i] == QUESTION or (inside and not tokens[i].startswith(BOUNDARY))
+            question[i] = inside
+        return cls(tokens, [True] * len(tokens), question)
 
     def window(self, start: int, step: int, size: int) -> list[str]:
         """Up to ``size`` words from ``start`` in direction ``step``, stopping at a clause end.
@@ -319,16 +356,18 @@ class _Context:
         Words already part of a matched entry come back empty so they match no negator.
         """
         words, i = [], start
-        while 0 <= i < len(self.tokens) and len(words) < size and self.tokens[i] != BOUNDARY:
+        while 0 <= i < len(self.tokens) and len(words) < size:
+            if self.tokens[i].startswith(BOUNDARY):
+                break
             words.append(self.tokens[i] if self.free[i] else "")
             i += step
         return words
 
 
-def _evaluate(lexicon: Lexicon, context: _Context, hit: Hit, factor: float) -> dict | None:
+def _evaluate(
+    lexicon: Lexicon, context: _Context, hit: Hit, factor: float, anchored: bool
+) -> dict | None:
     entry = hit.entry
-    if entry.kind == "neutral":
-        return None
     negator = _negator(lexicon, context, hit)
     intensifier, intensity = _intensifier(lexicon, context, hit.start)
     if entry.kind == "expectation":
@@ -337,6 +376,10 @@ def _evaluate(lexicon: Lexicon, context: _Context, hit: Hit, factor: float) -> d
         weight = entry.weight * intensity
     else:
         weight = entry.weight * (NEGATED_TERM_FACTOR if negator else intensity)
+    if entry.kind == "term" and entry.category is None and not anchored:
+        weight *= UNANCHORED_FACTOR
+    if entry.kind == "term" and context.question[hit.start]:
+        weight *= QUESTION_FACTOR  # "what happens if I pay late?" asks, it does not complain
     return {
         "term": entry.text, "kind": entry.kind, "category": entry.category,
         "weight": round(weight * factor, 4), "negator": negator, "intensifier": intensifier,
@@ -344,6 +387,14 @@ def _evaluate(lexicon: Lexicon, context: _Context, hit: Hit, factor: float) -> d
 
 
 def _negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
+    found = _plain_negator(lexicon, context, hit)
+    # "这不是虚假宣传吗？", "isn't that misleading?": a negated question asserts.
+    rhetorical = context.question[hit.start] and hit.entry.kind != "expectation"
+    rhetorical = rhetorical and _is_any(found, lexicon.rhetorical_negators)
+    return None if found is None or rhetorical else found
+
+
+def _plain_negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
     before = context.window(hit.start - 1, -1, lexicon.negation_window)
     for word in before:
         if _is_any(word, lexicon.negators):
@@ -366,7 +417,9 @@ def _intensifier(lexicon: Lexicon, context: _Context, start: int) -> tuple[str |
     return best
 
 
-def _is_any(word: str, patterns: Iterable[str]) -> bool:
+def _is_any(word: str | None, patterns: Iterable[str]) -> bool:
+    if word is None:
+        return False
     return any(fnmatchcase(word, p) if "*" in p else word == p for p in patterns)
 
 

@@ -65,6 +65,13 @@ class ImportReport:
     orders: FileCounts = field(default_factory=FileCounts)
     errors: list[RowError] = field(default_factory=list)
 
+    def summary(self) -> str:
+        lines = [
+            f"customers: {self.customers.imported} imported, {self.customers.skipped} skipped",
+            f"orders: {self.orders.imported} imported, {self.orders.skipped} skipped",
+        ]
+        return "\n".join(lines + [str(e) for e in self.errors])
+
 
 Problems = list[tuple[str, str]]  # (field, message)
 

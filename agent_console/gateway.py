@@ -1,0 +1,148 @@
+"""`GET /ws/agent`: the agent console's live connection.
+
+Non-browser clients send `Authorization: Bearer <token>`; browsers pass a
+one-time `?ticket=` from `POST /api/v1/ws-ticket`, since a browser cannot set
+headers on a websocket.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from callcenter import appkeys, auth
+from callcenter.auth import AuthError, Principal
+from callcenter.models import Role
+from callcenter.web import bearer, json_error
+from callcenter.ws import Connection, error_frame
+from cti.calls import CallError
+from cti.schemas import describe
+from routing.service import RoutingError
+from routing.states import AgentState
+
+log = logging.getLogger(__name__)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    id: Annotated[str, Field(max_length=200)] | None = None
+
+
+class SetState(_Message):
+    type: Literal["agent.state.set"]
+    state: Literal["available", "not_ready", "logged_out"]
+    reason: Annotated[str, Field(max_length=32)] = ""
+
+
+class WrapupDone(_Message):
+    type: Literal["wrapup.done"]
+    call_id: Annotated[str, Field(min_length=1, max_length=128)]
+    disposition: Annotated[str, Field(min_length=1, max_length=64)]
+    notes: Annotated[str, Field(max_length=4000)] = ""
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+
+
+AgentMessage = TypeAdapter(Annotated[SetState | WrapupDone | Ping, Field(discriminator="type")])
+
+
+async def ticket_principal(request: web.Request) -> Principal | None:
+    ticket = request.query.get("ticket")
+    if not ticket:
+        return None
+    redis, keys = request.app[appkeys.REDIS], request.app[appkeys.KEYS]
+    token = await redis.getdel(keys.ws_ticket(ticket))
+    if token is None:
+        raise AuthError("the ticket is unknown, used or expired")
+    async with request.app[appkeys.SESSIONS]() as session:
+        return await auth.verify_token(session, request.app[appkeys.SETTINGS].secret_key, token)
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Browsers send Origin; only our own pages (or configured ones) may connect."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser
+    allowed = request.app[appkeys.SETTINGS].allowed_origins
+    own = f"{request.scheme}://{request.host}"
+    return origin == own or origin in allowed
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    try:
+        principal = await ticket_principal(request)
+        if principal is None:
+            token = bearer(request)
+            if token is None:
+                raise AuthError("send a bearer token or a ?ticket=")
+            async with app[appkeys.SESSIONS]() as session:
+                principal = await auth.verify_token(session, app[appkeys.SETTINGS].secret_key,
+                                                    token)
+    except AuthError as e:
+        return json_error(401, "unauthorized", str(e))
+    if principal.agent_id is None or principal.role is Role.telephony:
+        return json_error(403, "forbidden", "only agent, supervisor and admin users")
+    if not origin_allowed(request):
+        return json_error(403, "forbidden", "origin not allowed")
+
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=16 * 1024)
+    await ws.prepare(request)
+    agent_id = principal.agent_id
+    conn = Connection(ws, f"agent {agent_id}")
+    conn.start()
+    calls, bus = app[appkeys.CALLS], app[appkeys.BUS]
+    channel = app[appkeys.KEYS].agent_channel(agent_id)
+    await bus.subscribe(channel, conn.send)
+    try:
+        await app[appkeys.CONSOLE].ensure_registered(agent_id)
+        for message in await calls.agent_snapshot(agent_id):
+            conn.send(message)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await _serve(app, conn, agent_id, msg.data)
+    finally:
+        await bus.unsubscribe(channel, conn.send)
+        await conn.close()
+    return ws
+
+
+async def _serve(app: web.Application, conn: Connection, agent_id: int, data: str) -> None:
+    try:
+        message = AgentMessage.validate_json(data)
+    except ValidationError as e:
+        conn.send(error_frame("invalid_message", describe(e.errors())))
+        return
+    reply: dict[str, Any] = {"type": "ack"}
+    if message.id is not None:
+        reply["id"] = message.id
+    try:
+        await _apply(app, agent_id, message)
+    except (CallError, RoutingError, ValueError) as e:
+        code = getattr(e, "code", "invalid")
+        conn.send(error_frame(code, str(e), message.id))
+        return
+    conn.send(reply)
+
+
+async def _apply(app: web.Application, agent_id: int, message: Any) -> None:
+    calls = app[appkeys.CALLS]
+    settings = app[appkeys.SETTINGS]
+    if isinstance(message, SetState):
+        if message.state == "not_ready" and message.reason not in settings.not_ready_reasons:
+            choices = ", ".join(settings.not_ready_reasons)
+            raise ValueError(f"pick a not-ready reason from {choices}")
+        await calls.set_agent_state(agent_id, AgentState(message.state), message.reason)
+    elif isinstance(message, WrapupDone):
+        if message.disposition not in settings.dispositions:
+            raise ValueError(f"pick a disposition from {', '.join(settings.dispositions)}")
+        await calls.wrapup_done(agent_id, message.call_id, message.disposition, message.notes)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ws/agent", agent_ws)

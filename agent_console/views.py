@@ -1,0 +1,153 @@
+"""REST API v1: sign-in, websocket tickets, customers and interaction records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from callcenter import appkeys, auth
+from callcenter.models import Interaction, Role
+from callcenter.web import Invalid, NotFound, authenticate, json_error
+from crm import store as crm
+from cti.schemas import describe
+
+STAFF = (Role.agent, Role.supervisor, Role.admin)
+LOGIN_LIMIT = 5  # failures per user or address per window
+LOGIN_WINDOW_S = 300
+
+
+class LoginBody(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as e:
+        raise Invalid(describe(e.errors())) from e
+
+
+async def login(request: web.Request) -> web.Response:
+    body: LoginBody = await _body(request, LoginBody)
+    redis, keys = request.app[appkeys.REDIS], request.app[appkeys.KEYS]
+    counters = [keys.login_failures(f"user:{body.username}"),
+                keys.login_failures(f"addr:{request.remote}")]
+    failures = [int(v or 0) for v in await redis.mget(counters)]
+    if max(failures) >= LOGIN_LIMIT:
+        return json_error(429, "rate_limited", "too many failed sign-ins; try again later")
+    settings = request.app[appkeys.SETTINGS]
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        agent = await auth.authenticate(session, body.username, body.password)
+        if agent is None:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in counters:
+                    pipe.incr(key)
+                    pipe.expire(key, LOGIN_WINDOW_S)
+                await pipe.execute()
+            return json_error(401, "unauthorized", "wrong username or password")
+        token = await auth.issue_token(session, settings.secret_key, role=Role(agent.role),
+                                       name=agent.username, agent_id=agent.id,
+                                       ttl=dt.timedelta(seconds=settings.token_ttl_s))
+    await redis.delete(counters[0])
+    return web.json_response({"token": token, "role": agent.role, "agent_id": agent.id,
+                              "name": agent.display_name or agent.username})
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        await auth.revoke(session, token_id=principal.token_id)
+    return web.json_response({"ok": True})
+
+
+async def ws_ticket(request: web.Request) -> web.Response:
+    """A short-lived, one-time ticket for the browser's websocket."""
+    await authenticate(request, *STAFF)
+    settings = request.app[appkeys.SETTINGS]
+    ticket = secrets.token_urlsafe(24)
+    token = request.headers["Authorization"].partition(" ")[2].strip()
+    await request.app[appkeys.REDIS].set(request.app[appkeys.KEYS].ws_ticket(ticket), token,
+                                         ex=settings.ws_ticket_ttl_s)
+    return web.json_response({"ticket": ticket, "expires_in": settings.ws_ticket_ttl_s})
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await authenticate(request, *STAFF)
+    settings = request.app[appkeys.SETTINGS]
+    return web.json_response({
+        "agent_id": principal.agent_id, "name": principal.name, "role": principal.role.value,
+        "not_ready_reasons": list(settings.not_ready_reasons),
+        "dispositions": list(settings.dispositions)})
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    await authenticate(request, *STAFF)
+    customer_id = request.match_info["customer_id"]
+    async with request.app[appkeys.SESSIONS]() as session:
+        if await crm.get_customer(session, customer_id) is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        profile = await crm.customer_profile(session, customer_id)
+        history = await _interactions(session, customer_id, limit=100)
+    return web.json_response({**profile, "interactions": history})
+
+
+async def search_customers(request: web.Request) -> web.Response:
+    await authenticate(request, *STAFF)
+    query = request.query.get("q", "").strip()
+    if not query:
+        return json_error(400, "invalid", "give a name or phone number in ?q=")
+    async with request.app[appkeys.SESSIONS]() as session:
+        found = await crm.search_customers(session, query[:100], limit=20)
+    return web.json_response({"customers": [
+        {"id": c.id, "name": c.name, "tier": c.tier, "phones": [p.phone for p in c.phones]}
+        for c in found]})
+
+
+async def list_interactions(request: web.Request) -> web.Response:
+    await authenticate(request, *STAFF)
+    customer_id = request.query.get("customer_id")
+    if not customer_id:
+        return json_error(400, "invalid", "give ?customer_id=")
+    async with request.app[appkeys.SESSIONS]() as session:
+        rows = await _interactions(session, customer_id, limit=200)
+    return web.json_response({"interactions": rows})
+
+
+async def _interactions(session: Any, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = await session.scalars(
+        select(Interaction).where(Interaction.customer_id == customer_id)
+        .order_by(Interaction.offered_at.desc()).limit(limit))
+    return [interaction_dict(row) for row in rows]
+
+
+def interaction_dict(row: Interaction) -> dict[str, Any]:
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": row.id, "call_id": row.call_id, "customer_id": row.customer_id,
+        "agent_id": row.agent_id, "agent_ids": row.agent_ids, "queue": row.queue,
+        "tier": row.tier, "ani": row.ani, "ivr": row.ivr, "offered_at": iso(row.offered_at),
+        "answered_at": iso(row.answered_at), "ended_at": iso(row.ended_at),
+        "end_cause": row.end_cause, "outcome": row.outcome, "wait_s": row.wait_s,
+        "talk_s": row.talk_s, "routing_reason": row.routing_reason,
+        "disposition": row.disposition, "notes": row.notes, "survey_score": row.survey_score,
+        "transcript_status": row.transcript_status, "transcript_error": row.transcript_error,
+        "transcript": row.transcript, "complaint_flag": row.complaint_flag,
+    }
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/login", login)
+    app.router.add_post("/api/v1/logout", logout)
+    app.router.add_post("/api/v1/ws-ticket", ws_ticket)
+    app.router.add_get("/api/v1/me", me)
+    app.router.add_get("/api/v1/customers", search_customers)
+    app.router.add_get("/api/v1/customers/{customer_id}", get_customer)
+    app.router.add_get("/api/v1/interactions", list_interactions)

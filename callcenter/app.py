@@ -1,0 +1,93 @@
+"""The application factory: one `create_app(settings)`, resources in `cleanup_ctx`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from agent_console import gateway as agent_gateway
+from agent_console import views as agent_views
+from agent_console.services import ConsoleService
+from callcenter import appkeys, db, health
+from callcenter.bus import Bus
+from callcenter.keys import Keys
+from callcenter.redisconn import open_redis
+from callcenter.settings import Settings
+from callcenter.timers import Timers
+from callcenter.web import errors
+from cti import gateway as telephony_gateway
+from cti.service import CallService
+from routing.service import Router
+from routing.store import RoutingStore
+
+log = logging.getLogger(__name__)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    async with open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
+        app[appkeys.REDIS] = redis
+        yield
+
+
+async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = db.create_engine(app[appkeys.SETTINGS].database_url)
+    await db.check(engine)
+    app[appkeys.ENGINE] = engine
+    app[appkeys.SESSIONS] = db.sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Wire the packages together: each is given what it uses."""
+    settings, redis = app[appkeys.SETTINGS], app[appkeys.REDIS]
+    keys = Keys(settings.redis_prefix)
+    bus = Bus(redis, f"{keys.prefix}:ch:node:{settings.node_id}")
+    timers = Timers(redis, keys.timers)
+    router = Router(RoutingStore(redis, keys))
+    console = ConsoleService(app[appkeys.SESSIONS], router)
+    await console.load_queues()
+    calls = CallService(app[appkeys.SESSIONS], router, timers, bus, keys, settings.node_id,
+                        ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s)
+    app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
+    app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
+    tasks = [asyncio.create_task(bus.run(), name="bus"),
+             asyncio.create_task(run_timers(calls, timers), name="timers")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await bus.close()
+
+
+async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) -> None:
+    """Fire due timers (ring-no-answer, wrap-up, ring widening) on whichever node polls."""
+    while True:
+        try:
+            for timer in await timers.claim_due(calls.clock()):
+                try:
+                    await calls.on_timer(timer)
+                except Exception:
+                    log.exception("timer %s failed", timer.member)
+        except Exception as e:  # Redis outage: keep polling, it comes back
+            log.warning("timer poll failed: %s", e)
+            await asyncio.sleep(1)
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=2 * 1024 * 1024)
+    app[appkeys.SETTINGS] = settings
+    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx])
+    health.setup(app)
+    telephony_gateway.setup(app)
+    agent_gateway.setup(app)
+    agent_views.setup(app)
+    return app

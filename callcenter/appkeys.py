@@ -1,0 +1,28 @@
+"""Typed application keys: every long-lived resource the app holds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from callcenter.bus import Bus
+from callcenter.keys import Keys
+from callcenter.settings import Settings
+from callcenter.timers import Timers
+
+if TYPE_CHECKING:
+    pass
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+KEYS = web.AppKey("keys", Keys)
+BUS = web.AppKey("bus", Bus)
+TIMERS = web.AppKey("timers", Timers)
+ROUTER = web.AppKey("router", "Router")
+CALLS = web.AppKey("calls", "CallService")
+CONSOLE = web.AppKey("console", "ConsoleService")

@@ -1,0 +1,88 @@
+"""Events between nodes over Redis pub/sub.
+
+A node subscribes to the channels of the connections it holds (an agent's
+console, a PBX integration, the wallboards) and hands each message to the
+local callbacks. Any node may publish; the node holding the socket delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class Bus:
+    def __init__(self, redis: Redis, node_channel: str) -> None:
+        self.redis = redis
+        self._node_channel = node_channel
+        self._callbacks: dict[str, set[Callback]] = defaultdict(set)
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._ready = asyncio.Event()
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        await self.redis.publish(channel, orjson.dumps(message))
+
+    async def subscribe(self, channel: str, callback: Callback) -> None:
+        first = not self._callbacks.get(channel)
+        self._callbacks[channel].add(callback)
+        if first:
+            await self._pubsub.subscribe(channel)
+
+    async def unsubscribe(self, channel: str, callback: Callback) -> None:
+        callbacks = self._callbacks.get(channel)
+        if callbacks is None:
+            return
+        callbacks.discard(callback)
+        if not callbacks:
+            del self._callbacks[channel]
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except RedisConnectionError:
+                log.debug("unsubscribe from %s during a Redis outage", channel)
+
+    async def run(self) -> None:
+        """Deliver messages until cancelled, resubscribing after a Redis outage."""
+        await self._pubsub.subscribe(self._node_channel)
+        self._ready.set()
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisConnectionError, OSError) as e:
+                log.warning("pub/sub connection lost (%s); reconnecting", e)
+                await asyncio.sleep(0.5)
+                await self._resubscribe()
+                continue
+            if message is not None:
+                await self._dispatch(message["channel"], message["data"])
+
+    async def _resubscribe(self) -> None:
+        try:
+            await self._pubsub.aclose()
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            await self._pubsub.subscribe(self._node_channel, *self._callbacks)
+        except (RedisConnectionError, OSError):
+            log.debug("Redis still unreachable")
+
+    async def _dispatch(self, channel: str, data: str | bytes) -> None:
+        payload = orjson.loads(data)
+        for callback in list(self._callbacks.get(channel, ())):
+            try:
+                result = callback(payload)
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("bus callback for %s failed", channel)
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()

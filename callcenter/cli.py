@@ -1,0 +1,260 @@
+"""`callcenter`: run the service and administer it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from callcenter import db
+from callcenter.models import Role
+from callcenter.redisconn import RedisUnavailable, open_redis
+from callcenter.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Open-source contact-center CTI service.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents and supervisors.", no_args_is_help=True)
+customers_app = typer.Typer(help="The customer store.", no_args_is_help=True)
+token_app = typer.Typer(help="Integration tokens for PBX/IVR systems.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(agents_app, name="agents")
+app.add_typer(customers_app, name="customers")
+app.add_typer(token_app, name="token")
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr and a non-zero exit: no traceback for operator errors."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as e:
+        fail(f"bad CALLCENTER_* setting: {e}")
+        raise
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except db.DatabaseUnavailable as e:
+        fail(f"{e}. Check CALLCENTER_DATABASE_URL and that the database server is running.")
+    except RedisUnavailable as e:
+        fail(f"{e}. Check CALLCENTER_REDIS_URL, or unset it to use the embedded Redis.")
+    raise AssertionError("unreachable")
+
+
+async def prepare_database(s: Settings) -> Any:
+    """Check the database answers and (unless told not to) bring its schema up to date."""
+    engine = db.create_engine(s.database_url)
+    await db.check(engine)
+    if s.auto_migrate:
+        await asyncio.to_thread(db.upgrade, s.database_url)
+    return engine
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    demo: Annotated[bool, typer.Option(help="Load generated demo data first.")] = False,
+) -> None:
+    """Run the service until Ctrl-C."""
+    from aiohttp import web
+
+    from callcenter.app import create_app
+
+    s = settings()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    s = s.model_copy(update=overrides)
+
+    async def preflight() -> Any:
+        engine = await prepare_database(s)
+        async with open_redis(s.redis_url, s.embedded_redis_path):
+            pass
+        credentials = None
+        if demo:
+            from crm.demo import load_demo
+
+            credentials = await load_demo(db.sessionmaker(engine))
+        await engine.dispose()
+        return credentials
+
+    credentials = run(preflight)
+    url = s.public_url or f"http://{s.host}:{s.port}"
+    typer.echo(f"Agent console:  {url}/")
+    typer.echo(f"Wallboard:      {url}/wallboard")
+    if credentials is not None:
+        typer.echo(f"Demo sign-in:   {credentials}")
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        web.run_app(create_app(s), host=s.host, port=s.port, print=None,
+                    shutdown_timeout=5)
+    except OSError as e:
+        fail(f"cannot listen on {s.host}:{s.port}: {e.strerror}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the database schema (Alembic)."""
+    s = settings()
+
+    async def go() -> None:
+        engine = db.create_engine(s.database_url)
+        await db.check(engine)
+        await engine.dispose()
+        await asyncio.to_thread(db.upgrade, s.database_url, revision)
+
+    run(go)
+    typer.echo(f"database {db.safe_url(s.database_url)} is at {revision}")
+
+
+def read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != first:
+            fail("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+@agents_app.command("add")
+def agents_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="agent, supervisor or admin.")] = Role.agent,
+    extension: Annotated[str | None, typer.Option(help="Phone extension to ring.")] = None,
+    skills: Annotated[str, typer.Option(help="Comma-separated skills.")] = "",
+    level: Annotated[int, typer.Option(min=1, max=5, help="Seniority 1-5.")] = 1,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Add a user; the password is read from stdin or a prompt, never echoed."""
+    from sqlalchemy import select
+
+    from callcenter.auth import hash_password
+    from callcenter.models import Agent
+
+    if role is Role.telephony:
+        fail("telephony integrations get tokens: use `callcenter token create`")
+    password = read_password(f"Password for {username}: ")
+    if len(password) < 8:
+        fail("the password needs at least 8 characters")
+    s = settings()
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        async with db.session_scope(db.sessionmaker(engine)) as session:
+            if await session.scalar(select(Agent).where(Agent.username == username)):
+                fail(f"user {username!r} exists already")
+            agent = Agent(username=username, display_name=name or username, role=role.value,
+                          password_hash=hash_password(password), extension=extension,
+                          skills=[x.strip() for x in skills.split(",") if x.strip()],
+                          level=level)
+            session.add(agent)
+            await session.flush()
+            agent_id = agent.id
+        await engine.dispose()
+        return agent_id
+
+    typer.echo(f"added {role.value} {username} (id {run(go)})")
+
+
+@customers_app.command("import")
+def customers_import(
+    customers_csv: Path,
+    orders: Annotated[Path | None, typer.Option(help="Orders CSV.")] = None,
+    region: Annotated[str, typer.Option(help="Region for numbers without +.")] = "CN",
+) -> None:
+    """Import customers (and orders) from CSV; bad rows are reported and skipped."""
+    from crm.importer import import_customers
+
+    for path in filter(None, [customers_csv, orders]):
+        if not path.is_file():
+            fail(f"no such file: {path}")
+    s = settings()
+
+    async def go() -> Any:
+        engine = await prepare_database(s)
+        report = await import_customers(db.sessionmaker(engine), customers_csv, orders,
+                                        default_region=region)
+        await engine.dispose()
+        return report
+
+    report = run(go)
+    typer.echo(report.summary())
+    if report.errors:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def segment() -> None:
+    """Recompute value tiers (ABC, RFM, CLV, lifecycle, churn) for every customer."""
+    from crm.segment import segment_all
+
+    s = settings()
+
+    async def go() -> Any:
+        engine = await prepare_database(s)
+        report = await segment_all(db.sessionmaker(engine))
+        await engine.dispose()
+        return report
+
+    typer.echo(run(go).summary())
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Name of the integration, e.g. pbx-1.")],
+    role: Annotated[Role, typer.Option(help="Only telephony tokens are issued here.")]
+    = Role.telephony,
+    days: Annotated[int, typer.Option(min=1, help="Days until it expires.")] = 365,
+) -> None:
+    """Print a new integration token for a PBX/IVR."""
+    from callcenter.auth import issue_token
+
+    if role is not Role.telephony:
+        fail("users sign in with a password; tokens here are for telephony integrations")
+    s = settings()
+
+    async def go() -> str:
+        engine = await prepare_database(s)
+        async with db.session_scope(db.sessionmaker(engine)) as session:
+            token = await issue_token(session, s.secret_key, role=role, name=name,
+                                      ttl=dt.timedelta(days=days))
+        await engine.dispose()
+        return token
+
+    typer.echo(run(go))
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Option(help="Integration whose tokens to revoke.")],
+                 ) -> None:
+    """Revoke every token of an integration."""
+    from callcenter.auth import revoke
+
+    s = settings()
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        async with db.session_scope(db.sessionmaker(engine)) as session:
+            count = await revoke(session, name=name)
+        await engine.dispose()
+        return count
+
+    typer.echo(f"revoked {run(go)} token(s) of {name}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,79 @@
+"""Every Redis key and channel name, in one place.
+
+The prefix lets several deployments or test runs share one Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "cc"
+
+    # Agents: a hash per agent, and one sorted set per routing pool of available
+    # agents, scored by the time they became idle (longest idle = lowest score).
+    def agent(self, agent_id: int | str) -> str:
+        return f"{self.prefix}:agent:{agent_id}"
+
+    @property
+    def agents(self) -> str:
+        return f"{self.prefix}:agents"  # set of agent ids known to the live state
+
+    def pool(self, name: str) -> str:
+        return f"{self.prefix}:pool:{name}"
+
+    # Calls: a hash per live call, one sorted set of waiting calls per queue.
+    def call(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}"
+
+    @property
+    def calls(self) -> str:
+        return f"{self.prefix}:calls"  # set of live call ids
+
+    def waiting(self, queue: str) -> str:
+        return f"{self.prefix}:waiting:{queue}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}:queues"  # set of queue names with waiting calls
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}:event:{event_id}"
+
+    # Timers shared by all nodes: member "kind|id|token", score = due time.
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
+
+    def ws_ticket(self, ticket: str) -> str:
+        return f"{self.prefix}:ticket:{ticket}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    def stats_day(self, day: str) -> str:
+        return f"{self.prefix}:stats:{day}"
+
+    def login_failures(self, who: str) -> str:
+        return f"{self.prefix}:loginfail:{who}"
+
+    @property
+    def transcribe_stream(self) -> str:
+        return f"{self.prefix}:jobs:transcribe"
+
+    # Pub/sub channels for fan-out to whichever node holds the connection.
+    def agent_channel(self, agent_id: int | str) -> str:
+        return f"{self.prefix}:ch:agent:{agent_id}"
+
+    def telephony_channel(self, integration: str) -> str:
+        return f"{self.prefix}:ch:tel:{integration}"
+
+    @property
+    def wallboard_channel(self) -> str:
+        return f"{self.prefix}:ch:wallboard"

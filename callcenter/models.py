@@ -1,0 +1,291 @@
+"""The system of record: SQLAlchemy 2 models shared by every package.
+
+Live routing state lives in Redis; these tables hold what must survive any
+node: customers and their value, agents, calls and their interaction records,
+complaints and the audit trail. Schema changes go through Alembic
+(``callcenter/migrations``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+Money = Numeric(14, 2, asdecimal=False)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Role(str, Enum):
+    agent = "agent"
+    supervisor = "supervisor"
+    admin = "admin"
+    telephony = "telephony"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    company: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    lifecycle_stage: Mapped[str] = mapped_column(String(20), default="prospect")
+    # Value model output, recomputed by `callcenter segment`.
+    tier: Mapped[str] = mapped_column(String(16), default="standard", index=True)
+    abc_class: Mapped[str | None] = mapped_column(String(1))
+    rfm_score: Mapped[str | None] = mapped_column(String(3))
+    rfm_segment: Mapped[str | None] = mapped_column(String(32))
+    clv: Mapped[float | None] = mapped_column(Money)
+    clv_class: Mapped[str | None] = mapped_column(String(16))
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    value_updated_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    phones: Mapped[list[CustomerPhone]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", lazy="selectin",
+        order_by="CustomerPhone.position",
+    )
+
+
+class CustomerPhone(Base):
+    """One row per E.164 number, so an incoming ANI finds its customer by index."""
+
+    __tablename__ = "customer_phones"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    customer: Mapped[Customer] = relationship(back_populates="phones")
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    ordered_on: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[float] = mapped_column(Money)
+    cost: Mapped[float] = mapped_column(Money, default=0.0)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.agent.value)
+    extension: Mapped[str | None] = mapped_column(String(32))
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Queue(Base):
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    wrap_up_s: Mapped[float | None] = mapped_column(Float)
+    sl_threshold_s: Mapped[int] = mapped_column(Integer, default=20)
+    sl_target: Mapped[float] = mapped_column(Float, default=0.8)
+
+
+class Call(Base):
+    """A call's persisted state, written before its event is acknowledged."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    ani: Mapped[str] = mapped_column(String(64), default="")
+    dnis: Mapped[str] = mapped_column(String(64), default="")
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    ivr: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    offered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    node_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ProcessedEvent(Base):
+    """Event ids already applied: a resent event is acknowledged, not applied twice."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(128), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Interaction(Base):
+    __tablename__ = "interactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    agent_ids: Mapped[list[Any]] = mapped_column(default=list)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
+    ani: Mapped[str] = mapped_column(String(64), default="")
+    ivr: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    offered_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    answered_at: Mapped[dt.datetime | None]
+    ended_at: Mapped[dt.datetime | None]
+    end_cause: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # answered | abandoned | failed
+    wait_s: Mapped[float | None] = mapped_column(Float)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    routing_reason: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    survey_score: Mapped[int | None] = mapped_column(Integer)
+    recording_path: Mapped[str | None] = mapped_column(String(1024))
+    transcript_status: Mapped[str] = mapped_column(String(16), default="none")
+    transcript_error: Mapped[str | None] = mapped_column(Text)
+    transcript: Mapped[list[Any] | None] = mapped_column(JSON)
+    complaint_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
+
+
+class Complaint(Base):
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
+    category: Mapped[str] = mapped_column(String(32), default="other")
+    state: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    source: Mapped[str] = mapped_column(String(16), default="agent")  # agent | detected
+    summary: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[list[Any]] = mapped_column(default=list)
+    cause_side: Mapped[str | None] = mapped_column(String(16))  # company | customer
+    resolution: Mapped[str | None] = mapped_column(Text)
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    assigned_agent_id: Mapped[int | None] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
+    sla_due_at: Mapped[dt.datetime | None]
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[dt.datetime | None]
+
+
+class ComplaintEvent(Base):
+    __tablename__ = "complaint_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    complaint_id: Mapped[int] = mapped_column(
+        ForeignKey("complaints.id", ondelete="CASCADE"), index=True
+    )
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AgentStateChange(Base):
+    __tablename__ = "agent_state_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ApiToken(Base):
+    """Issued tokens by id (JWT ``jti``), so logout and `token revoke` can revoke them."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(128))
+    remote: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

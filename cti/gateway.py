@@ -1,0 +1,108 @@
+"""`GET /ws/telephony`: the websocket edge for IVR/PBX integrations (protocol v1).
+
+Translates frames into CallService calls and domain errors into `error` frames.
+A bad frame never closes the connection; an oversized one does, as the
+websocket protocol requires (close code 1009).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from callcenter import appkeys, auth
+from callcenter.auth import AuthError
+from callcenter.models import Role
+from callcenter.web import bearer, json_error
+from callcenter.ws import Connection, error_frame
+from cti.calls import CallError
+from cti.schemas import StateSync, describe, inbound
+from routing.service import RoutingError
+
+log = logging.getLogger(__name__)
+
+
+async def telephony_ws(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[appkeys.SETTINGS]
+    token = bearer(request)
+    try:
+        if token is None:
+            raise AuthError("send Authorization: Bearer <telephony token>")
+        async with app[appkeys.SESSIONS]() as session:
+            principal = await auth.verify_token(session, settings.secret_key, token)
+    except AuthError as e:
+        return json_error(401, "unauthorized", str(e))
+    if principal.role is not Role.telephony:
+        return json_error(403, "forbidden", "this endpoint takes telephony tokens")
+
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=settings.max_frame_bytes)
+    await ws.prepare(request)
+    conn = Connection(ws, f"telephony {principal.name}")
+    conn.start()
+    channel = app[appkeys.KEYS].telephony_channel(principal.name)
+    bus = app[appkeys.BUS]
+    await bus.subscribe(channel, conn.send)
+    log.info("telephony integration %s connected", principal.name)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await _serve(app, conn, msg.data, principal.name)
+            elif msg.type is WSMsgType.BINARY:
+                conn.send(error_frame("bad_frame", "send JSON text frames, not binary"))
+            elif msg.type is WSMsgType.ERROR:
+                log.info("telephony %s: %s", principal.name, ws.exception())
+    finally:
+        await bus.unsubscribe(channel, conn.send)
+        await conn.close()
+        log.info("telephony integration %s disconnected", principal.name)
+    return ws
+
+
+async def _serve(app: web.Application, conn: Connection, data: str, integration: str) -> None:
+    try:
+        frame = inbound.validate_json(data)
+    except ValidationError as e:
+        conn.send(error_frame(_validation_code(e), describe(e.errors()), _event_id(data)))
+        return
+    if isinstance(frame, StateSync):
+        conn.send(await app[appkeys.CALLS].state_snapshot(integration))
+        return
+    try:
+        outcome = await app[appkeys.CALLS].handle(frame, integration)
+    except (CallError, RoutingError) as e:
+        log.debug("rejected %s for %s: %s", frame.type, frame.call_id, e)
+        conn.send(error_frame(e.code, str(e), frame.event_id))
+        return
+    conn.send(outcome.ack)
+    for reply in outcome.replies:
+        conn.send(reply)
+
+
+def _validation_code(error: ValidationError) -> str:
+    kinds = {e["type"] for e in error.errors()}
+    if "json_invalid" in kinds or "json_type" in kinds:
+        return "bad_json"
+    if kinds & {"union_tag_invalid", "union_tag_not_found"}:
+        return "unknown_type"
+    if "dict_type" in kinds or "model_type" in kinds:
+        return "bad_frame"  # valid JSON, but not an object
+    return "invalid_field"
+
+
+def _event_id(data: str) -> str | None:
+    """The event id of a rejected frame, when it can be read, so the PBX can match it."""
+    import orjson
+
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) and len(event_id) <= 200 else None
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ws/telephony", telephony_ws)

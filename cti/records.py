@@ -1,0 +1,60 @@
+"""What the call path writes to the system of record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callcenter.models import Call, Interaction, ProcessedEvent
+
+
+def at(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+async def event_seen(session: AsyncSession, event_id: str) -> bool:
+    return await session.get(ProcessedEvent, event_id) is not None
+
+
+def mark_event(session: AsyncSession, event_id: str, call_id: str, kind: str) -> None:
+    session.add(ProcessedEvent(event_id=event_id, call_id=call_id, type=kind))
+
+
+def create_call(session: AsyncSession, *, call_id: str, queue: str, ani: str, dnis: str,
+                customer_id: str | None, tier: str, ivr: dict[str, Any], offered_at: float,
+                node_id: str, integration: str) -> None:
+    when = at(offered_at)
+    session.add(Call(id=call_id, state="queued", queue=queue, ani=ani, dnis=dnis,
+                     customer_id=customer_id, tier=tier,
+                     ivr={**ivr, "_integration": integration},
+                     offered_at=when, node_id=node_id))
+    session.add(Interaction(call_id=call_id, customer_id=customer_id, queue=queue, tier=tier,
+                            ani=ani, ivr=ivr, offered_at=when))
+
+
+async def set_call(session: AsyncSession, call_id: str, **values: Any) -> None:
+    await session.execute(update(Call).where(Call.id == call_id).values(**values))
+
+
+async def set_interaction(session: AsyncSession, call_id: str, **values: Any) -> None:
+    await session.execute(
+        update(Interaction).where(Interaction.call_id == call_id).values(**values))
+
+
+async def interaction(session: AsyncSession, call_id: str) -> Interaction | None:
+    return await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
+
+
+async def add_agent(session: AsyncSession, call_id: str, agent_id: int,
+                    reason: dict[str, Any]) -> None:
+    record = await interaction(session, call_id)
+    if record is None:
+        return
+    record.agent_id = agent_id
+    if agent_id not in record.agent_ids:
+        record.agent_ids = [*record.agent_ids, agent_id]
+    record.routing_reason = reason
+    await set_call(session, call_id, state="ringing", agent_id=agent_id)

@@ -1,0 +1,489 @@
+"""The live call path: apply telephony and agent events to calls, route, notify.
+
+Each event is stored in the database before it is acknowledged, then applied to
+the shared Redis state; what other connections must hear goes out over the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callcenter.bus import Bus
+from callcenter.keys import Keys
+from callcenter.models import AgentStateChange, Call
+from callcenter.timers import Timer, Timers
+from crm import store as crm
+from cti import records
+from cti.calls import (
+    FINAL,
+    CallExists,
+    CallState,
+    NoSuchCall,
+    WrongAgent,
+    after_hangup,
+    check,
+)
+from cti.schemas import (
+    CallAnswered,
+    CallEnded,
+    CallOffered,
+    CallTransferred,
+    Frame,
+    RecordingReady,
+    SurveyResult,
+)
+from routing import engine
+from routing.engine import CallProfile
+from routing.service import Assignment, Router
+from routing.states import AgentState
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
+RecordingHandler = Callable[[str, str, int | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reply to one inbound event: the ack, then messages for the same connection."""
+
+    ack: dict[str, Any]
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CallService:
+    maker: async_sessionmaker[AsyncSession]
+    router: Router
+    timers: Timers
+    bus: Bus
+    keys: Keys
+    node_id: str
+    ring_timeout_s: float = 15.0
+    wrap_up_s: float = 30.0
+    wrap_up_by_queue: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    observers: list[Observer] = field(default_factory=list)
+    on_recording: RecordingHandler | None = None
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.router.store
+
+    # Inbound telephony events -------------------------------------------
+
+    async def handle(self, frame: Frame, integration: str) -> Outcome:
+        if await self.store.redis.exists(self.keys.event(frame.event_id)):
+            return Outcome(_ack(frame, duplicate=True))
+        handler = getattr(self, "_" + frame.type.replace(".", "_"))  # type: ignore[attr-defined]
+        try:
+            replies = await handler(frame, integration)
+        except IntegrityError:
+            # Another node stored this event id first.
+            return Outcome(_ack(frame, duplicate=True))
+        await self.store.redis.set(self.keys.event(frame.event_id), 1, ex=86400)
+        return Outcome(_ack(frame), replies or [])
+
+    async def _call_offered(self, frame: CallOffered, integration: str) -> list[dict]:
+        now = self.clock()
+        if await self.store.call(frame.call_id):
+            raise CallExists(frame.call_id)
+        ivr = frame.ivr.model_dump(exclude_none=True)
+        async with self.maker() as session, session.begin():
+            if await records.event_seen(session, frame.event_id):
+                return []
+            customer = await crm.find_customer_by_phone(session, frame.ani)
+            profile = await crm.customer_profile(session, customer.id) if customer else None
+            sticky = await crm.last_good_agent(session, customer.id) if customer else None
+            tier = customer.tier if customer else engine.DEFAULT_TIER
+            records.create_call(
+                session, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
+                dnis=frame.dnis, customer_id=customer.id if customer else None, tier=tier,
+                ivr=ivr, offered_at=now, node_id=self.node_id, integration=integration)
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+        call = CallProfile(
+            call_id=frame.call_id, queue=frame.queue, tier=tier,
+            queue_skills=self.router.queues.get(frame.queue, ()),
+            sticky_agent_id=sticky,
+            sticky_agent_working=await self.router.sticky_working(sticky),
+            open_complaint=bool(profile and profile["open_complaints"]),
+            intent_skill=ivr.get("intent"))
+        pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
+               "tier": tier, "queue": frame.queue}
+        rings, assignment = await self.router.offer(
+            call, now, now, integration=integration, ani=frame.ani,
+            customer_id=call_id_or_blank(profile), pop=orjson.dumps(pop).decode())
+        await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
+                                            "tier": tier})
+        if assignment is not None:
+            return [await self._dispatch(assignment, integration, reply=True)]
+        await self._schedule_widening(frame.call_id, rings, now, now)
+        return [await self._queued_notice(frame.call_id)]
+
+    async def _call_answered(self, frame: CallAnswered, integration: str) -> list[dict]:
+        now = self.clock()
+        call = await self._live(frame.call_id)
+        check(frame.call_id, call["state"], frame.type)
+        if call.get("agent_id") != str(frame.agent_id):
+            raise WrongAgent(frame.call_id, _int(call.get("agent_id")), frame.agent_id)
+        async with self.maker() as session, session.begin():
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.set_call(session, frame.call_id, state=CallState.connected.value)
+            await records.set_interaction(session, frame.call_id, answered_at=records.at(now),
+                                          wait_s=now - float(call["offered_at"]))
+        ok, state = await self.store.call_cas(frame.call_id, ["ringing"], "connected",
+                                              answered_at=now)
+        if not ok:
+            check(frame.call_id, state, frame.type)
+        await self.timers.cancel(Timer("rona", frame.call_id, str(frame.agent_id)))
+        await self.store.make_unavailable(frame.agent_id, AgentState.on_call, "", now,
+                                          force=True)
+        await self.store.set_agent_fields(frame.agent_id, call_id=frame.call_id)
+        await self._to_agent(frame.agent_id, {"type": "call.connected", "call_id": frame.call_id})
+        await self._agent_state_event(frame.agent_id)
+        await self._notify("call.answered", {**call, "answered_at": now})
+        return []
+
+    async def _call_ended(self, frame: CallEnded, integration: str) -> list[dict]:
+        now = self.clock()
+        call = await self._live(frame.call_id)
+        state = check(frame.call_id, call["state"], frame.type)
+        final = after_hangup(state)
+        outcome = "failed" if frame.cause == "failed" else (
+            "answered" if final is CallState.wrap_up else "abandoned")
+        agent_id = _int(call.get("agent_id"))
+        offered = float(call["offered_at"])
+        async with self.maker() as session, session.begin():
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.set_call(session, frame.call_id, state=final.value)
+            values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
+                                      "outcome": outcome}
+            if final is CallState.wrap_up:
+                values["talk_s"] = now - float(call.get("answered_at") or now)
+            else:
+                values["wait_s"] = now - offered
+            await records.set_interaction(session, frame.call_id, **values)
+        ok, current = await self.store.call_cas(
+            frame.call_id, [state.value], final.value, ended_at=now, end_cause=frame.cause)
+        if not ok:
+            check(frame.call_id, current, frame.type)
+        if final is CallState.wrap_up and agent_id is not None:
+            await self._start_wrap_up(agent_id, frame.call_id, call["queue"], now)
+        else:
+            await self._abandon(call, agent_id, now)
+        await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
+                                          "final": final.value})
+        return []
+
+    async def _call_transferred(self, frame: CallTransferred, integration: str) -> list[dict]:
+        now = self.clock()
+        call = await self._live(frame.call_id)
+        check(frame.call_id, call["state"], frame.type)
+        queue = frame.to_queue or call["queue"]
+        rings = engine.rings_for(CallProfile(
+            call_id=frame.call_id, queue=queue, tier=call.get("tier", "standard"),
+            sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
+        ), self.router.policy)
+        previous_agent = _int(call.get("agent_id"))
+        async with self.maker() as session, session.begin():
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.set_call(session, frame.call_id, state="queued", queue=queue,
+                                   agent_id=None)
+        score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
+        # A transferred call keeps its place in time: it was offered long ago.
+        score = min(score, float(call["score"]))
+        ok = await self.store.requeue(frame.call_id, queue, score, rings, ["connected"],
+                                      offered_at=now, transferred_from=previous_agent or "")
+        if not ok:
+            check(frame.call_id, (await self._live(frame.call_id))["state"], frame.type)
+        if previous_agent is not None:
+            await self._start_wrap_up(previous_agent, frame.call_id, call["queue"], now)
+        assignment = await self.router.route_call(frame.call_id, now)
+        if assignment is not None:
+            return [await self._dispatch(assignment, integration, reply=True)]
+        await self._schedule_widening(frame.call_id, rings, now, now)
+        return [await self._queued_notice(frame.call_id)]
+
+    async def _recording_ready(self, frame: RecordingReady, integration: str) -> list[dict]:
+        state, customer_id = await self._any_state(frame.call_id)
+        check(frame.call_id, state, frame.type)
+        async with self.maker() as session, session.begin():
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.set_interaction(session, frame.call_id, recording_path=frame.path,
+                                          transcript_status="pending")
+        if self.on_recording is not None:
+            await self.on_recording(frame.call_id, frame.path, None)
+        return []
+
+    async def _survey_result(self, frame: SurveyResult, integration: str) -> list[dict]:
+        state, _ = await self._any_state(frame.call_id)
+        check(frame.call_id, state, frame.type)
+        async with self.maker() as session, session.begin():
+            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.set_interaction(session, frame.call_id, survey_score=frame.score)
+        await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
+        return []
+
+    # Agent events -------------------------------------------------------
+
+    async def set_agent_state(self, agent_id: int, state: AgentState, reason: str) -> None:
+        now = self.clock()
+        assignment = await self.router.set_state(agent_id, state, reason, now)
+        await self._record_agent_state(agent_id)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+
+    async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
+                          notes: str) -> None:
+        call = await self._live(call_id)
+        check(call_id, call["state"], "wrapup.done")
+        if call.get("agent_id") != str(agent_id) and call.get("wrap_agent") != str(agent_id):
+            raise WrongAgent(call_id, _int(call.get("agent_id")), agent_id)
+        async with self.maker() as session, session.begin():
+            await records.set_interaction(session, call_id, disposition=disposition,
+                                          notes=notes)
+        await self._finish_wrap_up(agent_id, call_id, self.clock())
+
+    async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
+        """What a (re)connecting console needs at once: its state and its current call."""
+        agent = await self.store.agent(agent_id)
+        messages = [_agent_state_message(agent_id, agent)]
+        call_id = agent.get("call_id")
+        if call_id:
+            call = await self.store.call(call_id)
+            if call and call.get("pop"):
+                messages.append(_screen_pop(call, orjson.loads(call.get("reason") or "{}")))
+                if call.get("state") == CallState.connected.value:
+                    messages.append({"type": "call.connected", "call_id": call_id})
+                if call.get("state") == CallState.wrap_up.value:
+                    messages.append({"type": "call.ended", "call_id": call_id,
+                                     "wrap_up_until": float(call.get("wrap_until") or 0)})
+        return messages
+
+    async def state_snapshot(self, integration: str) -> dict[str, Any]:
+        calls = [c for c in await self.store.live_calls() if c.get("integration") == integration]
+        return {"type": "state.snapshot", "calls": [
+            {"call_id": c["id"], "state": c["state"], "queue": c.get("queue"),
+             "agent_id": _int(c.get("agent_id"))} for c in calls]}
+
+    # Timers -------------------------------------------------------------
+
+    async def on_timer(self, timer: Timer) -> None:
+        now = self.clock()
+        if timer.kind == "rona":
+            await self._ring_no_answer(timer.ident, int(timer.token), now)
+        elif timer.kind == "wrapup":
+            call_id = timer.token
+            await self._finish_wrap_up(int(timer.ident), call_id, now)
+        elif timer.kind == "widen":
+            assignment = await self.router.route_call(timer.ident, now)
+            if assignment is not None:
+                await self._dispatch(assignment, None)
+            else:
+                call = await self.store.call(timer.ident)
+                if call.get("state") == "queued":
+                    await self._schedule_widening(timer.ident,
+                                                  list(engine.decode_rings(call["rings"])),
+                                                  float(call["offered_at"]), now)
+
+    async def _ring_no_answer(self, call_id: str, agent_id: int, now: float) -> None:
+        call = await self.store.call(call_id)
+        if call.get("state") != "ringing" or call.get("agent_id") != str(agent_id):
+            log.debug("ring timeout for %s after it moved on", call_id)
+            return
+        ok = await self.store.requeue(call_id, call["queue"], float(call["score"]), None,
+                                      ["ringing"])
+        if not ok:
+            return
+        await self.store.make_unavailable(agent_id, AgentState.not_ready, "missed", now,
+                                          force=True)
+        await self.store.set_agent_fields(agent_id, call_id="")
+        async with self.maker() as session, session.begin():
+            await records.set_call(session, call_id, state="queued", agent_id=None)
+        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call_id,
+                                        "reason": "ring_no_answer"})
+        await self._record_agent_state(agent_id)
+        await self._notify("call.rona", {"call_id": call_id, "agent_id": agent_id})
+        assignment = await self.router.route_call(call_id, now)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+        else:
+            await self.bus.publish(self.keys.telephony_channel(call["integration"]),
+                                   await self._queued_notice(call_id))
+
+    # Internals ----------------------------------------------------------
+
+    async def _dispatch(self, a: Assignment, integration: str | None,
+                        reply: bool = False) -> dict[str, Any]:
+        """A call was given to an agent: ring its phone, pop its screen, start the clock."""
+        now = self.clock()
+        reason = a.reason()
+        await self.store.redis.hset(self.keys.call(a.call_id), "reason",
+                                    orjson.dumps(reason).decode())
+        call = await self.store.call(a.call_id)
+        agent = await self.store.agent(a.agent_id)
+        await self.timers.schedule(Timer("rona", a.call_id, str(a.agent_id)),
+                                   now + self.ring_timeout_s)
+        await self._to_agent(a.agent_id, _screen_pop(call, reason))
+        connect = {"type": "route.connect", "call_id": a.call_id, "agent_id": a.agent_id,
+                   "extension": agent.get("extension", "")}
+        if not reply:
+            await self.bus.publish(self.keys.telephony_channel(call["integration"]), connect)
+        async with self.maker() as session, session.begin():
+            await records.add_agent(session, a.call_id, a.agent_id, reason)
+        await self._agent_state_event(a.agent_id)
+        await self._notify("call.routed", {**call, "reason": reason})
+        return connect
+
+    async def _queued_notice(self, call_id: str) -> dict[str, Any]:
+        call = await self.store.call(call_id)
+        position = await self.store.position(call_id, call["queue"]) or 1
+        aht = float(await self.store.redis.hget(self.keys.stats, "aht") or 180.0)
+        staffed = max(1, await self.store.pool_size(engine.queue_pool(call["queue"])))
+        await self.store.redis.hset(self.keys.call(call_id), "announced_position", position)
+        return {"type": "route.queued", "call_id": call_id, "queue": call["queue"],
+                "position": position, "estimated_wait_s": round(position * aht / staffed)}
+
+    async def _schedule_widening(self, call_id: str, rings: list[engine.Ring],
+                                 offered_at: float, now: float) -> None:
+        opens = engine.next_widening_s(rings, now - offered_at)
+        if opens is not None:
+            await self.timers.schedule(Timer("widen", call_id), offered_at + opens)
+
+    async def _start_wrap_up(self, agent_id: int, call_id: str, queue: str, now: float) -> None:
+        until = now + self.wrap_up_by_queue.get(queue, self.wrap_up_s)
+        await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", now, force=True)
+        await self.store.set_agent_fields(agent_id, call_id=call_id)
+        await self.store.redis.hset(self.keys.call(call_id), mapping={
+            "wrap_until": until, "wrap_agent": agent_id})
+        await self.timers.schedule(Timer("wrapup", str(agent_id), call_id), until)
+        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call_id,
+                                        "wrap_up_until": until})
+        await self._record_agent_state(agent_id)
+
+    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float) -> None:
+        agent = await self.store.agent(agent_id)
+        if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
+            return  # wrap-up already finished by the agent or the timer
+        await self.timers.cancel(Timer("wrapup", str(agent_id), call_id))
+        call = await self.store.call(call_id)
+        if call.get("state") == CallState.wrap_up.value:
+            await self._end_call(call, now)
+        after = agent.get("after_wrap") or AgentState.available.value
+        await self.store.set_agent_fields(agent_id, call_id="", after_wrap="")
+        if after == AgentState.available.value:
+            await self.store.make_available(agent_id, now)
+            assignment = await self.router.route_agent(agent_id, now)
+        else:
+            await self.store.make_unavailable(agent_id, AgentState(after),
+                                              agent.get("after_wrap_reason", ""), now)
+            assignment = None
+        await self._record_agent_state(agent_id)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+
+    async def _end_call(self, call: dict[str, str], now: float) -> None:
+        async with self.maker() as session, session.begin():
+            await records.set_call(session, call["id"], state=CallState.ended.value)
+        talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
+        handle = now - float(call.get("answered_at") or now)
+        await self._update_aht(handle)
+        await self.store.drop_call(call["id"], call["queue"])
+        await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})
+
+    async def _abandon(self, call: dict[str, str], agent_id: int | None, now: float) -> None:
+        await self.store.drop_call(call["id"], call["queue"])
+        if agent_id is None:
+            return
+        await self.timers.cancel(Timer("rona", call["id"], str(agent_id)))
+        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call["id"],
+                                        "reason": "caller_hangup"})
+        await self.store.set_agent_fields(agent_id, call_id="")
+        await self.store.make_available(agent_id, now)
+        await self._record_agent_state(agent_id)
+        assignment = await self.router.route_agent(agent_id, now)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+
+    async def _update_aht(self, handle_s: float) -> None:
+        # An exponentially weighted average: recent calls count most for queue estimates.
+        old = float(await self.store.redis.hget(self.keys.stats, "aht") or handle_s)
+        await self.store.redis.hset(self.keys.stats, "aht", round(0.9 * old + 0.1 * handle_s, 2))
+
+    async def _live(self, call_id: str) -> dict[str, str]:
+        call = await self.store.call(call_id)
+        if call:
+            return call
+        state, _ = await self._any_state(call_id)
+        return {"id": call_id, "state": state}
+
+    async def _any_state(self, call_id: str) -> tuple[str, str | None]:
+        """A call's state from Redis while live, else from the record of a finished call."""
+        call = await self.store.call(call_id)
+        if call:
+            return call["state"], call.get("customer_id") or None
+        async with self.maker() as session:
+            row = await session.get(Call, call_id)
+        if row is None:
+            raise NoSuchCall(call_id)
+        return row.state, row.customer_id
+
+    async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
+        await self.bus.publish(self.keys.agent_channel(agent_id), message)
+
+    async def _agent_state_event(self, agent_id: int) -> None:
+        agent = await self.store.agent(agent_id)
+        message = _agent_state_message(agent_id, agent)
+        await self._to_agent(agent_id, message)
+        await self._notify("agent.state", message)
+
+    async def _record_agent_state(self, agent_id: int) -> None:
+        await self._agent_state_event(agent_id)
+        agent = await self.store.agent(agent_id)
+        async with self.maker() as session, session.begin():
+            session.add(AgentStateChange(
+                agent_id=agent_id, state=agent.get("state", "logged_out"),
+                reason=agent.get("reason") or None))
+
+    async def _notify(self, name: str, data: dict[str, Any]) -> None:
+        for observer in self.observers:
+            try:
+                await observer(name, data)
+            except Exception:
+                log.exception("observer failed on %s", name)
+
+
+def _ack(frame: Frame, duplicate: bool = False) -> dict[str, Any]:
+    return {"type": "ack", "event_id": frame.event_id, "duplicate": duplicate}
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def call_id_or_blank(profile: dict[str, Any] | None) -> str:
+    return profile["id"] if profile else ""
+
+
+def _screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
+    pop = orjson.loads(call["pop"])
+    return {"type": "screen_pop", **pop, "routing_reason": reason,
+            "new_caller": pop.get("customer") is None}
+
+
+def _agent_state_message(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:
+    return {"type": "agent.state", "agent_id": agent_id,
+            "state": agent.get("state", AgentState.logged_out.value),
+            "reason": agent.get("reason") or None, "since": float(agent.get("since") or 0),
+            "call_id": agent.get("call_id") or None}
+
+
+__all__ = ["CallService", "Outcome", "FINAL"]

@@ -1,0 +1,170 @@
+"""Routing decisions: pure functions, no I/O, so they can be unit-tested and simulated.
+
+Priority. Each waiting call has a score, and the lowest score is served first::
+
+    score = offered_at - boost[tier]
+
+i.e. a call of a higher tier is treated as if it had arrived ``boost`` seconds
+earlier. Waiting ages every call at the same rate, so a call can be overtaken
+only by calls offered less than ``boost[top] - boost[its tier]`` seconds after
+it: no tier starves, and the extra wait a lower tier can suffer is bounded.
+Scores never change while a call waits, so a Redis sorted set keeps the order.
+
+Agent choice (bullseye). A call gets rings of agent pools, innermost first,
+each opening after the previous ones have been tried for their hold time:
+
+1. sticky: the agent who last served this customer well, when that agent is
+   working (ringing, on a call, in wrap-up or available) — hold ``sticky_wait_s``;
+2. complaints: complaint-skilled or senior agents, for a caller with an open
+   complaint — hold ``complaint_wait_s``;
+3. intent: agents with the skill named by the IVR intent — hold ``intent_wait_s``;
+4. queue: every agent who has all of the queue's skills.
+
+Open rings stay open (the bullseye widens, it does not move), and the innermost
+open ring with an available agent wins; within a pool the longest-idle agent wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_TIER = "standard"
+TIERS = ("vip", "gold", "standard", "low")
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    tier_boost_s: Mapping[str, float] = field(
+        default_factory=lambda: {"vip": 120.0, "gold": 60.0, "standard": 0.0, "low": -30.0}
+    )
+    sticky_wait_s: Mapping[str, float] = field(
+        default_factory=lambda: {"vip": 20.0, "gold": 12.0, "standard": 6.0, "low": 0.0}
+    )
+    complaint_wait_s: float = 45.0
+    intent_wait_s: float = 15.0
+    senior_level: int = 3
+    complaint_skill: str = "complaints"
+
+    def boost(self, tier: str) -> float:
+        return self.tier_boost_s.get(tier, 0.0)
+
+
+@dataclass(frozen=True)
+class Ring:
+    pool: str
+    opens_after_s: float
+    rule: str
+
+
+@dataclass(frozen=True)
+class CallProfile:
+    """What routing knows about a call when it is offered."""
+
+    call_id: str
+    queue: str
+    tier: str = DEFAULT_TIER
+    queue_skills: tuple[str, ...] = ()
+    sticky_agent_id: int | None = None
+    sticky_agent_working: bool = False
+    open_complaint: bool = False
+    intent_skill: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    agent_id: int
+    skills: frozenset[str] = frozenset()
+    level: int = 1
+
+
+def priority_score(offered_at: float, tier: str, policy: RoutingPolicy) -> float:
+    return offered_at - policy.boost(tier)
+
+
+def agent_pool(agent_id: int) -> str:
+    return f"agent:{agent_id}"
+
+
+def queue_pool(queue: str) -> str:
+    return f"queue:{queue}"
+
+
+def serves(agent: AgentProfile, queue_skills: Iterable[str]) -> bool:
+    return set(queue_skills) <= agent.skills
+
+
+def pools_of(agent: AgentProfile, queues: Mapping[str, Sequence[str]],
+             policy: RoutingPolicy) -> list[str]:
+    """Every pool an available agent belongs to."""
+    pools = [agent_pool(agent.agent_id)]
+    pools += [f"skill:{skill}" for skill in sorted(agent.skills)]
+    if policy.complaint_skill in agent.skills or agent.level >= policy.senior_level:
+        pools.append("complaints")
+    pools += [queue_pool(q) for q, skills in sorted(queues.items()) if serves(agent, skills)]
+    return pools
+
+
+def rings_for(call: CallProfile, policy: RoutingPolicy) -> list[Ring]:
+    rings: list[Ring] = []
+    opens = 0.0
+    if call.sticky_agent_id is not None and call.sticky_agent_working:
+        rings.append(Ring(agent_pool(call.sticky_agent_id), opens, "sticky_agent"))
+        opens += policy.sticky_wait_s.get(call.tier, 0.0)
+    if call.open_complaint:
+        rings.append(Ring("complaints", opens, "open_complaint"))
+        opens += policy.complaint_wait_s
+    if call.intent_skill:
+        rings.append(Ring(f"skill:{call.intent_skill}", opens, "ivr_intent"))
+        opens += policy.intent_wait_s
+    rings.append(Ring(queue_pool(call.queue), opens, "queue"))
+    return rings
+
+
+def open_rings(rings: Sequence[Ring], waited_s: float) -> list[Ring]:
+    return [ring for ring in rings if ring.opens_after_s <= waited_s]
+
+
+def next_widening_s(rings: Sequence[Ring], waited_s: float) -> float | None:
+    """Seconds after the offer when the next ring opens, or None if all are open."""
+    later = [ring.opens_after_s for ring in rings if ring.opens_after_s > waited_s]
+    return min(later) if later else None
+
+
+def matching_ring(agent_pools: Iterable[str], rings: Sequence[Ring],
+                  waited_s: float) -> Ring | None:
+    """The innermost open ring of a call that this agent is in, if any."""
+    pools = set(agent_pools)
+    return next((r for r in open_rings(rings, waited_s) if r.pool in pools), None)
+
+
+@dataclass(frozen=True)
+class WaitingCall:
+    call_id: str
+    score: float
+    offered_at: float
+    rings: tuple[Ring, ...]
+    queue: str = "default"
+
+
+def best_call_for(agent_pools: Iterable[str], waiting: Iterable[WaitingCall],
+                  now: float) -> tuple[WaitingCall, Ring] | None:
+    """The first call, in priority order, whose open rings include this agent."""
+    pools = set(agent_pools)
+    for call in sorted(waiting, key=lambda c: (c.score, c.call_id)):
+        ring = matching_ring(pools, call.rings, now - call.offered_at)
+        if ring is not None:
+            return call, ring
+    return None
+
+
+def encode_rings(rings: Sequence[Ring]) -> str:
+    return ";".join(f"{r.pool}|{r.opens_after_s:g}|{r.rule}" for r in rings)
+
+
+def decode_rings(text: str) -> tuple[Ring, ...]:
+    rings = []
+    for part in filter(None, text.split(";")):
+        pool, opens, rule = part.split("|")
+        rings.append(Ring(pool, float(opens), rule))
+    return tuple(rings)

@@ -1,0 +1,151 @@
+"""The router: engine decisions carried out on the shared Redis state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing import engine
+from routing.engine import AgentProfile, CallProfile, RoutingPolicy
+from routing.states import SELECTABLE, WORKING, AgentState
+from routing.store import RoutingStore
+
+log = logging.getLogger(__name__)
+
+# How many waiting calls per queue an agent who frees up looks at. Calls deeper in
+# a queue are behind calls this agent may take, so the scan stays short.
+SCAN_DEPTH = 32
+
+
+class RoutingError(Exception):
+    code = "routing_error"
+
+
+class AgentBusy(RoutingError):
+    code = "agent_busy"
+
+    def __init__(self, agent_id: int, state: str) -> None:
+        super().__init__(f"agent {agent_id} is {state} and cannot change state now")
+
+
+class UnknownAgent(RoutingError):
+    code = "unknown_agent"
+
+    def __init__(self, agent_id: int) -> None:
+        super().__init__(f"agent {agent_id} is not logged in to routing")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    call_id: str
+    agent_id: int
+    rule: str
+    pool: str
+    waited_s: float
+    tier: str
+    score: float
+
+    def reason(self) -> dict[str, Any]:
+        """Why this agent: stored on the interaction and shown to the agent."""
+        return {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
+                "tier": self.tier, "agent_id": self.agent_id}
+
+
+@dataclass
+class Router:
+    store: RoutingStore
+    policy: RoutingPolicy = field(default_factory=RoutingPolicy)
+    queues: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"default": ()})
+
+    def set_queues(self, queues: Mapping[str, Sequence[str]]) -> None:
+        self.queues = {name: tuple(skills) for name, skills in queues.items()}
+        self.queues.setdefault("default", ())
+
+    async def register_agent(self, agent: AgentProfile, **fields: str | int | float) -> None:
+        pools = engine.pools_of(agent, self.queues, self.policy)
+        await self.store.register_agent(agent.agent_id, pools, {
+            "skills": ",".join(sorted(agent.skills)), "level": agent.level, **fields})
+
+    async def set_state(self, agent_id: int, state: AgentState, reason: str, now: float,
+                        ) -> Assignment | None:
+        """An agent's own state change; going available may hand it a waiting call."""
+        if state not in SELECTABLE:
+            raise ValueError(f"{state.value} is not a state an agent can choose")
+        current = await self.store.agent(agent_id)
+        if not current:
+            raise UnknownAgent(agent_id)
+        if current.get("state") == AgentState.wrap_up.value and current.get("call_id"):
+            # Wrap-up finishes first; the chosen state applies after it.
+            await self.store.set_agent_fields(agent_id, after_wrap=state.value,
+                                              after_wrap_reason=reason)
+            return None
+        if state is AgentState.available:
+            ok, previous = await self.store.make_available(agent_id, now)
+        else:
+            ok, previous = await self.store.make_unavailable(agent_id, state, reason, now)
+        if not ok:
+            raise AgentBusy(agent_id, previous)
+        return await self.route_agent(agent_id, now) if state is AgentState.available else None
+
+    async def sticky_working(self, agent_id: int | None) -> bool:
+        if agent_id is None:
+            return False
+        row = await self.store.agent(agent_id)
+        return row.get("state") in {s.value for s in WORKING}
+
+    async def offer(self, call: CallProfile, offered_at: float, now: float,
+                    **fields: str | int | float) -> tuple[list[engine.Ring], Assignment | None]:
+        rings = engine.rings_for(call, self.policy)
+        score = engine.priority_score(offered_at, call.tier, self.policy)
+        await self.store.enqueue(call.call_id, call.queue, score, rings, {
+            "offered_at": offered_at, "tier": call.tier, **fields})
+        return rings, await self.route_call(call.call_id, now)
+
+    async def route_call(self, call_id: str, now: float) -> Assignment | None:
+        """Give a waiting call to the best available agent of its open rings."""
+        call = await self.store.call(call_id)
+        if call.get("state") != "queued":
+            return None
+        rings = engine.decode_rings(call["rings"])
+        waited = now - float(call["offered_at"])
+        opened = engine.open_rings(rings, waited)
+        reservation = await self.store.reserve(call_id, call["queue"], now,
+                                               pools=[r.pool for r in opened])
+        if reservation is None:
+            return None
+        ring = next(r for r in opened if r.pool == reservation.pool)
+        return Assignment(call_id, reservation.agent_id, ring.rule, ring.pool, waited,
+                          call.get("tier", engine.DEFAULT_TIER), float(call["score"]))
+
+    async def route_agent(self, agent_id: int, now: float) -> Assignment | None:
+        """Give a newly available agent the best waiting call it may take."""
+        for _ in range(3):  # another node may win a call we chose; look again
+            agent = await self.store.agent(agent_id)
+            if agent.get("state") != AgentState.available.value:
+                return None
+            pools = agent.get("pools", "").split(";")
+            queues = [p.removeprefix("queue:") for p in pools if p.startswith("queue:")]
+            heads = await self.store.waiting_heads(queues, SCAN_DEPTH)
+            best = engine.best_call_for(pools, heads, now)
+            if best is None:
+                return None
+            call, ring = best
+            reservation = await self.store.reserve(call.call_id, call.queue, now,
+                                                   agent_id=agent_id)
+            if reservation is not None:
+                tier = (await self.store.call(call.call_id)).get("tier", engine.DEFAULT_TIER)
+                return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
+                                  now - call.offered_at, tier, call.score)
+        return None
+
+    async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:
+        """Try the head of a queue again (a ring opened, or agents freed up)."""
+        assignments = []
+        for call in await self.store.waiting_heads([queue], limit):
+            assignment = await self.route_call(call.call_id, now)
+            if assignment is not None:
+                assignments.append(assignment)
+        return assignments
+

@@ -1,0 +1,250 @@
+"""Live routing state in Redis: agents, pools of available agents, waiting calls.
+
+Every change that must not race between nodes is one Lua script, so no agent
+is ever given two calls and no call two agents, whichever node routes. Time is
+always passed in (``now``), never read here, so a simulator can drive the same
+code on a virtual clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from callcenter.keys import Keys
+from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
+from routing.states import AgentState
+
+# KEYS: agent hash, ARGV: now, agent prefix for pools. Adds the agent to its pools.
+_MAKE_AVAILABLE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'ringing' or state == 'on_call' then return {0, state} end
+if not state then return {0, 'unknown'} end
+local pools = redis.call('HGET', KEYS[1], 'pools') or ''
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'state', 'available', 'reason', '', 'since', ARGV[1],
+           'idle_since', ARGV[1], 'call_id', '', 'after_wrap', '')
+for pool in string.gmatch(pools, '[^;]+') do
+  redis.call('ZADD', ARGV[2] .. pool, ARGV[1], id)
+end
+return {1, state}
+"""
+
+# KEYS: agent hash; ARGV: new state, reason, now, pool prefix, force ("1" to leave a call).
+_MAKE_UNAVAILABLE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'unknown'} end
+if (state == 'ringing' or state == 'on_call') and ARGV[5] ~= '1' then return {0, state} end
+local pools = redis.call('HGET', KEYS[1], 'pools') or ''
+local id = redis.call('HGET', KEYS[1], 'id')
+for pool in string.gmatch(pools, '[^;]+') do
+  redis.call('ZREM', ARGV[4] .. pool, id)
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
+return {1, state}
+"""
+
+# Reserve one agent for one call, atomically.
+# KEYS: call hash, waiting set of the call's queue, then candidate pool keys in order.
+# ARGV: now, agent key prefix, pool key prefix, agent id ("" = take the first pool member).
+_RESERVE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0, 'call_not_queued'} end
+local function take(agent_id)
+  local akey = ARGV[2] .. agent_id
+  if redis.call('HGET', akey, 'state') ~= 'available' then return false end
+  local pools = redis.call('HGET', akey, 'pools') or ''
+  for pool in string.gmatch(pools, '[^;]+') do
+    redis.call('ZREM', ARGV[3] .. pool, agent_id)
+  end
+  local call_id = redis.call('HGET', KEYS[1], 'id')
+  redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', ARGV[1], 'call_id', call_id)
+  redis.call('HSET', KEYS[1], 'state', 'ringing', 'agent_id', agent_id, 'ring_started', ARGV[1])
+  redis.call('ZREM', KEYS[2], call_id)
+  return true
+end
+if ARGV[4] ~= '' then
+  if take(ARGV[4]) then return {1, ARGV[4], ''} end
+  return {0, 'agent_not_available'}
+end
+for i = 3, #KEYS do
+  local first = redis.call('ZRANGE', KEYS[i], 0, 0)
+  if first[1] then
+    if take(first[1]) then return {1, first[1], KEYS[i]} end
+    -- a stale member: drop it so the next decision does not trip over it
+    redis.call('ZREM', KEYS[i], first[1])
+  end
+end
+return {0, 'no_agent'}
+"""
+
+# Compare-and-set a call's state. KEYS: call hash; ARGV: expected states (";"), new state,
+# then field/value pairs.
+_CALL_CAS = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'unknown'} end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
+if not ok then return {0, state} end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {1, state}
+"""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    agent_id: int
+    pool: str
+
+
+class RoutingStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._make_available = redis.register_script(_MAKE_AVAILABLE)
+        self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
+        self._reserve = redis.register_script(_RESERVE)
+        self._call_cas = redis.register_script(_CALL_CAS)
+
+    @property
+    def _agent_prefix(self) -> str:
+        return self.keys.agent("")
+
+    @property
+    def _pool_prefix(self) -> str:
+        return self.keys.pool("")
+
+    # Agents -------------------------------------------------------------
+
+    async def register_agent(self, agent_id: int, pools: Iterable[str],
+                             fields: Mapping[str, str | int | float]) -> None:
+        """Create or refresh an agent's live record; a new agent starts logged out."""
+        key = self.keys.agent(agent_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"id": agent_id, "pools": ";".join(pools), **fields})
+            pipe.hsetnx(key, "state", AgentState.logged_out.value)
+            pipe.sadd(self.keys.agents, agent_id)
+            await pipe.execute()
+
+    async def agent(self, agent_id: int) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.agent(agent_id))
+
+    async def agents(self) -> list[dict[str, str]]:
+        ids = await self.redis.smembers(self.keys.agents)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.hgetall(self.keys.agent(agent_id))
+            rows = await pipe.execute()
+        return [row for row in rows if row]
+
+    async def make_available(self, agent_id: int, now: float) -> tuple[bool, str]:
+        ok, previous = await self._make_available(
+            keys=[self.keys.agent(agent_id)], args=[now, self._pool_prefix])
+        return bool(ok), previous
+
+    async def make_unavailable(self, agent_id: int, state: AgentState, reason: str,
+                               now: float, *, force: bool = False) -> tuple[bool, str]:
+        ok, previous = await self._make_unavailable(
+            keys=[self.keys.agent(agent_id)],
+            args=[state.value, reason, now, self._pool_prefix, "1" if force else "0"])
+        return bool(ok), previous
+
+    async def set_agent_fields(self, agent_id: int, **fields: str | int | float) -> None:
+        await self.redis.hset(self.keys.agent(agent_id), mapping=fields)
+
+    async def pool_size(self, pool: str) -> int:
+        return await self.redis.zcard(self.keys.pool(pool))
+
+    # Calls --------------------------------------------------------------
+
+    async def enqueue(self, call_id: str, queue: str, score: float, rings: list[Ring],
+                      fields: Mapping[str, str | int | float]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.call(call_id), mapping={
+                "id": call_id, "queue": queue, "score": score, "rings": encode_rings(rings),
+                "state": "queued", **fields})
+            pipe.zadd(self.keys.waiting(queue), {call_id: score})
+            pipe.sadd(self.keys.calls, call_id)
+            pipe.sadd(self.keys.queues, queue)
+            await pipe.execute()
+
+    async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
+                      expected: Iterable[str], **fields: str | int | float) -> bool:
+        """Put a ringing or connected call back in a queue (RONA, transfer)."""
+        extra = {"queue": queue, "score": score, "agent_id": "", **fields}
+        if rings is not None:
+            extra["rings"] = encode_rings(rings)
+        ok, _ = await self.call_cas(call_id, expected, "queued", **extra)
+        if ok:
+            await self.redis.zadd(self.keys.waiting(queue), {call_id: score})
+            await self.redis.sadd(self.keys.queues, queue)
+        return ok
+
+    async def call(self, call_id: str) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.call(call_id))
+
+    async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str,
+                       **fields: str | int | float) -> tuple[bool, str]:
+        args: list[str | int | float] = [";".join(expected), new_state]
+        for name, value in fields.items():
+            args += [name, value]
+        ok, previous = await self._call_cas(keys=[self.keys.call(call_id)], args=args)
+        return bool(ok), previous
+
+    async def drop_call(self, call_id: str, queue: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.waiting(queue), call_id)
+            pipe.srem(self.keys.calls, call_id)
+            pipe.delete(self.keys.call(call_id))
+            await pipe.execute()
+
+    async def reserve(self, call_id: str, queue: str, now: float, *,
+                      pools: Iterable[str] = (), agent_id: int | None = None,
+                      ) -> Reservation | None:
+        keys = [self.keys.call(call_id), self.keys.waiting(queue)]
+        keys += [self.keys.pool(p) for p in pools]
+        result = await self._reserve(keys=keys, args=[
+            now, self._agent_prefix, self._pool_prefix, "" if agent_id is None else agent_id])
+        if not result[0]:
+            return None
+        pool = result[2].removeprefix(self._pool_prefix) if result[2] else f"agent:{result[1]}"
+        return Reservation(int(result[1]), pool)
+
+    async def position(self, call_id: str, queue: str) -> int | None:
+        rank = await self.redis.zrank(self.keys.waiting(queue), call_id)
+        return None if rank is None else rank + 1
+
+    async def waiting_count(self, queue: str) -> int:
+        return await self.redis.zcard(self.keys.waiting(queue))
+
+    async def queue_names(self) -> set[str]:
+        return await self.redis.smembers(self.keys.queues)
+
+    async def waiting_heads(self, queues: Iterable[str], depth: int) -> list[WaitingCall]:
+        """The first ``depth`` calls of each queue, with what routing needs of them."""
+        queues = list(queues)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrange(self.keys.waiting(queue), 0, depth - 1, withscores=True)
+            heads = await pipe.execute()
+        entries = [(call_id, score, queue)
+                   for queue, head in zip(queues, heads, strict=True) for call_id, score in head]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call_id, _, _ in entries:
+                pipe.hmget(self.keys.call(call_id), "offered_at", "rings")
+            details = await pipe.execute()
+        return [
+            WaitingCall(call_id, score, float(offered), decode_rings(rings), queue)
+            for (call_id, score, queue), (offered, rings) in zip(entries, details, strict=True)
+            if offered is not None and rings is not None
+        ]
+
+    async def live_calls(self) -> list[dict[str, str]]:
+        ids = await self.redis.smembers(self.keys.calls)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call_id in ids:
+                pipe.hgetall(self.keys.call(call_id))
+            rows = await pipe.execute()
+        return [row for row in rows if row]

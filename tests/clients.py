@@ -1,0 +1,150 @@
+"""Test clients that speak to a running server like real integrations do.
+
+`Ivr` is a PBX/IVR integration over the `websockets` library; `AgentClient` is a
+non-browser agent console. The PBX is the one thing outside the product, so it
+is the one thing faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import aiohttp
+import websockets
+
+_ids = itertools.count(1)
+
+
+class Inbox:
+    """Messages as they arrive; `expect` waits for the next one matching a filter."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
+
+    async def put(self, message: dict[str, Any]) -> None:
+        async with self._arrived:
+            self.messages.append(message)
+            self._arrived.notify_all()
+
+    async def expect(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for i, m in enumerate(self.messages):
+                if m.get("type") == type_ and all(m.get(k) == v for k, v in match.items()):
+                    return self.messages.pop(i)
+            return None
+
+        async with asyncio.timeout(timeout):
+            async with self._arrived:
+                while (found := find()) is None:
+                    await self._arrived.wait()
+                return found
+
+    async def nothing(self, type_: str, wait: float = 0.3, **match: Any) -> None:
+        try:
+            found = await self.expect(type_, timeout=wait, **match)
+        except TimeoutError:
+            return
+        raise AssertionError(f"did not expect {found}")
+
+
+class _Client:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.inbox = Inbox()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                await self.inbox.put(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+
+    async def send_raw(self, data: str) -> None:
+        await self.ws.send(data)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+class Ivr(_Client):
+    """A PBX/IVR integration speaking protocol v1."""
+
+    @classmethod
+    async def connect(cls, base_url: str, token: str) -> Ivr:
+        ws = await websockets.connect(f"{base_url.replace('http', 'ws', 1)}/ws/telephony",
+                                      additional_headers={"Authorization": f"Bearer {token}"},
+                                      max_size=None)
+        return cls(ws)
+
+    async def send(self, type_: str, call_id: str, event_id: str | None = None,
+                   **fields: Any) -> str:
+        event_id = event_id or f"ev-{next(_ids)}"
+        await self.ws.send(json.dumps({"type": type_, "event_id": event_id,
+                                       "call_id": call_id, **fields}))
+        return event_id
+
+    async def event(self, type_: str, call_id: str, **fields: Any) -> dict[str, Any]:
+        """Send an event and return its ack (or raise with the error frame)."""
+        event_id = await self.send(type_, call_id, **fields)
+        reply = await self.reply_to(event_id)
+        if reply["type"] == "error":
+            raise AssertionError(f"{type_} rejected: {reply}")
+        return reply
+
+    async def reply_to(self, event_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for type_ in ("ack", "error"):
+                    try:
+                        return await self.inbox.expect(type_, timeout=0.05, event_id=event_id)
+                    except TimeoutError:
+                        pass
+
+    async def offer(self, call_id: str, ani: str, queue: str = "default",
+                    **fields: Any) -> dict[str, Any]:
+        return await self.event("call.offered", call_id, ani=ani, queue=queue, **fields)
+
+
+class AgentClient(_Client):
+    agent_id: int
+
+    @classmethod
+    async def login(cls, base_url: str, username: str, password: str) -> AgentClient:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base_url}/api/v1/login",
+                                 json={"username": username, "password": password}) as resp:
+                body = await resp.json()
+                assert resp.status == 200, body
+        ws = await websockets.connect(f"{base_url.replace('http', 'ws', 1)}/ws/agent",
+                                      additional_headers={
+                                          "Authorization": f"Bearer {body['token']}"})
+        client = cls(ws)
+        client.agent_id = body["agent_id"]
+        client.token = body["token"]
+        await client.inbox.expect("agent.state")
+        return client
+
+    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        ident = f"m-{next(_ids)}"
+        await self.ws.send(json.dumps({"type": type_, "id": ident, **fields}))
+        async with asyncio.timeout(5):
+            while True:
+                for kind in ("ack", "error"):
+                    try:
+                        return await self.inbox.expect(kind, timeout=0.05, id=ident)
+                    except TimeoutError:
+                        pass
+
+    async def available(self) -> None:
+        reply = await self.request("agent.state.set", state="available")
+        assert reply["type"] == "ack", reply
+
+    async def not_ready(self, reason: str = "break") -> None:
+        reply = await self.request("agent.state.set", state="not_ready", reason=reason)
+        assert reply["type"] == "ack", reply

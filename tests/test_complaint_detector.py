@@ -204,14 +204,18 @@ def test_result_serialises_to_json(detector):
 
 
 def test_a_language_is_added_by_adding_a_lexicon_file(tmp_path):
-    lexicon = {"negators": ["non"], "intent": {"plainte": 1.0},
-               "categories": {"delivery": {"terms": {"retard": 0.8}}}}
+    lexicon = {
+        "negators": ["non"],
+        "intent": {"plainte": 1.0},
+        "categories": {"delivery": {"terms": {"retard": 0.8}}},
+    }
     (tmp_path / "fr.json").write_text(json.dumps(lexicon), encoding="utf-8")
     lexicons = load_lexicons(tmp_path)
     assert list(lexicons) == ["fr"]
     detector = ComplaintDetector(lexicons)
     assert detector.detect(customer("Je veux faire une plainte: retard."), "fr").is_complaint
     assert not detector.detect(customer("non plainte"), "fr").is_complaint
+    assert detector.detect(customer("plainte")).language == "fr"  # the only lexicon there is
 
 
 def test_chinese_lexicon_terms_segment_as_units(detector):

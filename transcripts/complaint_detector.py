@@ -1,20 +1,33 @@
 """Complaint detection in call transcripts, driven by one lexicon file per language.
 
 Each file in ``lexicons/`` is named after its language code (``en.json``, ``zh.json``); adding
-a language is adding a file. A lexicon lists weighted terms per complaint category, explicit
-complaint-intent phrases, general dissatisfaction words, "expectations" (words that signal a
-complaint only when negated: "hasn't *arrived*", "没*收到*", "도착 안 했어요"), negators, Korean
-post-negators, intensifiers, clause boundaries, apology phrases that count only when the agent
-says them, and neutral phrases that shield their words from matching ("no problem", "挂失").
+a language is adding a file. A lexicon holds:
 
-Scoring: each match contributes its weight, times the strongest intensifier just before it.
-A negator in the window before a term (or, for Korean, a post-negator after it) turns a
-complaint term into weak counter-evidence ("not a complaint", "没有不满意", "불만 없어요") and
-turns an expectation into evidence ("never arrived"). Windows stop at punctuation and at
-boundary words such as "but". The customer's matches count in full; the agent's are multiplied
-by ``agent_weight``, so an agent apologising is weak evidence on its own. The summed evidence
-``raw`` becomes ``score = 1 - exp(-raw)``; the call is a complaint when the score reaches the
-threshold. The category is the one with the most evidence, topic words breaking ties.
+- ``categories``: per complaint category (product_quality, service_attitude, delivery,
+  billing_refund, other) weighted ``terms``, ``when_negated`` expectations (words that signal a
+  complaint only when negated: "hasn't *arrived*", "没*收到*", "도착 안 했어요") and ``topics``
+  (words that only help choose the category);
+- ``general``: the same for dissatisfaction words that name no category ("unacceptable");
+- ``intent``: explicit complaint phrases ("file a complaint", "投诉", "불만", "신고");
+- ``agent``: apologies and the like, counted only when the agent says them;
+- ``neutral``: phrases that shield their words ("no problem", "카드 분실 신고");
+- ``negators`` (before a term), ``post_negators`` (after it, Korean "없어요"), and
+  ``expectation_post_negators`` (after an expectation only: "도착 안 했어요"), as exact words or
+  glob patterns; ``rhetorical_negators`` ("不是…吗？") negate nothing in a question;
+- ``intensifiers`` with their factors, clause ``boundaries`` ("but"), ``targets`` ("you",
+  "你们"), English inflection ``suffixes``, the tokenizer (regex, jieba or whitespace) and the
+  ``match`` mode (exact words, or substrings of whitespace words for Korean stems).
+
+Scoring: each match contributes its weight times the strongest intensifier just before it. A
+negator in the window before a term (or a post-negator after it) turns a complaint term into weak
+counter-evidence ("not a complaint", "没有不满意", "불만 없어요") and turns an expectation into
+evidence ("never arrived"). Windows stop at punctuation and boundary words. Dissatisfaction words
+count half unless the utterance names a target (a topic, a category term or "you"), and terms in
+a question count less ("what happens if I pay late?"). The customer's matches count in full;
+everyone else's are multiplied by ``agent_weight``, so an agent apologising is weak evidence on
+its own. The summed evidence ``raw`` becomes ``score = 1 - exp(-raw)``; the call is a complaint
+when the score reaches the threshold (default tuned on tests/data/complaints_labelled.jsonl). The
+category is the one with the most evidence, topic words adding a little.
 """
 
 from __future__ import annotations
@@ -200,6 +213,8 @@ class ComplaintDetector:
         agent_weight: float = AGENT_WEIGHT,
     ) -> None:
         self.lexicons = dict(lexicons) if lexicons is not None else load_lexicons()
+        if not self.lexicons:
+            raise ValueError("a complaint detector needs at least one lexicon")
         self.threshold = threshold
         self.agent_weight = agent_weight
         self._segmenters: dict[str, Any] = {}
@@ -216,8 +231,12 @@ class ComplaintDetector:
             raw += sum(t["weight"] for t in terms)
             if terms:
                 evidence.append(
-                    {"utterance_index": index, "speaker": turn.speaker, "text": turn.text,
-                     "terms": terms}
+                    {
+                        "utterance_index": index,
+                        "speaker": turn.speaker,
+                        "text": turn.text,
+                        "terms": terms,
+                    }
                 )
         score = round(1.0 - math.exp(-max(raw, 0.0)), 4)
         is_complaint = score >= self.threshold
@@ -230,7 +249,8 @@ class ComplaintDetector:
         detected = detect_language(" ".join(t.text for t in turns))
         if language is not None:
             log.warning("no complaint lexicon for %r, using %r", language, detected)
-        return self.lexicons.get(detected) or self.lexicons[FALLBACK_LANGUAGE]
+        fallback = self.lexicons.get(FALLBACK_LANGUAGE) or next(iter(self.lexicons.values()))
+        return self.lexicons.get(detected) or fallback
 
     @staticmethod
     def _categories(lexicon: Lexicon) -> list[str]:
@@ -381,8 +401,12 @@ def _evaluate(
     if entry.kind == "term" and context.question[hit.start]:
         weight *= QUESTION_FACTOR  # "what happens if I pay late?" asks, it does not complain
     return {
-        "term": entry.text, "kind": entry.kind, "category": entry.category,
-        "weight": round(weight * factor, 4), "negator": negator, "intensifier": intensifier,
+        "term": entry.text,
+        "kind": entry.kind,
+        "category": entry.category,
+        "weight": round(weight * factor, 4),
+        "negator": negator,
+        "intensifier": intensifier,
     }
 
 

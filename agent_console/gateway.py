@@ -125,7 +125,7 @@ async def _serve(app: web.Application, conn: Connection, agent_id: int, data: st
         await _apply(app, agent_id, message)
     except (CallError, RoutingError, ValueError) as e:
         code = getattr(e, "code", "invalid")
-        conn.send(error_frame(code, str(e), message.id))
+        conn.send({**error_frame(code, str(e)), "id": message.id})
         return
     conn.send(reply)
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it.
+# Usage: ./test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# System packages: speech synthesis for transcription tests, Chromium and CJK fonts
+# for the browser tests, ffmpeg for the transcription benchmark's reference tool.
+packages=(espeak-ng ffmpeg sox chromium fonts-noto-cjk)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python packages, from the project's own files (the Vosk test model is one of them).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+# PostgreSQL variants run when a server answers on the standard port.
+if [ -z "${CALLCENTER_TEST_POSTGRES_URL:-}" ] && \
+   .venv/bin/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then
+  export CALLCENTER_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+fi
+echo "PostgreSQL tests: ${CALLCENTER_TEST_POSTGRES_URL:-not run (no server on 127.0.0.1:5432)}"
+
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest -ra "$@"

@@ -135,7 +135,7 @@ async def _import_file(
 
 
 async def _write_batch(
-    maker: async_sessionmaker[AsyncSession], kind: _Kind, parsed: list[Any], sink: _Sink
+    maker: async_sessionmaker[AsyncSession], kind: _Kind, parsed: list[_Row], sink: _Sink
 ) -> None:
     for attempt in range(1, _ATTEMPTS + 1):
         try:

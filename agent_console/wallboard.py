@@ -1,0 +1,328 @@
+"""Today's contact-center figures for the supervisors' wallboard.
+
+`Wallboard.observe` is a call-service observer: it counts each call once, in
+one Redis hash per day (`keys.stats_day`), so every node's counts add up and a
+restart loses nothing. Fields are ``scope|metric``; scopes are ``all``,
+``q:<queue>``, ``t:<tier>``, ``i:<HHMM>`` (15-minute interval the call was
+offered in) and ``a:<agent id>``.
+
+Service level = calls answered within the queue's threshold / (answered +
+abandoned): a caller who hung up while waiting counts against it. A call is
+counted in the day and interval it was offered in.
+
+`snapshot()` joins those counters with the live state (waiting calls, agents,
+open complaints) into the message the wallboards show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callcenter.bus import Bus
+from callcenter.keys import Keys
+from callcenter.models import Complaint, Queue
+from routing.engine import TIERS
+from routing.store import RoutingStore
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 15 * 60
+KEEP_DAYS_S = 8 * 86400
+# Open = not yet resolved: the lifecycle's received, validated and resolving states.
+CLOSED_COMPLAINT_STATES = ("closed", "rejected", "resolved", "follow_up_done")
+WAITING_STATES = ("offered", "queued", "ringing")
+REFRESH_S = 5.0  # complaints and queue settings: slow-moving, read from the database
+MIN_GAP_S = 0.2  # coalesce bursts of events into one push
+
+
+class Viewer(Protocol):
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class QueueTarget:
+    threshold_s: float
+    target: float
+    name: str = ""
+
+
+def day_of(ts: float, tz: dt.tzinfo | None = None) -> str:
+    return dt.datetime.fromtimestamp(ts, tz).date().isoformat()
+
+
+def interval_of(ts: float, tz: dt.tzinfo | None = None) -> str:
+    """The 15-minute interval ``ts`` falls in, as ``HHMM`` of its start."""
+    moment = dt.datetime.fromtimestamp(ts, tz)
+    return f"{moment.hour:02d}{moment.minute // 15 * 15:02d}"
+
+
+@dataclass
+class Wallboard:
+    redis: Redis
+    keys: Keys
+    maker: async_sessionmaker[AsyncSession]
+    store: RoutingStore
+    bus: Bus
+    default_threshold_s: float = 20.0
+    default_target: float = 0.8
+    clock: Callable[[], float] = time.time
+    tz: dt.tzinfo | None = None  # None: the server's local time decides what "today" is
+    interval_s: float = 0.9
+    viewers: set[Viewer] = field(default_factory=set)
+    queues: dict[str, QueueTarget] = field(default_factory=dict)
+    _complaints: dict[str, int] = field(default_factory=dict, init=False)
+    _refreshed: float = field(default=0.0, init=False)
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    # Counting -----------------------------------------------------------
+
+    async def observe(self, name: str, data: dict[str, Any]) -> None:
+        changes = self._changes(name, data)
+        if changes is None:
+            return
+        when, counts = changes
+        key = self.keys.stats_day(day_of(when, self.tz))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for field_name, amount in counts.items():
+                pipe.hincrbyfloat(key, field_name, amount)
+            pipe.expire(key, KEEP_DAYS_S)
+            pipe.publish(self.keys.wallboard_channel, b"{}")
+            await pipe.execute()
+
+    def target(self, queue: str) -> QueueTarget:
+        return self.queues.get(queue) or QueueTarget(self.default_threshold_s,
+                                                     self.default_target)
+
+    async def refresh(self) -> None:
+        """Queue thresholds and complaint counts from the database."""
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        is_open = Complaint.state.not_in(CLOSED_COMPLAINT_STATES)
+        async with self.maker() as session:
+            rows = (await session.scalars(select(Queue))).all()
+            counts = (await session.execute(select(
+                func.count(),
+                func.sum(case((Complaint.sla_due_at < now, 1), else_=0)),
+                func.sum(case((Complaint.escalation_level > 0, 1), else_=0)),
+            ).where(is_open))).one()
+        self.queues = {q.name: QueueTarget(float(q.sl_threshold_s or self.default_threshold_s),
+                                           float(q.sl_target or self.default_target),
+                                           q.display_name or q.name) for q in rows}
+        self._complaints = {"open": counts[0] or 0, "overdue": int(counts[1] or 0),
+                            "escalated": int(counts[2] or 0)}
+        self._refreshed = self.clock()
+
+    def _changes(self, name: str, data: dict[str, Any]) -> tuple[float, dict[str, float]] | None:
+        """Which counters an event moves, and the moment whose day they belong to."""
+        now = self.clock()
+        if name == "survey.result":
+            score = float(data["score"])
+            return now, {"all|csat_n": 1, "all|csat_sum": score,
+                         "all|csat_good": 1 if score >= 4 else 0}
+        if name == "call.completed":
+            return now, self._completed(data)
+        # A transferred call was counted when first answered; it is not offered twice.
+        if "transferred_from" in data:
+            return None
+        offered = float(data.get("offered_at") or now)
+        if name == "call.offered":
+            return offered, self._scoped(data, offered, offered=1)
+        if name == "call.answered":
+            wait = max(0.0, float(data["answered_at"]) - offered)
+            within = wait <= self.target(data.get("queue") or "default").threshold_s
+            return offered, self._scoped(data, offered, answered=1, answered_sl=int(within),
+                                         wait_sum=wait)
+        if name == "call.ended" and data.get("outcome") == "abandoned":
+            return offered, self._scoped(data, offered, abandoned=1)
+        return None
+
+    def _completed(self, data: dict[str, Any]) -> dict[str, float]:
+        agent = data.get("wrap_agent") or data.get("agent_id")
+        handle = float(data.get("handle_s") or 0)
+        counts = self._scoped(data, None, handled=1, handle_sum=handle)
+        if agent:
+            counts |= {f"a:{agent}|handled": 1, f"a:{agent}|handle_sum": handle}
+        return counts
+
+    def _scoped(self, data: dict[str, Any], offered_at: float | None,
+                **metrics: float) -> dict[str, float]:
+        """The metrics for the whole day, the call's queue and tier, and (for calls
+        counted by when they were offered) its interval."""
+        scopes = ["all", f"q:{data.get('queue') or 'default'}",
+                  f"t:{data.get('tier') or 'standard'}"]
+        if offered_at is not None:
+            scopes.append(f"i:{interval_of(offered_at, self.tz)}")
+        return {f"{scope}|{metric}": value for scope in scopes
+                for metric, value in metrics.items() if value}
+
+    # Pushing to wallboards ----------------------------------------------
+
+    async def run(self) -> None:
+        """Push a snapshot to this node's wallboards at least every `interval_s`, and
+        soon after any node counted something."""
+        await self.bus.subscribe(self.keys.wallboard_channel, self._changed)
+        loop = asyncio.get_running_loop()
+        last = 0.0
+        while True:
+            timeout = max(0.0, last + self.interval_s - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), timeout)
+            await asyncio.sleep(max(0.0, last + MIN_GAP_S - loop.time()))
+            self._dirty.clear()
+            last = loop.time()
+            if self.viewers:
+                await self._push()
+
+    def _changed(self, _message: dict[str, Any]) -> None:
+        self._dirty.set()
+
+    async def _push(self) -> None:
+        try:
+            message = await self.snapshot()
+        except Exception as e:  # Redis or the database briefly away: try next tick
+            log.warning("wallboard snapshot failed: %s", e)
+            return
+        for viewer in list(self.viewers):
+            viewer.send(message)
+
+    # The snapshot -------------------------------------------------------
+
+    async def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        if now - self._refreshed > REFRESH_S:
+            await self.refresh()
+        day = day_of(now, self.tz)
+        stats = _parse(await self.redis.hgetall(self.keys.stats_day(day)))
+        waiting = await self._waiting_calls()
+        agents = await self.store.agents()
+        queue_names = sorted({"default", *self.queues, *_names(stats, "q:"),
+                              *(c["queue"] for c in waiting)})
+        all_waits = [now - c["offered_at"] for c in waiting]
+        return {
+            "type": "wallboard.snapshot", "at": now, "day": day,
+            "targets": {"sl": self.default_target, "threshold_s": self.default_threshold_s},
+            "totals": {**_figures(stats.get("all", {})), **_waits(all_waits),
+                       **_csat(stats.get("all", {}))},
+            "queues": [self._queue_row(q, stats, waiting, now) for q in queue_names],
+            "tiers": [_row(stats.get(f"t:{t}", {}),
+                           [now - c["offered_at"] for c in waiting if c["tier"] == t], tier=t)
+                      for t in TIERS],
+            "intervals": _intervals(stats, interval_of(now, self.tz)),
+            "agents": _agents(agents, stats, now),
+            "agent_states": _state_counts(agents),
+            "complaints": dict(self._complaints),
+        }
+
+    def _queue_row(self, queue: str, stats: dict[str, dict[str, float]],
+                   waiting: list[dict[str, Any]], now: float) -> dict[str, Any]:
+        target = self.target(queue)
+        waits = [now - c["offered_at"] for c in waiting if c["queue"] == queue]
+        return _row(stats.get(f"q:{queue}", {}), waits, queue=queue,
+                    display_name=target.name or queue, threshold_s=target.threshold_s,
+                    target=target.target)
+
+    async def _waiting_calls(self) -> list[dict[str, Any]]:
+        ids = list(await self.redis.smembers(self.keys.calls))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call_id in ids:
+                pipe.hmget(self.keys.call(call_id), "state", "queue", "tier", "offered_at")
+            rows = await pipe.execute()
+        return [{"queue": queue or "default", "tier": tier or "standard",
+                 "offered_at": float(offered)}
+                for state, queue, tier, offered in rows
+                if state in WAITING_STATES and offered is not None]
+
+
+def _parse(raw: dict[bytes | str, bytes | str]) -> dict[str, dict[str, float]]:
+    stats: dict[str, dict[str, float]] = defaultdict(dict)
+    for key, value in raw.items():
+        scope, _, metric = _text(key).rpartition("|")
+        stats[scope][metric] = float(value)
+    return stats
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _names(stats: dict[str, dict[str, float]], prefix: str) -> set[str]:
+    return {scope.removeprefix(prefix) for scope in stats if scope.startswith(prefix)}
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _figures(s: dict[str, float]) -> dict[str, Any]:
+    offered, answered = int(s.get("offered", 0)), int(s.get("answered", 0))
+    abandoned, handled = int(s.get("abandoned", 0)), int(s.get("handled", 0))
+    return {
+        "offered": offered, "answered": answered, "abandoned": abandoned, "handled": handled,
+        "answered_sl": int(s.get("answered_sl", 0)),
+        "sl": _ratio(s.get("answered_sl", 0), answered + abandoned),
+        "asa_s": _ratio(s.get("wait_sum", 0), answered),
+        "aht_s": _ratio(s.get("handle_sum", 0), handled),
+        "abandon_rate": _ratio(abandoned, answered + abandoned),
+    }
+
+
+def _waits(waits: list[float]) -> dict[str, Any]:
+    return {"waiting": len(waits), "longest_wait_s": round(max(waits), 1) if waits else 0}
+
+
+def _csat(s: dict[str, float]) -> dict[str, Any]:
+    n = int(s.get("csat_n", 0))
+    return {"csat": {"responses": n, "average": _ratio(s.get("csat_sum", 0), n),
+                     "satisfied": _ratio(s.get("csat_good", 0), n)}}
+
+
+def _row(s: dict[str, float], waits: list[float], **extra: Any) -> dict[str, Any]:
+    return {**extra, **_figures(s), **_waits(waits)}
+
+
+def _intervals(stats: dict[str, dict[str, float]], current: str) -> list[dict[str, Any]]:
+    """Today's 15-minute intervals, from the first with calls (or the last 4 hours) to now."""
+    end = int(current[:2]) * 60 + int(current[2:])
+    seen = [int(n[:2]) * 60 + int(n[2:]) for n in _names(stats, "i:")]
+    start = min([max(0, end - 4 * 60 + 15), *seen])
+    rows = []
+    for minute in range(start, end + 1, 15):
+        name = f"{minute // 60:02d}{minute % 60:02d}"
+        s = stats.get(f"i:{name}", {})
+        rows.append({"start": f"{name[:2]}:{name[2:]}", **_figures(s)})
+    return rows
+
+
+def _agents(agents: list[dict[str, str]], stats: dict[str, dict[str, float]],
+            now: float) -> list[dict[str, Any]]:
+    rows = []
+    for agent in agents:
+        s = stats.get(f"a:{agent.get('id')}", {})
+        handled = int(s.get("handled", 0))
+        if agent.get("state", "logged_out") == "logged_out" and not handled:
+            continue
+        since = float(agent.get("since") or now)
+        rows.append({
+            "agent_id": int(agent["id"]), "name": agent.get("name") or agent.get("username"),
+            "state": agent.get("state", "logged_out"), "reason": agent.get("reason") or None,
+            "since": since, "in_state_s": round(max(0.0, now - since), 1),
+            "handled": handled, "aht_s": _ratio(s.get("handle_sum", 0), handled)})
+    return sorted(rows, key=lambda r: (r["state"] == "logged_out", str(r["name"]).lower()))
+
+
+def _state_counts(agents: list[dict[str, str]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for agent in agents:
+        counts[agent.get("state", "logged_out")] += 1
+    return dict(counts)

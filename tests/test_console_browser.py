@@ -1,0 +1,339 @@
+"""The agent console and the wallboard in a real browser: Debian's Chromium, driven
+by Playwright, against a running service with a test IVR.
+
+Screenshots for the docs are written to docs/screenshots/ as the tests go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlalchemy import select
+
+from callcenter.models import Complaint, Interaction
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
+]
+
+NewPage = Callable[..., Awaitable[Page]]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
+    """Pages in their own browser contexts (separate sessionStorage), each failing the
+    test on a JavaScript error or a Content-Security-Policy violation."""
+    problems: list[str] = []
+    contexts = []
+
+    async def make(width: int = 1440, height: int = 900) -> Page:
+        context = await browser.new_context(viewport={"width": width, "height": height},
+                                            locale="en-US")
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("console", lambda m: problems.append(f"console: {m.text}")
+                if m.type == "error" and "Content Security Policy" in m.text else None)
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert not problems, problems
+
+
+async def sign_in(page: Page, center, username: str, lands_on: str = "/console") -> None:
+    await page.goto(f"{center.url}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", center.PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(re.compile(re.escape(lands_on)))
+
+
+async def go_available(page: Page) -> None:
+    await expect(page.locator("#btn-available")).to_be_enabled()
+    await page.click("#btn-available")
+    await expect(page.locator("#state-label")).to_have_text("Available")
+
+
+async def shoot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+async def add_history(center, customer_id: str, agent_id: int) -> None:
+    """An earlier answered call and an open complaint, as the screen-pop shows them."""
+    import datetime as dt
+
+    from callcenter import db
+
+    now = dt.datetime.now(dt.UTC)
+    async with db.session_scope(center.sessions) as session:
+        session.add(Interaction(
+            call_id=f"old-{customer_id}", customer_id=customer_id, agent_id=agent_id,
+            agent_ids=[agent_id], offered_at=now - dt.timedelta(days=9),
+            answered_at=now - dt.timedelta(days=9), outcome="answered", talk_s=312,
+            disposition="follow_up", notes="Refund promised within 7 days",
+            complaint_flag=True, transcript_status="done",
+            transcript=[{"speaker": "customer", "start": 1.5, "text": "我的退款还没有到账"},
+                        {"speaker": "agent", "start": 6.0, "text": "我帮您查一下"}]))
+        session.add(Complaint(
+            customer_id=customer_id, category="billing_refund", state="received",
+            summary="Refund not received", created_at=now - dt.timedelta(days=3),
+            sla_due_at=now - dt.timedelta(hours=5), escalation_level=1))
+
+
+async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_counts_it(
+        center, new_page: NewPage) -> None:
+    amy = await center.add_agent("amy", skills=("billing", "complaints"))
+    await center.add_agent("sue", role="supervisor")
+    await center.add_customer("C1", "张伟", "+8613800000001", tier="gold",
+                              rfm_segment="important_value", clv=12800.0,
+                              lifecycle_stage="loyal", churn_risk=0.72, abc_class="A")
+    await add_history(center, "C1", amy)
+    console = await new_page()
+    await sign_in(console, center, "amy")
+    await expect(console.locator("#state-label")).to_have_text("Logged out")
+    await go_available(console)
+    board = await new_page()
+    await sign_in(board, center, "sue", lands_on="/wallboard")
+    await expect(board.locator("#kpi-offered .kpi-value")).to_have_text("0")
+    await expect(board.locator("#kpi-sl .kpi-value")).to_have_text("—")
+    ivr = await center.ivr()
+
+    started = asyncio.get_running_loop().time()
+    await ivr.offer("call-1", "+8613800000001",
+                    ivr={"language": "zh", "intent": "billing", "digits": "2"})
+    await expect(console.locator("#pop-name")).to_have_text("张伟", timeout=1000)
+    await expect(console.locator("#screen-pop .tier-badge")).to_have_text("Gold", timeout=1000)
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+    pop = console.locator("#screen-pop")
+    await expect(pop.locator(".churn-warning")).to_contain_text("High churn risk (72%)")
+    await expect(pop).to_contain_text("Important value")
+    await expect(pop).to_contain_text("Loyal")
+    await expect(pop).to_contain_text("12,800")
+    await expect(pop.locator(".complaint")).to_contain_text("Billing and refunds")
+    await expect(pop.locator(".complaint .sla")).to_contain_text("overdue")
+    await expect(pop.locator("table.history tbody tr")).to_have_count(1)
+    await expect(pop.locator("table.history")).to_contain_text("Follow-up needed")
+    await expect(pop.locator("table.history")).to_contain_text("complaint")
+    await expect(pop).to_contain_text("Chinese")
+    await expect(pop.locator("#routing-reason")).not_to_be_empty()
+    await expect(console.locator("#state-label")).to_have_text("Ringing")
+
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    await console.fill("#call-notes", "Refund status checked; customer satisfied")
+    await ivr.event("call.ended", "call-1", cause="normal")
+    await expect(console.locator("#wrapup-form")).to_be_visible()
+    await expect(console.locator("#wrapup-countdown")).to_contain_text("Ends in")
+    await shoot(console, "console-screenpop.png")
+    await console.select_option("#wrapup-disposition", "resolved")
+    await console.click("#btn-wrapup-done")
+    await expect(console.locator("#state-label")).to_have_text("Available")
+    await expect(console.locator("#screen-pop")).to_have_count(0)
+
+    async with center.sessions() as session:
+        record = await session.scalar(select(Interaction).where(Interaction.call_id == "call-1"))
+    assert record.disposition == "resolved"
+    assert record.notes == "Refund status checked; customer satisfied"
+
+    await expect(board.locator("#kpi-offered .kpi-value")).to_have_text("1")
+    await expect(board.locator("#kpi-sl .kpi-value")).to_have_text("100%")
+    # A caller who gives up while queued pulls the service level down.
+    await console.select_option("#nr-reason", "break")
+    await console.click("#btn-not-ready")
+    await expect(console.locator("#state-label")).to_have_text("Not ready")
+    await ivr.offer("call-2", "+8613800000002")
+    await expect(board.locator("#kpi-waiting .kpi-value")).to_have_text("1")
+    await ivr.event("call.ended", "call-2", cause="caller_hangup")
+    await expect(board.locator("#kpi-sl .kpi-value")).to_have_text("50%")
+    await expect(board.locator("#kpi-abandon .kpi-value")).to_have_text("50.0%")
+    await expect(board.locator("#agents tbody tr")).to_contain_text(["Amy"])
+    await expect(board.locator("#agents")).to_contain_text("Break")
+
+
+async def test_chinese_interface_renders_the_screen_pop_in_chinese(center, new_page: NewPage):
+    await center.add_agent("li", skills=("complaints",))
+    await center.add_customer("C2", "王芳", "+8613800000002", tier="vip",
+                              rfm_segment="important_retain", clv=56000.0,
+                              lifecycle_stage="repeat", churn_risk=0.65, abc_class="A")
+    await add_history(center, "C2", await center.add_agent("old"))
+    page = await new_page()
+    await page.goto(f"{center.url}/login")
+    await page.click("button[data-lang=zh]")
+    await expect(page.locator("h1")).to_have_text("登录")
+    await sign_in(page, center, "li")
+    await expect(page.locator("#btn-available")).to_have_text("置闲")
+    await page.click("#btn-available")
+    await expect(page.locator("#state-label")).to_have_text("空闲")
+    ivr = await center.ivr()
+    await ivr.offer("zh-call", "+8613800000002", ivr={"language": "zh", "digits": "1"})
+
+    await expect(page.locator("#pop-name")).to_have_text("王芳")
+    await expect(page.locator("#call-status")).to_have_text("来电振铃")
+    pop = page.locator("#screen-pop")
+    await expect(pop).to_contain_text("重要保持客户")
+    await expect(pop).to_contain_text("流失风险高")
+    await expect(pop).to_contain_text("未结投诉")
+    await expect(pop).to_contain_text("账单与退款")
+    assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+    await shoot(page, "console-zh.png")
+
+
+async def test_customer_names_and_notes_are_shown_as_text_not_html(center, new_page: NewPage):
+    evil = "<img src=x onerror=alert(1)>"
+    agent = await center.add_agent("eve")
+    await center.add_customer("X1", evil, "+8613800000066")
+    page = await new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await sign_in(page, center, "eve")
+    await go_available(page)
+    ivr = await center.ivr()
+    await ivr.offer("xss-call", "+8613800000066")
+    await expect(page.locator("#pop-name")).to_have_text(evil)
+    await ivr.event("call.answered", "xss-call", agent_id=agent)
+    await page.fill("#call-notes", "<script>alert(2)</script><b>bold</b>")
+    await ivr.event("call.ended", "xss-call")
+    await page.select_option("#wrapup-disposition", "information")
+    await page.click("#btn-wrapup-done")
+    await expect(page.locator("#state-label")).to_have_text("Available")
+
+    await page.fill("#search-q", "img")
+    await page.click("#search-form button")
+    await expect(page.locator(".result-name")).to_have_text(evil)
+    await page.click(".result")
+    await expect(page.locator("#customer-name")).to_have_text(evil)
+    await page.click("table.history a")
+    await expect(page.locator(".notes-text")).to_have_text("<script>alert(2)</script><b>bold</b>")
+    assert await page.locator("main img, main b, main script").count() == 0
+    assert dialogs == []
+
+
+async def test_agent_opening_the_wallboard_gets_a_403_page(center, new_page: NewPage):
+    await center.add_agent("ann")
+    page = await new_page()
+    await sign_in(page, center, "ann")
+    response_codes: list[int] = []
+    page.on("response", lambda r: response_codes.append(r.status)
+            if r.url.endswith("/forbidden") else None)
+    await page.goto(f"{center.url}/wallboard")
+    await page.wait_for_url(re.compile("/forbidden$"))
+    await expect(page.locator(".status-code")).to_have_text("403")
+    await expect(page.locator("h1")).to_have_text("You do not have access to this page")
+    await expect(page.locator("#forbidden-who")).to_contain_text("Signed in as Ann (agent)")
+    assert response_codes == [403]
+    # The data behind the page is refused too, not only the page.
+    token = await page.evaluate("JSON.parse(sessionStorage.getItem('cc.session')).token")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{center.url}/ws/wallboard",
+                                  headers={"Authorization": f"Bearer {token}"})
+    assert refused.value.status == 403
+
+
+async def test_wrong_password_gets_one_message_for_user_and_password(center, new_page: NewPage):
+    await center.add_agent("bob")
+    page = await new_page()
+    await page.goto(f"{center.url}/login")
+    messages = []
+    for username, password in (("bob", "wrong"), ("nobody", center.PASSWORD)):
+        await page.fill("input[name=username]", username)
+        await page.fill("input[name=password]", password)
+        await page.click("button[type=submit]")
+        await expect(page.locator("#login-error")).to_be_visible()
+        messages.append(await page.locator("#login-error").text_content())
+    assert messages == ["Wrong username or password."] * 2
+    for _ in range(4):
+        await page.fill("input[name=username]", "bob")
+        await page.fill("input[name=password]", "still wrong")
+        await page.click("button[type=submit]")
+    await expect(page.locator("#login-error")).to_have_text(
+        "Too many failed sign-ins. Wait a few minutes, then try again.")
+    assert page.url.endswith("/login")
+
+
+async def test_console_reconnects_by_itself_and_shows_the_call_it_missed(
+        center, new_page: NewPage):
+    await center.add_customer("R1", "Reconnect Ruth", "+8613800000077", tier="gold")
+    await center.add_agent("rex")
+    page = await new_page()
+    sockets = []
+
+    def proxy(ws) -> None:
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    await page.route_web_socket(re.compile(r"/ws/agent"), proxy)
+    await sign_in(page, center, "rex")
+    await go_available(page)
+    await expect(page.locator("#banner")).to_be_hidden()
+
+    # Drop the connection and keep it down while a call arrives.
+    await page.route("**/api/v1/ws-ticket", lambda route: route.abort())
+    await sockets[-1].close()
+    await expect(page.locator("#banner")).to_be_visible()
+    await expect(page.locator("#banner")).to_contain_text("reconnecting")
+    await expect(page.locator("#btn-not-ready")).to_be_disabled()
+    ivr = await center.ivr()
+    await ivr.offer("missed-while-away", "+8613800000077")
+    await asyncio.sleep(0.5)
+    await expect(page.locator("#pop-name")).to_have_count(0)
+
+    await page.unroute("**/api/v1/ws-ticket")
+    await expect(page.locator("#pop-name")).to_have_text("Reconnect Ruth", timeout=10000)
+    await expect(page.locator("#state-label")).to_have_text("Ringing")
+    await expect(page.locator("#banner")).to_be_hidden()
+    assert len(sockets) >= 2
+
+
+async def test_new_caller_is_created_from_the_screen_pop_and_a_complaint_opened(
+        center, new_page: NewPage):
+    agent = await center.add_agent("nia")
+    page = await new_page()
+    await sign_in(page, center, "nia")
+    await go_available(page)
+    ivr = await center.ivr()
+    await ivr.offer("new-call", "+8613911112222")
+    await expect(page.locator("#pop-name")).to_have_text("New caller")
+    form = page.locator("#new-customer-form")
+    await expect(form.locator("input[name=phone]")).to_have_value("+8613911112222")
+    await form.locator("input[name=name]").fill("陈静")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#pop-name")).to_have_text("陈静")
+    await ivr.event("call.answered", "new-call", agent_id=agent)
+    await page.click("#btn-open-complaint")
+    await page.select_option("#complaint-form select[name=category]", "delivery")
+    await page.fill("#complaint-form textarea[name=summary]", "Parcel lost")
+    await page.click("#complaint-form button[type=submit]")
+    await expect(page.locator("#complaint-box .ok")).to_contain_text("Complaint #")
+
+    async with center.sessions() as session:
+        record = await session.scalar(select(Interaction).where(
+            Interaction.call_id == "new-call"))
+        complaint = await session.scalar(select(Complaint))
+    assert record.customer_id is not None
+    assert complaint.customer_id == record.customer_id
+    assert complaint.category == "delivery" and complaint.interaction_id == record.id

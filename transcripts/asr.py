@@ -1,8 +1,13 @@
 """Offline speech recognition of call recordings with Vosk.
 
-The Vosk model is loaded once per process (``load_model`` caches it by path); each
-channel of each recording gets its own ``KaldiRecognizer``. Decoding is blocking CPU
-work: call it from a worker process or an executor, never on an event loop.
+The Vosk model is loaded once per process (``load_model`` caches it by path). Each
+channel of each recording is decoded in its own recognizer session: a fresh decoder and
+feature pipeline (so no acoustic adaptation leaks between recordings), ended with
+``FinalResult()``. Sessions run on ``KaldiRecognizer`` objects kept idle between
+recordings, because a new recognizer also builds a new lookahead-composed decoding
+graph whose cache costs several CPU-seconds to warm up; vosk rebuilds only the decoder
+and the feature pipeline after ``FinalResult()``. Decoding is blocking CPU work: call
+it from a worker process or an executor, never on an event loop.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -104,11 +111,33 @@ class Transcript:
         return "".join(f"[{u.start:7.2f}] {u.speaker}: {u.text}\n" for u in self.utterances)
 
 
+class _Recognizer:
+    """A ``KaldiRecognizer`` and the audio it has consumed, which offsets its times."""
+
+    def __init__(self, model: vosk.Model, sample_rate: int) -> None:
+        self.kaldi = vosk.KaldiRecognizer(model, sample_rate)
+        self.kaldi.SetWords(True)
+        self.samples = 0
+
+
 @dataclass(frozen=True)
 class AsrModel:
     path: Path
     model: vosk.Model
     sample_rate: int
+    _idle: queue.SimpleQueue[_Recognizer] = field(
+        default_factory=queue.SimpleQueue, init=False, repr=False, compare=False
+    )
+
+    @contextmanager
+    def recognizer(self) -> Iterator[_Recognizer]:
+        """An idle recognizer (or a new one); safe to use from several threads."""
+        try:
+            rec = self._idle.get_nowait()
+        except queue.Empty:
+            rec = _Recognizer(self.model, self.sample_rate)
+        yield rec
+        self._idle.put(rec)  # not reached when decoding raised: drop a half-used one
 
 
 def locate_model(setting: str | os.PathLike[str]) -> Path:
@@ -206,20 +235,26 @@ def _tracks(
 
 def decode(asr: AsrModel, samples: np.ndarray, speaker: str) -> list[Utterance]:
     """Decode one channel of int16 samples at the model's rate into utterances."""
-    rec = vosk.KaldiRecognizer(asr.model, asr.sample_rate)
-    rec.SetWords(True)
     data = samples.astype("<i2", copy=False).tobytes()
     step = 2 * CHUNK_FRAMES
     results = []
-    for offset in range(0, len(data), step):
-        if rec.AcceptWaveform(data[offset : offset + step]):
-            results.append(rec.Result())
-    results.append(rec.FinalResult())
-    return [u for raw in results if (u := _utterance(raw, speaker)) is not None]
+    with asr.recognizer() as rec:
+        origin = rec.samples / asr.sample_rate  # vosk times count from its first sample
+        for offset in range(0, len(data), step):
+            if rec.kaldi.AcceptWaveform(data[offset : offset + step]):
+                results.append(rec.kaldi.Result())
+        results.append(rec.kaldi.FinalResult())
+        rec.samples += len(samples)
+    return [u for raw in results if (u := _utterance(raw, speaker, origin)) is not None]
 
 
-def _utterance(raw: str, speaker: str) -> Utterance | None:
+def _utterance(raw: str, speaker: str, origin: float) -> Utterance | None:
     words = tuple(
-        Word(w["word"], w["start"], w["end"], w["conf"]) for w in json.loads(raw).get("result", ())
+        Word(w["word"], _time(w["start"] - origin), _time(w["end"] - origin), w["conf"])
+        for w in json.loads(raw).get("result", ())
     )
     return Utterance.from_words(speaker, words) if words else None
+
+
+def _time(seconds: float) -> float:
+    return round(max(seconds, 0.0), 6)

@@ -7,9 +7,9 @@ utterance text and its words always agree.
 
 Card numbers are Luhn-valid runs of 13-19 digits, separated by nothing, spaces or
 dashes, written as digits or spoken as words the recognizer emits: English digit
-words, Chinese numerals, and sino-Korean digit syllables. The run must start and end
-on token boundaries, which keeps long order or phone numbers from being cut into
-accidental Luhn matches.
+words, Chinese numerals, and sino-Korean digit syllables. A run is judged whole, so an
+invalid 16-digit number is not cut into an accidentally valid 13-digit one; only runs
+longer than 19 digits are searched, on token boundaries, for a card inside them.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ _CHAR_DIGITS = {
 }  # fmt: skip
 _SPOKEN = "".join(_CHAR_DIGITS)
 # A token is a run of digit characters, a run of other letters, or one other character.
-_TOKEN = re.compile(rf"[\d{_SPOKEN}]+|[^\W\d_{_SPOKEN}]+|\S")
-# Neutral inside a number: dashes, and the brackets of the "[5]" numerals some models emit.
-_SEPARATORS = frozenset("-‐–—[]")
+# The small Korean model writes some numerals in brackets: "[5]".
+_TOKEN = re.compile(rf"\[\d+\]|[\d{_SPOKEN}]+|[^\W\d_{_SPOKEN}]+|\S")
+_SEPARATORS = frozenset("-‐–—")
 
 Pattern = str | re.Pattern[str]
 Range = tuple[int, int]
@@ -64,6 +64,8 @@ def _token_digits(token: str) -> str | None:
     """The digits a token stands for, "" for a separator, None for anything else."""
     if token in _SEPARATORS:
         return ""
+    if len(token) > 2 and token[0] == "[" and token[-1] == "]":
+        token = token[1:-1]
     if (word := _ENGLISH_DIGITS.get(token.lower())) is not None:
         return word
     digits = [_CHAR_DIGITS.get(ch) or str(unicodedata.decimal(ch, "")) for ch in token]
@@ -71,25 +73,50 @@ def _token_digits(token: str) -> str | None:
 
 
 def _card_token_spans(digits: list[str | None]) -> list[tuple[int, int]]:
-    """Leftmost-longest token spans [i, j] whose digits form a Luhn-valid card number."""
-    spans, i = [], 0
-    while i < len(digits):
-        end = _longest_card_from(digits, i) if digits[i] else None
-        if end is None:
-            i += 1
-        else:
-            spans.append((i, end))
-            i = end + 1
+    """Token spans [i, j] holding card numbers, within runs of number tokens.
+
+    A run of 13-19 digits is a card when it passes Luhn as a whole; only a longer run
+    (a card read together with an expiry date, say) is searched for a card inside it.
+    """
+    spans: list[tuple[int, int]] = []
+    for run in _runs(digits):
+        length = sum(len(digits[k] or "") for k in run)
+        if length > CARD_MAX_DIGITS:
+            spans += _cards_inside(digits, run)
+        elif length >= CARD_MIN_DIGITS and luhn_valid("".join(digits[k] or "" for k in run)):
+            spans.append((run[0], run[-1]))
     return spans
 
 
-def _longest_card_from(digits: list[str | None], i: int) -> int | None:
+def _runs(digits: list[str | None]) -> Iterable[list[int]]:
+    """Indexes of maximal runs of number tokens, separators only inside a run."""
+    run: list[int] = []
+    for k, d in enumerate(digits + [None]):
+        if d:
+            run.append(k)
+        elif d is None and run:
+            yield list(range(run[0], run[-1] + 1))
+            run = []
+
+
+def _cards_inside(digits: list[str | None], run: list[int]) -> list[tuple[int, int]]:
+    """Leftmost-longest Luhn-valid 13-19 digit spans starting and ending on tokens."""
+    spans: list[tuple[int, int]] = []
+    i = run[0]
+    while i <= run[-1]:
+        end = _longest_card_from(digits, i, run[-1]) if digits[i] else None
+        spans += [(i, end)] if end is not None else []
+        i = (end if end is not None else i) + 1
+    return spans
+
+
+def _longest_card_from(digits: list[str | None], i: int, last: int) -> int | None:
     number, found = "", None
-    for j in range(i, len(digits)):
-        if digits[j] is None or len(number) > CARD_MAX_DIGITS:
-            break
+    for j in range(i, last + 1):
         number += digits[j] or ""
-        if digits[j] and CARD_MIN_DIGITS <= len(number) <= CARD_MAX_DIGITS and luhn_valid(number):
+        if len(number) > CARD_MAX_DIGITS:
+            break
+        if digits[j] and len(number) >= CARD_MIN_DIGITS and luhn_valid(number):
             found = j
     return found
 

@@ -87,6 +87,12 @@ class Scenario:
     routing: str = "value"  # "value" (the project's policy) or "fifo"
     policy: RoutingPolicy = field(default_factory=RoutingPolicy)
 
+    def __post_init__(self) -> None:
+        if self.routing not in ("value", "fifo"):
+            raise BadScenario(f"routing must be value or fifo, not {self.routing!r}")
+        if self.calls < 1 or self.warmup_calls < 0 or not self.streams or not self.agents:
+            raise BadScenario("a scenario needs arrivals, agents and at least one call")
+
     @property
     def agent_count(self) -> int:
         return sum(g.count for g in self.agents)

@@ -60,6 +60,7 @@ class Report:
     sl_ci: float  # 95% half-width of the overall service level
     p_wait_ci: float
     waits: dict[str, np.ndarray]  # answered calls' waits per tier, for the plot
+    good: np.ndarray  # per measured call, in arrival order: answered within the threshold
     wall_s: float = 0.0
 
     def tier(self, name: str) -> Stats:
@@ -78,7 +79,8 @@ def summarize(out: Outcomes, routing: str, threshold_s: float, tiers: Sequence[s
         routing=routing, threshold_s=threshold_s, tiers=rows,
         overall=_stats("all", np.ones(len(tier), bool), out, good),
         occupancy=occupancy, sl_ci=_batch_ci(good), p_wait_ci=_batch_ci(queued),
-        waits={name: wait[(tier == name) & answered] for name in tiers}, wall_s=wall_s)
+        waits={name: wait[(tier == name) & answered] for name in tiers}, good=good,
+        wall_s=wall_s)
 
 
 def _stats(name: str, mine: np.ndarray, out: Outcomes, good: np.ndarray) -> Stats:
@@ -138,6 +140,10 @@ def format_comparison(value: Report, fifo: Report) -> str:
                      f"{v.asa:>11.1f}{f.asa:>10.1f}{v.max_wait:>11.1f}{f.max_wait:>10.1f}"
                      f"{sticky:>12}")
     lines.append(f"occupancy: value {value.occupancy:.1%}, fifo {fifo.occupancy:.1%}")
+    if len(value.good) == len(fifo.good):  # the same calls: compare call by call
+        difference = value.good.astype(float) - fifo.good
+        lines.append(f"overall SL value - fifo: {difference.mean() * 100:+.1f} "
+                     f"± {_batch_ci(difference) * 100:.1f} points (95%, paired batch means)")
     return "\n".join(lines)
 
 

@@ -130,7 +130,9 @@ class Simulation:
     def _widen_later(self, call: SimCall, now: float) -> None:
         opens = engine.next_widening_s(call.rings, now - call.plan.at)
         if opens is not None:
-            self._at(call.plan.at + opens, self._widen, call)
+            # A microsecond late, as real timers are: at exactly offered_at + opens the
+            # subtraction in the router can round below ``opens`` and the ring stay shut.
+            self._at(call.plan.at + opens + 1e-6, self._widen, call)
 
     async def _widen(self, now: float, call: SimCall) -> None:
         if call.state != "queued":

@@ -38,10 +38,27 @@ def safe_url(url: str) -> str:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite takes one writer at a time, and queueing for the
+        # connection in-process is fair and fast, where SQLite's own busy-wait sleeps
+        # in steps of up to 100 ms and makes latency spiky under load.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1,
+                                     max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def create_read_engine(url: str) -> AsyncEngine | None:
+    """A separate pool for reads on SQLite, whose WAL lets readers run beside the writer.
+
+    None elsewhere: PostgreSQL's one pool serves both.
+    """
+    if not url.startswith("sqlite"):
+        return None
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4,
+                                 max_overflow=4)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -64,6 +64,11 @@ class Keys:
         return f"{self.prefix}:loginfail:{who}"
 
     @property
+    def agent_log(self) -> str:
+        """Stream of agent state changes, persisted to the database in batches."""
+        return f"{self.prefix}:log:agent-states"
+
+    @property
     def transcribe_stream(self) -> str:
         return f"{self.prefix}:jobs:transcribe"
 

@@ -49,6 +49,13 @@ class CallExists(CallError):
         self.call_id = call_id
 
 
+class StorageUnavailable(CallError):
+    code = "storage_unavailable"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call {call_id!r} could not be stored; resend the event")
+
+
 class IllegalTransition(CallError):
     code = "illegal_transition"
 

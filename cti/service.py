@@ -6,6 +6,7 @@ the shared Redis state; what other connections must hear goes out over the bus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from cti.calls import (
     CallExists,
     CallState,
     NoSuchCall,
+    StorageUnavailable,
     WrongAgent,
     after_hangup,
     check,
@@ -73,6 +75,11 @@ class CallService:
     clock: Callable[[], float] = time.time
     observers: list[Observer] = field(default_factory=list)
     on_recording: RecordingHandler | None = None
+    reader: async_sessionmaker[AsyncSession] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reader is None:
+            self.reader = self.maker
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
@@ -93,22 +100,21 @@ class CallService:
         return Outcome(_ack(frame), replies or [])
 
     async def _call_offered(self, frame: CallOffered, integration: str) -> list[dict]:
+        """Route first and pop the agent's screen, then store the call, then ack.
+
+        The screen-pop does not wait for the write; the ack does. If the write fails the
+        PBX gets an error, resends, and the resent event stores the call already routed.
+        """
         now = self.clock()
-        if await self.store.call(frame.call_id):
-            raise CallExists(frame.call_id)
+        live = await self.store.call(frame.call_id)
+        if live:
+            return await self._store_offer_again(frame, live)
         ivr = frame.ivr.model_dump(exclude_none=True)
-        async with self.maker() as session, session.begin():
-            if await records.event_seen(session, frame.event_id):
-                return []
+        async with self.reader() as session:  # type: ignore[misc]
             customer = await crm.find_customer_by_phone(session, frame.ani)
             profile = await crm.customer_profile(session, customer.id) if customer else None
             sticky = await crm.last_good_agent(session, customer.id) if customer else None
-            tier = customer.tier if customer else engine.DEFAULT_TIER
-            records.create_call(
-                session, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
-                dnis=frame.dnis, customer_id=customer.id if customer else None, tier=tier,
-                ivr=ivr, offered_at=now, node_id=self.node_id, integration=integration)
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+        tier = customer.tier if customer else engine.DEFAULT_TIER
         call = CallProfile(
             call_id=frame.call_id, queue=frame.queue, tier=tier,
             queue_skills=self.router.queues.get(frame.queue, ()),
@@ -119,14 +125,47 @@ class CallService:
         pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
                "tier": tier, "queue": frame.queue}
         rings, assignment = await self.router.offer(
-            call, now, now, integration=integration, ani=frame.ani,
+            call, now, now, integration=integration, ani=frame.ani, dnis=frame.dnis,
             customer_id=call_id_or_blank(profile), pop=orjson.dumps(pop).decode())
+        replies = [await self._dispatch(assignment, integration, reply=True)
+                   if assignment is not None else None]
+        await self._store_offer(frame, integration, customer.id if customer else None, tier,
+                                ivr, now)
         await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
                                             "tier": tier})
         if assignment is not None:
-            return [await self._dispatch(assignment, integration, reply=True)]
+            await self._notify_routed(assignment)
+            return replies  # type: ignore[return-value]
         await self._schedule_widening(frame.call_id, rings, now, now)
         return [await self._queued_notice(frame.call_id)]
+
+    async def _store_offer(self, frame: CallOffered, integration: str,
+                           customer_id: str | None, tier: str, ivr: dict[str, Any],
+                           offered_at: float) -> None:
+        try:
+            async with self.maker() as session, session.begin():
+                records.create_call(
+                    session, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
+                    dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr,
+                    offered_at=offered_at, node_id=self.node_id, integration=integration)
+                records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+        except IntegrityError:
+            raise
+        except Exception as e:
+            log.warning("could not store call %s: %s", frame.call_id, e)
+            raise StorageUnavailable(frame.call_id) from e
+
+    async def _store_offer_again(self, frame: CallOffered, live: dict[str, str]) -> list[dict]:
+        """A resent offer: store it if the first attempt's write failed, else refuse it."""
+        async with self.reader() as session:  # type: ignore[misc]
+            stored = await session.get(Call, frame.call_id)
+        if stored is not None:
+            raise CallExists(frame.call_id)
+        pop = orjson.loads(live["pop"])
+        await self._store_offer(frame, live["integration"], live.get("customer_id") or None,
+                                live.get("tier", engine.DEFAULT_TIER), pop.get("ivr", {}),
+                                float(live["offered_at"]))
+        return []
 
     async def _call_answered(self, frame: CallAnswered, integration: str) -> list[dict]:
         now = self.clock()
@@ -138,7 +177,9 @@ class CallService:
             records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_call(session, frame.call_id, state=CallState.connected.value)
             await records.set_interaction(session, frame.call_id, answered_at=records.at(now),
-                                          wait_s=now - float(call["offered_at"]))
+                                          wait_s=now - float(call["offered_at"]),
+                                          **_routing_record(call))
+            await records.set_call(session, frame.call_id, agent_id=frame.agent_id)
         ok, state = await self.store.call_cas(frame.call_id, ["ringing"], "connected",
                                               answered_at=now)
         if not ok:
@@ -170,6 +211,7 @@ class CallService:
                 values["talk_s"] = now - float(call.get("answered_at") or now)
             else:
                 values["wait_s"] = now - offered
+                values.update(_routing_record(call))
             await records.set_interaction(session, frame.call_id, **values)
         ok, current = await self.store.call_cas(
             frame.call_id, [state.value], final.value, ended_at=now, end_cause=frame.cause)
@@ -247,10 +289,8 @@ class CallService:
         check(call_id, call["state"], "wrapup.done")
         if call.get("agent_id") != str(agent_id) and call.get("wrap_agent") != str(agent_id):
             raise WrongAgent(call_id, _int(call.get("agent_id")), agent_id)
-        async with self.maker() as session, session.begin():
-            await records.set_interaction(session, call_id, disposition=disposition,
-                                          notes=notes)
-        await self._finish_wrap_up(agent_id, call_id, self.clock())
+        await self._finish_wrap_up(agent_id, call_id, self.clock(),
+                                   {"disposition": disposition, "notes": notes})
 
     async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
         """What a (re)connecting console needs at once: its state and its current call."""
@@ -306,8 +346,6 @@ class CallService:
         await self.store.make_unavailable(agent_id, AgentState.not_ready, "missed", now,
                                           force=True)
         await self.store.set_agent_fields(agent_id, call_id="")
-        async with self.maker() as session, session.begin():
-            await records.set_call(session, call_id, state="queued", agent_id=None)
         await self._to_agent(agent_id, {"type": "call.ended", "call_id": call_id,
                                         "reason": "ring_no_answer"})
         await self._record_agent_state(agent_id)
@@ -326,8 +364,11 @@ class CallService:
         """A call was given to an agent: ring its phone, pop its screen, start the clock."""
         now = self.clock()
         reason = a.reason()
-        await self.store.redis.hset(self.keys.call(a.call_id), "reason",
-                                    orjson.dumps(reason).decode())
+        key = self.keys.call(a.call_id)
+        tried = await self.store.redis.hget(key, "agents") or ""
+        await self.store.redis.hset(key, mapping={
+            "reason": orjson.dumps(reason).decode(),
+            "agents": ",".join(filter(None, [tried, str(a.agent_id)]))})
         call = await self.store.call(a.call_id)
         agent = await self.store.agent(a.agent_id)
         await self.timers.schedule(Timer("rona", a.call_id, str(a.agent_id)),
@@ -337,11 +378,13 @@ class CallService:
                    "extension": agent.get("extension", "")}
         if not reply:
             await self.bus.publish(self.keys.telephony_channel(call["integration"]), connect)
-        async with self.maker() as session, session.begin():
-            await records.add_agent(session, a.call_id, a.agent_id, reason)
-        await self._agent_state_event(a.agent_id)
-        await self._notify("call.routed", {**call, "reason": reason})
+            await self._notify_routed(a)
         return connect
+
+    async def _notify_routed(self, a: Assignment) -> None:
+        await self._agent_state_event(a.agent_id)
+        await self._notify("call.routed", {**await self.store.call(a.call_id),
+                                           "reason": a.reason()})
 
     async def _queued_notice(self, call_id: str) -> dict[str, Any]:
         call = await self.store.call(call_id)
@@ -369,14 +412,15 @@ class CallService:
                                         "wrap_up_until": until})
         await self._record_agent_state(agent_id)
 
-    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float) -> None:
+    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
+                              wrap: dict[str, str] | None = None) -> None:
         agent = await self.store.agent(agent_id)
         if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
             return  # wrap-up already finished by the agent or the timer
         await self.timers.cancel(Timer("wrapup", str(agent_id), call_id))
         call = await self.store.call(call_id)
         if call.get("state") == CallState.wrap_up.value:
-            await self._end_call(call, now)
+            await self._end_call(call, now, wrap or {})
         after = agent.get("after_wrap") or AgentState.available.value
         await self.store.set_agent_fields(agent_id, call_id="", after_wrap="")
         if after == AgentState.available.value:
@@ -390,9 +434,11 @@ class CallService:
         if assignment is not None:
             await self._dispatch(assignment, None)
 
-    async def _end_call(self, call: dict[str, str], now: float) -> None:
+    async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         async with self.maker() as session, session.begin():
             await records.set_call(session, call["id"], state=CallState.ended.value)
+            if wrap:
+                await records.set_interaction(session, call["id"], **wrap)
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
         await self._update_aht(handle)
@@ -446,12 +492,50 @@ class CallService:
         await self._notify("agent.state", message)
 
     async def _record_agent_state(self, agent_id: int) -> None:
-        await self._agent_state_event(agent_id)
+        """Tell the agent and observers, and log the change for reports (batched)."""
         agent = await self.store.agent(agent_id)
+        message = _agent_state_message(agent_id, agent)
+        await self._to_agent(agent_id, message)
+        await self._notify("agent.state", message)
+        await self.store.redis.xadd(self.keys.agent_log, {
+            "agent_id": agent_id, "state": message["state"], "reason": message["reason"] or "",
+            "at": message["since"] or self.clock()}, maxlen=1_000_000, approximate=True)
+
+    async def persist_agent_log(self, interval: float = 1.0, batch: int = 500) -> None:
+        """Move logged agent state changes into the database, a batch at a time.
+
+        A consumer group shares the work between nodes; entries are acknowledged and
+        deleted only after they are stored.
+        """
+        stream, group = self.keys.agent_log, "persist"
+        try:
+            await self.store.redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except Exception as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        while True:
+            try:
+                await self._persist_agent_batch(stream, group, batch)
+            except Exception as e:
+                log.warning("agent state log not persisted yet: %s", e)
+            await asyncio.sleep(interval)
+
+    async def _persist_agent_batch(self, stream: str, group: str, batch: int) -> None:
+        redis = self.store.redis
+        # Entries a node took and never stored (it died): Redis 6 answers two fields, 7 three.
+        claimed = (await redis.xautoclaim(stream, group, self.node_id, 30_000, "0-0",
+                                          count=batch))[1]
+        fresh = await redis.xreadgroup(group, self.node_id, {stream: ">"}, count=batch)
+        entries = list(claimed) + [e for _, items in fresh for e in items]
+        if not entries:
+            return
         async with self.maker() as session, session.begin():
-            session.add(AgentStateChange(
-                agent_id=agent_id, state=agent.get("state", "logged_out"),
-                reason=agent.get("reason") or None))
+            session.add_all(AgentStateChange(
+                agent_id=int(f["agent_id"]), state=f["state"], reason=f["reason"] or None,
+                at=records.at(float(f["at"]))) for _, f in entries)
+        ids = [entry_id for entry_id, _ in entries]
+        await redis.xack(stream, group, *ids)
+        await redis.xdel(stream, *ids)
 
     async def _notify(self, name: str, data: dict[str, Any]) -> None:
         for observer in self.observers:
@@ -467,6 +551,17 @@ def _ack(frame: Frame, duplicate: bool = False) -> dict[str, Any]:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value else None
+
+
+def _routing_record(call: dict[str, str]) -> dict[str, Any]:
+    """What the interaction keeps of routing: why the last agent was chosen, and who rang."""
+    agents = [int(a) for a in (call.get("agents") or "").split(",") if a]
+    values: dict[str, Any] = {"agent_ids": agents}
+    if call.get("reason"):
+        values["routing_reason"] = orjson.loads(call["reason"])
+    if agents:
+        values["agent_id"] = agents[-1]
+    return values
 
 
 def call_id_or_blank(profile: dict[str, Any] | None) -> str:

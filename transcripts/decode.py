@@ -1,0 +1,68 @@
+"""One recording to a stored-ready result, run inside a worker process.
+
+Decoding, redaction and complaint detection all happen here, in the pool process: the
+event loop never decodes, and the raw (unredacted) text never leaves this process.
+Everything returned is plain data, so it pickles back to the parent whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    path: str
+    model: str
+    agent_channel: int = 0
+    customer_channel: int = 1
+    language: str | None = None
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    utterances: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+    detection: dict[str, Any] | None = None
+    error: str | None = None  # "code: reason" when the audio itself is unusable
+
+
+def decode_recording(request: DecodeRequest) -> DecodeResult:
+    from transcripts.asr import transcribe_file
+    from transcripts.complaint_detector import detect_complaint
+    from transcripts.exceptions import BadAudio
+    from transcripts.redaction import redact_transcript
+
+    try:
+        transcript = transcribe_file(request.path, request.model,
+                                     agent_channel=request.agent_channel,
+                                     customer_channel=request.customer_channel)
+    except BadAudio as e:
+        return DecodeResult(error=f"{e.code}: {e.reason}")
+    utterances = [u.to_dict() for u in redact_transcript(transcript, request.patterns)]
+    detection = detect_complaint(utterances, request.language).to_dict()
+    return DecodeResult(utterances, transcript.duration, detection)
+
+
+def _warm_up(model: str) -> None:
+    """Pool initializer: load the model (and the detector's lexicons) once per process."""
+    from transcripts.asr import load_model
+    from transcripts.complaint_detector import default_detector
+
+    load_model(model)
+    default_detector()
+    log.info("decoder process %d ready", os.getpid())
+
+
+def process_pool(model: str, processes: int) -> Executor:
+    # spawn, not fork: the parent runs an event loop and driver threads that must not be copied.
+    return ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn"),
+                               initializer=_warm_up, initargs=(model,))

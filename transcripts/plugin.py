@@ -1,0 +1,73 @@
+"""Wiring of transcription and complaints into the app: their `cleanup_ctx` resources.
+
+Every node queues a transcription job for each `recording.ready`. With
+`transcribe_in_process` the node also runs a worker with its own decoder processes
+(single-node use); otherwise `callcenter worker` processes take the jobs. Every node
+sweeps overdue complaints: escalation is a conditional database update, so several
+sweeping nodes escalate each complaint once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from callcenter import appkeys
+from transcripts import views
+from transcripts.complaints import ComplaintService, run_sla_sweep
+from transcripts.exceptions import ModelNotFound
+from transcripts.worker import JobQueue, build_worker, sla_policy
+
+log = logging.getLogger(__name__)
+
+
+async def transcription_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, keys = app[appkeys.SETTINGS], app[appkeys.KEYS]
+    queue = JobQueue(app[appkeys.REDIS], keys.transcribe_stream)
+    app[appkeys.CALLS].on_recording = queue.enqueue
+    app[appkeys.TRANSCRIPTION] = queue
+    task = None
+    if settings.transcribe_in_process:
+        try:
+            worker = build_worker(settings, app[appkeys.REDIS], app[appkeys.SESSIONS],
+                                  settings.transcribe_concurrency)
+            task = asyncio.create_task(worker.run(), name="transcription-worker")
+        except ModelNotFound as e:
+            # Jobs still queue up for a `callcenter worker` that has the model.
+            log.error("no in-process transcription: %s (set CALLCENTER_VOSK_MODEL)", e)
+    yield
+    await _stop(task)
+
+
+async def complaints_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, bus, keys = app[appkeys.SETTINGS], app[appkeys.BUS], app[appkeys.KEYS]
+
+    async def to_wallboard(message: dict[str, Any]) -> None:
+        await bus.publish(keys.wallboard_channel, message)
+
+    service = ComplaintService(app[appkeys.SESSIONS], sla_policy(settings),
+                               notify=to_wallboard)
+    app[appkeys.COMPLAINTS] = service
+    task = asyncio.create_task(run_sla_sweep(service, settings.complaint_sweep_s),
+                               name="complaint-sla")
+    yield
+    await _stop(task)
+
+
+async def _stop(task: asyncio.Task[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup(app: web.Application) -> None:
+    """After `services_ctx`: both contexts use the call service, bus and keys."""
+    app.cleanup_ctx.extend([transcription_ctx, complaints_ctx])
+    views.setup(app)

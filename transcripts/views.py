@@ -1,0 +1,203 @@
+"""REST API v1 for complaints and satisfaction statistics.
+
+Agents create complaints from the console and read them; supervisors and admins move
+them through the lifecycle, assign and escalate them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from callcenter import appkeys
+from callcenter.auth import Principal
+from callcenter.models import Agent, Complaint, ComplaintEvent, Interaction, Role
+from callcenter.web import Invalid, NotFound, authenticate
+from cti.schemas import describe
+from transcripts import complaints, stats
+from transcripts.complaints import CATEGORIES, Actor, ComplaintState, Escalation
+
+STAFF = (Role.agent, Role.supervisor, Role.admin)
+MANAGERS = (Role.supervisor, Role.admin)
+LIST_LIMIT = 200
+
+
+class CreateBody(BaseModel):
+    customer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    category: Literal[CATEGORIES] = "other"  # type: ignore[valid-type]
+    summary: Annotated[str, Field(max_length=4000)] = ""
+    interaction_id: int | None = None
+    call_id: Annotated[str | None, Field(max_length=128)] = None
+
+
+class TransitionBody(BaseModel):
+    to: ComplaintState
+    note: Annotated[str, Field(max_length=4000)] = ""
+    cause_side: Literal["company", "customer"] | None = None
+    resolution: Annotated[str | None, Field(max_length=4000)] = None
+    reason: Annotated[str | None, Field(max_length=4000)] = None
+
+
+class AssignBody(BaseModel):
+    agent_id: int
+    note: Annotated[str, Field(max_length=4000)] = ""
+
+
+class EscalateBody(BaseModel):
+    note: Annotated[str, Field(max_length=4000)] = ""
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read() or b"{}")
+    except ValidationError as e:
+        raise Invalid(describe(e.errors())) from e
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(principal.name, principal.role, principal.agent_id)
+
+
+def _id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["complaint_id"])
+    except ValueError as e:
+        raise NotFound(f"no complaint {request.match_info['complaint_id']!r}") from e
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def complaint_dict(c: Complaint) -> dict[str, Any]:
+    return {
+        "id": c.id, "customer_id": c.customer_id, "interaction_id": c.interaction_id,
+        "category": c.category, "state": c.state, "source": c.source, "summary": c.summary,
+        "score": c.score, "evidence": c.evidence, "cause_side": c.cause_side,
+        "resolution": c.resolution, "rejection_reason": c.rejection_reason,
+        "assigned_agent_id": c.assigned_agent_id, "tier": c.tier,
+        "sla_due_at": _iso(c.sla_due_at), "escalation_level": c.escalation_level,
+        "created_by": c.created_by, "created_at": _iso(c.created_at),
+        "updated_at": _iso(c.updated_at), "closed_at": _iso(c.closed_at),
+    }
+
+
+def event_dict(e: ComplaintEvent) -> dict[str, Any]:
+    return {"from": e.from_state, "to": e.to_state, "actor": e.actor, "note": e.note,
+            "at": _iso(e.at)}
+
+
+async def _interaction_id(session: Any, body: CreateBody) -> int | None:
+    if body.call_id is None:
+        return body.interaction_id
+    found = await session.scalar(select(Interaction.id).where(
+        Interaction.call_id == body.call_id))
+    if found is None:
+        raise NotFound(f"no interaction for call {body.call_id!r}")
+    return found
+
+
+async def create_complaint(request: web.Request) -> web.Response:
+    principal = await authenticate(request, *STAFF)
+    body: CreateBody = await _body(request, CreateBody)
+    service = request.app[appkeys.COMPLAINTS]
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        complaint = await complaints.create(
+            session, customer_id=body.customer_id, actor=_actor(principal),
+            now=service.clock(), policy=service.policy, category=body.category,
+            summary=body.summary, interaction_id=await _interaction_id(session, body),
+            # An agent who takes a complaint owns it until a supervisor assigns it.
+            assigned_agent_id=principal.agent_id if principal.role is Role.agent else None)
+    return web.json_response(complaint_dict(complaint), status=201)
+
+
+async def list_complaints(request: web.Request) -> web.Response:
+    await authenticate(request, *STAFF)
+    query = select(Complaint).order_by(Complaint.created_at.desc(), Complaint.id.desc())
+    if state := request.query.get("state"):
+        if state not in ComplaintState.__members__:
+            raise Invalid(f"state must be one of {', '.join(ComplaintState.__members__)}")
+        query = query.where(Complaint.state == state)
+    if customer_id := request.query.get("customer_id"):
+        query = query.where(Complaint.customer_id == customer_id)
+    if request.query.get("escalated") in ("1", "true"):
+        query = query.where(Complaint.escalation_level > 0, Complaint.closed_at.is_(None))
+    async with request.app[appkeys.SESSIONS]() as session:
+        rows = await session.scalars(query.limit(LIST_LIMIT))
+        return web.json_response({"complaints": [complaint_dict(c) for c in rows]})
+
+
+async def get_complaint(request: web.Request) -> web.Response:
+    await authenticate(request, *STAFF)
+    complaint_id = _id(request)
+    async with request.app[appkeys.SESSIONS]() as session:
+        complaint = await complaints.get(session, complaint_id)
+        trail = await complaints.events(session, complaint_id)
+    return web.json_response({**complaint_dict(complaint),
+                              "events": [event_dict(e) for e in trail]})
+
+
+async def transition(request: web.Request) -> web.Response:
+    principal = await authenticate(request, *MANAGERS)
+    body: TransitionBody = await _body(request, TransitionBody)
+    service = request.app[appkeys.COMPLAINTS]
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        complaint = await complaints.transition(
+            session, _id(request), body.to, _actor(principal), service.clock(),
+            note=body.note, cause_side=body.cause_side, resolution=body.resolution,
+            reason=body.reason)
+    return web.json_response(complaint_dict(complaint))
+
+
+async def assign(request: web.Request) -> web.Response:
+    principal = await authenticate(request, *MANAGERS)
+    body: AssignBody = await _body(request, AssignBody)
+    service = request.app[appkeys.COMPLAINTS]
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        if await session.get(Agent, body.agent_id) is None:
+            raise NotFound(f"no agent {body.agent_id}")
+        complaint = await complaints.assign(session, _id(request), body.agent_id,
+                                            _actor(principal), service.clock(), body.note)
+    return web.json_response(complaint_dict(complaint))
+
+
+async def escalate(request: web.Request) -> web.Response:
+    principal = await authenticate(request, *MANAGERS)
+    body: EscalateBody = await _body(request, EscalateBody)
+    service = request.app[appkeys.COMPLAINTS]
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        complaint = await complaints.escalate(session, _id(request), _actor(principal),
+                                              service.clock(), body.note)
+    assert complaint is not None  # a one-level escalation raises rather than return None
+    await service.announce(Escalation.of(complaint))
+    return web.json_response(complaint_dict(complaint))
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    await authenticate(request, *MANAGERS)
+    since = None
+    if raw := request.query.get("since"):
+        try:
+            since = dt.datetime.fromisoformat(raw)
+        except ValueError as e:
+            raise Invalid("since must be an ISO 8601 date or time") from e
+        since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+    service = request.app[appkeys.COMPLAINTS]
+    async with request.app[appkeys.SESSIONS]() as session:
+        return web.json_response({
+            "csat": await stats.csat(session, since),
+            "complaints": await stats.complaint_counts(session, service.clock())})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/complaints", create_complaint)
+    app.router.add_get("/api/v1/complaints", list_complaints)
+    app.router.add_get("/api/v1/complaints/{complaint_id}", get_complaint)
+    app.router.add_post("/api/v1/complaints/{complaint_id}/transition", transition)
+    app.router.add_post("/api/v1/complaints/{complaint_id}/assign", assign)
+    app.router.add_post("/api/v1/complaints/{complaint_id}/escalate", escalate)
+    app.router.add_get("/api/v1/stats", get_stats)

@@ -113,9 +113,10 @@ def _run(jobs: list[tuple], workers: int, bar: tqdm) -> Iterable[FileResult]:
         for job in jobs:
             yield _tick(_transcribe_one(*job), bar)
         return
-    # forkserver: workers start from a clean process, never from a fork of a caller
-    # that may hold threads (tqdm's monitor, an event loop's executor).
-    context = multiprocessing.get_context("forkserver")
+    # spawn: workers start clean, never as a fork of a caller that may hold threads
+    # (tqdm's monitor, an event loop's executor); and, unlike forkserver, they are our
+    # own children, so their CPU time shows in our rusage.
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         min(workers, len(jobs)), mp_context=context,
         initializer=asr.load_model, initargs=(jobs[0][2],),

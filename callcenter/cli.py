@@ -104,9 +104,18 @@ def serve(
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         web.run_app(create_app(s), host=s.host, port=s.port, print=None,
-                    shutdown_timeout=5)
+                    shutdown_timeout=5, loop=new_event_loop())
     except OSError as e:
         fail(f"cannot listen on {s.host}:{s.port}: {e.strerror}")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed: its C transports halve the cost of socket writes."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 @db_app.command("upgrade")

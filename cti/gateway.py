@@ -50,6 +50,7 @@ async def telephony_ws(request: web.Request) -> web.StreamResponse:
     await bus.subscribe(channel, conn.send)
     log.info("telephony integration %s connected", principal.name)
     lanes = CallLanes()
+    app[appkeys.METRICS].websockets.labels("telephony").inc()
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -60,6 +61,7 @@ async def telephony_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.ERROR:
                 log.info("telephony %s: %s", principal.name, ws.exception())
     finally:
+        app[appkeys.METRICS].websockets.labels("telephony").dec()
         await lanes.drain()
         await bus.unsubscribe(channel, conn.send)
         await conn.close()

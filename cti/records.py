@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.models import Call, Interaction, ProcessedEvent
@@ -19,20 +19,26 @@ async def event_seen(session: AsyncSession, event_id: str) -> bool:
     return await session.get(ProcessedEvent, event_id) is not None
 
 
-def mark_event(session: AsyncSession, event_id: str, call_id: str, kind: str) -> None:
-    session.add(ProcessedEvent(event_id=event_id, call_id=call_id, type=kind))
+# Core statements rather than ORM objects: these run several times per call, and the
+# unit of work costs more than the SQL.
+
+async def mark_event(session: AsyncSession, event_id: str, call_id: str, kind: str) -> None:
+    await session.execute(insert(ProcessedEvent).values(
+        event_id=event_id, call_id=call_id, type=kind, received_at=dt.datetime.now(dt.UTC)))
 
 
-def create_call(session: AsyncSession, *, call_id: str, queue: str, ani: str, dnis: str,
-                customer_id: str | None, tier: str, ivr: dict[str, Any], offered_at: float,
-                node_id: str, integration: str) -> None:
+async def create_call(session: AsyncSession, *, call_id: str, queue: str, ani: str,
+                      dnis: str, customer_id: str | None, tier: str, ivr: dict[str, Any],
+                      offered_at: float, node_id: str, integration: str) -> None:
     when = at(offered_at)
-    session.add(Call(id=call_id, state="queued", queue=queue, ani=ani, dnis=dnis,
-                     customer_id=customer_id, tier=tier,
-                     ivr={**ivr, "_integration": integration},
-                     offered_at=when, node_id=node_id))
-    session.add(Interaction(call_id=call_id, customer_id=customer_id, queue=queue, tier=tier,
-                            ani=ani, ivr=ivr, offered_at=when))
+    await session.execute(insert(Call).values(
+        id=call_id, state="queued", queue=queue, ani=ani, dnis=dnis, customer_id=customer_id,
+        tier=tier, ivr={**ivr, "_integration": integration}, offered_at=when, updated_at=when,
+        node_id=node_id))
+    await session.execute(insert(Interaction).values(
+        call_id=call_id, customer_id=customer_id, queue=queue, tier=tier, ani=ani, ivr=ivr,
+        offered_at=when, agent_ids=[], routing_reason={}, transcript_status="none",
+        complaint_flag=False))
 
 
 async def set_call(session: AsyncSession, call_id: str, **values: Any) -> None:

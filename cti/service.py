@@ -113,13 +113,13 @@ class CallService:
         async with self.reader() as session:  # type: ignore[misc]
             customer = await crm.find_customer_by_phone(session, frame.ani)
             profile = await crm.customer_profile(session, customer.id) if customer else None
-            sticky = await crm.last_good_agent(session, customer.id) if customer else None
         tier = customer.tier if customer else engine.DEFAULT_TIER
         call = CallProfile(
             call_id=frame.call_id, queue=frame.queue, tier=tier,
             queue_skills=self.router.queues.get(frame.queue, ()),
-            sticky_agent_id=sticky,
-            sticky_agent_working=await self.router.sticky_working(sticky),
+            sticky_agent_id=profile["last_agent_id"] if profile else None,
+            sticky_agent_working=await self.router.sticky_working(
+                profile["last_agent_id"] if profile else None),
             open_complaint=bool(profile and profile["open_complaints"]),
             intent_skill=ivr.get("intent"))
         pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
@@ -127,28 +127,27 @@ class CallService:
         rings, assignment = await self.router.offer(
             call, now, now, integration=integration, ani=frame.ani, dnis=frame.dnis,
             customer_id=call_id_or_blank(profile), pop=orjson.dumps(pop).decode())
-        replies = [await self._dispatch(assignment, integration, reply=True)
-                   if assignment is not None else None]
+        await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
+                                            "tier": tier, "offered_at": now})
+        if assignment is not None:
+            replies = [await self._dispatch(assignment, integration, reply=True)]
+        else:
+            await self._schedule_widening(frame.call_id, rings, now, now)
+            replies = [await self._queued_notice(frame.call_id)]
         await self._store_offer(frame, integration, customer.id if customer else None, tier,
                                 ivr, now)
-        await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
-                                            "tier": tier})
-        if assignment is not None:
-            await self._notify_routed(assignment)
-            return replies  # type: ignore[return-value]
-        await self._schedule_widening(frame.call_id, rings, now, now)
-        return [await self._queued_notice(frame.call_id)]
+        return replies
 
     async def _store_offer(self, frame: CallOffered, integration: str,
                            customer_id: str | None, tier: str, ivr: dict[str, Any],
                            offered_at: float) -> None:
         try:
             async with self.maker() as session, session.begin():
-                records.create_call(
+                await records.create_call(
                     session, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
                     dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr,
                     offered_at=offered_at, node_id=self.node_id, integration=integration)
-                records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+                await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
         except IntegrityError:
             raise
         except Exception as e:
@@ -174,7 +173,7 @@ class CallService:
         if call.get("agent_id") != str(frame.agent_id):
             raise WrongAgent(frame.call_id, _int(call.get("agent_id")), frame.agent_id)
         async with self.maker() as session, session.begin():
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_call(session, frame.call_id, state=CallState.connected.value)
             await records.set_interaction(session, frame.call_id, answered_at=records.at(now),
                                           wait_s=now - float(call["offered_at"]),
@@ -184,12 +183,12 @@ class CallService:
                                               answered_at=now)
         if not ok:
             check(frame.call_id, state, frame.type)
-        await self.timers.cancel(Timer("rona", frame.call_id, str(frame.agent_id)))
-        await self.store.make_unavailable(frame.agent_id, AgentState.on_call, "", now,
-                                          force=True)
-        await self.store.set_agent_fields(frame.agent_id, call_id=frame.call_id)
-        await self._to_agent(frame.agent_id, {"type": "call.connected", "call_id": frame.call_id})
-        await self._agent_state_event(frame.agent_id)
+        change = await self.store.make_unavailable(frame.agent_id, AgentState.on_call, "", now,
+                                                   force=True, call_id=frame.call_id)
+        await self._agent_changed(
+            frame.agent_id, change.agent,
+            {"type": "call.connected", "call_id": frame.call_id},
+            cancel=Timer("rona", frame.call_id, str(frame.agent_id)))
         await self._notify("call.answered", {**call, "answered_at": now})
         return []
 
@@ -203,7 +202,7 @@ class CallService:
         agent_id = _int(call.get("agent_id"))
         offered = float(call["offered_at"])
         async with self.maker() as session, session.begin():
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_call(session, frame.call_id, state=final.value)
             values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
                                       "outcome": outcome}
@@ -236,7 +235,7 @@ class CallService:
         ), self.router.policy)
         previous_agent = _int(call.get("agent_id"))
         async with self.maker() as session, session.begin():
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_call(session, frame.call_id, state="queued", queue=queue,
                                    agent_id=None)
         score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
@@ -258,7 +257,7 @@ class CallService:
         state, customer_id = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
         async with self.maker() as session, session.begin():
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_interaction(session, frame.call_id, recording_path=frame.path,
                                           transcript_status="pending")
         if self.on_recording is not None:
@@ -269,7 +268,7 @@ class CallService:
         state, _ = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
         async with self.maker() as session, session.begin():
-            records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
             await records.set_interaction(session, frame.call_id, survey_score=frame.score)
         await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
         return []
@@ -343,12 +342,10 @@ class CallService:
                                       ["ringing"])
         if not ok:
             return
-        await self.store.make_unavailable(agent_id, AgentState.not_ready, "missed", now,
-                                          force=True)
-        await self.store.set_agent_fields(agent_id, call_id="")
-        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call_id,
-                                        "reason": "ring_no_answer"})
-        await self._record_agent_state(agent_id)
+        change = await self.store.make_unavailable(agent_id, AgentState.not_ready, "missed",
+                                                   now, force=True, call_id="")
+        await self._agent_changed(agent_id, change.agent, {
+            "type": "call.ended", "call_id": call_id, "reason": "ring_no_answer"})
         await self._notify("call.rona", {"call_id": call_id, "agent_id": agent_id})
         assignment = await self.router.route_call(call_id, now)
         if assignment is not None:
@@ -364,27 +361,23 @@ class CallService:
         """A call was given to an agent: ring its phone, pop its screen, start the clock."""
         now = self.clock()
         reason = a.reason()
-        key = self.keys.call(a.call_id)
-        tried = await self.store.redis.hget(key, "agents") or ""
-        await self.store.redis.hset(key, mapping={
-            "reason": orjson.dumps(reason).decode(),
-            "agents": ",".join(filter(None, [tried, str(a.agent_id)]))})
         call = await self.store.call(a.call_id)
-        agent = await self.store.agent(a.agent_id)
-        await self.timers.schedule(Timer("rona", a.call_id, str(a.agent_id)),
-                                   now + self.ring_timeout_s)
-        await self._to_agent(a.agent_id, _screen_pop(call, reason))
+        tried = ",".join(filter(None, [call.get("agents", ""), str(a.agent_id)]))
+        call |= {"reason": orjson.dumps(reason).decode(), "agents": tried}
         connect = {"type": "route.connect", "call_id": a.call_id, "agent_id": a.agent_id,
-                   "extension": agent.get("extension", "")}
-        if not reply:
-            await self.bus.publish(self.keys.telephony_channel(call["integration"]), connect)
-            await self._notify_routed(a)
+                   "extension": a.agent.get("extension", "")}
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.call(a.call_id), mapping={"reason": call["reason"],
+                                                           "agents": tried})
+            pipe.zadd(self.timers.key, {Timer("rona", a.call_id, str(a.agent_id)).member:
+                                        now + self.ring_timeout_s})
+            if not reply:
+                pipe.publish(self.keys.telephony_channel(call["integration"]),
+                             orjson.dumps(connect))
+            await pipe.execute()
+        await self._agent_changed(a.agent_id, a.agent, _screen_pop(call, reason))
+        await self._notify("call.routed", {**call, "reason": reason})
         return connect
-
-    async def _notify_routed(self, a: Assignment) -> None:
-        await self._agent_state_event(a.agent_id)
-        await self._notify("call.routed", {**await self.store.call(a.call_id),
-                                           "reason": a.reason()})
 
     async def _queued_notice(self, call_id: str) -> dict[str, Any]:
         call = await self.store.call(call_id)
@@ -403,36 +396,35 @@ class CallService:
 
     async def _start_wrap_up(self, agent_id: int, call_id: str, queue: str, now: float) -> None:
         until = now + self.wrap_up_by_queue.get(queue, self.wrap_up_s)
-        await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", now, force=True)
-        await self.store.set_agent_fields(agent_id, call_id=call_id)
+        change = await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", now,
+                                                   force=True, call_id=call_id)
         await self.store.redis.hset(self.keys.call(call_id), mapping={
             "wrap_until": until, "wrap_agent": agent_id})
         await self.timers.schedule(Timer("wrapup", str(agent_id), call_id), until)
-        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call_id,
-                                        "wrap_up_until": until})
-        await self._record_agent_state(agent_id)
+        await self._agent_changed(agent_id, change.agent, {
+            "type": "call.ended", "call_id": call_id, "wrap_up_until": until})
 
     async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
                               wrap: dict[str, str] | None = None) -> None:
         agent = await self.store.agent(agent_id)
         if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
             return  # wrap-up already finished by the agent or the timer
-        await self.timers.cancel(Timer("wrapup", str(agent_id), call_id))
         call = await self.store.call(call_id)
         if call.get("state") == CallState.wrap_up.value:
             await self._end_call(call, now, wrap or {})
         after = agent.get("after_wrap") or AgentState.available.value
         await self.store.set_agent_fields(agent_id, call_id="", after_wrap="")
         if after == AgentState.available.value:
-            await self.store.make_available(agent_id, now)
-            assignment = await self.router.route_agent(agent_id, now)
+            change = await self.store.make_available(agent_id, now)
         else:
-            await self.store.make_unavailable(agent_id, AgentState(after),
-                                              agent.get("after_wrap_reason", ""), now)
-            assignment = None
-        await self._record_agent_state(agent_id)
-        if assignment is not None:
-            await self._dispatch(assignment, None)
+            change = await self.store.make_unavailable(
+                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now)
+        await self._agent_changed(agent_id, change.agent,
+                                  cancel=Timer("wrapup", str(agent_id), call_id))
+        if after == AgentState.available.value:
+            assignment = await self.router.route_agent(agent_id, now)
+            if assignment is not None:
+                await self._dispatch(assignment, None)
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         async with self.maker() as session, session.begin():
@@ -441,20 +433,20 @@ class CallService:
                 await records.set_interaction(session, call["id"], **wrap)
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
-        await self._update_aht(handle)
         await self.store.drop_call(call["id"], call["queue"])
+        await self._update_aht(handle)
         await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})
 
     async def _abandon(self, call: dict[str, str], agent_id: int | None, now: float) -> None:
         await self.store.drop_call(call["id"], call["queue"])
         if agent_id is None:
             return
-        await self.timers.cancel(Timer("rona", call["id"], str(agent_id)))
-        await self._to_agent(agent_id, {"type": "call.ended", "call_id": call["id"],
-                                        "reason": "caller_hangup"})
         await self.store.set_agent_fields(agent_id, call_id="")
-        await self.store.make_available(agent_id, now)
-        await self._record_agent_state(agent_id)
+        change = await self.store.make_available(agent_id, now)
+        await self._agent_changed(
+            agent_id, change.agent,
+            {"type": "call.ended", "call_id": call["id"], "reason": "caller_hangup"},
+            cancel=Timer("rona", call["id"], str(agent_id)))
         assignment = await self.router.route_agent(agent_id, now)
         if assignment is not None:
             await self._dispatch(assignment, None)
@@ -485,21 +477,25 @@ class CallService:
     async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
         await self.bus.publish(self.keys.agent_channel(agent_id), message)
 
-    async def _agent_state_event(self, agent_id: int) -> None:
-        agent = await self.store.agent(agent_id)
-        message = _agent_state_message(agent_id, agent)
-        await self._to_agent(agent_id, message)
-        await self._notify("agent.state", message)
-
     async def _record_agent_state(self, agent_id: int) -> None:
-        """Tell the agent and observers, and log the change for reports (batched)."""
-        agent = await self.store.agent(agent_id)
-        message = _agent_state_message(agent_id, agent)
-        await self._to_agent(agent_id, message)
-        await self._notify("agent.state", message)
-        await self.store.redis.xadd(self.keys.agent_log, {
-            "agent_id": agent_id, "state": message["state"], "reason": message["reason"] or "",
-            "at": message["since"] or self.clock()}, maxlen=1_000_000, approximate=True)
+        await self._agent_changed(agent_id, await self.store.agent(agent_id))
+
+    async def _agent_changed(self, agent_id: int, agent: dict[str, str],
+                             *before: dict[str, Any], cancel: Timer | None = None) -> None:
+        """Tell the agent (messages first, then its new state) in one round trip, log the
+        state for reports (persisted in batches), and tell the observers."""
+        state = _agent_state_message(agent_id, agent)
+        channel = self.keys.agent_channel(agent_id)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for message in (*before, state):
+                pipe.publish(channel, orjson.dumps(message))
+            pipe.xadd(self.keys.agent_log, {
+                "agent_id": agent_id, "state": state["state"], "reason": state["reason"] or "",
+                "at": state["since"] or self.clock()}, maxlen=1_000_000, approximate=True)
+            if cancel is not None:
+                pipe.zrem(self.timers.key, cancel.member)
+            await pipe.execute()
+        await self._notify("agent.state", state)
 
     async def persist_agent_log(self, interval: float = 1.0, batch: int = 500) -> None:
         """Move logged agent state changes into the database, a batch at a time.

@@ -46,6 +46,7 @@ class Assignment:
     waited_s: float
     tier: str
     score: float
+    agent: dict[str, str] = field(default_factory=dict, compare=False)  # after reservation
 
     def reason(self) -> dict[str, Any]:
         """Why this agent: stored on the interaction and shown to the agent."""
@@ -82,11 +83,11 @@ class Router:
                                               after_wrap_reason=reason)
             return None
         if state is AgentState.available:
-            ok, previous = await self.store.make_available(agent_id, now)
+            change = await self.store.make_available(agent_id, now)
         else:
-            ok, previous = await self.store.make_unavailable(agent_id, state, reason, now)
-        if not ok:
-            raise AgentBusy(agent_id, previous)
+            change = await self.store.make_unavailable(agent_id, state, reason, now)
+        if not change.ok:
+            raise AgentBusy(agent_id, change.previous)
         return await self.route_agent(agent_id, now) if state is AgentState.available else None
 
     async def sticky_working(self, agent_id: int | None) -> bool:
@@ -101,11 +102,15 @@ class Router:
         score = engine.priority_score(offered_at, call.tier, self.policy)
         await self.store.enqueue(call.call_id, call.queue, score, rings, {
             "offered_at": offered_at, "tier": call.tier, **fields})
-        return rings, await self.route_call(call.call_id, now)
+        queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
+                  "offered_at": offered_at, "tier": call.tier, "score": score}
+        return rings, await self.route_call(call.call_id, now, queued)
 
-    async def route_call(self, call_id: str, now: float) -> Assignment | None:
+    async def route_call(self, call_id: str, now: float,
+                         call: dict[str, Any] | None = None) -> Assignment | None:
         """Give a waiting call to the best available agent of its open rings."""
-        call = await self.store.call(call_id)
+        if call is None:
+            call = await self.store.call(call_id)
         if call.get("state") != "queued":
             return None
         rings = engine.decode_rings(call["rings"])
@@ -117,7 +122,8 @@ class Router:
             return None
         ring = next(r for r in opened if r.pool == reservation.pool)
         return Assignment(call_id, reservation.agent_id, ring.rule, ring.pool, waited,
-                          call.get("tier", engine.DEFAULT_TIER), float(call["score"]))
+                          call.get("tier", engine.DEFAULT_TIER), float(call["score"]),
+                          reservation.agent)
 
     async def route_agent(self, agent_id: int, now: float) -> Assignment | None:
         """Give a newly available agent the best waiting call it may take."""
@@ -137,7 +143,7 @@ class Router:
             if reservation is not None:
                 tier = (await self.store.call(call.call_id)).get("tier", engine.DEFAULT_TIER)
                 return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
-                                  now - call.offered_at, tier, call.score)
+                                  now - call.offered_at, tier, call.score, reservation.agent)
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

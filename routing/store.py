@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -29,10 +30,11 @@ redis.call('HSET', KEYS[1], 'state', 'available', 'reason', '', 'since', ARGV[1]
 for pool in string.gmatch(pools, '[^;]+') do
   redis.call('ZADD', ARGV[2] .. pool, ARGV[1], id)
 end
-return {1, state}
+return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
-# KEYS: agent hash; ARGV: new state, reason, now, pool prefix, force ("1" to leave a call).
+# KEYS: agent hash; ARGV: new state, reason, now, pool prefix, force ("1" to leave a call),
+# then field/value pairs to set as well.
 _MAKE_UNAVAILABLE = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
@@ -43,7 +45,8 @@ for pool in string.gmatch(pools, '[^;]+') do
   redis.call('ZREM', ARGV[4] .. pool, id)
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
-return {1, state}
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
 # Reserve one agent for one call, atomically.
@@ -65,13 +68,15 @@ local function take(agent_id)
   return true
 end
 if ARGV[4] ~= '' then
-  if take(ARGV[4]) then return {1, ARGV[4], ''} end
+  if take(ARGV[4]) then return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4])} end
   return {0, 'agent_not_available'}
 end
 for i = 3, #KEYS do
   local first = redis.call('ZRANGE', KEYS[i], 0, 0)
   if first[1] then
-    if take(first[1]) then return {1, first[1], KEYS[i]} end
+    if take(first[1]) then
+      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1])}
+    end
     -- a stale member: drop it so the next decision does not trip over it
     redis.call('ZREM', KEYS[i], first[1])
   end
@@ -97,6 +102,20 @@ return {1, state}
 class Reservation:
     agent_id: int
     pool: str
+    agent: dict[str, str]
+
+
+class AgentChange(NamedTuple):
+    """The outcome of a state change: done or not, the state before, the agent after."""
+
+    ok: bool
+    previous: str
+    agent: dict[str, str]
+
+
+def _pairs(flat: list[str] | None) -> dict[str, str]:
+    flat = flat or []
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class RoutingStore:
@@ -139,17 +158,20 @@ class RoutingStore:
             rows = await pipe.execute()
         return [row for row in rows if row]
 
-    async def make_available(self, agent_id: int, now: float) -> tuple[bool, str]:
-        ok, previous = await self._make_available(
+    async def make_available(self, agent_id: int, now: float) -> AgentChange:
+        result = await self._make_available(
             keys=[self.keys.agent(agent_id)], args=[now, self._pool_prefix])
-        return bool(ok), previous
+        return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
     async def make_unavailable(self, agent_id: int, state: AgentState, reason: str,
-                               now: float, *, force: bool = False) -> tuple[bool, str]:
-        ok, previous = await self._make_unavailable(
-            keys=[self.keys.agent(agent_id)],
-            args=[state.value, reason, now, self._pool_prefix, "1" if force else "0"])
-        return bool(ok), previous
+                               now: float, *, force: bool = False,
+                               **fields: str | int | float) -> AgentChange:
+        args: list[str | int | float] = [state.value, reason, now, self._pool_prefix,
+                                         "1" if force else "0"]
+        for name, value in fields.items():
+            args += [name, value]
+        result = await self._make_unavailable(keys=[self.keys.agent(agent_id)], args=args)
+        return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
     async def set_agent_fields(self, agent_id: int, **fields: str | int | float) -> None:
         await self.redis.hset(self.keys.agent(agent_id), mapping=fields)
@@ -210,7 +232,7 @@ class RoutingStore:
         if not result[0]:
             return None
         pool = result[2].removeprefix(self._pool_prefix) if result[2] else f"agent:{result[1]}"
-        return Reservation(int(result[1]), pool)
+        return Reservation(int(result[1]), pool, _pairs(result[3]))
 
     async def position(self, call_id: str, queue: str) -> int | None:
         rank = await self.redis.zrank(self.keys.waiting(queue), call_id)

@@ -186,7 +186,6 @@ class Center:
         return client
 
     async def agent(self, username: str, **kwargs: object) -> object:
-        from tests.clients import AgentClient
 
         await self.add_agent(username, **kwargs)  # type: ignore[arg-type]
         return await self.login(username)

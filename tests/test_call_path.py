@@ -150,8 +150,9 @@ async def test_caller_hanging_up_while_queued_is_abandoned(center):
     await agent.available()
     await agent.inbox.nothing("screen_pop")
     async with center.sessions() as session:
-        from callcenter.models import Interaction
         from sqlalchemy import select
+
+        from callcenter.models import Interaction
 
         record = await session.scalar(select(Interaction).where(Interaction.call_id == "gone"))
     assert record.outcome == "abandoned" and record.answered_at is None

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError
@@ -126,14 +128,20 @@ async def _serve(app: web.Application, conn: Connection, data: str, integration:
     except ValidationError as e:
         conn.send(error_frame(_validation_code(e), describe(e.errors()), _event_id(data)))
         return
-    if isinstance(frame, StateSync):
-        conn.send(await app[appkeys.CALLS].state_snapshot(integration))
-        return
     try:
+        if isinstance(frame, StateSync):
+            conn.send(await app[appkeys.CALLS].state_snapshot(integration))
+            return
         outcome = await app[appkeys.CALLS].handle(frame, integration)
     except (CallError, RoutingError) as e:
         log.debug("rejected %s for %s: %s", frame.type, frame.call_id, e)
         conn.send(error_frame(e.code, str(e), frame.event_id))
+        return
+    except (RedisError, SQLAlchemyError, OSError) as e:
+        # Redis or the database is away: nothing was acknowledged, so the PBX resends.
+        log.warning("cannot serve %s now: %s", frame.type, e)
+        conn.send(error_frame("unavailable", "storage is unavailable; resend the event",
+                              getattr(frame, "event_id", None)))
         return
     conn.send(outcome.ack)
     for reply in outcome.replies:

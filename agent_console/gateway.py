@@ -99,6 +99,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     calls, bus = app[appkeys.CALLS], app[appkeys.BUS]
     channel = app[appkeys.KEYS].agent_channel(agent_id)
     await bus.subscribe(channel, conn.send)
+    app[appkeys.METRICS].websockets.labels("agent").inc()
     try:
         await app[appkeys.CONSOLE].ensure_registered(agent_id)
         for message in await calls.agent_snapshot(agent_id):
@@ -107,6 +108,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             if msg.type is WSMsgType.TEXT:
                 await _serve(app, conn, agent_id, msg.data)
     finally:
+        app[appkeys.METRICS].websockets.labels("agent").dec()
         await bus.unsubscribe(channel, conn.send)
         await conn.close()
     return ws

@@ -14,7 +14,7 @@ from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.services import ConsoleService
 from agent_console.wallboard import Wallboard
-from callcenter import appkeys, db, health
+from callcenter import appkeys, db, health, metrics
 from callcenter.bus import Bus
 from callcenter.keys import Keys
 from callcenter.redisconn import open_redis
@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SETTINGS] = settings
     app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
     health.setup(app)
+    metrics.setup(app)
     telephony_gateway.setup(app)
     agent_gateway.setup(app)
     agent_views.setup(app)

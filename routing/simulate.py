@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -31,8 +30,6 @@ from routing.service import Assignment, Router
 from routing.simreport import Outcomes, Report, summarize
 from routing.states import AgentState
 from routing.store import RoutingStore
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,13 +105,13 @@ class Simulation:
     async def _arrive(self, now: float, plan: PlannedCall) -> None:
         call = SimCall(plan, f"c{plan.index}")
         self.calls[call.call_id] = call
-        if not self.fifo:
-            call.sticky_agent = self.last_agent.get(plan.customer)
+        sticky = None if self.fifo else self.last_agent.get(plan.customer)
+        working = await self.router.sticky_working(sticky)
+        call.sticky_agent = sticky if working else None  # the agent worth holding for
         profile = CallProfile(
             call_id=call.call_id, queue=plan.queue, tier=plan.tier,
             queue_skills=self.router.queues.get(plan.queue, ()),
-            sticky_agent_id=call.sticky_agent,
-            sticky_agent_working=await self.router.sticky_working(call.sticky_agent))
+            sticky_agent_id=sticky, sticky_agent_working=working)
         rings, assignment = await self.router.offer(profile, now, now)
         call.rings = tuple(rings)
         call.score = engine.priority_score(now, plan.tier, self.router.policy)

@@ -247,3 +247,14 @@ def test_simulate_command_prints_service_levels_and_writes_a_plot(
     assert result.exit_code == 0, result.output
     assert "routing: value" in result.output and "routing: fifo" in result.output
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_scenario_reads_from_toml_as_from_yaml(tmp_path):
+    toml = tmp_path / "center.toml"
+    toml.write_text('seed = 3\ncalls = 100\nservice_level = "90/15"\n'
+                    '[[arrivals]]\nqueue = "default"\ntier = "gold"\nrate = 120\n'
+                    '[[agents]]\ncount = 5\nskills = ["en"]\n')
+    scenario = load_scenario(toml)
+    assert (scenario.target_sl, scenario.threshold_s) == (0.9, 15.0)
+    assert scenario.streams == (Stream("default", "gold", 120.0),)
+    assert scenario.agents == (AgentGroup(5, ("en",)),)

@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from callcenter import appkeys, auth
+from callcenter.audit_views import ScreenPopAudit
 from callcenter.auth import AuthError, Principal
 from callcenter.models import Role
 from callcenter.web import bearer, json_error
@@ -96,20 +97,25 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     agent_id = principal.agent_id
     conn = Connection(ws, f"agent {agent_id}")
     conn.start()
+    deliver = ScreenPopAudit(request, principal, conn.send)
     calls, bus = app[appkeys.CALLS], app[appkeys.BUS]
     channel = app[appkeys.KEYS].agent_channel(agent_id)
-    await bus.subscribe(channel, conn.send)
+    await bus.subscribe(channel, deliver)
     app[appkeys.METRICS].websockets.labels("agent").inc()
+    connected = app[appkeys.RECOVERY].connected
+    connected[agent_id] += 1
     try:
         await app[appkeys.CONSOLE].ensure_registered(agent_id)
         for message in await calls.agent_snapshot(agent_id):
-            conn.send(message)
+            deliver(message)
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await _serve(app, conn, agent_id, msg.data)
     finally:
+        connected[agent_id] -= 1
         app[appkeys.METRICS].websockets.labels("agent").dec()
-        await bus.unsubscribe(channel, conn.send)
+        await bus.unsubscribe(channel, deliver)
+        await deliver.close()
         await conn.close()
     return ws
 

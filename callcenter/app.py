@@ -14,15 +14,16 @@ from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.services import ConsoleService
 from agent_console.wallboard import Wallboard
-from callcenter import appkeys, db, health, metrics
+from callcenter import appkeys, audit_views, db, health, metrics, openapi
 from callcenter.bus import Bus
 from callcenter.keys import Keys
 from callcenter.redisconn import open_redis
 from callcenter.settings import Settings
 from callcenter.timers import Timers
-from callcenter.web import errors
+from callcenter.web import errors, signed_in
 from cti import gateway as telephony_gateway
 from cti.ari import ari_ctx
+from cti.recovery import Recovery
 from cti.service import CallService
 from routing.service import Router
 from routing.store import RoutingStore
@@ -65,6 +66,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                         reader=app[appkeys.READER])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
+    recovery = Recovery(calls, console, app[appkeys.SESSIONS])
+    await recovery.check()
+    app[appkeys.RECOVERY] = recovery
     wallboard = Wallboard(redis, keys, app[appkeys.SESSIONS], router.store, bus,
                           settings.service_level_threshold_s, settings.service_level_target,
                           clock=lambda: calls.clock())
@@ -73,6 +77,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(bus.run(), name="bus"),
              asyncio.create_task(run_timers(calls, timers), name="timers"),
              asyncio.create_task(calls.persist_agent_log(), name="agent-log"),
+             asyncio.create_task(recovery.watch(), name="recovery"),
              asyncio.create_task(wallboard.run(), name="wallboard")]
     yield
     for task in tasks:
@@ -101,7 +106,7 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
     app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
     health.setup(app)
@@ -113,4 +118,6 @@ def create_app(settings: Settings) -> web.Application:
     wallboard_ws.setup(app)
     pages.setup(app)
     transcripts_plugin.setup(app)
+    audit_views.setup(app)
+    openapi.setup(app)
     return app

@@ -7,6 +7,7 @@ the shared Redis state; what other connections must hear goes out over the bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -504,14 +506,16 @@ class CallService:
         deleted only after they are stored.
         """
         stream, group = self.keys.agent_log, "persist"
-        try:
-            await self.store.redis.xgroup_create(stream, group, id="0", mkstream=True)
-        except Exception as e:
-            if "BUSYGROUP" not in str(e):
-                raise
         while True:
             try:
                 await self._persist_agent_batch(stream, group, batch)
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                # First run, or Redis came back empty: (re)create the group.
+                with contextlib.suppress(ResponseError):
+                    await self.store.redis.xgroup_create(stream, group, id="0", mkstream=True)
+                continue
             except Exception as e:
                 log.warning("agent state log not persisted yet: %s", e)
             await asyncio.sleep(interval)

@@ -1,0 +1,186 @@
+"""Rebuild the live state in Redis from the system of record after Redis lost it.
+
+A Redis that restarts without persistence comes back empty. Every call that was
+acknowledged is in the database (events are stored before they are acked), so
+the live state can be rebuilt: waiting and ringing calls go back into their
+queues in their original order, answered calls keep their agent, wrap-ups get
+their timer back, and each node re-registers the agents connected to it.
+
+An epoch key marks a live state that is whole. When it is missing, one node
+(holding a short lock) rebuilds the calls and sets a new epoch; every node that
+sees a new epoch re-registers its connected agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agent_console.services import ConsoleService
+from callcenter.models import AgentStateChange, Call, Interaction
+from callcenter.timers import Timer
+from crm import store as crm
+from cti.calls import CallState
+from cti.service import CallService
+from routing import engine
+from routing.engine import CallProfile
+from routing.states import AgentState
+
+log = logging.getLogger(__name__)
+
+LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connected.value,
+              CallState.wrap_up.value)
+
+
+@dataclass
+class Recovery:
+    calls: CallService
+    console: ConsoleService
+    maker: async_sessionmaker[AsyncSession]
+    connected: Counter[int] = field(default_factory=Counter)  # agents on this node
+    epoch: str | None = None
+
+    @property
+    def _redis(self):  # type: ignore[no-untyped-def]
+        return self.calls.store.redis
+
+    @property
+    def _epoch_key(self) -> str:
+        return f"{self.calls.keys.prefix}:epoch"
+
+    async def watch(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception as e:  # Redis still away: look again shortly
+                log.debug("live state check failed: %s", e)
+            await asyncio.sleep(interval)
+
+    async def check(self) -> None:
+        epoch = await self._redis.get(self._epoch_key)
+        if epoch is None:
+            epoch = await self._rebuild()
+        if epoch is not None and epoch != self.epoch:
+            if self.epoch is not None:
+                await self._reregister_agents()
+            self.epoch = epoch
+
+    async def _rebuild(self) -> str | None:
+        lock = f"{self.calls.keys.prefix}:lock:rebuild"
+        if not await self._redis.set(lock, self.calls.node_id, nx=True, ex=60):
+            return None  # another node is rebuilding
+        try:
+            count = await self._restore_calls()
+            epoch = secrets.token_hex(8)
+            await self._redis.set(self._epoch_key, epoch)
+            if count:
+                log.warning("rebuilt the live state of %d calls from the database", count)
+            return epoch
+        finally:
+            await self._redis.delete(lock)
+
+    async def _restore_calls(self) -> int:
+        async with self.maker() as session:
+            rows = (await session.execute(
+                select(Call, Interaction).join(Interaction, Interaction.call_id == Call.id)
+                .where(Call.state.in_(LIVE_IN_DB)).order_by(Call.offered_at))).all()
+            pops = {call.id: await _pop(session, call) for call, _ in rows}
+        for call, record in rows:
+            if call.state in (CallState.queued.value, CallState.ringing.value):
+                await self._requeue(call, pops[call.id])
+            else:
+                await self._restore_answered(call, record, pops[call.id])
+        now = self.calls.clock()
+        for queue in {call.queue for call, _ in rows}:
+            for assignment in await self.calls.router.route_waiting(queue, now):
+                await self.calls._dispatch(assignment, None)
+        return len(rows)
+
+    async def _requeue(self, call: Call, pop: dict) -> None:
+        offered = call.offered_at.timestamp()
+        profile = CallProfile(call.id, call.queue, call.tier,
+                              self.calls.router.queues.get(call.queue, ()))
+        rings = engine.rings_for(profile, self.calls.router.policy)
+        score = engine.priority_score(offered, call.tier, self.calls.router.policy)
+        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop))
+        async with self.maker() as session, session.begin():
+            await session.execute(Call.__table__.update().where(Call.id == call.id)
+                                  .values(state=CallState.queued.value, agent_id=None))
+
+    async def _restore_answered(self, call: Call, record: Interaction, pop: dict) -> None:
+        offered = call.offered_at.timestamp()
+        score = engine.priority_score(offered, call.tier, self.calls.router.policy)
+        answered = record.answered_at.timestamp() if record.answered_at else offered
+        fields = {**_fields(call, pop), "score": score, "agent_id": call.agent_id or "",
+                  "answered_at": answered, "rings": "",
+                  "reason": orjson.dumps(record.routing_reason or {}).decode(),
+                  "agents": ",".join(str(a) for a in record.agent_ids or [])}
+        if record.ended_at is not None:
+            fields["ended_at"] = record.ended_at.timestamp()
+        keys, redis = self.calls.keys, self._redis
+        await redis.hset(keys.call(call.id), mapping={"id": call.id, "queue": call.queue,
+                                                      "state": call.state, **fields})
+        await redis.sadd(keys.calls, call.id)
+        if call.agent_id is None:
+            return
+        await self.console.ensure_registered(call.agent_id)
+        state = AgentState.on_call if call.state == CallState.connected.value else \
+            AgentState.wrap_up
+        await self.calls.store.make_unavailable(call.agent_id, state, "", self.calls.clock(),
+                                                force=True, call_id=call.id)
+        if state is AgentState.wrap_up:
+            until = self.calls.clock() + self.calls.wrap_up_s
+            await redis.hset(keys.call(call.id), mapping={"wrap_until": until,
+                                                          "wrap_agent": call.agent_id})
+            await self.calls.timers.schedule(Timer("wrapup", str(call.agent_id), call.id), until)
+
+    async def _reregister_agents(self) -> None:
+        """Agents connected here get their live record back, in their last logged state."""
+        for agent_id in [a for a, n in self.connected.items() if n > 0]:
+            await self.console.ensure_registered(agent_id)
+            current = await self.calls.store.agent(agent_id)
+            if current.get("call_id"):
+                await self.calls._record_agent_state(agent_id)
+                continue
+            state, reason = await self._last_state(agent_id)
+            if state is AgentState.available:
+                await self.calls.set_agent_state(agent_id, state, "")
+            elif state is AgentState.not_ready:
+                await self.calls.set_agent_state(agent_id, state, reason)
+            else:
+                await self.calls._record_agent_state(agent_id)
+        log.info("re-registered %d agents after the live state was rebuilt", len(self.connected))
+
+    async def _last_state(self, agent_id: int) -> tuple[AgentState, str]:
+        async with self.maker() as session:
+            row = await session.scalar(
+                select(AgentStateChange).where(AgentStateChange.agent_id == agent_id)
+                .order_by(AgentStateChange.at.desc(), AgentStateChange.id.desc()).limit(1))
+        if row is None:
+            return AgentState.logged_out, ""
+        state = AgentState(row.state)
+        if state in (AgentState.ringing, AgentState.on_call, AgentState.wrap_up):
+            return AgentState.available, ""  # that call is over or restored with its agent
+        return state, row.reason or ""
+
+
+async def _pop(session: AsyncSession, call: Call) -> dict:
+    profile = await crm.customer_profile(session, call.customer_id) if call.customer_id \
+        else None
+    ivr = {k: v for k, v in (call.ivr or {}).items() if not k.startswith("_")}
+    return {"call_id": call.id, "ani": call.ani, "customer": profile, "ivr": ivr,
+            "tier": call.tier, "queue": call.queue}
+
+
+def _fields(call: Call, pop: dict) -> dict[str, str | float]:
+    return {"offered_at": call.offered_at.timestamp(), "tier": call.tier,
+            "integration": (call.ivr or {}).get("_integration", ""), "ani": call.ani,
+            "dnis": call.dnis, "customer_id": call.customer_id or "",
+            "pop": orjson.dumps(pop).decode()}

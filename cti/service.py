@@ -443,8 +443,7 @@ class CallService:
         await self.store.drop_call(call["id"], call["queue"])
         if agent_id is None:
             return
-        await self.store.set_agent_fields(agent_id, call_id="")
-        change = await self.store.make_available(agent_id, now)
+        change = await self.store.make_available(agent_id, now, force=True)
         await self._agent_changed(
             agent_id, change.agent,
             {"type": "call.ended", "call_id": call["id"], "reason": "caller_hangup"},

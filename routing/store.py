@@ -18,10 +18,11 @@ from callcenter.keys import Keys
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.states import AgentState
 
-# KEYS: agent hash, ARGV: now, agent prefix for pools. Adds the agent to its pools.
+# KEYS: agent hash, ARGV: now, pool key prefix, force ("1": the call left, e.g. the caller
+# hung up while the phone rang). Adds the agent to its pools.
 _MAKE_AVAILABLE = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'ringing' or state == 'on_call' then return {0, state} end
+if (state == 'ringing' or state == 'on_call') and ARGV[3] ~= '1' then return {0, state} end
 if not state then return {0, 'unknown'} end
 local pools = redis.call('HGET', KEYS[1], 'pools') or ''
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -158,9 +159,10 @@ class RoutingStore:
             rows = await pipe.execute()
         return [row for row in rows if row]
 
-    async def make_available(self, agent_id: int, now: float) -> AgentChange:
+    async def make_available(self, agent_id: int, now: float, *,
+                             force: bool = False) -> AgentChange:
         result = await self._make_available(
-            keys=[self.keys.agent(agent_id)], args=[now, self._pool_prefix])
+            keys=[self.keys.agent(agent_id)], args=[now, self._pool_prefix, "1" if force else "0"])
         return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
     async def make_unavailable(self, agent_id: int, state: AgentState, reason: str,

@@ -235,3 +235,17 @@ async def _interaction(center, customer_id: str) -> dict:
                             headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 200
             return (await resp.json())["interactions"][0]
+
+
+async def test_caller_hanging_up_while_ringing_frees_the_agent_for_the_next_call(center):
+    agent = await center.agent("rae")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("short", "+8613800000110")
+    await agent.inbox.expect("screen_pop", call_id="short")
+    await ivr.event("call.ended", "short", cause="caller_hangup")
+    ended = await agent.inbox.expect("call.ended", call_id="short")
+    assert ended["reason"] == "caller_hangup"
+    await agent.inbox.expect("agent.state", state="available")
+    await ivr.offer("next", "+8613800000111")
+    await agent.inbox.expect("screen_pop", call_id="next")

@@ -153,8 +153,6 @@ def test_lowest_tier_is_not_starved_by_value_routing(at_90_percent):
 
 
 @long_run
-@pytest.mark.xfail(strict=True, reason="default sticky hold for vip (20 s) equals the 20 s "
-                   "threshold: returning VIPs wait for a busy agent; see docs/simulator.md")
 def test_top_tier_reaches_95_20_with_the_default_policy(at_90_percent):
     assert at_90_percent["value"].tier("vip").service_level >= 0.95
 

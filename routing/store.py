@@ -99,6 +99,21 @@ return {1, state}
 """
 
 
+# The heads of waiting queues with their fields, in one round trip.
+# KEYS: waiting sets; ARGV: depth, call key prefix.
+_HEADS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local heads = redis.call('ZRANGE', key, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+  for j = 1, #heads, 2 do
+    local f = redis.call('HMGET', ARGV[2] .. heads[j], 'offered_at', 'rings')
+    if f[1] and f[2] then table.insert(out, {heads[j], heads[j + 1], f[1], f[2], i}) end
+  end
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class Reservation:
     agent_id: int
@@ -127,6 +142,7 @@ class RoutingStore:
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)
         self._call_cas = redis.register_script(_CALL_CAS)
+        self._heads = redis.register_script(_HEADS)
 
     @property
     def _agent_prefix(self) -> str:
@@ -249,21 +265,13 @@ class RoutingStore:
     async def waiting_heads(self, queues: Iterable[str], depth: int) -> list[WaitingCall]:
         """The first ``depth`` calls of each queue, with what routing needs of them."""
         queues = list(queues)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.zrange(self.keys.waiting(queue), 0, depth - 1, withscores=True)
-            heads = await pipe.execute()
-        entries = [(call_id, score, queue)
-                   for queue, head in zip(queues, heads, strict=True) for call_id, score in head]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for call_id, _, _ in entries:
-                pipe.hmget(self.keys.call(call_id), "offered_at", "rings")
-            details = await pipe.execute()
-        return [
-            WaitingCall(call_id, score, float(offered), decode_rings(rings), queue)
-            for (call_id, score, queue), (offered, rings) in zip(entries, details, strict=True)
-            if offered is not None and rings is not None
-        ]
+        if not queues:
+            return []
+        rows = await self._heads(keys=[self.keys.waiting(q) for q in queues],
+                                 args=[depth, self.keys.call("")])
+        return [WaitingCall(call_id, float(score), float(offered), decode_rings(rings),
+                            queues[int(index) - 1])
+                for call_id, score, offered, rings, index in rows]
 
     async def live_calls(self) -> list[dict[str, str]]:
         ids = await self.redis.smembers(self.keys.calls)

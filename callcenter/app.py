@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,6 +21,7 @@ from callcenter.settings import Settings
 from callcenter.timers import Timers
 from callcenter.web import errors, signed_in
 from cti import gateway as telephony_gateway
+from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
@@ -78,20 +78,33 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(run_timers(calls, timers), name="timers"),
              asyncio.create_task(calls.persist_agent_log(), name="agent-log"),
              asyncio.create_task(recovery.watch(), name="recovery"),
+             asyncio.create_task(announce_positions(calls), name="announce"),
              asyncio.create_task(wallboard.run(), name="wallboard")]
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop(tasks)
     await bus.close()
+
+
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait for them to end.
+
+    redis-py's asyncio client can swallow a cancellation that lands mid-command, and
+    a polling loop then runs on: a task that survives is cancelled again.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
 async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) -> None:
     """Fire due timers (ring-no-answer, wrap-up, ring widening) on whichever node polls."""
-    # Not `while True`: the Redis client can turn a cancellation into a connection error,
-    # which the loop would survive; checking `cancelling()` lets shutdown finish anyway.
+    # Not `while True`: the Redis client can swallow a cancellation mid-command, and the
+    # loop would run on; checking `cancelling()` lets shutdown finish anyway.
     while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
         try:
             for timer in await timers.claim_due(calls.clock()):

@@ -249,3 +249,15 @@ async def test_caller_hanging_up_while_ringing_frees_the_agent_for_the_next_call
     await agent.inbox.expect("agent.state", state="available")
     await ivr.offer("next", "+8613800000111")
     await agent.inbox.expect("screen_pop", call_id="next")
+
+
+async def test_queued_caller_hears_a_new_position_when_it_moves_up(center):
+    ivr = await center.ivr()
+    await ivr.offer("ahead", "+8613800000120")
+    await ivr.offer("behind", "+8613800000121")
+    assert (await ivr.inbox.expect("route.queued", call_id="behind"))["position"] == 2
+    agent = await center.agent("sam")
+    await agent.available()
+    await ivr.inbox.expect("route.connect", call_id="ahead")
+    update = await ivr.inbox.expect("route.queued", call_id="behind", timeout=10)
+    assert update["position"] == 1 and update["estimated_wait_s"] >= 0

@@ -10,7 +10,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from callcenter import appkeys, auth
+from callcenter import access, appkeys, auth
+from callcenter.access import Grant
+from callcenter.audit_views import viewed
+from callcenter.auth import Forbidden, Principal
 from callcenter.models import Interaction, Role
 from callcenter.web import Invalid, NotFound, authenticate, json_error
 from crm import store as crm
@@ -87,36 +90,57 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     customer_id = request.match_info["customer_id"]
     async with request.app[appkeys.SESSIONS]() as session:
         if await crm.get_customer(session, customer_id) is None:
             raise NotFound(f"no customer {customer_id!r}")
+        level = access.grant(principal.role, await _calls(request, session, principal),
+                             customer_id)
         profile = await crm.customer_profile(session, customer_id)
-        history = await _interactions(session, customer_id, limit=100)
-    return web.json_response({**profile, "interactions": history})
+        history = [] if level is Grant.summary else await _interactions(
+            session, customer_id, limit=100)
+    await viewed(request, [("customer", customer_id), *_transcripts(history)])
+    return web.json_response(access.shape(
+        {**profile, "interactions": history, "access": level.value}, level))
 
 
 async def search_customers(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     query = request.query.get("q", "").strip()
     if not query:
         return json_error(400, "invalid", "give a name or phone number in ?q=")
     async with request.app[appkeys.SESSIONS]() as session:
         found = await crm.search_customers(session, query[:100], limit=20)
-    return web.json_response({"customers": [
-        {"id": c.id, "name": c.name, "tier": c.tier, "phones": [p.phone for p in c.phones]}
-        for c in found]})
+        calls = await _calls(request, session, principal)
+    await viewed(request, [("customer", c.id) for c in found], "search", q=query[:100])
+    return web.json_response({"customers": [access.shape(
+        {"id": c.id, "name": c.name, "tier": c.tier, "phones": [p.phone for p in c.phones]},
+        access.grant(principal.role, calls, c.id)) for c in found]})
 
 
 async def list_interactions(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     customer_id = request.query.get("customer_id")
     if not customer_id:
         return json_error(400, "invalid", "give ?customer_id=")
     async with request.app[appkeys.SESSIONS]() as session:
+        level = access.grant(principal.role, await _calls(request, session, principal),
+                             customer_id)
+        if level is Grant.summary:
+            raise Forbidden("agents see the history of their current or last caller only")
         rows = await _interactions(session, customer_id, limit=200)
-    return web.json_response({"interactions": rows})
+    await viewed(request, [("customer", customer_id), *_transcripts(rows)], "history")
+    return web.json_response(access.shape({"interactions": rows}, level))
+
+
+async def _calls(request: web.Request, session: Any, principal: Principal) -> access.AgentCalls:
+    app = request.app
+    return await access.calls_of(app[appkeys.REDIS], app[appkeys.KEYS], session, principal)
+
+
+def _transcripts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [("transcript", str(row["id"])) for row in rows if row["transcript"]]
 
 
 async def _interactions(session: Any, customer_id: str, limit: int) -> list[dict[str, Any]]:

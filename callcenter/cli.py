@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import getpass
 import logging
@@ -33,6 +34,8 @@ app.add_typer(customers_app, name="customers")
 app.add_typer(token_app, name="token")
 complaints_app = typer.Typer(help="Complaints in call transcripts.", no_args_is_help=True)
 app.add_typer(complaints_app, name="complaints")
+audit_app = typer.Typer(help="Who viewed which customer data.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 def fail(message: str) -> None:
@@ -266,6 +269,39 @@ def token_revoke(name: Annotated[str, typer.Option(help="Integration whose token
         return count
 
     typer.echo(f"revoked {run(go)} token(s) of {name}")
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option(help="ISO 8601 date or time, inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 date or time, exclusive.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export the audit log, oldest first."""
+    from callcenter import audit
+
+    try:
+        export_format = audit.ExportFormat(fmt)
+        bounds = {k: audit.parse_time(v) for k, v in {"since": since, "until": until}.items()
+                  if v is not None}
+    except ValueError as e:
+        fail(f"{e}; give --format csv or jsonl and ISO 8601 times, e.g. 2025-01-31T08:00")
+        raise
+    s = settings()
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        with (output.open("w", encoding="utf-8", newline="") if output else
+              contextlib.nullcontext(sys.stdout)) as out:
+            async with db.sessionmaker(engine)() as session:
+                count = await audit.export(session, audit.Filters(**bounds), export_format, out)
+        await engine.dispose()
+        return count
+
+    count = run(go)
+    if output is not None:
+        typer.echo(f"exported {count} audit entries to {output}")
 
 
 @app.command()

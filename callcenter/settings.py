@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     complaint_level2_factor: float = 0.5
     complaint_sweep_s: float = 60.0
 
+    # Asterisk ARI adapter (docs/asterisk.md): started when url, user, password and app are set.
+    ari_url: str | None = None  # Asterisk's HTTP server, e.g. http://pbx:8088
+    ari_user: str | None = None
+    ari_password: str | None = None
+    ari_app: str | None = None  # the Stasis application name used in the dialplan
+    ari_endpoint_template: str = "PJSIP/{extension}"  # how an agent's extension is dialed
+    ari_recordings_dir: Path = Path("/var/spool/asterisk/recording")  # as this host sees it
+    ari_moh_class: str = ""  # empty: the channel's default music-on-hold class
+    ari_record_calls: bool = True
+
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", "not_ready_reasons", "dispositions", mode="before")

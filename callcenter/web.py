@@ -14,6 +14,13 @@ from callcenter.models import Role
 log = logging.getLogger(__name__)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# Served to anyone: sign-in, health, static files, and the page shells (the same static
+# HTML for everyone, holding no data: the API calls they make carry the token).
+PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
+                           "/", "/console", "/wallboard", "/forbidden"})
+# Websockets that take a one-time `?ticket=` instead (browsers cannot set headers);
+# their handlers redeem it.
+TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard"})
 
 # Domain errors by code -> HTTP status.
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 400,
@@ -36,16 +43,32 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request, *roles: Role) -> Principal:
-    token = bearer(request)
-    if token is None:
-        raise AuthError("sign in first")
-    async with request.app[appkeys.SESSIONS]() as session:
-        principal = await auth.verify_token(session, request.app[appkeys.SETTINGS].secret_key,
-                                            token)
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        token = bearer(request)
+        if token is None:
+            raise AuthError("sign in first")
+        async with request.app[appkeys.SESSIONS]() as session:
+            principal = await auth.verify_token(
+                session, request.app[appkeys.SETTINGS].secret_key, token)
+        request[PRINCIPAL] = principal
     if roles and not principal.has(*roles):
         raise Forbidden(f"this needs one of the roles {', '.join(r.value for r in roles)}")
-    request[PRINCIPAL] = principal
     return principal
+
+
+@web.middleware
+async def signed_in(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                    ) -> web.StreamResponse:
+    """Deny by default: a route not listed as public needs a valid token, whatever its
+    handler checks (which is the role), so a new route is never open by accident."""
+    resource = request.match_info.route.resource
+    pattern = resource.canonical if resource is not None else None
+    ticket = pattern in TICKET_ROUTES and "ticket" in request.query and not bearer(request)
+    if pattern not in PUBLIC_ROUTES and not ticket:
+        await authenticate(request)
+    return await handler(request)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from callcenter import appkeys
+from callcenter.audit_views import viewed
 from callcenter.auth import Principal
 from callcenter.models import Agent, Complaint, ComplaintEvent, Interaction, Role
 from callcenter.web import Invalid, NotFound, authenticate
@@ -127,8 +128,9 @@ async def list_complaints(request: web.Request) -> web.Response:
     if request.query.get("escalated") in ("1", "true"):
         query = query.where(Complaint.escalation_level > 0, Complaint.closed_at.is_(None))
     async with request.app[appkeys.SESSIONS]() as session:
-        rows = await session.scalars(query.limit(LIST_LIMIT))
-        return web.json_response({"complaints": [complaint_dict(c) for c in rows]})
+        rows = list(await session.scalars(query.limit(LIST_LIMIT)))
+    await viewed(request, [("complaint", str(c.id)) for c in rows], "list")
+    return web.json_response({"complaints": [complaint_dict(c) for c in rows]})
 
 
 async def get_complaint(request: web.Request) -> web.Response:
@@ -137,6 +139,7 @@ async def get_complaint(request: web.Request) -> web.Response:
     async with request.app[appkeys.SESSIONS]() as session:
         complaint = await complaints.get(session, complaint_id)
         trail = await complaints.events(session, complaint_id)
+    await viewed(request, [("complaint", str(complaint_id))])
     return web.json_response({**complaint_dict(complaint),
                               "events": [event_dict(e) for e in trail]})
 

@@ -176,11 +176,11 @@ class CallService:
             raise WrongAgent(frame.call_id, _int(call.get("agent_id")), frame.agent_id)
         async with self.maker() as session, session.begin():
             await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_call(session, frame.call_id, state=CallState.connected.value)
+            await records.set_call(session, frame.call_id, state=CallState.connected.value,
+                                   agent_id=frame.agent_id)
             await records.set_interaction(session, frame.call_id, answered_at=records.at(now),
                                           wait_s=now - float(call["offered_at"]),
                                           **_routing_record(call))
-            await records.set_call(session, frame.call_id, agent_id=frame.agent_id)
         ok, state = await self.store.call_cas(frame.call_id, ["ringing"], "connected",
                                               answered_at=now)
         if not ok:

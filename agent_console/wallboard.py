@@ -174,7 +174,8 @@ class Wallboard:
         await self.bus.subscribe(self.keys.wallboard_channel, self._changed)
         loop = asyncio.get_running_loop()
         last = 0.0
-        while True:
+        # The Redis client can swallow a cancellation mid-command: check `cancelling()`.
+        while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             timeout = max(0.0, last + self.interval_s - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout)

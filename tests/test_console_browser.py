@@ -337,3 +337,90 @@ async def test_new_caller_is_created_from_the_screen_pop_and_a_complaint_opened(
     assert record.customer_id is not None
     assert complaint.customer_id == record.customer_id
     assert complaint.category == "delivery" and complaint.interaction_id == record.id
+
+
+async def seed_today(center, agent_ids: list[int], hours: float = 3.0) -> None:
+    """Earlier intervals of today, fed through the wallboard's own observer."""
+    import random
+    import time
+
+    from callcenter.appkeys import WALLBOARD
+
+    wallboard = center.server.app[WALLBOARD]
+    rng = random.Random(7)
+    now = time.time()
+    start = max(now - hours * 3600, now - (now - time.timezone) % 86400 + 60)
+    offered_at = start
+    while offered_at < now - 120:
+        tier = rng.choices(["vip", "gold", "standard", "low"], [1, 3, 8, 2])[0]
+        queue = rng.choice(["default", "default", "sales"])
+        call = {"queue": queue, "tier": tier, "offered_at": offered_at,
+                "agent_id": str(rng.choice(agent_ids))}
+        await wallboard.observe("call.offered", {**call})
+        wait = rng.expovariate(1 / 9) * (1.9 if 1.2 * 3600 < now - offered_at < 2 * 3600 else 1)
+        if rng.random() < 0.06:
+            await wallboard.observe("call.ended", {**call, "outcome": "abandoned"})
+        else:
+            await wallboard.observe("call.answered", {**call, "answered_at": offered_at + wait})
+            await wallboard.observe("call.completed", {**call, "handle_s": rng.gauss(260, 60)})
+            if rng.random() < 0.3:
+                await wallboard.observe("survey.result", {"score": rng.choice([5, 5, 4, 4, 3, 2])})
+        offered_at += rng.expovariate(1 / 70)
+
+
+async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
+        center, new_page: NewPage):
+    import datetime as dt
+
+    from callcenter import db
+    from callcenter.appkeys import CONSOLE, WALLBOARD
+    from callcenter.models import Queue
+
+    async with db.session_scope(center.sessions) as session:
+        session.add_all([Queue(name="default", display_name="General"),
+                         Queue(name="sales", display_name="Sales", sl_threshold_s=30)])
+        now = dt.datetime.now(dt.UTC)
+        session.add_all([
+            Complaint(customer_id="A", state="received", sla_due_at=now + dt.timedelta(hours=8)),
+            Complaint(customer_id="B", state="validated", sla_due_at=now - dt.timedelta(hours=2)),
+            Complaint(customer_id="C", state="resolving", escalation_level=1,
+                      sla_due_at=now + dt.timedelta(hours=3))])
+    await center.server.app[CONSOLE].load_queues()
+    await center.server.app[WALLBOARD].refresh()
+    await center.add_customer("V", "Valued Customer", "+8613800000901", tier="vip")
+    names = ["bob", "cat", "dan", "eve", "fay"]
+    agents = {name: await center.agent(name) for name in names}
+    await seed_today(center, [a.agent_id for a in agents.values()])
+    ivr = await center.ivr()
+    for name in ("bob", "cat", "eve"):
+        await agents[name].available()
+        await ivr.offer(f"live-{name}", f"+86138000009{names.index(name):02d}")
+        await agents[name].inbox.expect("screen_pop", call_id=f"live-{name}")
+    for name in ("bob", "cat"):
+        await ivr.event("call.answered", f"live-{name}", agent_id=agents[name].agent_id)
+    await ivr.event("call.ended", "live-cat")
+    await agents["dan"].not_ready("lunch")
+    await agents["fay"].not_ready("training")
+    await ivr.offer("waiting-vip", "+8613800000901")
+    await ivr.offer("waiting-std", "+8613800000950", queue="sales")
+    await center.add_agent("sue", role="supervisor")
+
+    board = await new_page(width=1600, height=1000)
+    await sign_in(board, center, "sue", lands_on="/wallboard")
+    await expect(board.locator("#wb-link")).to_have_text("Live")
+    await expect(board.locator("#queues tbody tr")).to_have_count(2)
+    await expect(board.locator("#queues tbody tr").first).to_contain_text("General")
+    await expect(board.locator("#agents tbody tr")).to_have_count(5)
+    await expect(board.locator("#kpi-complaints-overdue .kpi-value")).to_have_text("1")
+    await expect(board.locator("#kpi-complaints-escalated .kpi-value")).to_have_text("1")
+    await expect(board.locator("#agents")).to_contain_text("Lunch")
+    assert await board.locator("#chart rect.bar.answered").count() >= 2
+    await expect(board.locator("#chart path.sl-line")).to_have_count(1)
+    await asyncio.sleep(1.5)  # let the longest wait grow past a few seconds
+    await shoot(board, "wallboard.png")
+
+    # Pulling the plug shows the board as stale, not as live figures.
+    await board.context.set_offline(True)
+    await expect(board.locator("#banner")).to_contain_text("Connection lost", timeout=10000)
+    await board.context.set_offline(False)
+    await expect(board.locator("#banner")).to_be_hidden(timeout=15000)

@@ -62,7 +62,8 @@ function renderKpis(s) {
 
 function table(headers, rows) {
   return h("table", { class: "wb-table" },
-    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { text: x })))),
+    h("thead", {}, h("tr", {}, headers.map((x) => (Array.isArray(x)
+      ? h("th", { text: x[0], class: x[1] }) : h("th", { text: x }))))),
     h("tbody", {}, rows));
 }
 
@@ -119,12 +120,14 @@ function renderAgents(s) {
     return;
   }
   fill($("#agents"), table(
-    [t("col.agent"), t("col.state"), t("col.reason"), t("col.in_state"), t("col.handled"),
+    [t("col.agent"), [t("col.state"), "text"], [t("col.reason"), "text"], t("col.in_state"),
+      t("col.handled"),
       t("col.aht")],
     s.agents.map((a) => h("tr", { dataset: { agentId: a.agent_id } },
       h("td", { class: "name", text: a.name }),
-      h("td", {}, h("span", { class: `state-pill st-${a.state}`, text: t(`state.${a.state}`) })),
-      cell(a.reason ? tOr(`reason.${a.reason}`, a.reason) : ""),
+      h("td", { class: "text" }, h("span", { class: `state-pill st-${a.state}`,
+        text: t(`state.${a.state}`) })),
+      cell(a.reason ? tOr(`reason.${a.reason}`, a.reason) : "", "text"),
       cell(duration(a.in_state_s), level.inState(a.state, a.in_state_s)),
       cell(number(a.handled)),
       cell(a.aht_s === null ? "—" : duration(a.aht_s))))));

@@ -214,7 +214,7 @@ export default {
   "disposition.information": "Information given",
   "disposition.wrong_number": "Wrong number",
 
-  "search.placeholder": "Search customers by name or phone",
+  "search.placeholder": "Name or phone number",
   "search.submit": "Search",
   "search.none": "No customer found.",
 

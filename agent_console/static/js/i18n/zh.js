@@ -213,7 +213,7 @@ export default {
   "disposition.information": "信息咨询",
   "disposition.wrong_number": "打错电话",
 
-  "search.placeholder": "按姓名或电话搜索客户",
+  "search.placeholder": "姓名或电话号码",
   "search.submit": "搜索",
   "search.none": "未找到客户。",
 

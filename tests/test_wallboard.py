@@ -1,0 +1,232 @@
+"""Wallboard figures from whole calls through a running service, and its live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import aiohttp
+import pytest
+
+from agent_console.wallboard import interval_of
+from callcenter import db
+from callcenter.appkeys import CALLS, CONSOLE, WALLBOARD
+from callcenter.models import Complaint, Queue
+
+
+def board(center):
+    return center.server.app[WALLBOARD]
+
+
+def shift_clock(center, seconds: float) -> None:
+    """Move the service's clock (calls, timers and wallboard share it) forward."""
+    center.server.app[CALLS].clock = lambda: time.time() + seconds
+
+
+async def answered_call(center, ivr, agent, call_id: str, ani: str) -> None:
+    await ivr.offer(call_id, ani)
+    await agent.inbox.expect("screen_pop", call_id=call_id)
+    await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+    await ivr.event("call.ended", call_id)
+    await agent.inbox.expect("call.ended", call_id=call_id)
+    reply = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
+    assert reply["type"] == "ack", reply
+
+
+def row(rows: list[dict], key: str, value: str) -> dict:
+    return next(r for r in rows if r[key] == value)
+
+
+async def test_a_call_answered_at_once_counts_as_answered_within_service_level(center):
+    await center.add_customer("G", "Gold Person", "+8613800000101", tier="gold")
+    agent = await center.agent("amy")
+    await agent.available()
+    ivr = await center.ivr()
+
+    await answered_call(center, ivr, agent, "fast", "+8613800000101")
+
+    snap = await board(center).snapshot()
+    totals = snap["totals"]
+    assert (totals["offered"], totals["answered"], totals["answered_sl"]) == (1, 1, 1)
+    assert totals["sl"] == 1.0 and totals["abandon_rate"] == 0.0
+    assert totals["handled"] == 1 and totals["aht_s"] is not None and totals["asa_s"] < 1
+    default = row(snap["queues"], "queue", "default")
+    assert default["answered"] == 1 and default["sl"] == 1.0 and default["threshold_s"] == 20
+    gold = row(snap["tiers"], "tier", "gold")
+    assert gold["offered"] == 1 and gold["sl"] == 1.0
+    assert row(snap["tiers"], "tier", "standard")["offered"] == 0
+    amy = row(snap["agents"], "name", "Amy")
+    assert amy["handled"] == 1 and amy["aht_s"] is not None and amy["state"] == "available"
+
+
+async def test_a_caller_who_hangs_up_in_the_queue_counts_as_abandoned(center):
+    ivr = await center.ivr()
+    await ivr.offer("gone", "+8613800000102")
+    await ivr.inbox.expect("route.queued", call_id="gone")
+    await ivr.event("call.ended", "gone", cause="caller_hangup")
+
+    totals = (await board(center).snapshot())["totals"]
+    assert (totals["offered"], totals["answered"], totals["abandoned"]) == (1, 0, 1)
+    assert totals["sl"] == 0.0 and totals["abandon_rate"] == 1.0
+    assert totals["waiting"] == 0
+
+
+async def test_service_level_threshold_is_per_queue(center):
+    async with db.session_scope(center.sessions) as session:
+        session.add(Queue(name="sales", display_name="Sales", sl_threshold_s=10, sl_target=0.9))
+    await center.server.app[CONSOLE].load_queues()
+    await board(center).refresh()
+    agent = await center.agent("bob")
+    ivr = await center.ivr()
+    await ivr.offer("sales-call", "+8613800000103", queue="sales")
+    await ivr.offer("default-call", "+8613800000104")
+    shift_clock(center, 15)  # both have waited 15 s: over 10 s, under 20 s
+    await agent.available()  # after each wrap-up the agent is available again
+    for _ in range(2):
+        pop = await agent.inbox.expect("screen_pop")
+        await ivr.event("call.answered", pop["call_id"], agent_id=agent.agent_id)
+        await ivr.event("call.ended", pop["call_id"])
+        await agent.inbox.expect("call.ended", call_id=pop["call_id"])
+        await agent.request("wrapup.done", call_id=pop["call_id"], disposition="sale")
+
+    snap = await board(center).snapshot()
+    sales = row(snap["queues"], "queue", "sales")
+    assert (sales["answered"], sales["answered_sl"], sales["sl"]) == (1, 0, 0.0)
+    assert sales["threshold_s"] == 10 and sales["target"] == 0.9
+    assert sales["display_name"] == "Sales" and sales["asa_s"] >= 15
+    default = row(snap["queues"], "queue", "default")
+    assert (default["answered"], default["answered_sl"]) == (1, 1)
+    assert snap["totals"]["sl"] == 0.5
+
+
+async def test_figures_are_kept_per_customer_tier(center):
+    await center.add_customer("V", "Very Important", "+8613800000105", tier="vip")
+    await center.add_customer("S", "Some One", "+8613800000106", tier="standard")
+    ivr = await center.ivr()
+    await ivr.offer("vip-wait", "+8613800000105")
+    await ivr.offer("std-wait", "+8613800000106")
+    await ivr.offer("std-wait-2", "+8613800000199")  # unknown caller: standard tier
+    await asyncio.sleep(0.2)
+
+    snap = await board(center).snapshot()
+    vip, standard = row(snap["tiers"], "tier", "vip"), row(snap["tiers"], "tier", "standard")
+    assert (vip["offered"], vip["waiting"]) == (1, 1)
+    assert (standard["offered"], standard["waiting"]) == (2, 2)
+    assert standard["longest_wait_s"] >= 0.2
+    assert row(snap["tiers"], "tier", "gold")["waiting"] == 0
+    assert snap["totals"]["waiting"] == 3
+    assert row(snap["queues"], "queue", "default")["waiting"] == 3
+
+
+def test_calls_fall_in_the_15_minute_interval_they_were_offered_in():
+    at = dt.datetime(2026, 3, 2, 9, 14, 59, tzinfo=dt.UTC).timestamp()
+    assert interval_of(at, dt.UTC) == "0900"
+    assert interval_of(at + 1, dt.UTC) == "0915"
+    assert interval_of(at + 46 * 60, dt.UTC) == "1000"
+
+
+async def test_intervals_count_calls_and_service_level_by_15_minutes(center):
+    wallboard = board(center)
+    now = time.time()
+    midnight = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0).timestamp()
+    earlier = max(midnight + 60, now - 30 * 60)
+    for offered, wait in ((earlier, 5.0), (earlier + 1, 40.0), (now, 3.0)):
+        data = {"queue": "default", "tier": "standard", "offered_at": offered}
+        await wallboard.observe("call.offered", {"queue": "default", "tier": "standard"}
+                                if offered == now else data)
+        await wallboard.observe("call.answered", {**data, "answered_at": offered + wait})
+
+    intervals = {i["start"]: i for i in (await wallboard.snapshot())["intervals"]}
+    first = intervals[_hhmm(interval_of(earlier))]
+    last = intervals[_hhmm(interval_of(now))]
+    if first is not last:
+        assert (first["answered"], first["answered_sl"], first["sl"]) == (2, 1, 0.5)
+        assert (last["answered"], last["sl"]) == (1, 1.0)
+    assert sum(i["offered"] for i in intervals.values()) == 3
+    assert list(intervals)[-1] == _hhmm(interval_of(now))
+
+
+def _hhmm(name: str) -> str:
+    return f"{name[:2]}:{name[2:]}"
+
+
+async def test_agents_are_shown_by_state_with_reason_and_time_in_state(center):
+    ready = await center.agent("cat")
+    paused = await center.agent("dan")
+    await ready.available()
+    await paused.not_ready("lunch")
+    await center.add_agent("never_signed_in")
+    await asyncio.sleep(0.1)
+
+    snap = await board(center).snapshot()
+    assert snap["agent_states"]["available"] == 1 and snap["agent_states"]["not_ready"] == 1
+    dan = row(snap["agents"], "name", "Dan")
+    assert dan["state"] == "not_ready" and dan["reason"] == "lunch"
+    assert dan["in_state_s"] >= 0.1 and dan["handled"] == 0
+    assert {a["name"] for a in snap["agents"]} == {"Cat", "Dan"}
+
+
+async def test_complaints_are_counted_open_overdue_and_escalated(center):
+    now = dt.datetime.now(dt.UTC)
+    async with db.session_scope(center.sessions) as session:
+        session.add_all([
+            Complaint(customer_id="A", state="received", sla_due_at=now + dt.timedelta(hours=4)),
+            Complaint(customer_id="B", state="validated", sla_due_at=now - dt.timedelta(hours=1)),
+            Complaint(customer_id="C", state="resolving", escalation_level=2,
+                      sla_due_at=now - dt.timedelta(hours=9)),
+            Complaint(customer_id="D", state="resolved", sla_due_at=now - dt.timedelta(days=1)),
+            Complaint(customer_id="E", state="closed", escalation_level=1),
+        ])
+    await board(center).refresh()
+
+    assert (await board(center).snapshot())["complaints"] == {
+        "open": 3, "overdue": 2, "escalated": 1}
+
+
+async def test_csat_comes_from_survey_scores(center):
+    agent = await center.agent("eve")
+    await agent.available()
+    ivr = await center.ivr()
+    for call_id, score in (("s1", 5), ("s2", 2)):
+        await answered_call(center, ivr, agent, call_id, "+8613800000107")
+        await ivr.event("survey.result", call_id, score=score)
+
+    csat = (await board(center).snapshot())["totals"]["csat"]
+    assert csat == {"responses": 2, "average": 3.5, "satisfied": 0.5}
+
+
+async def test_wallboard_streams_to_supervisors_at_least_once_a_second(center):
+    token = await center.login_token("sue", role="supervisor")
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{center.url}/ws/wallboard", headers={"Authorization": f"Bearer {token}"}) as ws:
+        started = time.monotonic()
+        first = await ws.receive_json(timeout=2)
+        assert first["type"] == "wallboard.snapshot"
+        for _ in range(3):
+            snap = await ws.receive_json(timeout=1.2)
+            assert snap["type"] == "wallboard.snapshot"
+        assert time.monotonic() - started < 4.0
+
+
+async def test_a_new_call_reaches_the_wallboard_stream_without_waiting_a_full_tick(center):
+    token = await center.login_token("sam", role="admin")
+    ivr = await center.ivr()
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{center.url}/ws/wallboard", headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert (await ws.receive_json(timeout=2))["totals"]["offered"] == 0
+        await ivr.offer("pushed", "+8613800000108")
+        async with asyncio.timeout(2):
+            while (await ws.receive_json())["totals"]["offered"] != 1:
+                pass
+
+
+@pytest.mark.parametrize(("role", "status"), [("agent", 403), (None, 401)])
+async def test_wallboard_stream_refuses_agents_and_strangers(center, role, status):
+    headers = {}
+    if role:
+        headers["Authorization"] = f"Bearer {await center.login_token('ann', role=role)}"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{center.url}/ws/wallboard", headers=headers)
+    assert refused.value.status == status

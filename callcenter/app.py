@@ -19,7 +19,7 @@ from callcenter.keys import Keys
 from callcenter.redisconn import open_redis
 from callcenter.settings import Settings
 from callcenter.timers import Timers
-from callcenter.web import errors, signed_in
+from callcenter.web import errors, redact_access_log, signed_in
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
@@ -121,6 +121,7 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
+    redact_access_log()
     app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
     health.setup(app)
     metrics.setup(app)

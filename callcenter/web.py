@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -69,6 +70,30 @@ async def signed_in(request: web.Request,
     if pattern not in PUBLIC_ROUTES and not ticket:
         await authenticate(request)
     return await handler(request)
+
+
+class RedactCredentials(logging.Filter):
+    """The access log prints each request line, and a websocket's `?ticket=` is a
+    credential: it is written as `[redacted]`, in the message and in its extras."""
+
+    _CREDENTIAL = re.compile(r"([?&](?:ticket|token)=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in vars(record).items():
+            if isinstance(value, str) and "=" in value:
+                setattr(record, name, self._CREDENTIAL.sub(r"\1[redacted]", value))
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._CREDENTIAL.sub(r"\1[redacted]", a)
+                                if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_REDACT = RedactCredentials()
+
+
+def redact_access_log() -> None:
+    """Idempotent: a filter is added to a logger once however often this runs."""
+    logging.getLogger("aiohttp.access").addFilter(_REDACT)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

@@ -7,6 +7,7 @@ real failure.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -39,9 +40,9 @@ class AriClient:
         self.base = base if base.path.endswith("/ari") else base / "ari"
         self.app = app
         self._user, self._password = user, password
-        self._http = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth(user, password),
-            timeout=aiohttp.ClientTimeout(total=timeout_s))
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._http = aiohttp.ClientSession(headers={"Authorization": f"Basic {basic}"},
+                                           timeout=aiohttp.ClientTimeout(total=timeout_s))
 
     async def close(self) -> None:
         await self._http.close()

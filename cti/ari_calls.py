@@ -1,0 +1,358 @@
+"""Call control over ARI: one call's Asterisk events become protocol frames, and the
+gateway's routing decisions become ARI requests.
+
+Every method runs under the call's lock (see `AriAdapter`), so per call they
+see events and decisions one at a time, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from callcenter.settings import Settings
+from cti import records
+from cti.ari_client import AriClient, AriError
+from cti.ari_events import (
+    Bridge,
+    Channel,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelEnteredBridge,
+    ChannelEvent,
+    ChannelHangupRequest,
+    ChannelLeftBridge,
+    ChannelStateChange,
+    RecordingFailed,
+    RecordingFinished,
+    StasisStart,
+)
+from cti.ari_legs import (
+    Legs,
+    RouteMessage,
+    agent_leg,
+    bridge_call,
+    caller_cause,
+    event_id,
+    offered_frame,
+    parse_args,
+)
+from cti.calls import CallError, StorageUnavailable
+from cti.schemas import CallAnswered, CallEnded, CallTransferred, Frame, RecordingReady
+from cti.service import CallService, Outcome
+from routing.service import RoutingError
+
+log = logging.getLogger(__name__)
+
+GONE = ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed")
+STORE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class AriConfig:
+    app: str
+    endpoint_template: str = "PJSIP/{extension}"
+    recordings_dir: Path = Path("/var/spool/asterisk/recording")
+    moh_class: str = ""
+    record: bool = True
+    ring_timeout_s: float = 15.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> AriConfig:
+        return cls(app=s.ari_app or "", endpoint_template=s.ari_endpoint_template,
+                   recordings_dir=s.ari_recordings_dir, moh_class=s.ari_moh_class,
+                   record=s.ari_record_calls, ring_timeout_s=s.ring_timeout_s)
+
+
+class CallControl:
+    def __init__(self, client: AriClient, calls: CallService, config: AriConfig) -> None:
+        self.client, self.calls, self.config = client, calls, config
+        self.integration = f"ari:{config.app}"
+        self.legs: dict[str, Legs] = {}  # by call id (= the caller's channel id)
+
+    # Asterisk events -> frames ------------------------------------------------
+
+    async def offer(self, legs: Legs, event: StasisStart) -> None:
+        legs.queue, legs.ivr = parse_args(event.args)
+        if event.channel.state != "Up":
+            await self._quietly(self.client.answer(legs.call_id))
+        frame = offered_frame(legs, event.channel, event_id(event, legs.call_id))
+        legs.stored_digits = legs.all_digits()
+        outcome = await self._send(frame)
+        legs.offered = True
+        await self._follow(legs, outcome)
+
+    async def caller_event(self, legs: Legs, event: ChannelEvent) -> None:
+        if legs.ended:
+            return
+        if isinstance(event, ChannelDtmfReceived):
+            await self._store_digits(legs)
+        elif event.type in GONE:
+            await self._end(legs, caller_cause(legs, event), event_id(event, legs.call_id))
+        elif isinstance(event, ChannelEnteredBridge | ChannelLeftBridge):
+            legs.caller_bridged = isinstance(event, ChannelEnteredBridge)
+
+    async def agent_event(self, legs: Legs, event: ChannelEvent) -> None:
+        channel = event.channel
+        assert channel is not None
+        if channel.id != legs.agent_channel:
+            if isinstance(event, StasisStart):
+                # Answered after the call moved on to another agent or back to the queue.
+                await self._quietly(self.client.hangup(channel.id))
+            return
+        if isinstance(event, ChannelStateChange) and channel.state == "Up":
+            await self._answered(legs, event)
+        elif isinstance(event, StasisStart):
+            await self._bridge_agent(legs)
+        elif isinstance(event, ChannelEnteredBridge) and not legs.answered:
+            await self._answered(legs, event)  # the state change was missed
+        elif isinstance(event, ChannelLeftBridge):
+            await self._transferred(legs, event)
+        elif event.type in GONE:
+            await self._agent_gone(legs, event)
+
+    async def _answered(self, legs: Legs, event: ChannelEvent) -> None:
+        if legs.answered or legs.agent_id is None or legs.agent_channel is None:
+            return
+        outcome = await self._send(CallAnswered(
+            type="call.answered", event_id=event_id(event, legs.agent_channel),
+            call_id=legs.call_id, agent_id=legs.agent_id))
+        if outcome is None:  # the gateway gave the call to someone else meanwhile
+            await self._quietly(self.client.hangup(legs.agent_channel))
+            legs.forget_agent()
+            return
+        legs.answered = True
+
+    async def _agent_gone(self, legs: Legs, event: ChannelEvent) -> None:
+        assert legs.agent_channel is not None
+        if isinstance(event, ChannelHangupRequest):
+            legs.agent_hanging_up = True
+        if legs.answered:
+            await self._end(legs, "agent_hangup", event_id(event, legs.agent_channel),
+                            hang_up_caller=True)
+        elif isinstance(event, ChannelDestroyed):
+            # Busy, rejected or unanswered: the gateway's ring timeout routes the call on.
+            log.info("call %s: agent %s leg ended unanswered (%s)", legs.call_id,
+                     legs.agent_id, event.cause_txt)
+            legs.forget_agent()
+
+    async def _transferred(self, legs: Legs, event: ChannelLeftBridge) -> None:
+        """The agent's leg left the bridge without hanging up: the call goes back to routing."""
+        if not legs.answered or legs.agent_hanging_up or event.bridge.id != legs.bridge_id:
+            return
+        assert legs.agent_channel is not None
+        eid = event_id(event, legs.agent_channel)
+        legs.forget_agent()
+        outcome = await self._send(CallTransferred(
+            type="call.transferred", event_id=eid, call_id=legs.call_id, to_queue=legs.queue))
+        await self._follow(legs, outcome)
+
+    async def _store_digits(self, legs: Legs) -> None:
+        """Digits pressed after the offer: kept on the call's interaction record."""
+        digits = legs.all_digits()
+        if not legs.offered or digits == legs.stored_digits:
+            return
+        legs.stored_digits = digits
+        async with self.calls.maker() as session, session.begin():
+            await records.set_interaction(session, legs.call_id,
+                                          ivr={**legs.ivr, "digits": digits})
+
+    async def recording(self, call_id: str, event: RecordingFinished | RecordingFailed) -> None:
+        rec = event.recording
+        if isinstance(event, RecordingFailed):
+            log.warning("call %s: recording %s failed (%s)", call_id, rec.name, rec.cause)
+            return
+        path = self.config.recordings_dir / f"{rec.name}.{rec.format}"
+        await self._send(RecordingReady(
+            type="recording.ready", event_id=f"ari:{rec.name}:{event.type}:{event.timestamp}",
+            call_id=call_id, path=str(path)))
+
+    async def _end(self, legs: Legs, cause: str, eid: str, hang_up_caller: bool = False) -> None:
+        if legs.ended:
+            return
+        legs.ended = True
+        await self._send(CallEnded(type="call.ended", event_id=eid, call_id=legs.call_id,
+                                   cause=cause))  # type: ignore[arg-type]
+        if hang_up_caller:
+            await self._quietly(self.client.hangup(legs.call_id))
+        if legs.agent_channel and not legs.agent_hanging_up:
+            await self._quietly(self.client.hangup(legs.agent_channel))
+        if legs.bridge:
+            await self._quietly(self.client.destroy_bridge(legs.bridge))
+        self.legs.pop(legs.call_id, None)
+
+    async def _send(self, frame: Frame) -> Outcome | None:
+        """Apply a frame; None if the gateway refused it. Resent while storage is down,
+        as the protocol asks of a PBX."""
+        kind = getattr(frame, "type", "frame")
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                return await self.calls.handle(frame, self.integration)
+            except StorageUnavailable as e:
+                log.warning("%s for %s: %s (attempt %d)", kind, frame.call_id, e, attempt + 1)
+                await asyncio.sleep(0.2 * 2**attempt)
+            except (CallError, RoutingError) as e:
+                # Telephony is racy: the call may have moved on while this event travelled.
+                log.debug("%s for %s not applied: %s", kind, frame.call_id, e)
+                return None
+        log.error("%s for %s dropped: storage unavailable", kind, frame.call_id)
+        return None
+
+    # Routing decisions -> ARI requests --------------------------------------
+
+    async def _follow(self, legs: Legs, outcome: Outcome | None) -> None:
+        for reply in outcome.replies if outcome else []:
+            await self.route(legs, RouteMessage.model_validate(reply))
+
+    async def route(self, legs: Legs, route: RouteMessage) -> None:
+        if route.type == "route.queued":
+            await self._queue(legs)
+        elif route.agent_id is not None:
+            await self._connect(legs, route.agent_id, route.extension)
+
+    async def _queue(self, legs: Legs) -> None:
+        if legs.agent_channel and not legs.answered:
+            await self._quietly(self.client.hangup(legs.agent_channel))  # stop ringing
+            legs.forget_agent()
+        if legs.moh:
+            return
+        if legs.caller_bridged:
+            await self._quietly(self.client.start_bridge_moh(legs.bridge_id,
+                                                             self.config.moh_class))
+            legs.moh = "bridge"
+        else:
+            await self._quietly(self.client.start_moh(legs.call_id, self.config.moh_class))
+            legs.moh = "channel"
+
+    async def _connect(self, legs: Legs, agent_id: int, extension: str) -> None:
+        if legs.agent_channel and legs.agent_id == agent_id:
+            return  # already ringing this agent
+        if legs.agent_channel:
+            await self._quietly(self.client.hangup(legs.agent_channel))
+        legs.forget_agent()
+        legs.agent_id = agent_id
+        if not extension:
+            log.warning("agent %s has no extension to ring for call %s", agent_id, legs.call_id)
+            return  # the ring timeout routes the call on
+        channel_id = legs.new_agent_channel(agent_id)
+        try:
+            await self.client.originate(
+                self.config.endpoint_template.format(extension=extension),
+                channel_id=channel_id, app_args=f"agent,{legs.call_id},{agent_id}",
+                caller_id=legs.ani, timeout_s=math.ceil(self.config.ring_timeout_s) + 5)
+            legs.agent_channel = channel_id
+            await self.client.create_bridge(legs.bridge_id, name=legs.call_id)
+            legs.bridge = legs.bridge_id
+        except AriError as e:
+            await self._failed(legs, e)
+
+    async def _bridge_agent(self, legs: Legs) -> None:
+        """The agent answered and entered the app: stop the music and join the two legs."""
+        assert legs.agent_channel is not None
+        await self._stop_moh(legs)
+        joining = [legs.agent_channel] if legs.caller_bridged else [legs.call_id,
+                                                                     legs.agent_channel]
+        try:
+            await self.client.add_channels(legs.bridge_id, joining)
+        except AriError as e:
+            await self._failed(legs, e)
+            return
+        legs.caller_bridged = True
+        if self.config.record and not legs.recording:
+            legs.recording = True
+            await self._quietly(self.client.record_bridge(legs.bridge_id, legs.recording_name))
+
+    async def _stop_moh(self, legs: Legs) -> None:
+        if legs.moh == "channel":
+            await self._quietly(self.client.stop_moh(legs.call_id))
+        elif legs.moh == "bridge":
+            await self._quietly(self.client.stop_bridge_moh(legs.bridge_id))
+        legs.moh = None
+
+    async def _failed(self, legs: Legs, error: AriError) -> None:
+        if error.gone:
+            log.debug("call %s: a leg vanished (%s)", legs.call_id, error)
+            return  # its hangup events end the call
+        if legs.agent_channel is None:
+            # Could not ring the agent: the gateway's ring timeout routes the call on.
+            log.warning("call %s: cannot ring agent %s: %s", legs.call_id, legs.agent_id, error)
+            return
+        log.error("call %s: cannot connect the caller to agent %s (%s); hanging up",
+                  legs.call_id, legs.agent_id, error)
+        await self._end(legs, "failed", f"ari:{legs.call_id}:failed:{legs.agent_channel}",
+                        hang_up_caller=True)
+
+    async def _quietly(self, request: Awaitable[None]) -> None:
+        try:
+            await request
+        except AriError as e:
+            level = logging.DEBUG if e.gone else logging.WARNING
+            log.log(level, "ARI %s: %s", self.config.app, e)
+
+    # Reconciliation --------------------------------------------------------
+
+    async def reconcile(self, call: dict[str, Any], channels: dict[str, Channel],
+                              bridges: dict[str, Bridge]) -> None:
+        call_id, state = call["call_id"], call["state"]
+        legs = self._rebuild(call, channels, bridges)
+        if call_id not in channels:
+            cause = "normal" if state == "connected" else "abandoned"
+            await self._end(legs, cause, f"ari:{call_id}:reconciled:gone")
+        elif state == "connected" and legs.agent_channel is None:
+            await self._end(legs, "agent_hangup", f"ari:{call_id}:reconciled:agent-gone",
+                            hang_up_caller=True)
+        elif state == "ringing" and legs.agent_channel and (
+                channels[legs.agent_channel].state == "Up"):
+            await self._answered_while_away(legs)
+        elif state == "queued" and not legs.moh:
+            await self._queue(legs)
+
+    def _rebuild(self, call: dict[str, Any], channels: dict[str, Channel],
+                 bridges: dict[str, Bridge]) -> Legs:
+        call_id = call["call_id"]
+        legs = self.legs.get(call_id)
+        if legs is None:
+            caller = channels.get(call_id)
+            legs = Legs(call_id, ani=caller.caller.number if caller else "",
+                        queue=call.get("queue") or "default", offered=True)
+            legs.agent_id = call.get("agent_id")
+            legs.answered = call["state"] == "connected"
+            bridge = bridges.get(legs.bridge_id)
+            if bridge is not None:
+                legs.bridge, legs.caller_bridged = bridge.id, call_id in bridge.channels
+                legs.recording = legs.answered
+            self.legs[call_id] = legs
+        if legs.agent_channel not in channels:
+            legs.agent_channel = next(
+                (c for c in channels if agent_leg(c) == (call_id, legs.agent_id)), None)
+        return legs
+
+    async def _answered_while_away(self, legs: Legs) -> None:
+        assert legs.agent_channel is not None
+        outcome = await self._send(CallAnswered(
+            type="call.answered", event_id=f"ari:{legs.agent_channel}:reconciled:up",
+            call_id=legs.call_id, agent_id=legs.agent_id or 0))
+        legs.answered = outcome is not None
+        if legs.answered:
+            await self._bridge_agent(legs)
+
+    async def sweep(self, live: set[str], channels: dict[str, Channel],
+                    bridges: dict[str, Bridge]) -> None:
+        """Legs and bridges of calls no longer on the phone: forget and release them."""
+        for call_id in [c for c, legs in self.legs.items() if legs.offered and c not in live]:
+            del self.legs[call_id]
+        for channel_id in channels:
+            leg = agent_leg(channel_id)
+            if leg is not None and leg[0] not in live:
+                await self._quietly(self.client.hangup(channel_id))
+        for bridge_id in bridges:
+            call_id = bridge_call(bridge_id)
+            if call_id is not None and call_id not in live:
+                await self._quietly(self.client.destroy_bridge(bridge_id))

@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import re
-import sys
 from typing import Any
 
-import aiohttp
 import pytest
 import websockets
 from hypothesis import given
@@ -21,8 +18,8 @@ from callcenter import db
 from callcenter.access import AgentCalls, Grant, grant, mask_email, mask_phone, shape
 from callcenter.auth import Forbidden, issue_token
 from callcenter.models import Role
+from tests.rest import PASSWORD, cli, login, request
 
-PASSWORD = "correct-horse"
 # Reachable without signing in: the sign-in page and call, health, and static files.
 PUBLIC = {("GET", "/login"), ("GET", "/healthz"), ("GET", "/static/{path}"),
           ("POST", "/api/v1/login")}
@@ -48,26 +45,6 @@ def concrete(center: Any, pattern: str) -> str:
         return SAMPLE[match[1]]
 
     return re.sub(r"\{(\w+)(?::[^}]*)?\}", value, pattern)
-
-
-async def request(center: Any, method: str, path: str, token: str | None = None,
-                  **kwargs: Any) -> tuple[int, Any]:
-    headers = dict(kwargs.pop("headers", {}))
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    connector = aiohttp.TCPConnector(local_addr=kwargs.pop("source", None))
-    async with aiohttp.ClientSession(connector=connector) as http, http.request(
-            method, f"{center.url}{path}", headers=headers, allow_redirects=False,
-            **kwargs) as response:
-        body = await response.read()
-        is_json = response.content_type == "application/json"
-        return response.status, (await response.json()) if is_json and body else body
-
-
-async def login(center: Any, username: str, password: str = PASSWORD,
-                source: tuple[str, int] | None = None) -> tuple[int, Any]:
-    return await request(center, "POST", "/api/v1/login",
-                         json={"username": username, "password": password}, source=source)
 
 
 # Roles on every route ----------------------------------------------------------
@@ -313,7 +290,7 @@ async def test_telephony_token_revoked_with_the_cli_is_refused(center):
     token = await center.telephony_token("pbx-9")
     ivr = await center.ivr("pbx-9")  # a second token of the same integration, connected
     await ivr.offer("before-revoke", "+8613800000001")
-    result = await _cli(center, "token", "revoke", "--name", "pbx-9")
+    result = await cli(center, "token", "revoke", "--name", "pbx-9")
     assert result[0] == 0 and "revoked 2 token(s) of pbx-9" in result[1]
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(f"{_ws(center)}/ws/telephony",
@@ -379,7 +356,7 @@ async def test_passwords_tokens_and_tickets_never_reach_the_logs(center, caplog)
     async with websockets.connect(f"{_ws(center)}/ws/agent?ticket={issued['ticket']}") as ws:
         await ws.recv()
     await request(center, "POST", "/api/v1/logout", token)
-    code, out, err = await _cli(center, "token", "create", "--name", "pbx-7",
+    code, out, err = await cli(center, "token", "create", "--name", "pbx-7",
                                 env={"CALLCENTER_LOG_LEVEL": "DEBUG"})
     assert code == 0 and out.count(".") == 2
     await asyncio.sleep(0.1)  # the websocket's access-log line is written after it closes
@@ -397,16 +374,3 @@ async def test_passwords_tokens_and_tickets_never_reach_the_logs(center, caplog)
 
 def _ws(center: Any) -> str:
     return center.url.replace("http", "ws", 1)
-
-
-async def _cli(center: Any, *args: str, env: dict[str, str] | None = None,
-               ) -> tuple[int, str, str]:
-    """Run `callcenter ...` against the running service's database."""
-    full_env = {**os.environ, "CALLCENTER_DATABASE_URL": center.settings.database_url,
-                "CALLCENTER_SECRET_KEY": center.settings.secret_key,
-                "CALLCENTER_AUTO_MIGRATE": "false", **(env or {})}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callcenter", *args, env=full_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, out.decode(), err.decode()

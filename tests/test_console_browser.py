@@ -159,6 +159,20 @@ async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_c
     assert record.disposition == "resolved"
     assert record.notes == "Refund status checked; customer satisfied"
 
+    # The customer page has the whole history, the new call and the old transcript.
+    await console.fill("#search-q", "张")
+    await console.press("#search-q", "Enter")
+    await console.click(".result")
+    await expect(console.locator("#customer-name")).to_have_text("张伟")
+    history = console.locator("#view-customer table.history tbody tr")
+    await expect(history).to_have_count(2)
+    await expect(history.first).to_contain_text("Resolved")
+    await history.nth(1).locator("a").click()
+    await expect(console.locator(".transcript li")).to_have_count(2)
+    await expect(console.locator(".transcript")).to_contain_text("我的退款还没有到账")
+    await console.click(".back")
+    await expect(console.locator("#view-call")).to_be_visible()
+
     await expect(board.locator("#kpi-offered .kpi-value")).to_have_text("1")
     await expect(board.locator("#kpi-sl .kpi-value")).to_have_text("100%")
     # A caller who gives up while queued pulls the service level down.

@@ -1,12 +1,15 @@
 """The agent console and the wallboard in a real browser: Debian's Chromium, driven
 by Playwright, against a running service with a test IVR.
 
-Screenshots for the docs are written to docs/screenshots/ as the tests go.
+Screenshots are taken as the tests go, into docs/screenshots/ when
+CALLCENTER_UPDATE_SCREENSHOTS=1 (so an ordinary run leaves the tree clean), else into
+the test's temporary directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -76,9 +79,15 @@ async def go_available(page: Page) -> None:
     await expect(page.locator("#state-label")).to_have_text("Available")
 
 
-async def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / name), full_page=True)
+@pytest.fixture
+def shoot(tmp_path: Path) -> Callable[[Page, str], Awaitable[None]]:
+    folder = SHOTS if os.environ.get("CALLCENTER_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+    async def take(page: Page, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(folder / name), full_page=True)
+
+    return take
 
 
 async def add_history(center, customer_id: str, agent_id: int) -> None:
@@ -104,7 +113,7 @@ async def add_history(center, customer_id: str, agent_id: int) -> None:
 
 
 async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_counts_it(
-        center, new_page: NewPage) -> None:
+        center, new_page: NewPage, shoot) -> None:
     amy = await center.add_agent("amy", skills=("billing", "complaints"))
     await center.add_agent("sue", role="supervisor")
     await center.add_customer("C1", "张伟", "+8613800000001", tier="gold",
@@ -188,7 +197,8 @@ async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_c
     await expect(board.locator("#agents")).to_contain_text("Break")
 
 
-async def test_chinese_interface_renders_the_screen_pop_in_chinese(center, new_page: NewPage):
+async def test_chinese_interface_renders_the_screen_pop_in_chinese(
+        center, new_page: NewPage, shoot) -> None:
     await center.add_agent("li", skills=("complaints",))
     await center.add_customer("C2", "王芳", "+8613800000002", tier="vip",
                               rfm_segment="important_retain", clv=56000.0,
@@ -383,7 +393,7 @@ async def seed_today(center, agent_ids: list[int], hours: float = 3.0) -> None:
 
 
 async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
-        center, new_page: NewPage):
+        center, new_page: NewPage, shoot):
     import datetime as dt
 
     from callcenter import db

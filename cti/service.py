@@ -166,6 +166,13 @@ class CallService:
         await self._store_offer(frame, live["integration"], live.get("customer_id") or None,
                                 live.get("tier", engine.DEFAULT_TIER), pop.get("ivr", {}),
                                 float(live["offered_at"]))
+        # Tell the PBX again where the call stands: its first answer may have been lost.
+        if live.get("state") == CallState.queued.value:
+            return [await self._queued_notice(frame.call_id)]
+        if live.get("agent_id"):
+            agent = await self.store.agent(int(live["agent_id"]))
+            return [{"type": "route.connect", "call_id": frame.call_id,
+                     "agent_id": int(live["agent_id"]), "extension": agent.get("extension", "")}]
         return []
 
     async def _call_answered(self, frame: CallAnswered, integration: str) -> list[dict]:

@@ -273,6 +273,8 @@ async def test_database_away_events_are_acked_only_once_stored(aiohttp_server, r
         ack = await _resend_until_acked(ivr, "call.offered", "dbdown", "off-1",
                                         ani="+8613800000005")
         assert ack["duplicate"] is False
+        connect = await ivr.inbox.expect("route.connect", call_id="dbdown")
+        assert connect["agent_id"] == agent.agent_id
         assert (await _resend_until_acked(ivr, "call.offered", "dbdown", "off-1",
                                           ani="+8613800000005"))["duplicate"] is True
         async with maker() as session:

@@ -30,7 +30,8 @@ from callcenter.models import Complaint, Customer, Interaction
 from callcenter.redisconn import client_from_url
 from tests.conftest import make_settings
 from transcripts.decode import DecodeRequest, DecodeResult, process_pool
-from transcripts.worker import JobQueue, TranscriptionWorker, WorkerConfig, config_from
+from transcripts.jobs import JobQueue
+from transcripts.worker import TranscriptionWorker, WorkerConfig, config_from
 
 pytestmark = pytest.mark.vosk
 

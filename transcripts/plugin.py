@@ -21,7 +21,8 @@ from callcenter import appkeys
 from transcripts import views
 from transcripts.complaints import ComplaintService, run_sla_sweep
 from transcripts.exceptions import ModelNotFound
-from transcripts.worker import JobQueue, build_worker, sla_policy
+from transcripts.jobs import JobQueue
+from transcripts.worker import build_worker, sla_policy
 
 log = logging.getLogger(__name__)
 

@@ -256,6 +256,17 @@ async def test_same_recording_twice_stores_one_transcript_and_one_complaint(
         "pending": 0, "min": None, "max": None, "consumers": []}
 
 
+async def test_relative_recording_path_is_read_from_the_recordings_dir(
+        sessions, queue, start_worker, recordings):
+    await add_call(sessions, "relative", "complaint.wav")
+    await queue.enqueue("relative", "complaint.wav")
+    start_worker(recordings_dir=recordings["complaint"].parent)
+
+    (row,) = await settled(sessions, ["relative"])
+
+    assert row.transcript_status == "done" and row.recording_path == "complaint.wav"
+
+
 @pytest.mark.parametrize(("name", "code"), [
     ("missing", "missing"), ("empty", "empty"), ("not_wav", "not_wav"),
     ("bad_width", "bad_sample_width"), ("silence", "silence"),

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -53,6 +54,10 @@ class WorkerConfig:
     retry_base_s: float = 10.0
     retry_max_s: float = 600.0
     block_ms: int = 1000
+    recordings_dir: Path | None = None  # where relative recording paths are
+
+    def locate(self, path: str) -> str:
+        return str(self.recordings_dir / path) if self.recordings_dir else path
 
     def backoff(self, attempt: int) -> float:
         return min(self.retry_base_s * 2 ** (attempt - 1), self.retry_max_s)
@@ -169,7 +174,7 @@ class TranscriptionWorker:
             return "duplicate"
         language = (record.ivr or {}).get("language")
         result = await self._decode(DecodeRequest(
-            job.path, self.config.model, self.config.agent_channel,
+            self.config.locate(job.path), self.config.model, self.config.agent_channel,
             self.config.customer_channel, language, self.patterns))
         if result.error is not None:
             return await self._fail(job, result.error)
@@ -254,7 +259,8 @@ def config_from(settings: Settings, concurrency: int, model: str) -> WorkerConfi
         model=model, concurrency=concurrency, agent_channel=settings.agent_channel,
         customer_channel=settings.customer_channel,
         claim_idle_s=settings.transcribe_claim_idle_s,
-        max_attempts=settings.transcribe_max_attempts, retry_base_s=settings.transcribe_retry_s)
+        max_attempts=settings.transcribe_max_attempts, retry_base_s=settings.transcribe_retry_s,
+        recordings_dir=settings.recordings_dir)
 
 
 def build_worker(settings: Settings, redis: Redis, maker: async_sessionmaker[AsyncSession],

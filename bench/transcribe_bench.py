@@ -73,7 +73,7 @@ class Run:
 def main() -> None:
     args = _parse()
     model = _model_dir(args.model)
-    corpus = build_corpus(args.data, args.files, args.minutes)
+    corpus = args.corpus = build_corpus(args.data, args.files, args.minutes)
     audio_s = sum(_duration(p) for p in corpus.glob("*.wav"))
     print(f"corpus: {args.files} files, {audio_s / 60:.1f} min of audio in {corpus}")
     print(f"model: {model}")
@@ -135,14 +135,23 @@ def build_corpus(data: Path, files: int, minutes: float) -> Path:
     staging = corpus.with_suffix(".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    truth = {}
     for i, target in enumerate(rng.sample(list(targets), files)):
-        _write(staging / f"call-{i:02d}.wav", _speech(rng, clips, target))
+        samples, said = _speech(rng, clips, target)
+        _write(staging / f"call-{i:02d}.wav", samples)
+        truth[f"call-{i:02d}"] = said
     shutil.rmtree(corpus, ignore_errors=True)
     staging.rename(corpus)
+    # beside the corpus: vosk-transcriber would try to decode any file inside it
+    _truth_file(corpus).write_text(json.dumps(truth, ensure_ascii=False, indent=1))
     return corpus
 
 
-def _clips(folder: Path) -> list[np.ndarray]:
+def _truth_file(corpus: Path) -> Path:
+    return corpus.with_name(corpus.name + ".truth.json")
+
+
+def _clips(folder: Path) -> list[tuple[str, np.ndarray]]:
     folder.mkdir(parents=True, exist_ok=True)
     clips = []
     for i, sentence in enumerate(SENTENCES):
@@ -152,7 +161,8 @@ def _clips(folder: Path) -> list[np.ndarray]:
                 if not path.exists():
                     _synthesize(sentence, speed, pitch, path)
                 with wave.open(str(path)) as w:
-                    clips.append(np.frombuffer(w.readframes(w.getnframes()), "<i2"))
+                    samples = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+                clips.append((sentence, samples))
     return clips
 
 
@@ -165,14 +175,17 @@ def _synthesize(sentence: str, speed: int, pitch: int, path: Path) -> None:
     raw.unlink()
 
 
-def _speech(rng: random.Random, clips: list[np.ndarray], seconds: float) -> np.ndarray:
-    parts, total = [], 0
+def _speech(
+    rng: random.Random, clips: list[tuple[str, np.ndarray]], seconds: float
+) -> tuple[np.ndarray, list[str]]:
+    parts, said, total = [], [], 0
     while total < seconds * RATE:
-        clip = rng.choice(clips)
+        sentence, clip = rng.choice(clips)
         pause = np.zeros(int(rng.uniform(0.4, 1.2) * RATE), np.int16)
         parts += [clip, pause]
+        said += sentence.split()
         total += len(clip) + len(pause)
-    return np.concatenate(parts)
+    return np.concatenate(parts), said
 
 
 def _write(path: Path, samples: np.ndarray) -> None:
@@ -323,6 +336,17 @@ def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
     if vt1 in last:
         diffs["vosk-transcriber vs itself (--tasks 1 run)"] = word_difference(
             _words_vt(last[vt1]), vt_words)
+    truth_path = _truth_file(Path(args.corpus))
+    if truth_path.exists():
+        truth = json.loads(truth_path.read_text())
+        # characters, not words: the model splits Korean words into smaller units
+        chars = {k: list("".join(v)) for k, v in truth.items()}
+        lines += ["", f"character error rate against the {sum(map(len, chars.values()))} "
+                  "characters espeak-ng was given (its Korean is hard for the small model):"]
+        for n, folder in last.items():
+            words = _words_ours(folder) if "callcenter" in n else _words_vt(folder)
+            said = {k: list("".join(v)) for k, v in words.items()}
+            lines.append(f"- `{n}`: {word_difference(said, chars):.1%}")
     reference_words = sum(len(w) for w in vt_words.values())
     lines += ["", f"word difference (edit distance / {reference_words} words of `{vt_name}`):"]
     lines += [f"- {n}: {d:.2%}" for n, d in diffs.items()]

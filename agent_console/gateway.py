@@ -111,6 +111,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await _serve(app, conn, agent_id, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                conn.send(error_frame("invalid_message", "send JSON text frames, not binary"))
     finally:
         connected[agent_id] -= 1
         app[appkeys.METRICS].websockets.labels("agent").dec()

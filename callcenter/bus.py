@@ -55,7 +55,8 @@ class Bus:
         """Deliver messages until cancelled, resubscribing after a Redis outage."""
         await self._pubsub.subscribe(self._node_channel)
         self._ready.set()
-        while True:
+        # redis-py can swallow a cancellation inside a command; look before each round.
+        while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisConnectionError, OSError) as e:

@@ -28,7 +28,7 @@ def material(announced: int, position: int) -> bool:
 
 async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
     redis, keys = calls.store.redis, calls.keys
-    while True:
+    while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
         await asyncio.sleep(interval)
         try:
             if await redis.set(keys.lock("announce"), calls.node_id, nx=True,

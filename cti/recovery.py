@@ -56,7 +56,7 @@ class Recovery:
         return f"{self.calls.keys.prefix}:epoch"
 
     async def watch(self, interval: float = 1.0) -> None:
-        while True:
+        while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 await self.check()
             except Exception as e:  # Redis still away: look again shortly

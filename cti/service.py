@@ -267,9 +267,14 @@ class CallService:
         check(frame.call_id, state, frame.type)
         async with self.maker() as session, session.begin():
             await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_interaction(session, frame.call_id, recording_path=frame.path,
-                                          transcript_status="pending")
-        if self.on_recording is not None:
+            record = await records.interaction(session, frame.call_id)
+            # The same recording announced again (a new event id): its transcript stands.
+            again = record is not None and record.recording_path == frame.path \
+                and record.transcript_status in ("pending", "done")
+            if not again:
+                await records.set_interaction(session, frame.call_id, recording_path=frame.path,
+                                              transcript_status="pending")
+        if self.on_recording is not None and not again:
             await self.on_recording(frame.call_id, frame.path, None)
         return []
 
@@ -512,7 +517,8 @@ class CallService:
         deleted only after they are stored.
         """
         stream, group = self.keys.agent_log, "persist"
-        while True:
+        # redis-py can swallow a cancellation inside a command; look before each round.
+        while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 await self._persist_agent_batch(stream, group, batch)
             except ResponseError as e:

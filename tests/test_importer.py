@@ -305,10 +305,14 @@ async def test_a_batch_that_lost_a_race_with_another_writer_is_checked_again(
     maker, tmp_path, monkeypatch
 ):
     real_insert = importer._CustomerBatch.insert
+    # The rival is another process: on SQLite its own engine (ours has one connection).
+    url = maker.kw["bind"].url
+    rival_engine = create_engine(url.render_as_string(hide_password=False)) \
+        if url.get_backend_name() == "sqlite" else maker.kw["bind"]
 
     async def insert_after_a_rival(self, session, rows):
         monkeypatch.setattr(importer._CustomerBatch, "insert", real_insert)
-        async with session_scope(maker) as rival:
+        async with session_scope(sessionmaker(rival_engine)) as rival:
             rival.add(Customer(id="C2", name="Rival",
                                phones=[CustomerPhone(phone="+8613900000009")]))
         await real_insert(self, session, rows)
@@ -317,6 +321,8 @@ async def test_a_batch_that_lost_a_race_with_another_writer_is_checked_again(
     report = await run(maker, tmp_path, CUSTOMERS_HEADER
                        + "C1,张伟,13800138000,,,,\nC2,王芳,13900139000,,,,\n")
 
+    if rival_engine is not maker.kw["bind"]:
+        await rival_engine.dispose()
     assert located(report) == {("customers.csv", 3, "id")}
     assert (report.customers.imported, report.customers.skipped) == (1, 1)
     async with session_scope(maker) as session:

@@ -23,6 +23,7 @@ from transcripts import complaints, stats
 from transcripts.complaints import CATEGORIES, Actor, ComplaintState, Escalation
 
 STAFF = (Role.agent, Role.supervisor, Role.admin)
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # an id the database can hold
 MANAGERS = (Role.supervisor, Role.admin)
 LIST_LIMIT = 200
 
@@ -31,7 +32,7 @@ class CreateBody(BaseModel):
     customer_id: Annotated[str, Field(min_length=1, max_length=64)]
     category: Literal[CATEGORIES] = "other"  # type: ignore[valid-type]
     summary: Annotated[str, Field(max_length=4000)] = ""
-    interaction_id: int | None = None
+    interaction_id: RowId | None = None
     call_id: Annotated[str | None, Field(max_length=128)] = None
 
 
@@ -44,7 +45,7 @@ class TransitionBody(BaseModel):
 
 
 class AssignBody(BaseModel):
-    agent_id: int
+    agent_id: RowId
     note: Annotated[str, Field(max_length=4000)] = ""
 
 
@@ -64,10 +65,14 @@ def _actor(principal: Principal) -> Actor:
 
 
 def _id(request: web.Request) -> int:
+    raw = request.match_info["complaint_id"]
     try:
-        return int(request.match_info["complaint_id"])
+        complaint_id = int(raw)
     except ValueError as e:
-        raise NotFound(f"no complaint {request.match_info['complaint_id']!r}") from e
+        raise NotFound(f"no complaint {raw!r}") from e
+    if not 1 <= complaint_id < 2**31:
+        raise NotFound(f"no complaint {raw!r}")
+    return complaint_id
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -186,9 +191,9 @@ async def get_stats(request: web.Request) -> web.Response:
     if raw := request.query.get("since"):
         try:
             since = dt.datetime.fromisoformat(raw)
-        except ValueError as e:
+            since = since.astimezone(dt.UTC) if since.tzinfo else since.replace(tzinfo=dt.UTC)
+        except (ValueError, OverflowError) as e:  # year 1 at +14:00 is before year 1 UTC
             raise Invalid("since must be an ISO 8601 date or time") from e
-        since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
     service = request.app[appkeys.COMPLAINTS]
     async with request.app[appkeys.SESSIONS]() as session:
         return web.json_response({

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
@@ -25,6 +26,16 @@ class IvrData(BaseModel):
     language: Annotated[str, Field(max_length=16)] | None = None
     intent: Annotated[str, Field(max_length=64, pattern=r"^[\w.-]+$")] | None = None
     digits: Annotated[str, Field(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _storable(self) -> IvrData:
+        """Extra IVR keys are kept as sent, so they must be JSON we can store and send on
+        (orjson writes integers of at most 64 bits)."""
+        try:
+            orjson.dumps(self.model_extra)
+        except orjson.JSONEncodeError as e:
+            raise ValueError(f"ivr holds a value that cannot be stored: {e}") from e
+        return self
 
 
 class CallOffered(Frame):

@@ -17,7 +17,7 @@ from callcenter import appkeys, auth
 from callcenter.audit_views import ScreenPopAudit
 from callcenter.auth import AuthError, Principal
 from callcenter.models import Role
-from callcenter.web import bearer, json_error
+from callcenter.web import bearer, json_error, watch_token
 from callcenter.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import describe
@@ -104,6 +104,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     app[appkeys.METRICS].websockets.labels("agent").inc()
     connected = app[appkeys.RECOVERY].connected
     connected[agent_id] += 1
+    watch = watch_token(app, principal, ws)
     try:
         await app[appkeys.CONSOLE].ensure_registered(agent_id)
         for message in await calls.agent_snapshot(agent_id):
@@ -114,6 +115,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.BINARY:
                 conn.send(error_frame("invalid_message", "send JSON text frames, not binary"))
     finally:
+        watch.cancel()
         connected[agent_id] -= 1
         app[appkeys.METRICS].websockets.labels("agent").dec()
         await bus.unsubscribe(channel, deliver)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError, Forbidden, Principal
-from callcenter.models import Role
+from callcenter.models import ApiToken, Role, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,37 @@ _REDACT = RedactCredentials()
 def redact_access_log() -> None:
     """Idempotent: a filter is added to a logger once however often this runs."""
     logging.getLogger("aiohttp.access").addFilter(_REDACT)
+
+
+# How often an open websocket's token is checked again: signing out, `token revoke`
+# and expiry end open connections too, within this many seconds.
+TOKEN_RECHECK_S = 30.0
+
+
+def watch_token(app: web.Application, principal: Principal,
+                ws: web.WebSocketResponse) -> asyncio.Task[None]:
+    """A task closing `ws` (1008, policy violation) once its token is revoked or expired;
+    cancel it when the connection ends."""
+    return asyncio.create_task(_watch_token(app, principal, ws),
+                               name=f"token-watch {principal.name}")
+
+
+async def _watch_token(app: web.Application, principal: Principal,
+                       ws: web.WebSocketResponse) -> None:
+    while not ws.closed:
+        await asyncio.sleep(TOKEN_RECHECK_S)
+        try:
+            async with app[appkeys.SESSIONS]() as session:
+                token = await session.get(ApiToken, principal.token_id)
+        except Exception as e:  # a database outage ends no connection
+            log.debug("could not check the token of %s: %s", principal.name, e)
+            continue
+        if token is None or token.revoked_at is not None or (
+                token.expires_at is not None and token.expires_at <= utcnow()):
+            log.info("closing the connection of %s: its token was revoked or expired",
+                     principal.name)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token revoked")
+            return
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

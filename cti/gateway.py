@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError
 from callcenter.models import Role
-from callcenter.web import bearer, json_error
+from callcenter.web import bearer, json_error, watch_token
 from callcenter.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import StateSync, describe, inbound
@@ -53,6 +53,7 @@ async def telephony_ws(request: web.Request) -> web.StreamResponse:
     log.info("telephony integration %s connected", principal.name)
     lanes = CallLanes()
     app[appkeys.METRICS].websockets.labels("telephony").inc()
+    watch = watch_token(app, principal, ws)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -63,6 +64,7 @@ async def telephony_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.ERROR:
                 log.info("telephony %s: %s", principal.name, ws.exception())
     finally:
+        watch.cancel()
         app[appkeys.METRICS].websockets.labels("telephony").dec()
         await lanes.drain()
         await bus.unsubscribe(channel, conn.send)

@@ -286,7 +286,9 @@ async def test_websocket_ticket_works_once(center):
     assert refused.value.response.status_code == 401
 
 
-async def test_telephony_token_revoked_with_the_cli_is_refused(center):
+async def test_telephony_token_revoked_with_the_cli_is_refused_and_its_socket_closed(
+        center, monkeypatch):
+    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
     token = await center.telephony_token("pbx-9")
     ivr = await center.ivr("pbx-9")  # a second token of the same integration, connected
     await ivr.offer("before-revoke", "+8613800000001")
@@ -296,6 +298,32 @@ async def test_telephony_token_revoked_with_the_cli_is_refused(center):
         await websockets.connect(f"{_ws(center)}/ws/telephony",
                                  additional_headers={"Authorization": f"Bearer {token}"})
     assert refused.value.response.status_code == 401
+    assert await _closed_with(ivr) == 1008
+
+
+async def test_signing_out_closes_the_consoles_open_socket(center, monkeypatch):
+    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    agent = await center.agent("amy")
+    assert (await request(center, "POST", "/api/v1/logout", agent.token))[0] == 200
+    assert await _closed_with(agent) == 1008
+
+
+async def test_an_open_socket_closes_when_its_token_expires(center, monkeypatch):
+    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    agent_id = await center.add_agent("amy")
+    token = await _token(center, Role.agent, dt.timedelta(seconds=1), agent_id)
+    async with websockets.connect(f"{_ws(center)}/ws/agent",
+                                  additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def _closed_with(client: Any) -> int | None:
+    await asyncio.wait_for(asyncio.shield(client._reader), timeout=5)
+    return client.ws.close_code
 
 
 # Sign-in limits -------------------------------------------------------------------------

@@ -26,8 +26,10 @@ def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Pat
 
 async def scrape(center) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the node's /metrics, by name and sorted labels."""
+    # Like every route but sign-in, health and static files, /metrics needs a token.
+    auth = {"Authorization": f"Bearer {await center.telephony_token('prometheus')}"}
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{center.url}/metrics") as resp:
+        async with http.get(f"{center.url}/metrics", headers=auth) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             text = await resp.text()

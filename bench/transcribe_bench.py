@@ -83,8 +83,11 @@ def main() -> None:
         for name, command, out in _commands(args, model, corpus, repeat):
             run = _time(name, command, out)
             runs.setdefault(name, []).append(run)
-            print(f"  {name:<34} wall {run.wall_s:7.1f} s  cpu {run.cpu_s:7.1f} s"
-                  f"  (load avg before {run.load_before:.1f})", flush=True)
+            print(
+                f"  {name:<34} wall {run.wall_s:7.1f} s  cpu {run.cpu_s:7.1f} s"
+                f"  (load avg before {run.load_before:.1f})",
+                flush=True,
+            )
     report = _report(runs, audio_s, args)
     if args.equivalence:
         report["equivalence"] = _equivalence(args, model, corpus)
@@ -102,10 +105,18 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--no-single-core", action="store_true",
-                   help="skip the runs pinned to one core (the slowest part)")
-    p.add_argument("--equivalence", type=int, default=4, metavar="N",
-                   help="also decode N files alone in a fresh process with each tool")
+    p.add_argument(
+        "--no-single-core",
+        action="store_true",
+        help="skip the runs pinned to one core (the slowest part)",
+    )
+    p.add_argument(
+        "--equivalence",
+        type=int,
+        default=4,
+        metavar="N",
+        help="also decode N files alone in a fresh process with each tool",
+    )
     p.add_argument("--json", type=Path)
     return p.parse_args()
 
@@ -168,10 +179,11 @@ def _clips(folder: Path) -> list[tuple[str, np.ndarray]]:
 
 def _synthesize(sentence: str, speed: int, pitch: int, path: Path) -> None:
     raw = path.with_suffix(".22k.wav")
-    subprocess.run(["espeak-ng", "-v", "ko", "-s", str(speed), "-p", str(pitch),
-                    "-w", str(raw), sentence], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE), "-b", "16", "-c", "1", str(path)],
-                   check=True)
+    subprocess.run(
+        ["espeak-ng", "-v", "ko", "-s", str(speed), "-p", str(pitch), "-w", str(raw), sentence],
+        check=True,
+    )
+    subprocess.run(["sox", str(raw), "-r", str(RATE), "-b", "16", "-c", "1", str(path)], check=True)
     raw.unlink()
 
 
@@ -220,12 +232,33 @@ def _commands(args, model: Path, corpus: Path, repeat: int):
         dest.mkdir(parents=True)
         if kind == "ours":
             label = f"callcenter transcribe --workers {parallel}"
-            command = [sys.executable, "-m", "transcripts.batch", str(corpus),
-                       "--workers", str(parallel), "--model", str(model), "--out", str(dest)]
+            command = [
+                sys.executable,
+                "-m",
+                "transcripts.batch",
+                str(corpus),
+                "--workers",
+                str(parallel),
+                "--model",
+                str(model),
+                "--out",
+                str(dest),
+            ]
         else:
             label = f"vosk-transcriber --tasks {parallel}"
-            command = [vt, "-m", str(model), "-i", str(corpus), "-o", str(dest),
-                       "--tasks", str(parallel), "--output-type", "txt"]
+            command = [
+                vt,
+                "-m",
+                str(model),
+                "-i",
+                str(corpus),
+                "-o",
+                str(dest),
+                "--tasks",
+                str(parallel),
+                "--output-type",
+                "txt",
+            ]
         if pin:
             label, command = f"taskset -c 0 {label}", ["taskset", "-c", "0", *command]
         return label, command, dest
@@ -241,8 +274,9 @@ def _time(name: str, command: list[str], out: Path) -> Run:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, check=False, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=False, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -294,37 +328,67 @@ def _equivalence(args, model: Path, corpus: Path) -> dict:
     edits = words = 0
     for wav in sorted(corpus.glob("*.wav"))[: args.equivalence]:
         ref = out / f"{wav.stem}.vt.txt"
-        subprocess.run([vt, "-m", str(model), "-i", str(wav), "-o", str(ref),
-                        "--log-level", "ERROR"], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run([sys.executable, "-m", "transcripts.batch", str(wav), "--workers", "1",
-                        "--model", str(model), "--out", str(out)], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [vt, "-m", str(model), "-i", str(wav), "-o", str(ref), "--log-level", "ERROR"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "transcripts.batch",
+                str(wav),
+                "--workers",
+                "1",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         theirs = ref.read_text(encoding="utf-8").split()
         edits += edit_distance(_words_ours(out)[wav.stem], theirs)
         words += len(theirs)
-    text = (f"- each file alone in a fresh process ({args.equivalence} files): "
-            f"{edits} edits / {words} words = {edits / max(1, words):.2%}")
+    text = (
+        f"- each file alone in a fresh process ({args.equivalence} files): "
+        f"{edits} edits / {words} words = {edits / max(1, words):.2%}"
+    )
     return {"files": args.equivalence, "edits": edits, "words": words, "text": text}
 
 
 def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
-    med = {n: (statistics.median(r.wall_s for r in rs), statistics.median(r.cpu_s for r in rs))
-           for n, rs in runs.items()}
+    med = {
+        n: (statistics.median(r.wall_s for r in rs), statistics.median(r.cpu_s for r in rs))
+        for n, rs in runs.items()
+    }
     # cores a run could use: 1 when pinned, else the machine's (vosk-transcriber's local
     # mode sizes its thread pool by CPU count, whatever --tasks says)
-    cores = {n: 1 if n.startswith("taskset") else min(args.workers, os.cpu_count() or 1)
-             for n in runs}
+    cores = {
+        n: 1 if n.startswith("taskset") else min(args.workers, os.cpu_count() or 1) for n in runs
+    }
     ours_name = f"callcenter transcribe --workers {args.workers}"
     vt_name = f"vosk-transcriber --tasks {args.workers}"
-    lines = ["", f"audio: {audio_s:.1f} s; medians of {args.repeat} run(s)", "",
-             "| run | wall s | CPU s | cores busy (CPU/wall) | x real time "
-             "| RTF per core (wall x cores / audio) | CPU s per audio s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        f"audio: {audio_s:.1f} s; medians of {args.repeat} run(s)",
+        "",
+        "| run | wall s | CPU s | cores busy (CPU/wall) | x real time "
+        "| RTF per core (wall x cores / audio) | CPU s per audio s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, (wall, cpu) in med.items():
-        lines.append(f"| `{n}` | {wall:.1f} | {cpu:.1f} | {cpu / wall:.2f} "
-                     f"| {audio_s / wall:.1f} | {wall * cores[n] / audio_s:.3f} "
-                     f"| {cpu / audio_s:.3f} |")
+        lines.append(
+            f"| `{n}` | {wall:.1f} | {cpu:.1f} | {cpu / wall:.2f} "
+            f"| {audio_s / wall:.1f} | {wall * cores[n] / audio_s:.3f} "
+            f"| {cpu / audio_s:.3f} |"
+        )
     ours_wall = med[ours_name][0]
     ratios = {n: med[n][0] / ours_wall for n in med if n != ours_name}
     lines += ["", "throughput of ours relative to each run (their wall / our wall):"]
@@ -335,14 +399,18 @@ def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
     vt1 = "vosk-transcriber --tasks 1"
     if vt1 in last:
         diffs["vosk-transcriber vs itself (--tasks 1 run)"] = word_difference(
-            _words_vt(last[vt1]), vt_words)
+            _words_vt(last[vt1]), vt_words
+        )
     truth_path = _truth_file(Path(args.corpus))
     if truth_path.exists():
         truth = json.loads(truth_path.read_text())
         # characters, not words: the model splits Korean words into smaller units
         chars = {k: list("".join(v)) for k, v in truth.items()}
-        lines += ["", f"character error rate against the {sum(map(len, chars.values()))} "
-                  "characters espeak-ng was given (its Korean is hard for the small model):"]
+        lines += [
+            "",
+            f"character error rate against the {sum(map(len, chars.values()))} "
+            "characters espeak-ng was given (its Korean is hard for the small model):",
+        ]
         for n, folder in last.items():
             words = _words_ours(folder) if "callcenter" in n else _words_vt(folder)
             said = {k: list("".join(v)) for k, v in words.items()}
@@ -350,8 +418,13 @@ def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
     reference_words = sum(len(w) for w in vt_words.values())
     lines += ["", f"word difference (edit distance / {reference_words} words of `{vt_name}`):"]
     lines += [f"- {n}: {d:.2%}" for n, d in diffs.items()]
-    return {"audio_s": audio_s, "runs": {n: [asdict(r) for r in rs] for n, rs in runs.items()},
-            "ratios": ratios, "word_difference": diffs, "text": "\n".join(lines)}
+    return {
+        "audio_s": audio_s,
+        "runs": {n: [asdict(r) for r in rs] for n, rs in runs.items()},
+        "ratios": ratios,
+        "word_difference": diffs,
+        "text": "\n".join(lines),
+    }
 
 
 if __name__ == "__main__":

@@ -101,7 +101,10 @@ class Transcript:
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
         utterances = tuple(
             Utterance(
-                u["speaker"], u["start"], u["end"], u["text"],
+                u["speaker"],
+                u["start"],
+                u["end"],
+                u["text"],
                 tuple(Word(**w) for w in u["words"]),
             )
             for u in data["utterances"]

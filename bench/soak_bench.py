@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import sys
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 from sqlalchemy import select
@@ -84,7 +85,7 @@ def report(records: list[Interaction], offered: int, errors: list[dict], start_r
     overlaps = 0
     for spans in talks.values():
         spans.sort()
-        overlaps += sum(1 for (_, end), (start, _) in zip(spans, spans[1:]) if start < end)
+        overlaps += sum(1 for (_, end), (start, _) in pairwise(spans) if start < end)
     growth = (end_rss - start_rss) / start_rss * 100
     print(f"\noffered {offered}, recorded {len(records)}, ended {len(ended)}, "
           f"completed with wrap-up {len(completed)}")

@@ -107,11 +107,14 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
     # loop would run on; checking `cancelling()` lets shutdown finish anyway.
     while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
         try:
-            for timer in await timers.claim_due(calls.clock()):
+            claimed_at = calls.clock()
+            for timer in await timers.claim_due(claimed_at):
                 try:
                     await calls.on_timer(timer)
                 except Exception:
-                    log.exception("timer %s failed", timer.member)
+                    log.exception("timer %s failed; it fires again after its lease", timer.member)
+                    continue
+                await timers.done(timer, claimed_at)
         except Exception as e:  # Redis outage: keep polling, it comes back
             log.warning("timer poll failed: %s", e)
             await asyncio.sleep(1)

@@ -98,3 +98,27 @@ def test_queue_position_is_announced_only_when_it_moves_materially():
     assert not material(40, 35)      # five places but under 20%
     assert material(40, 32)
     assert not material(3, 3)
+
+
+async def test_a_timer_claimed_by_a_node_that_died_fires_again_after_its_lease(redis_url,
+                                                                             redis_prefix):
+    from redis.asyncio import Redis
+
+    from callcenter.timers import LEASE_S, Timer, Timers
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    timers = Timers(redis, f"{redis_prefix}:timers")
+    timer = Timer("wrapup", "7", "c-1")
+    await timers.schedule(timer, 100.0)
+    assert await timers.claim_due(200.0) == [timer]  # ...and that node died
+    assert await timers.claim_due(200.0 + LEASE_S - 1) == []  # still leased
+    assert await timers.claim_due(200.0 + LEASE_S + 1) == [timer]  # another node
+    await timers.done(timer, 200.0 + LEASE_S + 1)
+    assert await timers.claim_due(10_000.0) == []
+    # A handler that schedules its timer again keeps the new schedule.
+    await timers.schedule(timer, 300.0)
+    assert await timers.claim_due(300.0) == [timer]
+    await timers.schedule(timer, 400.0)
+    await timers.done(timer, 300.0)
+    assert await timers.claim_due(400.0) == [timer]
+    await redis.aclose()

@@ -1,0 +1,336 @@
+"""Several real `callcenter serve` processes on one Redis and one database.
+
+Each test starts its nodes as subprocesses (as production runs them), on the test
+session's Redis under a fresh key prefix, and on PostgreSQL (a fresh database) when
+CALLCENTER_TEST_POSTGRES_URL is set, else on one SQLite file shared by the nodes. The
+PBX and the agents are simulated (tests/multinode.py), spread over the nodes; they keep
+their own record of what the service told them, and the tests compare it with Redis and
+the interaction records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import secrets
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.harness import Deployment, phone
+from callcenter import db
+from tests.clients import AgentClient, Ivr
+from tests.conftest import POSTGRES_URL
+from tests.multinode import (
+    Cluster,
+    DoubleAssignmentWatch,
+    PhoneCall,
+    Switch,
+    check_console_snapshot,
+    check_snapshot,
+    offer_steadily,
+    overlapping_talks,
+    people,
+    queue_order_violations,
+    until,
+    until_drained,
+    until_quiet,
+)
+
+# Fewer calls for a quick look at a change: CALLCENTER_TEST_MULTINODE_CALLS=300.
+CALLS = int(os.environ.get("CALLCENTER_TEST_MULTINODE_CALLS", "2000"))
+
+
+# The cluster ----------------------------------------------------------------
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)]
+                if POSTGRES_URL else ["sqlite"])
+async def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """PostgreSQL when available (a database of its own), else a SQLite file."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+        return
+    name = f"cc_multinode_{secrets.token_hex(4)}"
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture
+async def cluster(shared_database: str, redis_url: str, redis_prefix: str,
+                  tmp_path: Path) -> AsyncIterator[Cluster]:
+    deployment = Deployment(tmp_path, shared_database, redis_url, prefix=redis_prefix)
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    cluster = Cluster(deployment, redis)
+    try:
+        yield cluster
+    finally:
+        for proc in cluster.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in cluster.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        await redis.aclose()
+        print(cluster.log_tails())  # shown when the test fails
+
+
+# Tests --------------------------------------------------------------------
+
+
+async def test_call_offered_on_one_node_pops_the_agent_on_another(cluster: Cluster):
+    cluster.agents = await cluster.deployment.prepare(agents=1, customers=1)
+    await cluster.start(2)
+    node_a, node_b = cluster.urls
+    agent = await AgentClient.login(node_b, "a0", "bench-password")
+    ivr = await Ivr.connect(node_a, await cluster.pbx_token("pbx-a"))
+    try:
+        await agent.available()
+        await ivr.offer("x-1", phone(0))
+
+        pop = await agent.inbox.expect("screen_pop", call_id="x-1")
+        assert pop["customer"]["id"] == "B0" and pop["tier"] == "vip"
+        connect = await ivr.inbox.expect("route.connect", call_id="x-1")
+        assert connect["agent_id"] == agent.agent_id and connect["extension"] == "1000"
+
+        await ivr.offer("x-2", "+8613900000002")  # the agent is busy: it waits
+        await ivr.inbox.expect("route.queued", call_id="x-2")
+        await ivr.event("call.answered", "x-1", agent_id=agent.agent_id)
+        await agent.inbox.expect("call.connected", call_id="x-1")
+        await ivr.event("call.ended", "x-1", cause="normal")
+        await agent.inbox.expect("call.ended", call_id="x-1")
+        assert (await agent.request("wrapup.done", call_id="x-1",
+                                    disposition="resolved"))["type"] == "ack"
+
+        # Freed on B, the agent takes the waiting call: the PBX on A hears of it.
+        await agent.inbox.expect("screen_pop", call_id="x-2")
+        connect = await ivr.inbox.expect("route.connect", call_id="x-2")
+        assert connect["agent_id"] == agent.agent_id
+    finally:
+        await ivr.close()
+        await agent.close()
+
+
+@pytest.mark.timeout(300)
+async def test_two_thousand_calls_on_three_nodes_no_double_assignment_none_lost(
+        cluster: Cluster):
+    calls, per_node, known = CALLS, 10, CALLS // 10
+    cluster.agents = await cluster.deployment.prepare(agents=3 * per_node, customers=known)
+    await cluster.start(3, CALLCENTER_RING_TIMEOUT_S="60", CALLCENTER_WRAP_UP_S="60")
+    switch = Switch(talk_s=(0.1, 0.3))
+    async with people(cluster, switch, ["pbx-0", "pbx-1", "pbx-2"], per_node) as (
+            pbxs, agents), DoubleAssignmentWatch(cluster) as watch:
+        # Each caller calls once (no sticky agent to wait for); some are known, of every tier.
+        callers = list(range(known)) + list(range(10**6, 10**6 + calls - known))
+        random.Random(3).shuffle(callers)
+        offered: list[PhoneCall] = []
+        for n, caller in enumerate(callers):
+            offered.append(await pbxs[n % 3].offer(f"m-{n}", phone(caller)))
+            if n == calls * 3 // 4:  # the agents sign off while calls still come in: some wait
+                switch.spawn(asyncio.gather(*(agent.stop() for agent in agents)))
+        await until(lambda: all(not p.unacked for p in pbxs), timeout=120)
+        await until_quiet(cluster, agents, timeout=30)
+        # One waiting caller in ten gives up. (Not while agents take calls: KNOWN["race"].)
+        for call in offered[::10]:
+            await switch.hang_up_if_waiting(call)
+        await until(lambda: all(not p.unacked for p in pbxs), timeout=30)
+
+    assert not [e for p in pbxs for e in p.errors], [e for p in pbxs for e in p.errors][:5]
+    assert watch.samples > 10 and not watch.violations, watch.violations[:5]
+    assert not switch.violations, switch.violations[:5]
+    records = await cluster.interactions()
+    assert sorted(r.call_id for r in records) == sorted(c.call_id for c in offered)
+    assert not overlapping_talks(records)
+    waiting = dict(await cluster.redis.zrange(f"{cluster.deployment.prefix}:waiting:default",
+                                              0, -1, withscores=True))
+    live = await cluster.live_calls()
+    assert {c: s["state"] for c, s in live.items()} == dict.fromkeys(waiting, "queued")
+    outcomes = {r.call_id: r.outcome for r in records}
+    assert all(outcomes[c] is None for c in waiting)
+    assert all(outcomes[c] in ("answered", "abandoned") for c in outcomes if c not in waiting)
+    answered = sum(o == "answered" for o in outcomes.values())
+    print(f"{answered} answered, {len(waiting)} waiting, {watch.samples} samples of the agents")
+    assert answered >= 3 * per_node and waiting
+    assert not queue_order_violations(records, waiting)[:5]
+
+
+@pytest.mark.timeout(180)
+async def test_a_node_killed_mid_run_loses_nothing(cluster: Cluster):
+    cluster.agents = await cluster.deployment.prepare(agents=9, customers=100)
+    await cluster.start(3, CALLCENTER_RING_TIMEOUT_S="5", CALLCENTER_WRAP_UP_S="3")
+    switch = Switch(talk_s=(0.2, 0.6))
+    async with people(cluster, switch, ["pbx-0", "pbx-1", "pbx-2"], 3, wrap_s=0.3) as (
+            pbxs, agents), DoubleAssignmentWatch(cluster) as watch:
+        slow = agents[2]  # on the doomed node; its wrap-ups end only by the shared timer
+        slow.wraps_up = False
+        offers = itertools.count()
+        load = switch.spawn(offer_steadily(pbxs, offers, rate=12))
+        await until(lambda: slow.state.get("state") == "wrap_up", timeout=30)
+        victims = [a for a in agents if a.node == 2]
+        had = {a.agent_id: a.current for a in victims}
+        switch.running.clear()  # the PBX and consoles pause while clients move
+        unacked = await pbxs[2].offer(f"k-{next(offers)}", phone(99))
+        cluster.kill(2)
+
+        await until(lambda: all(a.reconnects for a in victims), timeout=20)
+        resent, snapshot = await pbxs[2].reconnect(cluster.urls[0])
+        assert unacked.offer_event in resent
+        # Until KNOWN["dedupe"] is fixed, an event the dead node applied but never acked is
+        # refused when resent; the records below must show it applied all the same.
+        replayed = [e for e in pbxs[2].errors if e["event_id"] in resent]
+        pbxs[2].errors = [e for e in pbxs[2].errors if e not in replayed]
+        print(f"resent {len(resent)} events ({len(replayed)} refused: {replayed}); "
+              f"the snapshot has {len(snapshot['calls'])} calls")
+        check_snapshot(switch, pbxs[2], snapshot)
+        switch.running.set()
+        duplicate = await pbxs[2].resend_first()
+        await asyncio.sleep(2)  # more calls, on the two nodes left
+        load.cancel()
+        await until(lambda: all(c.state == "ended" for c in switch.calls.values()), 30)
+        await until_drained(cluster, pbxs, timeout=30)
+
+    assert duplicate["duplicate"] is True
+    for agent in victims:
+        first = agent.reconnects[0]
+        check_console_snapshot(first)
+        state = next(m for m in first if m["type"] == "agent.state")
+        assert state["call_id"] == had[agent.agent_id] or had[agent.agent_id] is None, (
+            agent.agent_id, had, first)
+    assert next(m for m in slow.reconnects[0] if m["type"] == "agent.state")["state"] == \
+        "wrap_up"
+    assert not [e for p in pbxs for e in p.errors], [e for p in pbxs for e in p.errors][:5]
+    assert not watch.violations and not switch.violations, (watch.violations[:3],
+                                                             switch.violations[:3])
+    records = await cluster.interactions()
+    assert sorted(r.call_id for r in records) == sorted(switch.calls)
+    assert {r.outcome for r in records} == {"answered"}
+    assert not overlapping_talks(records)
+    assert all(r.answered_at and r.ended_at for r in records)  # the refused ones included
+    assert {e["code"] for e in replayed} <= {"call_exists", "illegal_transition"}
+
+
+# Gaps the runs above found in the call path, each reproduced on one in-process node.
+# Those still open are expected failures; `strict` makes a fix visible (drop the mark).
+
+KNOWN = {
+    "dedupe": "handle() trusts only the Redis event key, set after the event is applied: "
+              "a node that dies between the two leaves a resend to be applied twice",
+    "half": "the database write commits (with the event id) before Redis changes: a node "
+            "that dies between them leaves a resend acked as a duplicate, never applied",
+    "race": "call.ended reads the call, then its compare-and-set fails because an agent "
+            "reserved it meanwhile; it goes on with the stale read and never frees the agent, "
+            "who stays ringing",
+}
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN["dedupe"])
+@pytest.mark.parametrize("kind", ["call.offered", "call.answered", "call.ended"])
+async def test_an_event_applied_just_before_its_node_died_is_a_duplicate_when_resent(
+        center, kind):
+    from callcenter.appkeys import KEYS, REDIS
+
+    agent = await center.agent("amy")
+    await agent.available()
+    ivr = await center.ivr()
+    steps = [("call.offered", {"ani": "+8613900000001"}),
+             ("call.answered", {"agent_id": agent.agent_id}), ("call.ended", {"cause": "normal"})]
+    for type_, fields in steps[:[s for s, _ in steps].index(kind) + 1]:
+        event_id = await ivr.send(type_, "d-1", **fields)
+        assert (await ivr.reply_to(event_id))["type"] == "ack"
+    app = center.server.app
+    await app[REDIS].delete(app[KEYS].event(event_id))  # died before setting it
+
+    await ivr.send(kind, "d-1", event_id=event_id, **fields)
+
+    assert await ivr.reply_to(event_id) == {"type": "ack", "event_id": event_id,
+                                            "duplicate": True}
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN["half"])
+async def test_an_answer_stored_just_before_its_node_died_is_applied_when_resent(center):
+    from callcenter.appkeys import ROUTER
+    from cti import records
+
+    agent = await center.agent("amy")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("h-1", "+8613900000001")
+    await ivr.inbox.expect("route.connect", call_id="h-1")
+    async with db.session_scope(center.sessions) as session:  # committed, then the node died
+        await records.mark_event(session, "answer-h-1", "h-1", "call.answered")
+
+    await ivr.send("call.answered", "h-1", event_id="answer-h-1", agent_id=agent.agent_id)
+    await ivr.reply_to("answer-h-1")
+
+    call = await center.server.app[ROUTER].store.call("h-1")
+    assert call["state"] == "connected"
+
+
+async def test_a_caller_hanging_up_while_an_agent_takes_the_call_leaves_the_console_open(
+        center):
+    from callcenter.appkeys import CALLS
+
+    agent = await center.agent("amy")
+    ivr = await center.ivr()
+    await ivr.offer("z-1", "+8613900000001")
+    calls = center.server.app[CALLS]
+    dispatch = calls._dispatch
+
+    async def caller_hangs_up_first(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        await ivr.event("call.ended", "z-1", cause="caller_hangup")
+        return await dispatch(*args, **kwargs)
+
+    calls._dispatch = caller_hangs_up_first  # type: ignore[method-assign]
+    reply = await agent.request("agent.state.set", state="available")
+
+    assert reply["type"] == "ack"
+
+
+async def test_a_burst_of_offers_on_one_connection_is_served_without_refusals(center):
+    ivr = await center.ivr()
+    for n in range(300):
+        await ivr.send("call.offered", f"b-{n}", ani=f"+86139{n:08d}")
+    async with asyncio.timeout(60):
+        while sum(m["type"] in ("ack", "error") for m in ivr.inbox.messages) < 300:
+            await asyncio.sleep(0.05)
+
+    assert not [m for m in ivr.inbox.messages if m["type"] == "error"]
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN["race"])
+async def test_a_caller_hanging_up_as_an_agent_is_reserved_frees_the_agent(center):
+    from callcenter.appkeys import CALLS, ROUTER
+
+    agent = await center.agent("amy")
+    ivr = await center.ivr()
+    await ivr.offer("r-1", "+8613900000001")
+    calls = center.server.app[CALLS]
+    read = calls._live
+
+    async def agent_frees_up_after_the_read(call_id: str) -> dict[str, str]:
+        call = await read(call_id)  # queued, no agent yet
+        await agent.available()  # ...and now it rings amy
+        return call
+
+    calls._live = agent_frees_up_after_the_read  # type: ignore[method-assign]
+    await ivr.event("call.ended", "r-1", cause="caller_hangup")
+
+    amy = await center.server.app[ROUTER].store.agent(agent.agent_id)
+    assert (amy["state"], amy["call_id"]) == ("available", "")

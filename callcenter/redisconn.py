@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,12 @@ class EmbeddedRedis:
 
 
 def client_from_url(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, health_check_interval=10,
-                          socket_connect_timeout=5, retry_on_timeout=True)
+    # A blocking pool: a burst of frames waits for a connection rather than failing, and
+    # it is larger than the frames one PBX connection serves at once (cti.gateway).
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=512, timeout=20, decode_responses=True, health_check_interval=10,
+        socket_connect_timeout=5, retry_on_timeout=True)
+    return Redis(connection_pool=pool)
 
 
 async def ping(redis: Redis, where: str) -> None:

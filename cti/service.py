@@ -99,7 +99,7 @@ class CallService:
             # Another node stored this event id first.
             return Outcome(_ack(frame, duplicate=True))
         await self.store.redis.set(self.keys.event(frame.event_id), 1, ex=86400)
-        return Outcome(_ack(frame), replies or [])
+        return Outcome(_ack(frame), [r for r in replies or [] if r])
 
     async def _call_offered(self, frame: CallOffered, integration: str) -> list[dict]:
         """Route first and pop the agent's screen, then store the call, then ack.
@@ -376,6 +376,12 @@ class CallService:
         now = self.clock()
         reason = a.reason()
         call = await self.store.call(a.call_id)
+        if not call:
+            # The caller hung up between the reservation and now: free the agent again.
+            log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
+            change = await self.store.make_available(a.agent_id, now, force=True)
+            await self._agent_changed(a.agent_id, change.agent)
+            return {}
         tried = ",".join(filter(None, [call.get("agents", ""), str(a.agent_id)]))
         call |= {"reason": orjson.dumps(reason).decode(), "agents": tried}
         connect = {"type": "route.connect", "call_id": a.call_id, "agent_id": a.agent_id,

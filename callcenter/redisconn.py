@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,11 @@ class EmbeddedRedis:
 
 
 def client_from_url(url: str) -> Redis:
-    # A blocking pool: a burst of frames waits for a connection rather than failing, and
-    # it is larger than the frames one PBX connection serves at once (cti.gateway).
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=512, timeout=20, decode_responses=True, health_check_interval=10,
-        socket_connect_timeout=5, retry_on_timeout=True)
-    return Redis(connection_pool=pool)
+    # More connections than the frames one PBX connection serves at once (cti.gateway),
+    # so a burst of frames is never refused for want of a connection.
+    return Redis.from_url(url, decode_responses=True, health_check_interval=10,
+                          socket_connect_timeout=5, retry_on_timeout=True,
+                          max_connections=1024)
 
 
 async def ping(redis: Redis, where: str) -> None:

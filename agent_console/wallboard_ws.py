@@ -1,7 +1,8 @@
 """`GET /ws/wallboard`: the supervisors' live stream of wallboard snapshots.
 
 Browsers pass a one-time `?ticket=` (from `POST /api/v1/ws-ticket`), other
-clients `Authorization: Bearer`. Only supervisors and admins are served.
+clients `Authorization: Bearer`. Only supervisors and admins are served, and only
+while their token stands: signing out, revoking or expiry closes the socket (1008).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from agent_console.gateway import origin_allowed, ticket_principal
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError
 from callcenter.models import Role
-from callcenter.web import bearer, json_error
+from callcenter.web import bearer, json_error, watch_token
 from callcenter.ws import Connection
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,14 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
     wallboard = app[appkeys.WALLBOARD]
     conn = Connection(ws, f"wallboard {principal.name}")
     conn.start()
+    watch = watch_token(app, principal, ws)
     try:
         conn.send(await wallboard.snapshot())
         wallboard.viewers.add(conn)
         async for _ in ws:
             pass  # nothing to say to us; reading keeps the heartbeat going
     finally:
+        watch.cancel()
         wallboard.viewers.discard(conn)
         await conn.close()
     return ws

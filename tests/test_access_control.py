@@ -308,23 +308,40 @@ async def test_signing_out_closes_the_consoles_open_socket(center, monkeypatch):
     assert await _closed_with(agent) == 1008
 
 
-async def test_an_open_socket_closes_when_its_token_expires(center, monkeypatch):
+async def test_signing_out_closes_an_open_wallboard(center, monkeypatch):
     monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
-    agent_id = await center.add_agent("amy")
-    # JWT expiry is in whole seconds: a shorter life could end before the handshake.
-    token = await _token(center, Role.agent, dt.timedelta(seconds=3), agent_id)
-    async with websockets.connect(f"{_ws(center)}/ws/agent",
+    token = await center.login_token("sue", "supervisor")
+    async with websockets.connect(f"{_ws(center)}/ws/wallboard",
                                   additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            async with asyncio.timeout(8):
-                while True:
-                    await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert '"wallboard.snapshot"' in await ws.recv()
+        assert (await request(center, "POST", "/api/v1/logout", token))[0] == 200
+        assert await _close_code(ws) == 1008
+
+
+@pytest.mark.parametrize(("path", "role"), [("/ws/agent", Role.agent),
+                                            ("/ws/wallboard", Role.supervisor)])
+async def test_an_open_socket_closes_when_its_token_expires(center, monkeypatch, path, role):
+    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    agent_id = await center.add_agent("amy", role=role.value)
+    # JWT expiry is in whole seconds: a shorter life could end before the handshake.
+    token = await _token(center, role, dt.timedelta(seconds=3), agent_id)
+    async with websockets.connect(f"{_ws(center)}{path}",
+                                  additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert await _close_code(ws, timeout=8) == 1008
 
 
 async def _closed_with(client: Any) -> int | None:
     await asyncio.wait_for(asyncio.shield(client._reader), timeout=5)
     return client.ws.close_code
+
+
+async def _close_code(ws: Any, timeout: float = 5) -> int | None:
+    """Read (the wallboard streams every second) until the server closes the socket."""
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    return closed.value.rcvd.code if closed.value.rcvd is not None else None
 
 
 # Sign-in limits -------------------------------------------------------------------------

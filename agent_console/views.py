@@ -15,7 +15,7 @@ from callcenter.access import Grant
 from callcenter.audit_views import viewed
 from callcenter.auth import Forbidden, Principal
 from callcenter.models import Interaction, Role
-from callcenter.web import Invalid, NotFound, authenticate, json_error
+from callcenter.web import Invalid, NotFound, authenticate, client_address, json_error
 from crm import store as crm
 from cti.schemas import describe
 
@@ -40,7 +40,7 @@ async def login(request: web.Request) -> web.Response:
     body: LoginBody = await _body(request, LoginBody)
     redis, keys = request.app[appkeys.REDIS], request.app[appkeys.KEYS]
     counters = [keys.login_failures(f"user:{body.username}"),
-                keys.login_failures(f"addr:{request.remote}")]
+                keys.login_failures(f"addr:{client_address(request)}")]
     failures = [int(v or 0) for v in await redis.mget(counters)]
     if max(failures) >= LOGIN_LIMIT:
         return json_error(429, "rate_limited", "too many failed sign-ins; try again later")

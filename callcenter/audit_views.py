@@ -19,7 +19,7 @@ from aiohttp import web
 from callcenter import appkeys, audit
 from callcenter.auth import Principal
 from callcenter.models import Role
-from callcenter.web import PRINCIPAL, Invalid, authenticate
+from callcenter.web import PRINCIPAL, Invalid, authenticate, client_address
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ PAGE_MAX = 1000
 
 def viewer(request: web.Request, principal: Principal | None = None) -> audit.Viewer:
     principal = principal or request[PRINCIPAL]
-    return audit.Viewer(principal.name, principal.role.value, request.remote)
+    return audit.Viewer(principal.name, principal.role.value, client_address(request))
 
 
 async def viewed(request: web.Request, objects: Iterable[tuple[str, str]],

@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Csv = Annotated[tuple[str, ...], NoDecode]
@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     token_ttl_s: int = 12 * 3600
     ws_ticket_ttl_s: int = 30
     allowed_origins: Csv = ()
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the
+    # audit log and the per-address sign-in limit then see the client behind them.
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
 
     # Call handling.
     ring_timeout_s: float = 15.0
@@ -92,7 +95,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("allowed_origins", "not_ready_reasons", "dispositions", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", "not_ready_reasons", "dispositions",
+                     mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

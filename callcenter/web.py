@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, hdrs, web
 
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError, Forbidden, Principal
 from callcenter.models import ApiToken, Role, utcnow
 
 log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 # Served to anyone: sign-in, health, static files, and the page shells (the same static
@@ -71,6 +74,48 @@ async def signed_in(request: web.Request,
     if pattern not in PUBLIC_ROUTES and not ticket:
         await authenticate(request)
     return await handler(request)
+
+
+def client_address(request: web.Request) -> str | None:
+    """Where a request comes from, for the audit log and the per-address sign-in limit."""
+    return forwarded_client(request.remote, request.headers.getall(hdrs.X_FORWARDED_FOR, []),
+                            request.app[appkeys.SETTINGS].trusted_proxies)
+
+
+def forwarded_client(peer: str | None, forwarded_for: Iterable[str],
+                     trusted: Iterable[Network]) -> str | None:
+    """The TCP peer, or, when the peer is a trusted proxy, the rightmost address of
+    X-Forwarded-For that is not a trusted proxy.
+
+    Each proxy appends the address it was connected from, so only the entries right of
+    the first untrusted one are vouched for; anything left of it the client may have
+    written. A malformed entry ends the walk at the last address a proxy vouched for.
+    """
+    trusted = tuple(trusted)
+    chain = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    address = peer
+    while _is_trusted(address, trusted) and chain:
+        hop = chain.pop()
+        ip = _parse(hop)
+        if ip is None:
+            break
+        address = str(ip)
+    return address
+
+
+def _is_trusted(address: str | None, trusted: tuple[Network, ...]) -> bool:
+    ip = _parse(address)
+    return ip is not None and any(ip in network for network in trusted)
+
+
+def _parse(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return None
+    # A dual-stack socket shows an IPv4 peer as ::ffff:a.b.c.d.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return mapped or ip
 
 
 class RedactCredentials(logging.Filter):

@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     Deployment,
     LoadRun,
+    children,
+    cpu_s,
     free_port,
     percentile,
     rss_mb,
@@ -85,19 +87,26 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
             async with LoadRun([url], tokens, deployment.pbx_token, talk_s=args.talk) as run:
                 await asyncio.sleep(2)  # every agent available
                 await run.offer_at_rate(min(rates), args.warmup, args.customers, tag="warm")
+                redis_pids = children(pid)
                 for rate in rates:
                     mark = len(run.stats.pop_latency)
+                    cpu = [cpu_s(pid), sum(map(cpu_s, redis_pids)), time.process_time()]
                     offered = await run.offer_at_rate(rate, args.duration, args.customers,
                                                       tag=f"r{rate:g}")
                     await asyncio.sleep(1)
+                    used = [cpu_s(pid) - cpu[0], sum(map(cpu_s, redis_pids)) - cpu[1],
+                            time.process_time() - cpu[2]]
                     window = [s for _, s in run.stats.pop_latency[mark:]]
                     results.append({"rate": rate, "offered": offered, "popped": len(window),
                                     "p50_ms": percentile(window, 50) * 1000,
                                     "p99_ms": percentile(window, 99) * 1000,
-                                    "rss_mb": rss_mb(pid)})
+                                    "rss_mb": rss_mb(pid),
+                                    "server_cpu_ms": used[0] * 1000 / max(offered, 1)})
                     print(f"  {rate:6.0f} calls/s: offered {offered}, popped {len(window)}, "
-                          f"p50 {results[-1]['p50_ms']:.1f} ms, p99 {results[-1]['p99_ms']:.1f} ms",
-                          flush=True)
+                          f"p50 {results[-1]['p50_ms']:.1f} ms, p99 {results[-1]['p99_ms']:.1f} ms"
+                          f"; CPU per offered call: server {used[0] * 1000 / offered:.1f} ms, "
+                          f"redis {used[1] * 1000 / offered:.1f} ms, load generator "
+                          f"{used[2] * 1000 / offered:.1f} ms", flush=True)
                 if run.stats.errors:
                     print(f"  server errors: {len(run.stats.errors)}, e.g. {run.stats.errors[0]}")
         finally:

@@ -15,8 +15,14 @@ a language is adding a file. A lexicon holds:
   ``expectation_post_negators`` (after an expectation only: "도착 안 했어요"), as exact words or
   glob patterns; ``rhetorical_negators`` ("不是…吗？") negate nothing in a question;
 - ``intensifiers`` with their factors, clause ``boundaries`` ("but"), ``targets`` ("you",
-  "你们"), English inflection ``suffixes``, the tokenizer (regex, jieba or whitespace) and the
-  ``match`` mode (exact words, or substrings of whitespace words for Korean stems).
+  "你们"), English inflection ``suffixes`` ("ed", "ies:y": a lemma-like stem), the tokenizer
+  (regex, jieba or whitespace) and the ``match`` mode (exact words, or substrings of whitespace
+  words for Korean stems); ``negator_prefixes`` a segmenter leaves on a word ("没" in "没拿到");
+- ``hedges`` before a term and ``post_hedges`` after it ("if", "以为", Korean "-면"): a
+  conditional or a mistaken belief, which weakens the term;
+- ``counter``: reassurance from the customer ("that was quick", "那就好"), negative evidence;
+- ``deflections``: a change of subject ("anyway", "不关你们的事"); what the customer said before
+  it in the same utterance counts little.
 
 Scoring: each match contributes its weight times the strongest intensifier just before it. A
 negator in the window before a term (or a post-negator after it) turns a complaint term into weak
@@ -57,6 +63,9 @@ BOUNDARY = "\x00"
 QUESTION = "\x00?"
 UNANCHORED_FACTOR = 0.5
 QUESTION_FACTOR = 0.6
+HEDGED_FACTOR = 0.25
+DEFLECTED_FACTOR = 0.2
+HEDGE_WINDOW = 8
 
 # ASCII and full-width punctuation ends a clause, and with it any negation window.
 _CLAUSE_SPLIT = re.compile(r"([.,!?;:()\"…~。，！？；：（）、]+)")
@@ -102,6 +111,10 @@ class Lexicon:
     post_negators: tuple[str, ...]
     expectation_post_negators: tuple[str, ...]
     rhetorical_negators: tuple[str, ...]
+    hedges: tuple[str, ...]
+    negator_prefixes: tuple[str, ...]
+    post_hedges: tuple[str, ...]
+    post_hedge_window: int
     intensifiers: Mapping[str, float]
     boundaries: frozenset[str]
     negation_window: int
@@ -127,6 +140,10 @@ class Lexicon:
             post_negators=tuple(data.get("post_negators", [])),
             expectation_post_negators=tuple(data.get("expectation_post_negators", [])),
             rhetorical_negators=tuple(data.get("rhetorical_negators", [])),
+            hedges=tuple(data.get("hedges", [])),
+            negator_prefixes=tuple(data.get("negator_prefixes", [])),
+            post_hedges=tuple(data.get("post_hedges", [])),
+            post_hedge_window=int(data.get("post_hedge_window", 0)),
             intensifiers=dict(data.get("intensifiers", {})),
             boundaries=frozenset(data.get("boundaries", [])),
             negation_window=int(data.get("negation_window", 3)),
@@ -137,12 +154,24 @@ class Lexicon:
     def words(self) -> set[str]:
         """Every word the lexicon knows, for a segmenter's user dictionary."""
         found = {e.text for e in self.entries} | set(self.topics) | set(self.intensifiers)
-        return found | set(self.negators) | self.boundaries | self.targets
+        found |= set(self.negators) | set(self.hedges)
+        return found | self.boundaries | self.targets
 
     def stems(self, word: str) -> list[str]:
-        """``word`` and ``word`` without each inflection suffix ("complaints" -> "complaint")."""
-        cut = [word[: -len(s)] for s in self.suffixes if word.endswith(s) and len(word) > len(s)]
-        return [word, *cut]
+        """``word`` and its possible lemmas: "leaking", "leaked" -> "leak"; "arrived" -> "arrive".
+
+        A suffix may name a replacement ("ies:y"); a stem that ends in a doubled consonant is
+        also tried undoubled ("jammed" -> "jamm" -> "jam").
+        """
+        found = [word]
+        for suffix in self.suffixes:
+            end, _, put = suffix.partition(":")
+            if word.endswith(end) and len(word) > len(end) + 1:
+                stem = word[: -len(end)]
+                found += [stem + put] if put else [stem, stem + "e"]
+                if not put and len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "aeiou":
+                    found.append(stem[:-1])
+        return found + [word[len(p) :] for p in self.negator_prefixes if word.startswith(p)]
 
     def candidates(self, word: str) -> Iterable[Entry]:
         if self.substring:
@@ -165,6 +194,8 @@ def _entries(data: Mapping[str, Any]) -> Iterable[Entry]:
             yield make(text, weight, "expectation", category)
     yield from (make(t, w, "intent") for t, w in data.get("intent", {}).items())
     yield from (make(t, w, "apology") for t, w in data.get("agent", {}).items())
+    yield from (make(t, w, "counter") for t, w in data.get("counter", {}).items())
+    yield from (make(t, 0.0, "deflection") for t in data.get("deflections", []))
     yield from (make(t, 0.0, "neutral") for t in data.get("neutral", []))
 
 
@@ -191,6 +222,7 @@ class Hit:
     start: int
     end: int
     tail: str = ""  # the rest of the last word after a substring match (Korean endings)
+    head: str = ""  # a prefix the segmenter left on the word ("没" in "没拿到")
 
 
 @dataclass
@@ -265,19 +297,26 @@ class ComplaintDetector:
         for name in topics:
             categories[name] += TOPIC_WEIGHT * factor
         hits = [h for h in _find_hits(lexicon, context) if h.entry.kind != "neutral"]
-        if turn.speaker == "customer":
-            hits = [h for h in hits if h.entry.kind != "apology"]
+        # Apologies count from the agent only; reassurance ("that was quick") from the customer.
+        dropped = "apology" if turn.speaker == "customer" else "counter"
+        hits = [h for h in hits if h.entry.kind != dropped]
         # Dissatisfaction words count in full only when aimed at something: "this weather is
         # terrible" is not a complaint, "your delivery is terrible" is.
         anchored = bool(topics or lexicon.targets & set(context.tokens))
         anchored = anchored or any(h.entry.category for h in hits)
+        # "My neighbour's dog barks all night. Anyway, ..." : what came before is not the call's
+        # business.
+        deflected = max((h.start for h in hits if h.entry.kind == "deflection"), default=-1)
         terms = []
         for hit in hits:
             term = _evaluate(lexicon, context, hit, factor, anchored)
-            if term is not None:
-                terms.append(term)
-                if hit.entry.category and term["weight"] > 0:
-                    categories[hit.entry.category] += term["weight"]
+            if term is None or hit.entry.kind == "deflection":
+                continue
+            if hit.start < deflected and term["weight"] > 0:
+                term["weight"] = round(term["weight"] * DEFLECTED_FACTOR, 4)
+            terms.append(term)
+            if hit.entry.category and term["weight"] > 0:
+                categories[hit.entry.category] += term["weight"]
         return terms
 
     def tokenize(self, lexicon: Lexicon, text: str) -> list[str]:
@@ -339,7 +378,8 @@ def _match_at(lexicon: Lexicon, tokens: list[str], i: int) -> list[Hit]:
                 taken[at : at + size] = [True] * size
                 found.append(Hit(entry, i, i + 1, word[at + size :]))
         elif n == 1 and entry.parts[0] in lexicon.stems(word):
-            return [Hit(entry, i, i + 1)]
+            head = word[: -len(entry.parts[0])] if word.endswith(entry.parts[0]) else ""
+            return [Hit(entry, i, i + 1, head=head)]
     return found
 
 
@@ -394,8 +434,16 @@ def _evaluate(
         if negator is None:
             return None
         weight = entry.weight * intensity
+    elif entry.kind == "counter":
+        # "thanks, that was quick" reassures; "that's not fine" does not.
+        if negator is not None:
+            return None
+        weight, intensifier = -entry.weight, None
     else:
         weight = entry.weight * (NEGATED_TERM_FACTOR if negator else intensity)
+    hedge = _hedge(lexicon, context, hit) if weight > 0 else None
+    if hedge is not None:
+        weight *= HEDGED_FACTOR  # "if it arrives damaged", "I thought I'd been charged twice"
     if entry.kind == "term" and entry.category is None and not anchored:
         weight *= UNANCHORED_FACTOR
     if entry.kind == "term" and context.question[hit.start]:
@@ -407,7 +455,20 @@ def _evaluate(
         "weight": round(weight * factor, 4),
         "negator": negator,
         "intensifier": intensifier,
+        "hedge": hedge,
     }
+
+
+def _hedge(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
+    """A conditional or a mistaken belief around the term, in the same clause."""
+    before = context.window(hit.start - 1, -1, HEDGE_WINDOW)
+    found = next((w for w in before if _is_any(w, lexicon.hedges)), None)
+    if found is not None or not lexicon.post_hedges:
+        return found
+    if hit.tail and _is_any(hit.tail, lexicon.post_hedges):
+        return hit.tail
+    after = context.window(hit.end, 1, lexicon.post_hedge_window)
+    return next((w for w in after if _is_any(w, lexicon.post_hedges)), None)
 
 
 def _negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
@@ -419,6 +480,8 @@ def _negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
 
 
 def _plain_negator(lexicon: Lexicon, context: _Context, hit: Hit) -> str | None:
+    if hit.head in lexicon.negator_prefixes:
+        return hit.head
     before = context.window(hit.start - 1, -1, lexicon.negation_window)
     for word in before:
         if _is_any(word, lexicon.negators):

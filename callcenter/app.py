@@ -20,6 +20,7 @@ from callcenter.redisconn import open_redis
 from callcenter.settings import Settings
 from callcenter.timers import Timers
 from callcenter.web import errors, redact_access_log, signed_in
+from callcenter.writer import RecordWriter
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
@@ -46,7 +47,10 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
     app[appkeys.READER] = db.sessionmaker(reader or engine)
+    app[appkeys.WRITER] = RecordWriter(engine)
+    app[appkeys.WRITER].start()
     yield
+    await app[appkeys.WRITER].stop()
     await engine.dispose()
     if reader is not None:
         await reader.dispose()
@@ -61,7 +65,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     router = Router(RoutingStore(redis, keys))
     console = ConsoleService(app[appkeys.SESSIONS], router)
     await console.load_queues()
-    calls = CallService(app[appkeys.SESSIONS], router, timers, bus, keys, settings.node_id,
+    calls = CallService(app[appkeys.SESSIONS], app[appkeys.WRITER], router, timers, bus, keys,
+                        settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
                         reader=app[appkeys.READER])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers

@@ -12,6 +12,7 @@ from callcenter.bus import Bus
 from callcenter.keys import Keys
 from callcenter.settings import Settings
 from callcenter.timers import Timers
+from callcenter.writer import RecordWriter
 
 if TYPE_CHECKING:
     pass
@@ -22,6 +23,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 # Reads that may run beside writes (a separate pool on SQLite; the same one elsewhere).
 READER = web.AppKey("reader", async_sessionmaker[AsyncSession])
+WRITER = web.AppKey("writer", RecordWriter)
 KEYS = web.AppKey("keys", Keys)
 BUS = web.AppKey("bus", Bus)
 TIMERS = web.AppKey("timers", Timers)

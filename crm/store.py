@@ -66,6 +66,21 @@ async def find_customer_by_phone(
     return rows.first()
 
 
+async def customer_id_by_phone(
+    session: AsyncSession, ani: str, default_region: str = DEFAULT_REGION
+) -> str | None:
+    """The id of the customer an ANI belongs to: one indexed Core query, no ORM loading."""
+    candidates = phone_candidates(ani, default_region)
+    if not candidates:
+        return None
+    conn = await session.connection()
+    return await conn.scalar(
+        select(CustomerPhone.customer_id)
+        .where(CustomerPhone.phone.in_(candidates))
+        .order_by(CustomerPhone.phone != candidates[0])
+        .limit(1))
+
+
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
     return await session.get(Customer, customer_id)
 
@@ -114,7 +129,8 @@ async def last_good_agent(session: AsyncSession, customer_id: str) -> int | None
     An agent whose later call with this customer went badly is passed over, so a
     customer who complained about an agent is not routed back to them.
     """
-    rows = await session.execute(
+    conn = await session.connection()
+    rows = await conn.execute(
         select(Interaction.agent_id, Interaction.complaint_flag, Interaction.survey_score)
         .where(
             Interaction.customer_id == customer_id,
@@ -138,59 +154,51 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _complaint_dict(c: Complaint) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "category": c.category,
-        "state": c.state,
-        "created_at": _iso(c.created_at),
-        "sla_due_at": _iso(c.sla_due_at),
-        "escalation_level": c.escalation_level,
-    }
+# The screen-pop profile is read on the caller's critical path, so it is read with Core
+# column selects on the session's connection: no ORM identity map, no object loading.
 
-
-def _interaction_dict(i: Interaction) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "call_id": i.call_id,
-        "offered_at": _iso(i.offered_at),
-        "agent_id": i.agent_id,
-        "disposition": i.disposition,
-        "complaint_flag": i.complaint_flag,
-        "transcript_status": i.transcript_status,
-        "outcome": i.outcome,
-    }
-
-
-def _customer_dict(c: Customer) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "name": c.name,
-        "phones": [p.phone for p in c.phones],
-        "email": c.email,
-        "company": c.company,
-        "tags": list(c.tags),
-        "tier": c.tier,
-        "abc_class": c.abc_class,
-        "rfm_segment": c.rfm_segment,
-        "rfm_score": c.rfm_score,
-        "clv": c.clv,
-        "clv_class": c.clv_class,
-        "lifecycle_stage": c.lifecycle_stage,
-        "churn_risk": c.churn_risk,
-    }
+_PROFILE_COLUMNS = (Customer.id, Customer.name, Customer.email, Customer.company, Customer.tags,
+                    Customer.tier, Customer.abc_class, Customer.rfm_segment, Customer.rfm_score,
+                    Customer.clv, Customer.clv_class, Customer.lifecycle_stage,
+                    Customer.churn_risk)
+_COMPLAINT_COLUMNS = (Complaint.id, Complaint.category, Complaint.state, Complaint.created_at,
+                      Complaint.sla_due_at, Complaint.escalation_level)
+_INTERACTION_COLUMNS = (Interaction.id, Interaction.call_id, Interaction.offered_at,
+                        Interaction.agent_id, Interaction.disposition,
+                        Interaction.complaint_flag, Interaction.transcript_status,
+                        Interaction.outcome)
 
 
 async def customer_profile(session: AsyncSession, customer_id: str) -> dict[str, Any]:
     """The screen-pop customer: JSON-able, datetimes as ISO 8601 strings."""
-    customer = await get_customer(session, customer_id)
-    if customer is None:
+    conn = await session.connection()
+    rows = (await conn.execute(
+        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
+        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(Customer.id == customer_id)
+        .order_by(CustomerPhone.position, CustomerPhone.phone))).all()
+    if not rows:
         raise NoSuchCustomer(customer_id)
-    complaints = await open_complaints(session, customer_id)
-    interactions = await recent_interactions(session, customer_id)
+    customer = dict(rows[0]._mapping)
+    customer.pop("phone")
+    customer["tags"] = list(customer["tags"] or [])
+    complaints = await conn.execute(
+        select(*_COMPLAINT_COLUMNS)
+        .where(Complaint.customer_id == customer_id, Complaint.closed_at.is_(None))
+        .order_by(Complaint.created_at, Complaint.id))
+    interactions = await conn.execute(
+        select(*_INTERACTION_COLUMNS)
+        .where(Interaction.customer_id == customer_id)
+        .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
+        .limit(5))
     return {
-        **_customer_dict(customer),
-        "open_complaints": [_complaint_dict(c) for c in complaints],
-        "recent_interactions": [_interaction_dict(i) for i in interactions],
+        **customer,
+        "phones": [row.phone for row in rows if row.phone is not None],
+        "open_complaints": [_isoformat(row._mapping) for row in complaints],
+        "recent_interactions": [_isoformat(row._mapping) for row in interactions],
         "last_agent_id": await last_good_agent(session, customer_id),
     }
+
+
+def _isoformat(row: Any) -> dict[str, Any]:
+    return {k: _iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.models import Call, Interaction, ProcessedEvent
+from callcenter.writer import Insert, Op, Update
 
 
 def at(epoch: float) -> dt.datetime:
@@ -64,3 +65,37 @@ async def add_agent(session: AsyncSession, call_id: str, agent_id: int,
         record.agent_ids = [*record.agent_ids, agent_id]
     record.routing_reason = reason
     await set_call(session, call_id, state="ringing", agent_id=agent_id)
+
+
+# The same writes as operations for the group-commit writer (callcenter/writer.py): built
+# when an event is applied, kept in Redis until they are stored.
+
+def offer_ops(*, event_id: str, call_id: str, queue: str, ani: str, dnis: str,
+              customer_id: str | None, tier: str, ivr: dict[str, Any], offered_at: float,
+              node_id: str, integration: str) -> list[Op]:
+    when = at(offered_at)
+    return [
+        Insert("calls", {"id": call_id, "state": "queued", "queue": queue, "ani": ani,
+                         "dnis": dnis, "customer_id": customer_id, "tier": tier,
+                         "ivr": {**ivr, "_integration": integration}, "offered_at": when,
+                         "updated_at": when, "node_id": node_id, "agent_id": None}),
+        Insert("interactions", {"call_id": call_id, "customer_id": customer_id, "queue": queue,
+                                "tier": tier, "ani": ani, "ivr": ivr, "offered_at": when,
+                                "agent_ids": [], "routing_reason": {},
+                                "transcript_status": "none", "complaint_flag": False}),
+        event_op(event_id, call_id, "call.offered"),
+    ]
+
+
+def event_op(event_id: str, call_id: str, kind: str) -> Op:
+    return Insert("processed_events", {"event_id": event_id, "call_id": call_id, "type": kind,
+                                       "received_at": dt.datetime.now(dt.UTC)},
+                  skip_existing=True)
+
+
+def call_op(call_id: str, **values: Any) -> Op:
+    return Update("calls", "id", call_id, values)
+
+
+def interaction_op(call_id: str, **values: Any) -> Op:
+    return Update("interactions", "call_id", call_id, values)

@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callcenter import writer
 from callcenter.bus import Bus
 from callcenter.keys import Keys
 from callcenter.models import AgentStateChange, Call
@@ -27,8 +28,10 @@ from crm import store as crm
 from cti import records
 from cti.calls import (
     FINAL,
+    CallError,
     CallExists,
     CallState,
+    IllegalTransition,
     NoSuchCall,
     StorageUnavailable,
     WrongAgent,
@@ -46,13 +49,27 @@ from cti.schemas import (
 )
 from routing import engine
 from routing.engine import CallProfile
-from routing.service import Assignment, Router
+from routing.service import Assignment, CallLive, Router, RoutingError
 from routing.states import AgentState
+from routing.store import EVENT_TTL_S
 
 log = logging.getLogger(__name__)
 
 Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 RecordingHandler = Callable[[str, str, int | None], Awaitable[None]]
+
+
+# The value of an event key once the event's writes are stored.
+STORED = "1"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying an event to the live state produced: replies for the PBX, and the
+    writes it owes the database."""
+
+    replies: list[dict[str, Any]]
+    ops: list[writer.Op]
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class Outcome:
 @dataclass
 class CallService:
     maker: async_sessionmaker[AsyncSession]
+    writer: writer.RecordWriter
     router: Router
     timers: Timers
     bus: Bus
@@ -90,32 +108,89 @@ class CallService:
     # Inbound telephony events -------------------------------------------
 
     async def handle(self, frame: Frame, integration: str) -> Outcome:
-        if await self.store.redis.exists(self.keys.event(frame.event_id)):
+        """Apply one event to the live state, store it, and answer the PBX.
+
+        Each handler changes Redis first and, in the same atomic step, keeps the writes
+        the event owes the database under its event key; the ack waits until the group
+        writer has stored them, and the key then says "stored". A resend finds the key:
+        stored means a duplicate, anything else are writes still owed, stored now. So an
+        event is applied once whichever node dies or whichever store is away, and the
+        database never lags Redis for an acknowledged event.
+        """
+        key = self.keys.event(frame.event_id)
+        seen = await self.store.redis.get(key)
+        if seen == STORED:
             return Outcome(_ack(frame, duplicate=True))
+        if seen is not None:
+            return await self._store_owed(frame, integration, writer.loads(seen))
         handler = getattr(self, "_" + frame.type.replace(".", "_"))  # type: ignore[attr-defined]
         try:
-            replies = await handler(frame, integration)
-        except IntegrityError:
-            # Another node stored this event id first.
-            return Outcome(_ack(frame, duplicate=True))
-        await self.store.redis.set(self.keys.event(frame.event_id), 1, ex=86400)
-        return Outcome(_ack(frame), [r for r in replies or [] if r])
+            applied: Applied = await handler(frame, integration)
+        except StorageUnavailable:
+            raise
+        except (CallError, RoutingError):
+            # Redis may have lost the event key (restarted empty, state rebuilt from the
+            # database): the record of stored events still knows a duplicate.
+            if await self._stored(frame.event_id):
+                return Outcome(_ack(frame, duplicate=True))
+            raise
+        await self._write(frame, applied.ops)
+        return Outcome(_ack(frame), [r for r in applied.replies if r])
 
-    async def _call_offered(self, frame: CallOffered, integration: str) -> list[dict]:
+    async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
+        try:
+            await self.writer.write(ops)
+        except IntegrityError as e:
+            if frame.type != "call.offered":
+                raise StorageUnavailable(frame.call_id) from e
+            # A call id the database has seen (a finished call's, reused by the PBX):
+            # take the new call back out of routing and refuse it.
+            await self._withdraw(frame.call_id)
+            await self.store.redis.delete(self.keys.event(frame.event_id))
+            raise CallExists(frame.call_id) from e
+        except Exception as e:
+            log.warning("could not store %s %s: %s", frame.type, frame.event_id, e)
+            raise StorageUnavailable(frame.call_id) from e
+        await self.store.redis.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
+
+    async def _store_owed(self, frame: Frame, integration: str,
+                          ops: list[writer.Op]) -> Outcome:
+        """A resent event that was applied but not stored (its node died, or the
+        database was away): store it now, and tell the PBX again where the call is."""
+        replay = [writer.Insert(op.table, op.values, skip_existing=True)
+                  if isinstance(op, writer.Insert) else op for op in ops]
+        await self._write(frame, replay)
+        replies = []
+        if frame.type in ("call.offered", "call.transferred"):
+            replies = [await self._route_notice(frame.call_id)]
+        return Outcome(_ack(frame), [r for r in replies if r])
+
+    async def _withdraw(self, call_id: str) -> None:
+        call = await self.store.call(call_id)
+        if not call:
+            return
+        await self._abandon(call, _int(call.get("agent_id")), self.clock())
+
+    async def _stored(self, event_id: str) -> bool:
+        async with self.reader() as session:  # type: ignore[misc]
+            return await records.event_seen(session, event_id)
+
+    def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
+        return self.keys.event(frame.event_id), writer.dumps(ops)
+
+    async def _call_offered(self, frame: CallOffered, integration: str) -> Applied:
         """Route first and pop the agent's screen, then store the call, then ack.
 
-        The screen-pop does not wait for the write; the ack does. If the write fails the
-        PBX gets an error, resends, and the resent event stores the call already routed.
+        The screen-pop does not wait for the write; the ack does.
         """
         now = self.clock()
-        live = await self.store.call(frame.call_id)
-        if live:
-            return await self._store_offer_again(frame, live)
+        if await self.store.redis.exists(self.keys.call(frame.call_id)):
+            raise CallExists(frame.call_id)
         ivr = frame.ivr.model_dump(exclude_none=True)
         async with self.reader() as session:  # type: ignore[misc]
-            customer = await crm.find_customer_by_phone(session, frame.ani)
-            profile = await crm.customer_profile(session, customer.id) if customer else None
-        tier = customer.tier if customer else engine.DEFAULT_TIER
+            customer_id = await crm.customer_id_by_phone(session, frame.ani)
+            profile = await crm.customer_profile(session, customer_id) if customer_id else None
+        tier = profile["tier"] if profile else engine.DEFAULT_TIER
         call = CallProfile(
             call_id=frame.call_id, queue=frame.queue, tier=tier,
             queue_skills=self.router.queues.get(frame.queue, ()),
@@ -126,72 +201,52 @@ class CallService:
             intent_skill=ivr.get("intent"))
         pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
                "tier": tier, "queue": frame.queue}
-        rings, assignment = await self.router.offer(
-            call, now, now, integration=integration, ani=frame.ani, dnis=frame.dnis,
-            customer_id=call_id_or_blank(profile), pop=orjson.dumps(pop).decode())
+        ops = records.offer_ops(
+            event_id=frame.event_id, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
+            dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr, offered_at=now,
+            node_id=self.node_id, integration=integration)
+        try:
+            rings, assignment = await self.router.offer(
+                call, now, now, event=self._mark(frame, ops), integration=integration,
+                ani=frame.ani, dnis=frame.dnis, customer_id=customer_id or "",
+                pop=orjson.dumps(pop).decode())
+        except CallLive as e:
+            raise CallExists(frame.call_id) from e
         await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
                                             "tier": tier, "offered_at": now})
         if assignment is not None:
-            replies = [await self._dispatch(assignment, integration, reply=True)]
-        else:
-            await self._schedule_widening(frame.call_id, rings, now, now)
-            replies = [await self._queued_notice(frame.call_id)]
-        await self._store_offer(frame, integration, customer.id if customer else None, tier,
-                                ivr, now)
-        return replies
+            return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
+        await self._schedule_widening(frame.call_id, rings, now, now)
+        return Applied([await self._queued_notice(frame.call_id)], ops)
 
-    async def _store_offer(self, frame: CallOffered, integration: str,
-                           customer_id: str | None, tier: str, ivr: dict[str, Any],
-                           offered_at: float) -> None:
-        try:
-            async with self.maker() as session, session.begin():
-                await records.create_call(
-                    session, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
-                    dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr,
-                    offered_at=offered_at, node_id=self.node_id, integration=integration)
-                await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-        except IntegrityError:
-            raise
-        except Exception as e:
-            log.warning("could not store call %s: %s", frame.call_id, e)
-            raise StorageUnavailable(frame.call_id) from e
-
-    async def _store_offer_again(self, frame: CallOffered, live: dict[str, str]) -> list[dict]:
-        """A resent offer: store it if the first attempt's write failed, else refuse it."""
-        async with self.reader() as session:  # type: ignore[misc]
-            stored = await session.get(Call, frame.call_id)
-        if stored is not None:
-            raise CallExists(frame.call_id)
-        pop = orjson.loads(live["pop"])
-        await self._store_offer(frame, live["integration"], live.get("customer_id") or None,
-                                live.get("tier", engine.DEFAULT_TIER), pop.get("ivr", {}),
-                                float(live["offered_at"]))
-        # Tell the PBX again where the call stands: its first answer may have been lost.
+    async def _route_notice(self, call_id: str) -> dict[str, Any]:
+        """Where a live call stands, as the PBX hears it: queued, or ringing an agent."""
+        live = await self.store.call(call_id)
         if live.get("state") == CallState.queued.value:
-            return [await self._queued_notice(frame.call_id)]
+            return await self._queued_notice(call_id)
         if live.get("agent_id"):
             agent = await self.store.agent(int(live["agent_id"]))
-            return [{"type": "route.connect", "call_id": frame.call_id,
-                     "agent_id": int(live["agent_id"]), "extension": agent.get("extension", "")}]
-        return []
+            return {"type": "route.connect", "call_id": call_id,
+                    "agent_id": int(live["agent_id"]), "extension": agent.get("extension", "")}
+        return {}
 
-    async def _call_answered(self, frame: CallAnswered, integration: str) -> list[dict]:
+    async def _call_answered(self, frame: CallAnswered, integration: str) -> Applied:
         now = self.clock()
         call = await self._live(frame.call_id)
         check(frame.call_id, call["state"], frame.type)
         if call.get("agent_id") != str(frame.agent_id):
             raise WrongAgent(frame.call_id, _int(call.get("agent_id")), frame.agent_id)
-        async with self.maker() as session, session.begin():
-            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_call(session, frame.call_id, state=CallState.connected.value,
-                                   agent_id=frame.agent_id)
-            await records.set_interaction(session, frame.call_id, answered_at=records.at(now),
-                                          wait_s=now - float(call["offered_at"]),
-                                          **_routing_record(call))
+        ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
+               records.call_op(frame.call_id, state=CallState.connected.value,
+                               agent_id=frame.agent_id),
+               records.interaction_op(frame.call_id, answered_at=records.at(now),
+                                      wait_s=now - float(call["offered_at"]),
+                                      **_routing_record(call))]
         ok, state = await self.store.call_cas(frame.call_id, ["ringing"], "connected",
-                                              answered_at=now)
+                                              event=self._mark(frame, ops), answered_at=now)
         if not ok:
             check(frame.call_id, state, frame.type)
+            raise IllegalTransition(frame.call_id, state, frame.type)
         change = await self.store.make_unavailable(frame.agent_id, AgentState.on_call, "", now,
                                                    force=True, call_id=frame.call_id)
         await self._agent_changed(
@@ -199,41 +254,49 @@ class CallService:
             {"type": "call.connected", "call_id": frame.call_id},
             cancel=Timer("rona", frame.call_id, str(frame.agent_id)))
         await self._notify("call.answered", {**call, "answered_at": now})
-        return []
+        return Applied([], ops)
 
-    async def _call_ended(self, frame: CallEnded, integration: str) -> list[dict]:
+    async def _call_ended(self, frame: CallEnded, integration: str) -> Applied:
         now = self.clock()
-        call = await self._live(frame.call_id)
-        state = check(frame.call_id, call["state"], frame.type)
-        final = after_hangup(state)
-        outcome = "failed" if frame.cause == "failed" else (
-            "answered" if final is CallState.wrap_up else "abandoned")
-        agent_id = _int(call.get("agent_id"))
-        offered = float(call["offered_at"])
-        async with self.maker() as session, session.begin():
-            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_call(session, frame.call_id, state=final.value)
+        for _ in range(5):
+            call = await self._live(frame.call_id)
+            state = check(frame.call_id, call["state"], frame.type)
+            final = after_hangup(state)
+            outcome = "failed" if frame.cause == "failed" else (
+                "answered" if final is CallState.wrap_up else "abandoned")
             values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
                                       "outcome": outcome}
             if final is CallState.wrap_up:
                 values["talk_s"] = now - float(call.get("answered_at") or now)
             else:
-                values["wait_s"] = now - offered
+                values["wait_s"] = now - float(call["offered_at"])
                 values.update(_routing_record(call))
-            await records.set_interaction(session, frame.call_id, **values)
-        ok, current = await self.store.call_cas(
-            frame.call_id, [state.value], final.value, ended_at=now, end_cause=frame.cause)
-        if not ok:
-            check(frame.call_id, current, frame.type)
+            ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
+                   records.call_op(frame.call_id, state=final.value),
+                   records.interaction_op(frame.call_id, **values)]
+            ok, current = await self.store.call_cas(
+                frame.call_id, [state.value], final.value, event=self._mark(frame, ops),
+                ended_at=now, end_cause=frame.cause)
+            if ok:
+                break
+            if current == "unknown":
+                raise IllegalTransition(frame.call_id, state.value, frame.type)
+            # The call moved on while this was decided (an agent was reserved for it, or
+            # it was answered): decide again on what it is now.
+            log.debug("call %s went from %s to %s under call.ended", frame.call_id,
+                      state.value, current)
+        else:
+            raise IllegalTransition(frame.call_id, current, frame.type)
+        agent_id = _int(call.get("agent_id"))
         if final is CallState.wrap_up and agent_id is not None:
             await self._start_wrap_up(agent_id, frame.call_id, call["queue"], now)
         else:
             await self._abandon(call, agent_id, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
-        return []
+        return Applied([], ops)
 
-    async def _call_transferred(self, frame: CallTransferred, integration: str) -> list[dict]:
+    async def _call_transferred(self, frame: CallTransferred, integration: str) -> Applied:
         now = self.clock()
         call = await self._live(frame.call_id)
         check(frame.call_id, call["state"], frame.type)
@@ -243,49 +306,51 @@ class CallService:
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
         ), self.router.policy)
         previous_agent = _int(call.get("agent_id"))
-        async with self.maker() as session, session.begin():
-            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_call(session, frame.call_id, state="queued", queue=queue,
-                                   agent_id=None)
+        ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
+               records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]
         score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
         # A transferred call keeps its place in time: it was offered long ago.
         score = min(score, float(call["score"]))
         ok = await self.store.requeue(frame.call_id, queue, score, rings, ["connected"],
-                                      offered_at=now, transferred_from=previous_agent or "")
+                                      event=self._mark(frame, ops), offered_at=now,
+                                      transferred_from=previous_agent or "")
         if not ok:
-            check(frame.call_id, (await self._live(frame.call_id))["state"], frame.type)
+            state = (await self._live(frame.call_id))["state"]
+            check(frame.call_id, state, frame.type)
+            raise IllegalTransition(frame.call_id, state, frame.type)
         if previous_agent is not None:
             await self._start_wrap_up(previous_agent, frame.call_id, call["queue"], now)
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
-            return [await self._dispatch(assignment, integration, reply=True)]
+            return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
         await self._schedule_widening(frame.call_id, rings, now, now)
-        return [await self._queued_notice(frame.call_id)]
+        return Applied([await self._queued_notice(frame.call_id)], ops)
 
-    async def _recording_ready(self, frame: RecordingReady, integration: str) -> list[dict]:
+    async def _recording_ready(self, frame: RecordingReady, integration: str) -> Applied:
         state, customer_id = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
-        async with self.maker() as session, session.begin():
-            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
+        async with self.reader() as session:  # type: ignore[misc]
             record = await records.interaction(session, frame.call_id)
-            # The same recording announced again (a new event id): its transcript stands.
-            again = record is not None and record.recording_path == frame.path \
-                and record.transcript_status in ("pending", "done")
-            if not again:
-                await records.set_interaction(session, frame.call_id, recording_path=frame.path,
-                                              transcript_status="pending")
+        # The same recording announced again (a new event id): its transcript stands.
+        again = record is not None and record.recording_path == frame.path \
+            and record.transcript_status in ("pending", "done")
+        ops = [records.event_op(frame.event_id, frame.call_id, frame.type)]
+        if not again:
+            ops.append(records.interaction_op(frame.call_id, recording_path=frame.path,
+                                              transcript_status="pending"))
+        await self._write(frame, ops)
         if self.on_recording is not None and not again:
             await self.on_recording(frame.call_id, frame.path, None)
-        return []
+        return Applied([], [])
 
-    async def _survey_result(self, frame: SurveyResult, integration: str) -> list[dict]:
+    async def _survey_result(self, frame: SurveyResult, integration: str) -> Applied:
         state, _ = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
-        async with self.maker() as session, session.begin():
-            await records.mark_event(session, frame.event_id, frame.call_id, frame.type)
-            await records.set_interaction(session, frame.call_id, survey_score=frame.score)
+        await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type),
+                                  records.interaction_op(frame.call_id,
+                                                         survey_score=frame.score)])
         await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
-        return []
+        return Applied([], [])
 
     # Agent events -------------------------------------------------------
 
@@ -447,10 +512,10 @@ class CallService:
                 await self._dispatch(assignment, None)
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
-        async with self.maker() as session, session.begin():
-            await records.set_call(session, call["id"], state=CallState.ended.value)
-            if wrap:
-                await records.set_interaction(session, call["id"], **wrap)
+        ops = [records.call_op(call["id"], state=CallState.ended.value)]
+        if wrap:
+            ops.append(records.interaction_op(call["id"], **wrap))
+        await self.writer.write(ops)
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
         await self.store.drop_call(call["id"], call["queue"])

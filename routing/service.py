@@ -37,6 +37,13 @@ class UnknownAgent(RoutingError):
         super().__init__(f"agent {agent_id} is not logged in to routing")
 
 
+class CallLive(RoutingError):
+    code = "call_exists"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call {call_id} is already in progress")
+
+
 @dataclass(frozen=True)
 class Assignment:
     call_id: str
@@ -96,12 +103,16 @@ class Router:
         row = await self.store.agent(agent_id)
         return row.get("state") in {s.value for s in WORKING}
 
-    async def offer(self, call: CallProfile, offered_at: float, now: float,
+    async def offer(self, call: CallProfile, offered_at: float, now: float, *,
+                    event: tuple[str, bytes] | None = None,
                     **fields: str | int | float) -> tuple[list[engine.Ring], Assignment | None]:
+        """Queue a new call and give it an agent if one is free; `event` is stored in the
+        same step (see RoutingStore.enqueue)."""
         rings = engine.rings_for(call, self.policy)
         score = engine.priority_score(offered_at, call.tier, self.policy)
-        await self.store.enqueue(call.call_id, call.queue, score, rings, {
-            "offered_at": offered_at, "tier": call.tier, **fields})
+        if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
+                "offered_at": offered_at, "tier": call.tier, **fields}, event=event):
+            raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
                   "offered_at": offered_at, "tier": call.tier, "score": score}
         return rings, await self.route_call(call.call_id, now, queued)

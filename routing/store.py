@@ -85,8 +85,10 @@ end
 return {0, 'no_agent'}
 """
 
-# Compare-and-set a call's state. KEYS: call hash; ARGV: expected states (";"), new state,
-# then field/value pairs.
+# Compare-and-set a call's state. KEYS: call hash, event key; ARGV: expected states (";"),
+# new state, what to keep under the event key ("" = nothing), its time to live in seconds,
+# then field/value pairs. The event key is written with the change, so an event is never
+# applied without a trace of it.
 _CALL_CAS = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
@@ -94,10 +96,27 @@ local ok = false
 for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
 if not ok then return {0, state} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return {1, state}
 """
 
+# A new call joins its queue, unless a call with its id is live already.
+# KEYS: call hash, waiting set, set of live calls, set of queues, event key;
+# ARGV: call id, score, queue, event key value ("" = none), its time to live, then
+# field/value pairs of the call.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5]) end
+return 1
+"""
+
+# How long an event id is remembered, in seconds: far longer than any PBX retries.
+EVENT_TTL_S = 86400
 
 # The heads of waiting queues with their fields, in one round trip.
 # KEYS: waiting sets; ARGV: depth, call key prefix.
@@ -129,6 +148,10 @@ class AgentChange(NamedTuple):
     agent: dict[str, str]
 
 
+def _event_args(event: tuple[str, bytes] | None) -> list[str | int | bytes]:
+    return [event[1], EVENT_TTL_S] if event else ["", 0]
+
+
 def _pairs(flat: list[str] | None) -> dict[str, str]:
     flat = flat or []
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -142,6 +165,7 @@ class RoutingStore:
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)
         self._call_cas = redis.register_script(_CALL_CAS)
+        self._enqueue = redis.register_script(_ENQUEUE)
         self._heads = redis.register_script(_HEADS)
 
     @property
@@ -200,23 +224,25 @@ class RoutingStore:
     # Calls --------------------------------------------------------------
 
     async def enqueue(self, call_id: str, queue: str, score: float, rings: list[Ring],
-                      fields: Mapping[str, str | int | float]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.call(call_id), mapping={
-                "id": call_id, "queue": queue, "score": score, "rings": encode_rings(rings),
-                "state": "queued", **fields})
-            pipe.zadd(self.keys.waiting(queue), {call_id: score})
-            pipe.sadd(self.keys.calls, call_id)
-            pipe.sadd(self.keys.queues, queue)
-            await pipe.execute()
+                      fields: Mapping[str, str | int | float], *,
+                      event: tuple[str, bytes] | None = None) -> bool:
+        """Queue a new call; False when a call with this id is live already."""
+        args: list[str | int | float | bytes] = [call_id, score, queue, *_event_args(event)]
+        for name, value in {"id": call_id, "queue": queue, "score": score,
+                            "rings": encode_rings(rings), "state": "queued", **fields}.items():
+            args += [name, value]
+        keys = [self.keys.call(call_id), self.keys.waiting(queue), self.keys.calls,
+                self.keys.queues, event[0] if event else self.keys.call(call_id)]
+        return bool(await self._enqueue(keys=keys, args=args))
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
-                      expected: Iterable[str], **fields: str | int | float) -> bool:
+                      expected: Iterable[str], *, event: tuple[str, bytes] | None = None,
+                      **fields: str | int | float) -> bool:
         """Put a ringing or connected call back in a queue (RONA, transfer)."""
         extra = {"queue": queue, "score": score, "agent_id": "", **fields}
         if rings is not None:
             extra["rings"] = encode_rings(rings)
-        ok, _ = await self.call_cas(call_id, expected, "queued", **extra)
+        ok, _ = await self.call_cas(call_id, expected, "queued", event=event, **extra)
         if ok:
             await self.redis.zadd(self.keys.waiting(queue), {call_id: score})
             await self.redis.sadd(self.keys.queues, queue)
@@ -225,12 +251,17 @@ class RoutingStore:
     async def call(self, call_id: str) -> dict[str, str]:
         return await self.redis.hgetall(self.keys.call(call_id))
 
-    async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str,
+    async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str, *,
+                       event: tuple[str, bytes] | None = None,
                        **fields: str | int | float) -> tuple[bool, str]:
-        args: list[str | int | float] = [";".join(expected), new_state]
+        """Move a call from one of `expected` to `new_state`; with `event`, also set that
+        key to that value in the same step. Returns done or not, and the state before."""
+        args: list[str | int | float | bytes] = [";".join(expected), new_state,
+                                                 *_event_args(event)]
         for name, value in fields.items():
             args += [name, value]
-        ok, previous = await self._call_cas(keys=[self.keys.call(call_id)], args=args)
+        keys = [self.keys.call(call_id), event[0] if event else self.keys.call(call_id)]
+        ok, previous = await self._call_cas(keys=keys, args=args)
         return bool(ok), previous
 
     async def drop_call(self, call_id: str, queue: str) -> None:

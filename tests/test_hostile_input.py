@@ -237,10 +237,10 @@ async def _fire_and_measure(firing: Firing, strategy: st.SearchStrategy[str], ru
                             label: str) -> None:
     """A warm-up run, then measured runs of the same size: what they leave behind."""
     await fire(strategy, firing.one, run)
-    objects, tasks, rss = _footprint()
+    objects, tasks, rss = await _settled_footprint()
     for _ in range(MEASURED_RUNS):
         await fire(strategy, firing.one, run)
-    objects_after, tasks_after, rss_after = _footprint()
+    objects_after, tasks_after, rss_after = await _settled_footprint()
     measured = run * MEASURED_RUNS
     print(f"\n{label}: {firing.sent} frames ({measured} measured), answers "
           f"{dict(sorted(firing.answers_seen.items()))}; live objects {objects} -> "
@@ -250,6 +250,12 @@ async def _fire_and_measure(firing: Firing, strategy: st.SearchStrategy[str], ru
     assert objects_after - objects < measured * LEAK_PER_FRAME
     assert tasks_after - tasks < TRANSIENT_TASKS
     assert rss_after - rss < RSS_GROWTH_LIMIT
+
+
+async def _settled_footprint() -> tuple[int, int, int]:
+    """The footprint once work the last frames started (writes, timers) has finished."""
+    await asyncio.sleep(0.5)
+    return _footprint()
 
 
 def _footprint() -> tuple[int, int, int]:

@@ -1,0 +1,206 @@
+"""Group commit: the writes of events served at the same time share one transaction.
+
+Every accepted telephony event is stored before it is acknowledged. One transaction
+per event would cost a BEGIN/COMMIT and a statement round trip per row; here the
+events in flight are written together, rows of the same shape in one executemany,
+and each event's caller is woken when the transaction holding its rows commits.
+
+A batch that fails is retried one event at a time, so one bad event (another node
+stored the same call first) fails alone and the others still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import DateTime, Table, bindparam, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import TypeEngine
+
+from callcenter.models import Base
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Insert:
+    table: str
+    values: dict[str, Any]
+    skip_existing: bool = False  # ON CONFLICT DO NOTHING: a replay of a stored row
+
+
+@dataclass(frozen=True)
+class Update:
+    table: str
+    key: str  # the column that names the row
+    ident: Any
+    values: dict[str, Any]
+
+
+Op = Insert | Update
+
+
+def dumps(ops: Sequence[Op]) -> bytes:
+    """Ops as JSON, to be kept in Redis until they are stored."""
+    return orjson.dumps([
+        ["i", op.table, op.values, op.skip_existing] if isinstance(op, Insert)
+        else ["u", op.table, op.key, op.ident, op.values] for op in ops])
+
+
+def loads(data: bytes | str) -> list[Op]:
+    ops: list[Op] = []
+    for item in orjson.loads(data):
+        if item[0] == "i":
+            ops.append(Insert(item[1], _revive(item[1], item[2]), item[3]))
+        else:
+            ops.append(Update(item[1], item[2], item[3], _revive(item[1], item[4])))
+    return ops
+
+
+def _revive(table: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Datetimes came back from JSON as ISO strings."""
+    columns = _table(table).c
+    return {k: dt.datetime.fromisoformat(v) if isinstance(v, str)
+            and _is_datetime(columns[k].type) else v for k, v in values.items()}
+
+
+def _is_datetime(kind: TypeEngine[Any]) -> bool:
+    return isinstance(getattr(kind, "impl", kind), DateTime)
+
+
+def _table(name: str) -> Table:
+    return Base.metadata.tables[name]  # type: ignore[return-value]
+
+
+@dataclass
+class _Pending:
+    ops: list[Op]
+    done: asyncio.Future[None]
+
+
+@dataclass
+class RecordWriter:
+    engine: AsyncEngine
+    max_batch: int = 256
+    _queue: list[_Pending] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def write(self, ops: Iterable[Op]) -> None:
+        """Store `ops` in one transaction with whatever else is waiting; raises what the
+        database raised when they could not be stored."""
+        ops = list(ops)
+        if not ops:
+            return
+        if self._task is None:  # not started (a script, a test): write directly
+            await self._commit(ops)
+            return
+        pending = _Pending(ops, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wake.set()
+        await pending.done
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="record-writer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pending in self._queue:  # what arrived while stopping is written directly
+            await self._write_alone(pending)
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[:self.max_batch]
+                del self._queue[:self.max_batch]
+                await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        try:
+            await self._commit([op for pending in batch for op in pending.ops])
+        except Exception as e:
+            if len(batch) == 1:
+                _settle(batch[0], e)
+                return
+            log.debug("a batch of %d events failed (%s); storing them one by one",
+                      len(batch), e)
+            for pending in batch:
+                await self._write_alone(pending)
+            return
+        for pending in batch:
+            _settle(pending, None)
+
+    async def _write_alone(self, pending: _Pending) -> None:
+        try:
+            await self._commit(pending.ops)
+        except Exception as e:
+            _settle(pending, e)
+        else:
+            _settle(pending, None)
+
+    async def _commit(self, ops: list[Op]) -> None:
+        async with self.engine.begin() as conn:
+            await _execute(conn, ops)
+
+
+def _settle(pending: _Pending, error: Exception | None) -> None:
+    if pending.done.done():
+        return
+    if error is None:
+        pending.done.set_result(None)
+    else:
+        pending.done.set_exception(error)
+
+
+async def _execute(conn: AsyncConnection, ops: list[Op]) -> None:
+    """Inserts first (in order of first appearance per shape), then updates.
+
+    Updates of one row are merged, later values winning, which leaves the row as
+    applying them in order would; rows with the same columns share one executemany.
+    """
+    inserts: dict[tuple[str, tuple[str, ...], bool], list[dict[str, Any]]] = {}
+    updates: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for op in ops:
+        if isinstance(op, Insert):
+            shape = (op.table, tuple(sorted(op.values)), op.skip_existing)
+            inserts.setdefault(shape, []).append(op.values)
+        else:
+            updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
+    for (name, _, skip_existing), rows in inserts.items():
+        await conn.execute(_insert(conn, _table(name), skip_existing), rows)
+    shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for (name, key, ident), values in updates.items():
+        shape = (name, key, tuple(sorted(values)))
+        shapes.setdefault(shape, []).append({"_ident": ident, **{f"_v_{k}": v
+                                                                 for k, v in values.items()}})
+    for (name, key, columns), rows in shapes.items():
+        table = _table(name)
+        statement = update(table).where(table.c[key] == bindparam("_ident")).values(
+            {c: bindparam(f"_v_{c}") for c in columns})
+        await conn.execute(statement, rows)
+
+
+def _insert(conn: AsyncConnection, table: Table, skip_existing: bool) -> Any:
+    if not skip_existing:
+        return insert(table)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-or-skip for {dialect}")

@@ -1,0 +1,117 @@
+"""The group-commit writer on real databases (SQLite, and PostgreSQL when available)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcenter import db
+from callcenter.models import Call, Interaction, ProcessedEvent
+from callcenter.writer import Insert, RecordWriter, Update, dumps, loads
+from cti import records
+from tests.conftest import reset_schema
+
+
+@pytest.fixture
+async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
+    await reset_schema(any_database_url)
+    engine = db.create_engine(any_database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def writer(engine: AsyncEngine) -> AsyncIterator[RecordWriter]:
+    writer = RecordWriter(engine)
+    writer.start()
+    yield writer
+    await writer.stop()
+
+
+def offer(n: int) -> list[Insert | Update]:
+    return records.offer_ops(event_id=f"e-{n}", call_id=f"c-{n}", queue="default",
+                             ani=f"+861390000{n:04d}", dnis="800", customer_id=None,
+                             tier="standard", ivr={"language": "zh"}, offered_at=1.7e9 + n,
+                             node_id="n1", integration="pbx")
+
+
+async def count(engine: AsyncEngine, model: type) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(select(func.count()).select_from(model))
+
+
+async def test_events_written_together_share_one_transaction(engine, writer):
+    commits: list[int] = []
+    event.listen(engine.sync_engine, "commit", lambda conn: commits.append(1))
+
+    await asyncio.gather(*(writer.write(offer(n)) for n in range(50)))
+
+    assert await count(engine, Call) == 50
+    assert await count(engine, Interaction) == 50
+    assert await count(engine, ProcessedEvent) == 50
+    assert len(commits) < 10, f"{len(commits)} commits for 50 events"
+
+
+async def test_a_bad_event_fails_alone_and_the_rest_of_its_batch_is_stored(engine, writer):
+    await writer.write(offer(0))
+
+    results = await asyncio.gather(*(writer.write(offer(n)) for n in range(5)),
+                                   return_exceptions=True)
+
+    assert isinstance(results[0], IntegrityError)  # call c-0 exists already
+    assert results[1:] == [None] * 4
+    assert await count(engine, Call) == 5
+
+
+async def test_later_updates_of_a_row_win_within_a_batch(engine, writer):
+    await writer.write(offer(1))
+
+    await asyncio.gather(
+        writer.write([records.call_op("c-1", state="connected", agent_id=7)]),
+        writer.write([records.call_op("c-1", state="wrap_up")]),
+        writer.write([records.interaction_op("c-1", agent_ids=[7], routing_reason={"rule": "x"},
+                                             answered_at=records.at(1.7e9 + 5))]))
+
+    async with engine.connect() as conn:
+        call = (await conn.execute(select(Call.state, Call.agent_id))).one()
+        interaction = (await conn.execute(select(Interaction.agent_ids,
+                                                 Interaction.routing_reason,
+                                                 Interaction.answered_at))).one()
+    assert tuple(call) == ("wrap_up", 7)
+    assert interaction.agent_ids == [7] and interaction.routing_reason == {"rule": "x"}
+    assert interaction.answered_at == dt.datetime.fromtimestamp(1.7e9 + 5, dt.UTC)
+
+
+async def test_a_replayed_event_is_stored_once(engine, writer):
+    ops = [records.event_op("again", "c-9", "call.answered")]
+    await writer.write(ops)
+    await writer.write(loads(dumps(ops)))
+
+    assert await count(engine, ProcessedEvent) == 1
+
+
+async def test_writes_kept_in_redis_come_back_as_they_were():
+    ops = [*offer(3), records.interaction_op("c-3", answered_at=records.at(1.7e9),
+                                             wait_s=1.5, agent_ids=[1, 2])]
+
+    assert loads(dumps(ops)) == ops
+
+
+async def test_an_unreachable_database_fails_every_waiting_write():
+    engine = db.create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    writer = RecordWriter(engine)
+    writer.start()
+    try:
+        results = await asyncio.gather(*(writer.write(offer(n)) for n in range(3)),
+                                       return_exceptions=True)
+    finally:
+        await writer.stop()
+        await engine.dispose()
+
+    assert all(isinstance(r, OSError) or "connect" in str(r).lower() for r in results), results

@@ -7,12 +7,12 @@ pop is on the caller's critical path.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import phonenumbers
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from callcenter.models import Complaint, Customer, CustomerPhone, Interaction
 
@@ -66,21 +66,6 @@ async def find_customer_by_phone(
     return rows.first()
 
 
-async def customer_id_by_phone(
-    session: AsyncSession, ani: str, default_region: str = DEFAULT_REGION
-) -> str | None:
-    """The id of the customer an ANI belongs to: one indexed Core query, no ORM loading."""
-    candidates = phone_candidates(ani, default_region)
-    if not candidates:
-        return None
-    conn = await session.connection()
-    return await conn.scalar(
-        select(CustomerPhone.customer_id)
-        .where(CustomerPhone.phone.in_(candidates))
-        .order_by(CustomerPhone.phone != candidates[0])
-        .limit(1))
-
-
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
     return await session.get(Customer, customer_id)
 
@@ -131,7 +116,8 @@ async def last_good_agent(session: AsyncSession, customer_id: str) -> int | None
     """
     conn = await session.connection()
     rows = await conn.execute(
-        select(Interaction.agent_id, Interaction.complaint_flag, Interaction.survey_score)
+        select(Interaction.agent_id, Interaction.complaint_flag, Interaction.survey_score,
+               Interaction.outcome)
         .where(
             Interaction.customer_id == customer_id,
             Interaction.outcome == "answered",
@@ -140,13 +126,18 @@ async def last_good_agent(session: AsyncSession, customer_id: str) -> int | None
         .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
         .limit(_STICKY_LOOKBACK)
     )
+    return _sticky(rows)
+
+
+def _sticky(rows: Iterable[Any]) -> int | None:
+    """The first agent, newest call first, whose answered calls went well until then."""
     passed_over: set[int | None] = set()
-    for agent_id, flagged, score in rows:
-        if agent_id in passed_over:
+    for row in rows:
+        if row.outcome != "answered" or row.agent_id is None or row.agent_id in passed_over:
             continue
-        if not flagged and (score is None or score >= 3):
-            return agent_id
-        passed_over.add(agent_id)
+        if not row.complaint_flag and (row.survey_score is None or row.survey_score >= 3):
+            return row.agent_id
+        passed_over.add(row.agent_id)
     return None
 
 
@@ -179,24 +170,50 @@ async def customer_profile(session: AsyncSession, customer_id: str) -> dict[str,
         .order_by(CustomerPhone.position, CustomerPhone.phone))).all()
     if not rows:
         raise NoSuchCustomer(customer_id)
-    customer = dict(rows[0]._mapping)
-    customer.pop("phone")
+    return await _profile(conn, rows)
+
+
+async def profile_by_phone(session: AsyncSession, ani: str,
+                           default_region: str = DEFAULT_REGION) -> dict[str, Any] | None:
+    """The screen-pop customer of a caller's number, or None for a new caller: three
+    indexed queries (customer with phones, open complaints, latest interactions)."""
+    candidates = phone_candidates(ani, default_region)
+    if not candidates:
+        return None
+    conn = await session.connection()
+    caller = CustomerPhone.__table__.alias("caller")
+    rows = (await conn.execute(
+        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
+        .join(caller, caller.c.customer_id == Customer.id)
+        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(caller.c.phone.in_(candidates))
+        .order_by(caller.c.phone != candidates[0], CustomerPhone.position,
+                  CustomerPhone.phone))).all()
+    if not rows:
+        return None
+    return await _profile(conn, [row for row in rows if row.id == rows[0].id])
+
+
+async def _profile(conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, Any]:
+    customer = {k: v for k, v in rows[0]._mapping.items() if k != "phone"}
     customer["tags"] = list(customer["tags"] or [])
     complaints = await conn.execute(
         select(*_COMPLAINT_COLUMNS)
-        .where(Complaint.customer_id == customer_id, Complaint.closed_at.is_(None))
+        .where(Complaint.customer_id == customer["id"], Complaint.closed_at.is_(None))
         .order_by(Complaint.created_at, Complaint.id))
-    interactions = await conn.execute(
-        select(*_INTERACTION_COLUMNS)
-        .where(Interaction.customer_id == customer_id)
+    # One look at the latest calls serves both the history shown and the sticky agent.
+    history = (await conn.execute(
+        select(*_INTERACTION_COLUMNS, Interaction.survey_score)
+        .where(Interaction.customer_id == customer["id"])
         .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
-        .limit(5))
+        .limit(_STICKY_LOOKBACK))).all()
     return {
         **customer,
         "phones": [row.phone for row in rows if row.phone is not None],
         "open_complaints": [_isoformat(row._mapping) for row in complaints],
-        "recent_interactions": [_isoformat(row._mapping) for row in interactions],
-        "last_agent_id": await last_good_agent(session, customer_id),
+        "recent_interactions": [_isoformat({k: v for k, v in row._mapping.items()
+                                            if k != "survey_score"}) for row in history[:5]],
+        "last_agent_id": _sticky(history),
     }
 
 

@@ -184,12 +184,10 @@ class CallService:
         The screen-pop does not wait for the write; the ack does.
         """
         now = self.clock()
-        if await self.store.redis.exists(self.keys.call(frame.call_id)):
-            raise CallExists(frame.call_id)
         ivr = frame.ivr.model_dump(exclude_none=True)
         async with self.reader() as session:  # type: ignore[misc]
-            customer_id = await crm.customer_id_by_phone(session, frame.ani)
-            profile = await crm.customer_profile(session, customer_id) if customer_id else None
+            profile = await crm.profile_by_phone(session, frame.ani)
+        customer_id = profile["id"] if profile else None
         tier = profile["tier"] if profile else engine.DEFAULT_TIER
         call = CallProfile(
             call_id=frame.call_id, queue=frame.queue, tier=tier,

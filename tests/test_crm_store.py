@@ -16,6 +16,7 @@ from crm.store import (
     last_good_agent,
     normalise_phone,
     open_complaints,
+    profile_by_phone,
     recent_interactions,
     search_customers,
 )
@@ -219,3 +220,25 @@ async def test_customer_profile_of_an_unknown_customer_raises(session):
     with pytest.raises(NoSuchCustomer) as raised:
         await customer_profile(session, "nobody")
     assert raised.value.code == "no_such_customer"
+
+
+@pytest.mark.parametrize("ani", ["+12125550123", "12125550123", "+86 138 0013 8000"])
+async def test_the_screen_pop_profile_of_a_number_is_its_customers_profile(session, ani):
+    session.add_all([call(1, 7, minutes_ago=30, score=5),
+                     call(2, 8, minutes_ago=20, score=1),
+                     call(3, None, minutes_ago=10, outcome="abandoned"),
+                     Complaint(customer_id="C1", category="billing", created_at=NOW)])
+    await session.flush()
+
+    profile = await profile_by_phone(session, ani)
+
+    assert profile == await customer_profile(session, "C1")
+    assert profile["last_agent_id"] == 7  # agent 8's call went badly
+    assert [i["call_id"] for i in profile["recent_interactions"]] == ["call-3", "call-2",
+                                                                      "call-1"]
+    assert [c["category"] for c in profile["open_complaints"]] == ["billing"]
+
+
+async def test_a_number_nobody_has_has_no_screen_pop_profile(session):
+    assert await profile_by_phone(session, "+8613999999999") is None
+    assert await profile_by_phone(session, "not a number") is None

@@ -15,6 +15,8 @@ from transcripts.complaint_detector import (
     load_lexicons,
     parse_transcript,
 )
+from transcripts.complaint_model import ComplaintModel
+from transcripts.train_complaints import Choice, cross_validated_f1, examples, load_dev, train
 
 LABELLED = Path(__file__).parent / "data" / "complaints_labelled.jsonl"
 LANGUAGES = ("en", "zh", "ko")
@@ -23,6 +25,16 @@ LANGUAGES = ("en", "zh", "ko")
 @pytest.fixture(scope="module")
 def detector() -> ComplaintDetector:
     return ComplaintDetector()
+
+
+@pytest.fixture(scope="module")
+def lexicon_only() -> ComplaintDetector:
+    return ComplaintDetector(model=None)
+
+
+@pytest.fixture(scope="module")
+def model() -> ComplaintModel:
+    return ComplaintModel.load()
 
 
 def customer(*texts: str) -> list[Utterance]:
@@ -58,28 +70,42 @@ def test_labelled_set_is_large_balanced_and_trilingual():
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-def test_detector_reaches_f1_targets_on_the_labelled_set(detector):
-    rows = load_labelled()
-    results = {r["id"]: detector.detect(r["utterances"], r["lang"]) for r in rows}
-    scores = {}
-    print(f"\ncomplaint detection, threshold {detector.threshold}")
-    for language in (*LANGUAGES, "overall"):
-        chosen = [r for r in rows if language in ("overall", r["lang"])]
-        pairs = [(r["label"], results[r["id"]].is_complaint) for r in chosen]
-        scores[language] = precision_recall_f1(pairs)
-        p, r, f = scores[language]
-        print(f"  {language:8} n={len(chosen):3}  precision={p:.3f}  recall={r:.3f}  f1={f:.3f}")
-    found = [r for r in rows if r["label"] and results[r["id"]].is_complaint]
-    right = sum(results[r["id"]].category == r["category"] for r in found)
-    print(f"  category accuracy on detected complaints: {right}/{len(found)}")
+def test_lexicons_alone_reach_f1_targets_on_the_labelled_set(lexicon_only):
+    """The lexicons were tuned on this set: a fit, not a measurement."""
+    scores = report(lexicon_only, "labelled set, lexicons only (tuned on it)", load_labelled())
     assert scores["overall"][2] >= 0.85
     for language in LANGUAGES:
         assert scores[language][2] >= 0.8, language
 
 
+def test_model_reaches_f1_target_in_cross_validation_on_the_dev_sets(model):
+    """Out-of-fold predictions on labelled + held-out 1 with the shipped hyperparameters.
+
+    They were chosen by cross-validation on the same data, so this is slightly optimistic; the
+    nested cross-validated figure (``python -m transcripts.train_complaints --nested``) is stored
+    in the model file and printed here too.
+    """
+    items = examples(load_dev(), ComplaintDetector(model=None))
+    scores = cross_validated_f1(items, model.config, model.penalty, model.threshold)
+    print("\nlexicons + model, 5-fold cross-validated F1 on the dev sets (labelled + held-out 1)")
+    print("  " + "  ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    nested = model.cross_validation.get("nested", {})
+    print("  nested: " + "  ".join(f"{k}={v:.3f}" for k, v in nested.items()))
+    assert scores["overall"] >= 0.85 and nested["overall"] >= 0.85
+    for language in LANGUAGES:
+        assert scores[language] >= 0.8, language
+
+
+def test_training_is_deterministic_and_reproduces_the_shipped_weights(model):
+    items = examples(load_dev(), ComplaintDetector(model=None))
+    weights = train(items, Choice(model.config, model.penalty, model.threshold, 0.0))
+    assert weights.keys() == model.weights.keys()
+    assert all(abs(weights[k] - model.weights[k]) < 1e-4 for k in weights)
+
+
 def test_explicit_complaint_is_detected(detector):
     result = detector.detect(customer("I want to file a complaint about your service."), "en")
-    assert result.is_complaint and result.score >= detector.threshold
+    assert result.is_complaint and result.score >= detector.model.threshold
 
 
 def test_negated_complaint_word_is_not_a_complaint(detector):
@@ -140,8 +166,8 @@ def test_evidence_names_the_utterance_speaker_and_terms(detector):
         Utterance("customer", "My new phone is broken and the screen is cracked."),
     ]
     result = detector.detect(turns, "en")
-    assert [e["utterance_index"] for e in result.evidence] == [2]
-    evidence = result.evidence[0]
+    assert [e["utterance_index"] for e in result.evidence if e["terms"]] == [2]
+    evidence = next(e for e in result.evidence if e["terms"])
     assert evidence["speaker"] == "customer" and evidence["text"] == turns[2].text
     assert {t["term"] for t in evidence["terms"]} == {"broken", "cracked"}
     assert all(t["category"] == "product_quality" for t in evidence["terms"])
@@ -158,9 +184,19 @@ def test_agent_apology_alone_is_weak_evidence(detector):
 
 
 def test_customer_words_count_more_than_the_same_words_from_the_agent(detector):
+    """In the lexicon score; the model learns its own weights for the agent's lines."""
     said = [Utterance("customer", "This is unacceptable.")]
     echoed = [Utterance("agent", "This is unacceptable.")]
-    assert detector.detect(said, "en").score > detector.detect(echoed, "en").score
+    assert detector.detect(said, "en").lexicon_score > detector.detect(echoed, "en").lexicon_score
+
+
+def test_model_evidence_names_the_ngrams_that_pushed_it(detector):
+    result = detector.detect(customer("My new phone is broken and the screen is cracked."), "en")
+    assert result.scorer == "model" and result.is_complaint
+    grams = result.evidence[0]["ngrams"]
+    assert 0 < len(grams) <= 5 and all(g["weight"] > 0 for g in grams)
+    quiet = detector.detect(customer("I'd like to check my gift card balance."), "en")
+    assert not quiet.is_complaint and all("ngrams" not in e for e in quiet.evidence)
 
 
 def test_language_is_detected_from_the_script(detector):
@@ -216,6 +252,7 @@ def test_a_language_is_added_by_adding_a_lexicon_file(tmp_path):
     assert detector.detect(customer("Je veux faire une plainte: retard."), "fr").is_complaint
     assert not detector.detect(customer("non plainte"), "fr").is_complaint
     assert detector.detect(customer("plainte")).language == "fr"  # the only lexicon there is
+    assert detector.detect(customer("plainte")).scorer == "lexicon"  # the model knows no French
 
 
 def test_chinese_lexicon_terms_segment_as_units(detector):
@@ -250,7 +287,7 @@ def test_detect_command_prints_the_result_as_json():
     assert "投诉" in result.stdout  # ensure_ascii=False keeps the text readable
     data = json.loads(result.stdout)
     assert data["is_complaint"] and data["language"] == "zh"
-    assert data["evidence"][0]["utterance_index"] == 1
+    assert [e["utterance_index"] for e in data["evidence"] if e["terms"]] == [1]
 
 
 def test_detect_command_takes_the_language_option():
@@ -261,12 +298,14 @@ def test_detect_command_takes_the_language_option():
 
 
 DATA = Path(__file__).parent / "data"
+# Evaluated once, after the model was chosen and trained: F1 0.866 (en 0.852, zh 0.885, ko 0.857).
+HELDOUT2_FLOOR = 0.84
 
 
-def report(detector: ComplaintDetector, name: str, rows: list[dict], itemise: bool) -> dict:
+def report(detector: ComplaintDetector, name: str, rows: list[dict], itemise: bool = False) -> dict:
     results = {r["id"]: detector.detect(r["utterances"], r["lang"]) for r in rows}
     scores = {}
-    print(f"\n{name}, threshold {detector.threshold}")
+    print(f"\n{name}")
     for language in (*LANGUAGES, "overall"):
         chosen = [r for r in rows if language in ("overall", r["lang"])]
         pairs = [(r["label"], results[r["id"]].is_complaint) for r in chosen]
@@ -290,30 +329,42 @@ def load_set(name: str) -> list[dict]:
     return rows
 
 
-def test_detector_on_the_first_held_out_set(detector):
-    """Written without looking at the lexicons; since used as development data for tuning them.
+def test_detector_on_the_first_held_out_set(detector, lexicon_only):
+    """Written without looking at the lexicons; since used as development data for tuning them
+    and, with the labelled set, to train the model.
 
-    Its phrases were not copied into the lexicons, but its errors guided what was added, so its
-    figure is optimistic too. The issue's target is F1 0.85; it is not reached here.
+    Its phrases were not copied into the lexicons, but its errors guided what was added, so the
+    lexicon figure is optimistic too; the model's figure here is a training fit (see the
+    cross-validated test for the measurement).
     """
     rows = load_set("complaints_heldout.jsonl")
     assert Counter(r["lang"] for r in rows) == {"en": 60, "zh": 60, "ko": 30}
-    scores = report(detector, "held-out 1 (development data)", rows, itemise=True)
+    scores = report(lexicon_only, "held-out 1 (development data), lexicons only", rows, True)
+    report(detector, "held-out 1, lexicons + model (trained on it: a fit)", rows)
     assert scores["overall"][2] >= 0.8
 
 
-def test_detector_on_the_second_held_out_set_reports_honest_scores(detector):
-    """Written before the detector was changed, and never looked at item by item while tuning.
+def test_labelled_set_with_the_model_is_a_training_fit(detector):
+    scores = report(detector, "labelled set, lexicons + model (trained on it: a fit)",
+                    load_labelled())
+    assert scores["overall"][2] >= 0.85
+
+
+def test_detector_on_the_second_held_out_set_reports_honest_scores(detector, lexicon_only):
+    """Written before the detector was changed, and never looked at item by item while tuning
+    the lexicons or choosing and training the model (which never reads it).
 
     The only set whose figure says how the detector does on unseen text. Its author also wrote
     lexicon entries, so it is not fully independent; entries recalled from its transcripts were
-    taken out again. The floor is what the detector reached, not the issue's target.
+    taken out again. The floors are what the detectors reached, not the issue's target.
     """
     rows = load_set("complaints_heldout2.jsonl")
     assert len(rows) >= 150 and set(Counter(r["lang"] for r in rows)) == set(LANGUAGES)
     assert 0.45 <= sum(r["label"] for r in rows) / len(rows) <= 0.55
-    scores = report(detector, "held-out 2 (never tuned on)", rows, itemise=False)
-    assert scores["overall"][2] >= 0.7
+    alone = report(lexicon_only, "held-out 2 (never tuned on), lexicons only", rows)
+    scores = report(detector, "held-out 2 (never tuned on), lexicons + model", rows)
+    assert alone["overall"][2] >= 0.7
+    assert scores["overall"][2] >= HELDOUT2_FLOOR
 
 
 def test_a_conditional_or_a_mistaken_belief_weakens_the_evidence(detector):

@@ -34,6 +34,13 @@ everyone else's are multiplied by ``agent_weight``, so an agent apologising is w
 its own. The summed evidence ``raw`` becomes ``score = 1 - exp(-raw)``; the call is a complaint
 when the score reaches the threshold (default tuned on tests/data/complaints_labelled.jsonl). The
 category is the one with the most evidence, topic words adding a little.
+
+On top of the lexicons, a small logistic regression (``complaint_model.py``, weights in
+``complaint_model.json``) catches complaints that only describe a problem. It reads the lexicon
+result and character/word n-grams, and decides for the languages it was trained on; any other
+language stays lexicon-only. Retrain after changing a lexicon or the data:
+``python -m transcripts.train_complaints --nested`` (deterministic; it reads only the labelled set
+and the first held-out set, never the second).
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from transcripts.complaint_model import ComplaintModel, default_model
 
 log = logging.getLogger(__name__)
 
@@ -227,26 +236,49 @@ class Hit:
 
 @dataclass
 class DetectionResult:
+    """``score`` is the model's probability when the model covers the language, else the lexicon
+    score (``lexicon_score`` always); ``scorer`` says which decided. Each evidence entry is an
+    utterance with the lexicon ``terms`` it matched and, when the model fired, the ``ngrams``
+    from it that pushed the model most."""
+
     is_complaint: bool
     score: float
     category: str | None
     language: str
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    lexicon_score: float = 0.0
+    scorer: str = "lexicon"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+_DEFAULT_MODEL: Any = object()
+
+
 class ComplaintDetector:
+    """Lexicons, then the learned model (``complaint_model.py``) for the languages it covers.
+
+    ``threshold`` overrides the decision threshold of whichever score decides; by default the
+    model's cross-validated threshold, or ``lexicon_threshold`` without a model. ``model=None``
+    makes the detector lexicon-only.
+    """
+
     def __init__(
         self,
         lexicons: Mapping[str, Lexicon] | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         agent_weight: float = AGENT_WEIGHT,
+        model: ComplaintModel | None = _DEFAULT_MODEL,
+        lexicon_threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         self.lexicons = dict(lexicons) if lexicons is not None else load_lexicons()
         if not self.lexicons:
             raise ValueError("a complaint detector needs at least one lexicon")
+        self.model = default_model() if model is _DEFAULT_MODEL else model
+        if self.model is not None and lexicons is None:
+            self.model.check_lexicons(LEXICON_DIR)
+        self.lexicon_threshold = lexicon_threshold
         self.threshold = threshold
         self.agent_weight = agent_weight
         self._segmenters: dict[str, Any] = {}
@@ -254,6 +286,34 @@ class ComplaintDetector:
     def detect(
         self, utterances: Iterable[Utterance | Mapping[str, Any]], language: str | None = None
     ) -> DetectionResult:
+        turns = [Utterance.of(u) for u in utterances]
+        result = self.detect_lexicon(turns, language)
+        if self.model is None or not turns or not self.model.covers(result.language):
+            return result
+        scored = self.model.score(turns, result)
+        threshold = self.model.threshold if self.threshold is None else self.threshold
+        result.score, result.scorer = scored.probability, "model"
+        result.is_complaint = scored.probability >= threshold
+        if result.is_complaint:
+            result.category = result.category or self._category(result)
+            _attach_ngrams(result.evidence, turns, scored.ngrams)
+        else:
+            result.category = None
+        return result
+
+    def _category(self, result: DetectionResult) -> str:
+        """The lexicon did not fire: its weaker evidence, else topic words, choose the category."""
+        lexicon = self.lexicons[result.language]
+        categories = dict.fromkeys(self._categories(lexicon), 0.0)
+        for term in (t for e in result.evidence for t in e["terms"]):
+            if term["category"] and term["weight"] > 0:
+                categories[term["category"]] += term["weight"]
+        return _best_category(categories)
+
+    def detect_lexicon(
+        self, utterances: Iterable[Utterance | Mapping[str, Any]], language: str | None = None
+    ) -> DetectionResult:
+        """The lexicon detector alone (the model's input)."""
         turns = [Utterance.of(u) for u in utterances]
         lexicon = self._lexicon_for(language, turns)
         raw, categories, evidence = 0.0, dict.fromkeys(self._categories(lexicon), 0.0), []
@@ -271,9 +331,10 @@ class ComplaintDetector:
                     }
                 )
         score = round(1.0 - math.exp(-max(raw, 0.0)), 4)
-        is_complaint = score >= self.threshold
+        threshold = self.lexicon_threshold if self.threshold is None else self.threshold
+        is_complaint = score >= threshold
         category = _best_category(categories) if is_complaint else None
-        return DetectionResult(is_complaint, score, category, lexicon.language, evidence)
+        return DetectionResult(is_complaint, score, category, lexicon.language, evidence, score)
 
     def _lexicon_for(self, language: str | None, turns: list[Utterance]) -> Lexicon:
         if language in self.lexicons:
@@ -513,6 +574,22 @@ def _is_any(word: str | None, patterns: Iterable[str]) -> bool:
 def _best_category(categories: Mapping[str, float]) -> str:
     name, weight = max(categories.items(), key=lambda item: item[1], default=("other", 0.0))
     return name if weight > 0 else "other"
+
+
+def _attach_ngrams(
+    evidence: list[dict[str, Any]], turns: list[Utterance], ngrams: list[dict[str, Any]]
+) -> None:
+    by_index = {e["utterance_index"]: e for e in evidence}
+    for gram in ngrams:
+        index = gram["utterance_index"]
+        if index not in by_index:
+            turn = turns[index]
+            by_index[index] = {"utterance_index": index, "speaker": turn.speaker,
+                               "text": turn.text, "terms": []}
+            evidence.append(by_index[index])
+        by_index[index].setdefault("ngrams", []).append(
+            {"ngram": gram["ngram"], "weight": gram["weight"]})
+    evidence.sort(key=lambda e: e["utterance_index"])
 
 
 @cache

@@ -86,6 +86,11 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
             pid = deployment.procs[0].pid
             async with LoadRun([url], tokens, deployment.pbx_token, talk_s=args.talk) as run:
                 await asyncio.sleep(2)  # every agent available
+                idle = cpu_s(pid)
+                await asyncio.sleep(args.idle)
+                idle = (cpu_s(pid) - idle) / args.idle
+                print(f"  idle with {args.agents} agents connected: server CPU "
+                      f"{idle * 100:.1f}% of a core", flush=True)
                 await run.offer_at_rate(min(rates), args.warmup, args.customers, tag="warm")
                 redis_pids = children(pid)
                 for rate in rates:
@@ -123,6 +128,8 @@ def main() -> None:
     parser.add_argument("--ramp", type=str, default="", help="comma-separated rates to step")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds to measure the server's CPU with no calls")
     parser.add_argument("--talk", type=float, default=8.0, help="mean talk time, seconds")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()

@@ -19,7 +19,7 @@ from callcenter.keys import Keys
 from callcenter.redisconn import open_redis
 from callcenter.settings import Settings
 from callcenter.timers import Timers
-from callcenter.web import errors, redact_access_log, signed_in
+from callcenter.web import TokenWatch, errors, redact_access_log, signed_in
 from callcenter.writer import RecordWriter
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
@@ -79,12 +79,14 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                           clock=lambda: calls.clock())
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
+    app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     tasks = [asyncio.create_task(bus.run(), name="bus"),
              asyncio.create_task(run_timers(calls, timers), name="timers"),
              asyncio.create_task(calls.persist_agent_log(), name="agent-log"),
              asyncio.create_task(recovery.watch(), name="recovery"),
              asyncio.create_task(announce_positions(calls), name="announce"),
-             asyncio.create_task(wallboard.run(), name="wallboard")]
+             asyncio.create_task(wallboard.run(), name="wallboard"),
+             asyncio.create_task(token_watch.run(), name="token-watch")]
     yield
     await stop(tasks)
     await bus.close()

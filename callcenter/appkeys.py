@@ -24,6 +24,7 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 # Reads that may run beside writes (a separate pool on SQLite; the same one elsewhere).
 READER = web.AppKey("reader", async_sessionmaker[AsyncSession])
 WRITER = web.AppKey("writer", RecordWriter)
+TOKEN_WATCH = web.AppKey("token_watch", "TokenWatch")
 KEYS = web.AppKey("keys", Keys)
 BUS = web.AppKey("bus", Bus)
 TIMERS = web.AppKey("timers", Timers)

@@ -7,8 +7,10 @@ import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aiohttp import WSCloseCode, hdrs, web
+from sqlalchemy import or_, select
 
 from callcenter import appkeys, auth
 from callcenter.auth import AuthError, Forbidden, Principal
@@ -148,29 +150,67 @@ TOKEN_RECHECK_S = 30.0
 
 
 def watch_token(app: web.Application, principal: Principal,
-                ws: web.WebSocketResponse) -> asyncio.Task[None]:
-    """A task closing `ws` (1008, policy violation) once its token is revoked or expired;
-    cancel it when the connection ends."""
-    return asyncio.create_task(_watch_token(app, principal, ws),
-                               name=f"token-watch {principal.name}")
+                ws: web.WebSocketResponse) -> Watched:
+    """Close `ws` (1008, policy violation) once its token is revoked or expired; call
+    `cancel()` on the result when the connection ends."""
+    return app[appkeys.TOKEN_WATCH].watch(principal.token_id, ws)
 
 
-async def _watch_token(app: web.Application, principal: Principal,
-                       ws: web.WebSocketResponse) -> None:
-    while not ws.closed:
-        await asyncio.sleep(TOKEN_RECHECK_S)
-        try:
-            async with app[appkeys.SESSIONS]() as session:
-                token = await session.get(ApiToken, principal.token_id)
-        except Exception as e:  # a database outage ends no connection
-            log.debug("could not check the token of %s: %s", principal.name, e)
-            continue
-        if token is None or token.revoked_at is not None or (
-                token.expires_at is not None and token.expires_at <= utcnow()):
-            log.info("closing the connection of %s: its token was revoked or expired",
-                     principal.name)
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token revoked")
-            return
+class Watched:
+    def __init__(self, sockets: set[web.WebSocketResponse], ws: web.WebSocketResponse) -> None:
+        self._sockets, self._ws = sockets, ws
+
+    def cancel(self) -> None:
+        self._sockets.discard(self._ws)
+
+
+class TokenWatch:
+    """Every open websocket's token, checked again every TOKEN_RECHECK_S.
+
+    One query per sweep for all the sockets a node holds: a thousand consoles cost
+    the database one indexed lookup, not a thousand.
+    """
+
+    def __init__(self, maker: Callable[[], Any]) -> None:
+        self._maker = maker
+        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+
+    def watch(self, token_id: str, ws: web.WebSocketResponse) -> Watched:
+        sockets = self._sockets.setdefault(token_id, set())
+        sockets.add(ws)
+        return Watched(sockets, ws)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        # redis-py and the database drivers can swallow a cancellation: look each round.
+        while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            await asyncio.sleep(min(TOKEN_RECHECK_S, 1.0))
+            if loop.time() - last < TOKEN_RECHECK_S:
+                continue
+            last = loop.time()
+            try:
+                await self.sweep()
+            except Exception as e:  # a database outage ends no connection
+                log.debug("could not check the open connections' tokens: %s", e)
+
+    async def sweep(self) -> None:
+        for token_id in [t for t, sockets in self._sockets.items() if not sockets]:
+            del self._sockets[token_id]
+        ids = list(self._sockets)
+        valid: set[str] = set()
+        async with self._maker() as session:
+            for start in range(0, len(ids), 500):
+                valid.update(await session.scalars(select(ApiToken.id).where(
+                    ApiToken.id.in_(ids[start:start + 500]), ApiToken.revoked_at.is_(None),
+                    or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()))))
+        for token_id in set(ids) - valid:
+            sockets = self._sockets.pop(token_id, set())
+            if sockets:
+                log.info("closing %d connection(s): their token was revoked or expired",
+                         len(sockets))
+            for ws in list(sockets):
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token revoked")
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

@@ -45,6 +45,7 @@ CLOSED_COMPLAINT_STATES = ("closed", "rejected", "resolved", "follow_up_done")
 WAITING_STATES = ("offered", "queued", "ringing")
 REFRESH_S = 5.0  # complaints and queue settings: slow-moving, read from the database
 MIN_GAP_S = 0.2  # coalesce bursts of events into one push
+FLUSH_S = 0.2  # gather counts this long before adding them to Redis
 
 
 class Viewer(Protocol):
@@ -85,21 +86,59 @@ class Wallboard:
     _complaints: dict[str, int] = field(default_factory=dict, init=False)
     _refreshed: float = field(default=0.0, init=False)
     _dirty: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _pending: defaultdict[str, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(dict), init=False)
+    _flusher: asyncio.Task[None] | None = field(default=None, init=False)
 
     # Counting -----------------------------------------------------------
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
+        """Count an event. Counts gather here and reach Redis together a moment later
+        (`FLUSH_S`): one round trip for many events, instead of one each."""
         changes = self._changes(name, data)
         if changes is None:
             return
         when, counts = changes
-        key = self.keys.stats_day(day_of(when, self.tz))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for field_name, amount in counts.items():
-                pipe.hincrbyfloat(key, field_name, amount)
-            pipe.expire(key, KEEP_DAYS_S)
-            pipe.publish(self.keys.wallboard_channel, b"{}")
-            await pipe.execute()
+        pending = self._pending[self.keys.stats_day(day_of(when, self.tz))]
+        for field_name, amount in counts.items():
+            pending[field_name] = pending.get(field_name, 0.0) + amount
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="wallboard-counts")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        try:
+            await self.flush()
+        except Exception as e:  # Redis away: the counts wait for the next event
+            log.warning("wallboard counts not stored yet: %s", e)
+
+    async def flush(self) -> None:
+        """Add the gathered counts to the shared daily hashes."""
+        pending, self._pending = self._pending, defaultdict(dict)
+        if not pending:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, counts in pending.items():
+                    for field_name, amount in counts.items():
+                        pipe.hincrbyfloat(key, field_name, amount)
+                    pipe.expire(key, KEEP_DAYS_S)
+                pipe.publish(self.keys.wallboard_channel, b"{}")
+                await pipe.execute()
+        except Exception:
+            for key, counts in pending.items():  # keep them for the next flush
+                mine = self._pending[key]
+                for field_name, amount in counts.items():
+                    mine[field_name] = mine.get(field_name, 0.0) + amount
+            raise
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(Exception):
+            await self.flush()
 
     def target(self, queue: str) -> QueueTarget:
         return self.queues.get(queue) or QueueTarget(self.default_threshold_s,
@@ -200,6 +239,7 @@ class Wallboard:
     # The snapshot -------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
+        await self.flush()
         now = self.clock()
         if now - self._refreshed > REFRESH_S:
             await self.refresh()

@@ -89,6 +89,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(token_watch.run(), name="token-watch")]
     yield
     await stop(tasks)
+    await wallboard.close()
     await bus.close()
 
 

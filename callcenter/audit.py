@@ -64,13 +64,19 @@ def parse_time(raw: str) -> dt.datetime:
 def record(session: AsyncSession, viewer: Viewer, action: str,
            objects: Iterable[tuple[str, str]], detail: Mapping[str, Any] | None = None) -> int:
     """Add one entry per (object_type, object_id); the caller commits. Returns the count."""
-    at = utcnow()
-    entries = [AuditEntry(at=at, actor=viewer.actor[:64], role=viewer.role, action=action,
-                          object_type=kind, object_id=str(ident)[:128],
-                          remote=(viewer.remote or "")[:64] or None, detail=dict(detail or {}))
-               for kind, ident in objects]
+    entries = [AuditEntry(**values) for values in rows(viewer, action, objects, detail)]
     session.add_all(entries)
     return len(entries)
+
+
+def rows(viewer: Viewer, action: str, objects: Iterable[tuple[str, str]],
+         detail: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The audit_log rows for one view: one per (object_type, object_id)."""
+    at = utcnow()
+    return [{"at": at, "actor": viewer.actor[:64], "role": viewer.role, "action": action,
+             "object_type": kind, "object_id": str(ident)[:128],
+             "remote": (viewer.remote or "")[:64] or None, "detail": dict(detail or {})}
+            for kind, ident in objects]
 
 
 def query(filters: Filters) -> Select[tuple[AuditEntry]]:

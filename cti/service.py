@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from callcenter import writer
 from callcenter.bus import Bus
 from callcenter.keys import Keys
-from callcenter.models import AgentStateChange, Call
+from callcenter.models import Call
 from callcenter.timers import Timer, Timers
 from crm import store as crm
 from cti import records
@@ -610,10 +610,9 @@ class CallService:
         entries = list(claimed) + [e for _, items in fresh for e in items]
         if not entries:
             return
-        async with self.maker() as session, session.begin():
-            session.add_all(AgentStateChange(
-                agent_id=int(f["agent_id"]), state=f["state"], reason=f["reason"] or None,
-                at=records.at(float(f["at"]))) for _, f in entries)
+        await self.writer.write(writer.Insert("agent_state_changes", {
+            "agent_id": int(f["agent_id"]), "state": f["state"], "reason": f["reason"] or None,
+            "at": records.at(float(f["at"]))}) for _, f in entries)
         ids = [entry_id for entry_id, _ in entries]
         await redis.xack(stream, group, *ids)
         await redis.xdel(stream, *ids)

@@ -47,11 +47,16 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
     app[appkeys.READER] = db.sessionmaker(reader or engine)
-    app[appkeys.WRITER] = RecordWriter(engine)
+    sync_engine = db.create_sync_engine(app[appkeys.SETTINGS].database_url)
+    app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
+        else db.session_reader(app[appkeys.READER])
+    app[appkeys.WRITER] = RecordWriter(engine, sync_engine)
     app[appkeys.WRITER].start()
     yield
     await app[appkeys.WRITER].stop()
     await engine.dispose()
+    if sync_engine is not None:
+        sync_engine.dispose()
     if reader is not None:
         await reader.dispose()
 
@@ -68,7 +73,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     calls = CallService(app[appkeys.SESSIONS], app[appkeys.WRITER], router, timers, bus, keys,
                         settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
-                        reader=app[appkeys.READER])
+                        reader=app[appkeys.READER], read=app[appkeys.READ])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])

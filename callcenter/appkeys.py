@@ -23,6 +23,8 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 # Reads that may run beside writes (a separate pool on SQLite; the same one elsewhere).
 READER = web.AppKey("reader", async_sessionmaker[AsyncSession])
+# Synchronous query functions run in one step (a worker thread on SQLite).
+READ = web.AppKey("read", "Read[Any]")
 WRITER = web.AppKey("writer", RecordWriter)
 TOKEN_WATCH = web.AppKey("token_watch", "TokenWatch")
 KEYS = web.AppKey("keys", Keys)

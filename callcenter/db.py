@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -31,8 +36,6 @@ class DatabaseUnavailable(Exception):
 
 def safe_url(url: str) -> str:
     """The URL without its password, fit for logs and error lines."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -59,6 +62,45 @@ def create_read_engine(url: str) -> AsyncEngine | None:
                                  max_overflow=4)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def create_sync_engine(url: str) -> Engine | None:
+    """For SQLite, the synchronous driver beside the async one, used from worker threads.
+
+    aiosqlite hands every cursor call to its thread and back; a screen-pop lookup or a
+    batch of writes is a dozen such hops. On the synchronous driver, run in a worker
+    thread, the same SQLAlchemy Core work is one hop. None elsewhere: asyncpg needs no
+    thread.
+    """
+    if not url.startswith("sqlite"):
+        return None
+    sync_url = make_url(url).set(drivername="sqlite")
+    engine = sqlalchemy.create_engine(
+        sync_url, connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=4, max_overflow=4)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+Read = Callable[[Callable[[Connection], T]], Awaitable[T]]
+
+
+def thread_reader(engine: Engine) -> Read[Any]:
+    """Run a synchronous query function on `engine` in a worker thread."""
+    async def read(query: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with engine.connect() as conn:
+                return query(conn)
+        return await asyncio.to_thread(run)
+    return read
+
+
+def session_reader(maker: async_sessionmaker[AsyncSession]) -> Read[Any]:
+    """Run a synchronous query function on an async session's connection."""
+    async def read(query: Callable[[Connection], T]) -> T:
+        async with maker() as session:
+            return await session.run_sync(lambda s: query(s.connection()))
+    return read
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Table, bindparam, insert, update
+from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeEngine
 
 from callcenter.models import Base
@@ -88,7 +88,11 @@ class _Pending:
 
 @dataclass
 class RecordWriter:
+    """`engine` writes; with `sync_engine` (SQLite) each batch is written on the
+    synchronous driver in a worker thread instead, one thread hop per batch."""
+
     engine: AsyncEngine
+    sync_engine: Engine | None = None
     max_batch: int = 256
     _queue: list[_Pending] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -154,8 +158,16 @@ class RecordWriter:
             _settle(pending, None)
 
     async def _commit(self, ops: list[Op]) -> None:
+        if self.sync_engine is not None:
+            await asyncio.to_thread(self._commit_sync, self.sync_engine, ops)
+            return
         async with self.engine.begin() as conn:
-            await _execute(conn, ops)
+            await conn.run_sync(_execute, ops)
+
+    @staticmethod
+    def _commit_sync(engine: Engine, ops: list[Op]) -> None:
+        with engine.begin() as conn:
+            _execute(conn, ops)
 
 
 def _settle(pending: _Pending, error: Exception | None) -> None:
@@ -167,7 +179,7 @@ def _settle(pending: _Pending, error: Exception | None) -> None:
         pending.done.set_exception(error)
 
 
-async def _execute(conn: AsyncConnection, ops: list[Op]) -> None:
+def _execute(conn: Connection, ops: list[Op]) -> None:
     """Inserts first (in order of first appearance per shape), then updates.
 
     Updates of one row are merged, later values winning, which leaves the row as
@@ -182,7 +194,7 @@ async def _execute(conn: AsyncConnection, ops: list[Op]) -> None:
         else:
             updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
     for (name, _, skip_existing), rows in inserts.items():
-        await conn.execute(_insert(conn, _table(name), skip_existing), rows)
+        conn.execute(_insert(conn, _table(name), skip_existing), rows)
     shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for (name, key, ident), values in updates.items():
         shape = (name, key, tuple(sorted(values)))
@@ -192,10 +204,10 @@ async def _execute(conn: AsyncConnection, ops: list[Op]) -> None:
         table = _table(name)
         statement = update(table).where(table.c[key] == bindparam("_ident")).values(
             {c: bindparam(f"_v_{c}") for c in columns})
-        await conn.execute(statement, rows)
+        conn.execute(statement, rows)
 
 
-def _insert(conn: AsyncConnection, table: Table, skip_existing: bool) -> Any:
+def _insert(conn: Connection, table: Table, skip_existing: bool) -> Any:
     if not skip_existing:
         return insert(table)
     dialect = conn.dialect.name

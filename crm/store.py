@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.models import Complaint, Customer, CustomerPhone, Interaction
 
@@ -162,51 +162,65 @@ _INTERACTION_COLUMNS = (Interaction.id, Interaction.call_id, Interaction.offered
 
 async def customer_profile(session: AsyncSession, customer_id: str) -> dict[str, Any]:
     """The screen-pop customer: JSON-able, datetimes as ISO 8601 strings."""
-    conn = await session.connection()
-    rows = (await conn.execute(
-        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
-        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .where(Customer.id == customer_id)
-        .order_by(CustomerPhone.position, CustomerPhone.phone))).all()
-    if not rows:
+    profile = await session.run_sync(lambda s: profile_of_customer(s.connection(), customer_id))
+    if profile is None:
         raise NoSuchCustomer(customer_id)
-    return await _profile(conn, rows)
+    return profile
 
 
 async def profile_by_phone(session: AsyncSession, ani: str,
                            default_region: str = DEFAULT_REGION) -> dict[str, Any] | None:
-    """The screen-pop customer of a caller's number, or None for a new caller: three
-    indexed queries (customer with phones, open complaints, latest interactions)."""
+    """The screen-pop customer of a caller's number, or None for a new caller."""
+    return await session.run_sync(
+        lambda s: profile_of_number(s.connection(), ani, default_region))
+
+
+# The profile queries are synchronous Core on a Connection, so the same code runs on the
+# async engines (through `run_sync`) and, for SQLite on the call path, in one worker
+# thread hop on the synchronous driver (see `callcenter.db.SyncReader`).
+
+def profile_of_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
+    rows = conn.execute(
+        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
+        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(Customer.id == customer_id)
+        .order_by(CustomerPhone.position, CustomerPhone.phone)).all()
+    return _profile(conn, rows) if rows else None
+
+
+def profile_of_number(conn: Connection, ani: str,
+                      default_region: str = DEFAULT_REGION) -> dict[str, Any] | None:
+    """Three indexed queries: the customer with its phones, its open complaints, its
+    latest interactions."""
     candidates = phone_candidates(ani, default_region)
     if not candidates:
         return None
-    conn = await session.connection()
     caller = CustomerPhone.__table__.alias("caller")
-    rows = (await conn.execute(
+    rows = conn.execute(
         select(*_PROFILE_COLUMNS, CustomerPhone.phone)
         .join(caller, caller.c.customer_id == Customer.id)
         .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
         .where(caller.c.phone.in_(candidates))
         .order_by(caller.c.phone != candidates[0], CustomerPhone.position,
-                  CustomerPhone.phone))).all()
+                  CustomerPhone.phone)).all()
     if not rows:
         return None
-    return await _profile(conn, [row for row in rows if row.id == rows[0].id])
+    return _profile(conn, [row for row in rows if row.id == rows[0].id])
 
 
-async def _profile(conn: AsyncConnection, rows: Sequence[Any]) -> dict[str, Any]:
+def _profile(conn: Connection, rows: Sequence[Any]) -> dict[str, Any]:
     customer = {k: v for k, v in rows[0]._mapping.items() if k != "phone"}
     customer["tags"] = list(customer["tags"] or [])
-    complaints = await conn.execute(
+    complaints = conn.execute(
         select(*_COMPLAINT_COLUMNS)
         .where(Complaint.customer_id == customer["id"], Complaint.closed_at.is_(None))
         .order_by(Complaint.created_at, Complaint.id))
     # One look at the latest calls serves both the history shown and the sticky agent.
-    history = (await conn.execute(
+    history = conn.execute(
         select(*_INTERACTION_COLUMNS, Interaction.survey_score)
         .where(Interaction.customer_id == customer["id"])
         .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
-        .limit(_STICKY_LOOKBACK))).all()
+        .limit(_STICKY_LOOKBACK)).all()
     return {
         **customer,
         "phones": [row.phone for row in rows if row.phone is not None],

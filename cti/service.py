@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callcenter import writer
 from callcenter.bus import Bus
+from callcenter.db import Read, session_reader
 from callcenter.keys import Keys
 from callcenter.models import Call
 from callcenter.timers import Timer, Timers
@@ -96,10 +98,13 @@ class CallService:
     observers: list[Observer] = field(default_factory=list)
     on_recording: RecordingHandler | None = None
     reader: async_sessionmaker[AsyncSession] | None = None
+    read: Read[Any] | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.reader is None:
             self.reader = self.maker
+        if self.read is None:
+            self.read = session_reader(self.reader)
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
@@ -185,8 +190,7 @@ class CallService:
         """
         now = self.clock()
         ivr = frame.ivr.model_dump(exclude_none=True)
-        async with self.reader() as session:  # type: ignore[misc]
-            profile = await crm.profile_by_phone(session, frame.ani)
+        profile = await self.read(partial(crm.profile_of_number, ani=frame.ani))
         customer_id = profile["id"] if profile else None
         tier = profile["tier"] if profile else engine.DEFAULT_TIER
         call = CallProfile(

@@ -115,3 +115,31 @@ async def test_an_unreachable_database_fails_every_waiting_write():
         await engine.dispose()
 
     assert all(isinstance(r, OSError) or "connect" in str(r).lower() for r in results), results
+
+
+async def test_on_sqlite_batches_are_written_in_a_worker_thread_on_the_sync_driver(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'threaded.db'}"
+    await reset_schema(url)
+    engine, sync_engine = db.create_engine(url), db.create_sync_engine(url)
+    assert sync_engine is not None
+    commits: list[int] = []
+    event.listen(sync_engine, "commit", lambda conn: commits.append(1))
+    writer = RecordWriter(engine, sync_engine)
+    writer.start()
+    try:
+        await asyncio.gather(*(writer.write(offer(n)) for n in range(1, 31)))
+        batched = len(commits)
+        results = await asyncio.gather(*(writer.write(offer(n)) for n in range(30, 41)),
+                                       return_exceptions=True)
+    finally:
+        await writer.stop()
+        sync_engine.dispose()
+        await engine.dispose()
+
+    assert batched < 10, f"{batched} commits for 30 events"
+    assert isinstance(results[0], IntegrityError) and results[1:] == [None] * 10
+    engine = db.create_engine(url)
+    try:
+        assert await count(engine, Call) == 40
+    finally:
+        await engine.dispose()

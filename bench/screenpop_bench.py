@@ -32,6 +32,7 @@ from harness import (  # noqa: E402
     free_port,
     percentile,
     rss_mb,
+    split_held,
     wait_healthy,
     workdir,
 )
@@ -101,13 +102,16 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
                     await asyncio.sleep(1)
                     used = [cpu_s(pid) - cpu[0], sum(map(cpu_s, redis_pids)) - cpu[1],
                             time.process_time() - cpu[2]]
-                    window = [s for _, s in run.stats.pop_latency[mark:]]
-                    results.append({"rate": rate, "offered": offered, "popped": len(window),
+                    window, held = split_held(
+                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.queued_s[mark:])
+                    results.append({"rate": rate, "offered": offered,
+                                    "popped": len(window) + len(held), "held": len(held),
                                     "p50_ms": percentile(window, 50) * 1000,
                                     "p99_ms": percentile(window, 99) * 1000,
                                     "rss_mb": rss_mb(pid),
                                     "server_cpu_ms": used[0] * 1000 / max(offered, 1)})
-                    print(f"  {rate:6.0f} calls/s: offered {offered}, popped {len(window)}, "
+                    print(f"  {rate:6.0f} calls/s: offered {offered}, popped "
+                          f"{len(window) + len(held)} ({len(held)} held by routing), "
                           f"p50 {results[-1]['p50_ms']:.1f} ms, p99 {results[-1]['p99_ms']:.1f} ms"
                           f"; CPU per offered call: server {used[0] * 1000 / offered:.1f} ms, "
                           f"redis {used[1] * 1000 / offered:.1f} ms, load generator "

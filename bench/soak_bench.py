@@ -29,6 +29,7 @@ from harness import (  # noqa: E402
     free_port,
     percentile,
     rss_mb,
+    split_held,
     wait_healthy,
     workdir,
 )
@@ -55,10 +56,12 @@ async def soak(args: argparse.Namespace) -> int:
                     mark = len(run.stats.pop_latency)
                     offered += await run.offer_at_rate(args.rate, 60, args.customers,
                                                        tag=f"m{minute}")
-                    window = [s for _, s in run.stats.pop_latency[mark:]]
-                    print(f"minute {minute + 1:2d}: popped {len(window)}, "
-                          f"p50 {percentile(window, 50) * 1000:.1f} ms, "
-                          f"p99 {percentile(window, 99) * 1000:.1f} ms, "
+                    window, held = split_held(
+                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.queued_s[mark:])
+                    print(f"minute {minute + 1:2d}: popped {len(window) + len(held)}; routed on "
+                          f"arrival: p50 {percentile(window, 50) * 1000:.1f} ms, "
+                          f"p99 {percentile(window, 99) * 1000:.1f} ms; held by routing "
+                          f"(sticky agent or all agents busy): {len(held)}; "
                           f"{rss_mb(pid):.1f} MB", flush=True)
                 # Let the last calls finish: talk time plus wrap-up.
                 await asyncio.sleep(args.talk * 6 + 10)

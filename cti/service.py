@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -453,7 +454,8 @@ class CallService:
         call |= {"reason": orjson.dumps(reason).decode(), "agents": tried}
         connect = {"type": "route.connect", "call_id": a.call_id, "agent_id": a.agent_id,
                    "extension": a.agent.get("extension", "")}
-        async with self.store.redis.pipeline(transaction=False) as pipe:
+
+        def ring(pipe: Pipeline) -> None:
             pipe.hset(self.keys.call(a.call_id), mapping={"reason": call["reason"],
                                                            "agents": tried})
             pipe.zadd(self.timers.key, {Timer("rona", a.call_id, str(a.agent_id)).member:
@@ -461,8 +463,8 @@ class CallService:
             if not reply:
                 pipe.publish(self.keys.telephony_channel(call["integration"]),
                              orjson.dumps(connect))
-            await pipe.execute()
-        await self._agent_changed(a.agent_id, a.agent, _screen_pop(call, reason))
+
+        await self._agent_changed(a.agent_id, a.agent, _screen_pop(call, reason), also=ring)
         await self._notify("call.routed", {**call, "reason": reason})
         return connect
 
@@ -485,31 +487,36 @@ class CallService:
         until = now + self.wrap_up_by_queue.get(queue, self.wrap_up_s)
         change = await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", now,
                                                    force=True, call_id=call_id)
-        await self.store.redis.hset(self.keys.call(call_id), mapping={
-            "wrap_until": until, "wrap_agent": agent_id})
-        await self.timers.schedule(Timer("wrapup", str(agent_id), call_id), until)
+
+        def start_clock(pipe: Pipeline) -> None:
+            pipe.hset(self.keys.call(call_id), mapping={"wrap_until": until,
+                                                        "wrap_agent": agent_id})
+            pipe.zadd(self.timers.key, {Timer("wrapup", str(agent_id), call_id).member: until})
+
         await self._agent_changed(agent_id, change.agent, {
-            "type": "call.ended", "call_id": call_id, "wrap_up_until": until})
+            "type": "call.ended", "call_id": call_id, "wrap_up_until": until}, also=start_clock)
 
     async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
                               wrap: dict[str, str] | None = None) -> None:
-        agent = await self.store.agent(agent_id)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.agent(agent_id))
+            pipe.hgetall(self.keys.call(call_id))
+            agent, call = await pipe.execute()
         if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
             return  # wrap-up already finished by the agent or the timer
-        call = await self.store.call(call_id)
         if call.get("state") == CallState.wrap_up.value:
             await self._end_call(call, now, wrap or {})
         after = agent.get("after_wrap") or AgentState.available.value
-        await self.store.set_agent_fields(agent_id, call_id="", after_wrap="")
         if after == AgentState.available.value:
             change = await self.store.make_available(agent_id, now)
         else:
             change = await self.store.make_unavailable(
-                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now)
+                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
+                call_id="", after_wrap="")
         await self._agent_changed(agent_id, change.agent,
                                   cancel=Timer("wrapup", str(agent_id), call_id))
         if after == AgentState.available.value:
-            assignment = await self.router.route_agent(agent_id, now)
+            assignment = await self.router.route_agent(agent_id, now, change.agent)
             if assignment is not None:
                 await self._dispatch(assignment, None)
 
@@ -520,8 +527,7 @@ class CallService:
         await self.writer.write(ops)
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
-        await self.store.drop_call(call["id"], call["queue"])
-        await self._update_aht(handle)
+        await self.store.drop_call(call["id"], call["queue"], handle_s=handle)
         await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})
 
     async def _abandon(self, call: dict[str, str], agent_id: int | None, now: float) -> None:
@@ -536,11 +542,6 @@ class CallService:
         assignment = await self.router.route_agent(agent_id, now)
         if assignment is not None:
             await self._dispatch(assignment, None)
-
-    async def _update_aht(self, handle_s: float) -> None:
-        # An exponentially weighted average: recent calls count most for queue estimates.
-        old = float(await self.store.redis.hget(self.keys.stats, "aht") or handle_s)
-        await self.store.redis.hset(self.keys.stats, "aht", round(0.9 * old + 0.1 * handle_s, 2))
 
     async def _live(self, call_id: str) -> dict[str, str]:
         call = await self.store.call(call_id)
@@ -567,12 +568,16 @@ class CallService:
         await self._agent_changed(agent_id, await self.store.agent(agent_id))
 
     async def _agent_changed(self, agent_id: int, agent: dict[str, str],
-                             *before: dict[str, Any], cancel: Timer | None = None) -> None:
+                             *before: dict[str, Any], cancel: Timer | None = None,
+                             also: Callable[[Pipeline], None] | None = None) -> None:
         """Tell the agent (messages first, then its new state) in one round trip, log the
-        state for reports (persisted in batches), and tell the observers."""
+        state for reports (persisted in batches), and tell the observers. `also` adds the
+        caller's own commands to the same round trip."""
         state = _agent_state_message(agent_id, agent)
         channel = self.keys.agent_channel(agent_id)
         async with self.store.redis.pipeline(transaction=False) as pipe:
+            if also is not None:
+                also(pipe)
             for message in (*before, state):
                 pipe.publish(channel, orjson.dumps(message))
             pipe.xadd(self.keys.agent_log, {

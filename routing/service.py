@@ -136,10 +136,13 @@ class Router:
                           call.get("tier", engine.DEFAULT_TIER), float(call["score"]),
                           reservation.agent)
 
-    async def route_agent(self, agent_id: int, now: float) -> Assignment | None:
-        """Give a newly available agent the best waiting call it may take."""
+    async def route_agent(self, agent_id: int, now: float,
+                          agent: dict[str, str] | None = None) -> Assignment | None:
+        """Give a newly available agent the best waiting call it may take; `agent` is
+        its live record when the caller has just read it."""
         for _ in range(3):  # another node may win a call we chose; look again
-            agent = await self.store.agent(agent_id)
+            if agent is None:
+                agent = await self.store.agent(agent_id)
             if agent.get("state") != AgentState.available.value:
                 return None
             pools = agent.get("pools", "").split(";")
@@ -151,10 +154,12 @@ class Router:
             call, ring = best
             reservation = await self.store.reserve(call.call_id, call.queue, now,
                                                    agent_id=agent_id)
+            agent = None
             if reservation is not None:
-                tier = (await self.store.call(call.call_id)).get("tier", engine.DEFAULT_TIER)
                 return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
-                                  now - call.offered_at, tier, call.score, reservation.agent)
+                                  now - call.offered_at,
+                                  reservation.tier or engine.DEFAULT_TIER, call.score,
+                                  reservation.agent)
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

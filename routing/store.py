@@ -68,15 +68,18 @@ local function take(agent_id)
   redis.call('ZREM', KEYS[2], call_id)
   return true
 end
+local tier = redis.call('HGET', KEYS[1], 'tier') or ''
 if ARGV[4] ~= '' then
-  if take(ARGV[4]) then return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4])} end
+  if take(ARGV[4]) then
+    return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4]), tier}
+  end
   return {0, 'agent_not_available'}
 end
 for i = 3, #KEYS do
   local first = redis.call('ZRANGE', KEYS[i], 0, 0)
   if first[1] then
     if take(first[1]) then
-      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1])}
+      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1]), tier}
     end
     -- a stale member: drop it so the next decision does not trip over it
     redis.call('ZREM', KEYS[i], first[1])
@@ -115,6 +118,13 @@ if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5]) end
 return 1
 """
 
+# The average handle time, exponentially weighted so recent calls count most for queue
+# wait estimates. KEYS: stats hash; ARGV: this call's handle time in seconds.
+_AHT = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'aht') or ARGV[1])
+redis.call('HSET', KEYS[1], 'aht', string.format('%.2f', 0.9 * old + 0.1 * tonumber(ARGV[1])))
+"""
+
 # How long an event id is remembered, in seconds: far longer than any PBX retries.
 EVENT_TTL_S = 86400
 
@@ -138,6 +148,7 @@ class Reservation:
     agent_id: int
     pool: str
     agent: dict[str, str]
+    tier: str = ""  # the call's
 
 
 class AgentChange(NamedTuple):
@@ -166,6 +177,7 @@ class RoutingStore:
         self._reserve = redis.register_script(_RESERVE)
         self._call_cas = redis.register_script(_CALL_CAS)
         self._enqueue = redis.register_script(_ENQUEUE)
+        self._aht = redis.register_script(_AHT)
         self._heads = redis.register_script(_HEADS)
 
     @property
@@ -264,11 +276,15 @@ class RoutingStore:
         ok, previous = await self._call_cas(keys=keys, args=args)
         return bool(ok), previous
 
-    async def drop_call(self, call_id: str, queue: str) -> None:
+    async def drop_call(self, call_id: str, queue: str, *,
+                        handle_s: float | None = None) -> None:
+        """The call is over; with `handle_s`, it also moves the average handle time."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.keys.waiting(queue), call_id)
             pipe.srem(self.keys.calls, call_id)
             pipe.delete(self.keys.call(call_id))
+            if handle_s is not None:
+                await self._aht(keys=[self.keys.stats], args=[handle_s], client=pipe)
             await pipe.execute()
 
     async def reserve(self, call_id: str, queue: str, now: float, *,
@@ -281,7 +297,7 @@ class RoutingStore:
         if not result[0]:
             return None
         pool = result[2].removeprefix(self._pool_prefix) if result[2] else f"agent:{result[1]}"
-        return Reservation(int(result[1]), pool, _pairs(result[3]))
+        return Reservation(int(result[1]), pool, _pairs(result[3]), result[4])
 
     async def position(self, call_id: str, queue: str) -> int | None:
         rank = await self.redis.zrank(self.keys.waiting(queue), call_id)

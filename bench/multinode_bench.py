@@ -1,17 +1,23 @@
 """One node against two nodes on the same Redis: offered-call throughput and screen-pop latency.
 
-Each configuration gets a fresh database (PostgreSQL when one answers, else a SQLite
-file) and its own key prefix on one redis-server started here; the same simulated PBX
-and agents (bench/harness.py) drive it. With two nodes the agents and PBX connections
-are spread over both, so half the screen-pops cross nodes over Redis pub/sub.
+Each configuration gets a fresh database, created and dropped here (PostgreSQL when one
+answers on 127.0.0.1:5432, else a SQLite file), shared by all its nodes, and its own key
+prefix on one redis-server started here. The same simulated PBX and agents
+(bench/harness.py) drive it; with two nodes the agents and PBX connections are spread
+over both, so about half the screen-pops cross nodes over Redis pub/sub.
 
-- latency: calls offered at a steady rate (default 50/s), `call.offered` sent to
-  `screen_pop` read, p50 and p99;
-- throughput: a burst of calls offered as fast as the PBX may (each connection keeps
-  `--window` offers unacknowledged), offers acknowledged per second.
+- latency: calls offered at a steady rate (default 25/s), `call.offered` sent to
+  `screen_pop` read, p50 and p99; CPU per call over that window, per process;
+- throughput: with the agents still connected, a burst of calls offered as fast as the
+  PBX may (one PBX integration per node, each keeping `--window` offers unacknowledged;
+  routed calls are answered and hung up like the steady ones), offers acked per second.
 
-    .venv/bin/python bench/multinode_bench.py
-    .venv/bin/python bench/multinode_bench.py --database sqlite --agents 500 --burst 1000
+CPU is read from /proc for each node, the redis-server, and the PostgreSQL backends of
+the bench database (a backend that exits inside a window is not counted), over the steady
+window, the burst, and a few idle seconds with the agents connected and no calls.
+
+    nice -n 19 .venv/bin/python bench/multinode_bench.py
+    .venv/bin/python bench/multinode_bench.py --database sqlite --agents 300 --burst 500
 """
 
 from __future__ import annotations
@@ -19,13 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
+import os
+import random
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     Deployment,
     LoadRun,
+    cpu_s,
     free_port,
     percentile,
     phone,
@@ -44,143 +55,311 @@ from harness import (  # noqa: E402
     workdir,
 )
 
+from callcenter import db  # noqa: E402
+from callcenter.auth import issue_token  # noqa: E402
+from callcenter.models import Role  # noqa: E402
+
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 @contextlib.contextmanager
-def redis_server(tmp: Path) -> Any:
+def redis_server(tmp: Path) -> Iterator[tuple[str, int]]:
+    """One redis-server for every configuration; yields its URL and pid."""
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", str(tmp)],
                             stdout=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 10
+        while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
                 break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         proc.terminate()
-        proc.wait()
+        proc.wait(timeout=10)
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(kind: str, tmp: Path, name: str) -> AsyncIterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp / name}.db"
-        return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
+class Database:
+    """A fresh database for one configuration, and the pids of its PostgreSQL backends."""
 
-    admin = create_async_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    database = f"bench_{name}_{secrets.token_hex(3)}"
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{database}"'))
+    def __init__(self, kind: str, tmp: Path, name: str) -> None:
+        self.kind, self.name = kind, f"bench_{name}_{secrets.token_hex(3)}"
+        self.url = f"sqlite+aiosqlite:///{tmp / self.name}.db"
+
+    async def __aenter__(self) -> Database:
+        if self.kind == "postgres":
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self.admin = create_async_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+            await self._execute(f'CREATE DATABASE "{self.name}"')
+            self.url = make_url(POSTGRES).set(database=self.name).render_as_string(
+                hide_password=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.kind == "postgres":
+            try:
+                await self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            finally:
+                await self.admin.dispose()
+
+    async def _execute(self, sql: str, **params: Any) -> list[Any]:
+        from sqlalchemy import text
+
+        async with self.admin.connect() as conn:
+            result = await conn.execute(text(sql), params)
+            return list(result) if result.returns_rows else []
+
+    async def backends(self) -> list[int]:
+        if self.kind != "postgres":
+            return []  # SQLite runs inside the nodes
+        rows = await self._execute("SELECT pid FROM pg_stat_activity WHERE datname = :d",
+                                   d=self.name)
+        return [pid for (pid,) in rows]
+
+
+def _cpu(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        return cpu_s(pid)
+    return 0.0
+
+
+class CpuWindow:
+    """CPU seconds each process used between `start` and `stop`.
+
+    PostgreSQL backends come and go (the pool's overflow connections close when they are
+    returned), so they are sampled every `every` seconds: a backend's CPU after its last
+    sample, and a backend that lived between two samples, are not counted.
+    """
+
+    def __init__(self, nodes: list[int], redis: int, database: Database,
+                 every: float = 0.25) -> None:
+        self.nodes, self.redis, self.database, self.every = nodes, redis, database, every
+
+    async def start(self) -> None:
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        await self._sample(born=False)
+        self.before = [_cpu(pid) for pid in [*self.nodes, self.redis]]
+        self.sampler = asyncio.create_task(self._sample_until_stopped())
+
+    async def stop(self) -> dict[str, Any]:
+        after = [_cpu(pid) for pid in [*self.nodes, self.redis]]
+        self.sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sampler
+        await self._sample()
+        used = [a - b for a, b in zip(after, self.before, strict=True)]
+        database = sum(last - self.first[pid] for pid, last in self.last.items())
+        return {"nodes": used[:-1], "redis": used[-1], "database": database}
+
+    async def _sample(self, born: bool = True) -> None:
+        for pid in await self.database.backends():
+            cpu = _cpu(pid)
+            if cpu:  # 0.0: gone since the query
+                self.first.setdefault(pid, 0.0 if born else cpu)
+                self.last[pid] = cpu
+
+    async def _sample_until_stopped(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self._sample()
+
+
+async def telephony_tokens(deployment: Deployment, count: int) -> list[str]:
+    """One PBX integration per node for the burst, so each hears only its own calls."""
+    engine = db.create_engine(deployment.database_url)
     try:
-        yield make_url(POSTGRES).set(database=database).render_as_string(hide_password=False)
+        async with db.session_scope(db.sessionmaker(engine)) as session:
+            return [await issue_token(session, deployment.secret_key, role=Role.telephony,
+                                      name=f"bench-burst-{i}", ttl=dt.timedelta(hours=1))
+                    for i in range(count)]
     finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-        await admin.dispose()
+        await engine.dispose()
 
 
-async def burst(urls: list[str], token: str, calls: int, window: int,
-                customers: int) -> float:
-    """Offer `calls` calls as fast as the PBX connections allow; offers acked per second."""
-    async with aiohttp.ClientSession() as http:
-        sockets = [await http.ws_connect(f"{url}/ws/telephony", heartbeat=30,
-                                         headers={"Authorization": f"Bearer {token}"})
-                   for url in urls]
-        slots = [asyncio.Semaphore(window) for _ in sockets]
-        done = asyncio.Event()
-        acked = 0
+class Burst:
+    """Offers `calls` calls as fast as the PBX connections allow; answers the routed ones."""
 
-        async def read(ws: aiohttp.ClientWebSocketResponse, slot: asyncio.Semaphore) -> None:
-            nonlocal acked
-            async for msg in ws:
-                data = json.loads(msg.data)
-                if data["type"] in ("ack", "error") and data.get("event_id", "").startswith("x"):
-                    acked += 1
-                    slot.release()
-                    if acked == calls:
-                        done.set()
+    def __init__(self, run: LoadRun, args: argparse.Namespace) -> None:
+        self.run, self.args = run, args
+        self.acked = 0
+        self.done = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.random = random.Random(2)
 
-        readers = [asyncio.create_task(read(ws, s)) for ws, s in zip(sockets, slots,
-                                                                      strict=True)]
-        start = time.perf_counter()
-        for n in range(calls):
+    async def __call__(self, urls: list[str], tokens: list[str]) -> dict[str, float]:
+        async with aiohttp.ClientSession() as http:
+            sockets = [await http.ws_connect(f"{url}/ws/telephony", heartbeat=30,
+                                             headers={"Authorization": f"Bearer {token}"})
+                       for url, token in zip(urls, tokens, strict=True)]
+            slots = [asyncio.Semaphore(self.args.window) for _ in sockets]
+            for ws, slot in zip(sockets, slots, strict=True):
+                self._spawn(self._read(ws, slot))
+            start = time.perf_counter()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.args.burst_timeout):
+                    await self._offer(sockets, slots)
+                    await self.done.wait()
+            elapsed = time.perf_counter() - start
+            for task in self.tasks:
+                task.cancel()
+            for ws in sockets:
+                await ws.close()
+        popped = sum(1 for call in self.run.stats.popped if call.startswith("burst-"))
+        return {"acked": self.acked, "seconds": elapsed, "popped": popped,
+                "throughput": self.acked / elapsed}
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _offer(self, sockets: list[Any], slots: list[asyncio.Semaphore]) -> None:
+        for n in range(self.args.burst):
             ws, slot = sockets[n % len(sockets)], slots[n % len(sockets)]
             await slot.acquire()
+            call_id = f"burst-{n}"
+            self.run.stats.offered_at[call_id] = time.perf_counter()
             await ws.send_str(json.dumps({
-                "type": "call.offered", "event_id": f"x{n}", "call_id": f"burst-{n}",
-                "ani": phone(n % customers), "queue": "default"}))
-        await asyncio.wait_for(done.wait(), timeout=600)
-        elapsed = time.perf_counter() - start
-        for ws in sockets:
-            await ws.close()
-        for task in readers:
-            task.cancel()
-    return calls / elapsed
+                "type": "call.offered", "event_id": f"x{n}", "call_id": call_id,
+                "ani": phone(self.random.randrange(self.args.customers)), "queue": "default"}))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, slot: asyncio.Semaphore) -> None:
+        async for msg in ws:
+            data = json.loads(msg.data)
+            if data["type"] in ("ack", "error") and data.get("event_id", "").startswith("x"):
+                self.acked += 1
+                slot.release()
+                if self.acked == self.args.burst:
+                    self.done.set()
+            elif data["type"] == "route.connect":
+                self._spawn(self._talk(ws, data["call_id"], data["agent_id"]))
+
+    async def _talk(self, ws: aiohttp.ClientWebSocketResponse, call_id: str,
+                    agent_id: int) -> None:
+        await asyncio.sleep(0.1)
+        await ws.send_str(json.dumps({"type": "call.answered", "event_id": f"a-{call_id}",
+                                      "call_id": call_id, "agent_id": agent_id}))
+        await asyncio.sleep(self.random.expovariate(1 / self.args.talk))
+        await ws.send_str(json.dumps({"type": "call.ended", "event_id": f"e-{call_id}",
+                                      "call_id": call_id, "cause": "normal"}))
 
 
-async def configuration(args: argparse.Namespace, nodes: int, redis_url: str,
-                        tmp: Path) -> dict[str, float]:
-    async with fresh_database(args.database, tmp, f"n{nodes}") as database_url:
-        deployment = Deployment(tmp, database_url, redis_url)
+async def steady(run: LoadRun, args: argparse.Namespace,
+                 cpu: CpuWindow) -> dict[str, Any]:
+    await cpu.start()
+    await asyncio.sleep(args.idle)
+    idle = await cpu.stop()
+    await run.offer_at_rate(args.rate, args.warmup, args.customers, tag="warm")
+    await cpu.start()
+    begun = time.perf_counter()
+    offered = await run.offer_at_rate(args.rate, args.duration, args.customers, tag="steady")
+    used = await cpu.stop()
+    await asyncio.sleep(1)  # the last pops of the window
+    window = [s for sent, s in run.stats.pop_latency if sent >= begun]
+    return {"offered": offered, "popped": len(window), "cpu": used, "idle": idle,
+            "p50_ms": percentile(window, 50) * 1000, "p99_ms": percentile(window, 99) * 1000}
+
+
+async def configuration(args: argparse.Namespace, nodes: int, redis: tuple[str, int],
+                        tmp: Path) -> dict[str, Any]:
+    redis_url, redis_pid = redis
+    async with Database(args.database, tmp, f"n{nodes}") as database:
+        deployment = Deployment(tmp, database.url, redis_url)
         tokens = await deployment.prepare(args.agents, args.customers)
+        burst_tokens = await telephony_tokens(deployment, nodes)
         urls = [deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="60",
                                       CALLCENTER_WRAP_UP_S="5") for _ in range(nodes)]
         try:
-            await asyncio.gather(*(wait_healthy(url) for url in urls))
-            async with LoadRun(urls, tokens, deployment.pbx_token, talk_s=args.talk) as run:
-                await asyncio.sleep(2)  # every agent available
-                await run.offer_at_rate(args.rate, args.warmup, args.customers, tag="warm")
-                mark = len(run.stats.pop_latency)
-                offered = await run.offer_at_rate(args.rate, args.duration, args.customers,
-                                                  tag="steady")
-                await asyncio.sleep(1)
-                window = [s for _, s in run.stats.pop_latency[mark:]]
-                errors = len(run.stats.errors)
-            # A burst of its own, once the steady calls have drained.
-            await asyncio.sleep(args.talk + 6)
-            throughput = await burst(urls, deployment.pbx_token, args.burst, args.window,
-                                     args.customers)
-            rss = sum(rss_mb(p.pid) for p in deployment.procs)
+            async with asyncio.timeout(args.limit):
+                await asyncio.gather(*(wait_healthy(url) for url in urls))
+                load = os.getloadavg()[0]  # other work on the machine skews what follows
+                cpu = CpuWindow([p.pid for p in deployment.procs], redis_pid, database)
+                async with LoadRun(urls, tokens, deployment.pbx_token, talk_s=args.talk) as run:
+                    await asyncio.sleep(2)  # every agent available
+                    result = await steady(run, args, cpu)
+                    await asyncio.sleep(args.talk + 6)  # the steady calls drain
+                    await cpu.start()
+                    result["burst"] = await Burst(run, args)(urls, burst_tokens)
+                    result["burst"]["cpu"] = await cpu.stop()
+                    result["errors"] = len(run.stats.errors)
+                result["rss_mb"] = sum(rss_mb(p.pid) for p in deployment.procs)
         finally:
             deployment.stop()
-    return {"nodes": nodes, "offered": offered, "popped": len(window),
-            "p50_ms": percentile(window, 50) * 1000, "p99_ms": percentile(window, 99) * 1000,
-            "throughput": throughput, "errors": errors, "rss_mb": rss}
+    return {"nodes": nodes, "load": load, **result}
 
 
-def report(results: list[dict[str, float]], args: argparse.Namespace) -> None:
+def per_call_ms(cpu: dict[str, Any], calls: float) -> float:
+    return (sum(cpu["nodes"]) + cpu["redis"] + cpu["database"]) / max(calls, 1) * 1000
+
+
+def cpu_text(cpu: dict[str, Any], calls: float, unit: str) -> str:
+    nodes = " + ".join(f"{s:.1f}" for s in cpu["nodes"])
+    return (f"CPU nodes {nodes} s, redis {cpu['redis']:.1f} s, postgres "
+            f"{cpu['database']:.1f} s = {per_call_ms(cpu, calls):.1f} ms per {unit}")
+
+
+def figures(r: dict[str, Any]) -> dict[str, float]:
+    b = r["burst"]
+    return {"throughput": b["throughput"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "steady_cpu_ms": per_call_ms(r["cpu"], r["offered"]),
+            "burst_cpu_ms": per_call_ms(b["cpu"], b["acked"])}
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\n{args.agents} agents, {args.database}, one redis-server; latency at "
-          f"{args.rate:g} calls/s for {args.duration:g} s; burst of {args.burst} offers")
-    print("nodes | screen-pop p50 | p99      | popped/offered | burst offers/s | RSS")
+          f"{args.rate:g} calls/s for {args.duration:g} s; burst of {args.burst} offers, "
+          f"{args.window} in flight per PBX connection")
     for r in results:
-        print(f"{r['nodes']:5d} | {r['p50_ms']:11.1f} ms | {r['p99_ms']:5.1f} ms | "
-              f"{r['popped']:6d}/{r['offered']:<6d}  | {r['throughput']:14.0f} | "
-              f"{r['rss_mb']:.0f} MB")
-    one, two = results
-    print(f"two nodes / one node: throughput x{two['throughput'] / one['throughput']:.2f}, "
-          f"p99 x{two['p99_ms'] / one['p99_ms']:.2f}")
+        b = r["burst"]
+        print(f"\n{r['nodes']} node(s), load average {r['load']:.1f} at start, "
+              f"RSS {r['rss_mb']:.0f} MB, {r['errors']} error frames")
+        idle = r["idle"]
+        print(f"  idle:   CPU nodes {' + '.join(f'{s:.2f}' for s in idle['nodes'])} s, redis "
+              f"{idle['redis']:.2f} s, postgres {idle['database']:.2f} s in {args.idle:g} s")
+        print(f"  steady: screen-pop p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+              f"popped {r['popped']}/{r['offered']}")
+        print(f"          {cpu_text(r['cpu'], r['offered'], 'call offered')}")
+        print(f"  burst:  {b['throughput']:.0f} offers acked/s ({b['acked']}/{args.burst} "
+              f"in {b['seconds']:.1f} s, {b['popped']} popped)")
+        print(f"          {cpu_text(b['cpu'], b['acked'], 'offer acked')}")
+    one, two = ([figures(r) for r in results if r["nodes"] == n] for n in (1, 2))
+    print(f"\nmedian of {len(one)} run(s) each: one node -> two nodes")
+    for key, label in (("throughput", "burst offers acked/s"), ("p50_ms", "screen-pop p50 ms"),
+                       ("p99_ms", "screen-pop p99 ms"), ("steady_cpu_ms", "CPU ms per call"),
+                       ("burst_cpu_ms", "CPU ms per burst offer")):
+        a, b = (statistics.median(f[key] for f in rows) for rows in (one, two))
+        print(f"  {label:23s} {a:8.1f} -> {b:8.1f}   x{b / a:.2f}")
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", choices=("postgres", "sqlite"), default=None,
                         help="default: postgres when 127.0.0.1:5432 answers")
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=50.0, help="steady calls per second")
+    parser.add_argument("--rate", type=float, default=25.0,
+                        help="steady calls per second (below one node's knee on 2 vCPUs)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--idle", type=float, default=3.0,
+                        help="seconds with agents connected and no calls, for idle CPU")
     parser.add_argument("--talk", type=float, default=8.0, help="mean talk time, seconds")
     parser.add_argument("--burst", type=int, default=2000, help="calls in the burst")
     parser.add_argument("--window", type=int, default=64,
                         help="unacknowledged offers per PBX connection in the burst")
+    parser.add_argument("--burst-timeout", type=float, default=90.0,
+                        help="stop the burst after this long and count what was acked")
+    parser.add_argument("--limit", type=float, default=300.0,
+                        help="seconds one configuration may take before it is abandoned")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -188,16 +367,22 @@ def main() -> None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 1):
             args.database = "postgres"
         args.database = args.database or "sqlite"
+    return args
 
-    async def run_all(redis_url: str, tmp: Path) -> list[dict[str, float]]:
+
+def main() -> None:
+    args = parse()
+
+    async def run_all(redis: tuple[str, int], tmp: Path) -> list[dict[str, Any]]:
         results = []
-        for nodes in (1, 2):
-            print(f"{nodes} node(s)...", flush=True)
-            results.append(await configuration(args, nodes, redis_url, tmp))
+        for _ in range(args.repeat):  # interleaved, so a burst of other work hits both
+            for nodes in (1, 2):
+                print(f"{nodes} node(s)...", flush=True)
+                results.append(await configuration(args, nodes, redis, tmp))
         return results
 
-    with workdir(args.workdir) as tmp, redis_server(tmp) as redis_url:
-        results = asyncio.run(run_all(redis_url, tmp))
+    with workdir(args.workdir) as tmp, redis_server(tmp) as redis:
+        results = asyncio.run(run_all(redis, tmp))
     report(results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

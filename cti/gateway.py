@@ -145,6 +145,13 @@ async def _serve(app: web.Application, conn: Connection, data: str, integration:
         conn.send(error_frame("unavailable", "storage is unavailable; resend the event",
                               getattr(frame, "event_id", None)))
         return
+    except Exception:
+        # A fault of ours: the PBX still gets an answer (it may resend), the connection
+        # and the other calls go on.
+        log.exception("serving %s %s failed", frame.type, getattr(frame, "event_id", None))
+        conn.send(error_frame("internal_error", "the event could not be served; resend it",
+                              getattr(frame, "event_id", None)))
+        return
     conn.send(outcome.ack)
     for reply in outcome.replies:
         conn.send(reply)

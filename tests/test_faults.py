@@ -314,3 +314,22 @@ async def _eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-
         while not (result := await check()):
             await asyncio.sleep(0.1)
         return result
+
+
+async def test_an_event_the_service_fails_on_gets_an_error_and_the_connection_goes_on(center):
+    from callcenter.appkeys import CALLS
+
+    calls = center.server.app[CALLS]
+    ivr = await center.ivr()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    calls._call_offered = broken  # type: ignore[method-assign]
+    event_id = await ivr.send("call.offered", "bug-1", ani="+8613800000001")
+    reply = await ivr.reply_to(event_id)
+    del calls._call_offered  # the service works again
+
+    assert (reply["type"], reply["code"]) == ("error", "internal_error")
+    event_id = await ivr.send("call.offered", "bug-1", event_id=event_id, ani="+8613800000001")
+    assert (await ivr.reply_to(event_id))["type"] == "ack"

@@ -146,9 +146,10 @@ def children(pid: int) -> list[int]:
 class Stats:
     offered_at: dict[str, float] = field(default_factory=dict)
     pop_latency: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
-    # Seconds each popped call waited in its queue by routing's choice (a returning caller
-    # held for a busy sticky agent, or no agent free), from the screen pop's routing reason.
-    queued_s: list[float] = field(default_factory=list)
+    # For each pop: was its call held in its queue by routing (a returning caller waiting
+    # for a busy sticky agent, or no agent free) rather than routed on arrival? From the
+    # screen pop's routing reason.
+    held: list[bool] = field(default_factory=list)
     popped: dict[str, int] = field(default_factory=dict)  # call -> agent
     completed: int = 0
     errors: list[dict] = field(default_factory=list)
@@ -221,8 +222,8 @@ class LoadRun:
                 sent = self.stats.offered_at.get(call_id)
                 if sent is not None:
                     self.stats.pop_latency.append((sent, time.perf_counter() - sent))
-                    self.stats.queued_s.append(
-                        float((data.get("routing_reason") or {}).get("waited_s") or 0))
+                    reason = data.get("routing_reason") or {}
+                    self.stats.held.append(reason.get("on") != "arrival")
                 self.stats.popped[call_id] = agent_id
             elif kind == "call.ended" and "wrap_up_until" in data:
                 await ws.send_str(json.dumps({"type": "wrapup.done", "call_id": data["call_id"],
@@ -253,16 +254,10 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-# A pop whose call waited this long in its queue was held by routing (sticky agent busy,
-# or every agent busy), not slowed by the service: latency figures keep them apart.
-HELD_S = 1.0
-
-
-def split_held(latencies: list[float], queued: list[float]) -> tuple[list[float], list[float]]:
+def split_held(latencies: list[float], held: list[bool]) -> tuple[list[float], list[float]]:
     """Screen-pop latencies of calls routed on arrival, and of calls routing held."""
-    at_once = [lat for lat, q in zip(latencies, queued, strict=True) if q < HELD_S]
-    held = [lat for lat, q in zip(latencies, queued, strict=True) if q >= HELD_S]
-    return at_once, held
+    at_once = [lat for lat, h in zip(latencies, held, strict=True) if not h]
+    return at_once, [lat for lat, h in zip(latencies, held, strict=True) if h]
 
 
 def percentile(values: list[float], p: float) -> float:

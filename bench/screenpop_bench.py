@@ -103,7 +103,7 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
                     used = [cpu_s(pid) - cpu[0], sum(map(cpu_s, redis_pids)) - cpu[1],
                             time.process_time() - cpu[2]]
                     window, held = split_held(
-                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.queued_s[mark:])
+                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.held[mark:])
                     results.append({"rate": rate, "offered": offered,
                                     "popped": len(window) + len(held), "held": len(held),
                                     "p50_ms": percentile(window, 50) * 1000,

@@ -57,7 +57,7 @@ async def soak(args: argparse.Namespace) -> int:
                     offered += await run.offer_at_rate(args.rate, 60, args.customers,
                                                        tag=f"m{minute}")
                     window, held = split_held(
-                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.queued_s[mark:])
+                        [s for _, s in run.stats.pop_latency[mark:]], run.stats.held[mark:])
                     print(f"minute {minute + 1:2d}: popped {len(window) + len(held)}; routed on "
                           f"arrival: p50 {percentile(window, 50) * 1000:.1f} ms, "
                           f"p99 {percentile(window, 99) * 1000:.1f} ms; held by routing "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from routing import engine
@@ -54,11 +54,14 @@ class Assignment:
     tier: str
     score: float
     agent: dict[str, str] = field(default_factory=dict, compare=False)  # after reservation
+    # What made the decision: the call's arrival, an agent freeing up, or a waiting call
+    # looked at again (a ring opened, ring-no-answer, a transfer).
+    on: str = "waiting"
 
     def reason(self) -> dict[str, Any]:
         """Why this agent: stored on the interaction and shown to the agent."""
         return {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
-                "tier": self.tier, "agent_id": self.agent_id}
+                "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
 
 
 @dataclass
@@ -115,7 +118,8 @@ class Router:
             raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
                   "offered_at": offered_at, "tier": call.tier, "score": score}
-        return rings, await self.route_call(call.call_id, now, queued)
+        assignment = await self.route_call(call.call_id, now, queued)
+        return rings, assignment and replace(assignment, on="arrival")
 
     async def route_call(self, call_id: str, now: float,
                          call: dict[str, Any] | None = None) -> Assignment | None:
@@ -159,7 +163,7 @@ class Router:
                 return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
                                   now - call.offered_at,
                                   reservation.tier or engine.DEFAULT_TIER, call.score,
-                                  reservation.agent)
+                                  reservation.agent, on="agent_free")
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

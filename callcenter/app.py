@@ -13,7 +13,7 @@ from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.services import ConsoleService
 from agent_console.wallboard import Wallboard
-from callcenter import appkeys, audit_views, db, health, metrics, openapi
+from callcenter import appkeys, audit_views, db, gctune, health, metrics, openapi
 from callcenter.bus import Bus
 from callcenter.keys import Keys
 from callcenter.redisconn import open_redis
@@ -92,6 +92,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(announce_positions(calls), name="announce"),
              asyncio.create_task(wallboard.run(), name="wallboard"),
              asyncio.create_task(token_watch.run(), name="token-watch")]
+    if settings.gc_freeze_s:
+        tasks.append(asyncio.create_task(gctune.run(settings.gc_freeze_s, settings.gc_full_s),
+                                         name="gc"))
     yield
     await stop(tasks)
     await wallboard.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -194,23 +195,31 @@ def _execute(conn: Connection, ops: list[Op]) -> None:
         else:
             updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
     for (name, _, skip_existing), rows in inserts.items():
-        conn.execute(_insert(conn, _table(name), skip_existing), rows)
+        conn.execute(_insert(conn.dialect.name, name, skip_existing), rows)
     shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for (name, key, ident), values in updates.items():
         shape = (name, key, tuple(sorted(values)))
         shapes.setdefault(shape, []).append({"_ident": ident, **{f"_v_{k}": v
                                                                  for k, v in values.items()}})
     for (name, key, columns), rows in shapes.items():
-        table = _table(name)
-        statement = update(table).where(table.c[key] == bindparam("_ident")).values(
-            {c: bindparam(f"_v_{c}") for c in columns})
-        conn.execute(statement, rows)
+        conn.execute(_update(name, key, columns), rows)
 
 
-def _insert(conn: Connection, table: Table, skip_existing: bool) -> Any:
+# Statements are built once per shape: SQLAlchemy then finds them in its compiled cache
+# by identity instead of rebuilding each statement and its cache key per batch.
+
+@functools.cache
+def _update(name: str, key: str, columns: tuple[str, ...]) -> Any:
+    table = _table(name)
+    return update(table).where(table.c[key] == bindparam("_ident")).values(
+        {c: bindparam(f"_v_{c}") for c in columns})
+
+
+@functools.cache
+def _insert(dialect: str, name: str, skip_existing: bool) -> Any:
+    table = _table(name)
     if not skip_existing:
         return insert(table)
-    dialect = conn.dialect.name
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     if dialect == "postgresql":

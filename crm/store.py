@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.models import Complaint, Customer, CustomerPhone, Interaction
@@ -179,12 +179,41 @@ async def profile_by_phone(session: AsyncSession, ani: str,
 # async engines (through `run_sync`) and, for SQLite on the call path, in one worker
 # thread hop on the synchronous driver (see `callcenter.db.SyncReader`).
 
+# Each statement is built once, with bind parameters: SQLAlchemy then finds it in its
+# compiled cache by identity and skips rebuilding the statement, its cache key and the
+# result columns on every call (which cost more than the queries themselves).
+
+_caller = CustomerPhone.__table__.alias("caller")
+
+_BY_CUSTOMER = (
+    select(*_PROFILE_COLUMNS, CustomerPhone.phone)
+    .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+    .where(Customer.id == bindparam("customer_id"))
+    .order_by(CustomerPhone.position, CustomerPhone.phone))
+
+_BY_NUMBER = (
+    select(*_PROFILE_COLUMNS, CustomerPhone.phone)
+    .join(_caller, _caller.c.customer_id == Customer.id)
+    .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+    .where(_caller.c.phone.in_(bindparam("candidates", expanding=True)))
+    .order_by(_caller.c.phone != bindparam("preferred"), CustomerPhone.position,
+              CustomerPhone.phone))
+
+_OPEN_COMPLAINTS = (
+    select(*_COMPLAINT_COLUMNS)
+    .where(Complaint.customer_id == bindparam("customer_id"), Complaint.closed_at.is_(None))
+    .order_by(Complaint.created_at, Complaint.id))
+
+# One look at the latest calls serves both the history shown and the sticky agent.
+_HISTORY = (
+    select(*_INTERACTION_COLUMNS, Interaction.survey_score)
+    .where(Interaction.customer_id == bindparam("customer_id"))
+    .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
+    .limit(_STICKY_LOOKBACK))
+
+
 def profile_of_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
-    rows = conn.execute(
-        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
-        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .where(Customer.id == customer_id)
-        .order_by(CustomerPhone.position, CustomerPhone.phone)).all()
+    rows = conn.execute(_BY_CUSTOMER, {"customer_id": customer_id}).all()
     return _profile(conn, rows) if rows else None
 
 
@@ -195,14 +224,8 @@ def profile_of_number(conn: Connection, ani: str,
     candidates = phone_candidates(ani, default_region)
     if not candidates:
         return None
-    caller = CustomerPhone.__table__.alias("caller")
-    rows = conn.execute(
-        select(*_PROFILE_COLUMNS, CustomerPhone.phone)
-        .join(caller, caller.c.customer_id == Customer.id)
-        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .where(caller.c.phone.in_(candidates))
-        .order_by(caller.c.phone != candidates[0], CustomerPhone.position,
-                  CustomerPhone.phone)).all()
+    rows = conn.execute(_BY_NUMBER, {"candidates": candidates,
+                                     "preferred": candidates[0]}).all()
     if not rows:
         return None
     return _profile(conn, [row for row in rows if row.id == rows[0].id])
@@ -211,16 +234,8 @@ def profile_of_number(conn: Connection, ani: str,
 def _profile(conn: Connection, rows: Sequence[Any]) -> dict[str, Any]:
     customer = {k: v for k, v in rows[0]._mapping.items() if k != "phone"}
     customer["tags"] = list(customer["tags"] or [])
-    complaints = conn.execute(
-        select(*_COMPLAINT_COLUMNS)
-        .where(Complaint.customer_id == customer["id"], Complaint.closed_at.is_(None))
-        .order_by(Complaint.created_at, Complaint.id))
-    # One look at the latest calls serves both the history shown and the sticky agent.
-    history = conn.execute(
-        select(*_INTERACTION_COLUMNS, Interaction.survey_score)
-        .where(Interaction.customer_id == customer["id"])
-        .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
-        .limit(_STICKY_LOOKBACK)).all()
+    complaints = conn.execute(_OPEN_COMPLAINTS, {"customer_id": customer["id"]})
+    history = conn.execute(_HISTORY, {"customer_id": customer["id"]}).all()
     return {
         **customer,
         "phones": [row.phone for row in rows if row.phone is not None],

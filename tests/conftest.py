@@ -109,7 +109,9 @@ def make_settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path
     values: dict[str, object] = dict(
         database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix,
         secret_key=secrets.token_urlsafe(32), ring_timeout_s=15.0, wrap_up_s=30.0,
-        secret_file=tmp_path / "secret.key", auto_migrate=False)
+        secret_file=tmp_path / "secret.key", auto_migrate=False,
+        # Every test shares this process's heap; freezing it is tested on its own.
+        gc_freeze_s=0)
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

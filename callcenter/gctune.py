@@ -1,0 +1,56 @@
+"""Garbage collection arranged for latency.
+
+CPython's full (oldest generation) collection walks every tracked object. A node
+with 1,000 agents connected holds about 270,000 of them, and a full collection
+then stops the event loop for 100-190 ms (measured with `gc.callbacks` on the
+screen-pop benchmark): every call in flight waits, and those pauses alone decided
+the screen-pop p99.
+
+So the long-lived heap is frozen (`gc.freeze`: moved out of the collector's sight;
+objects still die by reference count as before): once the app is up, and again
+every `freeze_every_s`, which costs nothing. Automatic collections then only
+walk what was created since the last freeze and stay short. Cyclic garbage that
+was frozen before it became garbage (a closed websocket's objects, say) is found
+by one full collection every `full_every_s`: one bounded pause at a known pace
+instead of pauses whenever the heap has grown by a quarter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def freeze_now() -> None:
+    """Collect once, then take everything alive now out of later collections."""
+    gc.collect()
+    gc.freeze()
+
+
+def full_collection() -> tuple[int, float]:
+    """Bring the frozen heap back, collect all of it, freeze again: (objects freed,
+    seconds taken)."""
+    started = time.perf_counter()
+    gc.unfreeze()
+    freed = gc.collect()
+    gc.freeze()
+    return freed, time.perf_counter() - started
+
+
+async def run(freeze_every_s: float, full_every_s: float) -> None:
+    """Freeze the heap now and every `freeze_every_s`, collect it fully every
+    `full_every_s`, until cancelled."""
+    freeze_now()
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(freeze_every_s)
+        if time.monotonic() - last_full >= full_every_s:
+            freed, took = full_collection()
+            last_full = time.monotonic()
+            log.info("full garbage collection: %d objects freed in %.0f ms", freed, took * 1000)
+        else:
+            gc.freeze()

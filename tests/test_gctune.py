@@ -1,0 +1,97 @@
+"""Garbage collection arranged for latency (callcenter/gctune.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from callcenter import gctune
+from callcenter.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """Leave the test process's collector as it was found."""
+    yield
+    gc.unfreeze()
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+def cycle() -> weakref.ref[Node]:
+    return weakref.ref(Node())
+
+
+def test_freeze_takes_the_live_heap_out_of_collections() -> None:
+    gctune.freeze_now()
+    assert gc.get_freeze_count() > 1000
+    assert gc.get_count()[0] < 100  # nothing young left behind
+
+
+def test_cyclic_garbage_frozen_alive_is_freed_by_the_full_collection() -> None:
+    node = Node()
+    dead = weakref.ref(node)
+    gctune.freeze_now()
+    del node  # garbage now, but frozen: ordinary collections do not see it
+    gc.collect()
+    assert dead() is not None
+    freed, took = gctune.full_collection()
+    assert dead() is None
+    assert freed >= 1
+    assert took >= 0
+    assert gc.get_freeze_count() > 1000  # frozen again afterwards
+
+
+async def test_run_freezes_on_its_interval_and_collects_in_full_on_its_own() -> None:
+    task = asyncio.create_task(gctune.run(freeze_every_s=0.02, full_every_s=0.15))
+    try:
+        await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() > 1000
+        node = Node()
+        dead = weakref.ref(node)
+        await asyncio.sleep(0.03)  # a periodic freeze takes the live cycle in
+        del node
+        gc.collect()
+        assert dead() is not None
+        for _ in range(50):  # the full collection comes within its interval
+            await asyncio.sleep(0.02)
+            if dead() is None:
+                break
+        assert dead() is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def test_settings_can_leave_cpython_defaults() -> None:
+    assert Settings(gc_freeze_s=0).gc_freeze_s == 0
+    with pytest.raises(ValueError):
+        Settings(gc_full_s=0)
+
+
+@pytest.fixture
+def settings(database_url, redis_url, redis_prefix, tmp_path) -> Settings:
+    from tests.conftest import make_settings
+
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path, gc_freeze_s=0.05,
+                         transcribe_in_process=False)
+
+
+async def test_a_running_node_freezes_its_heap(aiohttp_client, app) -> None:
+    gc.unfreeze()
+    client = await aiohttp_client(app)
+    assert (await client.get("/healthz")).status == 200
+    for _ in range(40):
+        if gc.get_freeze_count():
+            break
+        await asyncio.sleep(0.05)
+    assert gc.get_freeze_count() > 1000

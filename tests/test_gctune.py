@@ -73,9 +73,9 @@ async def test_run_freezes_on_its_interval_and_collects_in_full_on_its_own() -> 
 
 
 def test_settings_can_leave_cpython_defaults() -> None:
-    assert Settings(gc_freeze_s=0).gc_freeze_s == 0
+    assert Settings(secret_key="k", gc_freeze_s=0).gc_freeze_s == 0
     with pytest.raises(ValueError):
-        Settings(gc_full_s=0)
+        Settings(secret_key="k", gc_full_s=0)
 
 
 @pytest.fixture

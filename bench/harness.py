@@ -54,7 +54,8 @@ class Deployment:
                    CALLCENTER_SECRET_KEY=self.secret_key, CALLCENTER_REDIS_PREFIX=self.prefix,
                    CALLCENTER_LOG_LEVEL="WARNING", CALLCENTER_AUTO_MIGRATE="false",
                    CALLCENTER_EMBEDDED_REDIS_PATH=str(self.workdir / "redis.db"),
-                   CALLCENTER_TRANSCRIBE_IN_PROCESS="false", **extra)
+                   CALLCENTER_TRANSCRIBE_IN_PROCESS="false")
+        env.update(extra)
         if self.redis_url:
             env["CALLCENTER_REDIS_URL"] = self.redis_url
         return env

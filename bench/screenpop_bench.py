@@ -8,6 +8,7 @@ screen-pop can be — one frame in, one frame out to an agent socket — as the 
 
     .venv/bin/python bench/screenpop_bench.py                  # 50 calls/s, 1,000 agents
     .venv/bin/python bench/screenpop_bench.py --ramp 50,100,150,200,300   # find the knee
+    .venv/bin/python bench/screenpop_bench.py --setting CALLCENTER_GC_FREEZE_S=0  # no gctune
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
         deployment = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None)
         tokens = await deployment.prepare(args.agents, args.customers)
         before = embedded_redis()
+        settings = dict(item.split("=", 1) for item in args.setting)
         url = deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="30",
-                                    CALLCENTER_WRAP_UP_S="5")
+                                    CALLCENTER_WRAP_UP_S="5", **settings)
         try:
             await wait_healthy(url)
             pid = deployment.procs[0].pid
@@ -137,6 +139,9 @@ def main() -> None:
                         help="seconds to measure the server's CPU with no calls")
     parser.add_argument("--talk", type=float, default=8.0, help="mean talk time, seconds")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment setting for the node, e.g. "
+                             "CALLCENTER_GC_FREEZE_S=0 (CPython's own garbage collection)")
     args = parser.parse_args()
     rates = [float(r) for r in args.ramp.split(",")] if args.ramp else [args.rate]
 

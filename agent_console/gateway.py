@@ -107,6 +107,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     watch = watch_token(app, principal, ws)
     try:
         await app[appkeys.CONSOLE].ensure_registered(agent_id)
+        await app[appkeys.PRESENCE].renew([agent_id])
+        await calls.console_back(agent_id)
         for message in await calls.agent_snapshot(agent_id):
             deliver(message)
         async for msg in ws:

@@ -11,6 +11,7 @@ from aiohttp import web
 from agent_console import customer_views, pages, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
+from agent_console.presence import Presence
 from agent_console.services import ConsoleService
 from agent_console.wallboard import Wallboard
 from callcenter import appkeys, audit_views, db, gctune, health, metrics, openapi
@@ -79,6 +80,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])
     await recovery.check()
     app[appkeys.RECOVERY] = recovery
+    app[appkeys.PRESENCE] = presence = Presence(timers, settings.agent_away_s,
+                                                recovery.connected, clock=lambda: calls.clock())
     wallboard = Wallboard(redis, keys, app[appkeys.SESSIONS], router.store, bus,
                           settings.service_level_threshold_s, settings.service_level_target,
                           clock=lambda: calls.clock())
@@ -91,7 +94,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(recovery.watch(), name="recovery"),
              asyncio.create_task(announce_positions(calls), name="announce"),
              asyncio.create_task(wallboard.run(), name="wallboard"),
-             asyncio.create_task(token_watch.run(), name="token-watch")]
+             asyncio.create_task(token_watch.run(), name="token-watch"),
+             asyncio.create_task(presence.run(), name="presence")]
     if settings.gc_freeze_s:
         tasks.append(asyncio.create_task(gctune.run(settings.gc_freeze_s, settings.gc_full_s),
                                          name="gc"))

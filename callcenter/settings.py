@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     # Call handling.
     ring_timeout_s: float = 15.0
+    # An agent with no console connected this long gets no more calls: not-ready with
+    # reason "disconnected" (agent_console/presence.py). Reconnecting sooner changes nothing.
+    agent_away_s: float = Field(default=20.0, gt=0)
     wrap_up_s: float = 30.0
     max_frame_bytes: int = 64 * 1024
     not_ready_reasons: Csv = ("break", "lunch", "training", "meeting", "missed")

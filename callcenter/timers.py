@@ -9,6 +9,7 @@ out and another node fires it. Handlers are written to be safe to run again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -56,6 +57,10 @@ class Timers:
 
     async def schedule(self, timer: Timer, due: float) -> None:
         await self.redis.zadd(self.key, {timer.member: due})
+
+    async def schedule_many(self, due: Mapping[Timer, float]) -> None:
+        if due:
+            await self.redis.zadd(self.key, {timer.member: at for timer, at in due.items()})
 
     async def cancel(self, timer: Timer) -> None:
         await self.redis.zrem(self.key, timer.member)

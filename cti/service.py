@@ -62,6 +62,10 @@ Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 RecordingHandler = Callable[[str, str, int | None], Awaitable[None]]
 
 
+# The not-ready reason of an agent whose console went away.
+DISCONNECTED = "disconnected"
+BUSY = (AgentState.ringing.value, AgentState.on_call.value, AgentState.wrap_up.value)
+
 # The value of an event key once the event's writes are stored.
 STORED = "1"
 
@@ -406,6 +410,8 @@ class CallService:
         elif timer.kind == "wrapup":
             call_id = timer.token
             await self._finish_wrap_up(int(timer.ident), call_id, now)
+        elif timer.kind == "away":
+            await self.console_gone(int(timer.ident), now)
         elif timer.kind == "widen":
             assignment = await self.router.route_call(timer.ident, now)
             if assignment is not None:
@@ -416,6 +422,28 @@ class CallService:
                     await self._schedule_widening(timer.ident,
                                                   list(engine.decode_rings(call["rings"])),
                                                   float(call["offered_at"]), now)
+
+    async def console_gone(self, agent_id: int, now: float) -> None:
+        """No console of this agent has been connected for a while (agent_console/presence.py):
+        stop offering it calls. A busy agent's phone still works, so its call goes on, and
+        not-ready applies after the wrap-up."""
+        agent = await self.store.agent(agent_id)
+        state = agent.get("state")
+        if state == AgentState.available.value:
+            change = await self.store.make_unavailable(agent_id, AgentState.not_ready,
+                                                       DISCONNECTED, now)
+            if change.ok:
+                await self._agent_changed(agent_id, change.agent)
+        elif state in BUSY and not agent.get("after_wrap"):
+            await self.store.set_agent_fields(agent_id, after_wrap=AgentState.not_ready.value,
+                                              after_wrap_reason=DISCONNECTED)
+
+    async def console_back(self, agent_id: int) -> None:
+        """A console connected again: forget a not-ready that its absence put in store for
+        after the current call (what the agent chose itself stays)."""
+        agent = await self.store.agent(agent_id)
+        if agent.get("after_wrap_reason") == DISCONNECTED:
+            await self.store.set_agent_fields(agent_id, after_wrap="", after_wrap_reason="")
 
     async def _ring_no_answer(self, call_id: str, agent_id: int, now: float) -> None:
         call = await self.store.call(call_id)

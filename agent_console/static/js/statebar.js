@@ -6,7 +6,7 @@ import { duration } from "./format.js";
 import { t, tOr } from "./i18n.js";
 
 // Reasons the system sets by itself; an agent does not pick them.
-const SYSTEM_REASONS = new Set(["missed"]);
+const SYSTEM_REASONS = new Set(["missed", "disconnected"]);
 const BUSY = new Set(["ringing", "on_call"]);
 
 export class StateBar {

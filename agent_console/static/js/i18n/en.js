@@ -56,6 +56,7 @@ export default {
   "reason.training": "Training",
   "reason.meeting": "Meeting",
   "reason.missed": "Missed call",
+  "reason.disconnected": "Console disconnected",
 
   "idle.available.title": "Waiting for the next call",
   "idle.available.body": "The caller's details will appear here the moment your phone rings.",

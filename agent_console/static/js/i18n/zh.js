@@ -55,6 +55,7 @@ export default {
   "reason.training": "培训",
   "reason.meeting": "会议",
   "reason.missed": "未接来电",
+  "reason.disconnected": "控制台已断开",
 
   "idle.available.title": "等待下一通来电",
   "idle.available.body": "电话振铃时，来电客户信息会立即显示在这里。",

@@ -1,0 +1,93 @@
+"""An agent whose console is gone stops being offered calls (agent_console/presence.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from callcenter import appkeys
+from tests.conftest import make_settings
+
+AWAY_S = 0.8
+
+
+@pytest.fixture
+def settings(database_url, redis_url, redis_prefix, tmp_path):
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         agent_away_s=AWAY_S, wrap_up_s=0.5)
+
+
+async def live_agent(center, agent_id: int) -> dict[str, str]:
+    return await center.server.app[appkeys.ROUTER].store.agent(agent_id)
+
+
+async def wait_for_state(center, agent_id: int, state: str, timeout: float = 5.0
+                         ) -> dict[str, str]:
+    for _ in range(int(timeout / 0.05)):
+        agent = await live_agent(center, agent_id)
+        if agent.get("state") == state:
+            return agent
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"agent {agent_id} still {agent.get('state')}, not {state}")
+
+
+async def test_an_available_agent_whose_console_closed_gets_no_more_calls(center):
+    gone = await center.agent("ann")
+    await gone.available()
+    await gone.close()
+    agent = await wait_for_state(center, gone.agent_id, "not_ready")
+    assert agent["reason"] == "disconnected"
+
+    ivr = await center.ivr()
+    await ivr.offer("nobody-home", "+8613800000101")
+    queued = await ivr.inbox.expect("route.queued", call_id="nobody-home")
+    assert queued["position"] == 1
+    await ivr.inbox.nothing("route.connect", wait=0.5)
+
+
+async def test_a_console_that_comes_back_in_time_keeps_the_agent_available(center):
+    agent = await center.agent("ben")
+    await agent.available()
+    await agent.close()
+    await asyncio.sleep(AWAY_S / 4)
+    again = await center.login("ben")  # its first message is the state: available
+    await asyncio.sleep(AWAY_S * 2)  # past the first console's lease
+    assert (await live_agent(center, agent.agent_id))["state"] == "available"
+    ivr = await center.ivr()
+    await ivr.offer("still-here", "+8613800000102")
+    await again.inbox.expect("screen_pop", call_id="still-here")
+
+
+async def test_an_agent_on_a_call_finishes_it_then_goes_not_ready(center):
+    agent = await center.agent("cal")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("mid-call", "+8613800000103")
+    await ivr.inbox.expect("route.connect", call_id="mid-call")
+    await ivr.event("call.answered", "mid-call", agent_id=agent.agent_id)
+    await agent.close()
+    await asyncio.sleep(AWAY_S * 2)
+    assert (await live_agent(center, agent.agent_id))["state"] == "on_call"  # phone still up
+
+    await ivr.event("call.ended", "mid-call", cause="normal")
+    after = await wait_for_state(center, agent.agent_id, "not_ready")
+    assert after["reason"] == "disconnected"
+
+
+async def test_coming_back_during_a_call_cancels_the_not_ready_for_after_it(center):
+    agent = await center.agent("dee")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("back-again", "+8613800000104")
+    await ivr.inbox.expect("route.connect", call_id="back-again")
+    await ivr.event("call.answered", "back-again", agent_id=agent.agent_id)
+    await agent.close()
+    for _ in range(100):
+        if (await live_agent(center, agent.agent_id)).get("after_wrap"):
+            break
+        await asyncio.sleep(0.05)
+    again = await center.login("dee")
+    await again.inbox.expect("screen_pop", call_id="back-again")  # the call, at once
+    await ivr.event("call.ended", "back-again", cause="normal")
+    await again.inbox.expect("agent.state", state="available", timeout=5)

@@ -54,7 +54,7 @@ from routing import engine
 from routing.engine import CallProfile
 from routing.service import Assignment, CallLive, Router, RoutingError
 from routing.states import AgentState
-from routing.store import EVENT_TTL_S
+from routing.store import EVENT_TTL_S, EventSeen
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ BUSY = (AgentState.ringing.value, AgentState.on_call.value, AgentState.wrap_up.v
 
 # The value of an event key once the event's writes are stored.
 STORED = "1"
+
+# Events whose step in Redis looks for their event key itself, atomically with the change
+# (routing/store.py EventSeen): no separate look first. The others look first.
+_SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred"})
 
 
 @dataclass(frozen=True)
@@ -128,18 +132,22 @@ class CallService:
         event is applied once whichever node dies or whichever store is away, and the
         database never lags Redis for an acknowledged event.
         """
-        key = self.keys.event(frame.event_id)
-        seen = await self.store.redis.get(key)
-        if seen == STORED:
-            return Outcome(_ack(frame, duplicate=True))
-        if seen is not None:
-            return await self._store_owed(frame, integration, writer.loads(seen))
+        if frame.type not in _SEEN_IN_STEP:
+            seen = await self.store.redis.get(self.keys.event(frame.event_id))
+            if seen is not None:
+                return await self._seen(frame, integration, seen)
         handler = getattr(self, "_" + frame.type.replace(".", "_"))  # type: ignore[attr-defined]
         try:
             applied: Applied = await handler(frame, integration)
+        except EventSeen as e:
+            return await self._seen(frame, integration, e.value)
         except StorageUnavailable:
             raise
         except (CallError, RoutingError):
+            # Refused on what the call is now: perhaps because this event moved it there.
+            seen = await self.store.redis.get(self.keys.event(frame.event_id))
+            if seen is not None:
+                return await self._seen(frame, integration, seen)
             # Redis may have lost the event key (restarted empty, state rebuilt from the
             # database): the record of stored events still knows a duplicate.
             if await self._stored(frame.event_id):
@@ -148,6 +156,13 @@ class CallService:
         if applied.ops:
             await self._write(frame, applied.ops)
         return Outcome(_ack(frame), [r for r in applied.replies if r])
+
+    async def _seen(self, frame: Frame, integration: str, value: str) -> Outcome:
+        """An event whose key is there: stored means a duplicate, anything else are the
+        writes it still owes, stored now."""
+        if value == STORED:
+            return Outcome(_ack(frame, duplicate=True))
+        return await self._store_owed(frame, integration, writer.loads(value))
 
     async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
         try:

@@ -91,8 +91,13 @@ return {0, 'no_agent'}
 # Compare-and-set a call's state. KEYS: call hash, event key; ARGV: expected states (";"),
 # new state, what to keep under the event key ("" = nothing), its time to live in seconds,
 # then field/value pairs. The event key is written with the change, so an event is never
-# applied without a trace of it.
+# applied without a trace of it; an event key that is there already means the event was
+# applied before, and nothing changes ({2, what the key holds}).
 _CALL_CAS = """
+if ARGV[3] ~= '' then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return {2, seen} end
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
 local ok = false
@@ -104,11 +109,16 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return {1, state}
 """
 
-# A new call joins its queue, unless a call with its id is live already.
+# A new call joins its queue, unless a call with its id is live already or its event was
+# applied before ({2, what the event key holds}, as in _CALL_CAS).
 # KEYS: call hash, waiting set, set of live calls, set of queues, event key;
 # ARGV: call id, score, queue, event key value ("" = none), its time to live, then
 # field/value pairs of the call.
 _ENQUEUE = """
+if ARGV[4] ~= '' then
+  local seen = redis.call('GET', KEYS[5])
+  if seen then return {2, seen} end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -141,6 +151,15 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+
+
+class EventSeen(Exception):
+    """The event was applied before: its key holds `value` (what it still owes the
+    database, or that it is stored)."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__("event applied before")
+        self.value = value
 
 
 @dataclass(frozen=True)
@@ -238,14 +257,18 @@ class RoutingStore:
     async def enqueue(self, call_id: str, queue: str, score: float, rings: list[Ring],
                       fields: Mapping[str, str | int | float], *,
                       event: tuple[str, bytes] | None = None) -> bool:
-        """Queue a new call; False when a call with this id is live already."""
+        """Queue a new call; False when a call with this id is live already. Raises
+        EventSeen when `event` was applied before."""
         args: list[str | int | float | bytes] = [call_id, score, queue, *_event_args(event)]
         for name, value in {"id": call_id, "queue": queue, "score": score,
                             "rings": encode_rings(rings), "state": "queued", **fields}.items():
             args += [name, value]
         keys = [self.keys.call(call_id), self.keys.waiting(queue), self.keys.calls,
                 self.keys.queues, event[0] if event else self.keys.call(call_id)]
-        return bool(await self._enqueue(keys=keys, args=args))
+        result = await self._enqueue(keys=keys, args=args)
+        if isinstance(result, list):
+            raise EventSeen(result[1])
+        return bool(result)
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
                       expected: Iterable[str], *, event: tuple[str, bytes] | None = None,
@@ -267,13 +290,16 @@ class RoutingStore:
                        event: tuple[str, bytes] | None = None,
                        **fields: str | int | float) -> tuple[bool, str]:
         """Move a call from one of `expected` to `new_state`; with `event`, also set that
-        key to that value in the same step. Returns done or not, and the state before."""
+        key to that value in the same step. Returns done or not, and the state before;
+        raises EventSeen when `event` was applied before."""
         args: list[str | int | float | bytes] = [";".join(expected), new_state,
                                                  *_event_args(event)]
         for name, value in fields.items():
             args += [name, value]
         keys = [self.keys.call(call_id), event[0] if event else self.keys.call(call_id)]
         ok, previous = await self._call_cas(keys=keys, args=args)
+        if ok == 2:
+            raise EventSeen(previous)
         return bool(ok), previous
 
     async def drop_call(self, call_id: str, queue: str, *,

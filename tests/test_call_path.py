@@ -170,6 +170,25 @@ async def test_duplicate_event_is_acked_as_duplicate_and_not_applied_twice(cente
     await agent.inbox.nothing("screen_pop", call_id="dup")
 
 
+async def test_every_call_event_resent_after_its_ack_is_a_duplicate(center):
+    from callcenter.appkeys import ROUTER
+
+    agent = await center.agent("oli")
+    await agent.available()
+    ivr = await center.ivr()
+    steps = [("call.offered", {"ani": "+8613800000071"}),
+             ("call.answered", {"agent_id": agent.agent_id}),
+             ("call.transferred", {"to_queue": "default"}),
+             ("call.ended", {"cause": "caller_hangup"})]
+    for type_, fields in steps:
+        event_id = await ivr.send(type_, "dup-all", **fields)
+        assert (await ivr.reply_to(event_id))["duplicate"] is False
+        before = await center.server.app[ROUTER].store.call("dup-all")
+        await ivr.send(type_, "dup-all", event_id=event_id, **fields)
+        assert (await ivr.reply_to(event_id))["duplicate"] is True, type_
+        assert await center.server.app[ROUTER].store.call("dup-all") == before, type_
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     ("not json", "bad_json"),
     ('{"type": "call.exploded", "event_id": "x", "call_id": "c"}', "unknown_type"),

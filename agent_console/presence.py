@@ -17,15 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from callcenter.timers import Timer, Timers
+from callcenter.timers import Timers
+from cti.service import away_timer
 
 log = logging.getLogger(__name__)
-
-AWAY = "away"
-
-
-def away_timer(agent_id: int) -> Timer:
-    return Timer(AWAY, str(agent_id))
 
 
 @dataclass

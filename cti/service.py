@@ -62,6 +62,15 @@ Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 RecordingHandler = Callable[[str, str, int | None], Awaitable[None]]
 
 
+# The timer of an agent's console lease (agent_console/presence.py): it fires when no
+# console of the agent has renewed it for a while.
+AWAY = "away"
+
+
+def away_timer(agent_id: int) -> Timer:
+    return Timer(AWAY, str(agent_id))
+
+
 # The not-ready reason of an agent whose console went away.
 DISCONNECTED = "disconnected"
 BUSY = (AgentState.ringing.value, AgentState.on_call.value, AgentState.wrap_up.value)
@@ -425,7 +434,7 @@ class CallService:
         elif timer.kind == "wrapup":
             call_id = timer.token
             await self._finish_wrap_up(int(timer.ident), call_id, now)
-        elif timer.kind == "away":
+        elif timer.kind == AWAY:
             await self.console_gone(int(timer.ident), now)
         elif timer.kind == "widen":
             assignment = await self.router.route_call(timer.ident, now)

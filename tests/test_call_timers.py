@@ -34,36 +34,21 @@ async def test_ring_no_answer_reroutes_to_next_agent_and_marks_first_missed(cent
 
 
 async def test_answered_call_is_not_rerouted_after_the_ring_timeout(center):
-    agent = await center.agent("cat")
+    await center.answered_call("cat", "quick", "+8613800000002")
     other = await center.agent("dan")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("quick", "+8613800000002")
-    await ivr.inbox.expect("route.connect", call_id="quick")
-    await ivr.event("call.answered", "quick", agent_id=agent.agent_id)
     await other.available()
     await other.inbox.nothing("screen_pop", wait=2.5)
 
 
 async def test_wrap_up_ends_by_itself_and_agent_becomes_available(center):
-    agent = await center.agent("eve")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("wrap", "+8613800000003")
-    await ivr.inbox.expect("route.connect", call_id="wrap")
-    await ivr.event("call.answered", "wrap", agent_id=agent.agent_id)
+    agent, ivr = await center.answered_call("eve", "wrap", "+8613800000003")
     await ivr.event("call.ended", "wrap", cause="agent_hangup")
     await agent.inbox.expect("agent.state", state="wrap_up")
     await agent.inbox.expect("agent.state", state="available", timeout=6)
 
 
 async def test_state_chosen_during_wrap_up_applies_after_it(center):
-    agent = await center.agent("fay")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("lunch", "+8613800000004")
-    await ivr.inbox.expect("route.connect", call_id="lunch")
-    await ivr.event("call.answered", "lunch", agent_id=agent.agent_id)
+    agent, ivr = await center.answered_call("fay", "lunch", "+8613800000004")
     await ivr.event("call.ended", "lunch")
     await agent.inbox.expect("agent.state", state="wrap_up")
     await agent.not_ready("lunch")

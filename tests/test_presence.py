@@ -22,14 +22,19 @@ async def live_agent(center, agent_id: int) -> dict[str, str]:
     return await center.server.app[appkeys.ROUTER].store.agent(agent_id)
 
 
-async def wait_for_state(center, agent_id: int, state: str, timeout: float = 5.0
+async def wait_for_agent(center, agent_id: int, ready, timeout: float = 5.0
                          ) -> dict[str, str]:
+    """The agent's live record once `ready(record)` holds."""
     for _ in range(int(timeout / 0.05)):
         agent = await live_agent(center, agent_id)
-        if agent.get("state") == state:
+        if ready(agent):
             return agent
         await asyncio.sleep(0.05)
-    raise AssertionError(f"agent {agent_id} still {agent.get('state')}, not {state}")
+    raise AssertionError(f"agent {agent_id} never got there: {agent}")
+
+
+async def wait_for_state(center, agent_id: int, state: str) -> dict[str, str]:
+    return await wait_for_agent(center, agent_id, lambda agent: agent.get("state") == state)
 
 
 async def test_an_available_agent_whose_console_closed_gets_no_more_calls(center):
@@ -60,12 +65,7 @@ async def test_a_console_that_comes_back_in_time_keeps_the_agent_available(cente
 
 
 async def test_an_agent_on_a_call_finishes_it_then_goes_not_ready(center):
-    agent = await center.agent("cal")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("mid-call", "+8613800000103")
-    await ivr.inbox.expect("route.connect", call_id="mid-call")
-    await ivr.event("call.answered", "mid-call", agent_id=agent.agent_id)
+    agent, ivr = await center.answered_call("cal", "mid-call", "+8613800000103")
     await agent.close()
     await asyncio.sleep(AWAY_S * 2)
     assert (await live_agent(center, agent.agent_id))["state"] == "on_call"  # phone still up
@@ -76,17 +76,9 @@ async def test_an_agent_on_a_call_finishes_it_then_goes_not_ready(center):
 
 
 async def test_coming_back_during_a_call_cancels_the_not_ready_for_after_it(center):
-    agent = await center.agent("dee")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("back-again", "+8613800000104")
-    await ivr.inbox.expect("route.connect", call_id="back-again")
-    await ivr.event("call.answered", "back-again", agent_id=agent.agent_id)
+    agent, ivr = await center.answered_call("dee", "back-again", "+8613800000104")
     await agent.close()
-    for _ in range(100):
-        if (await live_agent(center, agent.agent_id)).get("after_wrap"):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_agent(center, agent.agent_id, lambda agent: agent.get("after_wrap"))
     again = await center.login("dee")
     await again.inbox.expect("screen_pop", call_id="back-again")  # the call, at once
     await ivr.event("call.ended", "back-again", cause="normal")

@@ -4,8 +4,12 @@
     python bench/transcribe_bench.py --repeat 3 --json results.json
 
 The corpus is Korean speech from espeak-ng (sentences of a support call, varied speed
-and pitch, 0.4-1.2 s pauses), resampled with sox to 16 kHz mono 16-bit WAV and cut
-into files of 15-45 s; it is cached under --data. Every command runs as a subprocess,
+and pitch, 0.4-1.2 s pauses), resampled with sox to 16 kHz mono 16-bit WAV, with a
+line-noise floor at -50 dBFS as a phone recording has, and cut into files of 15-45 s;
+it is cached under --data. (Without the floor, the pauses are digital silence where the
+only signal is Kaldi's dither, random numbers from a process-wide generator: Vosk's
+words then depend on what the process decoded before, and two runs of the same tool
+differ by a fifth of their words.) Every command runs as a subprocess,
 so interpreter start and model loading count for both tools. Runs are interleaved;
 with --repeat the median of each is reported. CPU seconds are the rusage of the whole
 process tree, which stays meaningful when other work shares the machine.
@@ -55,9 +59,12 @@ SENTENCES = [
     "새 비밀번호를 설정하는 방법을 알려 드릴게요",
     "통화 내용은 품질 향상을 위해 녹음됩니다",
 ]
+# RMS of the noise floor under the speech, in dB below full scale
+NOISE_DBFS = -50
 SPEEDS = (150, 175, 195)
 PITCHES = (40, 50, 60)
 RATE = 16000
+HONOURED = " (honoured)"
 
 
 @dataclass
@@ -92,6 +99,9 @@ def main() -> None:
     if args.equivalence:
         report["equivalence"] = _equivalence(args, model, corpus)
         report["text"] += "\n" + report["equivalence"]["text"]
+    if not args.no_same_words:
+        report["same_words"] = _same_words(args, model, corpus)
+        report["text"] += "\n" + report["same_words"]["text"]
     print(report["text"])
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -106,9 +116,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument(
-        "--no-single-core",
+        "--single-core",
         action="store_true",
-        help="skip the runs pinned to one core (the slowest part)",
+        help="also run both tools pinned to one core with taskset (the slowest part)",
     )
     p.add_argument(
         "--equivalence",
@@ -116,6 +126,11 @@ def _parse() -> argparse.Namespace:
         default=4,
         metavar="N",
         help="also decode N files alone in a fresh process with each tool",
+    )
+    p.add_argument(
+        "--no-same-words",
+        action="store_true",
+        help="skip the runs that compare words with the model's dither turned off",
     )
     p.add_argument("--json", type=Path)
     return p.parse_args()
@@ -132,13 +147,14 @@ def _model_dir(setting: str) -> Path:
 
 
 def build_corpus(data: Path, files: int, minutes: float) -> Path:
-    corpus = data / f"wav-{files}x-{minutes:g}min"
+    corpus = data / f"wav-{files}x-{minutes:g}min-noise{NOISE_DBFS}"
     if corpus.is_dir() and len(list(corpus.glob("*.wav"))) == files:
         return corpus
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required: apt-get install {tool}")
     rng = random.Random(20240601)
+    noise = np.random.default_rng(20240601)
     clips = _clips(data / "clips")
     # durations spread evenly over 15-45 s, scaled so the total reaches `minutes`
     spread = np.linspace(15, 45, files)
@@ -149,7 +165,7 @@ def build_corpus(data: Path, files: int, minutes: float) -> Path:
     truth = {}
     for i, target in enumerate(rng.sample(list(targets), files)):
         samples, said = _speech(rng, clips, target)
-        _write(staging / f"call-{i:02d}.wav", samples)
+        _write(staging / f"call-{i:02d}.wav", _with_noise_floor(samples, noise))
         truth[f"call-{i:02d}"] = said
     shutil.rmtree(corpus, ignore_errors=True)
     staging.rename(corpus)
@@ -200,6 +216,12 @@ def _speech(
     return np.concatenate(parts), said
 
 
+def _with_noise_floor(samples: np.ndarray, noise: np.random.Generator) -> np.ndarray:
+    sigma = 32768 * 10 ** (NOISE_DBFS / 20)
+    noisy = samples + noise.normal(0, sigma, len(samples))
+    return np.clip(np.rint(noisy), -32768, 32767).astype(np.int16)
+
+
 def _write(path: Path, samples: np.ndarray) -> None:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -222,13 +244,19 @@ def _warm_page_cache(model: Path) -> None:
             f.read_bytes()
 
 
-def _commands(args, model: Path, corpus: Path, repeat: int):
+def _commands(args, model: Path, corpus: Path, repeat: int | str):
     out = args.data / "out" / str(repeat)
     shutil.rmtree(out, ignore_errors=True)
     vt = shutil.which("vosk-transcriber") or sys.exit("vosk-transcriber is not installed")
 
     def run(kind: str, parallel: int, pin: bool = False) -> tuple[str, list[str], Path]:
         dest = out / f"{kind}-{parallel}{'-pinned' if pin else ''}"
+        # "vt" is vosk-transcriber as installed; "vt-honoured" sizes its pool by --tasks
+        vosk = (
+            [vt]
+            if kind == "vt"
+            else [sys.executable, str(Path(__file__).with_name("vosk_tasks.py"))]
+        )
         dest.mkdir(parents=True)
         if kind == "ours":
             label = f"callcenter transcribe --workers {parallel}"
@@ -246,8 +274,10 @@ def _commands(args, model: Path, corpus: Path, repeat: int):
             ]
         else:
             label = f"vosk-transcriber --tasks {parallel}"
+            if kind == "vt-honoured":
+                label += HONOURED
             command = [
-                vt,
+                *vosk,
                 "-m",
                 str(model),
                 "-i",
@@ -263,10 +293,16 @@ def _commands(args, model: Path, corpus: Path, repeat: int):
             label, command = f"taskset -c 0 {label}", ["taskset", "-c", "0", *command]
         return label, command, dest
 
-    commands = [run("ours", args.workers), run("vt", args.workers), run("vt", 1)]
-    if not args.no_single_core:
+    commands = [
+        run("ours", args.workers),
+        run("vt", args.workers),
+        run("vt", 1),
+        run("vt-honoured", 1),
+    ]
+    if args.single_core:
         commands += [run("vt", 1, pin=True), run("ours", 1, pin=True)]
-    return commands if repeat % 2 == 0 else commands[::-1]  # interleave against drift
+    # interleave against drift
+    return commands[::-1] if isinstance(repeat, int) and repeat % 2 else commands
 
 
 def _time(name: str, command: list[str], out: Path) -> Run:
@@ -363,15 +399,67 @@ def _equivalence(args, model: Path, corpus: Path) -> dict:
     return {"files": args.equivalence, "edits": edits, "words": words, "text": text}
 
 
+def _undithered(model: Path, data: Path) -> Path:
+    """The same model with its front end's dither off: links to every file, and a copy of
+    conf/mfcc.conf that adds `--dither=0`.
+
+    Kaldi dithers each frame with random numbers from the C library's process-wide
+    generator, so a process's words depend on how many it drew before: on the files it
+    decoded earlier and, with vosk-transcriber's threads, on their timing. Two runs of
+    the same tool then differ by about 2% of their words on this corpus; without dither
+    both tools are deterministic, and what remains between them is what they do
+    differently (reading, resampling, chunking the audio).
+    """
+    copy = data / "model-dither0"
+    shutil.rmtree(copy, ignore_errors=True)
+    for f in model.rglob("*"):
+        if f.is_file():
+            target = copy / f.relative_to(model)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(f)
+    mfcc = copy / "conf" / "mfcc.conf"
+    mfcc.unlink()
+    mfcc.write_text((model / "conf" / "mfcc.conf").read_text().rstrip("\n") + "\n--dither=0\n")
+    return copy
+
+
+def _same_words(args, model: Path, corpus: Path) -> dict:
+    """Word difference between the tools (and between two runs of vosk-transcriber) with
+    the model's dither off, so that chance does not decide it (see _undithered)."""
+    copy = _undithered(model, args.data)
+    runs = {}
+    for name, command, out in _commands(args, copy, corpus, "dither0")[:3]:
+        runs[name] = _time(name, command, out)
+    ours_name, vt_name = (
+        f"callcenter transcribe --workers {args.workers}",
+        f"vosk-transcriber --tasks {args.workers}",
+    )
+    vt_words = _words_vt(Path(runs[vt_name].output))
+    ours = word_difference(_words_ours(Path(runs[ours_name].output)), vt_words)
+    again = word_difference(_words_vt(Path(runs["vosk-transcriber --tasks 1"].output)), vt_words)
+    total = sum(len(w) for w in vt_words.values())
+    text = (
+        f"\nwith the model's dither off (`--dither=0` added to a copy of conf/mfcc.conf), "
+        f"edit distance / {total} words of `{vt_name}`:\n"
+        f"- ours vs vosk-transcriber: {ours:.2%}\n"
+        f"- `vosk-transcriber --tasks 1` vs `{vt_name}`: {again:.2%}"
+    )
+    return {"ours_vs_vt": ours, "vt_vs_vt": again, "words": total, "text": text}
+
+
 def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
     med = {
         n: (statistics.median(r.wall_s for r in rs), statistics.median(r.cpu_s for r in rs))
         for n, rs in runs.items()
     }
-    # cores a run could use: 1 when pinned, else the machine's (vosk-transcriber's local
-    # mode sizes its thread pool by CPU count, whatever --tasks says)
+    # cores a run could use: 1 when pinned or a single honoured task, else the machine's
+    # (vosk-transcriber as installed sizes its thread pool by CPU count, whatever --tasks
+    # says)
     cores = {
-        n: 1 if n.startswith("taskset") else min(args.workers, os.cpu_count() or 1) for n in runs
+        n: 1
+        if n.startswith("taskset") or n.endswith(HONOURED)
+        else min(args.workers, os.cpu_count() or 1)
+        for n in runs
     }
     ours_name = f"callcenter transcribe --workers {args.workers}"
     vt_name = f"vosk-transcriber --tasks {args.workers}"
@@ -396,11 +484,9 @@ def _report(runs: dict[str, list[Run]], audio_s: float, args) -> dict:
     last = {n: Path(rs[-1].output) for n, rs in runs.items()}
     ours_words, vt_words = _words_ours(last[ours_name]), _words_vt(last[vt_name])
     diffs = {"ours vs vosk-transcriber": word_difference(ours_words, vt_words)}
-    vt1 = "vosk-transcriber --tasks 1"
-    if vt1 in last:
-        diffs["vosk-transcriber vs itself (--tasks 1 run)"] = word_difference(
-            _words_vt(last[vt1]), vt_words
-        )
+    for vt1 in ("vosk-transcriber --tasks 1", "vosk-transcriber --tasks 1" + HONOURED):
+        if vt1 in last:
+            diffs[f"`{vt1}` vs `{vt_name}`"] = word_difference(_words_vt(last[vt1]), vt_words)
     truth_path = _truth_file(Path(args.corpus))
     if truth_path.exists():
         truth = json.loads(truth_path.read_text())

@@ -494,31 +494,32 @@ class CallService:
 
     async def _dispatch(self, a: Assignment, integration: str | None,
                         reply: bool = False) -> dict[str, Any]:
-        """A call was given to an agent: ring its phone, pop its screen, start the clock."""
+        """A call was given to an agent: ring its phone, pop its screen, start the clock.
+
+        Returns the PBX's route.connect, or nothing when the caller hung up since the
+        reservation (the hang-up freed the agent)."""
         now = self.clock()
         reason = a.reason()
-        call = await self.store.call(a.call_id)
-        if not call:
-            # The caller hung up between the reservation and now: free the agent again.
-            log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
-            change = await self.store.make_available(a.agent_id, now, force=True)
-            await self._agent_changed(a.agent_id, change.agent)
-            return {}
-        tried = ",".join(filter(None, [call.get("agents", ""), str(a.agent_id)]))
-        call |= {"reason": orjson.dumps(reason).decode(), "agents": tried}
+        tried = ",".join(filter(None, [a.call.get("agents", ""), str(a.agent_id)]))
+        noted = {"reason": orjson.dumps(reason).decode(), "agents": tried}
+        call = a.call | noted
         connect = {"type": "route.connect", "call_id": a.call_id, "agent_id": a.agent_id,
                    "extension": a.agent.get("extension", "")}
-
-        def ring(pipe: Pipeline) -> None:
-            pipe.hset(self.keys.call(a.call_id), mapping={"reason": call["reason"],
-                                                           "agents": tried})
-            pipe.zadd(self.timers.key, {Timer("rona", a.call_id, str(a.agent_id)).member:
-                                        now + self.ring_timeout_s})
-            if not reply:
-                pipe.publish(self.keys.telephony_channel(call["integration"]),
-                             orjson.dumps(connect))
-
-        await self._agent_changed(a.agent_id, a.agent, _screen_pop(call, reason), also=ring)
+        state = _agent_state_message(a.agent_id, a.agent)
+        channel = self.keys.agent_channel(a.agent_id)
+        messages = [(channel, orjson.dumps(_screen_pop(call, reason))),
+                    (channel, orjson.dumps(state))]
+        if not reply:
+            messages.append((self.keys.telephony_channel(call["integration"]),
+                             orjson.dumps(connect)))
+        rang = await self.store.ring(
+            a.call_id, a.agent_id, noted, timers=self.timers.key,
+            timer=Timer("rona", a.call_id, str(a.agent_id)).member,
+            deadline=now + self.ring_timeout_s, messages=messages, log=self._log_entry(state))
+        if not rang:
+            log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
+            return {}
+        await self._notify("agent.state", state)
         await self._notify("call.routed", {**call, "reason": reason})
         return connect
 
@@ -634,13 +635,15 @@ class CallService:
                 also(pipe)
             for message in (*before, state):
                 pipe.publish(channel, orjson.dumps(message))
-            pipe.xadd(self.keys.agent_log, {
-                "agent_id": agent_id, "state": state["state"], "reason": state["reason"] or "",
-                "at": state["since"] or self.clock()}, maxlen=1_000_000, approximate=True)
+            self.store.log_agent_state(pipe, self._log_entry(state))
             if cancel is not None:
                 pipe.zrem(self.timers.key, cancel.member)
             await pipe.execute()
         await self._notify("agent.state", state)
+
+    def _log_entry(self, state: dict[str, Any]) -> dict[str, str | int | float]:
+        return {"agent_id": state["agent_id"], "state": state["state"],
+                "reason": state["reason"] or "", "at": state["since"] or self.clock()}
 
     async def persist_agent_log(self, interval: float = 1.0, batch: int = 500) -> None:
         """Move logged agent state changes into the database, a batch at a time.

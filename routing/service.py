@@ -53,7 +53,9 @@ class Assignment:
     waited_s: float
     tier: str
     score: float
-    agent: dict[str, str] = field(default_factory=dict, compare=False)  # after reservation
+    # the agent and the call after the reservation
+    agent: dict[str, str] = field(default_factory=dict, compare=False)
+    call: dict[str, str] = field(default_factory=dict, compare=False)
     # What made the decision: the call's arrival, an agent freeing up, or a waiting call
     # looked at again (a ring opened, ring-no-answer, a transfer).
     on: str = "waiting"
@@ -138,7 +140,7 @@ class Router:
         ring = next(r for r in opened if r.pool == reservation.pool)
         return Assignment(call_id, reservation.agent_id, ring.rule, ring.pool, waited,
                           call.get("tier", engine.DEFAULT_TIER), float(call["score"]),
-                          reservation.agent)
+                          reservation.agent, reservation.call)
 
     async def route_agent(self, agent_id: int, now: float,
                           agent: dict[str, str] | None = None) -> Assignment | None:
@@ -162,8 +164,9 @@ class Router:
             if reservation is not None:
                 return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
                                   now - call.offered_at,
-                                  reservation.tier or engine.DEFAULT_TIER, call.score,
-                                  reservation.agent, on="agent_free")
+                                  reservation.call.get("tier") or engine.DEFAULT_TIER,
+                                  call.score, reservation.agent, reservation.call,
+                                  on="agent_free")
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from callcenter.keys import Keys
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
@@ -50,7 +51,8 @@ for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
-# Reserve one agent for one call, atomically.
+# Reserve one agent for one call, atomically; answers the agent and the call as they are
+# now, so the caller need not read them again.
 # KEYS: call hash, waiting set of the call's queue, then candidate pool keys in order.
 # ARGV: now, agent key prefix, pool key prefix, agent id ("" = take the first pool member).
 _RESERVE = """
@@ -68,10 +70,10 @@ local function take(agent_id)
   redis.call('ZREM', KEYS[2], call_id)
   return true
 end
-local tier = redis.call('HGET', KEYS[1], 'tier') or ''
 if ARGV[4] ~= '' then
   if take(ARGV[4]) then
-    return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4]), tier}
+    return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4]),
+            redis.call('HGETALL', KEYS[1])}
   end
   return {0, 'agent_not_available'}
 end
@@ -79,13 +81,33 @@ for i = 3, #KEYS do
   local first = redis.call('ZRANGE', KEYS[i], 0, 0)
   if first[1] then
     if take(first[1]) then
-      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1]), tier}
+      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1]),
+              redis.call('HGETALL', KEYS[1])}
     end
     -- a stale member: drop it so the next decision does not trip over it
     redis.call('ZREM', KEYS[i], first[1])
   end
 end
 return {0, 'no_agent'}
+"""
+
+# Ring a reserved agent: note on the call why it was chosen, start the ring-no-answer
+# clock, log the agent's change and publish its messages, unless the call moved on since
+# the reservation (the caller hung up: the hang-up has freed the agent and told it) --
+# then nothing.
+# KEYS: call hash, timers, agent state log; ARGV: agent id, deadline, timer member, the
+# number of call field/value pairs, of log entry field/value pairs, the log's length
+# cap, then those pairs, then channel/message pairs to publish.
+_RING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'ringing'
+   or redis.call('HGET', KEYS[1], 'agent_id') ~= ARGV[1] then return 0 end
+local entry = 7 + 2 * tonumber(ARGV[4])
+local messages = entry + 2 * tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], unpack(ARGV, 7, entry - 1))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, entry, messages - 1))
+for i = messages, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return 1
 """
 
 # Compare-and-set a call's state. KEYS: call hash, event key; ARGV: expected states (";"),
@@ -135,6 +157,10 @@ local old = tonumber(redis.call('HGET', KEYS[1], 'aht') or ARGV[1])
 redis.call('HSET', KEYS[1], 'aht', string.format('%.2f', 0.9 * old + 0.1 * tonumber(ARGV[1])))
 """
 
+# How many agent state changes the log keeps before the oldest go (they are stored in
+# the database within seconds; the cap only bounds a database outage).
+AGENT_LOG_MAXLEN = 1_000_000
+
 # How long an event id is remembered, in seconds: far longer than any PBX retries.
 EVENT_TTL_S = 86400
 
@@ -167,7 +193,7 @@ class Reservation:
     agent_id: int
     pool: str
     agent: dict[str, str]
-    tier: str = ""  # the call's
+    call: dict[str, str]  # both after the reservation
 
 
 class AgentChange(NamedTuple):
@@ -194,6 +220,7 @@ class RoutingStore:
         self._make_available = redis.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)
+        self._ring = redis.register_script(_RING)
         self._call_cas = redis.register_script(_CALL_CAS)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._aht = redis.register_script(_AHT)
@@ -323,7 +350,28 @@ class RoutingStore:
         if not result[0]:
             return None
         pool = result[2].removeprefix(self._pool_prefix) if result[2] else f"agent:{result[1]}"
-        return Reservation(int(result[1]), pool, _pairs(result[3]), result[4])
+        return Reservation(int(result[1]), pool, _pairs(result[3]), _pairs(result[4]))
+
+    async def ring(self, call_id: str, agent_id: int, fields: Mapping[str, str], *,
+                   timers: str, timer: str, deadline: float,
+                   messages: Iterable[tuple[str, bytes]],
+                   log: Mapping[str, str | int | float]) -> bool:
+        """After a reservation, in one step: keep `fields` on the call, add `timer` to the
+        sorted set `timers` due at `deadline`, add `log` to the agent state log and publish
+        `messages` (channel, payload), only if the call still rings this agent. False when
+        it moved on."""
+        args: list[str | int | float | bytes] = [agent_id, deadline, timer, len(fields),
+                                                 len(log), AGENT_LOG_MAXLEN]
+        for pairs in (fields.items(), log.items(), messages):
+            for name, value in pairs:
+                args += [name, value]
+        keys = [self.keys.call(call_id), timers, self.keys.agent_log]
+        return bool(await self._ring(keys=keys, args=args))
+
+    def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
+        """Add an agent state change to the log that reports are built from (stored in the
+        database in batches, cti.service.persist_agent_log)."""
+        pipe.xadd(self.keys.agent_log, dict(fields), maxlen=AGENT_LOG_MAXLEN, approximate=True)
 
     async def position(self, call_id: str, queue: str) -> int | None:
         rank = await self.redis.zrank(self.keys.waiting(queue), call_id)

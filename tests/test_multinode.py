@@ -273,7 +273,7 @@ async def test_an_answer_stored_just_before_its_node_died_is_applied_when_resent
 
 async def test_a_caller_hanging_up_while_an_agent_takes_the_call_leaves_the_console_open(
         center):
-    from callcenter.appkeys import CALLS
+    from callcenter.appkeys import CALLS, ROUTER
 
     agent = await center.agent("amy")
     ivr = await center.ivr()
@@ -289,6 +289,12 @@ async def test_a_caller_hanging_up_while_an_agent_takes_the_call_leaves_the_cons
     reply = await agent.request("agent.state.set", state="available")
 
     assert reply["type"] == "ack"
+    # The ring step saw the call gone: no pop for it, and its key was not written again.
+    store = center.server.app[ROUTER].store
+    assert await store.call("z-1") == {}
+    amy = await store.agent(agent.agent_id)
+    assert (amy["state"], amy["call_id"]) == ("available", "")
+    assert not [m for m in agent.inbox.messages if m["type"] == "screen_pop"]
 
 
 async def test_a_burst_of_offers_on_one_connection_is_served_without_refusals(center):

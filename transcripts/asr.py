@@ -6,8 +6,12 @@ feature pipeline (so no acoustic adaptation leaks between recordings), ended wit
 ``FinalResult()``. Sessions run on ``KaldiRecognizer`` objects kept idle between
 recordings, because a new recognizer also builds a new lookahead-composed decoding
 graph whose cache costs several CPU-seconds to warm up; vosk rebuilds only the decoder
-and the feature pipeline after ``FinalResult()``. Decoding is blocking CPU work: call
-it from a worker process or an executor, never on an event loop.
+and the feature pipeline after ``FinalResult()``. The warm cache expands the graph in
+another order, which can flip a word where the beam search is undecided: 2 of 1,597
+words against a new recognizer per file (``bench/transcribe_bench.py``, with the
+model's random dither off so that the comparison is reproducible). Decoding is
+blocking CPU work: call it from a worker process or an executor, never on an event
+loop.
 """
 
 from __future__ import annotations

@@ -396,12 +396,15 @@ class CallService:
 
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:
-        call = await self._live(call_id)
-        check(call_id, call["state"], "wrapup.done")
-        if call.get("agent_id") != str(agent_id) and call.get("wrap_agent") != str(agent_id):
-            raise WrongAgent(call_id, _int(call.get("agent_id")), agent_id)
+        agent, call = await self._agent_and_call(agent_id, call_id)
+        # A finished call is no longer in Redis: its state from the database.
+        live = call or await self._live(call_id)
+        check(call_id, live["state"], "wrapup.done")
+        if live.get("agent_id") != str(agent_id) and live.get("wrap_agent") != str(agent_id):
+            raise WrongAgent(call_id, _int(live.get("agent_id")), agent_id)
         await self._finish_wrap_up(agent_id, call_id, self.clock(),
-                                   {"disposition": disposition, "notes": notes})
+                                   {"disposition": disposition, "notes": notes},
+                                   read=(agent, call))
 
     async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
         """What a (re)connecting console needs at once: its state and its current call."""
@@ -551,12 +554,21 @@ class CallService:
         await self._agent_changed(agent_id, change.agent, {
             "type": "call.ended", "call_id": call_id, "wrap_up_until": until}, also=start_clock)
 
-    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
-                              wrap: dict[str, str] | None = None) -> None:
+    async def _agent_and_call(self, agent_id: int,
+                              call_id: str) -> tuple[dict[str, str], dict[str, str]]:
         async with self.store.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.agent(agent_id))
             pipe.hgetall(self.keys.call(call_id))
             agent, call = await pipe.execute()
+        return agent, call
+
+    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
+                              wrap: dict[str, str] | None = None, *,
+                              read: tuple[dict[str, str], dict[str, str]] | None = None,
+                              ) -> None:
+        """End an agent's wrap-up of a call; `read` is the agent and the call when the
+        caller has just read them."""
+        agent, call = read or await self._agent_and_call(agent_id, call_id)
         if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
             return  # wrap-up already finished by the agent or the timer
         if call.get("state") == CallState.wrap_up.value:

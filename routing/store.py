@@ -150,11 +150,19 @@ if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5]) end
 return 1
 """
 
-# The average handle time, exponentially weighted so recent calls count most for queue
-# wait estimates. KEYS: stats hash; ARGV: this call's handle time in seconds.
-_AHT = """
-local old = tonumber(redis.call('HGET', KEYS[1], 'aht') or ARGV[1])
-redis.call('HSET', KEYS[1], 'aht', string.format('%.2f', 0.9 * old + 0.1 * tonumber(ARGV[1])))
+# A call is over: out of its queue, the live calls and Redis. With a handle time, it also
+# moves the average handle time, exponentially weighted so recent calls count most for
+# queue wait estimates. KEYS: waiting set, set of live calls, call hash, stats hash;
+# ARGV: call id, handle time in seconds ("" = none).
+_DROP_CALL = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+if ARGV[2] ~= '' then
+  local old = tonumber(redis.call('HGET', KEYS[4], 'aht') or ARGV[2])
+  redis.call('HSET', KEYS[4], 'aht',
+             string.format('%.2f', 0.9 * old + 0.1 * tonumber(ARGV[2])))
+end
 """
 
 # How many agent state changes the log keeps before the oldest go (they are stored in
@@ -223,7 +231,7 @@ class RoutingStore:
         self._ring = redis.register_script(_RING)
         self._call_cas = redis.register_script(_CALL_CAS)
         self._enqueue = redis.register_script(_ENQUEUE)
-        self._aht = redis.register_script(_AHT)
+        self._drop_call = redis.register_script(_DROP_CALL)
         self._heads = redis.register_script(_HEADS)
 
     @property
@@ -332,13 +340,9 @@ class RoutingStore:
     async def drop_call(self, call_id: str, queue: str, *,
                         handle_s: float | None = None) -> None:
         """The call is over; with `handle_s`, it also moves the average handle time."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.waiting(queue), call_id)
-            pipe.srem(self.keys.calls, call_id)
-            pipe.delete(self.keys.call(call_id))
-            if handle_s is not None:
-                await self._aht(keys=[self.keys.stats], args=[handle_s], client=pipe)
-            await pipe.execute()
+        keys = [self.keys.waiting(queue), self.keys.calls, self.keys.call(call_id),
+                self.keys.stats]
+        await self._drop_call(keys=keys, args=[call_id, "" if handle_s is None else handle_s])
 
     async def reserve(self, call_id: str, queue: str, now: float, *,
                       pools: Iterable[str] = (), agent_id: int | None = None,

@@ -601,11 +601,22 @@ class CallService:
         await self.store.drop_call(call["id"], call["queue"])
         if agent_id is None:
             return
-        change = await self.store.make_available(agent_id, now, force=True)
+        # The agent whose phone rang is free again, unless its console went away meanwhile
+        # (console_gone kept a not-ready for after the call).
+        agent = await self.store.agent(agent_id)
+        after = agent.get("after_wrap")
+        if after and after != AgentState.available.value:
+            change = await self.store.make_unavailable(
+                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
+                force=True, call_id="", after_wrap="")
+        else:
+            change = await self.store.make_available(agent_id, now, force=True)
         await self._agent_changed(
             agent_id, change.agent,
             {"type": "call.ended", "call_id": call["id"], "reason": "caller_hangup"},
             cancel=Timer("rona", call["id"], str(agent_id)))
+        if change.agent.get("state") != AgentState.available.value:
+            return
         assignment = await self.router.route_agent(agent_id, now)
         if assignment is not None:
             await self._dispatch(assignment, None)

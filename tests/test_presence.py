@@ -83,3 +83,20 @@ async def test_coming_back_during_a_call_cancels_the_not_ready_for_after_it(cent
     await again.inbox.expect("screen_pop", call_id="back-again")  # the call, at once
     await ivr.event("call.ended", "back-again", cause="normal")
     await again.inbox.expect("agent.state", state="available", timeout=5)
+
+
+async def test_a_caller_hanging_up_while_a_gone_agent_rings_leaves_it_not_ready(center):
+    agent = await center.agent("eve")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("hang-up", "+8613800000105")
+    await agent.inbox.expect("screen_pop", call_id="hang-up")
+    await agent.close()
+    await wait_for_agent(center, agent.agent_id, lambda agent: agent.get("after_wrap"))
+
+    await ivr.event("call.ended", "hang-up", cause="caller_hangup")
+
+    after = await live_agent(center, agent.agent_id)
+    assert (after["state"], after["reason"], after["call_id"]) == (
+        "not_ready", "disconnected", "")
+    assert not after.get("after_wrap")

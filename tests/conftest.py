@@ -192,13 +192,19 @@ class Center:
         await self.add_agent(username, **kwargs)  # type: ignore[arg-type]
         return await self.login(username)
 
-    async def answered_call(self, username: str, call_id: str, ani: str) -> tuple[object, object]:
-        """An agent (new, available) talking on a call routed to it: (agent, ivr)."""
+    async def ringing_call(self, username: str, call_id: str, ani: str) -> tuple[object, object]:
+        """An agent (new, available) whose phone rings with a call routed to it, once the
+        PBX was told to connect it: (agent, ivr)."""
         agent = await self.agent(username)
         await agent.available()  # type: ignore[attr-defined]
         ivr = await self.ivr()
         await ivr.offer(call_id, ani)  # type: ignore[attr-defined]
         await ivr.inbox.expect("route.connect", call_id=call_id)  # type: ignore[attr-defined]
+        return agent, ivr
+
+    async def answered_call(self, username: str, call_id: str, ani: str) -> tuple[object, object]:
+        """An agent (new, available) talking on a call routed to it: (agent, ivr)."""
+        agent, ivr = await self.ringing_call(username, call_id, ani)
         await ivr.event("call.answered", call_id,  # type: ignore[attr-defined]
                         agent_id=agent.agent_id)  # type: ignore[attr-defined]
         return agent, ivr

@@ -257,10 +257,7 @@ async def _interaction(center, customer_id: str) -> dict:
 
 
 async def test_caller_hanging_up_while_ringing_frees_the_agent_for_the_next_call(center):
-    agent = await center.agent("rae")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("short", "+8613800000110")
+    agent, ivr = await center.ringing_call("rae", "short", "+8613800000110")
     await agent.inbox.expect("screen_pop", call_id="short")
     await ivr.event("call.ended", "short", cause="caller_hangup")
     ended = await agent.inbox.expect("call.ended", call_id="short")

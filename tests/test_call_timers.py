@@ -114,12 +114,7 @@ async def test_not_ready_needs_a_configured_reason(center):
 
 
 async def test_agent_on_a_call_cannot_log_out_mid_call(center):
-    agent = await center.agent("ned")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("busy", "+8613800000010")
-    await ivr.inbox.expect("route.connect", call_id="busy")
-    await ivr.event("call.answered", "busy", agent_id=agent.agent_id)
+    agent, ivr = await center.answered_call("ned", "busy", "+8613800000010")
     reply = await agent.request("agent.state.set", state="logged_out")
     assert reply["type"] == "error" and reply["code"] == "agent_busy"
 

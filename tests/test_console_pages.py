@@ -80,10 +80,7 @@ async def post_customer(center, token: str | None, body: dict) -> tuple[int, dic
 
 
 async def test_an_agent_creates_a_customer_for_a_new_caller_and_keeps_the_call(center):
-    agent = await center.agent("amy")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("first-call", "13911112222")
+    agent, ivr = await center.ringing_call("amy", "first-call", "13911112222")
     await agent.inbox.expect("screen_pop", call_id="first-call")
 
     status, customer = await post_customer(center, agent.token, {

@@ -79,11 +79,7 @@ def settings(database_url, own_redis, redis_prefix, tmp_path):
 
 
 async def test_pbx_reconnects_resends_unacked_events_and_syncs_state(center):
-    agent = await center.agent("amy")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("live", "+8613800000001")
-    await ivr.inbox.expect("route.connect", call_id="live")
+    agent, ivr = await center.ringing_call("amy", "live", "+8613800000001")
     await ivr.event("call.answered", "live", agent_id=agent.agent_id, event_id="ans-1")
     await ivr.close()
 

@@ -256,11 +256,7 @@ async def test_an_answer_stored_just_before_its_node_died_is_applied_when_resent
     from callcenter.appkeys import ROUTER
     from cti import records
 
-    agent = await center.agent("amy")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("h-1", "+8613900000001")
-    await ivr.inbox.expect("route.connect", call_id="h-1")
+    agent, ivr = await center.ringing_call("amy", "h-1", "+8613900000001")
     async with db.session_scope(center.sessions) as session:  # committed, then the node died
         await records.mark_event(session, "answer-h-1", "h-1", "call.answered")
 

@@ -86,11 +86,7 @@ async def test_coming_back_during_a_call_cancels_the_not_ready_for_after_it(cent
 
 
 async def test_a_caller_hanging_up_while_a_gone_agent_rings_leaves_it_not_ready(center):
-    agent = await center.agent("eve")
-    await agent.available()
-    ivr = await center.ivr()
-    await ivr.offer("hang-up", "+8613800000105")
-    await agent.inbox.expect("screen_pop", call_id="hang-up")
+    agent, ivr = await center.ringing_call("eve", "hang-up", "+8613800000105")
     await agent.close()
     await wait_for_agent(center, agent.agent_id, lambda agent: agent.get("after_wrap"))
 

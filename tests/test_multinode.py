@@ -133,6 +133,34 @@ async def test_call_offered_on_one_node_pops_the_agent_on_another(cluster: Clust
         await agent.close()
 
 
+async def test_an_agent_whose_node_died_stops_getting_calls_after_its_lease(cluster: Cluster):
+    cluster.agents = await cluster.deployment.prepare(agents=1, customers=1)
+    await cluster.start(2, CALLCENTER_AGENT_AWAY_S="1.0")
+    node_a, _ = cluster.urls
+    agent = await AgentClient.login(cluster.urls[1], "a0", "bench-password")
+    await agent.available()
+    await agent.inbox.expect("agent.state", state="available")
+
+    cluster.kill(1)  # the node holding the console dies: nobody renews its lease
+    live = f"{cluster.deployment.prefix}:agent:{agent.agent_id}"
+    states = []
+    for _ in range(200):  # the surviving node fires the lease's timer within 10 s
+        states.append(await cluster.redis.hmget(live, "state", "reason"))
+        if states[-1] != ["available", ""]:
+            break
+        await asyncio.sleep(0.05)
+    assert states[-1] == ["not_ready", "disconnected"], states[-3:]
+
+    ivr = await Ivr.connect(node_a, await cluster.pbx_token("pbx-a"))
+    try:
+        await ivr.offer("after-death", phone(0))
+        await ivr.inbox.expect("route.queued", call_id="after-death")
+        await ivr.inbox.nothing("route.connect", wait=0.5)
+    finally:
+        await ivr.close()
+        await agent.close()
+
+
 @pytest.mark.timeout(300)
 async def test_two_thousand_calls_on_three_nodes_no_double_assignment_none_lost(
         cluster: Cluster):

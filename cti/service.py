@@ -54,7 +54,7 @@ from routing import engine
 from routing.engine import CallProfile
 from routing.service import Assignment, CallLive, Router, RoutingError
 from routing.states import AgentState
-from routing.store import EVENT_TTL_S, EventSeen
+from routing.store import EVENT_TTL_S, AgentChange, EventSeen
 
 log = logging.getLogger(__name__)
 
@@ -573,19 +573,29 @@ class CallService:
             return  # wrap-up already finished by the agent or the timer
         if call.get("state") == CallState.wrap_up.value:
             await self._end_call(call, now, wrap or {})
-        after = agent.get("after_wrap") or AgentState.available.value
-        if after == AgentState.available.value:
-            change = await self.store.make_available(agent_id, now)
-        else:
-            change = await self.store.make_unavailable(
-                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
-                call_id="", after_wrap="")
+        change = await self._after_call(agent_id, agent, now)
         await self._agent_changed(agent_id, change.agent,
                                   cancel=Timer("wrapup", str(agent_id), call_id))
+        await self._offer_next_call(agent_id, change, now)
+
+    async def _after_call(self, agent_id: int, agent: dict[str, str], now: float, *,
+                          force: bool = False) -> AgentChange:
+        """An agent leaves its call: available, or the state kept for after the call (the
+        agent chose it during wrap-up, or its console went away)."""
+        after = agent.get("after_wrap") or AgentState.available.value
         if after == AgentState.available.value:
-            assignment = await self.router.route_agent(agent_id, now, change.agent)
-            if assignment is not None:
-                await self._dispatch(assignment, None)
+            return await self.store.make_available(agent_id, now, force=force)
+        return await self.store.make_unavailable(
+            agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
+            force=force, call_id="", after_wrap="")
+
+    async def _offer_next_call(self, agent_id: int, change: AgentChange, now: float) -> None:
+        """An agent that left its call available takes the best waiting call at once."""
+        if change.agent.get("state") != AgentState.available.value:
+            return
+        assignment = await self.router.route_agent(agent_id, now, change.agent)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         ops = [records.call_op(call["id"], state=CallState.ended.value)]
@@ -601,25 +611,14 @@ class CallService:
         await self.store.drop_call(call["id"], call["queue"])
         if agent_id is None:
             return
-        # The agent whose phone rang is free again, unless its console went away meanwhile
-        # (console_gone kept a not-ready for after the call).
-        agent = await self.store.agent(agent_id)
-        after = agent.get("after_wrap")
-        if after and after != AgentState.available.value:
-            change = await self.store.make_unavailable(
-                agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
-                force=True, call_id="", after_wrap="")
-        else:
-            change = await self.store.make_available(agent_id, now, force=True)
+        # The agent whose phone rang leaves the call (its console may have gone meanwhile).
+        change = await self._after_call(agent_id, await self.store.agent(agent_id), now,
+                                        force=True)
         await self._agent_changed(
             agent_id, change.agent,
             {"type": "call.ended", "call_id": call["id"], "reason": "caller_hangup"},
             cancel=Timer("rona", call["id"], str(agent_id)))
-        if change.agent.get("state") != AgentState.available.value:
-            return
-        assignment = await self.router.route_agent(agent_id, now)
-        if assignment is not None:
-            await self._dispatch(assignment, None)
+        await self._offer_next_call(agent_id, change, now)
 
     async def _live(self, call_id: str) -> dict[str, str]:
         call = await self.store.call(call_id)

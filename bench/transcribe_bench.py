@@ -87,7 +87,10 @@ def main() -> None:
     _warm_page_cache(model)
     runs: dict[str, list[Run]] = {}
     for repeat in range(args.repeat):
-        for name, command, out in _commands(args, model, corpus, repeat):
+        commands = _commands(args, model, corpus, args.data / "out" / str(repeat))
+        if repeat % 2:
+            commands.reverse()  # interleave against drift
+        for name, command, out in commands:
             run = _time(name, command, out)
             runs.setdefault(name, []).append(run)
             print(
@@ -244,8 +247,8 @@ def _warm_page_cache(model: Path) -> None:
             f.read_bytes()
 
 
-def _commands(args, model: Path, corpus: Path, repeat: int | str):
-    out = args.data / "out" / str(repeat)
+def _commands(args, model: Path, corpus: Path, out: Path):
+    """(label, command, output folder) of every run, each writing under `out`."""
     shutil.rmtree(out, ignore_errors=True)
     vt = shutil.which("vosk-transcriber") or sys.exit("vosk-transcriber is not installed")
 
@@ -301,8 +304,7 @@ def _commands(args, model: Path, corpus: Path, repeat: int | str):
     ]
     if args.single_core:
         commands += [run("vt", 1, pin=True), run("ours", 1, pin=True)]
-    # interleave against drift
-    return commands[::-1] if isinstance(repeat, int) and repeat % 2 else commands
+    return commands
 
 
 def _time(name: str, command: list[str], out: Path) -> Run:
@@ -427,22 +429,25 @@ def _same_words(args, model: Path, corpus: Path) -> dict:
     """Word difference between the tools (and between two runs of vosk-transcriber) with
     the model's dither off, so that chance does not decide it (see _undithered)."""
     copy = _undithered(model, args.data)
-    runs = {}
-    for name, command, out in _commands(args, copy, corpus, "dither0")[:3]:
-        runs[name] = _time(name, command, out)
-    ours_name, vt_name = (
+    ours_name, vt_name, vt1_name = (
         f"callcenter transcribe --workers {args.workers}",
         f"vosk-transcriber --tasks {args.workers}",
+        "vosk-transcriber --tasks 1",
     )
+    runs = {
+        name: _time(name, command, out)
+        for name, command, out in _commands(args, copy, corpus, args.data / "out" / "dither0")
+        if name in (ours_name, vt_name, vt1_name)
+    }
     vt_words = _words_vt(Path(runs[vt_name].output))
     ours = word_difference(_words_ours(Path(runs[ours_name].output)), vt_words)
-    again = word_difference(_words_vt(Path(runs["vosk-transcriber --tasks 1"].output)), vt_words)
+    again = word_difference(_words_vt(Path(runs[vt1_name].output)), vt_words)
     total = sum(len(w) for w in vt_words.values())
     text = (
         f"\nwith the model's dither off (`--dither=0` added to a copy of conf/mfcc.conf), "
         f"edit distance / {total} words of `{vt_name}`:\n"
         f"- ours vs vosk-transcriber: {ours:.2%}\n"
-        f"- `vosk-transcriber --tasks 1` vs `{vt_name}`: {again:.2%}"
+        f"- `{vt1_name}` vs `{vt_name}`: {again:.2%}"
     )
     return {"ours_vs_vt": ours, "vt_vs_vt": again, "words": total, "text": text}
 

@@ -16,9 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console.views import STAFF
-from callcenter import appkeys
-from callcenter.models import Agent, Call, Customer, CustomerPhone, Interaction
-from callcenter.web import Invalid, authenticate, json_error
+from core import appkeys
+from core.models import Agent, Call, Customer, CustomerPhone, Interaction
+from core.web import Invalid, authenticate, json_error
 from crm import store as crm
 from cti.schemas import describe
 

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from callcenter import appkeys, auth
-from callcenter.audit_views import ScreenPopAudit
-from callcenter.auth import AuthError, Principal
-from callcenter.models import Role
-from callcenter.web import bearer, json_error, watch_token
-from callcenter.ws import Connection, error_frame
+from core import appkeys, auth
+from core.audit_views import ScreenPopAudit
+from core.auth import AuthError, Principal
+from core.models import Role
+from core.web import bearer, json_error, watch_token
+from core.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import describe
 from routing.service import RoutingError
@@ -106,7 +106,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     connected[agent_id] += 1
     watch = watch_token(app, principal, ws)
     try:
-        await app[appkeys.CONSOLE].ensure_registered(agent_id)
+        await app[appkeys.DIRECTORY].ensure_registered(agent_id)
         await app[appkeys.PRESENCE].renew([agent_id])
         await calls.console_back(agent_id)
         for message in await calls.agent_snapshot(agent_id):

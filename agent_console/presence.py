@@ -1,7 +1,7 @@
 """An agent whose console is gone stops being offered calls.
 
 Each node holds a lease for every agent connected to it: an `away` timer in the
-shared timer set (callcenter/timers.py), pushed `away_s` into the future when the
+shared timer set (core/timers.py), pushed `away_s` into the future when the
 agent connects and every third of `away_s` while it stays. A console that closes,
 or a node that dies with its consoles, stops the pushing; the timer then fires on
 whichever node polls, and the call service puts an available agent in not-ready
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from callcenter.timers import Timers
+from core.timers import Timers
 from cti.service import away_timer
 
 log = logging.getLogger(__name__)

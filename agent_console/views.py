@@ -10,12 +10,12 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from callcenter import access, appkeys, auth
-from callcenter.access import Grant
-from callcenter.audit_views import viewed
-from callcenter.auth import Forbidden, Principal
-from callcenter.models import Interaction, Role
-from callcenter.web import Invalid, NotFound, authenticate, client_address, json_error
+from core import access, appkeys, auth
+from core.access import Grant
+from core.audit_views import viewed
+from core.auth import Forbidden, Principal
+from core.models import Interaction, Role
+from core.web import Invalid, NotFound, authenticate, client_address, json_error
 from crm import store as crm
 from cti.schemas import describe
 

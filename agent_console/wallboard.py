@@ -30,9 +30,9 @@ from redis.asyncio import Redis
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter.bus import Bus
-from callcenter.keys import Keys
-from callcenter.models import Complaint, Queue
+from core.bus import Bus
+from core.keys import Keys
+from core.models import Complaint, Queue
 from routing.engine import TIERS
 from routing.store import RoutingStore
 

@@ -12,11 +12,11 @@ import logging
 from aiohttp import web
 
 from agent_console.gateway import origin_allowed, ticket_principal
-from callcenter import appkeys, auth
-from callcenter.auth import AuthError
-from callcenter.models import Role
-from callcenter.web import bearer, json_error, watch_token
-from callcenter.ws import Connection
+from core import appkeys, auth
+from core.auth import AuthError
+from core.models import Role
+from core.web import bearer, json_error, watch_token
+from core.ws import Connection
 
 log = logging.getLogger(__name__)
 

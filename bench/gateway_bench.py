@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Deployment, cpu_s, free_port, rss_mb, wait_healthy, workdir
 
-from callcenter.keys import Keys
+from core.keys import Keys
 
 STEP_TIMEOUT_S = 300
 
@@ -323,9 +323,9 @@ def _loadavg() -> str:
 
 
 async def _pbx_tokens(deployment: Deployment, count: int) -> list[str]:
-    from callcenter import db
-    from callcenter.auth import issue_token
-    from callcenter.models import Role
+    from core import db
+    from core.auth import issue_token
+    from core.models import Role
 
     engine = db.create_engine(deployment.database_url)
     async with db.session_scope(db.sessionmaker(engine)) as session:

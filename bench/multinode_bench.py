@@ -56,8 +56,8 @@ from harness import (  # noqa: E402
 )
 
 from callcenter import db  # noqa: E402
-from callcenter.auth import issue_token  # noqa: E402
-from callcenter.models import Role  # noqa: E402
+from core.auth import issue_token  # noqa: E402
+from core.models import Role  # noqa: E402
 
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 

@@ -33,8 +33,8 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from callcenter.keys import Keys  # noqa: E402
-from callcenter.redisconn import open_redis  # noqa: E402
+from core.keys import Keys  # noqa: E402
+from core.redisconn import open_redis  # noqa: E402
 from routing import engine  # noqa: E402
 from routing.engine import AgentProfile, CallProfile  # noqa: E402
 from routing.service import Router  # noqa: E402

@@ -35,7 +35,7 @@ from harness import (  # noqa: E402
 )
 
 from callcenter import db  # noqa: E402
-from callcenter.models import Interaction  # noqa: E402
+from core.models import Interaction  # noqa: E402
 
 
 async def soak(args: argparse.Namespace) -> int:

@@ -12,21 +12,22 @@ from agent_console import customer_views, pages, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.presence import Presence
-from agent_console.services import ConsoleService
 from agent_console.wallboard import Wallboard
-from callcenter import appkeys, audit_views, db, gctune, health, metrics, openapi
-from callcenter.bus import Bus
-from callcenter.keys import Keys
-from callcenter.redisconn import open_redis
-from callcenter.settings import Settings
-from callcenter.timers import Timers
-from callcenter.web import TokenWatch, errors, redact_access_log, signed_in
-from callcenter.writer import RecordWriter
+from callcenter import openapi
+from core import appkeys, audit_views, db, gctune, health, metrics
+from core.bus import Bus
+from core.keys import Keys
+from core.redisconn import open_redis
+from core.settings import Settings
+from core.timers import Timers
+from core.web import TokenWatch, errors, redact_access_log, signed_in
+from core.writer import RecordWriter
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
+from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
 from transcripts import plugin as transcripts_plugin
@@ -69,14 +70,14 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = Bus(redis, f"{keys.prefix}:ch:node:{settings.node_id}")
     timers = Timers(redis, keys.timers)
     router = Router(RoutingStore(redis, keys))
-    console = ConsoleService(app[appkeys.SESSIONS], router)
+    console = AgentDirectory(app[appkeys.SESSIONS], router)
     await console.load_queues()
     calls = CallService(app[appkeys.SESSIONS], app[appkeys.WRITER], router, timers, bus, keys,
                         settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
                         reader=app[appkeys.READER], read=app[appkeys.READ])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
-    app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.CONSOLE] = router, calls, console
+    app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.DIRECTORY] = router, calls, console
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])
     await recovery.check()
     app[appkeys.RECOVERY] = recovery

@@ -14,10 +14,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from callcenter import db
-from callcenter.models import Role
-from callcenter.redisconn import RedisUnavailable, open_redis
-from callcenter.settings import Settings
+from core import db
+from core.models import Role
+from core.redisconn import RedisUnavailable, open_redis
+from core.settings import Settings
 from transcripts.batch import transcribe_command
 
 T = TypeVar("T")
@@ -157,8 +157,8 @@ def agents_add(
     """Add a user; the password is read from stdin or a prompt, never echoed."""
     from sqlalchemy import select
 
-    from callcenter.auth import hash_password
-    from callcenter.models import Agent
+    from core.auth import hash_password
+    from core.models import Agent
 
     if role is Role.telephony:
         fail("telephony integrations get tokens: use `callcenter token create`")
@@ -236,7 +236,7 @@ def token_create(
     days: Annotated[int, typer.Option(min=1, help="Days until it expires.")] = 365,
 ) -> None:
     """Print a new integration token for a PBX/IVR."""
-    from callcenter.auth import issue_token
+    from core.auth import issue_token
 
     if role is not Role.telephony:
         fail("users sign in with a password; tokens here are for telephony integrations")
@@ -257,7 +257,7 @@ def token_create(
 def token_revoke(name: Annotated[str, typer.Option(help="Integration whose tokens to revoke.")],
                  ) -> None:
     """Revoke every token of an integration."""
-    from callcenter.auth import revoke
+    from core.auth import revoke
 
     s = settings()
 
@@ -279,7 +279,7 @@ def audit_export(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Export the audit log, oldest first."""
-    from callcenter import audit
+    from core import audit
 
     try:
         export_format = audit.ExportFormat(fmt)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from callcenter.web import authenticate
+from core.web import authenticate
 
 SPEC = Path(__file__).with_name("openapi.yaml")
 

@@ -17,9 +17,9 @@ import phonenumbers
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter.auth import hash_password
-from callcenter.db import session_scope
-from callcenter.models import (
+from core.auth import hash_password
+from core.db import session_scope
+from core.models import (
     Agent,
     Complaint,
     Customer,

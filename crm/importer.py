@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
-from callcenter.db import session_scope
-from callcenter.models import Customer, CustomerPhone, Order
+from core.db import session_scope
+from core.models import Customer, CustomerPhone, Order
 from crm.store import normalise_phone
 
 log = logging.getLogger(__name__)

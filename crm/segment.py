@@ -19,9 +19,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
-from callcenter.db import session_scope
-from callcenter.models import Complaint, Customer, CustomerPhone, utcnow
-from callcenter.models import Order as OrderRow
+from core.db import session_scope
+from core.models import Complaint, Customer, CustomerPhone, utcnow
+from core.models import Order as OrderRow
 from crm.value import CustomerFacts, Order, Tier, ValueProfile, compute_profiles
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import phonenumbers
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import Complaint, Customer, CustomerPhone, Interaction
+from core.models import Complaint, Customer, CustomerPhone, Interaction
 
 DEFAULT_REGION = "CN"
 # Enough history to find a good agent behind a run of bad calls, still one small query.
@@ -177,7 +177,7 @@ async def profile_by_phone(session: AsyncSession, ani: str,
 
 # The profile queries are synchronous Core on a Connection, so the same code runs on the
 # async engines (through `run_sync`) and, for SQLite on the call path, in one worker
-# thread hop on the synchronous driver (see `callcenter.db.SyncReader`).
+# thread hop on the synchronous driver (see `core.db.SyncReader`).
 
 # Each statement is built once, with bind parameters: SQLAlchemy then finds it in its
 # compiled cache by identity and skips rebuilding the statement, its cache key and the

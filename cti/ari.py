@@ -25,9 +25,9 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from callcenter import appkeys
-from callcenter.bus import Bus
-from callcenter.keys import Keys
+from core import appkeys
+from core.bus import Bus
+from core.keys import Keys
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
 from cti.ari_events import (

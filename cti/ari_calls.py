@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callcenter.settings import Settings
+from core.settings import Settings
 from cti import records
 from cti.ari_client import AriClient, AriError
 from cti.ari_events import (

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from callcenter import appkeys, auth
-from callcenter.auth import AuthError
-from callcenter.models import Role
-from callcenter.web import bearer, json_error, watch_token
-from callcenter.ws import Connection, error_frame
+from core import appkeys, auth
+from core.auth import AuthError
+from core.models import Role
+from core.web import bearer, json_error, watch_token
+from core.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import StateSync, describe, inbound
 from routing.service import RoutingError

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import Interaction, ProcessedEvent
-from callcenter.writer import Insert, Op, Update
+from core.models import Interaction, ProcessedEvent
+from core.writer import Insert, Op, Update
 
 
 def at(epoch: float) -> dt.datetime:
@@ -38,7 +38,7 @@ async def interaction(session: AsyncSession, call_id: str) -> Interaction | None
 
 
 # The event path's writes, as operations for the group-commit writer
-# (callcenter/writer.py): built when an event is applied, kept in Redis until stored.
+# (core/writer.py): built when an event is applied, kept in Redis until stored.
 
 def offer_ops(*, event_id: str, call_id: str, queue: str, ani: str, dnis: str,
               customer_id: str | None, tier: str, ivr: dict[str, Any], offered_at: float,

@@ -23,13 +23,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agent_console.services import ConsoleService
-from callcenter.models import AgentStateChange, Call, Interaction
-from callcenter.timers import Timer
+from core.models import AgentStateChange, Call, Interaction
+from core.timers import Timer
 from crm import store as crm
 from cti.calls import CallState
 from cti.service import CallService
 from routing import engine
+from routing.directory import AgentDirectory
 from routing.engine import CallProfile
 from routing.states import AgentState
 
@@ -42,7 +42,7 @@ LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connect
 @dataclass
 class Recovery:
     calls: CallService
-    console: ConsoleService
+    console: AgentDirectory
     maker: async_sessionmaker[AsyncSession]
     connected: Counter[int] = field(default_factory=Counter)  # agents on this node
     epoch: str | None = None

@@ -21,12 +21,12 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter import writer
-from callcenter.bus import Bus
-from callcenter.db import Read, session_reader
-from callcenter.keys import Keys
-from callcenter.models import Call
-from callcenter.timers import Timer, Timers
+from core import writer
+from core.bus import Bus
+from core.db import Read, session_reader
+from core.keys import Keys
+from core.models import Call
+from core.timers import Timer, Timers
 from crm import store as crm
 from cti import records
 from cti.calls import (

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from callcenter.keys import Keys
+from core.keys import Keys
 from routing import engine
 from routing.engine import AgentProfile, CallProfile
 from routing.scenario import PlannedCall, Scenario, fifo_policy, plan_calls
@@ -293,7 +293,7 @@ async def run_and_report(scenario: Scenario, redis_url: str | None, prefix: str,
                          embedded_path: Path, *, both: bool = False,
                          plot: Path | None = None) -> str:
     """What ``callcenter simulate`` prints: one run, or value routing against FIFO."""
-    from callcenter.redisconn import open_redis
+    from core.redisconn import open_redis
     from routing.simreport import format_comparison, format_report, plot_waits
 
     async with open_redis(redis_url, embedded_path) as redis:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from callcenter.keys import Keys
+from core.keys import Keys
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.states import AgentState
 

@@ -17,11 +17,11 @@ import pytest
 import redis as sync_redis
 from sqlalchemy import text
 
-from callcenter import db
 from callcenter.app import create_app
-from callcenter.models import Base
-from callcenter.redisconn import EmbeddedRedis
-from callcenter.settings import Settings
+from core import db
+from core.models import Base
+from core.redisconn import EmbeddedRedis
+from core.settings import Settings
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
 
@@ -143,8 +143,8 @@ class Center:
 
     async def add_agent(self, username: str, *, skills: tuple[str, ...] = (), level: int = 1,
                         role: str = "agent", extension: str | None = None) -> int:
-        from callcenter.auth import hash_password
-        from callcenter.models import Agent
+        from core.auth import hash_password
+        from core.models import Agent
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             agent = Agent(username=username, display_name=username.title(), role=role,
@@ -156,15 +156,15 @@ class Center:
 
     async def add_customer(self, customer_id: str, name: str, phone: str, *,
                            tier: str = "standard", **fields: object) -> None:
-        from callcenter.models import Customer, CustomerPhone
+        from core.models import Customer, CustomerPhone
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             session.add(Customer(id=customer_id, name=name, tier=tier,
                                  phones=[CustomerPhone(phone=phone, position=0)], **fields))
 
     async def add_queue(self, name: str, skills: tuple[str, ...] = ()) -> None:
-        from callcenter.appkeys import CONSOLE
-        from callcenter.models import Queue
+        from core.appkeys import CONSOLE
+        from core.models import Queue
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             session.add(Queue(name=name, display_name=name, skills=list(skills)))
@@ -173,8 +173,8 @@ class Center:
     async def telephony_token(self, name: str = "pbx-1") -> str:
         import datetime as dt
 
-        from callcenter.auth import issue_token
-        from callcenter.models import Role
+        from core.auth import issue_token
+        from core.models import Role
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             return await issue_token(session, self.settings.secret_key, role=Role.telephony,

@@ -29,9 +29,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bench.harness import Deployment, free_port, phone, wait_healthy
-from callcenter import db
-from callcenter.auth import issue_token
-from callcenter.models import Interaction, Role
+from core import db
+from core.auth import issue_token
+from core.models import Interaction, Role
 from routing.engine import RoutingPolicy
 
 # Errors that say "not stored, send it again" (docs/protocol.md).

@@ -14,10 +14,10 @@ import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callcenter import db
-from callcenter.access import AgentCalls, Grant, grant, mask_email, mask_phone, shape
-from callcenter.auth import Forbidden, issue_token
-from callcenter.models import Role
+from core import db
+from core.access import AgentCalls, Grant, grant, mask_email, mask_phone, shape
+from core.auth import Forbidden, issue_token
+from core.models import Role
 from tests.rest import PASSWORD, cli, login, request
 
 # Reachable without signing in: the sign-in page and call, health, and static files.
@@ -288,7 +288,7 @@ async def test_websocket_ticket_works_once(center):
 
 async def test_telephony_token_revoked_with_the_cli_is_refused_and_its_socket_closed(
         center, monkeypatch):
-    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    monkeypatch.setattr("core.web.TOKEN_RECHECK_S", 0.2)
     token = await center.telephony_token("pbx-9")
     ivr = await center.ivr("pbx-9")  # a second token of the same integration, connected
     await ivr.offer("before-revoke", "+8613800000001")
@@ -302,14 +302,14 @@ async def test_telephony_token_revoked_with_the_cli_is_refused_and_its_socket_cl
 
 
 async def test_signing_out_closes_the_consoles_open_socket(center, monkeypatch):
-    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    monkeypatch.setattr("core.web.TOKEN_RECHECK_S", 0.2)
     agent = await center.agent("amy")
     assert (await request(center, "POST", "/api/v1/logout", agent.token))[0] == 200
     assert await _closed_with(agent) == 1008
 
 
 async def test_signing_out_closes_an_open_wallboard(center, monkeypatch):
-    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    monkeypatch.setattr("core.web.TOKEN_RECHECK_S", 0.2)
     token = await center.login_token("sue", "supervisor")
     async with websockets.connect(f"{_ws(center)}/ws/wallboard",
                                   additional_headers={"Authorization": f"Bearer {token}"}) as ws:
@@ -321,7 +321,7 @@ async def test_signing_out_closes_an_open_wallboard(center, monkeypatch):
 @pytest.mark.parametrize(("path", "role"), [("/ws/agent", Role.agent),
                                             ("/ws/wallboard", Role.supervisor)])
 async def test_an_open_socket_closes_when_its_token_expires(center, monkeypatch, path, role):
-    monkeypatch.setattr("callcenter.web.TOKEN_RECHECK_S", 0.2)
+    monkeypatch.setattr("core.web.TOKEN_RECHECK_S", 0.2)
     agent_id = await center.add_agent("amy", role=role.value)
     # JWT expiry is in whole seconds: a shorter life could end before the handshake.
     token = await _token(center, role, dt.timedelta(seconds=3), agent_id)

@@ -17,8 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from callcenter import db
-from callcenter.models import Complaint
+from core import db
+from core.models import Complaint
 from tests.rest import request
 
 EXAMPLES_PER_OPERATION = 25

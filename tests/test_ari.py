@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from callcenter import appkeys
-from callcenter.models import Interaction
-from callcenter.settings import Settings
+from core import appkeys
+from core.models import Interaction
+from core.settings import Settings
 from cti.ari_events import StasisStart, parse_event
 from cti.ari_legs import Legs, agent_leg, event_id, offered_frame, parse_args
 from tests.conftest import make_settings

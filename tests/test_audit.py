@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from callcenter import db
-from callcenter.models import AuditEntry, Complaint, Interaction
+from core import db
+from core.models import AuditEntry, Complaint, Interaction
 from tests.rest import cli, request
 
 

@@ -101,8 +101,8 @@ async def test_returning_caller_goes_back_to_the_agent_who_served_them(center):
 
 
 async def test_open_complaint_goes_to_a_complaint_handler(center):
-    from callcenter import db
-    from callcenter.models import Complaint
+    from core import db
+    from core.models import Complaint
 
     await center.add_customer("K", "Unhappy", "+8613800000030")
     async with db.session_scope(center.sessions) as session:
@@ -152,7 +152,7 @@ async def test_caller_hanging_up_while_queued_is_abandoned(center):
     async with center.sessions() as session:
         from sqlalchemy import select
 
-        from callcenter.models import Interaction
+        from core.models import Interaction
 
         record = await session.scalar(select(Interaction).where(Interaction.call_id == "gone"))
     assert record.outcome == "abandoned" and record.answered_at is None
@@ -171,7 +171,7 @@ async def test_duplicate_event_is_acked_as_duplicate_and_not_applied_twice(cente
 
 
 async def test_every_call_event_resent_after_its_ack_is_a_duplicate(center):
-    from callcenter.appkeys import ROUTER
+    from core.appkeys import ROUTER
 
     agent = await center.agent("oli")
     await agent.available()

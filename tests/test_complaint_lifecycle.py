@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from callcenter import db
-from callcenter.models import Complaint, Customer, Interaction, Role
+from core import db
+from core.models import Complaint, Customer, Interaction, Role
 from transcripts import complaints
 from transcripts.complaints import (
     Actor,

@@ -11,9 +11,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from callcenter import db
-from callcenter.keys import Keys
-from callcenter.models import Agent, Complaint, Interaction
+from core import db
+from core.keys import Keys
+from core.models import Agent, Complaint, Interaction
 
 
 class Api:

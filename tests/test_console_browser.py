@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy import select
 
-from callcenter.models import Complaint, Interaction
+from core.models import Complaint, Interaction
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -94,7 +94,7 @@ async def add_history(center, customer_id: str, agent_id: int) -> None:
     """An earlier answered call and an open complaint, as the screen-pop shows them."""
     import datetime as dt
 
-    from callcenter import db
+    from core import db
 
     now = dt.datetime.now(dt.UTC)
     async with db.session_scope(center.sessions) as session:
@@ -368,7 +368,7 @@ async def seed_today(center, agent_ids: list[int], hours: float = 3.0) -> None:
     import random
     import time
 
-    from callcenter.appkeys import WALLBOARD
+    from core.appkeys import WALLBOARD
 
     wallboard = center.server.app[WALLBOARD]
     rng = random.Random(7)
@@ -396,9 +396,9 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
         center, new_page: NewPage, shoot):
     import datetime as dt
 
-    from callcenter import db
-    from callcenter.appkeys import CONSOLE, WALLBOARD
-    from callcenter.models import Queue
+    from core import db
+    from core.appkeys import CONSOLE, WALLBOARD
+    from core.models import Queue
 
     async with db.session_scope(center.sessions) as session:
         session.add_all([Queue(name="default", display_name="General"),

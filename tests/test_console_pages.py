@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from yarl import URL
 
-from callcenter.models import Customer, Interaction
+from core.models import Customer, Interaction
 
 STATIC = Path(__file__).resolve().parent.parent / "agent_console" / "static"
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from callcenter.db import create_engine, session_scope, sessionmaker
-from callcenter.models import Base, Complaint, Customer, CustomerPhone, Interaction
+from core.db import create_engine, session_scope, sessionmaker
+from core.models import Base, Complaint, Customer, CustomerPhone, Interaction
 from crm.store import (
     NoSuchCustomer,
     customer_profile,

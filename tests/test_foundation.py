@@ -13,10 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from callcenter import db
-from callcenter.models import Base
-from callcenter.redisconn import open_redis
-from callcenter.settings import Settings
+from core import db
+from core.models import Base
+from core.redisconn import open_redis
+from core.settings import Settings
 
 CLI = [sys.executable, "-m", "callcenter"]
 

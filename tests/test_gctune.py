@@ -1,4 +1,4 @@
-"""Garbage collection arranged for latency (callcenter/gctune.py)."""
+"""Garbage collection arranged for latency (core/gctune.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from callcenter import gctune
-from callcenter.settings import Settings
+from core import gctune
+from core.settings import Settings
 
 
 @pytest.fixture(autouse=True)

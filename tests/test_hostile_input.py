@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from callcenter import db
-from callcenter.models import Customer, CustomerPhone
+from core import db
+from core.models import Customer, CustomerPhone
 from crm.importer import import_customers
 from tests.clients import AgentClient, Ivr
 

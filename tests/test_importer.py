@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from callcenter.db import create_engine, session_scope, sessionmaker
-from callcenter.models import Base, Customer, CustomerPhone, Order
+from core.db import create_engine, session_scope, sessionmaker
+from core.models import Base, Customer, CustomerPhone, Order
 from crm import importer
 from crm.importer import RowError, import_customers
 

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from callcenter import appkeys, db
 from callcenter.app import create_app
-from callcenter.models import Interaction
-from callcenter.settings import Settings
+from core import appkeys, db
+from core.models import Interaction
+from core.settings import Settings
 from tests.conftest import make_settings
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.harness import Deployment, phone
-from callcenter import db
+from core import db
 from tests.clients import AgentClient, Ivr
 from tests.conftest import POSTGRES_URL
 from tests.multinode import (
@@ -261,7 +261,7 @@ async def test_a_node_killed_mid_run_loses_nothing(cluster: Cluster):
 @pytest.mark.parametrize("kind", ["call.offered", "call.answered", "call.ended"])
 async def test_an_event_applied_just_before_its_node_died_is_a_duplicate_when_resent(
         center, kind):
-    from callcenter.appkeys import KEYS, REDIS
+    from core.appkeys import KEYS, REDIS
 
     agent = await center.agent("amy")
     await agent.available()
@@ -281,7 +281,7 @@ async def test_an_event_applied_just_before_its_node_died_is_a_duplicate_when_re
 
 
 async def test_an_answer_stored_just_before_its_node_died_is_applied_when_resent(center):
-    from callcenter.appkeys import ROUTER
+    from core.appkeys import ROUTER
     from cti import records
 
     agent, ivr = await center.ringing_call("amy", "h-1", "+8613900000001")
@@ -297,7 +297,7 @@ async def test_an_answer_stored_just_before_its_node_died_is_applied_when_resent
 
 async def test_a_caller_hanging_up_while_an_agent_takes_the_call_leaves_the_console_open(
         center):
-    from callcenter.appkeys import CALLS, ROUTER
+    from core.appkeys import CALLS, ROUTER
 
     agent = await center.agent("amy")
     ivr = await center.ivr()
@@ -333,7 +333,7 @@ async def test_a_burst_of_offers_on_one_connection_is_served_without_refusals(ce
 
 
 async def test_a_caller_hanging_up_as_an_agent_is_reserved_frees_the_agent(center):
-    from callcenter.appkeys import CALLS, ROUTER
+    from core.appkeys import CALLS, ROUTER
 
     agent = await center.agent("amy")
     ivr = await center.ivr()

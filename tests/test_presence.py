@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from callcenter import appkeys
+from core import appkeys
 from tests.conftest import make_settings
 
 AWAY_S = 0.8

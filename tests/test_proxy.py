@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from callcenter.models import AuditEntry
-from callcenter.settings import Settings
-from callcenter.web import forwarded_client
+from core.models import AuditEntry
+from core.settings import Settings
+from core.web import forwarded_client
 from tests.conftest import make_settings
 from tests.rest import PASSWORD, request
 

@@ -104,7 +104,7 @@ async def test_a_timer_claimed_by_a_node_that_died_fires_again_after_its_lease(r
                                                                              redis_prefix):
     from redis.asyncio import Redis
 
-    from callcenter.timers import LEASE_S, Timer, Timers
+    from core.timers import LEASE_S, Timer, Timers
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     timers = Timers(redis, f"{redis_prefix}:timers")

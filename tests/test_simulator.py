@@ -25,8 +25,8 @@ import pytest
 from typer.testing import CliRunner
 
 from callcenter.cli import app
-from callcenter.keys import Keys
-from callcenter.redisconn import client_from_url
+from core.keys import Keys
+from core.redisconn import client_from_url
 from routing import erlang
 from routing.engine import RoutingPolicy
 from routing.scenario import (

@@ -24,10 +24,10 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from callcenter import db
-from callcenter.keys import Keys
-from callcenter.models import Complaint, Customer, Interaction
-from callcenter.redisconn import client_from_url
+from core import db
+from core.keys import Keys
+from core.models import Complaint, Customer, Interaction
+from core.redisconn import client_from_url
 from tests.conftest import make_settings
 from transcripts.decode import DecodeRequest, DecodeResult, process_pool
 from transcripts.jobs import JobQueue

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from agent_console.wallboard import interval_of
-from callcenter import db
-from callcenter.appkeys import CALLS, CONSOLE, WALLBOARD
-from callcenter.models import Complaint, Queue
+from core import db
+from core.appkeys import CALLS, CONSOLE, WALLBOARD
+from core.models import Complaint, Queue
 
 
 def board(center):

@@ -11,9 +11,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter import db
-from callcenter.models import Call, Interaction, ProcessedEvent
-from callcenter.writer import Insert, RecordWriter, Update, dumps, loads
+from core import db
+from core.models import Call, Interaction, ProcessedEvent
+from core.writer import Insert, RecordWriter, Update, dumps, loads
 from cti import records
 from tests.conftest import reset_schema
 

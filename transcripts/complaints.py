@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter.models import Complaint, ComplaintEvent, Customer, Interaction, Role, utcnow
+from core.models import Complaint, ComplaintEvent, Customer, Interaction, Role, utcnow
 
 log = logging.getLogger(__name__)
 

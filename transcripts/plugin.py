@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from callcenter import appkeys
+from core import appkeys
 from transcripts import views
 from transcripts.complaints import ComplaintService, run_sla_sweep
 from transcripts.exceptions import ModelNotFound

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import Agent, Complaint, Interaction
+from core.models import Agent, Complaint, Interaction
 from transcripts.complaints import UNRESOLVED
 
 # A survey scored 4 or 5 (of 5) is a satisfied customer: CSAT is their share.

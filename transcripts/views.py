@@ -13,11 +13,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from callcenter import appkeys
-from callcenter.audit_views import viewed
-from callcenter.auth import Principal
-from callcenter.models import Agent, Complaint, ComplaintEvent, Interaction, Role
-from callcenter.web import Invalid, NotFound, authenticate
+from core import appkeys
+from core.audit_views import viewed
+from core.auth import Principal
+from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
+from core.web import Invalid, NotFound, authenticate
 from cti.schemas import describe
 from transcripts import complaints, stats
 from transcripts.complaints import CATEGORIES, Actor, ComplaintState, Escalation

@@ -32,9 +32,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter.keys import Keys
-from callcenter.models import Interaction, utcnow
-from callcenter.settings import Settings
+from core.keys import Keys
+from core.models import Interaction, utcnow
+from core.settings import Settings
 from transcripts import complaints
 from transcripts.complaints import SlaPolicy
 from transcripts.decode import DecodeRequest, DecodeResult, decode_recording, process_pool
@@ -283,8 +283,8 @@ def sla_policy(settings: Settings) -> SlaPolicy:
 
 async def serve_worker(settings: Settings, concurrency: int) -> None:
     """`callcenter worker`: transcribe until SIGINT or SIGTERM."""
-    from callcenter import db
-    from callcenter.redisconn import open_redis
+    from core import db
+    from core.redisconn import open_redis
 
     engine = db.create_engine(settings.database_url)
     await db.check(engine)

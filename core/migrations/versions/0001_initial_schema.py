@@ -7,7 +7,7 @@ Create Date: 2026-11-22 19:55:59.298720
 import sqlalchemy as sa
 from alembic import op
 
-import callcenter.models
+import core.models
 
 revision = '0001'
 down_revision = None
@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('agent_id', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=True),
-    sa.Column('at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_state_changes'))
     )
     with op.batch_alter_table('agent_state_changes', schema=None) as batch_op:
@@ -39,7 +39,7 @@ def upgrade() -> None:
     sa.Column('skills', sa.JSON(), nullable=False),
     sa.Column('level', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agents')),
     sa.UniqueConstraint('username', name=op.f('uq_agents_username'))
     )
@@ -48,14 +48,14 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('agent_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', core.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens'))
     )
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
@@ -78,8 +78,8 @@ def upgrade() -> None:
     sa.Column('tier', sa.String(length=16), nullable=False),
     sa.Column('agent_id', sa.Integer(), nullable=True),
     sa.Column('ivr', sa.JSON(), nullable=False),
-    sa.Column('offered_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('offered_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('node_id', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_calls'))
     )
@@ -101,8 +101,8 @@ def upgrade() -> None:
     sa.Column('clv', sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=True),
     sa.Column('clv_class', sa.String(length=16), nullable=True),
     sa.Column('churn_risk', sa.Float(), nullable=True),
-    sa.Column('value_updated_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('value_updated_at', core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customers'))
     )
     with op.batch_alter_table('customers', schema=None) as batch_op:
@@ -118,9 +118,9 @@ def upgrade() -> None:
     sa.Column('tier', sa.String(length=16), nullable=False),
     sa.Column('ani', sa.String(length=64), nullable=False),
     sa.Column('ivr', sa.JSON(), nullable=False),
-    sa.Column('offered_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('answered_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('offered_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', core.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('end_cause', sa.String(length=32), nullable=True),
     sa.Column('outcome', sa.String(length=16), nullable=True),
     sa.Column('wait_s', sa.Float(), nullable=True),
@@ -147,7 +147,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=200), nullable=False),
     sa.Column('call_id', sa.String(length=128), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
-    sa.Column('received_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_processed_events'))
     )
     with op.batch_alter_table('processed_events', schema=None) as batch_op:
@@ -177,12 +177,12 @@ def upgrade() -> None:
     sa.Column('rejection_reason', sa.Text(), nullable=True),
     sa.Column('assigned_agent_id', sa.Integer(), nullable=True),
     sa.Column('tier', sa.String(length=16), nullable=False),
-    sa.Column('sla_due_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sla_due_at', core.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('escalation_level', sa.Integer(), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=True),
-    sa.Column('created_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('closed_at', callcenter.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', core.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['interaction_id'], ['interactions.id'], name=op.f('fk_complaints_interaction_id_interactions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_complaints'))
     )
@@ -219,7 +219,7 @@ def upgrade() -> None:
     sa.Column('to_state', sa.String(length=16), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
-    sa.Column('at', callcenter.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['complaint_id'], ['complaints.id'], name=op.f('fk_complaint_events_complaint_id_complaints'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_complaint_events'))
     )

@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import Agent, ApiToken, Role, utcnow
+from core.models import Agent, ApiToken, Role, utcnow
 
 _hasher = PasswordHasher()
 ALGORITHM = "HS256"

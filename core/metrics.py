@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
-from callcenter import appkeys
-from callcenter.models import Interaction
+from core import appkeys
+from core.models import Interaction
 
 log = logging.getLogger(__name__)
 

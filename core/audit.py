@@ -1,6 +1,6 @@
 """The audit log: who saw which customer, transcript or complaint, when, and from where.
 
-Entries are written by the HTTP edge (`callcenter.audit_views`) before the data is
+Entries are written by the HTTP edge (`core.audit_views`) before the data is
 returned, read back by admins (`GET /api/v1/audit`) and exported by
 `callcenter audit export`.
 """
@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.models import AuditEntry, utcnow
+from core.models import AuditEntry, utcnow
 
 COLUMNS = ("id", "at", "actor", "role", "action", "object_type", "object_id", "remote",
            "detail")

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeEngine
 
-from callcenter.models import Base
+from core.models import Base
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import WSCloseCode, hdrs, web
 from sqlalchemy import or_, select
 
-from callcenter import appkeys, auth
-from callcenter.auth import AuthError, Forbidden, Principal
-from callcenter.models import ApiToken, Role, utcnow
+from core import appkeys, auth
+from core.auth import AuthError, Forbidden, Principal
+from core.models import ApiToken, Role, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Live routing state lives in Redis; these tables hold what must survive any
 node: customers and their value, agents, calls and their interaction records,
 complaints and the audit trail. Schema changes go through Alembic
-(``callcenter/migrations``).
+(``core/migrations``).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter.auth import Forbidden, Principal
-from callcenter.keys import Keys
-from callcenter.models import Call, Interaction, Role
+from core.auth import Forbidden, Principal
+from core.keys import Keys
+from core.models import Call, Interaction, Role
 
 # Agent states in which the agent's `call_id` is its current call.
 ACTIVE_STATES = frozenset({"ringing", "on_call", "wrap_up"})

@@ -3,7 +3,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from callcenter.models import Base
+from core.models import Base
 
 target_metadata = Base.metadata
 

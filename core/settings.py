@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     ari_moh_class: str = ""  # empty: the channel's default music-on-hold class
     ari_record_calls: bool = True
 
-    # Garbage collection (callcenter/gctune.py): the heap is frozen every gc_freeze_s,
+    # Garbage collection (core/gctune.py): the heap is frozen every gc_freeze_s,
     # so automatic collections stay short, and collected in full every gc_full_s.
     # gc_freeze_s = 0 leaves CPython's defaults.
     gc_freeze_s: float = Field(default=10.0, ge=0)

@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from callcenter import appkeys, audit
-from callcenter.auth import Principal
-from callcenter.models import Role
-from callcenter.web import PRINCIPAL, Invalid, authenticate, client_address
-from callcenter.writer import Insert
+from core import appkeys, audit
+from core.auth import Principal
+from core.models import Role
+from core.web import PRINCIPAL, Invalid, authenticate, client_address
+from core.writer import Insert
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from callcenter import appkeys, db
+from core import appkeys, db
 
 
 async def healthz(request: web.Request) -> web.Response:

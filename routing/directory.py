@@ -1,4 +1,5 @@
-"""Agents as routing sees them: loaded from the store into the live state."""
+"""The agent directory: agents and queues loaded from the system of record into routing's
+live state."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callcenter.models import Agent, Queue
+from core.models import Agent, Queue
 from routing.engine import AgentProfile
 from routing.service import Router, UnknownAgent
 
 
 @dataclass
-class ConsoleService:
+class AgentDirectory:
     maker: async_sessionmaker[AsyncSession]
     router: Router
 

@@ -8,11 +8,11 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from callcenter.bus import Bus
-from callcenter.keys import Keys
-from callcenter.settings import Settings
-from callcenter.timers import Timers
-from callcenter.writer import RecordWriter
+from core.bus import Bus
+from core.keys import Keys
+from core.settings import Settings
+from core.timers import Timers
+from core.writer import RecordWriter
 
 if TYPE_CHECKING:
     pass
@@ -32,7 +32,7 @@ BUS = web.AppKey("bus", Bus)
 TIMERS = web.AppKey("timers", Timers)
 ROUTER = web.AppKey("router", "Router")
 CALLS = web.AppKey("calls", "CallService")
-CONSOLE = web.AppKey("console", "ConsoleService")
+DIRECTORY = web.AppKey("directory", "AgentDirectory")
 WALLBOARD = web.AppKey("wallboard", "Wallboard")
 ARI = web.AppKey("ari", "AriAdapter")
 COMPLAINTS = web.AppKey("complaints", "ComplaintService")

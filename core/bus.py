@@ -59,7 +59,7 @@ class Bus:
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisConnectionError, OSError) as e:
+            except (RedisConnectionError, OSError, RuntimeError) as e:
                 log.warning("pub/sub connection lost (%s); reconnecting", e)
                 await asyncio.sleep(0.5)
                 await self._resubscribe()

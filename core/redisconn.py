@@ -14,9 +14,12 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,72 @@ class EmbeddedRedis:
                 os.kill(pid, signal.SIGTERM)
 
 
+# More connections than the frames one PBX connection serves at once (cti.gateway),
+# so a burst of frames is never refused for want of a connection.
+_CLIENT_OPTIONS: dict[str, object] = dict(
+    decode_responses=True, health_check_interval=10, socket_connect_timeout=5,
+    retry_on_timeout=True, max_connections=1024)
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """Where Redis Sentinel is: ``redis+sentinel://[:password@]host:port[,host:port...]
+    /master_name[/db][?sentinel_password=...]``."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    password: str | None = None
+    sentinel_password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelAddress:
+        parts = urlsplit(url)
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+        auth, _, hosts = parts.netloc.rpartition("@")
+        password = unquote(auth.partition(":")[2]) if auth else None
+        sentinels = tuple(_host_port(h) for h in hosts.split(",") if h)
+        path = [p for p in parts.path.split("/") if p]
+        if not sentinels or not path:
+            raise ValueError("a sentinel URL needs at least one host:port and a master name")
+        query = parse_qs(parts.query)
+        return cls(sentinels, path[0], int(path[1]) if len(path) > 1 else 0,
+                   password or None, (query.get("sentinel_password") or [None])[0])
+
+    def where(self) -> str:
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+        return f"sentinel {hosts} master {self.master}"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host or text, int(port) if host else 26379)
+
+
 def client_from_url(url: str) -> Redis:
-    # More connections than the frames one PBX connection serves at once (cti.gateway),
-    # so a burst of frames is never refused for want of a connection.
-    return Redis.from_url(url, decode_responses=True, health_check_interval=10,
-                          socket_connect_timeout=5, retry_on_timeout=True,
-                          max_connections=1024)
+    """A client of a plain Redis URL, or of the master a set of sentinels names: every
+    Redis client of the service (commands, bus, timers, workers) comes from here, so each
+    follows a failover."""
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        address = SentinelAddress.parse(url)
+        sentinel_kwargs = {"password": address.sentinel_password,
+                           "socket_connect_timeout": 2}
+        sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_kwargs,
+                            password=address.password, db=address.db, **_CLIENT_OPTIONS)
+        return sentinel.master_for(address.master)
+    return Redis.from_url(url, **_CLIENT_OPTIONS)  # type: ignore[arg-type]
+
+
+async def close_client(redis: Redis) -> None:
+    """Close a client from `client_from_url`, with its sentinels' connections if any."""
+    await redis.aclose(close_connection_pool=True)
+    sentinel = getattr(redis.connection_pool, "sentinel_manager", None)
+    if sentinel is not None:
+        for client in sentinel.sentinels:
+            await client.aclose()
 
 
 async def ping(redis: Redis, where: str) -> None:
@@ -78,6 +141,8 @@ async def open_redis(url: str | None, embedded_path: Path) -> AsyncIterator[Redi
         socket = await asyncio.to_thread(embedded.start)
         url, where = f"unix://{socket}", f"embedded ({embedded.path})"
         log.info("started embedded Redis on %s", socket)
+    elif url.startswith(SENTINEL_SCHEME + "://"):
+        where = SentinelAddress.parse(url).where()
     else:
         where = url.split("@")[-1]
     redis = client_from_url(url)
@@ -85,6 +150,6 @@ async def open_redis(url: str | None, embedded_path: Path) -> AsyncIterator[Redi
         await ping(redis, where)
         yield redis
     finally:
-        await redis.aclose()
+        await close_client(redis)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

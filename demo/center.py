@@ -45,9 +45,15 @@ class DemoCenter:
     pbx: DemoPbx | None = field(default=None, init=False)
     colleagues: list[Colleague] = field(default_factory=list, init=False)
     _calls: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _offering: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._offering.set()
+
+    def pause(self) -> None:
+        """No new calls; those under way play to the end."""
+        self._offering.clear()
 
     async def run(self) -> None:
         await self._until_serving()
@@ -71,6 +77,7 @@ class DemoCenter:
         assert self.pbx is not None
         rate_per_s = self.calls_per_min / 60
         for n in range(1_000_000_000):
+            await self._offering.wait()
             task = asyncio.create_task(self.pbx.play(plan_call(self.rng, n, callers,
                                                                         self.scale)))
             self._calls.add(task)

@@ -36,7 +36,7 @@ def script(plan: CallPlan, rng: random.Random) -> tuple[str, str]:
     """What the agent says, and what the caller says."""
     complaint = plan.ivr.get("intent") == "complaint" or plan.caller.complaint
     caller = rng.choice(COMPLAINT_LINES if complaint else CALLER_LINES)
-    return " ".join(rng.sample(AGENT_LINES, 2)), caller
+    return rng.choice(AGENT_LINES), caller
 
 
 class DemoRecorder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
+from demo.center import DemoCenter
 from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
@@ -142,11 +144,28 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
         await asyncio.sleep(interval)
 
 
+async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The live demo center, when `serve --demo` asked for traffic."""
+    settings = app[appkeys.SETTINGS]
+    if settings.demo_calls_per_min <= 0:
+        yield
+        return
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    recordings = (settings.recordings_dir or Path("demo-recordings")) / "demo"
+    center = DemoCenter(app[appkeys.SESSIONS], settings.secret_key,
+                        f"http://{host}:{settings.port}", settings.demo_calls_per_min,
+                        recordings, settings.recordings_dir)
+    task = asyncio.create_task(center.run(), name="demo")
+    yield
+    await stop([task])
+    await center.stop()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
     redact_access_log()
-    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
+    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx, demo_ctx])
     health.setup(app)
     metrics.setup(app)
     telephony_gateway.setup(app)

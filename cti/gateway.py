@@ -87,7 +87,11 @@ class CallLanes:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, call_id: str, work: Coroutine[Any, Any, None]) -> None:
-        await self._slots.acquire()
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            work.close()  # the connection is closing: the frame was never started
+            raise
         previous = self._tails.get(call_id)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[call_id] = done
@@ -104,6 +108,7 @@ class CallLanes:
         except Exception:
             log.exception("serving a frame of call %s failed", call_id)
         finally:
+            work.close()  # cancelled before it started (shutdown): dropped, never acked
             done.set_result(None)
             if self._tails.get(call_id) is done:
                 del self._tails[call_id]

@@ -1,0 +1,136 @@
+"""The demo PBX: a protocol-v1 client that offers calls, rings and answers agents' phones,
+and hangs up, as a real IVR/PBX integration does over `/ws/telephony`.
+
+Every event is kept until acknowledged and sent again after a retryable error or a
+reconnect, so the demo never loses a call when the service restarts. Each call is one
+task that plays its `CallPlan`: wait for an agent (or give up), ring, talk, hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from demo.callers import CallPlan
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = ("unavailable", "storage_unavailable")
+# Seconds an agent's phone rings before it is picked up: a simulated colleague, or the
+# auto-answer the demo gives a person's phone (their desk phone, played by the demo).
+RING_S = (1.5, 4.0)
+
+Recorder = Callable[[CallPlan], Awaitable[str | None]]
+
+
+class DemoPbx:
+    def __init__(self, url: str, token: str, rng: random.Random,
+                 recorder: Recorder | None = None, scale: float = 1.0) -> None:
+        self.url, self.token, self.rng, self.recorder = url, token, rng, recorder
+        self.scale = scale
+        self.unacked: dict[str, str] = {}
+        self.calls: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.completed = 0
+        self._ids = itertools.count()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+
+    async def run(self, http: aiohttp.ClientSession) -> None:
+        """Stay connected (reconnecting after a drop) and deliver what arrives."""
+        while True:
+            try:
+                async with http.ws_connect(f"{self.url}/ws/telephony", heartbeat=20,
+                                           headers={"Authorization": f"Bearer {self.token}"}
+                                           ) as ws:
+                    self._ws = ws
+                    self._connected.set()
+                    for frame in list(self.unacked.values()):
+                        await ws.send_str(frame)
+                    async for message in ws:
+                        if message.type is aiohttp.WSMsgType.TEXT:
+                            self._on(orjson.loads(message.data))
+            except (aiohttp.ClientError, OSError) as e:
+                log.debug("demo PBX not connected: %s", e)
+            self._connected.clear()
+            await asyncio.sleep(1.0)
+
+    async def send(self, type_: str, call_id: str, **fields: Any) -> str:
+        event_id = f"demo-pbx-{next(self._ids)}-{self.rng.randrange(16**6):06x}"
+        frame = orjson.dumps({"type": type_, "event_id": event_id, "call_id": call_id,
+                              **fields}).decode()
+        self.unacked[event_id] = frame
+        await self._connected.wait()
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+            await self._ws.send_str(frame)  # type: ignore[union-attr]
+        return event_id
+
+    def _on(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "ack":
+            self.unacked.pop(message["event_id"], None)
+        elif kind == "error":
+            self._refused(message)
+        elif kind in ("route.connect", "route.queued") and message["call_id"] in self.calls:
+            self.calls[message["call_id"]].put_nowait(message)
+
+    def _refused(self, message: dict[str, Any]) -> None:
+        event_id = message.get("event_id")
+        if message.get("code") in RETRYABLE and event_id in self.unacked:
+            asyncio.get_running_loop().call_later(1.0, self._resend, event_id)
+            return
+        self.unacked.pop(event_id, None)
+        log.info("demo PBX event refused: %s", message)
+
+    def _resend(self, event_id: str) -> None:
+        if event_id in self.unacked and self._ws is not None and not self._ws.closed:
+            asyncio.ensure_future(self._ws.send_str(self.unacked[event_id]))
+
+    async def play(self, plan: CallPlan) -> None:
+        """One call, from the caller dialling in to the survey after it."""
+        routing = self.calls[plan.call_id] = asyncio.Queue()
+        try:
+            await self.send("call.offered", plan.call_id, ani=plan.caller.ani, dnis="400800",
+                            queue=plan.queue, ivr=plan.ivr)
+            agent_id = await self._wait_for_agent(routing, plan.patience_s)
+            if agent_id is None:
+                await self.send("call.ended", plan.call_id, cause="abandoned")
+                return
+            await self.send("call.answered", plan.call_id, agent_id=agent_id)
+            await asyncio.sleep(plan.talk_s)
+            await self.send("call.ended", plan.call_id,
+                            cause=self.rng.choice(["caller_hangup", "agent_hangup"]))
+            await self._after(plan)
+        finally:
+            del self.calls[plan.call_id]
+        self.completed += 1
+
+    async def _wait_for_agent(self, routing: asyncio.Queue[dict[str, Any]],
+                              patience_s: float) -> int | None:
+        """The agent whose phone was picked up, or None when the caller gave up."""
+        try:
+            async with asyncio.timeout(patience_s):
+                while True:
+                    message = await routing.get()
+                    if message["type"] != "route.connect":
+                        continue
+                    await asyncio.sleep(self.scale * self.rng.uniform(*RING_S))
+                    if routing.empty():  # not re-routed while it rang
+                        return int(message["agent_id"])
+        except TimeoutError:
+            return None
+
+    async def _after(self, plan: CallPlan) -> None:
+        if plan.survey is not None:
+            await self.send("survey.result", plan.call_id, score=plan.survey)
+        if self.recorder is not None:
+            path = await self.recorder(plan)
+            if path is not None:
+                await self.send("recording.ready", plan.call_id, path=path)

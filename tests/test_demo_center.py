@@ -1,0 +1,76 @@
+"""The live demo center: a demo PBX and simulated colleagues make calls flow through a real
+node with nothing else attached, recordings included where espeak-ng is installed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import func, select
+
+from core.models import Interaction
+from crm.demo import load_demo
+from demo.callers import Caller, plan_call
+from demo.center import PEOPLE, DemoCenter
+from demo.speech import record
+
+
+async def _until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        await asyncio.sleep(0.1)
+
+
+def test_call_plans_are_reproducible_and_cover_the_ivr_menu() -> None:
+    callers = [Caller("+8613800000001", "gold", complaint=True), Caller("+8613800000002")]
+    rng, rng_again = random.Random(3), random.Random(3)
+    first = [plan_call(rng, n, callers) for n in range(200)]
+    again = [plan_call(rng_again, n, callers) for n in range(200)]
+    assert first == again
+    assert {p.ivr["intent"] for p in first} == {"sales", "billing", "support", "complaint"}
+    assert {p.ivr["language"] for p in first} == {"zh", "en"}
+    assert any(p.patience_s < 600 for p in first), "some callers give up"
+    assert any(not p.caller.ani.startswith("+861380000000") for p in first), "new callers"
+
+
+def test_a_demo_recording_is_a_stereo_wav_agent_left_caller_right(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+    record("안녕하세요", "배송이 너무 늦어서 정말 불만이에요", path)
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (2, 2)
+        assert wav.getnframes() > wav.getframerate()  # over a second of speech
+
+
+async def test_the_demo_center_makes_calls_flow_with_nothing_attached(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    await load_demo(center.sessions, customers=200)
+    demo = DemoCenter(center.sessions, settings.secret_key, center.url, calls_per_min=240,
+                      recordings=tmp_path / "rec", seed=5, scale=0.02)
+    task = asyncio.create_task(demo.run())
+    try:
+        async def answered() -> bool:
+            async with center.sessions() as session:
+                return (await session.scalar(
+                    select(func.count()).select_from(Interaction)
+                    .where(Interaction.outcome == "answered",
+                           Interaction.recording_path.is_not(None),
+                           Interaction.call_id.like("demo-%")))) >= 5
+
+        await _until(answered, 60, "five demo calls answered, ended and recorded")
+        assert demo.pbx is not None and demo.pbx.completed >= 5
+        assert sum(c.calls_taken for c in demo.colleagues) >= 5
+        assert len(demo.colleagues) == 10 and not task.done()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{center.url}/api/v1/login",
+                                 json={"username": PEOPLE[0], "password": "demo1234"}) as r:
+                assert r.status == 200, "the demo leaves agent1 for a person"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await demo.stop()

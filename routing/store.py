@@ -374,7 +374,7 @@ class RoutingStore:
 
     def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
         """Add an agent state change to the log that reports are built from (stored in the
-        database in batches, cti.service.persist_agent_log)."""
+        database in batches, cti/agent_log.py)."""
         pipe.xadd(self.keys.agent_log, dict(fields), maxlen=AGENT_LOG_MAXLEN, approximate=True)
 
     async def position(self, call_id: str, queue: str) -> int | None:

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
 from core.timers import Timer
 from cti import messages, records
@@ -43,15 +42,13 @@ class AgentLifecycle(CallContext):
 
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:
-        agent, call = await self._agent_and_call(agent_id, call_id)
         # A finished call is no longer in Redis: its state from the database.
-        live = call or await self._live(call_id)
+        live = await self._live(call_id)
         check(call_id, live["state"], "wrapup.done")
         if live.get("agent_id") != str(agent_id) and live.get("wrap_agent") != str(agent_id):
             raise WrongAgent(call_id, messages.int_or_none(live.get("agent_id")), agent_id)
         await self._finish_wrap_up(agent_id, call_id, self.clock(),
-                                   {"disposition": disposition, "notes": notes},
-                                   read=(agent, call))
+                                   {"disposition": disposition, "notes": notes})
 
     async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
         """What a (re)connecting console needs at once: its state and its current call."""
@@ -73,60 +70,43 @@ class AgentLifecycle(CallContext):
     async def console_gone(self, agent_id: int, now: float) -> None:
         """No console of this agent has been connected for a while (agent_console/presence.py):
         stop offering it calls. A busy agent's phone still works, so its call goes on, and
-        not-ready applies after the wrap-up."""
-        agent = await self.store.agent(agent_id)
-        state = agent.get("state")
-        if state == AgentState.available.value:
-            change = await self.store.make_unavailable(agent_id, AgentState.not_ready,
-                                                       DISCONNECTED, now)
-            if change.ok:
-                await self._agent_changed(agent_id, change.agent)
-        elif state in BUSY and not agent.get("after_wrap"):
-            await self.store.set_agent_fields(agent_id, after_wrap=AgentState.not_ready.value,
-                                              after_wrap_reason=DISCONNECTED)
+        not-ready applies after the call."""
+        done, agent = await self.store.console_gone(agent_id, DISCONNECTED, now)
+        if done == 1:
+            await self._agent_changed(agent_id, agent)
 
     async def console_back(self, agent_id: int) -> None:
         """A console connected again: forget a not-ready that its absence put in store for
         after the current call (what the agent chose itself stays)."""
-        agent = await self.store.agent(agent_id)
-        if agent.get("after_wrap_reason") == DISCONNECTED:
-            await self.store.set_agent_fields(agent_id, after_wrap="", after_wrap_reason="")
-
-    async def _start_wrap_up(self, agent_id: int, call_id: str, queue: str, now: float) -> None:
-        until = now + self.wrap_up_by_queue.get(queue, self.wrap_up_s)
-        change = await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", now,
-                                                   force=True, call_id=call_id)
-
-        def start_clock(pipe: Pipeline) -> None:
-            pipe.hset(self.keys.call(call_id), mapping={"wrap_until": until,
-                                                        "wrap_agent": agent_id})
-            pipe.zadd(self.timers.key, {Timer("wrapup", str(agent_id), call_id).member: until})
-
-        await self._agent_changed(agent_id, change.agent, {
-            "type": "call.ended", "call_id": call_id, "wrap_up_until": until}, also=start_clock)
+        await self.store.console_back(agent_id, DISCONNECTED)
 
     async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
-                              wrap: dict[str, str] | None = None, *,
-                              read: tuple[dict[str, str], dict[str, str]] | None = None,
-                              ) -> None:
-        """End an agent's wrap-up of a call; `read` is the agent and the call when the
-        caller has just read them."""
-        agent, call = read or await self._agent_and_call(agent_id, call_id)
-        if agent.get("call_id") != call_id or agent.get("state") != AgentState.wrap_up.value:
-            return  # wrap-up already finished by the agent or the timer
-        if call.get("state") == CallState.wrap_up.value:
-            await self._end_call(call, now, wrap or {})
-        change = await self._after_call(agent_id, agent, now)
-        await self._agent_changed(agent_id, change.agent,
-                                  cancel=Timer("wrapup", str(agent_id), call_id))
-        await self._offer_next_call(agent_id, change, now)
+                              wrap: dict[str, str] | None = None) -> None:
+        """End an agent's wrap-up of a call, unless wrapup.done or the timer (here or on
+        another node) did first: only the step's winner records, counts and tells."""
+        end = await self.store.end_wrap_up(
+            agent_id, call_id, now, timers=self.timers.key,
+            wrap_timer=Timer("wrapup", str(agent_id), call_id).member)
+        if not end.won:
+            log.debug("wrap-up of %s by agent %s was over already", call_id, agent_id)
+            return
+        if end.agent:
+            await self._agent_changed(agent_id, end.agent)
+        if end.call:
+            await self._end_call(end.call, now, wrap or {})
+        if end.agent:
+            await self._offer_next_call(agent_id, end.agent, now)
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
+        """Record and announce a call that ended with its wrap-up (out of Redis already)."""
         ops = [records.call_op(call["id"], state=CallState.ended.value)]
         if wrap:
             ops.append(records.interaction_op(call["id"], **wrap))
-        await self.writer.write(ops)
+        try:
+            await self.writer.write(ops)
+        except Exception:
+            log.exception("call %s ended but its end was not stored", call["id"])
+            raise
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
-        await self.store.drop_call(call["id"], call["queue"], handle_s=handle)
         await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})

@@ -35,7 +35,7 @@ async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
                                px=int(interval * 900)):
                 await _announce_all(calls)
         except Exception as e:  # Redis away: try on the next round
-            log.debug("queue announcements skipped: %s", e)
+            log.warning("queue announcements skipped: %s", e)
 
 
 async def _announce_all(calls: CallService) -> None:
@@ -54,4 +54,5 @@ async def _announce_all(calls: CallService) -> None:
                 continue
             if material(int(announced), position):
                 notice = await calls._queued_notice(call_id)
-                await calls.bus.publish(keys.telephony_channel(integration), notice)
+                if notice:  # it still waits
+                    await calls.bus.publish(keys.telephony_channel(integration), notice)

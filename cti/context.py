@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import writer
@@ -25,11 +24,14 @@ from cti.calls import NoSuchCall
 from routing import engine
 from routing.service import Assignment, Router
 from routing.states import AgentState
-from routing.store import AgentChange, RoutingStore
+from routing.store import RoutingStore
 
 log = logging.getLogger(__name__)
 
 Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
+# The average handle time a queue estimate assumes before any call was handled.
+DEFAULT_AHT_S = 180.0
+
 RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
 
 
@@ -95,13 +97,14 @@ class CallContext:
         return connect
 
     async def _queued_notice(self, call_id: str) -> dict[str, Any]:
-        call = await self.store.call(call_id)
-        position = await self.store.position(call_id, call["queue"]) or 1
-        aht = float(await self.store.redis.hget(self.keys.stats, "aht") or 180.0)
-        staffed = max(1, await self.store.pool_size(engine.queue_pool(call["queue"])))
-        await self.store.redis.hset(self.keys.call(call_id), "announced_position", position)
-        return {"type": "route.queued", "call_id": call_id, "queue": call["queue"],
-                "position": position, "estimated_wait_s": round(position * aht / staffed)}
+        """route.queued for a waiting call, in one step that also notes the position as
+        announced; nothing when the call no longer waits (answered, or hung up)."""
+        at = await self.store.queued_notice(call_id)
+        if at is None:
+            log.debug("call %s no longer waits: no position to announce", call_id)
+            return {}
+        return messages.route_queued(call_id, at.queue, at.position,
+                                     DEFAULT_AHT_S if at.aht is None else at.aht, at.staffed)
 
     async def _schedule_widening(self, call_id: str, rings: list[engine.Ring],
                                  offered_at: float, now: float) -> None:
@@ -109,30 +112,14 @@ class CallContext:
         if opens is not None:
             await self.timers.schedule(Timer("widen", call_id), offered_at + opens)
 
-    async def _agent_and_call(self, agent_id: int,
-                              call_id: str) -> tuple[dict[str, str], dict[str, str]]:
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.agent(agent_id))
-            pipe.hgetall(self.keys.call(call_id))
-            agent, call = await pipe.execute()
-        return agent, call
+    def _wrap_up_s(self, queue: str) -> float:
+        return self.wrap_up_by_queue.get(queue, self.wrap_up_s)
 
-    async def _after_call(self, agent_id: int, agent: dict[str, str], now: float, *,
-                          force: bool = False) -> AgentChange:
-        """An agent leaves its call: available, or the state kept for after the call (the
-        agent chose it during wrap-up, or its console went away)."""
-        after = agent.get("after_wrap") or AgentState.available.value
-        if after == AgentState.available.value:
-            return await self.store.make_available(agent_id, now, force=force)
-        return await self.store.make_unavailable(
-            agent_id, AgentState(after), agent.get("after_wrap_reason", ""), now,
-            force=force, call_id="", after_wrap="")
-
-    async def _offer_next_call(self, agent_id: int, change: AgentChange, now: float) -> None:
+    async def _offer_next_call(self, agent_id: int, agent: dict[str, str], now: float) -> None:
         """An agent that left its call available takes the best waiting call at once."""
-        if change.agent.get("state") != AgentState.available.value:
+        if agent.get("state") != AgentState.available.value:
             return
-        assignment = await self.router.route_agent(agent_id, now, change.agent)
+        assignment = await self.router.route_agent(agent_id, now, agent)
         if assignment is not None:
             await self._dispatch(assignment, None)
 
@@ -161,21 +148,16 @@ class CallContext:
         await self._agent_changed(agent_id, await self.store.agent(agent_id))
 
     async def _agent_changed(self, agent_id: int, agent: dict[str, str],
-                             *before: dict[str, Any], cancel: Timer | None = None,
-                             also: Callable[[Pipeline], None] | None = None) -> None:
-        """Tell the agent (messages first, then its new state) in one round trip, log the
-        state for reports (persisted in batches), and tell the observers. `also` adds the
-        caller's own commands to the same round trip."""
+                             *before: dict[str, Any]) -> None:
+        """After a transition this caller won: tell the agent (messages first, then its new
+        state) in one round trip, log the state for reports (persisted in batches), and
+        tell the observers."""
         state = messages.agent_state(agent_id, agent)
         channel = self.keys.agent_channel(agent_id)
         async with self.store.redis.pipeline(transaction=False) as pipe:
-            if also is not None:
-                also(pipe)
             for message in (*before, state):
                 pipe.publish(channel, orjson.dumps(message))
             self.store.log_agent_state(pipe, self._log_entry(state))
-            if cancel is not None:
-                pipe.zrem(self.timers.key, cancel.member)
             await pipe.execute()
         await self._notify("agent.state", state)
 

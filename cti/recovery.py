@@ -60,7 +60,7 @@ class Recovery:
             try:
                 await self.check()
             except Exception as e:  # Redis still away: look again shortly
-                log.debug("live state check failed: %s", e)
+                log.warning("live state check failed: %s", e)
             await asyncio.sleep(interval)
 
     async def check(self) -> None:
@@ -109,7 +109,8 @@ class Recovery:
                               self.calls.router.queues.get(call.queue, ()))
         rings = engine.rings_for(profile, self.calls.router.policy)
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
-        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop))
+        await self.calls.store.enqueue(call.id, call.queue, score, rings,
+                                       {**_fields(call, pop), "queued_at": offered})
         async with self.maker() as session, session.begin():
             await session.execute(Call.__table__.update().where(Call.id == call.id)
                                   .values(state=CallState.queued.value, agent_id=None))

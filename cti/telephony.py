@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +39,6 @@ from cti.schemas import (
 from routing import engine
 from routing.engine import CallProfile
 from routing.service import CallLive, RoutingError
-from routing.states import AgentState
 from routing.store import EVENT_TTL_S, EventSeen
 
 log = logging.getLogger(__name__)
@@ -157,13 +156,21 @@ class TelephonyEvents(AgentLifecycle):
         return Outcome(messages.ack(frame), [r for r in replies if r])
 
     async def _withdraw(self, call_id: str) -> None:
-        call = await self.store.call(call_id)
+        """Take a call that cannot be stored back out of routing, freeing its agent."""
+        call, now = await self.store.call(call_id), self.clock()
         if not call:
             return
-        await self._abandon(call, messages.int_or_none(call.get("agent_id")), self.clock())
+        agent_id = messages.int_or_none(call.get("agent_id"))
+        step = await self.store.hang_up(
+            call_id, call["state"], agent_id, now, timers=self.timers.key, wrap_until=now,
+            wrap_timer=_wrap_timer(agent_id, call_id),
+            rona=Timer("rona", call_id, str(agent_id)).member)
+        if agent_id is not None and step.agent:
+            final = after_hangup(CallState(step.state))
+            await self._agent_left_call(agent_id, step.agent, call_id, final, now, now)
 
     async def _stored(self, event_id: str) -> bool:
-        async with self.reader() as session:  # type: ignore[misc]
+        async with self._reader() as session:
             return await records.event_seen(session, event_id)
 
     def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
@@ -214,8 +221,8 @@ class TelephonyEvents(AgentLifecycle):
             return await self._queued_notice(call_id)
         if live.get("agent_id"):
             agent = await self.store.agent(int(live["agent_id"]))
-            return {"type": "route.connect", "call_id": call_id,
-                    "agent_id": int(live["agent_id"]), "extension": agent.get("extension", "")}
+            return messages.route_connect(call_id, int(live["agent_id"]),
+                                          agent.get("extension", ""))
         return {}
 
     async def _call_answered(self, frame: CallAnswered, integration: str) -> Applied:
@@ -231,19 +238,28 @@ class TelephonyEvents(AgentLifecycle):
                records.interaction_op(frame.call_id, answered_at=records.at(now),
                                       wait_s=now - float(call["offered_at"]),
                                       **messages.routing_record(call))]
-        ok, state = await self.store.call_cas(frame.call_id, ["ringing"], "connected",
-                                              event=self._mark(frame, ops), answered_at=now)
-        if not ok:
-            check(frame.call_id, state, frame.type)
-            raise IllegalTransition(frame.call_id, state, frame.type)
-        change = await self.store.make_unavailable(frame.agent_id, AgentState.on_call, "", now,
-                                                   force=True, call_id=frame.call_id)
-        await self._agent_changed(
-            frame.agent_id, change.agent,
-            {"type": "call.connected", "call_id": frame.call_id},
-            cancel=Timer("rona", frame.call_id, str(frame.agent_id)))
+        step = await self.store.answer(
+            frame.call_id, frame.agent_id, now, timers=self.timers.key,
+            rona=Timer("rona", frame.call_id, str(frame.agent_id)).member,
+            event=self._mark(frame, ops), answered_at=now)
+        if not step.won:
+            if step.state.startswith("wrong_agent:"):
+                raise WrongAgent(frame.call_id, messages.int_or_none(
+                    step.state.removeprefix("wrong_agent:")), frame.agent_id)
+            await self._refuse(frame, step.state)
+        if step.agent:
+            await self._agent_changed(frame.agent_id, step.agent,
+                                      {"type": "call.connected", "call_id": frame.call_id})
         await self._notify("call.answered", {**call, "answered_at": now})
         return Applied([], ops)
+
+    async def _refuse(self, frame: Frame, state: str) -> NoReturn:
+        """The call moved on while this event was decided: refused on what it is now."""
+        if state == "unknown":  # it ended meanwhile: its state from the record
+            state, _ = await self._any_state(frame.call_id)
+        log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
+        check(frame.call_id, state, frame.type)
+        raise IllegalTransition(frame.call_id, state, frame.type)
 
     async def _call_ended(self, frame: CallEnded, integration: str) -> Applied:
         now = self.clock()
@@ -251,39 +267,41 @@ class TelephonyEvents(AgentLifecycle):
             call = await self._live(frame.call_id)
             state = check(frame.call_id, call["state"], frame.type)
             final = after_hangup(state)
-            outcome = "failed" if frame.cause == "failed" else (
-                "answered" if final is CallState.wrap_up else "abandoned")
-            values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
-                                      "outcome": outcome}
-            if final is CallState.wrap_up:
-                values["talk_s"] = now - float(call.get("answered_at") or now)
-            else:
-                values["wait_s"] = now - float(call["offered_at"])
-                values.update(messages.routing_record(call))
-            ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
-                   records.call_op(frame.call_id, state=final.value),
-                   records.interaction_op(frame.call_id, **values)]
-            ok, current = await self.store.call_cas(
-                frame.call_id, [state.value], final.value, event=self._mark(frame, ops),
-                ended_at=now, end_cause=frame.cause)
-            if ok:
+            ops, outcome = _hang_up_ops(frame, call, final, now)
+            agent_id = messages.int_or_none(call.get("agent_id"))
+            until = now + self._wrap_up_s(call.get("queue", ""))
+            step = await self.store.hang_up(
+                frame.call_id, state.value, agent_id, now, timers=self.timers.key,
+                wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
+                rona=Timer("rona", frame.call_id, str(agent_id)).member,
+                event=self._mark(frame, ops), ended_at=now, end_cause=frame.cause)
+            if step.won:
                 break
-            if current == "unknown":
-                raise IllegalTransition(frame.call_id, state.value, frame.type)
+            if step.state == "unknown":
+                await self._refuse(frame, step.state)
             # The call moved on while this was decided (an agent was reserved for it, or
             # it was answered): decide again on what it is now.
             log.debug("call %s went from %s to %s under call.ended", frame.call_id,
-                      state.value, current)
+                      state.value, step.state)
         else:
-            raise IllegalTransition(frame.call_id, current, frame.type)
-        agent_id = messages.int_or_none(call.get("agent_id"))
-        if final is CallState.wrap_up and agent_id is not None:
-            await self._start_wrap_up(agent_id, frame.call_id, call["queue"], now)
-        else:
-            await self._abandon(call, agent_id, now)
+            raise IllegalTransition(frame.call_id, step.state, frame.type)
+        if agent_id is not None and step.agent:
+            await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
         return Applied([], ops)
+
+    async def _agent_left_call(self, agent_id: int, agent: dict[str, str], call_id: str,
+                               final: CallState, wrap_until: float, now: float) -> None:
+        """Tell the agent its call ended: into wrap-up, or (the caller hung up while it
+        rang) free for the next call."""
+        if final is CallState.wrap_up:
+            await self._agent_changed(agent_id, agent, {
+                "type": "call.ended", "call_id": call_id, "wrap_up_until": wrap_until})
+            return
+        await self._agent_changed(agent_id, agent, {
+            "type": "call.ended", "call_id": call_id, "reason": "caller_hangup"})
+        await self._offer_next_call(agent_id, agent, now)
 
     async def _call_transferred(self, frame: CallTransferred, integration: str) -> Applied:
         now = self.clock()
@@ -300,15 +318,17 @@ class TelephonyEvents(AgentLifecycle):
         score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
         # A transferred call keeps its place in time: it was offered long ago.
         score = min(score, float(call["score"]))
-        ok = await self.store.requeue(frame.call_id, queue, score, rings, ["connected"],
-                                      event=self._mark(frame, ops), offered_at=now,
-                                      transferred_from=previous_agent or "")
-        if not ok:
-            state = (await self._live(frame.call_id))["state"]
-            check(frame.call_id, state, frame.type)
-            raise IllegalTransition(frame.call_id, state, frame.type)
-        if previous_agent is not None:
-            await self._start_wrap_up(previous_agent, frame.call_id, call["queue"], now)
+        until = now + self._wrap_up_s(call["queue"])
+        step = await self.store.transfer(
+            frame.call_id, previous_agent, queue, score, now, timers=self.timers.key,
+            wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
+            event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
+            transferred_from=previous_agent or "")
+        if not step.won:
+            await self._refuse(frame, step.state)
+        if previous_agent is not None and step.agent:
+            await self._agent_changed(previous_agent, step.agent, {
+                "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
             return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
@@ -316,20 +336,24 @@ class TelephonyEvents(AgentLifecycle):
         return Applied([await self._queued_notice(frame.call_id)], ops)
 
     async def _recording_ready(self, frame: RecordingReady, integration: str) -> Applied:
+        """Keep the recording, queue its transcription, and only then mark the event
+        stored: if queueing fails, the PBX's resend queues it (the event is not a
+        duplicate yet)."""
         state, customer_id = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
-        async with self.reader() as session:  # type: ignore[misc]
+        async with self._reader() as session:
             record = await records.interaction(session, frame.call_id)
-        # The same recording announced again (a new event id): its transcript stands.
-        again = record is not None and record.recording_path == frame.path \
-            and record.transcript_status in ("pending", "done")
-        ops = [records.event_op(frame.event_id, frame.call_id, frame.type)]
+            # The same recording announced before by another, stored event: its transcript
+            # stands.
+            again = record is not None and record.recording_path == frame.path \
+                and record.transcript_status in ("pending", "done") \
+                and await records.recording_announced(session, frame.call_id, frame.event_id)
         if not again:
-            ops.append(records.interaction_op(frame.call_id, recording_path=frame.path,
-                                              transcript_status="pending"))
-        await self._write(frame, ops)
-        if self.on_recording is not None and not again:
-            await self.on_recording(frame.call_id, frame.path, None)
+            await self.writer.write([records.interaction_op(
+                frame.call_id, recording_path=frame.path, transcript_status="pending")])
+            if self.on_recording is not None:
+                await self.on_recording(frame.call_id, frame.path, None)
+        await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type)])
         return Applied([], [])
 
     async def _survey_result(self, frame: SurveyResult, integration: str) -> Applied:
@@ -347,15 +371,23 @@ class TelephonyEvents(AgentLifecycle):
             {"call_id": c["id"], "state": c["state"], "queue": c.get("queue"),
              "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls]}
 
-    async def _abandon(self, call: dict[str, str], agent_id: int | None, now: float) -> None:
-        await self.store.drop_call(call["id"], call["queue"])
-        if agent_id is None:
-            return
-        # The agent whose phone rang leaves the call (its console may have gone meanwhile).
-        change = await self._after_call(agent_id, await self.store.agent(agent_id), now,
-                                        force=True)
-        await self._agent_changed(
-            agent_id, change.agent,
-            {"type": "call.ended", "call_id": call["id"], "reason": "caller_hangup"},
-            cancel=Timer("rona", call["id"], str(agent_id)))
-        await self._offer_next_call(agent_id, change, now)
+
+def _wrap_timer(agent_id: int | None, call_id: str) -> str:
+    return Timer("wrapup", str(agent_id), call_id).member
+
+
+def _hang_up_ops(frame: CallEnded, call: dict[str, str], final: CallState,
+                 now: float) -> tuple[list[writer.Op], str]:
+    """What call.ended writes, and the outcome it records."""
+    outcome = "failed" if frame.cause == "failed" else (
+        "answered" if final is CallState.wrap_up else "abandoned")
+    values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
+                              "outcome": outcome}
+    if final is CallState.wrap_up:
+        values["talk_s"] = now - float(call.get("answered_at") or now)
+    else:
+        values["wait_s"] = now - float(call["offered_at"])
+        values.update(messages.routing_record(call))
+    return [records.event_op(frame.event_id, frame.call_id, frame.type),
+            records.call_op(frame.call_id, state=final.value),
+            records.interaction_op(frame.call_id, **values)], outcome

@@ -8,7 +8,6 @@ import logging
 from core.timers import Timer
 from cti.agents import AWAY, AgentLifecycle
 from routing import engine
-from routing.states import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +36,21 @@ class CallTimeouts(AgentLifecycle):
                                                   float(call["offered_at"]), now)
 
     async def _ring_no_answer(self, call_id: str, agent_id: int, now: float) -> None:
-        call = await self.store.call(call_id)
-        if call.get("state") != "ringing" or call.get("agent_id") != str(agent_id):
+        """The agent did not answer in time: the call goes back to its queue and the agent
+        not-ready, in one step (unless it was answered or hung up meanwhile)."""
+        moved = await self.store.ring_no_answer(call_id, agent_id, now)
+        if moved is None:
             log.debug("ring timeout for %s after it moved on", call_id)
             return
-        ok = await self.store.requeue(call_id, call["queue"], float(call["score"]), None,
-                                      ["ringing"])
-        if not ok:
-            return
-        change = await self.store.make_unavailable(agent_id, AgentState.not_ready, "missed",
-                                                   now, force=True, call_id="")
-        await self._agent_changed(agent_id, change.agent, {
-            "type": "call.ended", "call_id": call_id, "reason": "ring_no_answer"})
+        call, agent = moved
+        if agent:
+            await self._agent_changed(agent_id, agent, {
+                "type": "call.ended", "call_id": call_id, "reason": "ring_no_answer"})
         await self._notify("call.rona", {"call_id": call_id, "agent_id": agent_id})
         assignment = await self.router.route_call(call_id, now)
         if assignment is not None:
             await self._dispatch(assignment, None)
-        else:
-            await self.bus.publish(self.keys.telephony_channel(call["integration"]),
-                                   await self._queued_notice(call_id))
+            return
+        notice = await self._queued_notice(call_id)
+        if notice:
+            await self.bus.publish(self.keys.telephony_channel(call["integration"]), notice)

@@ -62,8 +62,11 @@ class Assignment:
 
     def reason(self) -> dict[str, Any]:
         """Why this agent: stored on the interaction and shown to the agent."""
-        return {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
-                "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
+        reason = {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
+                  "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
+        if self.call.get("queued_at"):  # when the call joined the queue it was taken from
+            reason["queued_at"] = round(float(self.call["queued_at"]), 3)
+        return reason
 
 
 @dataclass
@@ -86,21 +89,14 @@ class Router:
         """An agent's own state change; going available may hand it a waiting call."""
         if state not in SELECTABLE:
             raise ValueError(f"{state.value} is not a state an agent can choose")
-        current = await self.store.agent(agent_id)
-        if not current:
+        done, previous, agent = await self.store.set_state(agent_id, state, reason, now)
+        if done == -1:
             raise UnknownAgent(agent_id)
-        if current.get("state") == AgentState.wrap_up.value and current.get("call_id"):
-            # Wrap-up finishes first; the chosen state applies after it.
-            await self.store.set_agent_fields(agent_id, after_wrap=state.value,
-                                              after_wrap_reason=reason)
-            return None
-        if state is AgentState.available:
-            change = await self.store.make_available(agent_id, now)
-        else:
-            change = await self.store.make_unavailable(agent_id, state, reason, now)
-        if not change.ok:
-            raise AgentBusy(agent_id, change.previous)
-        return await self.route_agent(agent_id, now) if state is AgentState.available else None
+        if done == 0:
+            raise AgentBusy(agent_id, previous)
+        if done == 2 or state is not AgentState.available:
+            return None  # a state chosen in wrap-up applies after it
+        return await self.route_agent(agent_id, now, agent)
 
     async def sticky_working(self, agent_id: int | None) -> bool:
         if agent_id is None:
@@ -116,10 +112,12 @@ class Router:
         rings = engine.rings_for(call, self.policy)
         score = engine.priority_score(offered_at, call.tier, self.policy)
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
-                "offered_at": offered_at, "tier": call.tier, **fields}, event=event):
+                "offered_at": offered_at, "queued_at": now, "tier": call.tier, **fields},
+                event=event):
             raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
-                  "offered_at": offered_at, "tier": call.tier, "score": score}
+                  "offered_at": offered_at, "queued_at": now, "tier": call.tier,
+                  "score": score}
         assignment = await self.route_call(call.call_id, now, queued)
         return rings, assignment and replace(assignment, on="arrival")
 

@@ -55,7 +55,7 @@ from harness import (  # noqa: E402
     workdir,
 )
 
-from callcenter import db  # noqa: E402
+from core import db  # noqa: E402
 from core.auth import issue_token  # noqa: E402
 from core.models import Role  # noqa: E402
 

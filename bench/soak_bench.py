@@ -34,7 +34,7 @@ from harness import (  # noqa: E402
     workdir,
 )
 
-from callcenter import db  # noqa: E402
+from core import db  # noqa: E402
 from core.models import Interaction  # noqa: E402
 
 

@@ -386,7 +386,7 @@ def _hang_up_ops(frame: CallEnded, call: dict[str, str], final: CallState,
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
     else:
-        values["wait_s"] = now - float(call["offered_at"])
+        values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
     return [records.event_op(frame.event_id, frame.call_id, frame.type),
             records.call_op(frame.call_id, state=final.value),

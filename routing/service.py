@@ -59,13 +59,18 @@ class Assignment:
     # What made the decision: the call's arrival, an agent freeing up, or a waiting call
     # looked at again (a ring opened, ring-no-answer, a transfer).
     on: str = "waiting"
+    # When (Redis's clock) the agent's look at the waiting calls was taken: a call that
+    # joined its queue after it was not a candidate (agent_free decisions only).
+    scanned_at: float | None = None
 
     def reason(self) -> dict[str, Any]:
         """Why this agent: stored on the interaction and shown to the agent."""
         reason = {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
                   "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
         if self.call.get("queued_at"):  # when the call joined the queue it was taken from
-            reason["queued_at"] = round(float(self.call["queued_at"]), 3)
+            reason["queued_at"] = float(self.call["queued_at"])
+        if self.scanned_at is not None:
+            reason["scanned_at"] = self.scanned_at
         return reason
 
 
@@ -112,12 +117,11 @@ class Router:
         rings = engine.rings_for(call, self.policy)
         score = engine.priority_score(offered_at, call.tier, self.policy)
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
-                "offered_at": offered_at, "queued_at": now, "tier": call.tier, **fields},
+                "offered_at": offered_at, "tier": call.tier, **fields},
                 event=event):
             raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
-                  "offered_at": offered_at, "queued_at": now, "tier": call.tier,
-                  "score": score}
+                  "offered_at": offered_at, "tier": call.tier, "score": score}
         assignment = await self.route_call(call.call_id, now, queued)
         return rings, assignment and replace(assignment, on="arrival")
 
@@ -151,7 +155,7 @@ class Router:
                 return None
             pools = agent.get("pools", "").split(";")
             queues = [p.removeprefix("queue:") for p in pools if p.startswith("queue:")]
-            heads = await self.store.waiting_heads(queues, SCAN_DEPTH)
+            heads, scanned_at = await self.store.waiting_heads_at(queues, SCAN_DEPTH)
             best = engine.best_call_for(pools, heads, now)
             if best is None:
                 return None
@@ -164,7 +168,7 @@ class Router:
                                   now - call.offered_at,
                                   reservation.call.get("tier") or engine.DEFAULT_TIER,
                                   call.score, reservation.agent, reservation.call,
-                                  on="agent_free")
+                                  on="agent_free", scanned_at=scanned_at)
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

@@ -134,6 +134,8 @@ return {1, state}
 
 # A new call joins its queue, unless a call with its id is live already or its event was
 # applied before ({2, what the event key holds}, as in _CALL_CAS).
+# The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
+# calls are stamped in the order they really joined.
 # KEYS: call hash, waiting set, set of live calls, set of queues, event key;
 # ARGV: call id, score, queue, event key value ("" = none), its time to live, then
 # field/value pairs of the call.
@@ -144,6 +146,8 @@ if ARGV[4] ~= '' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[3])
@@ -173,8 +177,8 @@ AGENT_LOG_MAXLEN = 1_000_000
 # How long an event id is remembered, in seconds: far longer than any PBX retries.
 EVENT_TTL_S = 86400
 
-# The heads of waiting queues with their fields, in one round trip.
-# KEYS: waiting sets; ARGV: depth, call key prefix.
+# The heads of waiting queues with their fields, in one round trip, and when they were
+# read by Redis's clock (last). KEYS: waiting sets; ARGV: depth, call key prefix.
 _HEADS = """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -184,6 +188,8 @@ for i, key in ipairs(KEYS) do
     if f[1] and f[2] then table.insert(out, {heads[j], heads[j + 1], f[1], f[2], i}) end
   end
 end
+local t = redis.call('TIME')
+table.insert(out, string.format('%d.%06d', t[1], t[2]))
 return out
 """
 
@@ -430,14 +436,19 @@ class RoutingStore:
 
     async def waiting_heads(self, queues: Iterable[str], depth: int) -> list[WaitingCall]:
         """The first ``depth`` calls of each queue, with what routing needs of them."""
+        return (await self.waiting_heads_at(queues, depth))[0]
+
+    async def waiting_heads_at(self, queues: Iterable[str],
+                               depth: int) -> tuple[list[WaitingCall], float | None]:
+        """The waiting heads, and when Redis read them (None: no queue to read)."""
         queues = list(queues)
         if not queues:
-            return []
-        rows = await self._heads(keys=[self.keys.waiting(q) for q in queues],
-                                 args=[depth, self.keys.call("")])
+            return [], None
+        *rows, seen = await self._heads(keys=[self.keys.waiting(q) for q in queues],
+                                        args=[depth, self.keys.call("")])
         return [WaitingCall(call_id, float(score), float(offered), decode_rings(rings),
                             queues[int(index) - 1])
-                for call_id, score, offered, rings, index in rows]
+                for call_id, score, offered, rings, index in rows], float(seen)
 
     async def live_calls(self) -> list[dict[str, str]]:
         ids = await self.redis.smembers(self.keys.calls)

@@ -49,6 +49,11 @@ end
 local function mark(key, value, ttl)
   if value ~= '' then redis.call('SET', key, value, 'EX', ttl) end
 end
+-- Now by Redis's clock: when a call joins a queue, in the order calls really join.
+local function clock()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', t[1], t[2])
+end
 local function drop(ckey, call_id, waiting_prefix, calls)
   local queue = redis.call('HGET', ckey, 'queue') or ''
   redis.call('ZREM', waiting_prefix .. queue, call_id)
@@ -84,7 +89,7 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'ringing'
    or redis.call('HGET', KEYS[1], 'agent_id') ~= ARGV[1] then return {0} end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 local call_id = redis.call('HGET', KEYS[1], 'id')
-redis.call('HSET', KEYS[1], 'state', 'queued', 'agent_id', '', 'queued_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'agent_id', '', 'queued_at', clock())
 redis.call('ZADD', ARGV[4] .. queue, redis.call('HGET', KEYS[1], 'score'), call_id)
 redis.call('SADD', KEYS[3], queue)
 if holds(KEYS[2], call_id) then
@@ -140,7 +145,7 @@ if state ~= 'connected' or agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
-           'agent_id', '', 'queued_at', ARGV[4], unpack(ARGV, 11))
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
 redis.call('SADD', KEYS[5], ARGV[7])
 if agent ~= '' and holds(KEYS[3], call_id) then
@@ -233,14 +238,14 @@ return {1, queue, rank + 1, redis.call('HGET', KEYS[2], 'aht') or '',
 # A call back into a queue from the states in ARGV[1] (";"), in one step.
 # KEYS: call, set of queues; ARGV: expected states, waiting prefix, queue, score, then call
 # field/value pairs. 1 | 0
-REQUEUE = """
+REQUEUE = LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
 local ok = false
 for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
 if not ok then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[3], 'score', ARGV[4],
-           'agent_id', '', unpack(ARGV, 5))
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 5))
 redis.call('ZADD', ARGV[2] .. ARGV[3], ARGV[4], redis.call('HGET', KEYS[1], 'id'))
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1

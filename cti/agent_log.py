@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -23,6 +23,8 @@ from cti import records
 log = logging.getLogger(__name__)
 
 GROUP = "persist"
+
+Entry = tuple[str, dict[str, str]]
 
 
 @dataclass
@@ -54,10 +56,10 @@ class AgentLogConsumer:
     async def persist_batch(self, batch: int = 500) -> int:
         """Store one batch; returns how many entries were stored."""
         # Entries a node took and never stored (it died): Redis 6 answers two fields, 7 three.
-        claimed = (await self.redis.xautoclaim(self.stream, GROUP, self.consumer, 30_000,
-                                               "0-0", count=batch))[1]
-        fresh = await self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
-                                            count=batch)
+        claimed: list[Entry] = (await self.redis.xautoclaim(
+            self.stream, GROUP, self.consumer, 30_000, "0-0", count=batch))[1]
+        fresh = cast(list[tuple[str, list[Entry]]], await self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=batch))
         entries = list(claimed) + [e for _, items in fresh for e in items]
         if not entries:
             return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from cti.service import CallService
 
@@ -41,7 +42,8 @@ async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
 async def _announce_all(calls: CallService) -> None:
     store, keys = calls.store, calls.keys
     for queue in await store.queue_names():
-        heads = await store.redis.zrange(keys.waiting(queue), 0, ANNOUNCE_DEPTH - 1)
+        heads = cast(list[str], await store.redis.zrange(keys.waiting(queue), 0,
+                                                         ANNOUNCE_DEPTH - 1))
         if not heads:
             continue
         async with store.redis.pipeline(transaction=False) as pipe:

@@ -51,7 +51,7 @@ class CallContext:
     observers: list[Observer] = field(default_factory=list)
     on_recording: RecordingHandler | None = None
     reader: async_sessionmaker[AsyncSession] | None = None
-    read: Read[Any] | None = None  # type: ignore[assignment]
+    read: Read[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.reader is None:
@@ -62,6 +62,11 @@ class CallContext:
     @property
     def store(self) -> RoutingStore:
         return self.router.store
+
+    @property
+    def _lookup(self) -> Read[Any]:
+        """Run a read in the reader's session (see core/db.py)."""
+        return self.read or session_reader(self._reader)
 
     @property
     def _reader(self) -> async_sessionmaker[AsyncSession]:

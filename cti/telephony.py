@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -81,7 +81,7 @@ class TelephonyEvents(AgentLifecycle):
         database never lags Redis for an acknowledged event.
         """
         if frame.type not in _SEEN_IN_STEP:
-            seen = await self.store.redis.get(self.keys.event(frame.event_id))
+            seen = await self._event_key(frame)
             if seen is not None:
                 return await self._seen(frame, integration, seen)
         try:
@@ -92,7 +92,7 @@ class TelephonyEvents(AgentLifecycle):
             raise
         except (CallError, RoutingError):
             # Refused on what the call is now: perhaps because this event moved it there.
-            seen = await self.store.redis.get(self.keys.event(frame.event_id))
+            seen = await self._event_key(frame)
             if seen is not None:
                 return await self._seen(frame, integration, seen)
             # Redis may have lost the event key (restarted empty, state rebuilt from the
@@ -103,6 +103,9 @@ class TelephonyEvents(AgentLifecycle):
         if applied.ops:
             await self._write(frame, applied.ops)
         return Outcome(messages.ack(frame), [r for r in applied.replies if r])
+
+    async def _event_key(self, frame: Frame) -> str | None:
+        return cast(str | None, await self.store.redis.get(self.keys.event(frame.event_id)))
 
     async def _apply(self, frame: Frame, integration: str) -> Applied:
         match frame:
@@ -183,7 +186,7 @@ class TelephonyEvents(AgentLifecycle):
         """
         now = self.clock()
         ivr = frame.ivr.model_dump(exclude_none=True)
-        profile = await self.read(partial(crm.profile_of_number, ani=frame.ani))
+        profile = await self._lookup(partial(crm.profile_of_number, ani=frame.ani))
         customer_id = profile["id"] if profile else None
         tier = profile["tier"] if profile else engine.DEFAULT_TIER
         call = CallProfile(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -238,6 +238,8 @@ class QueuedAt(NamedTuple):
 
 
 Args = list[str | int | float | bytes]
+# What redis-py's annotations want of a mapping (its client here decodes to str).
+_Mapping = dict[Any, Any]
 
 
 class AgentChange(NamedTuple):
@@ -299,16 +301,18 @@ class RoutingStore:
         """Create or refresh an agent's live record; a new agent starts logged out."""
         key = self.keys.agent(agent_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"id": agent_id, "pools": ";".join(pools), **fields})
+            mapping: dict[str, str | int | float] = {"id": agent_id, "pools": ";".join(pools),
+                                                     **fields}
+            pipe.hset(key, mapping=cast(_Mapping, mapping))
             pipe.hsetnx(key, "state", AgentState.logged_out.value)
             pipe.sadd(self.keys.agents, agent_id)
             await pipe.execute()
 
     async def agent(self, agent_id: int) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.agent(agent_id))
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
 
     async def agents(self) -> list[dict[str, str]]:
-        ids = await self.redis.smembers(self.keys.agents)
+        ids = cast(set[str], await self.redis.smembers(self.keys.agents))
         async with self.redis.pipeline(transaction=False) as pipe:
             for agent_id in ids:
                 pipe.hgetall(self.keys.agent(agent_id))
@@ -332,7 +336,7 @@ class RoutingStore:
         return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
     async def set_agent_fields(self, agent_id: int, **fields: str | int | float) -> None:
-        await self.redis.hset(self.keys.agent(agent_id), mapping=fields)
+        await self.redis.hset(self.keys.agent(agent_id), mapping=cast(_Mapping, fields))
 
     async def pool_size(self, pool: str) -> int:
         return await self.redis.zcard(self.keys.pool(pool))
@@ -366,7 +370,7 @@ class RoutingStore:
                                         args=args))
 
     async def call(self, call_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.call(call_id))
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
 
     async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str, *,
                        event: tuple[str, bytes] | None = None,
@@ -422,17 +426,18 @@ class RoutingStore:
     def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
         """Add an agent state change to the log that reports are built from (stored in the
         database in batches, cti/agent_log.py)."""
-        pipe.xadd(self.keys.agent_log, dict(fields), maxlen=AGENT_LOG_MAXLEN, approximate=True)
+        entry: _Mapping = dict(fields)
+        pipe.xadd(self.keys.agent_log, entry, maxlen=AGENT_LOG_MAXLEN, approximate=True)
 
     async def position(self, call_id: str, queue: str) -> int | None:
-        rank = await self.redis.zrank(self.keys.waiting(queue), call_id)
+        rank = cast(int | None, await self.redis.zrank(self.keys.waiting(queue), call_id))
         return None if rank is None else rank + 1
 
     async def waiting_count(self, queue: str) -> int:
         return await self.redis.zcard(self.keys.waiting(queue))
 
     async def queue_names(self) -> set[str]:
-        return await self.redis.smembers(self.keys.queues)
+        return cast(set[str], await self.redis.smembers(self.keys.queues))
 
     async def waiting_heads(self, queues: Iterable[str], depth: int) -> list[WaitingCall]:
         """The first ``depth`` calls of each queue, with what routing needs of them."""
@@ -451,7 +456,7 @@ class RoutingStore:
                 for call_id, score, offered, rings, index in rows], float(seen)
 
     async def live_calls(self) -> list[dict[str, str]]:
-        ids = await self.redis.smembers(self.keys.calls)
+        ids = cast(set[str], await self.redis.smembers(self.keys.calls))
         async with self.redis.pipeline(transaction=False) as pipe:
             for call_id in ids:
                 pipe.hgetall(self.keys.call(call_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from cti.service import CallService
 
@@ -35,13 +36,14 @@ async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
                                px=int(interval * 900)):
                 await _announce_all(calls)
         except Exception as e:  # Redis away: try on the next round
-            log.debug("queue announcements skipped: %s", e)
+            log.warning("queue announcements skipped: %s", e)
 
 
 async def _announce_all(calls: CallService) -> None:
     store, keys = calls.store, calls.keys
     for queue in await store.queue_names():
-        heads = await store.redis.zrange(keys.waiting(queue), 0, ANNOUNCE_DEPTH - 1)
+        heads = cast(list[str], await store.redis.zrange(keys.waiting(queue), 0,
+                                                         ANNOUNCE_DEPTH - 1))
         if not heads:
             continue
         async with store.redis.pipeline(transaction=False) as pipe:
@@ -54,4 +56,5 @@ async def _announce_all(calls: CallService) -> None:
                 continue
             if material(int(announced), position):
                 notice = await calls._queued_notice(call_id)
-                await calls.bus.publish(keys.telephony_channel(integration), notice)
+                if notice:  # it still waits
+                    await calls.bus.publish(keys.telephony_channel(integration), notice)

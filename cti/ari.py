@@ -135,8 +135,8 @@ class AriAdapter:
             return
         if isinstance(event, StasisStart) and not is_agent_start(event.args):
             if channel.id not in legs_by_call:
-                legs = legs_by_call[channel.id] = Legs(channel.id, ani=channel.caller.number)
-                self._submit(channel.id, self.control.offer, legs, event)
+                new = legs_by_call[channel.id] = Legs(channel.id, ani=channel.caller.number)
+                self._submit(channel.id, self.control.offer, new, event)
             return
         legs = legs_by_call.get(channel.id)
         if legs is not None:

@@ -353,6 +353,6 @@ class CallControl:
             if leg is not None and leg[0] not in live:
                 await self._quietly(self.client.hangup(channel_id))
         for bridge_id in bridges:
-            call_id = bridge_call(bridge_id)
-            if call_id is not None and call_id not in live:
+            bridged = bridge_call(bridge_id)
+            if bridged is not None and bridged not in live:
                 await self._quietly(self.client.destroy_bridge(bridge_id))

@@ -64,7 +64,7 @@ class Legs:
         return f"{self.call_id}-agent-{agent_id}-{secrets.token_hex(3)}"
 
     def all_digits(self) -> str:
-        return (self.ivr.get("digits", "") + self.digits)[:MAX_DIGITS]
+        return (str(self.ivr.get("digits", "")) + self.digits)[:MAX_DIGITS]
 
     def forget_agent(self) -> None:
         self.agent_channel, self.answered, self.agent_hanging_up = None, False, False

@@ -20,6 +20,14 @@ async def event_seen(session: AsyncSession, event_id: str) -> bool:
     return await session.get(ProcessedEvent, event_id) is not None
 
 
+async def recording_announced(session: AsyncSession, call_id: str, event_id: str) -> bool:
+    """Whether another recording.ready event of this call was stored."""
+    found = await session.scalar(select(ProcessedEvent.event_id).where(
+        ProcessedEvent.call_id == call_id, ProcessedEvent.type == "recording.ready",
+        ProcessedEvent.event_id != event_id).limit(1))
+    return found is not None
+
+
 # Writes in a caller's own session, for what does not go through the event path (the
 # ARI adapter's recording paths).
 

@@ -18,9 +18,10 @@ import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import AgentStateChange, Call, Interaction
@@ -60,7 +61,7 @@ class Recovery:
             try:
                 await self.check()
             except Exception as e:  # Redis still away: look again shortly
-                log.debug("live state check failed: %s", e)
+                log.warning("live state check failed: %s", e)
             await asyncio.sleep(interval)
 
     async def check(self) -> None:
@@ -103,7 +104,7 @@ class Recovery:
                 await self.calls._dispatch(assignment, None)
         return len(rows)
 
-    async def _requeue(self, call: Call, pop: dict) -> None:
+    async def _requeue(self, call: Call, pop: dict[str, Any]) -> None:
         offered = call.offered_at.timestamp()
         profile = CallProfile(call.id, call.queue, call.tier,
                               self.calls.router.queues.get(call.queue, ()))
@@ -111,10 +112,10 @@ class Recovery:
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
         await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop))
         async with self.maker() as session, session.begin():
-            await session.execute(Call.__table__.update().where(Call.id == call.id)
+            await session.execute(update(Call).where(Call.id == call.id)
                                   .values(state=CallState.queued.value, agent_id=None))
 
-    async def _restore_answered(self, call: Call, record: Interaction, pop: dict) -> None:
+    async def _restore_answered(self, call: Call, record: Interaction, pop: dict[str, Any]) -> None:
         offered = call.offered_at.timestamp()
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
         answered = record.answered_at.timestamp() if record.answered_at else offered
@@ -171,7 +172,7 @@ class Recovery:
         return state, row.reason or ""
 
 
-async def _pop(session: AsyncSession, call: Call) -> dict:
+async def _pop(session: AsyncSession, call: Call) -> dict[str, Any]:
     profile = await crm.customer_profile(session, call.customer_id) if call.customer_id \
         else None
     ivr = {k: v for k, v in (call.ivr or {}).items() if not k.startswith("_")}
@@ -179,7 +180,7 @@ async def _pop(session: AsyncSession, call: Call) -> dict:
             "tier": call.tier, "queue": call.queue}
 
 
-def _fields(call: Call, pop: dict) -> dict[str, str | float]:
+def _fields(call: Call, pop: dict[str, Any]) -> dict[str, str | float]:
     return {"offered_at": call.offered_at.timestamp(), "tier": call.tier,
             "integration": (call.ivr or {}).get("_integration", ""), "ani": call.ani,
             "dnis": call.dnis, "customer_id": call.customer_id or "",

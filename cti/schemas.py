@@ -15,6 +15,7 @@ Number = Annotated[str, Field(max_length=64)]
 class Frame(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
+    type: str  # each event narrows it to its own name
     event_id: Annotated[str, Field(min_length=1, max_length=200)]
     call_id: Id
     ts: dt.datetime | None = Field(default=None, strict=False)

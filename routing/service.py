@@ -59,11 +59,19 @@ class Assignment:
     # What made the decision: the call's arrival, an agent freeing up, or a waiting call
     # looked at again (a ring opened, ring-no-answer, a transfer).
     on: str = "waiting"
+    # When (Redis's clock) the agent's look at the waiting calls was taken: a call that
+    # joined its queue after it was not a candidate (agent_free decisions only).
+    scanned_at: float | None = None
 
     def reason(self) -> dict[str, Any]:
         """Why this agent: stored on the interaction and shown to the agent."""
-        return {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
-                "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
+        reason = {"rule": self.rule, "pool": self.pool, "waited_s": round(self.waited_s, 3),
+                  "tier": self.tier, "agent_id": self.agent_id, "on": self.on}
+        if self.call.get("queued_at"):  # when the call joined the queue it was taken from
+            reason["queued_at"] = float(self.call["queued_at"])
+        if self.scanned_at is not None:
+            reason["scanned_at"] = self.scanned_at
+        return reason
 
 
 @dataclass
@@ -86,21 +94,14 @@ class Router:
         """An agent's own state change; going available may hand it a waiting call."""
         if state not in SELECTABLE:
             raise ValueError(f"{state.value} is not a state an agent can choose")
-        current = await self.store.agent(agent_id)
-        if not current:
+        done, previous, agent = await self.store.set_state(agent_id, state, reason, now)
+        if done == -1:
             raise UnknownAgent(agent_id)
-        if current.get("state") == AgentState.wrap_up.value and current.get("call_id"):
-            # Wrap-up finishes first; the chosen state applies after it.
-            await self.store.set_agent_fields(agent_id, after_wrap=state.value,
-                                              after_wrap_reason=reason)
-            return None
-        if state is AgentState.available:
-            change = await self.store.make_available(agent_id, now)
-        else:
-            change = await self.store.make_unavailable(agent_id, state, reason, now)
-        if not change.ok:
-            raise AgentBusy(agent_id, change.previous)
-        return await self.route_agent(agent_id, now) if state is AgentState.available else None
+        if done == 0:
+            raise AgentBusy(agent_id, previous)
+        if done == 2 or state is not AgentState.available:
+            return None  # a state chosen in wrap-up applies after it
+        return await self.route_agent(agent_id, now, agent)
 
     async def sticky_working(self, agent_id: int | None) -> bool:
         if agent_id is None:
@@ -116,7 +117,8 @@ class Router:
         rings = engine.rings_for(call, self.policy)
         score = engine.priority_score(offered_at, call.tier, self.policy)
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
-                "offered_at": offered_at, "tier": call.tier, **fields}, event=event):
+                "offered_at": offered_at, "tier": call.tier, **fields},
+                event=event):
             raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
                   "offered_at": offered_at, "tier": call.tier, "score": score}
@@ -153,7 +155,7 @@ class Router:
                 return None
             pools = agent.get("pools", "").split(";")
             queues = [p.removeprefix("queue:") for p in pools if p.startswith("queue:")]
-            heads = await self.store.waiting_heads(queues, SCAN_DEPTH)
+            heads, scanned_at = await self.store.waiting_heads_at(queues, SCAN_DEPTH)
             best = engine.best_call_for(pools, heads, now)
             if best is None:
                 return None
@@ -166,7 +168,7 @@ class Router:
                                   now - call.offered_at,
                                   reservation.call.get("tier") or engine.DEFAULT_TIER,
                                   call.score, reservation.agent, reservation.call,
-                                  on="agent_free")
+                                  on="agent_free", scanned_at=scanned_at)
         return None
 
     async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:

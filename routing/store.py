@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from core.keys import Keys
+from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.states import AgentState
 
@@ -133,6 +134,8 @@ return {1, state}
 
 # A new call joins its queue, unless a call with its id is live already or its event was
 # applied before ({2, what the event key holds}, as in _CALL_CAS).
+# The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
+# calls are stamped in the order they really joined.
 # KEYS: call hash, waiting set, set of live calls, set of queues, event key;
 # ARGV: call id, score, queue, event key value ("" = none), its time to live, then
 # field/value pairs of the call.
@@ -143,6 +146,8 @@ if ARGV[4] ~= '' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[3])
@@ -172,8 +177,8 @@ AGENT_LOG_MAXLEN = 1_000_000
 # How long an event id is remembered, in seconds: far longer than any PBX retries.
 EVENT_TTL_S = 86400
 
-# The heads of waiting queues with their fields, in one round trip.
-# KEYS: waiting sets; ARGV: depth, call key prefix.
+# The heads of waiting queues with their fields, in one round trip, and when they were
+# read by Redis's clock (last). KEYS: waiting sets; ARGV: depth, call key prefix.
 _HEADS = """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -183,6 +188,8 @@ for i, key in ipairs(KEYS) do
     if f[1] and f[2] then table.insert(out, {heads[j], heads[j + 1], f[1], f[2], i}) end
   end
 end
+local t = redis.call('TIME')
+table.insert(out, string.format('%d.%06d', t[1], t[2]))
 return out
 """
 
@@ -204,6 +211,37 @@ class Reservation:
     call: dict[str, str]  # both after the reservation
 
 
+class Step(NamedTuple):
+    """The outcome of a transition of a call and its agent: whether this caller won, the
+    call's state before (or now, when it lost), and its agent after (empty when the step
+    left no agent changed)."""
+
+    won: bool
+    state: str
+    agent: dict[str, str]
+
+
+class WrapUpEnd(NamedTuple):
+    """The end of a wrap-up: whether this caller ended it, the call as it was when it
+    ended with it (empty when the call had moved on), and the agent after."""
+
+    won: bool
+    call: dict[str, str]
+    agent: dict[str, str]
+
+
+class QueuedAt(NamedTuple):
+    queue: str
+    position: int
+    aht: float | None
+    staffed: int
+
+
+Args = list[str | int | float | bytes]
+# What redis-py's annotations want of a mapping (its client here decodes to str).
+_Mapping = dict[Any, Any]
+
+
 class AgentChange(NamedTuple):
     """The outcome of a state change: done or not, the state before, the agent after."""
 
@@ -214,6 +252,10 @@ class AgentChange(NamedTuple):
 
 def _event_args(event: tuple[str, bytes] | None) -> list[str | int | bytes]:
     return [event[1], EVENT_TTL_S] if event else ["", 0]
+
+
+def _flat(fields: Mapping[str, str | int | float]) -> Args:
+    return [x for pair in fields.items() for x in pair]
 
 
 def _pairs(flat: list[str] | None) -> dict[str, str]:
@@ -233,6 +275,16 @@ class RoutingStore:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._drop_call = redis.register_script(_DROP_CALL)
         self._heads = redis.register_script(_HEADS)
+        self._answer = redis.register_script(lua.ANSWER)
+        self._ring_no_answer = redis.register_script(lua.RING_NO_ANSWER)
+        self._hang_up = redis.register_script(lua.HANG_UP)
+        self._transfer = redis.register_script(lua.TRANSFER)
+        self._end_wrap_up = redis.register_script(lua.END_WRAP_UP)
+        self._set_state = redis.register_script(lua.SET_STATE)
+        self._console_gone = redis.register_script(lua.CONSOLE_GONE)
+        self._console_back = redis.register_script(lua.CONSOLE_BACK)
+        self._queued_notice = redis.register_script(lua.QUEUED_NOTICE)
+        self._requeue = redis.register_script(lua.REQUEUE)
 
     @property
     def _agent_prefix(self) -> str:
@@ -249,16 +301,18 @@ class RoutingStore:
         """Create or refresh an agent's live record; a new agent starts logged out."""
         key = self.keys.agent(agent_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"id": agent_id, "pools": ";".join(pools), **fields})
+            mapping: dict[str, str | int | float] = {"id": agent_id, "pools": ";".join(pools),
+                                                     **fields}
+            pipe.hset(key, mapping=cast(_Mapping, mapping))
             pipe.hsetnx(key, "state", AgentState.logged_out.value)
             pipe.sadd(self.keys.agents, agent_id)
             await pipe.execute()
 
     async def agent(self, agent_id: int) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.agent(agent_id))
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
 
     async def agents(self) -> list[dict[str, str]]:
-        ids = await self.redis.smembers(self.keys.agents)
+        ids = cast(set[str], await self.redis.smembers(self.keys.agents))
         async with self.redis.pipeline(transaction=False) as pipe:
             for agent_id in ids:
                 pipe.hgetall(self.keys.agent(agent_id))
@@ -282,7 +336,7 @@ class RoutingStore:
         return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
     async def set_agent_fields(self, agent_id: int, **fields: str | int | float) -> None:
-        await self.redis.hset(self.keys.agent(agent_id), mapping=fields)
+        await self.redis.hset(self.keys.agent(agent_id), mapping=cast(_Mapping, fields))
 
     async def pool_size(self, pool: str) -> int:
         return await self.redis.zcard(self.keys.pool(pool))
@@ -306,20 +360,17 @@ class RoutingStore:
         return bool(result)
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
-                      expected: Iterable[str], *, event: tuple[str, bytes] | None = None,
-                      **fields: str | int | float) -> bool:
-        """Put a ringing or connected call back in a queue (RONA, transfer)."""
-        extra = {"queue": queue, "score": score, "agent_id": "", **fields}
+                      expected: Iterable[str], **fields: str | int | float) -> bool:
+        """Put a ringing or connected call back in a queue, in one step."""
+        extra: dict[str, str | int | float] = dict(fields)
         if rings is not None:
             extra["rings"] = encode_rings(rings)
-        ok, _ = await self.call_cas(call_id, expected, "queued", event=event, **extra)
-        if ok:
-            await self.redis.zadd(self.keys.waiting(queue), {call_id: score})
-            await self.redis.sadd(self.keys.queues, queue)
-        return ok
+        args: Args = [";".join(expected), self.keys.waiting(""), queue, score, *_flat(extra)]
+        return bool(await self._requeue(keys=[self.keys.call(call_id), self.keys.queues],
+                                        args=args))
 
     async def call(self, call_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.call(call_id))
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
 
     async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str, *,
                        event: tuple[str, bytes] | None = None,
@@ -374,34 +425,143 @@ class RoutingStore:
 
     def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
         """Add an agent state change to the log that reports are built from (stored in the
-        database in batches, cti.service.persist_agent_log)."""
-        pipe.xadd(self.keys.agent_log, dict(fields), maxlen=AGENT_LOG_MAXLEN, approximate=True)
+        database in batches, cti/agent_log.py)."""
+        entry: _Mapping = dict(fields)
+        pipe.xadd(self.keys.agent_log, entry, maxlen=AGENT_LOG_MAXLEN, approximate=True)
 
     async def position(self, call_id: str, queue: str) -> int | None:
-        rank = await self.redis.zrank(self.keys.waiting(queue), call_id)
+        rank = cast(int | None, await self.redis.zrank(self.keys.waiting(queue), call_id))
         return None if rank is None else rank + 1
 
     async def waiting_count(self, queue: str) -> int:
         return await self.redis.zcard(self.keys.waiting(queue))
 
     async def queue_names(self) -> set[str]:
-        return await self.redis.smembers(self.keys.queues)
+        return cast(set[str], await self.redis.smembers(self.keys.queues))
 
     async def waiting_heads(self, queues: Iterable[str], depth: int) -> list[WaitingCall]:
         """The first ``depth`` calls of each queue, with what routing needs of them."""
+        return (await self.waiting_heads_at(queues, depth))[0]
+
+    async def waiting_heads_at(self, queues: Iterable[str],
+                               depth: int) -> tuple[list[WaitingCall], float | None]:
+        """The waiting heads, and when Redis read them (None: no queue to read)."""
         queues = list(queues)
         if not queues:
-            return []
-        rows = await self._heads(keys=[self.keys.waiting(q) for q in queues],
-                                 args=[depth, self.keys.call("")])
+            return [], None
+        *rows, seen = await self._heads(keys=[self.keys.waiting(q) for q in queues],
+                                        args=[depth, self.keys.call("")])
         return [WaitingCall(call_id, float(score), float(offered), decode_rings(rings),
                             queues[int(index) - 1])
-                for call_id, score, offered, rings, index in rows]
+                for call_id, score, offered, rings, index in rows], float(seen)
 
     async def live_calls(self) -> list[dict[str, str]]:
-        ids = await self.redis.smembers(self.keys.calls)
+        ids = cast(set[str], await self.redis.smembers(self.keys.calls))
         async with self.redis.pipeline(transaction=False) as pipe:
             for call_id in ids:
                 pipe.hgetall(self.keys.call(call_id))
             rows = await pipe.execute()
         return [row for row in rows if row]
+
+    # Transitions of a call and its agent together (routing/transitions.py) ------------
+
+    async def answer(self, call_id: str, agent_id: int, now: float, *, timers: str,
+                     rona: str, event: tuple[str, bytes] | None = None,
+                     **fields: str | int | float) -> Step:
+        """Ringing -> connected, the agent on the call, its ring timer gone. A call that
+        rings another agent answers (False, "wrong_agent:<id>")."""
+        keys = [self.keys.call(call_id), self._event_key(call_id, event),
+                self.keys.agent(agent_id), timers]
+        result = await self._answer(keys=keys, args=[
+            agent_id, *_event_args(event), now, rona, self._pool_prefix, *_flat(fields)])
+        return self._step(result, wrong_agent=True)
+
+    async def ring_no_answer(self, call_id: str, agent_id: int,
+                             now: float) -> tuple[dict[str, str], dict[str, str]] | None:
+        """Ringing this agent -> queued, the agent not-ready 'missed'. The call and the
+        agent after, or None when the call moved on."""
+        keys = [self.keys.call(call_id), self.keys.agent(agent_id), self.keys.queues]
+        result = await self._ring_no_answer(keys=keys, args=[
+            agent_id, now, self._pool_prefix, self.keys.waiting("")])
+        if not result[0]:
+            return None
+        return _pairs(result[1]), _pairs(result[2])
+
+    async def hang_up(self, call_id: str, expected: str, agent_id: int | None, now: float, *,
+                      timers: str, wrap_until: float, wrap_timer: str, rona: str,
+                      event: tuple[str, bytes] | None = None,
+                      **fields: str | int | float) -> Step:
+        """call.ended on a call in state `expected` ringing or talking to `agent_id`:
+        connected -> wrap_up with the agent, else abandoned (out of Redis, agent freed)."""
+        keys = [self.keys.call(call_id), self._event_key(call_id, event),
+                self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.calls]
+        result = await self._hang_up(keys=keys, args=[
+            expected, "" if agent_id is None else agent_id, *_event_args(event), now,
+            self._pool_prefix, self.keys.waiting(""), wrap_until, wrap_timer, rona,
+            *_flat(fields)])
+        return self._step(result)
+
+    async def transfer(self, call_id: str, agent_id: int | None, queue: str, score: float,
+                       now: float, *, timers: str, wrap_until: float, wrap_timer: str,
+                       event: tuple[str, bytes] | None = None,
+                       **fields: str | int | float) -> Step:
+        """Connected to `agent_id` -> queued in `queue`, the agent into wrap-up."""
+        keys = [self.keys.call(call_id), self._event_key(call_id, event),
+                self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.queues]
+        result = await self._transfer(keys=keys, args=[
+            "" if agent_id is None else agent_id, *_event_args(event), now, self._pool_prefix,
+            self.keys.waiting(""), queue, score, wrap_until, wrap_timer, *_flat(fields)])
+        return self._step(result)
+
+    async def end_wrap_up(self, agent_id: int, call_id: str, now: float, *, timers: str,
+                          wrap_timer: str) -> WrapUpEnd:
+        """wrapup.done or its timer: the call ends (if it is still in this agent's wrap-up)
+        and the agent leaves it, unless another caller did it first (won False)."""
+        keys = [self.keys.agent(agent_id), self.keys.call(call_id), timers, self.keys.calls,
+                self.keys.stats]
+        result = await self._end_wrap_up(keys=keys, args=[
+            call_id, now, self._pool_prefix, self.keys.waiting(""), wrap_timer, agent_id])
+        if not result[0]:
+            return WrapUpEnd(False, {}, {})
+        return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]))
+
+    async def set_state(self, agent_id: int, state: AgentState, reason: str,
+                        now: float) -> tuple[int, str, dict[str, str]]:
+        """An agent's own choice: 1 done, 2 kept for after its wrap-up, 0 busy, -1 unknown;
+        with the state before and the agent after (when done)."""
+        result = await self._set_state(keys=[self.keys.agent(agent_id)], args=[
+            state.value, reason, now, self._pool_prefix])
+        return int(result[0]), result[1], _pairs(result[2] if len(result) > 2 else None)
+
+    async def console_gone(self, agent_id: int, reason: str,
+                           now: float) -> tuple[int, dict[str, str]]:
+        """1 and the agent after: it went not-ready; 2: not-ready kept for after its call;
+        0: nothing to do."""
+        result = await self._console_gone(keys=[self.keys.agent(agent_id)], args=[
+            reason, now, self._pool_prefix])
+        return int(result[0]), _pairs(result[1] if len(result) > 1 else None)
+
+    async def console_back(self, agent_id: int, reason: str) -> bool:
+        return bool(await self._console_back(keys=[self.keys.agent(agent_id)], args=[reason]))
+
+    async def queued_notice(self, call_id: str) -> QueuedAt | None:
+        """Where a waiting call stands, noted on it as announced; None when it no longer
+        waits."""
+        result = await self._queued_notice(keys=[self.keys.call(call_id), self.keys.stats],
+                                           args=[self.keys.waiting(""), self._pool_prefix])
+        if not result[0]:
+            return None
+        return QueuedAt(result[1], int(result[2]), float(result[3]) if result[3] else None,
+                        int(result[4]))
+
+    def _event_key(self, call_id: str, event: tuple[str, bytes] | None) -> str:
+        return event[0] if event else self.keys.call(call_id)
+
+    @staticmethod
+    def _step(result: list, *, wrong_agent: bool = False) -> Step:  # type: ignore[type-arg]
+        code = int(result[0])
+        if code == 2:
+            raise EventSeen(result[1])
+        if code == 3 and wrong_agent:
+            return Step(False, f"wrong_agent:{result[1]}", {})
+        return Step(code == 1, result[1], _pairs(result[2]) if code == 1 else {})

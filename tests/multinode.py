@@ -32,7 +32,7 @@ from bench.harness import Deployment, free_port, phone, wait_healthy
 from core import db
 from core.auth import issue_token
 from core.models import Interaction, Role
-from routing.engine import RoutingPolicy
+from routing.engine import RoutingPolicy, decode_rings, matching_ring
 
 # Errors that say "not stored, send it again" (docs/protocol.md).
 RETRYABLE = ("unavailable", "storage_unavailable")
@@ -452,30 +452,38 @@ def epoch(moment: dt.datetime) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def queue_order_violations(records: list[Interaction], waiting: dict[str, float],
-                           slack_s: float = 0.5) -> list[str]:
-    """A call still waiting must not be behind a call that an agent took after it queued.
+def queue_order_violations(records: list[Interaction], live: dict[str, dict[str, str]],
+                           agents: dict[int, dict[str, str]]) -> list[str]:
+    """A call still waiting must not have been passed over by an agent who could take it.
 
-    Only calls that waited count (a call routed the instant it was offered took an agent
-    nobody was waiting for). A call's priority counts from its offer, but it joins the
-    queue only after its node has read the caller's profile, which under a burst of offers
-    to three nodes on two cores takes a while: with 50 ms of `slack_s` the check failed
-    in about one run of six, on calls offered 23 ms apart, so it forgives half a second.
+    Only decisions taken when an agent freed up look at the waiting calls (a call routed as
+    it arrives takes an agent nobody waiting could have). Such a decision passed over a
+    call still waiting when that call had priority, was in the queue when the agent looked
+    (it joined before `scanned_at`: both stamped by Redis's clock, so in the order things
+    really happened), and had a ring open to one of the agent's pools at the moment of the
+    decision (`offered_at + waited_s` by the deciding node's clock, as the engine judged).
     """
-    policy, found = RoutingPolicy(), []
-    by_id = {r.call_id: r for r in records}
+    found = []
+    waiting = {c: call for c, call in live.items() if call.get("state") == "queued"}
     for r in records:
-        waited = (r.routing_reason or {}).get("waited_s", 0)
-        if r.outcome != "answered" or waited <= 0:
+        reason = r.routing_reason or {}
+        if r.outcome != "answered" or reason.get("on") != "agent_free":
             continue
-        score = epoch(r.offered_at) - policy.boost(r.tier)
-        routed_at = epoch(r.offered_at) + waited
-        for call_id, queued_score in waiting.items():
-            queued_since = epoch(by_id[call_id].offered_at)
-            if queued_score < score and queued_since < routed_at - slack_s:
-                found.append(f"{r.call_id} (score {score:.3f}) served before waiting "
-                             f"{call_id} (score {queued_score:.3f})")
+        pools = agents[reason["agent_id"]].get("pools", "").split(";")
+        # waited_s is rounded to the millisecond: judge rings as of a millisecond earlier.
+        decided = epoch(r.offered_at) + reason["waited_s"] - 0.001
+        for call_id, call in waiting.items():
+            if float(call["score"]) < reason_score(r) \
+                    and float(call["queued_at"]) < reason["scanned_at"] \
+                    and matching_ring(pools, decode_rings(call["rings"]),
+                                      decided - float(call["offered_at"])) is not None:
+                found.append(f"{r.call_id} (score {reason_score(r):.3f}) served before "
+                             f"waiting {call_id} (score {float(call['score']):.3f})")
     return found
+
+
+def reason_score(r: Interaction) -> float:
+    return epoch(r.offered_at) - RoutingPolicy().boost(r.tier)
 
 
 async def offer_steadily(pbxs: list[Pbx], numbers: Any, rate: float) -> None:

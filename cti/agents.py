@@ -1,0 +1,112 @@
+"""An agent's lifecycle around its calls: the state it chooses, wrap-up and its end, its
+console going away and coming back, and where it goes after a call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from core.timers import Timer
+from cti import messages, records
+from cti.calls import CallState, WrongAgent, check
+from cti.context import CallContext
+from routing.states import AgentState
+
+log = logging.getLogger(__name__)
+
+# The timer of an agent's console lease (agent_console/presence.py): it fires when no
+# console of the agent has renewed it for a while.
+AWAY = "away"
+
+
+def away_timer(agent_id: int) -> Timer:
+    return Timer(AWAY, str(agent_id))
+
+
+# The not-ready reason of an agent whose console went away.
+DISCONNECTED = "disconnected"
+BUSY = (AgentState.ringing.value, AgentState.on_call.value, AgentState.wrap_up.value)
+
+
+class AgentLifecycle(CallContext):
+    # Agent events -------------------------------------------------------
+
+    async def set_agent_state(self, agent_id: int, state: AgentState, reason: str) -> None:
+        now = self.clock()
+        assignment = await self.router.set_state(agent_id, state, reason, now)
+        await self._record_agent_state(agent_id)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+
+    async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
+                          notes: str) -> None:
+        # A finished call is no longer in Redis: its state from the database.
+        live = await self._live(call_id)
+        check(call_id, live["state"], "wrapup.done")
+        if live.get("agent_id") != str(agent_id) and live.get("wrap_agent") != str(agent_id):
+            raise WrongAgent(call_id, messages.int_or_none(live.get("agent_id")), agent_id)
+        await self._finish_wrap_up(agent_id, call_id, self.clock(),
+                                   {"disposition": disposition, "notes": notes})
+
+    async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
+        """What a (re)connecting console needs at once: its state and its current call."""
+        agent = await self.store.agent(agent_id)
+        out = [messages.agent_state(agent_id, agent)]
+        call_id = agent.get("call_id")
+        if call_id:
+            call = await self.store.call(call_id)
+            if call and call.get("pop"):
+                reason = orjson.loads(call.get("reason") or "{}")
+                out.append(messages.screen_pop(call, reason))
+                if call.get("state") == CallState.connected.value:
+                    out.append({"type": "call.connected", "call_id": call_id})
+                if call.get("state") == CallState.wrap_up.value:
+                    out.append({"type": "call.ended", "call_id": call_id,
+                                     "wrap_up_until": float(call.get("wrap_until") or 0)})
+        return out
+
+    async def console_gone(self, agent_id: int, now: float) -> None:
+        """No console of this agent has been connected for a while (agent_console/presence.py):
+        stop offering it calls. A busy agent's phone still works, so its call goes on, and
+        not-ready applies after the call."""
+        done, agent = await self.store.console_gone(agent_id, DISCONNECTED, now)
+        if done == 1:
+            await self._agent_changed(agent_id, agent)
+
+    async def console_back(self, agent_id: int) -> None:
+        """A console connected again: forget a not-ready that its absence put in store for
+        after the current call (what the agent chose itself stays)."""
+        await self.store.console_back(agent_id, DISCONNECTED)
+
+    async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
+                              wrap: dict[str, str] | None = None) -> None:
+        """End an agent's wrap-up of a call, unless wrapup.done or the timer (here or on
+        another node) did first: only the step's winner records, counts and tells."""
+        end = await self.store.end_wrap_up(
+            agent_id, call_id, now, timers=self.timers.key,
+            wrap_timer=Timer("wrapup", str(agent_id), call_id).member)
+        if not end.won:
+            log.debug("wrap-up of %s by agent %s was over already", call_id, agent_id)
+            return
+        if end.agent:
+            await self._agent_changed(agent_id, end.agent)
+        if end.call:
+            await self._end_call(end.call, now, wrap or {})
+        if end.agent:
+            await self._offer_next_call(agent_id, end.agent, now)
+
+    async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
+        """Record and announce a call that ended with its wrap-up (out of Redis already)."""
+        ops = [records.call_op(call["id"], state=CallState.ended.value)]
+        if wrap:
+            ops.append(records.interaction_op(call["id"], **wrap))
+        try:
+            await self.writer.write(ops)
+        except Exception:
+            log.exception("call %s ended but its end was not stored", call["id"])
+            raise
+        talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
+        handle = now - float(call.get("answered_at") or now)
+        await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})

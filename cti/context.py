@@ -1,0 +1,178 @@
+"""What every part of the call path shares: its collaborators, and the few steps all of
+them take (tell an agent and the observers, dispatch a call to an agent, tell the PBX
+where a waiting call stands)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core import writer
+from core.bus import Bus
+from core.db import Read, session_reader
+from core.keys import Keys
+from core.models import Call
+from core.timers import Timer, Timers
+from cti import messages
+from cti.calls import NoSuchCall
+from routing import engine
+from routing.service import Assignment, Router
+from routing.states import AgentState
+from routing.store import RoutingStore
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
+# The average handle time a queue estimate assumes before any call was handled.
+DEFAULT_AHT_S = 180.0
+
+RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
+
+
+@dataclass
+class CallContext:
+    maker: async_sessionmaker[AsyncSession]
+    writer: writer.RecordWriter
+    router: Router
+    timers: Timers
+    bus: Bus
+    keys: Keys
+    node_id: str
+    ring_timeout_s: float = 15.0
+    wrap_up_s: float = 30.0
+    wrap_up_by_queue: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    observers: list[Observer] = field(default_factory=list)
+    on_recording: RecordingHandler | None = None
+    reader: async_sessionmaker[AsyncSession] | None = None
+    read: Read[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reader is None:
+            self.reader = self.maker
+        if self.read is None:
+            self.read = session_reader(self.reader)
+
+    @property
+    def store(self) -> RoutingStore:
+        return self.router.store
+
+    @property
+    def _lookup(self) -> Read[Any]:
+        """Run a read in the reader's session (see core/db.py)."""
+        return self.read or session_reader(self._reader)
+
+    @property
+    def _reader(self) -> async_sessionmaker[AsyncSession]:
+        return self.reader or self.maker
+    async def _dispatch(self, a: Assignment, integration: str | None,
+                        reply: bool = False) -> dict[str, Any]:
+        """A call was given to an agent: ring its phone, pop its screen, start the clock.
+
+        Returns the PBX's route.connect, or nothing when the caller hung up since the
+        reservation (the hang-up freed the agent)."""
+        now = self.clock()
+        reason = a.reason()
+        tried = ",".join(filter(None, [a.call.get("agents", ""), str(a.agent_id)]))
+        noted = {"reason": orjson.dumps(reason).decode(), "agents": tried}
+        call = a.call | noted
+        connect = messages.route_connect(a.call_id, a.agent_id, a.agent.get("extension", ""))
+        state = messages.agent_state(a.agent_id, a.agent)
+        channel = self.keys.agent_channel(a.agent_id)
+        out = [(channel, orjson.dumps(messages.screen_pop(call, reason))),
+               (channel, orjson.dumps(state))]
+        if not reply:
+            out.append((self.keys.telephony_channel(call["integration"]),
+                             orjson.dumps(connect)))
+        rang = await self.store.ring(
+            a.call_id, a.agent_id, noted, timers=self.timers.key,
+            timer=Timer("rona", a.call_id, str(a.agent_id)).member,
+            deadline=now + self.ring_timeout_s, messages=out, log=self._log_entry(state))
+        if not rang:
+            log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
+            return {}
+        await self._notify("agent.state", state)
+        await self._notify("call.routed", {**call, "reason": reason})
+        return connect
+
+    async def _queued_notice(self, call_id: str) -> dict[str, Any]:
+        """route.queued for a waiting call, in one step that also notes the position as
+        announced; nothing when the call no longer waits (answered, or hung up)."""
+        at = await self.store.queued_notice(call_id)
+        if at is None:
+            log.debug("call %s no longer waits: no position to announce", call_id)
+            return {}
+        return messages.route_queued(call_id, at.queue, at.position,
+                                     DEFAULT_AHT_S if at.aht is None else at.aht, at.staffed)
+
+    async def _schedule_widening(self, call_id: str, rings: list[engine.Ring],
+                                 offered_at: float, now: float) -> None:
+        opens = engine.next_widening_s(rings, now - offered_at)
+        if opens is not None:
+            await self.timers.schedule(Timer("widen", call_id), offered_at + opens)
+
+    def _wrap_up_s(self, queue: str) -> float:
+        return self.wrap_up_by_queue.get(queue, self.wrap_up_s)
+
+    async def _offer_next_call(self, agent_id: int, agent: dict[str, str], now: float) -> None:
+        """An agent that left its call available takes the best waiting call at once."""
+        if agent.get("state") != AgentState.available.value:
+            return
+        assignment = await self.router.route_agent(agent_id, now, agent)
+        if assignment is not None:
+            await self._dispatch(assignment, None)
+
+    async def _live(self, call_id: str) -> dict[str, str]:
+        call = await self.store.call(call_id)
+        if call:
+            return call
+        state, _ = await self._any_state(call_id)
+        return {"id": call_id, "state": state}
+
+    async def _any_state(self, call_id: str) -> tuple[str, str | None]:
+        """A call's state from Redis while live, else from the record of a finished call."""
+        call = await self.store.call(call_id)
+        if call:
+            return call["state"], call.get("customer_id") or None
+        async with self.maker() as session:
+            row = await session.get(Call, call_id)
+        if row is None:
+            raise NoSuchCall(call_id)
+        return row.state, row.customer_id
+
+    async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
+        await self.bus.publish(self.keys.agent_channel(agent_id), message)
+
+    async def _record_agent_state(self, agent_id: int) -> None:
+        await self._agent_changed(agent_id, await self.store.agent(agent_id))
+
+    async def _agent_changed(self, agent_id: int, agent: dict[str, str],
+                             *before: dict[str, Any]) -> None:
+        """After a transition this caller won: tell the agent (messages first, then its new
+        state) in one round trip, log the state for reports (persisted in batches), and
+        tell the observers."""
+        state = messages.agent_state(agent_id, agent)
+        channel = self.keys.agent_channel(agent_id)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for message in (*before, state):
+                pipe.publish(channel, orjson.dumps(message))
+            self.store.log_agent_state(pipe, self._log_entry(state))
+            await pipe.execute()
+        await self._notify("agent.state", state)
+
+    def _log_entry(self, state: dict[str, Any]) -> dict[str, str | int | float]:
+        return {"agent_id": state["agent_id"], "state": state["state"],
+                "reason": state["reason"] or "", "at": state["since"] or self.clock()}
+
+    async def _notify(self, name: str, data: dict[str, Any]) -> None:
+        for observer in self.observers:
+            try:
+                await observer(name, data)
+            except Exception:
+                log.exception("observer failed on %s", name)

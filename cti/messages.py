@@ -1,0 +1,54 @@
+"""The messages the call path sends: to the PBX (acks, route.connect, route.queued) and to
+an agent's console (screen_pop, agent.state). Pure functions of the live state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from cti.schemas import Frame
+from routing.states import AgentState
+
+
+def ack(frame: Frame, duplicate: bool = False) -> dict[str, Any]:
+    return {"type": "ack", "event_id": frame.event_id, "duplicate": duplicate}
+
+
+def route_connect(call_id: str, agent_id: int, extension: str) -> dict[str, Any]:
+    return {"type": "route.connect", "call_id": call_id, "agent_id": agent_id,
+            "extension": extension}
+
+
+def route_queued(call_id: str, queue: str, position: int, aht: float,
+                 staffed: int) -> dict[str, Any]:
+    return {"type": "route.queued", "call_id": call_id, "queue": queue,
+            "position": position, "estimated_wait_s": round(position * aht / max(1, staffed))}
+
+
+def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
+    pop = orjson.loads(call["pop"])
+    return {"type": "screen_pop", **pop, "routing_reason": reason,
+            "new_caller": pop.get("customer") is None}
+
+
+def agent_state(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:
+    return {"type": "agent.state", "agent_id": agent_id,
+            "state": agent.get("state", AgentState.logged_out.value),
+            "reason": agent.get("reason") or None, "since": float(agent.get("since") or 0),
+            "call_id": agent.get("call_id") or None}
+
+
+def routing_record(call: dict[str, str]) -> dict[str, Any]:
+    """What the interaction keeps of routing: why the last agent was chosen, and who rang."""
+    agents = [int(a) for a in (call.get("agents") or "").split(",") if a]
+    values: dict[str, Any] = {"agent_ids": agents}
+    if call.get("reason"):
+        values["routing_reason"] = orjson.loads(call["reason"])
+    if agents:
+        values["agent_id"] = agents[-1]
+    return values
+
+
+def int_or_none(value: str | None) -> int | None:
+    return int(value) if value else None

@@ -1,0 +1,396 @@
+"""Telephony events from the PBX (call.offered, call.answered, call.ended,
+call.transferred, recording.ready, survey.result) applied to the live state, stored, and
+answered. Dispatch is by frame type (`_apply`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, NoReturn, cast
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from core import writer
+from core.timers import Timer
+from crm import store as crm
+from cti import messages, records
+from cti.agents import AgentLifecycle
+from cti.calls import (
+    CallError,
+    CallExists,
+    CallState,
+    IllegalTransition,
+    StorageUnavailable,
+    WrongAgent,
+    after_hangup,
+    check,
+)
+from cti.schemas import (
+    CallAnswered,
+    CallEnded,
+    CallOffered,
+    CallTransferred,
+    Frame,
+    RecordingReady,
+    SurveyResult,
+)
+from routing import engine
+from routing.engine import CallProfile
+from routing.service import CallLive, RoutingError
+from routing.store import EVENT_TTL_S, EventSeen
+
+log = logging.getLogger(__name__)
+
+# The value of an event key once the event's writes are stored.
+STORED = "1"
+
+# Events whose step in Redis looks for their event key itself, atomically with the change
+# (routing/store.py EventSeen): no separate look first. The others look first.
+_SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred"})
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying an event to the live state produced: replies for the PBX, and the
+    writes it owes the database (none when the handler stored them itself, because it
+    acts on them only once they are stored: recording.ready, survey.result)."""
+
+    replies: list[dict[str, Any]]
+    ops: list[writer.Op]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reply to one inbound event: the ack, then messages for the same connection."""
+
+    ack: dict[str, Any]
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TelephonyEvents(AgentLifecycle):
+    async def handle(self, frame: Frame, integration: str) -> Outcome:
+        """Apply one event to the live state, store it, and answer the PBX.
+
+        Each handler changes Redis first and, in the same atomic step, keeps the writes
+        the event owes the database under its event key; the ack waits until the group
+        writer has stored them, and the key then says "stored". A resend finds the key:
+        stored means a duplicate, anything else are writes still owed, stored now. So an
+        event is applied once whichever node dies or whichever store is away, and the
+        database never lags Redis for an acknowledged event.
+        """
+        if frame.type not in _SEEN_IN_STEP:
+            seen = await self._event_key(frame)
+            if seen is not None:
+                return await self._seen(frame, integration, seen)
+        try:
+            applied = await self._apply(frame, integration)
+        except EventSeen as e:
+            return await self._seen(frame, integration, e.value)
+        except StorageUnavailable:
+            raise
+        except (CallError, RoutingError):
+            # Refused on what the call is now: perhaps because this event moved it there.
+            seen = await self._event_key(frame)
+            if seen is not None:
+                return await self._seen(frame, integration, seen)
+            # Redis may have lost the event key (restarted empty, state rebuilt from the
+            # database): the record of stored events still knows a duplicate.
+            if await self._stored(frame.event_id):
+                return Outcome(messages.ack(frame, duplicate=True))
+            raise
+        if applied.ops:
+            await self._write(frame, applied.ops)
+        return Outcome(messages.ack(frame), [r for r in applied.replies if r])
+
+    async def _event_key(self, frame: Frame) -> str | None:
+        return cast(str | None, await self.store.redis.get(self.keys.event(frame.event_id)))
+
+    async def _apply(self, frame: Frame, integration: str) -> Applied:
+        match frame:
+            case CallOffered():
+                return await self._call_offered(frame, integration)
+            case CallAnswered():
+                return await self._call_answered(frame, integration)
+            case CallEnded():
+                return await self._call_ended(frame, integration)
+            case CallTransferred():
+                return await self._call_transferred(frame, integration)
+            case RecordingReady():
+                return await self._recording_ready(frame, integration)
+            case SurveyResult():
+                return await self._survey_result(frame, integration)
+        raise TypeError(f"no handler for {type(frame).__name__}")
+
+    async def _seen(self, frame: Frame, integration: str, value: str) -> Outcome:
+        """An event whose key is there: stored means a duplicate, anything else are the
+        writes it still owes, stored now."""
+        if value == STORED:
+            return Outcome(messages.ack(frame, duplicate=True))
+        return await self._store_owed(frame, integration, writer.loads(value))
+
+    async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
+        try:
+            await self.writer.write(ops)
+        except IntegrityError as e:
+            if frame.type != "call.offered":
+                raise StorageUnavailable(frame.call_id) from e
+            # A call id the database has seen (a finished call's, reused by the PBX):
+            # take the new call back out of routing and refuse it.
+            await self._withdraw(frame.call_id)
+            await self.store.redis.delete(self.keys.event(frame.event_id))
+            raise CallExists(frame.call_id) from e
+        except Exception as e:
+            log.warning("could not store %s %s: %s", frame.type, frame.event_id, e)
+            raise StorageUnavailable(frame.call_id) from e
+        await self.store.redis.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
+
+    async def _store_owed(self, frame: Frame, integration: str,
+                          ops: list[writer.Op]) -> Outcome:
+        """A resent event that was applied but not stored (its node died, or the
+        database was away): store it now, and tell the PBX again where the call is."""
+        replay = [writer.Insert(op.table, op.values, skip_existing=True)
+                  if isinstance(op, writer.Insert) else op for op in ops]
+        await self._write(frame, replay)
+        replies = []
+        if frame.type in ("call.offered", "call.transferred"):
+            replies = [await self._route_notice(frame.call_id)]
+        return Outcome(messages.ack(frame), [r for r in replies if r])
+
+    async def _withdraw(self, call_id: str) -> None:
+        """Take a call that cannot be stored back out of routing, freeing its agent."""
+        call, now = await self.store.call(call_id), self.clock()
+        if not call:
+            return
+        agent_id = messages.int_or_none(call.get("agent_id"))
+        step = await self.store.hang_up(
+            call_id, call["state"], agent_id, now, timers=self.timers.key, wrap_until=now,
+            wrap_timer=_wrap_timer(agent_id, call_id),
+            rona=Timer("rona", call_id, str(agent_id)).member)
+        if agent_id is not None and step.agent:
+            final = after_hangup(CallState(step.state))
+            await self._agent_left_call(agent_id, step.agent, call_id, final, now, now)
+
+    async def _stored(self, event_id: str) -> bool:
+        async with self._reader() as session:
+            return await records.event_seen(session, event_id)
+
+    def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
+        return self.keys.event(frame.event_id), writer.dumps(ops)
+
+    async def _call_offered(self, frame: CallOffered, integration: str) -> Applied:
+        """Route first and pop the agent's screen, then store the call, then ack.
+
+        The screen-pop does not wait for the write; the ack does.
+        """
+        now = self.clock()
+        ivr = frame.ivr.model_dump(exclude_none=True)
+        profile = await self._lookup(partial(crm.profile_of_number, ani=frame.ani))
+        customer_id = profile["id"] if profile else None
+        tier = profile["tier"] if profile else engine.DEFAULT_TIER
+        call = CallProfile(
+            call_id=frame.call_id, queue=frame.queue, tier=tier,
+            queue_skills=self.router.queues.get(frame.queue, ()),
+            sticky_agent_id=profile["last_agent_id"] if profile else None,
+            sticky_agent_working=await self.router.sticky_working(
+                profile["last_agent_id"] if profile else None),
+            open_complaint=bool(profile and profile["open_complaints"]),
+            intent_skill=ivr.get("intent"))
+        pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
+               "tier": tier, "queue": frame.queue}
+        ops = records.offer_ops(
+            event_id=frame.event_id, call_id=frame.call_id, queue=frame.queue, ani=frame.ani,
+            dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr, offered_at=now,
+            node_id=self.node_id, integration=integration)
+        try:
+            rings, assignment = await self.router.offer(
+                call, now, now, event=self._mark(frame, ops), integration=integration,
+                ani=frame.ani, dnis=frame.dnis, customer_id=customer_id or "",
+                pop=orjson.dumps(pop).decode())
+        except CallLive as e:
+            raise CallExists(frame.call_id) from e
+        await self._notify("call.offered", {"call_id": frame.call_id, "queue": frame.queue,
+                                            "tier": tier, "offered_at": now})
+        if assignment is not None:
+            return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
+        await self._schedule_widening(frame.call_id, rings, now, now)
+        return Applied([await self._queued_notice(frame.call_id)], ops)
+
+    async def _route_notice(self, call_id: str) -> dict[str, Any]:
+        """Where a live call stands, as the PBX hears it: queued, or ringing an agent."""
+        live = await self.store.call(call_id)
+        if live.get("state") == CallState.queued.value:
+            return await self._queued_notice(call_id)
+        if live.get("agent_id"):
+            agent = await self.store.agent(int(live["agent_id"]))
+            return messages.route_connect(call_id, int(live["agent_id"]),
+                                          agent.get("extension", ""))
+        return {}
+
+    async def _call_answered(self, frame: CallAnswered, integration: str) -> Applied:
+        now = self.clock()
+        call = await self._live(frame.call_id)
+        check(frame.call_id, call["state"], frame.type)
+        if call.get("agent_id") != str(frame.agent_id):
+            raise WrongAgent(frame.call_id, messages.int_or_none(call.get("agent_id")),
+                             frame.agent_id)
+        ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
+               records.call_op(frame.call_id, state=CallState.connected.value,
+                               agent_id=frame.agent_id),
+               records.interaction_op(frame.call_id, answered_at=records.at(now),
+                                      wait_s=now - float(call["offered_at"]),
+                                      **messages.routing_record(call))]
+        step = await self.store.answer(
+            frame.call_id, frame.agent_id, now, timers=self.timers.key,
+            rona=Timer("rona", frame.call_id, str(frame.agent_id)).member,
+            event=self._mark(frame, ops), answered_at=now)
+        if not step.won:
+            if step.state.startswith("wrong_agent:"):
+                raise WrongAgent(frame.call_id, messages.int_or_none(
+                    step.state.removeprefix("wrong_agent:")), frame.agent_id)
+            await self._refuse(frame, step.state)
+        if step.agent:
+            await self._agent_changed(frame.agent_id, step.agent,
+                                      {"type": "call.connected", "call_id": frame.call_id})
+        await self._notify("call.answered", {**call, "answered_at": now})
+        return Applied([], ops)
+
+    async def _refuse(self, frame: Frame, state: str) -> NoReturn:
+        """The call moved on while this event was decided: refused on what it is now."""
+        if state == "unknown":  # it ended meanwhile: its state from the record
+            state, _ = await self._any_state(frame.call_id)
+        log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
+        check(frame.call_id, state, frame.type)
+        raise IllegalTransition(frame.call_id, state, frame.type)
+
+    async def _call_ended(self, frame: CallEnded, integration: str) -> Applied:
+        now = self.clock()
+        for _ in range(5):
+            call = await self._live(frame.call_id)
+            state = check(frame.call_id, call["state"], frame.type)
+            final = after_hangup(state)
+            ops, outcome = _hang_up_ops(frame, call, final, now)
+            agent_id = messages.int_or_none(call.get("agent_id"))
+            until = now + self._wrap_up_s(call.get("queue", ""))
+            step = await self.store.hang_up(
+                frame.call_id, state.value, agent_id, now, timers=self.timers.key,
+                wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
+                rona=Timer("rona", frame.call_id, str(agent_id)).member,
+                event=self._mark(frame, ops), ended_at=now, end_cause=frame.cause)
+            if step.won:
+                break
+            if step.state == "unknown":
+                await self._refuse(frame, step.state)
+            # The call moved on while this was decided (an agent was reserved for it, or
+            # it was answered): decide again on what it is now.
+            log.debug("call %s went from %s to %s under call.ended", frame.call_id,
+                      state.value, step.state)
+        else:
+            raise IllegalTransition(frame.call_id, step.state, frame.type)
+        if agent_id is not None and step.agent:
+            await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
+        await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
+                                          "final": final.value})
+        return Applied([], ops)
+
+    async def _agent_left_call(self, agent_id: int, agent: dict[str, str], call_id: str,
+                               final: CallState, wrap_until: float, now: float) -> None:
+        """Tell the agent its call ended: into wrap-up, or (the caller hung up while it
+        rang) free for the next call."""
+        if final is CallState.wrap_up:
+            await self._agent_changed(agent_id, agent, {
+                "type": "call.ended", "call_id": call_id, "wrap_up_until": wrap_until})
+            return
+        await self._agent_changed(agent_id, agent, {
+            "type": "call.ended", "call_id": call_id, "reason": "caller_hangup"})
+        await self._offer_next_call(agent_id, agent, now)
+
+    async def _call_transferred(self, frame: CallTransferred, integration: str) -> Applied:
+        now = self.clock()
+        call = await self._live(frame.call_id)
+        check(frame.call_id, call["state"], frame.type)
+        queue = frame.to_queue or call["queue"]
+        rings = engine.rings_for(CallProfile(
+            call_id=frame.call_id, queue=queue, tier=call.get("tier", "standard"),
+            sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
+        ), self.router.policy)
+        previous_agent = messages.int_or_none(call.get("agent_id"))
+        ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
+               records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]
+        score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
+        # A transferred call keeps its place in time: it was offered long ago.
+        score = min(score, float(call["score"]))
+        until = now + self._wrap_up_s(call["queue"])
+        step = await self.store.transfer(
+            frame.call_id, previous_agent, queue, score, now, timers=self.timers.key,
+            wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
+            event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
+            transferred_from=previous_agent or "")
+        if not step.won:
+            await self._refuse(frame, step.state)
+        if previous_agent is not None and step.agent:
+            await self._agent_changed(previous_agent, step.agent, {
+                "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
+        assignment = await self.router.route_call(frame.call_id, now)
+        if assignment is not None:
+            return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
+        await self._schedule_widening(frame.call_id, rings, now, now)
+        return Applied([await self._queued_notice(frame.call_id)], ops)
+
+    async def _recording_ready(self, frame: RecordingReady, integration: str) -> Applied:
+        """Keep the recording, queue its transcription, and only then mark the event
+        stored: if queueing fails, the PBX's resend queues it (the event is not a
+        duplicate yet)."""
+        state, customer_id = await self._any_state(frame.call_id)
+        check(frame.call_id, state, frame.type)
+        async with self._reader() as session:
+            record = await records.interaction(session, frame.call_id)
+            # The same recording announced before by another, stored event: its transcript
+            # stands.
+            again = record is not None and record.recording_path == frame.path \
+                and record.transcript_status in ("pending", "done") \
+                and await records.recording_announced(session, frame.call_id, frame.event_id)
+        if not again:
+            await self.writer.write([records.interaction_op(
+                frame.call_id, recording_path=frame.path, transcript_status="pending")])
+            if self.on_recording is not None:
+                await self.on_recording(frame.call_id, frame.path, None)
+        await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type)])
+        return Applied([], [])
+
+    async def _survey_result(self, frame: SurveyResult, integration: str) -> Applied:
+        state, _ = await self._any_state(frame.call_id)
+        check(frame.call_id, state, frame.type)
+        await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type),
+                                  records.interaction_op(frame.call_id,
+                                                         survey_score=frame.score)])
+        await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
+        return Applied([], [])
+
+    async def state_snapshot(self, integration: str) -> dict[str, Any]:
+        calls = [c for c in await self.store.live_calls() if c.get("integration") == integration]
+        return {"type": "state.snapshot", "calls": [
+            {"call_id": c["id"], "state": c["state"], "queue": c.get("queue"),
+             "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls]}
+
+
+def _wrap_timer(agent_id: int | None, call_id: str) -> str:
+    return Timer("wrapup", str(agent_id), call_id).member
+
+
+def _hang_up_ops(frame: CallEnded, call: dict[str, str], final: CallState,
+                 now: float) -> tuple[list[writer.Op], str]:
+    """What call.ended writes, and the outcome it records."""
+    outcome = "failed" if frame.cause == "failed" else (
+        "answered" if final is CallState.wrap_up else "abandoned")
+    values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
+                              "outcome": outcome}
+    if final is CallState.wrap_up:
+        values["talk_s"] = now - float(call.get("answered_at") or now)
+    else:
+        values["wait_s"] = now - float(call.get("offered_at") or now)
+        values.update(messages.routing_record(call))
+    return [records.event_op(frame.event_id, frame.call_id, frame.type),
+            records.call_op(frame.call_id, state=final.value),
+            records.interaction_op(frame.call_id, **values)], outcome

@@ -1,0 +1,252 @@
+"""The call path's transitions as Lua scripts: each moves a call and its agent together in
+one step, checking the state it expects first, and answers whether it won.
+
+Only the winner of a transition writes records, publishes and counts; a loser finds the
+state moved on and does nothing. Used through RoutingStore (routing/store.py).
+"""
+
+from __future__ import annotations
+
+# Helpers every script below starts with. An agent's pools are ";"-separated pool names.
+LIB = """
+local function pools(akey, prefix, add, score)
+  local names = redis.call('HGET', akey, 'pools') or ''
+  local id = redis.call('HGET', akey, 'id')
+  for pool in string.gmatch(names, '[^;]+') do
+    if add then redis.call('ZADD', prefix .. pool, score, id)
+    else redis.call('ZREM', prefix .. pool, id) end
+  end
+end
+local function go_available(akey, now, prefix)
+  redis.call('HSET', akey, 'state', 'available', 'reason', '', 'since', now,
+             'idle_since', now, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '')
+  pools(akey, prefix, true, now)
+end
+local function go_unavailable(akey, state, reason, now, prefix)
+  pools(akey, prefix, false)
+  redis.call('HSET', akey, 'state', state, 'reason', reason, 'since', now)
+end
+-- An agent leaves its call: available, or the state it chose (or its console's absence
+-- chose) for after the call.
+local function after_call(akey, now, prefix)
+  local after = redis.call('HGET', akey, 'after_wrap') or ''
+  if after == '' or after == 'available' then return go_available(akey, now, prefix) end
+  local reason = redis.call('HGET', akey, 'after_wrap_reason') or ''
+  go_unavailable(akey, after, reason, now, prefix)
+  redis.call('HSET', akey, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '')
+end
+local function holds(akey, call_id)
+  return redis.call('HGET', akey, 'call_id') == call_id
+end
+local function agent_of(akey)
+  if redis.call('EXISTS', akey) == 0 then return {} end
+  return redis.call('HGETALL', akey)
+end
+local function seen(key, value)
+  if value ~= '' then return redis.call('GET', key) end
+  return false
+end
+local function mark(key, value, ttl)
+  if value ~= '' then redis.call('SET', key, value, 'EX', ttl) end
+end
+-- Now by Redis's clock: when a call joins a queue, in the order calls really join.
+local function clock()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', t[1], t[2])
+end
+local function drop(ckey, call_id, waiting_prefix, calls)
+  local queue = redis.call('HGET', ckey, 'queue') or ''
+  redis.call('ZREM', waiting_prefix .. queue, call_id)
+  redis.call('SREM', calls, call_id)
+  redis.call('DEL', ckey)
+end
+"""
+
+# call.answered. KEYS: call, event key, agent, timers; ARGV: agent id, event value, its
+# TTL, now, ring-no-answer timer, pool prefix, then call field/value pairs.
+# {1, state before, agent after} | {0, state} | {3, agent the call rings} | {2, seen}
+ANSWER = LIB + """
+local was = seen(KEYS[2], ARGV[2])
+if was then return {2, was} end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'unknown'} end
+if state ~= 'ringing' then return {0, state} end
+local ringing = redis.call('HGET', KEYS[1], 'agent_id') or ''
+if ringing ~= ARGV[1] then return {3, ringing} end
+redis.call('HSET', KEYS[1], 'state', 'connected', unpack(ARGV, 7))
+mark(KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[5])
+local call_id = redis.call('HGET', KEYS[1], 'id')
+if holds(KEYS[3], call_id) then go_unavailable(KEYS[3], 'on_call', '', ARGV[4], ARGV[6]) end
+return {1, state, agent_of(KEYS[3])}
+"""
+
+# Ring-no-answer: the call goes back to its queue, the agent not-ready 'missed'.
+# KEYS: call, agent, set of queues; ARGV: agent id, now, pool prefix, waiting prefix.
+# {1, call after, agent after} | {0}
+RING_NO_ANSWER = LIB + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'ringing'
+   or redis.call('HGET', KEYS[1], 'agent_id') ~= ARGV[1] then return {0} end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+local call_id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'state', 'queued', 'agent_id', '', 'queued_at', clock())
+redis.call('ZADD', ARGV[4] .. queue, redis.call('HGET', KEYS[1], 'score'), call_id)
+redis.call('SADD', KEYS[3], queue)
+if holds(KEYS[2], call_id) then
+  go_unavailable(KEYS[2], 'not_ready', 'missed', ARGV[2], ARGV[3])
+  redis.call('HSET', KEYS[2], 'call_id', '')
+end
+return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
+"""
+
+# call.ended. A connected call goes to wrap-up with its agent (wrap-up timer started); any
+# other call is abandoned: out of Redis, its ringing agent freed.
+# KEYS: call, event key, agent (or the call again), timers, set of live calls;
+# ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
+# prefix, waiting prefix, wrap-up end, wrap-up timer, ring-no-answer timer, then call
+# field/value pairs. {1, state before, agent after} | {0, state now} | {2, seen}
+HANG_UP = LIB + """
+local was = seen(KEYS[2], ARGV[3])
+if was then return {2, was} end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'unknown'} end
+local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
+if state ~= ARGV[1] or agent ~= ARGV[2] then return {0, state} end
+local call_id = redis.call('HGET', KEYS[1], 'id')
+mark(KEYS[2], ARGV[3], ARGV[4])
+if state == 'connected' and agent ~= '' then
+  redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
+             unpack(ARGV, 11))
+  if holds(KEYS[3], call_id) then
+    go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
+    redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
+  end
+  return {1, state, agent_of(KEYS[3])}
+end
+drop(KEYS[1], call_id, ARGV[7], KEYS[5])
+if agent == '' then return {1, state, {}} end
+redis.call('ZREM', KEYS[4], ARGV[10])
+if holds(KEYS[3], call_id) then after_call(KEYS[3], ARGV[5], ARGV[6]) end
+return {1, state, agent_of(KEYS[3])}
+"""
+
+# call.transferred: the call goes back into routing (keeping its place in time), its
+# agent into wrap-up. KEYS: call, event key, agent (or the call again), timers, set of
+# queues; ARGV: expected agent id, event value, its TTL, now, pool prefix, waiting prefix,
+# queue, score, wrap-up end, wrap-up timer, then call field/value pairs.
+# {1, state before, agent after} | {0, state now} | {2, seen}
+TRANSFER = LIB + """
+local was = seen(KEYS[2], ARGV[2])
+if was then return {2, was} end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'unknown'} end
+local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
+if state ~= 'connected' or agent ~= ARGV[1] then return {0, state} end
+local call_id = redis.call('HGET', KEYS[1], 'id')
+mark(KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
+redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
+redis.call('SADD', KEYS[5], ARGV[7])
+if agent ~= '' and holds(KEYS[3], call_id) then
+  redis.call('HSET', KEYS[1], 'wrap_until', ARGV[9], 'wrap_agent', agent)
+  go_unavailable(KEYS[3], 'wrap_up', '', ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[4], ARGV[9], ARGV[10])
+end
+return {1, state, agent_of(KEYS[3])}
+"""
+
+# The end of an agent's wrap-up of a call (wrapup.done or its timer): the call ends (out
+# of Redis; the average handle time moves) if it is still in wrap-up, and the agent leaves
+# it (if it still holds it). KEYS: agent, call, timers, set of live calls, stats; ARGV: call
+# id, now, pool prefix, waiting prefix, wrap-up timer, agent id. {1, call before ({} when
+# it had moved on), agent after ({} when it had)} | {0}: the wrap-up was over already.
+END_WRAP_UP = LIB + """
+local agent_holds = redis.call('HGET', KEYS[1], 'state') == 'wrap_up' and holds(KEYS[1], ARGV[1])
+local call_wraps = redis.call('HGET', KEYS[2], 'state') == 'wrap_up'
+  and redis.call('HGET', KEYS[2], 'wrap_agent') == ARGV[6]
+if not agent_holds and not call_wraps then return {0} end
+local call = {}
+if call_wraps then
+  call = redis.call('HGETALL', KEYS[2])
+  local answered = tonumber(redis.call('HGET', KEYS[2], 'answered_at') or ARGV[2])
+  local handle = tonumber(ARGV[2]) - answered
+  local old = tonumber(redis.call('HGET', KEYS[5], 'aht') or handle)
+  redis.call('HSET', KEYS[5], 'aht', string.format('%.2f', 0.9 * old + 0.1 * handle))
+  drop(KEYS[2], ARGV[1], ARGV[4], KEYS[4])
+end
+redis.call('ZREM', KEYS[3], ARGV[5])
+if not agent_holds then return {1, call, {}} end
+after_call(KEYS[1], ARGV[2], ARGV[3])
+return {1, call, agent_of(KEYS[1])}
+"""
+
+# An agent's own state change. KEYS: agent; ARGV: state, reason, now, pool prefix.
+# {1, state before, agent after} | {2, 'wrap_up'}: kept for after the wrap-up |
+# {0, state}: busy with a call | {-1}: unknown agent
+SET_STATE = LIB + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-1, 'unknown'} end
+if state == 'wrap_up' and (redis.call('HGET', KEYS[1], 'call_id') or '') ~= '' then
+  redis.call('HSET', KEYS[1], 'after_wrap', ARGV[1], 'after_wrap_reason', ARGV[2])
+  return {2, state}
+end
+if state == 'ringing' or state == 'on_call' then return {0, state} end
+if ARGV[1] == 'available' then go_available(KEYS[1], ARGV[3], ARGV[4])
+else go_unavailable(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
+return {1, state, redis.call('HGETALL', KEYS[1])}
+"""
+
+# No console of the agent is connected: not-ready now if available, after its call if
+# busy. KEYS: agent; ARGV: reason, now, pool prefix.
+# {1, agent after} | {2}: not-ready kept for after the call | {0}: nothing to do
+CONSOLE_GONE = LIB + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'available' then
+  go_unavailable(KEYS[1], 'not_ready', ARGV[1], ARGV[2], ARGV[3])
+  return {1, redis.call('HGETALL', KEYS[1])}
+end
+if (state == 'ringing' or state == 'on_call' or state == 'wrap_up')
+   and (redis.call('HGET', KEYS[1], 'after_wrap') or '') == '' then
+  redis.call('HSET', KEYS[1], 'after_wrap', 'not_ready', 'after_wrap_reason', ARGV[1])
+  return {2}
+end
+return {0}
+"""
+
+# A console is back: forget the not-ready its absence kept for after the call.
+# KEYS: agent; ARGV: reason.
+CONSOLE_BACK = """
+if redis.call('HGET', KEYS[1], 'after_wrap_reason') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'after_wrap', '', 'after_wrap_reason', '')
+return 1
+"""
+
+# Where a waiting call stands, noted on the call as announced, only while it waits (a call
+# that hung up meanwhile gets no key back). KEYS: call, stats; ARGV: waiting prefix, pool
+# prefix. {1, queue, position, average handle time ("" = none), agents staffed} | {0}
+QUEUED_NOTICE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0} end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+local rank = redis.call('ZRANK', ARGV[1] .. queue, redis.call('HGET', KEYS[1], 'id'))
+if not rank then return {0} end
+redis.call('HSET', KEYS[1], 'announced_position', rank + 1)
+return {1, queue, rank + 1, redis.call('HGET', KEYS[2], 'aht') or '',
+        redis.call('ZCARD', ARGV[2] .. 'queue:' .. queue)}
+"""
+
+# A call back into a queue from the states in ARGV[1] (";"), in one step.
+# KEYS: call, set of queues; ARGV: expected states, waiting prefix, queue, score, then call
+# field/value pairs. 1 | 0
+REQUEUE = LIB + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[3], 'score', ARGV[4],
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 5))
+redis.call('ZADD', ARGV[2] .. ARGV[3], ARGV[4], redis.call('HGET', KEYS[1], 'id'))
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""

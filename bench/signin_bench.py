@@ -2,9 +2,10 @@
 
 For each tree, one `callcenter serve` process on the embedded defaults (SQLite + embedded
 Redis) with a few agents taking a steady stream of calls. This process probes `/healthz`
-every 20 ms and times each screen-pop, first with nobody signing in ("quiet"), then while
-200 other users sign in at once, each from its own address (as 200 desks would), a
-sign-in answered 503 retrying after its Retry-After. The old tree is the baseline,
+(loop, Redis and database) and `/login` (a page served from memory: the loop alone)
+every 20 ms and times each screen-pop, first with nobody signing in ("quiet"), then
+while 200 other users sign in at once, each from its own address (as 200 desks would);
+a sign-in answered 503 retries after its Retry-After. The old tree is the baseline,
 measured in the same run, alternated with this one when `--repeat` is above 1.
 
     .venv/bin/python bench/signin_bench.py                  # baseline: commit d55503f
@@ -21,6 +22,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,21 +47,22 @@ PROBE_S = 0.02
 
 @dataclass
 class Window:
-    health: list[float] = field(default_factory=list)
+    health: list[float] = field(default_factory=list)  # /healthz: loop, Redis and database
+    page: list[float] = field(default_factory=list)  # /login, served from memory: the loop
     pops: list[float] = field(default_factory=list)
     signins: list[float] = field(default_factory=list)
     busy: int = 0  # 503 answers (retried)
-    failed: int = 0  # anything else but 200
+    answers: Counter[int] = field(default_factory=Counter)  # final status of each sign-in
     took_s: float = 0.0
 
 
 async def probe(url: str, out: list[float], stop: asyncio.Event) -> None:
-    """GET /healthz every 20 ms (or as soon as the last one answered, if later)."""
+    """GET `url` every 20 ms (or as soon as the last one answered, if later)."""
     async with aiohttp.ClientSession() as http:
         next_at = time.perf_counter()
         while not stop.is_set():
             started = time.perf_counter()
-            async with http.get(f"{url}/healthz") as response:
+            async with http.get(url) as response:
                 await response.read()
             out.append(time.perf_counter() - started)
             next_at += PROBE_S
@@ -79,7 +82,7 @@ async def sign_in(url: str, n: int, username: str, window: Window) -> None:
                     break
                 window.busy += 1
                 await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-    window.failed += r.status != 200
+    window.answers[r.status] += 1
     window.signins.append(time.perf_counter() - started)
 
 
@@ -89,7 +92,8 @@ async def measure(url: str, run: LoadRun, users: list[str], args: argparse.Names
     for name, window in windows.items():
         stop = asyncio.Event()
         mark = len(run.stats.pop_latency)
-        prober = asyncio.create_task(probe(url, window.health, stop))
+        probers = [asyncio.create_task(probe(f"{url}/healthz", window.health, stop)),
+                   asyncio.create_task(probe(f"{url}/login", window.page, stop))]
         offers = asyncio.create_task(run.offer_at_rate(args.rate, 3600, args.customers,
                                                        tag=f"{name}{time.monotonic_ns()}"))
         started = time.perf_counter()
@@ -101,7 +105,7 @@ async def measure(url: str, run: LoadRun, users: list[str], args: argparse.Names
         window.took_s = time.perf_counter() - started
         offers.cancel()
         stop.set()
-        await asyncio.gather(prober, offers, return_exceptions=True)
+        await asyncio.gather(*probers, offers, return_exceptions=True)
         await asyncio.sleep(1)  # the last pops arrive
         window.pops = split_held([s for _, s in run.stats.pop_latency[mark:]],
                                  run.stats.held[mark:])[0]
@@ -131,16 +135,20 @@ def ms(values: list[float], p: float) -> str:
     return f"{percentile(values, p) * 1000:.1f}"
 
 
+def spread(what: str, values: list[float]) -> str:
+    return (f"{what} p50 {ms(values, 50)} p99 {ms(values, 99)} max "
+            f"{max(values, default=0) * 1000:.1f} ms ({len(values)})")
+
+
 def report(label: str, windows: dict[str, Window]) -> None:
     for name, w in windows.items():
-        line = (f"  {label:>8} {name:>5}: /healthz p50 {ms(w.health, 50)} p99 "
-                f"{ms(w.health, 99)} max {max(w.health, default=0) * 1000:.1f} ms "
-                f"({len(w.health)} probes); screen-pop p50 {ms(w.pops, 50)} p99 "
-                f"{ms(w.pops, 99)} max {max(w.pops, default=0) * 1000:.1f} ms ({len(w.pops)})")
+        line = (f"  {label:>8} {name:>5}: {spread('/healthz', w.health)}; "
+                f"{spread('/login page', w.page)}; {spread('screen-pop', w.pops)}")
         if name == "flood":
             line += (f"; {len(w.signins)} sign-ins in {w.took_s:.1f} s (each p50 "
                      f"{ms(w.signins, 50)} ms, max {max(w.signins) * 1000:.0f} ms), "
-                     f"{w.busy} answered 503 and retried, {w.failed} failed")
+                     f"{w.busy} answered 503 and retried; final answers "
+                     f"{dict(sorted(w.answers.items()))}")
         print(line, flush=True)
 
 

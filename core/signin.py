@@ -89,8 +89,10 @@ class SignIn:
     """Checks a username and password and issues a token, within the limits."""
 
     def __init__(self, redis: Redis, keys: Keys, sessions: async_sessionmaker[AsyncSession],
-                 verifier: PasswordVerifier, settings: Settings) -> None:
-        self._keys, self._sessions, self.verifier = keys, sessions, verifier
+                 reader: async_sessionmaker[AsyncSession], verifier: PasswordVerifier,
+                 settings: Settings) -> None:
+        self._keys, self._sessions, self._reader = keys, sessions, reader
+        self.verifier = verifier
         self._settings = settings
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
@@ -117,7 +119,7 @@ class SignIn:
                 self._keys.login_failures(addr), self._keys.login_pending(addr)]
 
     async def _check(self, username: str, password: str) -> Agent | None:
-        async with self._sessions() as session:
+        async with self._reader() as session:  # on SQLite, not the writers' connection
             agent = await auth.find_user(session, username)
         # The session is closed: no connection or transaction is held while Argon2 runs.
         # An unknown user is checked against a dummy hash, so it costs the same.
@@ -137,6 +139,7 @@ async def signin_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     verifier = PasswordVerifier(settings.signin_concurrency, settings.signin_queue)
     app[appkeys.SIGN_IN] = SignIn(app[appkeys.REDIS], app[appkeys.KEYS],
-                                  app[appkeys.SESSIONS], verifier, settings)
+                                  app[appkeys.SESSIONS], app[appkeys.READER], verifier,
+                                  settings)
     yield
     verifier.close()

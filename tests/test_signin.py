@@ -122,7 +122,7 @@ class BlockedCheck:
         self.connections_held: list[int] = []
         self.released_in_time: list[bool] = []
 
-    def patch(self, monkeypatch: pytest.MonkeyPatch, engine: Any) -> None:
+    def patch(self, monkeypatch: pytest.MonkeyPatch, pools: list[Any]) -> None:
         real = auth.verify_password
 
         def check(password_hash: str | None, password: str) -> bool:
@@ -130,7 +130,7 @@ class BlockedCheck:
                 self.running += 1
                 self.most = max(self.most, self.running)
                 self.threads.append(threading.get_ident())
-                self.connections_held.append(engine.pool.checkedout())
+                self.connections_held.append(sum(pool.checkedout() for pool in pools))
             # On the loop this would wait out its timeout: the test cannot release it.
             self.released_in_time.append(self.release.wait(timeout=15))
             with self.lock:
@@ -143,7 +143,9 @@ class BlockedCheck:
 @pytest.fixture
 def blocked(center: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlockedCheck]:
     check = BlockedCheck()
-    check.patch(monkeypatch, center.server.app[appkeys.ENGINE])
+    app = center.server.app
+    engines = {app[key].kw["bind"] for key in (appkeys.SESSIONS, appkeys.READER)}
+    check.patch(monkeypatch, [engine.pool for engine in engines])
     yield check
     check.release.set()
 

@@ -27,8 +27,9 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A reservation outlives a node that died while checking the password by this long.
-PENDING_TTL_S = 60
+# A reservation never settled (its node died while checking) counts like a failure for
+# the window, and at least this long: longer than a check waits in a node's queue.
+PENDING_MIN_TTL_S = 120
 
 # KEYS: (failures, pending) for the user, then for the address. ARGV: limit, pending TTL.
 # Returns 0 when the attempt is reserved, else the seconds to wait.
@@ -99,8 +100,9 @@ class SignIn:
 
     async def __call__(self, username: str, password: str, address: str | None) -> SignedIn:
         counters = self._counters(username, address)
+        pending_ttl_s = max(self._settings.signin_window_s, PENDING_MIN_TTL_S)
         wait = int(await self._reserve(keys=counters,
-                                       args=[self._settings.signin_limit, PENDING_TTL_S]))
+                                       args=[self._settings.signin_limit, pending_ttl_s]))
         if wait:
             raise RateLimited(wait)
         outcome, agent = "none", None

@@ -4,6 +4,7 @@ and the password check neither blocks the event loop nor holds a database connec
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -119,6 +120,7 @@ class BlockedCheck:
         self.lock = threading.Lock()
         self.running = self.most = 0
         self.threads: list[int] = []
+        self.nice: list[int] = []
         self.connections_held: list[int] = []
         self.released_in_time: list[bool] = []
 
@@ -130,6 +132,7 @@ class BlockedCheck:
                 self.running += 1
                 self.most = max(self.most, self.running)
                 self.threads.append(threading.get_ident())
+                self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
                 self.connections_held.append(sum(pool.checkedout() for pool in pools))
             # On the loop this would wait out its timeout: the test cannot release it.
             self.released_in_time.append(self.release.wait(timeout=15))
@@ -162,6 +165,8 @@ async def test_the_node_answers_while_a_password_is_checked_with_no_connection_h
     assert (await pending)[0] == 200
     assert blocked.released_in_time == [True]
     assert threading.get_ident() not in blocked.threads
+    # ...at a lower CPU priority than the event loop's thread.
+    assert blocked.nice == [os.getpriority(os.PRIO_PROCESS, 0) + auth.SIGNIN_NICE]
     assert blocked.connections_held == [0]  # the user's session was closed first
 
 

@@ -11,7 +11,6 @@ are cleared too; or no check was made).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,8 +23,6 @@ from core.auth import AuthError, PasswordVerifier
 from core.keys import Keys
 from core.models import Agent, Role
 from core.settings import Settings
-
-log = logging.getLogger(__name__)
 
 # A reservation never settled (its node died while checking) counts like a failure for
 # the window, and at least this long: longer than a check waits in a node's queue.

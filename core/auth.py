@@ -80,15 +80,17 @@ def _timed_verify(password_hash: str | None, password: str) -> tuple[bool, float
 
 
 # Argon2 is slow on purpose, and libargon2 runs a hash's lanes in threads of its own
-# (which inherit this priority). At nice 15 they give way to the event loop's thread, so
-# a flood of sign-ins slows the sign-ins rather than every socket on the node; the queue
-# bound turns a node too busy to check passwords into quick 503s.
+# (which inherit this priority). Fifteen nice steps below the loop's thread they give way
+# to it, so a flood of sign-ins slows the sign-ins rather than every socket on the node;
+# the queue bound turns a node too busy to check passwords into quick 503s.
 SIGNIN_NICE = 15
 
 
 def _lower_priority() -> None:
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SIGNIN_NICE)
+        thread = threading.get_native_id()  # Linux takes a thread's id for a process's
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + SIGNIN_NICE))
     except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
         log.debug("argon2 threads run at normal priority")
 

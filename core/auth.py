@@ -80,10 +80,10 @@ def _timed_verify(password_hash: str | None, password: str) -> tuple[bool, float
 
 
 # Argon2 is slow on purpose, and libargon2 runs a hash's lanes in threads of its own
-# (which inherit this priority). Fifteen nice steps below the loop's thread they give way
+# (which inherit this priority). Five nice steps below the loop's thread they give way
 # to it, so a flood of sign-ins slows the sign-ins rather than every socket on the node;
 # the queue bound turns a node too busy to check passwords into quick 503s.
-SIGNIN_NICE = 15
+SIGNIN_NICE = 5
 
 
 def _lower_priority() -> None:

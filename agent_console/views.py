@@ -13,15 +13,14 @@ from sqlalchemy import select
 from core import access, appkeys, auth
 from core.access import Grant
 from core.audit_views import viewed
-from core.auth import Forbidden, Principal
+from core.auth import AuthError, Busy, Forbidden, Principal
 from core.models import Interaction, Role
+from core.signin import RateLimited, signin_ctx
 from core.web import Invalid, NotFound, authenticate, client_address, json_error
 from crm import store as crm
 from cti.schemas import describe
 
 STAFF = (Role.agent, Role.supervisor, Role.admin)
-LOGIN_LIMIT = 5  # failures per user or address per window
-LOGIN_WINDOW_S = 300
 
 
 class LoginBody(BaseModel):
@@ -38,28 +37,18 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
 
 async def login(request: web.Request) -> web.Response:
     body: LoginBody = await _body(request, LoginBody)
-    redis, keys = request.app[appkeys.REDIS], request.app[appkeys.KEYS]
-    counters = [keys.login_failures(f"user:{body.username}"),
-                keys.login_failures(f"addr:{client_address(request)}")]
-    failures = [int(v or 0) for v in await redis.mget(counters)]
-    if max(failures) >= LOGIN_LIMIT:
-        return json_error(429, "rate_limited", "too many failed sign-ins; try again later")
-    settings = request.app[appkeys.SETTINGS]
-    async with request.app[appkeys.SESSIONS]() as session, session.begin():
-        agent = await auth.authenticate(session, body.username, body.password)
-        if agent is None:
-            async with redis.pipeline(transaction=False) as pipe:
-                for key in counters:
-                    pipe.incr(key)
-                    pipe.expire(key, LOGIN_WINDOW_S)
-                await pipe.execute()
-            return json_error(401, "unauthorized", "wrong username or password")
-        token = await auth.issue_token(session, settings.secret_key, role=Role(agent.role),
-                                       name=agent.username, agent_id=agent.id,
-                                       ttl=dt.timedelta(seconds=settings.token_ttl_s))
-    await redis.delete(counters[0])
-    return web.json_response({"token": token, "role": agent.role, "agent_id": agent.id,
-                              "name": agent.display_name or agent.username})
+    try:
+        signed = await request.app[appkeys.SIGN_IN](body.username, body.password,
+                                                    client_address(request))
+    except (RateLimited, Busy) as e:
+        status = 429 if isinstance(e, RateLimited) else 503
+        response = json_error(status, e.code, str(e))
+        response.headers["Retry-After"] = str(e.retry_after_s)
+        return response
+    except AuthError:
+        return json_error(401, "unauthorized", "wrong username or password")
+    return web.json_response({"token": signed.token, "role": signed.role,
+                              "agent_id": signed.agent_id, "name": signed.name})
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -168,6 +157,7 @@ def interaction_dict(row: Interaction) -> dict[str, Any]:
 
 
 def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(signin_ctx)  # after the app's Redis, keys and database
     app.router.add_post("/api/v1/login", login)
     app.router.add_post("/api/v1/logout", logout)
     app.router.add_post("/api/v1/ws-ticket", ws_ticket)

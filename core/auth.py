@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import math
+import os
 import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jwt
@@ -14,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Agent, ApiToken, Role, utcnow
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 ALGORITHM = "HS256"
 # Verifying against this keeps a login for an unknown user as slow as a wrong password.
@@ -26,6 +34,16 @@ class AuthError(Exception):
 
 class Forbidden(Exception):
     code = "forbidden"
+
+
+class Busy(Exception):
+    """Too many sign-ins are already waiting for a password check on this node."""
+
+    code = "busy"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("too many sign-ins at once; try again shortly")
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -52,10 +70,68 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-async def authenticate(session: AsyncSession, username: str, password: str) -> Agent | None:
-    agent = await session.scalar(select(Agent).where(Agent.username == username))
-    ok = verify_password(agent.password_hash if agent else None, password)
-    return agent if ok and agent is not None and agent.active else None
+async def find_user(session: AsyncSession, username: str) -> Agent | None:
+    return await session.scalar(select(Agent).where(Agent.username == username))
+
+
+def _timed_verify(password_hash: str | None, password: str) -> tuple[bool, float]:
+    started = time.perf_counter()
+    return verify_password(password_hash, password), time.perf_counter() - started
+
+
+# Argon2 is slow on purpose, and libargon2 runs a hash's lanes in threads of its own
+# (which inherit this priority). Five nice steps below the loop's thread they give way
+# to it, so a flood of sign-ins slows the sign-ins rather than every socket on the node;
+# the queue bound turns a node too busy to check passwords into quick 503s.
+SIGNIN_NICE = 5
+
+
+def _lower_priority() -> None:
+    try:
+        thread = threading.get_native_id()  # Linux takes a thread's id for a process's
+        nice = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + SIGNIN_NICE))
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        log.debug("argon2 threads run at normal priority")
+
+
+class PasswordVerifier:
+    """Argon2 checks in `concurrency` worker threads, never on the event loop.
+
+    The threads are the bound on concurrent checks; at most `queue` more wait for one.
+    Beyond that a check is refused at once (:class:`Busy`) rather than piling up.
+    """
+
+    def __init__(self, concurrency: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2",
+                                            initializer=_lower_priority)
+        self._concurrency = concurrency
+        self._capacity = concurrency + queue
+        self._admitted = 0
+        self._mean_s = 0.1  # moving average of one check, for Retry-After
+
+    @property
+    def admitted(self) -> int:
+        """Checks running or waiting on this node."""
+        return self._admitted
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        if self._admitted >= self._capacity:
+            raise Busy(self._retry_after())
+        self._admitted += 1
+        try:
+            ok, elapsed_s = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _timed_verify, password_hash, password)
+        finally:
+            self._admitted -= 1
+        self._mean_s += (elapsed_s - self._mean_s) * 0.2
+        return ok
+
+    def _retry_after(self) -> int:
+        return max(1, math.ceil(self._admitted * self._mean_s / self._concurrency))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def issue_token(

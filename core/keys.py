@@ -63,6 +63,10 @@ class Keys:
     def login_failures(self, who: str) -> str:
         return f"{self.prefix}:loginfail:{who}"
 
+    def login_pending(self, who: str) -> str:
+        """Sign-ins of `who` whose password is being checked (core/signin.py)."""
+        return f"{self.prefix}:loginpend:{who}"
+
     @property
     def agent_log(self) -> str:
         """Stream of agent state changes, persisted to the database in batches."""

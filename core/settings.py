@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the
     # audit log and the per-address sign-in limit then see the client behind them.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    # Sign-in (core/signin.py, docs/security.md): this many failures per user and per
+    # address lock it for signin_window_s after the last; Argon2 checks run in
+    # signin_concurrency threads, and past signin_queue more waiting a sign-in gets 503.
+    signin_limit: int = Field(default=5, ge=1)
+    signin_window_s: int = Field(default=300, ge=1)
+    signin_concurrency: int = Field(default=2, ge=1)
+    signin_queue: int = Field(default=64, ge=0)
 
     # Call handling.
     ring_timeout_s: float = 15.0

@@ -294,6 +294,8 @@ async def test_wrong_password_gets_one_message_for_user_and_password(center, new
         await page.fill("input[name=username]", "bob")
         await page.fill("input[name=password]", "still wrong")
         await page.click("button[type=submit]")
+        # The page clears the password when the answer comes: wait for it before the next.
+        await expect(page.locator("button[type=submit]")).to_be_enabled()
     await expect(page.locator("#login-error")).to_have_text(
         "Too many failed sign-ins. Wait a few minutes, then try again.")
     assert page.url.endswith("/login")

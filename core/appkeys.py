@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.bus import Bus
 from core.keys import Keys
 from core.settings import Settings
+from core.supervise import Supervisor
 from core.timers import Timers
 from core.writer import RecordWriter
 
@@ -40,3 +41,4 @@ TRANSCRIPTION = web.AppKey("transcription", "JobQueue")
 METRICS = web.AppKey("metrics", "Metrics")
 RECOVERY = web.AppKey("recovery", "Recovery")
 PRESENCE = web.AppKey("presence", "Presence")
+SUPERVISOR = web.AppKey("supervisor", Supervisor)

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent_console import customer_views, pages, wallboard_ws
 from agent_console import gateway as agent_gateway
@@ -20,6 +22,7 @@ from core.bus import Bus
 from core.keys import Keys
 from core.redisconn import open_redis
 from core.settings import Settings
+from core.supervise import Supervisor
 from core.timers import Timers
 from core.web import TokenWatch, errors, redact_access_log, signed_in
 from core.writer import RecordWriter
@@ -91,37 +94,29 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
-    tasks = [asyncio.create_task(bus.run(), name="bus"),
-             asyncio.create_task(run_timers(calls, timers), name="timers"),
-             asyncio.create_task(calls.persist_agent_log(), name="agent-log"),
-             asyncio.create_task(recovery.watch(), name="recovery"),
-             asyncio.create_task(announce_positions(calls), name="announce"),
-             asyncio.create_task(wallboard.run(), name="wallboard"),
-             asyncio.create_task(token_watch.run(), name="token-watch"),
-             asyncio.create_task(presence.run(), name="presence")]
+    supervisor = app[appkeys.SUPERVISOR]
+    tasks = [supervisor.start("bus", bus.run),
+             supervisor.start("timers", lambda: run_timers(calls, timers)),
+             supervisor.start("agent-log", calls.persist_agent_log),
+             supervisor.start("recovery", recovery.watch),
+             supervisor.start("announce", lambda: announce_positions(calls)),
+             supervisor.start("wallboard", wallboard.run),
+             supervisor.start("token-watch", token_watch.run),
+             supervisor.start("presence", presence.run)]
     if settings.gc_freeze_s:
-        tasks.append(asyncio.create_task(gctune.run(settings.gc_freeze_s, settings.gc_full_s),
-                                         name="gc"))
+        tasks.append(supervisor.start(
+            "gc", lambda: gctune.run(settings.gc_freeze_s, settings.gc_full_s), required=False))
     yield
-    await stop(tasks)
+    await supervisor.stop(*tasks)
     await wallboard.close()
     await bus.close()
 
 
-async def stop(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel background tasks and wait for them to end.
-
-    redis-py's asyncio client can swallow a cancellation that lands mid-command, and
-    a polling loop then runs on: a task that survives is cancelled again.
-    """
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.2)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """First in, last out: each context stops the tasks it started; this stops the rest."""
+    app[appkeys.SUPERVISOR] = supervisor = Supervisor()
+    yield
+    await supervisor.stop()
 
 
 async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) -> None:
@@ -138,9 +133,10 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
                     log.exception("timer %s failed; it fires again after its lease", timer.member)
                     continue
                 await timers.done(timer, claimed_at)
-        except Exception as e:  # Redis outage: keep polling, it comes back
+        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as e:  # outage
             log.warning("timer poll failed: %s", e)
             await asyncio.sleep(1)
+        # Anything else is a fault: it reaches the supervisor, logged with its traceback.
         await asyncio.sleep(interval)
 
 
@@ -155,9 +151,10 @@ async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
     center = DemoCenter(app[appkeys.SESSIONS], settings.secret_key,
                         f"http://{host}:{settings.port}", settings.demo_calls_per_min,
                         recordings, settings.recordings_dir)
-    task = asyncio.create_task(center.run(), name="demo")
+    supervisor = app[appkeys.SUPERVISOR]
+    entry = supervisor.start("demo", center.run, required=False)
     yield
-    await stop([task])
+    await supervisor.stop(entry)
     await center.stop()
 
 
@@ -165,7 +162,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
     redact_access_log()
-    app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx, demo_ctx])
+    app.cleanup_ctx.extend([supervisor_ctx, redis_ctx, db_ctx, services_ctx, ari_ctx,
+                            demo_ctx])
     health.setup(app)
     metrics.setup(app)
     telephony_gateway.setup(app)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from alembic.util import CommandError as AlembicError
+from sqlalchemy.exc import SQLAlchemyError
 
 from core import db
 from core.models import Role
@@ -21,6 +23,7 @@ from core.settings import Settings
 from transcripts.batch import transcribe_command
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Open-source contact-center CTI service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -59,15 +62,33 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
         fail(f"{e}. Check CALLCENTER_DATABASE_URL and that the database server is running.")
     except RedisUnavailable as e:
         fail(f"{e}. Check CALLCENTER_REDIS_URL, or unset it to use the embedded Redis.")
+    except (SQLAlchemyError, AlembicError) as e:
+        log.debug("database setup failed", exc_info=True)
+        fail(f"database setup failed: {_first_line(e)}")
     raise AssertionError("unreachable")
 
 
-async def prepare_database(s: Settings) -> Any:
-    """Check the database answers and (unless told not to) bring its schema up to date."""
+def _first_line(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)  # the driver's own message, without the SQL
+    text = str(orig if orig is not None else error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+async def prepare_database(s: Settings,
+                           seed: Callable[[Any], Awaitable[T]] | None = None) -> Any:
+    """Check the database answers and (unless told not to) bring its schema up to date.
+
+    Migrating, and `seed(engine)` if given, run under the first-start lock: nodes started
+    together against an empty database take turns, and the later ones find the work
+    done. Returns the engine, or `(engine, seed's result)` when seeding.
+    """
     engine = db.create_engine(s.database_url)
     await db.check(engine)
-    if s.auto_migrate:
-        await asyncio.to_thread(db.upgrade, s.database_url)
+    async with db.first_start_lock(s.database_url):
+        if s.auto_migrate:
+            await asyncio.to_thread(db.upgrade, s.database_url)
+        if seed is not None:
+            return engine, await seed(engine)
     return engine
 
 
@@ -92,15 +113,19 @@ def serve(
         overrides["demo_calls_per_min"] = demo_traffic
     s = s.model_copy(update=overrides)
 
+    async def load(engine: Any) -> Any:
+        from crm.demo import load_demo
+
+        return await load_demo(db.sessionmaker(engine))
+
     async def preflight() -> Any:
-        engine = await prepare_database(s)
         async with open_redis(s.redis_url, s.embedded_redis_path):
             pass
         credentials = None
         if demo:
-            from crm.demo import load_demo
-
-            credentials = await load_demo(db.sessionmaker(engine))
+            engine, credentials = await prepare_database(s, load)
+        else:
+            engine = await prepare_database(s)
         await engine.dispose()
         return credentials
 
@@ -160,7 +185,8 @@ def db_upgrade(revision: str = "head") -> None:
         engine = db.create_engine(s.database_url)
         await db.check(engine)
         await engine.dispose()
-        await asyncio.to_thread(db.upgrade, s.database_url, revision)
+        async with db.first_start_lock(s.database_url):
+            await asyncio.to_thread(db.upgrade, s.database_url, revision)
 
     run(go)
     typer.echo(f"database {db.safe_url(s.database_url)} is at {revision}")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.bus import Bus
 from core.keys import Keys
 from core.settings import Settings
+from core.supervise import Supervisor
 from core.timers import Timers
 from core.writer import RecordWriter
 
@@ -41,3 +42,4 @@ METRICS = web.AppKey("metrics", "Metrics")
 RECOVERY = web.AppKey("recovery", "Recovery")
 PRESENCE = web.AppKey("presence", "Presence")
 SIGN_IN = web.AppKey("sign_in", "SignIn")
+SUPERVISOR = web.AppKey("supervisor", Supervisor)

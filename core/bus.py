@@ -64,6 +64,10 @@ class Bus:
                 await asyncio.sleep(0.5)
                 await self._resubscribe()
                 continue
+            except UnicodeDecodeError as e:  # bytes no client of ours sends; the rest flows
+                log.warning("dropped a message that is not UTF-8 (its channel is unknown): %r",
+                            _truncated(e.object))
+                continue
             if message is not None:
                 await self._dispatch(message["channel"], message["data"])
 
@@ -76,7 +80,9 @@ class Bus:
             log.debug("Redis still unreachable")
 
     async def _dispatch(self, channel: str, data: str | bytes) -> None:
-        payload = orjson.loads(data)
+        payload = decode(channel, data)
+        if payload is None:
+            return
         for callback in list(self._callbacks.get(channel, ())):
             try:
                 result = callback(payload)
@@ -87,3 +93,22 @@ class Bus:
 
     async def close(self) -> None:
         await self._pubsub.aclose()
+
+
+def decode(channel: str, data: str | bytes) -> dict[str, Any] | None:
+    """The message as a JSON object, or None (logged) when it is not one: anyone who can
+    publish to Redis can put anything on a channel, and one bad message must not stop
+    the delivery of the next."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict):
+        return payload
+    log.warning("dropped a malformed message on %s: %r", channel, _truncated(data))
+    return None
+
+
+def _truncated(data: str | bytes, limit: int = 200) -> str | bytes:
+    return data if len(data) <= limit else data[:limit] + ("..." if isinstance(data, str)
+                                                          else b"...")

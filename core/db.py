@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,6 +137,63 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Run migrations; synchronous, call it from a thread inside a running loop."""
     command.upgrade(alembic_config(url), revision)
+
+
+# pg_advisory_lock key held while one node migrates and seeds: "callcntr" in ASCII.
+FIRST_START_LOCK = 0x63616C6C636E7472
+
+
+@asynccontextmanager
+async def first_start_lock(url: str) -> AsyncIterator[None]:
+    """Held while a node migrates the schema and loads seed data, so that nodes started
+    together against an empty database take turns: the first does the work, the others
+    wait and then find it done."""
+    if url.startswith("sqlite"):
+        async with _file_lock(make_url(url).database):
+            yield
+        return
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
+                                     {"k": FIRST_START_LOCK}):
+                log.info("another node is preparing the database; waiting for it")
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": FIRST_START_LOCK})
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                   {"k": FIRST_START_LOCK})
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _file_lock(database: str | None) -> AsyncIterator[None]:
+    """An exclusive lock on a file beside the SQLite database (none for in-memory ones)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        waiting = False
+        while not _try_flock(fd):  # polled, not a blocking call: Ctrl-C still works
+            if not waiting:
+                log.info("another node is preparing the database; waiting for it")
+                waiting = True
+            await asyncio.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @asynccontextmanager

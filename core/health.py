@@ -1,4 +1,5 @@
-"""`GET /healthz`: is this node able to serve (Redis and database reachable)."""
+"""`GET /healthz`: is this node able to serve: Redis and the database reachable, and
+no required background task down (failed and waiting for its restart)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ async def healthz(request: web.Request) -> web.Response:
         checks["database"] = "ok"
     except Exception as e:
         checks["database"] = f"error: {type(e).__name__}"
+    supervisor = app.get(appkeys.SUPERVISOR)
+    down = supervisor.down() if supervisor is not None else []
+    checks["tasks"] = "ok" if not down else f"down: {', '.join(down)}"
     healthy = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ok" if healthy else "unhealthy", "checks": checks,
-                              "node": app[appkeys.SETTINGS].node_id},
+                              "tasks": supervisor.report() if supervisor is not None else {},
+                              "down": down, "node": app[appkeys.SETTINGS].node_id},
                              status=200 if healthy else 503)
 
 

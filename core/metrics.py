@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sized
+from collections.abc import AsyncIterator, Iterable, Sized
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from core import appkeys
 from core.models import Interaction
+from core.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,31 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=encoder(metrics.registry), headers={"Content-Type": content_type})
 
 
+class TaskCollector(Collector):
+    """The supervisor's background tasks, read at scrape time."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def collect(self) -> Iterable[Metric]:
+        restarts = CounterMetricFamily(
+            "callcenter_background_task_restarts",
+            "Restarts of a background task after it failed.", labels=["task"])
+        for name, entry in sorted(self._supervisor.tasks.items()):
+            restarts.add_metric([name], entry.restarts)
+        yield restarts
+        yield GaugeMetricFamily("callcenter_background_tasks_up",
+                                "Background tasks running on this node.",
+                                value=self._supervisor.up())
+        yield GaugeMetricFamily("callcenter_background_tasks_down",
+                                "Required background tasks failed and waiting to restart.",
+                                value=len(self._supervisor.down()))
+
+
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """After `services_ctx`: observe the call service and the wallboard."""
+    """After `services_ctx`: observe the call service, the wallboard and the tasks."""
     metrics = app[appkeys.METRICS]
+    metrics.registry.register(TaskCollector(app[appkeys.SUPERVISOR]))
     app[appkeys.CALLS].observers.append(metrics.observe)
     metrics.count_viewers(app[appkeys.WALLBOARD].viewers)
     yield

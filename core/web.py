@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, hdrs, web
 from sqlalchemy import or_, select
+from sqlalchemy.exc import DBAPIError
 
 from core import appkeys, auth
 from core.auth import AuthError, Forbidden, Principal
@@ -191,8 +192,9 @@ class TokenWatch:
             last = loop.time()
             try:
                 await self.sweep()
-            except Exception as e:  # a database outage ends no connection
-                log.debug("could not check the open connections' tokens: %s", e)
+            except (DBAPIError, OSError, TimeoutError) as e:  # an outage ends no connection
+                log.warning("could not check the open connections' tokens: %s", e)
+            # Anything else is a fault: it reaches the supervisor, logged with its traceback.
 
     async def sweep(self) -> None:
         for token_id in [t for t, sockets in self._sockets.items() if not sockets]:

@@ -24,17 +24,22 @@ class Connection:
         self.label = label
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_SIZE)
         self._writer: asyncio.Task[None] | None = None
+        self._dropping: asyncio.Task[None] | None = None  # closing a client too slow
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer {self.label}")
 
     def send(self, message: dict[str, Any]) -> None:
+        if self._dropping is not None:
+            return  # being disconnected: one log line and one close, whatever comes after
         try:
             self._outbox.put_nowait(orjson.dumps(message))
         except asyncio.QueueFull:
             log.warning("%s is not reading; disconnecting it", self.label)
-            asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER,
-                                              message=b"client too slow"))
+            self._dropping = asyncio.create_task(self._drop(), name=f"ws-drop {self.label}")
+
+    async def _drop(self) -> None:
+        await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"client too slow")
 
     async def _drain(self) -> None:
         while (data := await self._outbox.get()) is not None:
@@ -52,8 +57,17 @@ class Connection:
             self._outbox.put_nowait(None)
         try:
             await asyncio.wait_for(self._writer, timeout=2)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             self._writer.cancel()
+        except asyncio.CancelledError:
+            self._writer.cancel()
+            if _cancelling():
+                raise  # our caller's cancellation, not the writer's: pass it on
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def error_frame(code: str, message: str, event_id: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ this integration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -216,9 +215,8 @@ async def ari_ctx(app: web.Application) -> AsyncIterator[None]:
     adapter = AriAdapter(client, app[appkeys.CALLS], app[appkeys.BUS], app[appkeys.KEYS],
                          AriConfig.from_settings(s))
     app[appkeys.ARI] = adapter
-    task = asyncio.create_task(adapter.run(), name="ari")
+    supervisor = app[appkeys.SUPERVISOR]
+    task = supervisor.start("ari", adapter.run)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await supervisor.stop(task)
     await client.close()

@@ -9,8 +9,6 @@ sweeping nodes escalate each complaint once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,17 +30,18 @@ async def transcription_ctx(app: web.Application) -> AsyncIterator[None]:
     queue = JobQueue(app[appkeys.REDIS], keys.transcribe_stream)
     app[appkeys.CALLS].on_recording = queue.enqueue
     app[appkeys.TRANSCRIPTION] = queue
-    task = None
+    supervisor, task = app[appkeys.SUPERVISOR], None
     if settings.transcribe_in_process:
         try:
             worker = build_worker(settings, app[appkeys.REDIS], app[appkeys.SESSIONS],
                                   settings.transcribe_concurrency)
-            task = asyncio.create_task(worker.run(), name="transcription-worker")
+            task = supervisor.start("transcription-worker", worker.run)
         except ModelNotFound as e:
             # Jobs still queue up for a `callcenter worker` that has the model.
             log.error("no in-process transcription: %s (set CALLCENTER_VOSK_MODEL)", e)
     yield
-    await _stop(task)
+    if task is not None:
+        await supervisor.stop(task)
 
 
 async def complaints_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -54,18 +53,11 @@ async def complaints_ctx(app: web.Application) -> AsyncIterator[None]:
     service = ComplaintService(app[appkeys.SESSIONS], sla_policy(settings),
                                notify=to_wallboard)
     app[appkeys.COMPLAINTS] = service
-    task = asyncio.create_task(run_sla_sweep(service, settings.complaint_sweep_s),
-                               name="complaint-sla")
+    supervisor = app[appkeys.SUPERVISOR]
+    task = supervisor.start("complaint-sla",
+                            lambda: run_sla_sweep(service, settings.complaint_sweep_s))
     yield
-    await _stop(task)
-
-
-async def _stop(task: asyncio.Task[Any] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await supervisor.stop(task)
 
 
 def setup(app: web.Application) -> None:

@@ -24,6 +24,8 @@ from core.redisconn import EmbeddedRedis
 from core.settings import Settings
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+# Set by ./test.sh: there the PostgreSQL variants must run, never be deselected.
+REQUIRE_POSTGRES = os.environ.get("CALLCENTER_REQUIRE_POSTGRES", "").lower() in {"1", "true"}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -36,12 +38,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if POSTGRES_URL:
         return
+    if REQUIRE_POSTGRES:
+        raise pytest.UsageError("CALLCENTER_REQUIRE_POSTGRES is set but "
+                                "CALLCENTER_TEST_POSTGRES_URL is not: the PostgreSQL "
+                                "variants cannot run")
     # Without a PostgreSQL server the postgres variants cannot run: say so, loudly.
     kept = [i for i in items if "postgres" not in i.keywords]
     dropped = [i for i in items if "postgres" in i.keywords]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+        config.stash[_DESELECTED] = len(dropped)
+
+
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    if dropped := config.stash.get(_DESELECTED, 0):
+        terminalreporter.write_line(
+            f"{dropped} PostgreSQL variants NOT RUN: set CALLCENTER_TEST_POSTGRES_URL",
+            yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -163,12 +181,12 @@ class Center:
                                  phones=[CustomerPhone(phone=phone, position=0)], **fields))
 
     async def add_queue(self, name: str, skills: tuple[str, ...] = ()) -> None:
-        from core.appkeys import CONSOLE
+        from core.appkeys import DIRECTORY
         from core.models import Queue
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             session.add(Queue(name=name, display_name=name, skills=list(skills)))
-        await self.server.app[CONSOLE].load_queues()  # type: ignore[attr-defined]
+        await self.server.app[DIRECTORY].load_queues()  # type: ignore[attr-defined]
 
     async def telephony_token(self, name: str = "pbx-1") -> str:
         import datetime as dt

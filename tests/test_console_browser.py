@@ -323,7 +323,7 @@ async def test_console_reconnects_by_itself_and_shows_the_call_it_missed(
     await expect(page.locator("#btn-not-ready")).to_be_disabled()
     ivr = await center.ivr()
     await ivr.offer("missed-while-away", "+8613800000077")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # time passing on purpose: no pop may appear while away
     await expect(page.locator("#pop-name")).to_have_count(0)
 
     await page.unroute("**/api/v1/ws-ticket")
@@ -397,7 +397,7 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
     import datetime as dt
 
     from core import db
-    from core.appkeys import CONSOLE, WALLBOARD
+    from core.appkeys import DIRECTORY, WALLBOARD
     from core.models import Queue
 
     async with db.session_scope(center.sessions) as session:
@@ -409,7 +409,7 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
             Complaint(customer_id="B", state="validated", sla_due_at=now - dt.timedelta(hours=2)),
             Complaint(customer_id="C", state="resolving", escalation_level=1,
                       sla_due_at=now + dt.timedelta(hours=3))])
-    await center.server.app[CONSOLE].load_queues()
+    await center.server.app[DIRECTORY].load_queues()
     await center.server.app[WALLBOARD].refresh()
     await center.add_customer("V", "Valued Customer", "+8613800000901", tier="vip")
     names = ["bob", "cat", "dan", "eve", "fay"]
@@ -440,7 +440,8 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
     await expect(board.locator("#agents")).to_contain_text("Lunch")
     assert await board.locator("#chart rect.bar.answered").count() >= 2
     await expect(board.locator("#chart path.sl-line")).to_have_count(1)
-    await asyncio.sleep(1.5)  # let the longest wait grow past a few seconds
+    # Time passing on purpose, for the screenshot only: the longest wait grows.
+    await asyncio.sleep(1.5)
     await shoot(board, "wallboard.png")
 
     # Pulling the plug shows the board as stale, not as live figures.

@@ -107,13 +107,16 @@ def _database_url(kind: str, tmp_path: Path) -> str:
     return POSTGRES_URL
 
 
-async def reset_schema(url: str) -> None:
+async def reset_schema(url: str, *, create: bool = True) -> None:
+    """An empty database (PostgreSQL's schema dropped; a SQLite file is new per test),
+    with the models' tables in it unless `create` is false (for migrations to build)."""
     engine = db.create_engine(url)
     async with engine.begin() as conn:
         if not url.startswith("sqlite"):
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
-        await conn.run_sync(Base.metadata.create_all)
+        if create:
+            await conn.run_sync(Base.metadata.create_all)
     await engine.dispose()
 
 

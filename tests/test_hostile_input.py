@@ -11,6 +11,7 @@ long-lived connection takes every generated frame of a run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -31,6 +32,7 @@ from core import db
 from core.models import Customer, CustomerPhone
 from crm.importer import import_customers
 from tests.clients import AgentClient, Ivr
+from tests.waits import eventually
 
 # Frames per hypothesis run; a first run warms up (caches, pools, hypothesis itself),
 # then MEASURED_RUNS more are measured for memory growth.
@@ -255,8 +257,17 @@ async def _fire_and_measure(firing: Firing, strategy: st.SearchStrategy[str], ru
 
 
 async def _settled_footprint() -> tuple[int, int, int]:
-    """The footprint once work the last frames started (writes, timers) has finished."""
-    await asyncio.sleep(0.5)
+    """The footprint once work the last frames started (writes, timers) has finished: the
+    number of live tasks has held still for half a second (however long that takes on a
+    loaded machine; if it never does, the task check below says so)."""
+    counts: list[int] = []
+
+    def steady() -> bool:
+        counts.append(len(asyncio.all_tasks()))
+        return len(counts) >= 5 and len(set(counts[-5:])) == 1
+
+    with contextlib.suppress(AssertionError):
+        await eventually(steady, timeout=15, interval=0.1)
     return _footprint()
 
 

@@ -53,7 +53,7 @@ async def _record(center: Any, call_id: str) -> Interaction | None:
         return await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
 
 
-async def _eventually(check: Callable[[], Awaitable[Any]], within_s: float = 5.0) -> Any:
+async def _eventually(check: Callable[[], Awaitable[Any]], within_s: float = 15.0) -> Any:
     """Poll the database (which has no change feed) until `check` holds."""
     async with asyncio.timeout(within_s):
         while True:

@@ -305,7 +305,7 @@ async def test_offer_with_an_ivr_integer_beyond_64_bits_is_answered(center):
     ivr = await center.ivr()
     await ivr.send_raw('{"type": "call.offered", "event_id": "big-ivr", "call_id": "big-ivr", '
                        '"ani": "+8613800000001", "ivr": {"account": 100000000000000000000000}}')
-    reply = await ivr.reply_to("big-ivr", timeout=3)
+    reply = await ivr.reply_to("big-ivr", timeout=10)
     assert reply["type"] == "error" and reply["code"] == "invalid_field", reply
 
 

@@ -98,7 +98,7 @@ async def test_open_websockets_are_counted_by_kind_and_released_on_close(center)
     await ivr.close()
     await agent.close()
 
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         while any(await open_websockets(center)):
             await asyncio.sleep(0.05)
 

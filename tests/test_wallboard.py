@@ -216,9 +216,9 @@ async def test_a_new_call_reaches_the_wallboard_stream_without_waiting_a_full_ti
     ivr = await center.ivr()
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"{center.url}/ws/wallboard", headers={"Authorization": f"Bearer {token}"}) as ws:
-        assert (await ws.receive_json(timeout=2))["totals"]["offered"] == 0
+        assert (await ws.receive_json(timeout=5))["totals"]["offered"] == 0
         await ivr.offer("pushed", "+8613800000108")
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(5):
             while (await ws.receive_json())["totals"]["offered"] != 1:
                 pass
 

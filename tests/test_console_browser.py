@@ -278,22 +278,28 @@ async def test_agent_opening_the_wallboard_gets_a_403_page(center, new_page: New
     assert refused.value.status == 403
 
 
+async def _sign_in_attempt(page: Page, username: str, password: str) -> None:
+    """One attempt, answered: the page clears the password field when an answer comes,
+    so filling in the next attempt before then would lose what was typed."""
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/login")):
+        await page.click("button[type=submit]")
+    await expect(page.locator("button[type=submit]")).to_be_enabled()
+
+
 async def test_wrong_password_gets_one_message_for_user_and_password(center, new_page: NewPage):
     await center.add_agent("bob")
     page = await new_page()
     await page.goto(f"{center.url}/login")
     messages = []
     for username, password in (("bob", "wrong"), ("nobody", center.PASSWORD)):
-        await page.fill("input[name=username]", username)
-        await page.fill("input[name=password]", password)
-        await page.click("button[type=submit]")
+        await _sign_in_attempt(page, username, password)
         await expect(page.locator("#login-error")).to_be_visible()
         messages.append(await page.locator("#login-error").text_content())
     assert messages == ["Wrong username or password."] * 2
     for _ in range(4):
-        await page.fill("input[name=username]", "bob")
-        await page.fill("input[name=password]", "still wrong")
-        await page.click("button[type=submit]")
+        await _sign_in_attempt(page, "bob", "still wrong")
     await expect(page.locator("#login-error")).to_have_text(
         "Too many failed sign-ins. Wait a few minutes, then try again.")
     assert page.url.endswith("/login")

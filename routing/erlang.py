@@ -141,7 +141,8 @@ def _queue_distribution(agents: int, rate: float, mu: float, theta: float) -> np
     logs = np.array(log_below[1:] + log_above)
     top = logs.max()
     norm = np.exp(logs - top).sum()
-    return np.exp(np.array(log_above) - top) / norm
+    shares: np.ndarray = np.exp(np.array(log_above) - top) / norm
+    return shares
 
 
 def _hypoexponential_cdf(rates: np.ndarray, t: float) -> np.ndarray:

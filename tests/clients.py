@@ -30,7 +30,7 @@ class Inbox:
             self.messages.append(message)
             self._arrived.notify_all()
 
-    async def expect(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, type_: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             for i, m in enumerate(self.messages):
                 if m.get("type") == type_ and all(m.get(k) == v for k, v in match.items()):
@@ -97,7 +97,7 @@ class Ivr(_Client):
             raise AssertionError(f"{type_} rejected: {reply}")
         return reply
 
-    async def reply_to(self, event_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def reply_to(self, event_id: str, timeout: float = 10.0) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:
                 for type_ in ("ack", "error"):
@@ -133,7 +133,7 @@ class AgentClient(_Client):
     async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
         ident = f"m-{next(_ids)}"
         await self.ws.send(json.dumps({"type": type_, "id": ident, **fields}))
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(10):
             while True:
                 for kind in ("ack", "error"):
                     try:

@@ -24,6 +24,8 @@ from core.redisconn import EmbeddedRedis
 from core.settings import Settings
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+# Set by ./test.sh: there the PostgreSQL variants must run, never be deselected.
+REQUIRE_POSTGRES = os.environ.get("CALLCENTER_REQUIRE_POSTGRES", "").lower() in {"1", "true"}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -36,12 +38,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if POSTGRES_URL:
         return
+    if REQUIRE_POSTGRES:
+        raise pytest.UsageError("CALLCENTER_REQUIRE_POSTGRES is set but "
+                                "CALLCENTER_TEST_POSTGRES_URL is not: the PostgreSQL "
+                                "variants cannot run")
     # Without a PostgreSQL server the postgres variants cannot run: say so, loudly.
     kept = [i for i in items if "postgres" not in i.keywords]
     dropped = [i for i in items if "postgres" in i.keywords]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+        config.stash[_DESELECTED] = len(dropped)
+
+
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    if dropped := config.stash.get(_DESELECTED, 0):
+        terminalreporter.write_line(
+            f"{dropped} PostgreSQL variants NOT RUN: set CALLCENTER_TEST_POSTGRES_URL",
+            yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -89,13 +107,16 @@ def _database_url(kind: str, tmp_path: Path) -> str:
     return POSTGRES_URL
 
 
-async def reset_schema(url: str) -> None:
+async def reset_schema(url: str, *, create: bool = True) -> None:
+    """An empty database (PostgreSQL's schema dropped; a SQLite file is new per test),
+    with the models' tables in it unless `create` is false (for migrations to build)."""
     engine = db.create_engine(url)
     async with engine.begin() as conn:
         if not url.startswith("sqlite"):
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
-        await conn.run_sync(Base.metadata.create_all)
+        if create:
+            await conn.run_sync(Base.metadata.create_all)
     await engine.dispose()
 
 

@@ -19,6 +19,7 @@ from core.access import AgentCalls, Grant, grant, mask_email, mask_phone, shape
 from core.auth import Forbidden, issue_token
 from core.models import Role
 from tests.rest import PASSWORD, cli, login, request
+from tests.waits import eventually
 
 # Reachable without signing in: the sign-in page and call, health, and static files.
 PUBLIC = {("GET", "/login"), ("GET", "/healthz"), ("GET", "/static/{path}"),
@@ -405,7 +406,9 @@ async def test_passwords_tokens_and_tickets_never_reach_the_logs(center, caplog)
     code, out, err = await cli(center, "token", "create", "--name", "pbx-7",
                                 env={"CALLCENTER_LOG_LEVEL": "DEBUG"})
     assert code == 0 and out.count(".") == 2
-    await asyncio.sleep(0.1)  # the websocket's access-log line is written after it closes
+    # The websocket's access-log line is written after it closes.
+    await eventually(lambda: any(r.name == "aiohttp.access" and "/ws/agent" in r.getMessage()
+                                 for r in caplog.records), timeout=10)
     # The test's own websocket client logs its handshake; only the service is checked.
     server_logs = "\n".join(r.getMessage() for r in caplog.records
                             if not r.name.startswith("websockets"))

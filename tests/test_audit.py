@@ -89,7 +89,7 @@ async def test_screen_pop_is_recorded_once_delivered(center):
     ivr = await center.ivr()
     await ivr.offer("pop-call", "+8613800000001")
     await agent.inbox.expect("screen_pop", call_id="pop-call")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         while not (entries := await _entries(center, action="screen_pop")):
             await asyncio.sleep(0.05)
     assert [(e.actor, e.object_id, e.detail) for e in entries] == [

@@ -7,6 +7,12 @@ import pytest
 from tests.clients import AgentClient, Ivr
 
 
+@pytest.fixture
+def database_url(any_database_url):
+    """The call path runs on SQLite and on PostgreSQL."""
+    return any_database_url
+
+
 async def test_offered_call_is_routed_to_an_available_agent_with_a_screen_pop(center):
     await center.add_customer("C1", "张伟", "+8613800000001", tier="gold")
     agent: AgentClient = await center.agent("amy")

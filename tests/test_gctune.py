@@ -12,6 +12,7 @@ import pytest
 
 from core import gctune
 from core.settings import Settings
+from tests.waits import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +25,12 @@ def unfrozen() -> Iterator[None]:
 class Node:
     def __init__(self) -> None:
         self.me = self  # a reference cycle: only the collector frees it
+
+
+def frozen(ref: weakref.ref[Node]) -> bool:
+    """Is the object in the permanent generation? The collector no longer lists it then."""
+    target = ref()
+    return not any(o is target for o in gc.get_objects())
 
 
 def cycle() -> weakref.ref[Node]:
@@ -53,19 +60,16 @@ def test_cyclic_garbage_frozen_alive_is_freed_by_the_full_collection() -> None:
 async def test_run_freezes_on_its_interval_and_collects_in_full_on_its_own() -> None:
     task = asyncio.create_task(gctune.run(freeze_every_s=0.02, full_every_s=0.15))
     try:
-        await asyncio.sleep(0.05)
-        assert gc.get_freeze_count() > 1000
+        await eventually(lambda: gc.get_freeze_count() > 1000, timeout=10)
         node = Node()
         dead = weakref.ref(node)
-        await asyncio.sleep(0.03)  # a periodic freeze takes the live cycle in
+        # A periodic freeze takes the live cycle in: the collector no longer lists it.
+        await eventually(lambda: frozen(dead), timeout=10)
         del node
         gc.collect()
         assert dead() is not None
-        for _ in range(50):  # the full collection comes within its interval
-            await asyncio.sleep(0.02)
-            if dead() is None:
-                break
-        assert dead() is None
+        # The full collection (every 0.15 s) frees it.
+        await eventually(lambda: dead() is None, timeout=10)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -90,8 +94,4 @@ async def test_a_running_node_freezes_its_heap(aiohttp_client, app) -> None:
     gc.unfreeze()
     client = await aiohttp_client(app)
     assert (await client.get("/healthz")).status == 200
-    for _ in range(40):
-        if gc.get_freeze_count():
-            break
-        await asyncio.sleep(0.05)
-    assert gc.get_freeze_count() > 1000
+    await eventually(lambda: gc.get_freeze_count() > 1000, timeout=10)

@@ -72,7 +72,7 @@ async def test_routing_latency_includes_the_time_a_call_waited_in_queue(center):
     ivr = await center.ivr()
     await ivr.offer("m-3", "+8613900000003")
     await ivr.inbox.expect("route.queued", call_id="m-3")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # time passing on purpose: the wait the histogram must include
     await agent.available()
     await ivr.inbox.expect("route.connect", call_id="m-3")
 
@@ -80,7 +80,7 @@ async def test_routing_latency_includes_the_time_a_call_waited_in_queue(center):
 
     labels = {"queue": "default", "tier": "standard"}
     assert sample(samples, "callcenter_routing_latency_seconds_bucket", **labels, le="0.25") == 0
-    assert sample(samples, "callcenter_routing_latency_seconds_bucket", **labels, le="1.0") == 1
+    assert sample(samples, "callcenter_routing_latency_seconds_bucket", **labels, le="10.0") == 1
     assert sample(samples, "callcenter_routing_latency_seconds_sum", **labels) >= 0.3
 
 
@@ -98,7 +98,7 @@ async def test_open_websockets_are_counted_by_kind_and_released_on_close(center)
     await ivr.close()
     await agent.close()
 
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(15):
         while any(await open_websockets(center)):
             await asyncio.sleep(0.05)
 

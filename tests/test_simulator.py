@@ -105,6 +105,11 @@ long_run = pytest.mark.timeout(400)
 PROPOSED = RoutingPolicy(sticky_wait_s={"vip": 10.0, "gold": 6.0, "standard": 3.0, "low": 0.0})
 
 
+# The shared simulation runs in the setup of whichever of its tests comes first: about a
+# minute here, two on a loaded machine, beyond the suite's per-test timeout.
+simulated = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def at_90_percent(redis_url: str) -> dict[str, Report]:
     """The example scenario (90% occupancy, 30% returning callers), each policy on its calls."""
@@ -128,6 +133,7 @@ def at_90_percent(redis_url: str) -> dict[str, Report]:
 
 
 @long_run
+@simulated
 def test_comparison_runs_at_90_percent_occupancy(at_90_percent):
     # Offered load is 90% (see the example scenario test); what a run of ~3 hours of
     # calls measures varies by a few points with the draws, and alike for every policy.
@@ -137,12 +143,14 @@ def test_comparison_runs_at_90_percent_occupancy(at_90_percent):
 
 
 @long_run
+@simulated
 def test_value_routing_keeps_overall_service_level_within_three_points_of_fifo(at_90_percent):
     value, fifo = at_90_percent["value"], at_90_percent["fifo"]
     assert value.overall.service_level >= fifo.overall.service_level - 0.03
 
 
 @long_run
+@simulated
 def test_lowest_tier_is_not_starved_by_value_routing(at_90_percent):
     low, fifo = at_90_percent["value"].tier("low"), at_90_percent["fifo"].overall
     # Bounded, measured against FIFO: a low caller counts as offered 30 s after a standard
@@ -153,11 +161,13 @@ def test_lowest_tier_is_not_starved_by_value_routing(at_90_percent):
 
 
 @long_run
+@simulated
 def test_top_tier_reaches_95_20_with_the_default_policy(at_90_percent):
     assert at_90_percent["value"].tier("vip").service_level >= 0.95
 
 
 @long_run
+@simulated
 def test_top_tier_reaches_95_20_with_the_proposed_sticky_holds(at_90_percent):
     proposed, fifo = at_90_percent["proposed"], at_90_percent["fifo"]
     assert proposed.tier("vip").service_level >= 0.95
@@ -165,6 +175,7 @@ def test_top_tier_reaches_95_20_with_the_proposed_sticky_holds(at_90_percent):
 
 
 @long_run
+@simulated
 def test_returning_callers_reach_their_last_agent_only_with_value_routing(at_90_percent):
     assert at_90_percent["value"].overall.sticky_hits > 0
     assert at_90_percent["fifo"].overall.sticky_calls == 0

@@ -18,6 +18,7 @@ import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -101,7 +102,7 @@ def _read_pcm(path: Path) -> tuple[_Format, bytes]:
         return _read_riff(f, path)
 
 
-def _read_riff(f, path: Path) -> tuple[_Format, bytes]:
+def _read_riff(f: BinaryIO, path: Path) -> tuple[_Format, bytes]:
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise NotWav(path, "not a RIFF/WAVE file")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
@@ -108,7 +108,7 @@ def transcribe_paths(
     return Summary(len(results), failed, audio_seconds, wall, max(1, workers))
 
 
-def _run(jobs: list[tuple], workers: int, bar: tqdm) -> Iterable[FileResult]:
+def _run(jobs: list[tuple[Any, ...]], workers: int, bar: tqdm) -> Iterable[FileResult]:
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
             yield _tick(_transcribe_one(*job), bar)

@@ -476,7 +476,8 @@ class _Context:
 
         Words already part of a matched entry come back empty so they match no negator.
         """
-        words, i = [], start
+        words: list[str] = []
+        i = start
         while 0 <= i < len(self.tokens) and len(words) < size:
             if self.tokens[i].startswith(BOUNDARY):
                 break
@@ -487,7 +488,7 @@ class _Context:
 
 def _evaluate(
     lexicon: Lexicon, context: _Context, hit: Hit, factor: float, anchored: bool
-) -> dict | None:
+) -> dict[str, Any] | None:
     entry = hit.entry
     negator = _negator(lexicon, context, hit)
     intensifier, intensity = _intensifier(lexicon, context, hit.start)

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -113,7 +113,7 @@ def transcript_ngrams(
 
 def sparse_features(
     lang: str, blocks: Mapping[str, Mapping[str, int]], lexical: Mapping[str, float],
-    config: FeatureConfig, vocabulary: Mapping[str, Any],
+    config: FeatureConfig, vocabulary: Container[str],
 ) -> dict[str, float]:
     """Feature name -> value. N-gram blocks are binary and L2-normalised over known n-grams; the
     other features are multiplied by ``lex_scale``, which weakens their penalty."""

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Complaint, ComplaintEvent, Customer, Interaction, Role, utcnow
@@ -236,11 +236,11 @@ async def transition(session: AsyncSession, complaint_id: int, to: ComplaintStat
         raise IllegalComplaintTransition(complaint_id, state.value, to.value)
     _apply_details(complaint, to, cause_side, resolution, reason)
     # Compare-and-set: two supervisors moving the same complaint cannot both win.
-    moved = await session.execute(
+    moved = cast(CursorResult[Any], await session.execute(
         update(Complaint).where(Complaint.id == complaint_id, Complaint.state == state.value)
         .values(state=to.value, updated_at=now,
                 closed_at=now if to in FINAL else complaint.closed_at)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)))
     if moved.rowcount != 1:
         await session.refresh(complaint)
         raise IllegalComplaintTransition(complaint_id, complaint.state, to.value)
@@ -286,11 +286,11 @@ async def escalate(session: AsyncSession, complaint_id: int, actor: Actor, now: 
     if complaint.state not in UNRESOLVED:
         raise NotEscalatable(f"complaint {complaint_id} is {complaint.state}: nothing to escalate")
     target = min(level if level is not None else complaint.escalation_level + 1, MAX_LEVEL)
-    raised = await session.execute(
+    raised = cast(CursorResult[Any], await session.execute(
         update(Complaint).where(Complaint.id == complaint_id,
                                 Complaint.escalation_level < target)
         .values(escalation_level=target, updated_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)))
     if raised.rowcount != 1:
         if level is None:
             raise NotEscalatable(f"complaint {complaint_id} is at the top level already")

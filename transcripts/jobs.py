@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.typing import StreamIdT
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ for _, member in ipairs(due) do
 end
 return #due
 """
+
+
+# XREADGROUP's answer (decoded): per stream, its entries as (id, fields).
+_StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,9 @@ class JobQueue:
         return str(entry_id)
 
     async def read(self, consumer: str, block_ms: int) -> list[Job]:
-        reply = await self.redis.xreadgroup(self.group, consumer, {self.stream: ">"},
-                                            count=1, block=block_ms)
+        reply = cast(_StreamReply | None,
+                     await self.redis.xreadgroup(self.group, consumer, {self.stream: ">"},
+                                                 count=1, block=block_ms))
         return [Job.parse(i, f) for _, entries in reply or [] for i, f in entries if f]
 
     async def reclaim(self, consumer: str, idle_s: float) -> list[tuple[Job, int]]:
@@ -85,14 +92,14 @@ class JobQueue:
                 continue
             pending = await self.redis.xpending_range(self.stream, self.group, min=entry_id,
                                                       max=entry_id, count=1)
-            delivered = pending[0]["times_delivered"] if pending else 1
+            delivered = cast(int, pending[0]["times_delivered"]) if pending else 1
             jobs.append((Job.parse(entry_id, fields), delivered))
         return jobs
 
     async def touch(self, consumer: str, entry_ids: list[str]) -> None:
         if entry_ids:
-            await self.redis.xclaim(self.stream, self.group, consumer, 0, entry_ids,
-                                    justid=True)
+            await self.redis.xclaim(self.stream, self.group, consumer, 0,
+                                    cast("list[StreamIdT]", entry_ids), justid=True)
 
     async def ack(self, job: Job) -> None:
         await self.redis.xack(self.stream, self.group, job.entry_id)

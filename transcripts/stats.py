@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Agent, Complaint, Interaction
@@ -27,7 +27,7 @@ def _row(surveys: int, average: float | None, satisfied: int | None) -> dict[str
 
 
 async def csat(session: AsyncSession, since: dt.datetime | None = None) -> dict[str, Any]:
-    where = [Interaction.survey_score.is_not(None)]
+    where: list[ColumnElement[bool]] = [Interaction.survey_score.is_not(None)]
     if since is not None:
         where.append(Interaction.offered_at >= since)
     result: dict[str, Any] = {}

@@ -127,7 +127,8 @@ class Design:
 
     def kernel(self, rows: np.ndarray, cols: np.ndarray, lex_scale: float) -> np.ndarray:
         ngram = self.ngram[rows] @ self.ngram[cols].T
-        return ngram + lex_scale**2 * (self.other[rows] @ self.other[cols].T)
+        kernel: np.ndarray = ngram + lex_scale**2 * (self.other[rows] @ self.other[cols].T)
+        return kernel
 
     def weights(self, train: np.ndarray, alpha: np.ndarray, lex_scale: float) -> dict[str, float]:
         primal = self.ngram[train].T @ alpha + lex_scale * (self.other[train].T @ alpha)

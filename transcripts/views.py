@@ -100,7 +100,7 @@ def event_dict(e: ComplaintEvent) -> dict[str, Any]:
 async def _interaction_id(session: Any, body: CreateBody) -> int | None:
     if body.call_id is None:
         return body.interaction_id
-    found = await session.scalar(select(Interaction.id).where(
+    found: int | None = await session.scalar(select(Interaction.id).where(
         Interaction.call_id == body.call_id))
     if found is None:
         raise NotFound(f"no interaction for call {body.call_id!r}")

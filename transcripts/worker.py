@@ -26,10 +26,10 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.keys import Keys
@@ -60,7 +60,8 @@ class WorkerConfig:
         return str(self.recordings_dir / path) if self.recordings_dir else path
 
     def backoff(self, attempt: int) -> float:
-        return min(self.retry_base_s * 2 ** (attempt - 1), self.retry_max_s)
+        delay: float = self.retry_base_s * 2 ** (attempt - 1)
+        return min(delay, self.retry_max_s)
 
 
 class TransientError(Exception):
@@ -196,10 +197,10 @@ class TranscriptionWorker:
         detection = result.detection or {}
         now = utcnow()
         async with self.maker() as session, session.begin():
-            stored = await session.execute(
+            stored = cast(CursorResult[Any], await session.execute(
                 _unfinished(job).values(transcript=result.utterances, transcript_status="done",
                                         transcript_error=None, recording_path=job.path)
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)))
             if stored.rowcount != 1:
                 return "duplicate"
             record = await session.scalar(select(Interaction).where(

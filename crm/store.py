@@ -15,6 +15,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Complaint, Customer, CustomerPhone, Interaction
+from crm.open_complaints import is_open_complaint
 
 DEFAULT_REGION = "CN"
 # Enough history to find a good agent behind a run of bad calls, still one small query.
@@ -87,10 +88,10 @@ async def search_customers(session: AsyncSession, q: str, limit: int = 20) -> Se
 
 
 async def open_complaints(session: AsyncSession, customer_id: str) -> Sequence[Complaint]:
-    """Complaints not yet closed, oldest first (closed_at is set by every closing state)."""
+    """Open complaints (crm.open_complaints), oldest first."""
     rows = await session.scalars(
         select(Complaint)
-        .where(Complaint.customer_id == customer_id, Complaint.closed_at.is_(None))
+        .where(Complaint.customer_id == customer_id, is_open_complaint())
         .order_by(Complaint.created_at, Complaint.id)
     )
     return rows.all()
@@ -136,7 +137,7 @@ def _sticky(rows: Iterable[Any]) -> int | None:
         if row.outcome != "answered" or row.agent_id is None or row.agent_id in passed_over:
             continue
         if not row.complaint_flag and (row.survey_score is None or row.survey_score >= 3):
-            return row.agent_id
+            return int(row.agent_id)
         passed_over.add(row.agent_id)
     return None
 
@@ -201,7 +202,7 @@ _BY_NUMBER = (
 
 _OPEN_COMPLAINTS = (
     select(*_COMPLAINT_COLUMNS)
-    .where(Complaint.customer_id == bindparam("customer_id"), Complaint.closed_at.is_(None))
+    .where(Complaint.customer_id == bindparam("customer_id"), is_open_complaint())
     .order_by(Complaint.created_at, Complaint.id))
 
 # One look at the latest calls serves both the history shown and the sticky agent.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from agent_console import customer_views, pages, wallboard_ws
+from agent_console import customer_views, pages, value_views, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.presence import Presence
@@ -153,6 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     agent_gateway.setup(app)
     agent_views.setup(app)
     customer_views.setup(app)
+    value_views.setup(app)
     wallboard_ws.setup(app)
     pages.setup(app)
     transcripts_plugin.setup(app)

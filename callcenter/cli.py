@@ -215,13 +215,15 @@ def customers_import(
 @app.command()
 def segment() -> None:
     """Recompute value tiers (ABC, RFM, CLV, lifecycle, churn) for every customer."""
+    from crm.policy import load_policy
     from crm.segment import segment_all
 
     s = settings()
+    policy = load_policy(s.value_policy_file)
 
     async def go() -> Any:
         engine = await prepare_database(s)
-        report = await segment_all(db.sessionmaker(engine))
+        report = await segment_all(db.sessionmaker(engine), policy=policy)
         await engine.dispose()
         return report
 

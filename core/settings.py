@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # audit log and the per-address sign-in limit then see the client behind them.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
 
+    # Customer value: an operator's copy of crm/value_policy.yaml (any subset of its
+    # keys); unset, the shipped textbook defaults apply.
+    value_policy_file: Path | None = None
+
     # Call handling.
     ring_timeout_s: float = 15.0
     # An agent with no console connected this long gets no more calls: not-ready with

@@ -32,9 +32,9 @@ class Analysis:
 @dataclass(frozen=True)
 class Abc:
     a_profit_share: float = 0.80
-    a_customer_share: float = 0.20
+    a_customer_share: float = 0.10
     b_profit_share: float = 0.90
-    b_customer_share: float = 0.50
+    b_customer_share: float = 0.30
     a_min_profit: float = 0.0
     b_min_profit: float = 0.0
 
@@ -89,8 +89,8 @@ class TierRule:
 @dataclass(frozen=True)
 class Tiers:
     low_min_orders: int = 2
-    vip: tuple[TierRule, ...] = (TierRule(("A",), ("vip", "maintain")),)
-    gold: tuple[TierRule, ...] = (TierRule(("A",)),)
+    vip: tuple[TierRule, ...] = (TierRule(("A",), ("vip",)),)
+    gold: tuple[TierRule, ...] = (TierRule(("A",)), TierRule(("B",), ("vip",)))
     low: tuple[TierRule, ...] = (TierRule(("C",), ("abandon",)),)
 
 

@@ -103,6 +103,7 @@ class ValueProfile:
     relationship_days: int | None = None
     orders_total: int = 0
     churn_reasons: tuple[str, ...] = ()
+    satisfaction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,8 @@ class _Scorer:
             churn_risk=self.signals[cid].risk,
             tier=tier_for(abc, cls, orders=len(h.dates), policy=self.policy.tiers),
             current_value=h.current_value, service_cost=self._service_cost(facts),
-            relationship_days=(self.today - min(h.dates)).days, orders_total=len(h.dates))
+            relationship_days=(self.today - min(h.dates)).days, orders_total=len(h.dates),
+            satisfaction=facts.satisfaction)
 
     def _no_orders(self, facts: CustomerFacts) -> ValueProfile:
         """Nothing bought yet: nothing to score, and no reason to route them down."""
@@ -263,7 +265,7 @@ class _Scorer:
             monetary=0.0, rfm_score="", rfm_segment=NO_SEGMENT, clv=0.0, clv_class="basic",
             lifecycle_stage=self._stage(facts, 0, None, None), churn_risk=0.0,
             tier=tier_for("C", "basic", has_orders=False),
-            service_cost=self._service_cost(facts))
+            service_cost=self._service_cost(facts), satisfaction=facts.satisfaction)
 
     def _service_cost(self, facts: CustomerFacts) -> float:
         c = self.policy.cost_to_serve

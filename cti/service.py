@@ -380,8 +380,10 @@ class CallService:
         state, _ = await self._any_state(frame.call_id)
         check(frame.call_id, state, frame.type)
         await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type),
-                                  records.interaction_op(frame.call_id,
-                                                         survey_score=frame.score)])
+                                  records.interaction_op(
+                                      frame.call_id, survey_score=frame.score,
+                                      survey_expectation=frame.expectation,
+                                      survey_perception=frame.perception)])
         await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
         return Applied([], [])
 

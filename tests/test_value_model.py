@@ -39,11 +39,15 @@ def test_abc_classes_follow_cumulative_profit_share():
 
 
 def test_textbook_defaults_cut_by_profit_and_by_customer_share():
-    # Ten customers, total profit 100. A: the top 20 % of customers at most (a, b: 65 %);
-    # B: up to 90 % of profit and 50 % of customers (c, d, e: 23 %); C the rest (12 %).
+    # Ten customers, total profit 100. A: until 80 % of profit, at most 10 % of the
+    # customers (a: 40 %); B: until 90 % of profit, at most 30 % of the customers
+    # (b, c: 35 %); C the rest. In a flat base like this one the customer shares bind
+    # first; in a Pareto base (the demo's) the profit shares do.
     profits = dict(zip("abcdefghij", (40, 25, 10, 8, 5, 4, 3, 2, 2, 1), strict=True))
     classes = abc_classes(profits, Abc())
-    assert "".join(classes[c] for c in "abcdefghij") == "AABBBCCCCC"
+    assert "".join(classes[c] for c in "abcdefghij") == "ABBCCCCCCC"
+    wide = Abc(a_customer_share=0.2, b_customer_share=0.5)
+    assert "".join(abc_classes(profits, wide)[c] for c in "abcdefghij") == "AABBBCCCCC"
 
 
 def test_customer_starting_exactly_at_the_threshold_falls_to_the_next_class():
@@ -114,10 +118,10 @@ def test_lapsing_threshold_comes_from_the_policy():
     ("abc", "clv", "tier"),
     [
         ("A", "vip", Tier.VIP),
-        ("A", "maintain", Tier.VIP),
+        ("A", "maintain", Tier.GOLD),
         ("A", "improve", Tier.GOLD),
         ("A", "abandon", Tier.GOLD),
-        ("B", "vip", Tier.STANDARD),
+        ("B", "vip", Tier.GOLD),
         ("B", "maintain", Tier.STANDARD),
         ("B", "abandon", Tier.STANDARD),
         ("C", "vip", Tier.STANDARD),
@@ -166,8 +170,8 @@ def small_base() -> tuple[list[CustomerFacts], list[Order]]:
 
 def test_small_base_profiles_worked_by_hand():
     # Window profit (last 365 days): ann 2400, bob 400, zed 10 (cy's order is older).
-    #   ABC of the three buyers (a_customer_share 0.2 of 3 -> only the first place):
-    #   ann share 0 -> A; bob share .797, customers 1/3 -> B; zed share .930 -> C.
+    #   ABC of the three buyers: ann share 0 -> A; bob starts at 1/3 of the customers,
+    #   past b_customer_share 0.3 -> C; zed -> C.
     # RFM (R days since last, F and M in the window) over the four ever-buyers:
     #   ann (0, 6, 6000), bob (20, 2, 1000), cy (400, 0, 0), zed (10, 1, 100)
     #   -> mid-rank quintiles ann 555, bob 244, zed 422, cy 111; high means score >= 3.
@@ -186,7 +190,7 @@ def test_small_base_profiles_worked_by_hand():
     }  # fmt: skip
     assert summary == {
         "ann": ("A", "555", "important_value", 6338.09, "vip", "loyal", Tier.VIP),
-        "bob": ("B", "244", "important_retain", 1056.35, "vip", "repeat", Tier.STANDARD),
+        "bob": ("C", "244", "important_retain", 1056.35, "vip", "repeat", Tier.STANDARD),
         "cy": ("C", "111", "general_win_back", 0.0, "abandon", "inactive", Tier.STANDARD),
         "dee": ("C", "", "none", 0.0, "basic", "prospect", Tier.STANDARD),
         "eve": ("C", "", "none", 0.0, "basic", "suspect", Tier.STANDARD),

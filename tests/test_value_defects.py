@@ -28,14 +28,21 @@ def _base(n: int = 40) -> list[Order]:
 
 
 def test_defect1_an_open_complaint_never_lowers_a_customers_tier():
-    orders = _base()
-    ids = [f"c{k:02d}" for k in range(40)]
+    # A base where, before the fix, k1's one complaint cost 15 % retention, pushed its
+    # CLV under the median and its tier from standard to low.
+    rows = [("k0", 300, 500), ("k0", 21, 400), ("k0", 235, 300), ("k1", 154, 200),
+            ("k2", 3, 1000), ("k2", 62, 500), ("k2", 263, 300), ("k3", 279, 300),
+            ("k3", 293, 1000), ("k3", 145, 500), ("k4", 278, 400), ("k4", 210, 500),
+            ("k4", 298, 500), ("k5", 155, 400), ("k5", 260, 200), ("k6", 72, 500),
+            ("k6", 84, 500)]
+    orders = [Order(c, TODAY - timedelta(days=d), float(a), a / 2) for c, d, a in rows]
+    ids = sorted({c for c, _, _ in rows})
     calm = compute_profiles([CustomerFacts(c) for c in ids], orders, TODAY)
     lowered = []
     for who in ids:
         upset = compute_profiles(
             [CustomerFacts(c, open_complaints=int(c == who)) for c in ids], orders, TODAY)
-        if upset[who].tier.rank > calm[who].tier.rank:
+        if upset[who].tier.rank > calm[who].tier.rank or upset[who].clv < calm[who].clv:
             lowered.append(who)
     assert lowered == []
 

@@ -32,7 +32,14 @@ from crm.value_churn import (
     churn_signals,
 )
 from crm.value_classes import TIER_RANK, Tier, abc_classes, lifecycle_stage, tier_for
-from crm.value_extras import BaseSummary, churn_warnings, summarise, value_cost_types
+from crm.value_extras import (
+    BaseSummary,
+    churn_warnings,
+    summarise,
+    value_cost_lines,
+    value_cost_types,
+)
+from crm.value_lines import BaseLines, abc_cut, abc_of, frozen_score, rfm_edges
 
 __all__ = [
     "NO_SEGMENT",
@@ -110,6 +117,7 @@ class ValueProfile:
 class ValueModel:
     profiles: dict[str, ValueProfile]
     summary: BaseSummary
+    lines: BaseLines
 
 
 @dataclass(slots=True)
@@ -146,19 +154,24 @@ def value_model(
     orders: Iterable[Order],
     today: date,
     policy: ValuePolicy | None = None,
+    lines: BaseLines | None = None,
 ) -> ValueModel:
     """Profiles and base summary. Orders dated after `today` are ignored, so a past
-    `today` replays history; a customer with orders but no facts gets default facts."""
+    `today` replays history; a customer with orders but no facts gets default facts.
+
+    With `lines` (from an earlier full run) the customers given are scored against
+    those lines instead of against each other: the incremental re-segmentation."""
     policy = policy or default_policy()
     facts = {c.customer_id: c for c in customers}
     orders = [o for o in orders if o.date <= today]
     histories = _group_orders(orders, today, policy)
     for cid in histories:
         facts.setdefault(cid, CustomerFacts(cid))
-    rates = base_churn_rates(orders, today, policy.clv.period_days)
-    retention = _retention(rates, policy)
-    profiles = _Scorer(facts, histories, today, policy, retention).profiles()
-    return ValueModel(profiles, summarise(profiles, rates, retention))
+    rates = None if lines else base_churn_rates(orders, today, policy.clv.period_days)
+    retention = lines.retention if lines else _retention(rates, policy)
+    scorer = _Scorer(facts, histories, today, policy, retention, lines)
+    profiles = scorer.profiles()
+    return ValueModel(profiles, summarise(profiles, rates, retention), scorer.lines())
 
 
 def _retention(rates: ChurnRates | None, policy: ValuePolicy) -> float:
@@ -193,15 +206,21 @@ class _Scorer:
     """The steps that need the whole base at once, then one profile per customer."""
 
     def __init__(self, facts: dict[str, CustomerFacts], histories: dict[str, _History],
-                 today: date, policy: ValuePolicy, retention: float) -> None:
+                 today: date, policy: ValuePolicy, retention: float,
+                 frozen: BaseLines | None = None) -> None:
         self.facts, self.histories, self.today = facts, histories, today
-        self.policy, self.retention = policy, retention
+        self.policy, self.retention, self.frozen = policy, retention, frozen
         self.signals = {cid: churn_signals(h.dates, h.amounts, today, policy.churn)
                         for cid, h in histories.items()}
         self.rfm = {cid: self._rfm(h) for cid, h in histories.items()}
-        self.rfm_scores = rfm_scores(self.rfm)
-        window_buyers = {cid: h.window_profit for cid, h in histories.items() if h.window_profits}
-        self.abc = abc_classes(window_buyers, policy.abc)
+        self.window_profits = {cid: h.window_profit for cid, h in histories.items()
+                               if h.window_profits}
+        if frozen is None:
+            self.rfm_scores = rfm_scores(self.rfm)
+            self.abc = abc_classes(self.window_profits, policy.abc)
+        else:
+            self.rfm_scores = {cid: frozen_score(v, frozen) for cid, v in self.rfm.items()}
+            self.abc = {cid: abc_of(p, frozen) for cid, p in self.window_profits.items()}
         self.clvs = {cid: self._clv(cid, h) for cid, h in histories.items()}
         self.clv_classes = self._clv_classes()
 
@@ -211,28 +230,51 @@ class _Scorer:
 
     def _clv(self, cid: str, h: _History) -> float:
         """Potential value: the margin per period of the analysis window, carried
-        forward at the base's retention lowered by the customer's churn risk."""
+        forward at the base's retention lowered by the customer's risk of having left
+        (silence, fewer orders). Falling spend is a warning, not a departure: it shows
+        in churn_risk and the reasons, and never makes more spend worth less."""
         clv = self.policy.clv
         tenure_days = (self.today - min(h.dates)).days + 1
         window_days = tenure_days if self.policy.analysis.whole_history else min(
             tenure_days, self.policy.analysis.period_days)
         margin = h.window_profit / max(1.0, window_days / clv.period_days)
-        r = self.retention * (1 - self.signals[cid].risk)
+        r = self.retention * (1 - self.signals[cid].leave_risk)
         return round(dwyer_clv(margin, 0.0, r, clv.discount_rate, clv.horizon_periods), 2)
 
     def _clv_classes(self) -> dict[str, str]:
         p = self.policy.clv
         current = {cid: h.current_value for cid, h in self.histories.items()}
-        current_line = quantile_threshold(current.values(), p.high_quantile)
-        potential_line = quantile_threshold(self.clvs.values(), p.high_quantile)
-        return {cid: clv_class(current[cid], self.clvs[cid], current_line, potential_line,
-                               high_min=p.high_min, abandon_max=p.abandon_max)
+        if self.frozen is None:
+            self.current_line = quantile_threshold(current.values(), p.high_quantile)
+            self.potential_line = quantile_threshold(self.clvs.values(), p.high_quantile)
+        else:
+            self.current_line = self.frozen.current_line
+            self.potential_line = self.frozen.potential_line
+        return {cid: clv_class(current[cid], self.clvs[cid], self.current_line,
+                               self.potential_line, high_min=p.high_min,
+                               abandon_max=p.abandon_max)
                 for cid in self.histories}
+
+    def lines(self) -> BaseLines:
+        """Where this run's lines fell, for later incremental runs."""
+        if self.frozen is not None:
+            return self.frozen
+        r, f, m = rfm_edges(self.rfm, self.rfm_scores)
+        return BaseLines(
+            abc_a_cut=abc_cut(self.abc, self.window_profits, "A"),
+            abc_b_cut=abc_cut(self.abc, self.window_profits, "B"),
+            r_edges=r, f_edges=f, m_edges=m, current_line=self.current_line,
+            potential_line=self.potential_line, value_line=self.value_line,
+            cost_line=self.cost_line, retention=self.retention)
 
     def profiles(self) -> dict[str, ValueProfile]:
         out = {cid: self._profile(f) if cid in self.histories else self._no_orders(f)
                for cid, f in self.facts.items()}
-        types = value_cost_types(out, self.policy.cost_to_serve)
+        if self.frozen is None:
+            self.value_line, self.cost_line = value_cost_lines(out, self.policy.cost_to_serve)
+        else:
+            self.value_line, self.cost_line = self.frozen.value_line, self.frozen.cost_line
+        types = value_cost_types(out, self.value_line, self.cost_line)
         warnings = churn_warnings(out, self.facts, self.signals, self.policy.churn)
         for cid, value_cost_type in types.items():
             out[cid] = replace(out[cid], value_cost_type=value_cost_type,

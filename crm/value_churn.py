@@ -37,6 +37,7 @@ class ChurnSignals:
     spend_decline: float
     frequency_decline: float
     window_days: int
+    leave_risk: float = 0.0  # silence and fewer orders only: the chance they are gone
 
     def reasons(self) -> list[str]:
         """Why the customer may be leaving, for people: 'spend down 60% in 90 days'."""
@@ -76,9 +77,10 @@ def churn_signals(
     overdue = _overdue(silence, rhythm, policy.overdue_factor) if order_dates else 0.0
     window = max(policy.trend_window_days, round(policy.trend_rhythms * rhythm))
     spend, freq = _declines(order_dates, amounts, today, window, rhythm)
-    stays = ((1 - overdue) * (1 - policy.spend_decline_weight * spend)
-             * (1 - policy.frequency_decline_weight * freq))
-    return ChurnSignals(round(1 - stays, 4), rhythm, silence, overdue, spend, freq, window)
+    goes = (1 - overdue) * (1 - policy.frequency_decline_weight * freq)
+    stays = goes * (1 - policy.spend_decline_weight * spend)
+    return ChurnSignals(round(1 - stays, 4), rhythm, silence, overdue, spend, freq, window,
+                        round(1 - goes, 4))
 
 
 def churn_risk(

@@ -57,13 +57,20 @@ def summarise(profiles: Mapping[str, _Profile], rates: ChurnRates | None,
         mean_relationship_days=math.fsum(days) / n if n else 0.0)
 
 
-def value_cost_types(profiles: Mapping[str, _Profile], policy: CostToServe) -> dict[str, str]:
+def value_cost_lines(profiles: Mapping[str, _Profile], policy: CostToServe
+                     ) -> tuple[float, float]:
+    """The base's value and cost lines of the value x cost matrix, over buyers."""
+    buyers = [p for p in profiles.values() if p.orders_total > 0]
+    return (quantile_threshold((p.current_value for p in buyers), policy.value_quantile),
+            quantile_threshold((p.service_cost for p in buyers), policy.cost_quantile))
+
+
+def value_cost_types(profiles: Mapping[str, _Profile], value_line: float,
+                     cost_line: float) -> dict[str, str]:
     """The textbook's customer value x cost to serve matrix, for buyers: value is the
     profit of the last period, cost the service cost; high at or above the base's line
     (and positive)."""
     buyers = [p for p in profiles.values() if p.orders_total > 0]
-    value_line = quantile_threshold((p.current_value for p in buyers), policy.value_quantile)
-    cost_line = quantile_threshold((p.service_cost for p in buyers), policy.cost_quantile)
     out = {}
     for p in buyers:
         value = "high_value" if p.current_value > 0 and p.current_value >= value_line else (

@@ -95,6 +95,25 @@ async def run(url: str) -> None:
           f"store+record {total - load - score:.1f} s; peak RSS {peak_mb:.0f} MB")
 
 
+async def nightly(url: str, customers: int, changed: int, seed: int) -> None:
+    """Add an order for `changed` customers, then time `segment --changed`."""
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.choice(customers, size=changed, replace=False)
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await conn.copy_records_to_table(
+            "orders", columns=["customer_id", "ordered_on", "amount", "cost"],
+            records=((f"C{int(n):07d}", TODAY, 120.0, 60.0) for n in picks))
+    finally:
+        await conn.close()
+    engine = db.create_engine(url)
+    started = time.perf_counter()
+    report = await segment.segment_changed(db.sessionmaker(engine), TODAY, progress=False)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    print(f"nightly: {report.summary()} in {elapsed:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
@@ -102,10 +121,14 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--no-fill", action="store_true", help="segment what is there")
+    parser.add_argument("--changed", type=int, default=0,
+                        help="then add an order for this many customers and time a nightly run")
     args = parser.parse_args()
     if not args.no_fill:
         asyncio.run(fill(args.url, args.customers, args.orders, args.seed))
     asyncio.run(run(args.url))
+    if args.changed:
+        asyncio.run(nightly(args.url, args.customers, args.changed, args.seed))
 
 
 if __name__ == "__main__":

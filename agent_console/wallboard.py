@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.bus import Bus
 from core.keys import Keys
 from core.models import Complaint, Queue
+from crm.open_complaints import is_open_complaint
 from routing.engine import TIERS
 from routing.store import RoutingStore
 
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 15 * 60
 KEEP_DAYS_S = 8 * 86400
-# Open = not yet resolved: the lifecycle's received, validated and resolving states.
-CLOSED_COMPLAINT_STATES = ("closed", "rejected", "resolved", "follow_up_done")
 WAITING_STATES = ("offered", "queued", "ringing")
 REFRESH_S = 5.0  # complaints and queue settings: slow-moving, read from the database
 MIN_GAP_S = 0.2  # coalesce bursts of events into one push
@@ -147,7 +146,7 @@ class Wallboard:
     async def refresh(self) -> None:
         """Queue thresholds and complaint counts from the database."""
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        is_open = Complaint.state.not_in(CLOSED_COMPLAINT_STATES)
+        is_open = is_open_complaint()
         async with self.maker() as session:
             rows = (await session.scalars(select(Queue))).all()
             counts = (await session.execute(select(

@@ -11,7 +11,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agent_console import customer_views, pages, wallboard_ws
+from agent_console import customer_views, pages, value_views, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.presence import Presence
@@ -170,6 +170,7 @@ def create_app(settings: Settings) -> web.Application:
     agent_gateway.setup(app)
     agent_views.setup(app)
     customer_views.setup(app)
+    value_views.setup(app)
     wallboard_ws.setup(app)
     pages.setup(app)
     transcripts_plugin.setup(app)

@@ -269,15 +269,22 @@ def customers_import(
 
 
 @app.command()
-def segment() -> None:
+def segment(
+    changed: Annotated[bool, typer.Option(
+        "--changed", help="Only customers whose orders or complaints changed since the last "
+                          "run, against the last full run's lines (a nightly run)")] = False,
+) -> None:
     """Recompute value tiers (ABC, RFM, CLV, lifecycle, churn) for every customer."""
-    from crm.segment import segment_all
+    from crm.policy import load_policy
+    from crm.segment import segment_all, segment_changed
 
     s = settings()
+    policy = load_policy(s.value_policy_file)
+    run_segment = segment_changed if changed else segment_all
 
     async def go() -> Any:
         engine = await prepare_database(s)
-        report = await segment_all(db.sessionmaker(engine))
+        report = await run_segment(db.sessionmaker(engine), policy=policy)
         await engine.dispose()
         return report
 

@@ -92,6 +92,14 @@ class Customer(Base):
     clv_class: Mapped[str | None] = mapped_column(String(16))
     churn_risk: Mapped[float | None] = mapped_column(Float)
     value_updated_at: Mapped[dt.datetime | None]
+    # Value policy measures (crm/value_policy.yaml, docs/value-model.md).
+    current_value: Mapped[float | None] = mapped_column(Money)
+    service_cost: Mapped[float | None] = mapped_column(Money)
+    value_cost_type: Mapped[str | None] = mapped_column(String(24))
+    relationship_days: Mapped[int | None] = mapped_column(Integer)
+    satisfaction: Mapped[float | None] = mapped_column(Float)
+    churn_reasons: Mapped[list[Any] | None] = mapped_column(JSON)
+    value_policy_version: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     phones: Mapped[list[CustomerPhone]] = relationship(
@@ -205,6 +213,9 @@ class Interaction(Base):
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
     survey_score: Mapped[int | None] = mapped_column(Integer)
+    # Satisfaction index c = perception / expectation (both 1..5, optional).
+    survey_expectation: Mapped[int | None] = mapped_column(Integer)
+    survey_perception: Mapped[int | None] = mapped_column(Integer)
     recording_path: Mapped[str | None] = mapped_column(String(1024))
     transcript_status: Mapped[str] = mapped_column(String(16), default="none")
     transcript_error: Mapped[str | None] = mapped_column(Text)
@@ -289,3 +300,33 @@ class AuditEntry(Base):
     object_id: Mapped[str] = mapped_column(String(128))
     remote: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ValueRun(Base):
+    """One segmentation run: the policy it used and what it measured of the base."""
+
+    __tablename__ = "value_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    policy_version: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WinBackAction(Base):
+    """A supervisor's win-back decision for a customer at risk: an outbound callback
+    to schedule (the callback itself is placed by the callbacks feature)."""
+
+    __tablename__ = "winback_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    due_at: Mapped[dt.datetime]
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")
+    requested_by: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

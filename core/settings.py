@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     signin_concurrency: int = Field(default=2, ge=1)
     signin_queue: int = Field(default=64, ge=0)
 
+    # Customer value: an operator's copy of crm/value_policy.yaml (any subset of its
+    # keys); unset, the shipped textbook defaults apply.
+    value_policy_file: Path | None = None
+
     # Call handling.
     ring_timeout_s: float = 15.0
     # An agent with no console connected this long gets no more calls: not-ready with

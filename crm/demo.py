@@ -223,7 +223,7 @@ def _interactions(
     rng: random.Random, people: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     agent_ids: list[int], now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    calls = []
+    calls: list[dict[str, Any]] = []
     for customer, phones in rng.sample(people, len(people) // 7):
         agent_id = rng.choice(agent_ids)  # most customers keep talking to the same agent
         for _ in range(rng.randint(1, 4)):

@@ -6,7 +6,6 @@ Pure functions over plain numbers: the batch job and the tests feed them the sam
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -80,33 +79,11 @@ def rfm_scores(values: Mapping[str, RfmValues]) -> dict[str, str]:
     return {c: f"{r[k]}{f[k]}{m[k]}" for k, c in enumerate(ids)}
 
 
-def rfm_averages(values: Mapping[str, RfmValues]) -> RfmValues:
-    """Base averages that `rfm_segment` compares each customer against."""
-    n = len(values)
-    if n == 0:
-        return RfmValues(0.0, 0.0, 0.0)
-    rows = values.values()
-    return RfmValues(
-        math.fsum(v.recency_days for v in rows) / n,
-        math.fsum(v.frequency for v in rows) / n,
-        math.fsum(v.monetary for v in rows) / n,
-    )
-
-
-def rfm_segment(customer: RfmValues, averages: RfmValues) -> str:
-    """One of the eight classic segments, from each raw value against the base average.
-
-    A value exactly at the average counts as high: "at least as good as the average
-    customer". For recency, good means few days since the last order.
-    """
-    key = (
-        _at_least(averages.recency_days, customer.recency_days),
-        _at_least(customer.frequency, averages.frequency),
-        _at_least(customer.monetary, averages.monetary),
-    )
-    return _SEGMENTS[key]
-
-
-def _at_least(a: float, b: float) -> bool:
-    """`a >= b`, forgiving the rounding of a mean (three times 0.1 over 3 is not 0.1)."""
-    return a >= b or math.isclose(a, b, rel_tol=1e-9)
+def rfm_segment(score: str, high_score: int = 3) -> str:
+    """One of the eight classic segments, from the customer's own quintile scores: a
+    dimension is high when its score is at least `high_score`. Scores and segments
+    use the one cut, so an M score of 5 is never "M low"."""
+    if not score:
+        return NO_SEGMENT
+    r, f, m = (int(ch) >= high_score for ch in score)
+    return _SEGMENTS[(r, f, m)]

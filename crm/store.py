@@ -15,6 +15,8 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Complaint, Customer, CustomerPhone, Interaction
+from crm.open_complaints import is_open_complaint
+from crm.value_extras import VALUABLE_TIERS
 
 DEFAULT_REGION = "CN"
 # Enough history to find a good agent behind a run of bad calls, still one small query.
@@ -87,10 +89,10 @@ async def search_customers(session: AsyncSession, q: str, limit: int = 20) -> Se
 
 
 async def open_complaints(session: AsyncSession, customer_id: str) -> Sequence[Complaint]:
-    """Complaints not yet closed, oldest first (closed_at is set by every closing state)."""
+    """Open complaints (crm.open_complaints), oldest first."""
     rows = await session.scalars(
         select(Complaint)
-        .where(Complaint.customer_id == customer_id, Complaint.closed_at.is_(None))
+        .where(Complaint.customer_id == customer_id, is_open_complaint())
         .order_by(Complaint.created_at, Complaint.id)
     )
     return rows.all()
@@ -136,7 +138,7 @@ def _sticky(rows: Iterable[Any]) -> int | None:
         if row.outcome != "answered" or row.agent_id is None or row.agent_id in passed_over:
             continue
         if not row.complaint_flag and (row.survey_score is None or row.survey_score >= 3):
-            return row.agent_id
+            return int(row.agent_id)
         passed_over.add(row.agent_id)
     return None
 
@@ -151,7 +153,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 _PROFILE_COLUMNS = (Customer.id, Customer.name, Customer.email, Customer.company, Customer.tags,
                     Customer.tier, Customer.abc_class, Customer.rfm_segment, Customer.rfm_score,
                     Customer.clv, Customer.clv_class, Customer.lifecycle_stage,
-                    Customer.churn_risk)
+                    Customer.churn_risk, Customer.churn_reasons, Customer.satisfaction,
+                    Customer.value_cost_type)
 _COMPLAINT_COLUMNS = (Complaint.id, Complaint.category, Complaint.state, Complaint.created_at,
                       Complaint.sla_due_at, Complaint.escalation_level)
 _INTERACTION_COLUMNS = (Interaction.id, Interaction.call_id, Interaction.offered_at,
@@ -201,7 +204,7 @@ _BY_NUMBER = (
 
 _OPEN_COMPLAINTS = (
     select(*_COMPLAINT_COLUMNS)
-    .where(Complaint.customer_id == bindparam("customer_id"), Complaint.closed_at.is_(None))
+    .where(Complaint.customer_id == bindparam("customer_id"), is_open_complaint())
     .order_by(Complaint.created_at, Complaint.id))
 
 # One look at the latest calls serves both the history shown and the sticky agent.
@@ -234,16 +237,33 @@ def profile_of_number(conn: Connection, ani: str,
 def _profile(conn: Connection, rows: Sequence[Any]) -> dict[str, Any]:
     customer = {k: v for k, v in rows[0]._mapping.items() if k != "phone"}
     customer["tags"] = list(customer["tags"] or [])
-    complaints = conn.execute(_OPEN_COMPLAINTS, {"customer_id": customer["id"]})
+    customer["churn_reasons"] = list(customer["churn_reasons"] or [])
+    complaints = [_isoformat(row._mapping) for row in
+                  conn.execute(_OPEN_COMPLAINTS, {"customer_id": customer["id"]})]
     history = conn.execute(_HISTORY, {"customer_id": customer["id"]}).all()
     return {
         **customer,
+        "at_risk": at_risk_line(customer["tier"], customer["churn_reasons"], len(complaints)),
         "phones": [row.phone for row in rows if row.phone is not None],
-        "open_complaints": [_isoformat(row._mapping) for row in complaints],
+        "open_complaints": complaints,
         "recent_interactions": [_isoformat({k: v for k, v in row._mapping.items()
                                             if k != "survey_score"}) for row in history[:5]],
         "last_agent_id": _sticky(history),
     }
+
+
+def at_risk_line(tier: str, reasons: Sequence[str], open_complaints: int) -> str | None:
+    """The screen pop's warning for a valuable customer who may be leaving, e.g.
+    "at risk: spend down 60% in 90 days; open complaint"; None when there is none.
+
+    Reasons are those of the last segmentation run; an open complaint is read live."""
+    if tier not in VALUABLE_TIERS:
+        return None
+    shown = [r for r in reasons if "complaint" not in r]
+    if open_complaints:
+        shown.append("open complaint" if open_complaints == 1
+                     else f"{open_complaints} open complaints")
+    return "at risk: " + "; ".join(shown) if shown else None
 
 
 def _isoformat(row: Any) -> dict[str, Any]:

@@ -1,41 +1,60 @@
 """Customer value model: ABC, RFM, CLV, lifecycle, churn risk and the routing tier.
 
 Pure functions, no I/O: the `segment` batch command loads customers and orders,
-calls `compute_profiles` once, and stores the profiles. The rules and their
-sources are in docs/value-model.md.
+calls `value_model` once, and stores the profiles. Every threshold comes from the
+value policy (crm/value_policy.yaml); the rules and their sources are in
+docs/value-model.md.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 
-from crm.clv import clv_class, discounted_value, dwyer_clv, median_threshold
+from crm.clv import clv_class, discounted_value, dwyer_clv, median_threshold, quantile_threshold
+from crm.policy import ValuePolicy, default_policy
 from crm.rfm import (
     NO_SEGMENT,
     RFM_SEGMENT_LABELS,
     RfmValues,
-    rfm_averages,
     rfm_scores,
     rfm_segment,
     segment_label,
 )
-from crm.value_churn import churn_rates, churn_risk
+from crm.value_churn import (
+    ChurnRates,
+    ChurnSignals,
+    base_churn_rates,
+    churn_rates,
+    churn_risk,
+    churn_signals,
+)
 from crm.value_classes import TIER_RANK, Tier, abc_classes, lifecycle_stage, tier_for
+from crm.value_extras import (
+    BaseSummary,
+    churn_warnings,
+    summarise,
+    value_cost_lines,
+    value_cost_types,
+)
+from crm.value_lines import BaseLines, abc_cut, abc_of, frozen_score, rfm_edges
 
 __all__ = [
     "NO_SEGMENT",
     "RFM_SEGMENT_LABELS",
     "TIER_RANK",
+    "BaseSummary",
+    "ChurnRates",
     "CustomerFacts",
     "Order",
     "RfmValues",
     "Tier",
-    "ValueModelParams",
+    "ValueModel",
     "ValueProfile",
     "abc_classes",
+    "base_churn_rates",
     "churn_rates",
     "churn_risk",
     "clv_class",
@@ -43,11 +62,12 @@ __all__ = [
     "discounted_value",
     "dwyer_clv",
     "lifecycle_stage",
-    "rfm_averages",
+    "median_threshold",
     "rfm_scores",
     "rfm_segment",
     "segment_label",
     "tier_for",
+    "value_model",
 ]
 
 
@@ -64,6 +84,10 @@ class CustomerFacts:
     customer_id: str
     has_contact: bool = True  # we know a phone/email (prospect vs suspect)
     open_complaints: int = 0
+    # Cost to serve in the analysis period: handle minutes and complaints handled.
+    handle_minutes: float = 0.0
+    complaints_in_period: int = 0
+    satisfaction: float | None = None  # mean c = perception / expectation
 
 
 @dataclass(frozen=True)
@@ -71,33 +95,29 @@ class ValueProfile:
     customer_id: str
     abc_class: str  # "A" | "B" | "C"
     recency_days: int | None
-    frequency: int
-    monetary: float
+    frequency: int  # orders within the analysis period
+    monetary: float  # spend within the analysis period
     rfm_score: str  # e.g. "545" (R, F, M quintile scores), "" when no orders
     rfm_segment: str  # e.g. "important_value", or "none" without orders
     clv: float  # rounded to cents
-    clv_class: str  # "vip" | "improve" | "maintain" | "abandon"
-    lifecycle_stage: str  # suspect|prospect|first_time|repeat|loyal|inactive
+    clv_class: str  # "vip" | "improve" | "maintain" | "basic" | "abandon"
+    lifecycle_stage: str  # suspect|prospect|first_time|repeat|loyal|lapsing|inactive
     churn_risk: float  # 0..1
     tier: Tier
+    current_value: float = 0.0
+    service_cost: float = 0.0
+    value_cost_type: str = ""
+    relationship_days: int | None = None
+    orders_total: int = 0
+    churn_reasons: tuple[str, ...] = ()
+    satisfaction: float | None = None
 
 
 @dataclass(frozen=True)
-class ValueModelParams:
-    abc_a_share: float = 0.75
-    abc_b_share: float = 0.95
-    # One CLV period, and the "last 12 months" window of current value.
-    period_days: int = 365
-    discount_rate: float = 0.1  # per period
-    retention_rate: float = 0.8  # per period, for a customer with no churn signal
-    clv_horizon_periods: int = 5
-    inactive_after_days: int = 365
-    loyal_min_orders: int = 5
-    loyal_max_recency_days: int = 180
-    churn_fallback_interval_days: float = 120.0
-    churn_overdue_factor: float = 3.0
-    churn_decline_weight: float = 0.5
-    churn_complaint_boost: float = 0.15
+class ValueModel:
+    profiles: dict[str, ValueProfile]
+    summary: BaseSummary
+    lines: BaseLines
 
 
 @dataclass(slots=True)
@@ -106,184 +126,198 @@ class _History:
 
     dates: list[date] = field(default_factory=list)
     amounts: list[float] = field(default_factory=list)
-    costs: list[float] = field(default_factory=list)
-    recent_profits: list[float] = field(default_factory=list)
+    window_amounts: list[float] = field(default_factory=list)
+    window_profits: list[float] = field(default_factory=list)
+    current_profits: list[float] = field(default_factory=list)
 
     @property
-    def monetary(self) -> float:
-        return round(math.fsum(self.amounts), 2)
-
-    @property
-    def profit(self) -> float:
-        return math.fsum(self.amounts) - math.fsum(self.costs)
+    def window_profit(self) -> float:
+        return math.fsum(self.window_profits)
 
     @property
     def current_value(self) -> float:
-        return round(math.fsum(self.recent_profits), 2)
-
-    def rfm(self, today: date) -> RfmValues:
-        return RfmValues((today - max(self.dates)).days, len(self.dates), self.monetary)
+        return round(math.fsum(self.current_profits), 2)
 
 
 def compute_profiles(
     customers: Iterable[CustomerFacts],
     orders: Iterable[Order],
     today: date,
-    params: ValueModelParams = ValueModelParams(),
+    policy: ValuePolicy | None = None,
 ) -> dict[str, ValueProfile]:
-    """Every customer's value profile, scored against this base as of `today`.
+    """Every customer's value profile, scored against this base as of `today`."""
+    return value_model(customers, orders, today, policy).profiles
 
-    Orders dated after `today` are ignored, so a past `today` replays history.
-    A customer who has orders but no `CustomerFacts` gets the default facts.
-    """
+
+def value_model(
+    customers: Iterable[CustomerFacts],
+    orders: Iterable[Order],
+    today: date,
+    policy: ValuePolicy | None = None,
+    lines: BaseLines | None = None,
+) -> ValueModel:
+    """Profiles and base summary. Orders dated after `today` are ignored, so a past
+    `today` replays history; a customer with orders but no facts gets default facts.
+
+    With `lines` (from an earlier full run) the customers given are scored against
+    those lines instead of against each other: the incremental re-segmentation."""
+    policy = policy or default_policy()
     facts = {c.customer_id: c for c in customers}
-    histories = _group_orders(orders, today, params.period_days)
+    orders = [o for o in orders if o.date <= today]
+    histories = _group_orders(orders, today, policy)
     for cid in histories:
         facts.setdefault(cid, CustomerFacts(cid))
-    base = _score_base(facts, histories, today, params)
-    return {
-        cid: _profile(f, base, params) if cid in histories else _no_order_profile(f, base, params)
-        for cid, f in facts.items()
-    }
+    rates = None if lines else base_churn_rates(orders, today, policy.clv.period_days)
+    retention = lines.retention if lines else _retention(rates, policy)
+    scorer = _Scorer(facts, histories, today, policy, retention, lines)
+    profiles = scorer.profiles()
+    return ValueModel(profiles, summarise(profiles, rates, retention), scorer.lines())
 
 
-@dataclass(frozen=True)
-class _BaseScores:
-    """Per-customer results of the steps that need the whole base at once."""
-
-    abc: dict[str, str]
-    rfm: dict[str, RfmValues]
-    rfm_scores: dict[str, str]
-    rfm_averages: RfmValues
-    churn_risks: dict[str, float]
-    clvs: dict[str, float]
-    clv_classes: dict[str, str]
+def _retention(rates: ChurnRates | None, policy: ValuePolicy) -> float:
+    """The base's measured retention, or the policy default when too few customers
+    bought in the previous period to measure it."""
+    if rates is None or rates.customers_at_start < policy.clv.min_customers_measured:
+        return policy.clv.default_retention
+    return rates.retention
 
 
-def _score_base(
-    facts: dict[str, CustomerFacts],
-    histories: dict[str, _History],
-    today: date,
-    params: ValueModelParams,
-) -> _BaseScores:
-    profits = {cid: histories[cid].profit if cid in histories else 0.0 for cid in facts}
-    rfm = {cid: h.rfm(today) for cid, h in histories.items()}
-    risks = {cid: _churn_risk(histories.get(cid), f, today, params) for cid, f in facts.items()}
-    clvs = {cid: _clv(h, risks[cid], today, params) for cid, h in histories.items()}
-    return _BaseScores(
-        abc=abc_classes(profits, params.abc_a_share, params.abc_b_share),
-        rfm=rfm,
-        rfm_scores=rfm_scores(rfm),
-        rfm_averages=rfm_averages(rfm),
-        churn_risks=risks,
-        clvs=clvs,
-        clv_classes=_clv_classes(histories, clvs),
-    )
-
-
-def _profile(facts: CustomerFacts, base: _BaseScores, params: ValueModelParams) -> ValueProfile:
-    cid = facts.customer_id
-    rfm = base.rfm[cid]
-    return ValueProfile(
-        customer_id=cid,
-        abc_class=base.abc[cid],
-        recency_days=int(rfm.recency_days),
-        frequency=int(rfm.frequency),
-        monetary=rfm.monetary,
-        rfm_score=base.rfm_scores[cid],
-        rfm_segment=rfm_segment(rfm, base.rfm_averages),
-        clv=base.clvs[cid],
-        clv_class=base.clv_classes[cid],
-        lifecycle_stage=_stage(rfm, facts, params),
-        churn_risk=base.churn_risks[cid],
-        tier=tier_for(base.abc[cid], base.clv_classes[cid]),
-    )
-
-
-def _no_order_profile(
-    facts: CustomerFacts, base: _BaseScores, params: ValueModelParams
-) -> ValueProfile:
-    """Nothing bought yet: nothing to score, and no reason to route them down."""
-    return ValueProfile(
-        customer_id=facts.customer_id,
-        abc_class="C",
-        recency_days=None,
-        frequency=0,
-        monetary=0.0,
-        rfm_score="",
-        rfm_segment=NO_SEGMENT,
-        clv=0.0,
-        clv_class="abandon",
-        lifecycle_stage=_stage(None, facts, params),
-        churn_risk=base.churn_risks[facts.customer_id],
-        tier=tier_for("C", "abandon", has_orders=False),
-    )
-
-
-def _group_orders(orders: Iterable[Order], today: date, period_days: int) -> dict[str, _History]:
+def _group_orders(orders: Iterable[Order], today: date, policy: ValuePolicy) -> dict[str, _History]:
     """Group orders by customer in one pass; the rest of the model never rescans them."""
+    window_from = None if policy.analysis.whole_history else (
+        today - timedelta(days=policy.analysis.period_days))
+    current_from = today - timedelta(days=policy.clv.period_days)
     histories: dict[str, _History] = {}
     for o in orders:
-        age = (today - o.date).days
-        if age < 0:
-            continue
         h = histories.get(o.customer_id)
         if h is None:
             h = histories[o.customer_id] = _History()
         h.dates.append(o.date)
         h.amounts.append(o.amount)
-        h.costs.append(o.cost)
-        if age < period_days:
-            h.recent_profits.append(o.amount - o.cost)
+        if window_from is None or o.date > window_from:
+            h.window_amounts.append(o.amount)
+            h.window_profits.append(o.amount - o.cost)
+        if o.date > current_from:
+            h.current_profits.append(o.amount - o.cost)
     return histories
 
 
-def _churn_risk(
-    history: _History | None, facts: CustomerFacts, today: date, params: ValueModelParams
-) -> float:
-    return churn_risk(
-        history.dates if history else [],
-        today,
-        facts.open_complaints,
-        fallback_interval_days=params.churn_fallback_interval_days,
-        overdue_factor=params.churn_overdue_factor,
-        decline_weight=params.churn_decline_weight,
-        complaint_boost=params.churn_complaint_boost,
-    )
+class _Scorer:
+    """The steps that need the whole base at once, then one profile per customer."""
 
+    def __init__(self, facts: dict[str, CustomerFacts], histories: dict[str, _History],
+                 today: date, policy: ValuePolicy, retention: float,
+                 frozen: BaseLines | None = None) -> None:
+        self.facts, self.histories, self.today = facts, histories, today
+        self.policy, self.retention, self.frozen = policy, retention, frozen
+        self.signals = {cid: churn_signals(h.dates, h.amounts, today, policy.churn)
+                        for cid, h in histories.items()}
+        self.rfm = {cid: self._rfm(h) for cid, h in histories.items()}
+        self.window_profits = {cid: h.window_profit for cid, h in histories.items()
+                               if h.window_profits}
+        if frozen is None:
+            self.rfm_scores = rfm_scores(self.rfm)
+            self.abc = abc_classes(self.window_profits, policy.abc)
+        else:
+            self.rfm_scores = {cid: frozen_score(v, frozen) for cid, v in self.rfm.items()}
+            self.abc = {cid: abc_of(p, frozen) for cid, p in self.window_profits.items()}
+        self.clvs = {cid: self._clv(cid, h) for cid, h in histories.items()}
+        self.clv_classes = self._clv_classes()
 
-def _clv(history: _History, risk: float, today: date, params: ValueModelParams) -> float:
-    """Potential value: the customer's average revenue and cost per period so far,
-    carried forward with retention lowered by their churn risk."""
-    tenure = max(1.0, (today - min(history.dates)).days / params.period_days)
-    value = dwyer_clv(
-        math.fsum(history.amounts) / tenure,
-        math.fsum(history.costs) / tenure,
-        params.retention_rate * (1 - risk),
-        params.discount_rate,
-        params.clv_horizon_periods,
-    )
-    return round(value, 2)
+    def _rfm(self, h: _History) -> RfmValues:
+        recency = (self.today - max(h.dates)).days
+        return RfmValues(recency, len(h.window_amounts), round(math.fsum(h.window_amounts), 2))
 
+    def _clv(self, cid: str, h: _History) -> float:
+        """Potential value: the margin per period of the analysis window, carried
+        forward at the base's retention lowered by the customer's risk of having left
+        (silence, fewer orders). Falling spend is a warning, not a departure: it shows
+        in churn_risk and the reasons, and never makes more spend worth less."""
+        clv = self.policy.clv
+        tenure_days = (self.today - min(h.dates)).days + 1
+        window_days = tenure_days if self.policy.analysis.whole_history else min(
+            tenure_days, self.policy.analysis.period_days)
+        margin = h.window_profit / max(1.0, window_days / clv.period_days)
+        r = self.retention * (1 - self.signals[cid].leave_risk)
+        return round(dwyer_clv(margin, 0.0, r, clv.discount_rate, clv.horizon_periods), 2)
 
-def _clv_classes(histories: dict[str, _History], clvs: dict[str, float]) -> dict[str, str]:
-    """CLV class per ordering customer, with the base medians as high/low lines."""
-    current = {cid: h.current_value for cid, h in histories.items()}
-    current_line = median_threshold(current.values())
-    potential_line = median_threshold(clvs.values())
-    return {
-        cid: clv_class(current[cid], clvs[cid], current_line, potential_line) for cid in histories
-    }
+    def _clv_classes(self) -> dict[str, str]:
+        p = self.policy.clv
+        current = {cid: h.current_value for cid, h in self.histories.items()}
+        if self.frozen is None:
+            self.current_line = quantile_threshold(current.values(), p.high_quantile)
+            self.potential_line = quantile_threshold(self.clvs.values(), p.high_quantile)
+        else:
+            self.current_line = self.frozen.current_line
+            self.potential_line = self.frozen.potential_line
+        return {cid: clv_class(current[cid], self.clvs[cid], self.current_line,
+                               self.potential_line, high_min=p.high_min,
+                               abandon_max=p.abandon_max)
+                for cid in self.histories}
 
+    def lines(self) -> BaseLines:
+        """Where this run's lines fell, for later incremental runs."""
+        if self.frozen is not None:
+            return self.frozen
+        r, f, m = rfm_edges(self.rfm, self.rfm_scores)
+        return BaseLines(
+            abc_a_cut=abc_cut(self.abc, self.window_profits, "A"),
+            abc_b_cut=abc_cut(self.abc, self.window_profits, "B"),
+            r_edges=r, f_edges=f, m_edges=m, current_line=self.current_line,
+            potential_line=self.potential_line, value_line=self.value_line,
+            cost_line=self.cost_line, retention=self.retention)
 
-def _stage(rfm: RfmValues | None, facts: CustomerFacts, params: ValueModelParams) -> str:
-    # An open complaint is contact we know about, even without a phone or email.
-    known = facts.has_contact or facts.open_complaints > 0
-    return lifecycle_stage(
-        int(rfm.frequency) if rfm else 0,
-        int(rfm.recency_days) if rfm else None,
-        known,
-        inactive_after_days=params.inactive_after_days,
-        loyal_min_orders=params.loyal_min_orders,
-        loyal_max_recency_days=params.loyal_max_recency_days,
-    )
+    def profiles(self) -> dict[str, ValueProfile]:
+        out = {cid: self._profile(f) if cid in self.histories else self._no_orders(f)
+               for cid, f in self.facts.items()}
+        if self.frozen is None:
+            self.value_line, self.cost_line = value_cost_lines(out, self.policy.cost_to_serve)
+        else:
+            self.value_line, self.cost_line = self.frozen.value_line, self.frozen.cost_line
+        types = value_cost_types(out, self.value_line, self.cost_line)
+        warnings = churn_warnings(out, self.facts, self.signals, self.policy.churn)
+        for cid, value_cost_type in types.items():
+            out[cid] = replace(out[cid], value_cost_type=value_cost_type,
+                               churn_reasons=warnings.pop(cid, ()))
+        for cid, reasons in warnings.items():
+            out[cid] = replace(out[cid], churn_reasons=reasons)
+        return out
+
+    def _profile(self, facts: CustomerFacts) -> ValueProfile:
+        cid = facts.customer_id
+        h, rfm, score = self.histories[cid], self.rfm[cid], self.rfm_scores[cid]
+        abc, cls = self.abc.get(cid, "C"), self.clv_classes[cid]
+        return ValueProfile(
+            customer_id=cid, abc_class=abc, recency_days=int(rfm.recency_days),
+            frequency=int(rfm.frequency), monetary=rfm.monetary, rfm_score=score,
+            rfm_segment=rfm_segment(score, self.policy.rfm.high_score),
+            clv=self.clvs[cid], clv_class=cls,
+            lifecycle_stage=self._stage(facts, len(h.dates), int(rfm.recency_days),
+                                        self.signals[cid]),
+            churn_risk=self.signals[cid].risk,
+            tier=tier_for(abc, cls, orders=len(h.dates), policy=self.policy.tiers),
+            current_value=h.current_value, service_cost=self._service_cost(facts),
+            relationship_days=(self.today - min(h.dates)).days, orders_total=len(h.dates),
+            satisfaction=facts.satisfaction)
+
+    def _no_orders(self, facts: CustomerFacts) -> ValueProfile:
+        """Nothing bought yet: nothing to score, and no reason to route them down."""
+        return ValueProfile(
+            customer_id=facts.customer_id, abc_class="C", recency_days=None, frequency=0,
+            monetary=0.0, rfm_score="", rfm_segment=NO_SEGMENT, clv=0.0, clv_class="basic",
+            lifecycle_stage=self._stage(facts, 0, None, None), churn_risk=0.0,
+            tier=tier_for("C", "basic", has_orders=False),
+            service_cost=self._service_cost(facts), satisfaction=facts.satisfaction)
+
+    def _service_cost(self, facts: CustomerFacts) -> float:
+        c = self.policy.cost_to_serve
+        return round(facts.handle_minutes * c.cost_per_minute
+                     + facts.complaints_in_period * c.cost_per_complaint, 2)
+
+    def _stage(self, facts: CustomerFacts, orders: int, recency: int | None,
+               signals: ChurnSignals | None) -> str:
+        # An open complaint is contact we know about, even without a phone or email.
+        known = facts.has_contact or facts.open_complaints > 0
+        rhythm = signals.rhythm_days if signals else self.policy.churn.fallback_interval_days
+        return lifecycle_stage(orders, recency, known, rhythm_days=rhythm,
+                               policy=self.policy.lifecycle)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Mapping
 from enum import Enum
 
-# Cumulative shares are sums of floats; a share that is 0.75 on paper must not
-# land on either side of a 0.75 threshold by rounding noise.
+from crm.policy import Abc, Lifecycle, Tiers
+
+# Cumulative shares are sums of floats; a share that is 0.8 on paper must not land on
+# either side of a 0.8 threshold by rounding noise.
 _EPS = 1e-9
+_ABC, _LIFECYCLE, _TIERS = Abc(), Lifecycle(), Tiers()
 
 
 class Tier(str, Enum):  # noqa: UP042 - the interface other packages use; as Role in models
@@ -31,31 +36,40 @@ class Tier(str, Enum):  # noqa: UP042 - the interface other packages use; as Rol
 TIER_RANK: dict[Tier, int] = {Tier.VIP: 0, Tier.GOLD: 1, Tier.STANDARD: 2, Tier.LOW: 3}
 
 
-def abc_classes(
-    profits: Mapping[str, float], a_share: float = 0.75, b_share: float = 0.95
-) -> dict[str, str]:
-    """Pareto classes by cumulative share of total positive profit.
+def abc_classes(profits: Mapping[str, float], policy: Abc = _ABC) -> dict[str, str]:
+    """Pareto classes by cumulative share of profit *and* of customers.
 
-    Customers are ranked by profit, highest first (ties by customer id). A customer
-    is A while the share *before* it is below `a_share`, so the customer that
-    carries the cumulative share across the line is still A: A is the smallest top
-    group that makes `a_share` of the profit. B likewise up to `b_share`; C the rest.
-    Customers with zero or negative profit are always C and do not count in the total.
+    `profits` holds the buyers of the analysis period. Ranked by profit, highest
+    first, a customer is A while the profit share *before* it is below a_profit_share
+    and the customer share before it below a_customer_share (and its profit reaches
+    a_min_profit); B likewise; C the rest. Equal profits form one group that takes the
+    class of its first place, so identical customers always get the same class and
+    the result never depends on input order or ids. Zero or negative profit is C and
+    does not count in the profit total.
     """
-    if not 0 < a_share <= b_share <= 1:
-        raise ValueError(f"need 0 < a_share <= b_share <= 1, got {a_share}, {b_share}")
     classes = dict.fromkeys(profits, "C")
-    ranked = sorted((c for c, p in profits.items() if p > 0), key=lambda c: (-profits[c], c))
-    total = sum(profits[c] for c in ranked)
-    before = 0.0
-    for c in ranked:
-        share = before / total
-        if share < a_share - _EPS:
-            classes[c] = "A"
-        elif share < b_share - _EPS:
-            classes[c] = "B"
-        before += profits[c]
+    groups = Counter(p for p in profits.values() if p > 0)
+    total = math.fsum(p * n for p, n in groups.items())
+    count = len(profits)
+    group_class: dict[float, str] = {}
+    before, seen = 0.0, 0
+    for value in sorted(groups, reverse=True):
+        group_class[value] = _abc_of(value, before / total, seen / count, policy)
+        before += value * groups[value]
+        seen += groups[value]
+    for cid, p in profits.items():
+        classes[cid] = group_class.get(p, "C")
     return classes
+
+
+def _abc_of(value: float, share: float, customer_share: float, p: Abc) -> str:
+    if (share < p.a_profit_share - _EPS and customer_share < p.a_customer_share - _EPS
+            and value >= p.a_min_profit):
+        return "A"
+    if (share < p.b_profit_share - _EPS and customer_share < p.b_customer_share - _EPS
+            and value >= p.b_min_profit):
+        return "B"
+    return "C"
 
 
 def lifecycle_stage(
@@ -63,38 +77,45 @@ def lifecycle_stage(
     recency_days: int | None,
     known_contact: bool,
     *,
-    inactive_after_days: int = 365,
-    loyal_min_orders: int = 5,
-    loyal_max_recency_days: int = 180,
+    rhythm_days: float = 120.0,
+    policy: Lifecycle = _LIFECYCLE,
 ) -> str:
-    """Where the customer is in the relationship, checked in this order:
+    """Where the customer is in the relationship; it moves one way only, unless a new
+    purchase brings a lapsing or inactive customer back:
 
-    no orders: prospect if we can reach them, else suspect; last order more than
-    `inactive_after_days` ago: inactive; at least `loyal_min_orders` orders and the
-    last within `loyal_max_recency_days`: loyal; 2+ orders: repeat; else first_time.
+    no orders: prospect if we can reach them, else suspect; silent more than
+    inactive_after_days: inactive; silent more than lapsing_after_rhythms of their
+    own rhythm: lapsing; loyal_min_orders orders: loyal; 2+: repeat; else first_time.
+    `frequency` counts every order the customer ever placed.
     """
     if frequency == 0 or recency_days is None:
         return "prospect" if known_contact else "suspect"
-    if recency_days > inactive_after_days:
+    if recency_days > policy.inactive_after_days:
         return "inactive"
-    if frequency >= loyal_min_orders and recency_days <= loyal_max_recency_days:
+    if recency_days > policy.lapsing_after_rhythms * rhythm_days:
+        return "lapsing"
+    if frequency >= policy.loyal_min_orders:
         return "loyal"
     return "repeat" if frequency >= 2 else "first_time"
 
 
-def tier_for(abc_class: str, clv_class: str, has_orders: bool = True) -> Tier:
-    """Routing tier from ABC (profit so far) and CLV class (now vs. to come).
+def tier_for(
+    abc_class: str, clv_class: str, has_orders: bool = True, *,
+    orders: int | None = None, policy: Tiers = _TIERS,
+) -> Tier:
+    """Routing tier from ABC (profit in the period) and CLV class (now vs to come).
 
-    First match wins: no orders -> standard (we know nothing yet, so no penalty);
-    C and abandon -> low; A and vip/maintain -> vip; A, or CLV vip -> gold;
-    anything else -> standard.
+    No orders -> standard (we know nothing yet, so no penalty). Then the policy's vip,
+    gold and low rules, first match wins; low needs at least low_min_orders orders, so
+    a first purchase never ranks below a prospect. Anything else -> standard.
     """
     if not has_orders:
         return Tier.STANDARD
-    if abc_class == "C" and clv_class == "abandon":
-        return Tier.LOW
-    if abc_class == "A" and clv_class in ("vip", "maintain"):
+    if any(r.matches(abc_class, clv_class) for r in policy.vip):
         return Tier.VIP
-    if abc_class == "A" or clv_class == "vip":
+    if any(r.matches(abc_class, clv_class) for r in policy.gold):
         return Tier.GOLD
+    enough = orders is None or orders >= policy.low_min_orders
+    if enough and any(r.matches(abc_class, clv_class) for r in policy.low):
+        return Tier.LOW
     return Tier.STANDARD

@@ -77,6 +77,10 @@ class RecordingReady(Frame):
 class SurveyResult(Frame):
     type: Literal["survey.result"]
     score: Annotated[int, Field(ge=1, le=5)]
+    # Optional: the caller's expectation (a) and perceived performance (b), 1..5; the
+    # satisfaction index is c = b / a (docs/value-model.md).
+    expectation: Annotated[int, Field(ge=1, le=5)] | None = None
+    perception: Annotated[int, Field(ge=1, le=5)] | None = None
 
 
 class StateSync(BaseModel):

@@ -364,7 +364,9 @@ class TelephonyEvents(AgentLifecycle):
         check(frame.call_id, state, frame.type)
         await self._write(frame, [records.event_op(frame.event_id, frame.call_id, frame.type),
                                   records.interaction_op(frame.call_id,
-                                                         survey_score=frame.score)])
+                                                         survey_score=frame.score,
+                                                         survey_expectation=frame.expectation,
+                                                         survey_perception=frame.perception)])
         await self._notify("survey.result", {"call_id": frame.call_id, "score": frame.score})
         return Applied([], [])
 

@@ -2,12 +2,15 @@
 
 Priority. Each waiting call has a score, and the lowest score is served first::
 
-    score = offered_at - boost[tier]
+    score = offered_at - boost[tier] - (complaint_boost if open complaint)
 
 i.e. a call of a higher tier is treated as if it had arrived ``boost`` seconds
-earlier. Waiting ages every call at the same rate, so a call can be overtaken
-only by calls offered less than ``boost[top] - boost[its tier]`` seconds after
-it: no tier starves, and the extra wait a lower tier can suffer is bounded.
+earlier. A caller with an open complaint is served sooner, never later (service
+recovery: losing a customer who complained costs the most); the tier itself never
+drops for a complaint (crm/value_churn.py), so the complaint only ever adds.
+Waiting ages every call at the same rate, so a call can be overtaken only by
+calls offered less than ``boost[top] - boost[its tier]`` seconds after it: no
+tier starves, and the extra wait a lower tier can suffer is bounded.
 Scores never change while a call waits, so a Redis sorted set keeps the order.
 
 Agent choice (bullseye). A call gets rings of agent pools, innermost first,
@@ -44,12 +47,15 @@ class RoutingPolicy:
         default_factory=lambda: {"vip": 10.0, "gold": 6.0, "standard": 3.0, "low": 0.0}
     )
     complaint_wait_s: float = 45.0
+    # Extra head start of a caller with an open complaint, on top of their tier's.
+    complaint_boost_s: float = 60.0
     intent_wait_s: float = 15.0
     senior_level: int = 3
     complaint_skill: str = "complaints"
 
-    def boost(self, tier: str) -> float:
-        return self.tier_boost_s.get(tier, 0.0)
+    def boost(self, tier: str, open_complaint: bool = False) -> float:
+        extra = max(self.complaint_boost_s, 0.0) if open_complaint else 0.0
+        return self.tier_boost_s.get(tier, 0.0) + extra
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,15 @@ class AgentProfile:
     level: int = 1
 
 
-def priority_score(offered_at: float, tier: str, policy: RoutingPolicy) -> float:
-    return offered_at - policy.boost(tier)
+def priority_score(offered_at: float, tier: str, policy: RoutingPolicy, *,
+                   open_complaint: bool = False) -> float:
+    """Lower is served first; an open complaint only ever lowers (brings forward) it."""
+    return offered_at - policy.boost(tier, open_complaint)
+
+
+def call_priority(call: CallProfile, offered_at: float, policy: RoutingPolicy) -> float:
+    """The priority of an offered call, from everything routing knows about it."""
+    return priority_score(offered_at, call.tier, policy, open_complaint=call.open_complaint)
 
 
 def agent_pool(agent_id: int) -> str:

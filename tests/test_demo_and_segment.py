@@ -22,7 +22,7 @@ from crm import segment
 from crm.demo import DemoCredentials, load_demo
 from crm.segment import segment_all
 from crm.store import customer_profile
-from crm.value import CustomerFacts, compute_profiles
+from crm.value import CustomerFacts, ValueModel, compute_profiles, value_model
 from crm.value import Order as ValueOrder
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
@@ -196,13 +196,13 @@ async def test_segment_writes_every_value_field(base):
 def model_inputs(monkeypatch):
     """What segment_all hands the value model."""
     seen = {}
-    real = segment.compute_profiles
+    real = segment.value_model
 
-    def spy(customers, orders, today):
+    def spy(customers, orders, today, policy):
         seen.update(customers=list(customers), orders=list(orders))
-        return real(seen["customers"], seen["orders"], today)
+        return real(seen["customers"], seen["orders"], today, policy)
 
-    monkeypatch.setattr(segment, "compute_profiles", spy)
+    monkeypatch.setattr(segment, "value_model", spy)
     return seen
 
 
@@ -261,8 +261,12 @@ async def test_segment_writes_in_batches(base, monkeypatch):
 
 async def test_a_customer_deleted_while_scoring_does_not_fail_the_batch(base, monkeypatch):
     ghost = compute_profiles([CustomerFacts("ghost")], [], TODAY)
-    monkeypatch.setattr(segment, "compute_profiles",
-                        lambda c, o, t: {**ghost, **compute_profiles(c, o, t)})
+
+    def with_ghost(c, o, t, p):
+        model = value_model(c, o, t, p)
+        return ValueModel({**ghost, **model.profiles}, model.summary)
+
+    monkeypatch.setattr(segment, "value_model", with_ghost)
 
     report = await segment_all(base, today=TODAY, progress=False)
 

@@ -4,7 +4,6 @@ from crm.rfm import (
     RFM_SEGMENT_LABELS,
     RfmValues,
     quintile_scores,
-    rfm_averages,
     rfm_scores,
     rfm_segment,
     segment_label,
@@ -52,45 +51,33 @@ def test_rfm_scores_read_recency_frequency_monetary_in_that_order():
     assert rfm_scores(BASE) == {"a": "554", "b": "443", "c": "332", "d": "221", "e": "115"}
 
 
-def test_rfm_averages_are_plain_means_of_the_base():
-    # R (5+10+20+40+80)/5 = 31, F (10+8+6+4+2)/5 = 6, M 7800/5 = 1560
-    assert rfm_averages(BASE) == RfmValues(31.0, 6.0, 1560.0)
-
-
-AVERAGES = RfmValues(recency_days=30, frequency=4, monetary=500.0)
-
-
 @pytest.mark.parametrize(
-    ("customer", "segment"),
+    ("score", "segment"),
     [
-        (RfmValues(10, 6, 900.0), "important_value"),
-        (RfmValues(10, 2, 900.0), "important_develop"),
-        (RfmValues(60, 6, 900.0), "important_retain"),
-        (RfmValues(60, 2, 900.0), "important_win_back"),
-        (RfmValues(10, 6, 100.0), "general_value"),
-        (RfmValues(10, 2, 100.0), "general_develop"),
-        (RfmValues(60, 6, 100.0), "general_retain"),
-        (RfmValues(60, 2, 100.0), "general_win_back"),
+        ("555", "important_value"),
+        ("515", "important_develop"),
+        ("155", "important_retain"),
+        ("113", "important_win_back"),
+        ("332", "general_value"),
+        ("321", "general_develop"),
+        ("251", "general_retain"),
+        ("222", "general_win_back"),
+        ("", "none"),
     ],
 )
-def test_each_high_low_combination_maps_to_its_classic_segment(customer, segment):
-    assert rfm_segment(customer, AVERAGES) == segment
+def test_each_high_low_combination_maps_to_its_classic_segment(score, segment):
+    # High means a quintile score of at least 3 (the policy's rfm.high_score).
+    assert rfm_segment(score) == segment
 
 
-def test_recent_means_fewer_days_than_average_not_more():
-    assert rfm_segment(RfmValues(29, 6, 900.0), AVERAGES) == "important_value"
-    assert rfm_segment(RfmValues(31, 6, 900.0), AVERAGES) == "important_retain"
+def test_segment_and_score_use_one_cut():
+    # e has the top M score, so it is never "M low" (the old mean cut said it could be).
+    scores = rfm_scores(BASE)
+    assert scores["e"][2] == "5" and rfm_segment(scores["e"]).startswith("important")
 
 
-def test_a_customer_exactly_at_the_average_counts_as_high():
-    assert rfm_segment(AVERAGES, AVERAGES) == "important_value"
-
-
-def test_rounding_of_the_mean_does_not_push_equal_customers_below_it():
-    base = {c: RfmValues(3, 1, 0.1) for c in "xyz"}
-    averages = rfm_averages(base)
-    assert averages.monetary > 0.1  # 0.30000000000000004 / 3
-    assert rfm_segment(base["x"], averages) == "important_value"
+def test_high_score_comes_from_the_policy():
+    assert rfm_segment("444", high_score=5) == "general_win_back"
 
 
 def test_segments_have_english_and_simplified_chinese_labels():

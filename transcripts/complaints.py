@@ -25,6 +25,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Complaint, ComplaintEvent, Customer, Interaction, Role, utcnow
+from crm.open_complaints import OPEN_COMPLAINT_STATES, is_open_complaint
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ TRANSITIONS: dict[ComplaintState, frozenset[ComplaintState]] = {
     S.rejected: frozenset(),
 }
 # The SLA runs until the complaint is resolved (or rejected).
-UNRESOLVED = (S.received.value, S.validated.value, S.resolving.value)
+UNRESOLVED = OPEN_COMPLAINT_STATES  # one definition of open everywhere
 FINAL = (S.closed, S.rejected)
 
 
@@ -210,7 +211,7 @@ async def open_detected(session: AsyncSession, interaction: Interaction, *, cate
         return None
     existing = await session.scalar(select(Complaint).where(
         Complaint.customer_id == interaction.customer_id, Complaint.category == category,
-        Complaint.closed_at.is_(None)).order_by(Complaint.id).limit(1))
+        is_open_complaint()).order_by(Complaint.id).limit(1))
     if existing is not None:
         _event(session, existing, existing.state, DETECTOR, now,
                f"detected again in call {interaction.call_id}", from_state=existing.state)

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Agent, Complaint, Interaction
+from crm.open_complaints import is_open_complaint
 from transcripts.complaints import UNRESOLVED
 
 # A survey scored 4 or 5 (of 5) is a satisfied customer: CSAT is their share.
@@ -61,6 +62,6 @@ async def complaint_counts(session: AsyncSession, now: dt.datetime) -> dict[str,
         Complaint.source == "detected"))
     return {"by_state": by_state,
             "open": await session.scalar(select(func.count()).select_from(Complaint).where(
-                Complaint.closed_at.is_(None))),
+                is_open_complaint())),
             "overdue": overdue, "detected": detected,
             "escalated": {str(level): count for level, count in sorted(levels.items())}}

@@ -18,6 +18,7 @@ from core.audit_views import viewed
 from core.auth import Principal
 from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
 from core.web import Invalid, NotFound, authenticate
+from crm.open_complaints import is_open_complaint
 from cti.schemas import describe
 from transcripts import complaints, stats
 from transcripts.complaints import CATEGORIES, Actor, ComplaintState, Escalation
@@ -131,7 +132,7 @@ async def list_complaints(request: web.Request) -> web.Response:
     if customer_id := request.query.get("customer_id"):
         query = query.where(Complaint.customer_id == customer_id)
     if request.query.get("escalated") in ("1", "true"):
-        query = query.where(Complaint.escalation_level > 0, Complaint.closed_at.is_(None))
+        query = query.where(Complaint.escalation_level > 0, is_open_complaint())
     async with request.app[appkeys.SESSIONS]() as session:
         rows = list(await session.scalars(query.limit(LIST_LIMIT)))
     await viewed(request, [("complaint", str(c.id)) for c in rows], "list")

@@ -163,12 +163,12 @@ class Center:
                                  phones=[CustomerPhone(phone=phone, position=0)], **fields))
 
     async def add_queue(self, name: str, skills: tuple[str, ...] = ()) -> None:
-        from core.appkeys import CONSOLE
+        from core.appkeys import DIRECTORY
         from core.models import Queue
 
         async with db.session_scope(self.sessions) as session:  # type: ignore[arg-type]
             session.add(Queue(name=name, display_name=name, skills=list(skills)))
-        await self.server.app[CONSOLE].load_queues()  # type: ignore[attr-defined]
+        await self.server.app[DIRECTORY].load_queues()  # type: ignore[attr-defined]
 
     async def telephony_token(self, name: str = "pbx-1") -> str:
         import datetime as dt

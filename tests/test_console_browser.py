@@ -397,7 +397,7 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
     import datetime as dt
 
     from core import db
-    from core.appkeys import CONSOLE, WALLBOARD
+    from core.appkeys import DIRECTORY, WALLBOARD
     from core.models import Queue
 
     async with db.session_scope(center.sessions) as session:
@@ -409,7 +409,7 @@ async def test_wallboard_shows_queues_tiers_agents_and_todays_intervals(
             Complaint(customer_id="B", state="validated", sla_due_at=now - dt.timedelta(hours=2)),
             Complaint(customer_id="C", state="resolving", escalation_level=1,
                       sla_due_at=now + dt.timedelta(hours=3))])
-    await center.server.app[CONSOLE].load_queues()
+    await center.server.app[DIRECTORY].load_queues()
     await center.server.app[WALLBOARD].refresh()
     await center.add_customer("V", "Valued Customer", "+8613800000901", tier="vip")
     names = ["bob", "cat", "dan", "eve", "fay"]

@@ -12,7 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, func, select
 
 from core.models import Agent, AgentStateChange, CallTransfer, Interaction
 from reports.figures import ratio
@@ -80,14 +80,13 @@ def _calls(conn: Connection, rng: Range, sums: Any) -> None:
 
 def _states(conn: Connection, rng: Range, sums: Any) -> None:
     c = AgentStateChange
-    before = select(c.agent_id, c.state, c.reason, c.at).where(c.at < rng.since) \
-        .order_by(c.agent_id, c.at.desc()).distinct(c.agent_id) \
-        if conn.dialect.name == "postgresql" else None
-    changes = list(conn.execute(select(c.agent_id, c.state, c.reason, c.at)
-                                .where(c.at >= rng.since, c.at < rng.until)
-                                .order_by(c.agent_id, c.at)).all())
-    if before is not None:
-        changes = sorted([*conn.execute(before).all(), *changes], key=lambda r: (r[0], r[3]))
+    last = select(c.agent_id, func.max(c.at).label("at")).where(c.at < rng.since) \
+        .group_by(c.agent_id).subquery()
+    before = select(c.agent_id, c.state, c.reason, c.at).join(
+        last, and_(c.agent_id == last.c.agent_id, c.at == last.c.at))
+    during = select(c.agent_id, c.state, c.reason, c.at).where(c.at >= rng.since,
+                                                              c.at < rng.until)
+    changes = sorted(conn.execute(before.union_all(during)).all(), key=lambda r: (r[0], r[3]))
     by_agent: dict[int, list[Any]] = defaultdict(list)
     for row in changes:
         by_agent[row[0]].append(row)

@@ -65,11 +65,11 @@ def _legs(conn: Connection, call_ids: list[str]) -> dict[str, list[dict[str, Any
         return {}
     legs: dict[str, list[dict[str, Any]]] = {}
     rows = conn.execute(select(CallTransfer).where(CallTransfer.call_id.in_(call_ids))
-                        .order_by(CallTransfer.call_id, CallTransfer.seq)).scalars()
+                        .order_by(CallTransfer.call_id, CallTransfer.seq)).mappings()
     for t in rows:
-        legs.setdefault(t.call_id, []).append({
-            "agent_id": t.agent_id, "queue": t.queue, "answered_at": _iso(t.answered_at),
-            "wait_s": _round(t.wait_s), "transferred_at": _iso(t.at)})
+        legs.setdefault(t["call_id"], []).append({
+            "agent_id": t["agent_id"], "queue": t["queue"], "answered_at": _iso(t["answered_at"]),
+            "wait_s": _round(t["wait_s"]), "transferred_at": _iso(t["at"])})
     return legs
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import Enum
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class BadReport(ValueError):
@@ -87,3 +87,13 @@ def _moment(raw: str, name: str, zone: ZoneInfo, *, end: bool) -> dt.datetime:
         return value if value.tzinfo else value.replace(tzinfo=zone)
     except (ValueError, OverflowError):
         raise BadReport(f"{name} must be an ISO 8601 date or time, not {raw[:40]!r}") from None
+
+
+def parse_zone(raw: str | None, default: ZoneInfo) -> ZoneInfo:
+    """An IANA time zone name (``timezone=Asia/Shanghai``), or the center's."""
+    if not raw:
+        return default
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadReport(f"unknown time zone {raw[:64]!r}") from None

@@ -20,7 +20,7 @@ from core.audit_views import viewed
 from core.models import Role
 from core.web import authenticate
 from reports import agents, cdr
-from reports.periods import BadReport, parse_range
+from reports.periods import BadReport, parse_range, parse_zone
 from reports.queries import Scope, interval_report
 
 CDR_PAGE_DEFAULT = 100
@@ -41,7 +41,7 @@ async def report(request: web.Request) -> web.StreamResponse:
     scope = Scope(request.match_info["scope"])
     as_csv = wants_csv(request)
     rng = parse_range(query.get("from"), query.get("to"), query.get("interval"),
-                      settings.zone, settings.report_max_days)
+                      parse_zone(query.get("timezone"), settings.zone), settings.report_max_days)
     queue = query.get("queue") or None
     if scope is Scope.agents:
         work = partial(agents.agent_report, rng=rng)
@@ -60,8 +60,8 @@ async def call_records(request: web.Request) -> web.StreamResponse:
     await authenticate(request, Role.supervisor, Role.admin)
     settings, query = request.app[appkeys.SETTINGS], request.query
     as_csv = wants_csv(request)
-    rng = parse_range(query.get("from"), query.get("to"), None, settings.zone,
-                      settings.report_max_days)
+    rng = parse_range(query.get("from"), query.get("to"), None,
+                      parse_zone(query.get("timezone"), settings.zone), settings.report_max_days)
     limit = _limit(query.get("limit"))
     records, cursor = await request.app[appkeys.READ](partial(
         cdr.page, since=rng.since, until=rng.until, limit=limit,

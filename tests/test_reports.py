@@ -252,3 +252,93 @@ async def cdr_of_the_day(center, token) -> None:
     async with center.sessions() as session:
         actions = set(await session.scalars(select(AuditEntry.action)))
     assert {"report", "cdr"} <= actions
+
+
+async def one_answered_call(center) -> None:
+    await center.add_customer("=cmd", "=HYPERLINK(\"x\")", "+8613800000199")
+    amy = await center.agent("amy")
+    set_clock(center, at("09:00:00"))
+    await amy.available()
+    ivr = await center.ivr()
+    await answered(center, ivr, amy, "=1+1", "+8613800000199", ("09:00:00",), ("09:00:04",),
+                   ("09:01:00",))
+
+
+@pytest.mark.parametrize("role, status", [("agent", 403), ("supervisor", 200), ("admin", 200)])
+async def test_reports_and_call_records_are_for_supervisors_and_admins(center, role, status):
+    token = await center.login_token("someone", role=role)
+    span = {"from": "2026-03-10", "to": "2026-03-10"}
+    for path in ("/api/v1/reports/center", "/api/v1/reports/agents", "/api/v1/cdr"):
+        got, body = await request(center, "GET", path, token, params=span)
+        assert got == status, (path, body)
+        got, _ = await request(center, "GET", path, None, params=span)
+        assert got == 401
+    got, _ = await request(center, "GET", "/api/v1/reports/center",
+                           await center.telephony_token(), params=span)
+    assert got == 403
+
+
+@pytest.mark.parametrize("query, message", [
+    ({"from": "2026-03-11", "to": "2026-03-10"}, "to must be after from"),
+    ({"from": "2025-01-01", "to": "2026-03-10"}, "at most 400 days"),
+    ({"from": "2026-03-10", "to": "2026-03-10", "interval": "fortnight"}, "unknown interval"),
+    ({"from": "2026-03-10", "to": "2026-03-10", "queue": "nope"}, "unknown queue"),
+    ({"from": "yesterday", "to": "2026-03-10"}, "from must be an ISO 8601"),
+    ({"to": "2026-03-10"}, "from and to are required"),
+    ({"from": "2026-03-10", "to": "2026-03-10", "format": "xml"}, "unknown format"),
+    ({"from": "2026-03-10", "to": "2026-03-10", "timezone": "Mars/Olympus"},
+     "unknown time zone"),
+])
+async def test_bad_report_parameters_are_answered_400_with_a_clear_message(center, query,
+                                                                          message):
+    token = await center.login_token("sue")
+    status, body = await request(center, "GET", "/api/v1/reports/queues", token, params=query)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid" and message in body["error"]["message"], body
+
+
+async def test_a_call_record_cursor_not_given_by_the_api_is_a_400(center):
+    token = await center.login_token("sue")
+    for cursor in ("garbage", "bm90IGEgY3Vyc29y", ""):
+        params = {"from": "2026-03-10", "to": "2026-03-10", "cursor": cursor or "=="}
+        status, body = await request(center, "GET", "/api/v1/cdr", token, params=params)
+        assert status == 400 and "cursor" in body["error"]["message"], body
+    status, body = await request(center, "GET", "/api/v1/cdr", token,
+                                 params={"from": "2026-03-10", "to": "2026-03-10",
+                                         "limit": "0"})
+    assert status == 400 and "limit" in body["error"]["message"]
+
+
+async def test_csv_exports_neutralise_formula_like_cells(center, tmp_path):
+    await one_answered_call(center)
+    token = await center.login_token("sue")
+    status, body = await request(center, "GET", "/api/v1/reports/queues", token,
+                                 headers={"Accept": "text/csv"},
+                                 params={"from": "2026-03-10", "to": "2026-03-10"})
+    assert status == 200
+    lines = body.decode().splitlines()
+    assert lines[0].startswith("period,queue,offered,answered")
+    assert lines[1].startswith("2026-03-10,default,1,1,1,0,")
+
+    out = tmp_path / "cdr.csv"
+    code, stdout, err = await cli(center, "cdr", "export", "--from", "2026-03-10", "--to",
+                                  "2026-03-10", "--output", str(out),
+                                  env={"CALLCENTER_CENTER_TIMEZONE": "Asia/Shanghai"})
+    assert code == 0, err
+    assert "exported 1 call records" in stdout and "100%" in err  # the progress bar
+    row = out.read_text().splitlines()[1]
+    assert row.startswith("'=1+1,") and ",'=cmd," in row and ",'+8613800000199," in row
+
+    code, stdout, err = await cli(center, "report", "show", "center", "--from", "2026-03-10",
+                                  "--to", "2026-03-10", "--format", "csv",
+                                  env={"CALLCENTER_CENTER_TIMEZONE": "Asia/Shanghai"})
+    assert code == 0, err
+    assert stdout.splitlines()[1].startswith("2026-03-10,center,1,1,1,0,0,0,0,1.0,")
+    async with center.sessions() as session:
+        rows = (await session.execute(select(AuditEntry.actor, AuditEntry.action))).all()
+    assert {("sue", "report")} <= set(rows)
+    assert {a for actor, a in rows if actor.startswith("cli:")} == {"report", "cdr"}
+
+    code, _, err = await cli(center, "report", "show", "center", "--from", "2026-03-10",
+                             "--to", "2026-03-01")
+    assert code == 1 and "to must be after from" in err

@@ -82,9 +82,12 @@ def _moment(raw: str, name: str, zone: ZoneInfo, *, end: bool) -> dt.datetime:
     try:
         if len(raw) == 10:  # a date
             day = dt.date.fromisoformat(raw) + dt.timedelta(days=1 if end else 0)
-            return dt.datetime.combine(day, dt.time(), zone)
-        value = dt.datetime.fromisoformat(raw)
-        return value if value.tzinfo else value.replace(tzinfo=zone)
+            value = dt.datetime.combine(day, dt.time(), zone)
+        else:
+            value = dt.datetime.fromisoformat(raw)
+            value = value if value.tzinfo else value.replace(tzinfo=zone)
+        value.astimezone(dt.UTC).astimezone(zone)  # both ends stay within the calendar
+        return value
     except (ValueError, OverflowError):
         raise BadReport(f"{name} must be an ISO 8601 date or time, not {raw[:40]!r}") from None
 
@@ -95,5 +98,5 @@ def parse_zone(raw: str | None, default: ZoneInfo) -> ZoneInfo:
         return default
     try:
         return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise BadReport(f"unknown time zone {raw[:64]!r}") from None

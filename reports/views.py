@@ -43,6 +43,8 @@ async def report(request: web.Request) -> web.StreamResponse:
     rng = parse_range(query.get("from"), query.get("to"), query.get("interval"),
                       parse_zone(query.get("timezone"), settings.zone), settings.report_max_days)
     queue = query.get("queue") or None
+    if queue is not None and ("\x00" in queue or len(queue) > 64):
+        raise BadReport("queue must be a queue name")
     if scope is Scope.agents:
         work = partial(agents.agent_report, rng=rng)
     else:

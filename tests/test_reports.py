@@ -69,11 +69,11 @@ async def wrap_up(agent, call_id: str) -> None:
     assert reply["type"] == "ack", reply
 
 
-async def abandoned(center, ivr, call_id, ani, offered, end) -> None:
-    set_clock(center, at(offered))
+async def abandoned(center, ivr, call_id, ani, offered, end, days: int = 0) -> None:
+    set_clock(center, at(offered, days))
     await ivr.offer(call_id, ani)
     await ivr.inbox.expect("route.queued", call_id=call_id)
-    set_clock(center, at(end))
+    set_clock(center, at(end, days))
     await ivr.event("call.ended", call_id, cause="caller_hangup")
 
 

@@ -55,8 +55,9 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
     settings = app[appkeys.SETTINGS]
-    app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=[Rollups(
-        settings.service_level_threshold_s, settings.short_abandon_s)])
+    hooks = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s)] \
+        if settings.report_rollups else []
+    app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
     app[appkeys.WRITER].start()
     yield
     await app[appkeys.WRITER].stop()

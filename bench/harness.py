@@ -28,7 +28,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from callcenter import db  # noqa: E402
+from core import db  # noqa: E402
 from core.auth import hash_password, issue_token  # noqa: E402
 from core.models import Agent, Customer, CustomerPhone, Role  # noqa: E402
 

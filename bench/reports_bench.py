@@ -12,6 +12,13 @@ records spread over `--days` days, 5 queues and 4 tiers (90% answered, waits up 
 - a month by 15 minutes for one queue (GET /api/v1/reports/center?interval=15m&queue=),
 
 through the same functions the REST views call. Target: each under 1 s.
+
+    .venv/bin/python bench/reports_bench.py --writer [--url ...]
+
+measures instead what the rollups cost the call path: the ops of `--calls` whole calls
+(offer, answer, end, wrap-up: the writes the call path makes, one write each) through
+the record writer with the rollup hook and without it, alternated `--repeat` times;
+CPU time of this process (on SQLite that includes the database's work).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from reports.queries import Scope, interval_report
 from reports.rollup import Rollups
 
 SCHEMA = "reports_bench"
+WRITER_SCHEMA = "reports_bench_writer"
 ZONE = ZoneInfo("Asia/Shanghai")
 
 _FILL = """
@@ -55,8 +63,8 @@ FROM (SELECT g, CAST(:start AS timestamptz)
 """
 
 
-def engine(url: str):  # type: ignore[no-untyped-def]
-    return create_async_engine(url, connect_args={"server_settings": {"search_path": SCHEMA}})
+def engine(url: str, schema: str = SCHEMA):  # type: ignore[no-untyped-def]
+    return create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
 
 
 async def fill(url: str, records: int, days: int, start: dt.datetime) -> None:
@@ -130,6 +138,69 @@ async def run(args: argparse.Namespace) -> None:
               f"  max {max(times) * 1000:7.1f} ms  (target 1000 ms)")
 
 
+def call_ops(n: int, base: dt.datetime) -> list[list]:  # type: ignore[type-arg]
+    from cti import records
+
+    writes = []
+    for i in range(n):
+        call_id, offered = f"w{i}", (base + dt.timedelta(seconds=i * 3)).timestamp()
+        writes.append(records.offer_ops(
+            event_id=f"o{i}", call_id=call_id, queue=("sales", "support")[i % 2], ani="+86",
+            dnis="", customer_id=None, tier="standard", ivr={}, offered_at=offered,
+            node_id="bench", integration="pbx"))
+        writes.append([records.event_op(f"a{i}", call_id, "call.answered"),
+                       records.call_op(call_id, state="connected", agent_id=1),
+                       records.interaction_op(call_id, answered_at=records.at(offered + 9),
+                                              wait_s=9.0, agent_id=1, agent_ids=[1])])
+        writes.append([records.event_op(f"e{i}", call_id, "call.ended"),
+                       records.call_op(call_id, state="wrap_up"),
+                       records.interaction_op(call_id, ended_at=records.at(offered + 99),
+                                              end_cause="normal", outcome="answered",
+                                              talk_s=90.0)])
+        writes.append([records.call_op(call_id, state="ended"),
+                       records.interaction_op(call_id, disposition="resolved", notes="")])
+    return writes
+
+
+async def writer_cost(url: str, calls: int, repeat: int) -> None:
+    from core import db as core_db
+    from core.writer import RecordWriter
+
+    print(f"record writer, {calls} calls x 4 writes each, {url.split(':')[0]}")
+    if url.startswith("postgresql"):
+        async with create_async_engine(url).begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {WRITER_SCHEMA}"))
+    results: dict[str, list[float]] = {"without rollups": [], "with rollups": []}
+    for round_ in range(repeat):
+        for name in results:
+            engine = engine_for(url)
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.run_sync(Base.metadata.create_all)
+            sync = core_db.create_sync_engine(url) if url.startswith("sqlite") else None
+            hooks = [Rollups()] if name == "with rollups" else []
+            writer = RecordWriter(engine, sync, hooks=hooks)
+            base = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=round_)
+            writes = call_ops(calls, base)
+            began = time.process_time()
+            for ops in writes:
+                await writer.write(ops)
+            results[name].append((time.process_time() - began) * 1000 / calls)
+            await engine.dispose()
+            if sync is not None:
+                sync.dispose()
+    for name, values in results.items():
+        print(f"  {name:<16} CPU per call: median {statistics.median(values):.2f} ms "
+              f"({', '.join(f'{v:.2f}' for v in values)})")
+
+
+def engine_for(url: str):  # type: ignore[no-untyped-def]
+    if url.startswith("sqlite"):
+        from core import db as core_db
+        return core_db.create_engine(url)
+    return engine(url, WRITER_SCHEMA)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,7 +209,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="keep the filled schema")
+    parser.add_argument("--writer", action="store_true", help="the rollups' cost per call")
+    parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
+    if args.writer:
+        asyncio.run(writer_cost(args.url or "sqlite+aiosqlite:///reports-bench.db",
+                                args.calls, args.repeat))
+        return
     if not args.url or not args.url.startswith("postgresql"):
         parser.error("give a PostgreSQL URL: --url or CALLCENTER_BENCH_POSTGRES_URL")
     asyncio.run(run(args))

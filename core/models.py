@@ -309,6 +309,32 @@ class CallTransfer(Base):
     wait_s: Mapped[float | None] = mapped_column(Float)
 
 
+class ReportCall(Base):
+    """What one call adds to its rollup row, as last counted: the next change of the call
+    adds the difference, so a replayed event adds nothing."""
+
+    __tablename__ = "report_calls"
+
+    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(index=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_within: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned_short: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    wait_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    wait_max: Mapped[float] = mapped_column(Float, default=0.0)
+    talk_n: Mapped[int] = mapped_column(Integer, default=0)
+    talk_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ReportInterval(Base):
     """The figures of the calls offered in one 15-minute interval (UTC), per queue and tier."""
 

@@ -2,24 +2,30 @@
 
 `Rollups` is a record-writer hook (core/writer.py): after a batch's ops are applied,
 in the same transaction, it notes each transfer (`call_transfers`, keeping the leg
-that ended as the record held it) and recomputes, from the records, every rollup row
-(15 minutes x queue x tier) whose calls the batch touched. Recomputing rather than
-adding deltas makes a replayed event harmless, and `rebuild` is the same query over
-a whole range. On PostgreSQL a transaction-scoped advisory lock per rollup row makes
-two nodes recomputing the same row take turns, so the second sees the first's calls.
+that ended as the record held it), recomputes from the records what each call the
+batch touched adds to the figures (`report_calls`, one row per call), and adds the
+difference from what it added before to the call's rollup row (15 minutes x queue x
+tier, `report_intervals`). The cost per call is a few single-row statements whatever
+the number of calls in its interval; a replayed event finds nothing changed and adds
+nothing; additions commute, so two nodes may add to one row at once (on PostgreSQL an
+advisory lock per call makes two writers of the same call take turns).
+
+`rebuild` recomputes both tables of a range from the records in two statements.
+The longest wait is a maximum: a delta can raise it, only a rebuild lowers it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from core.models import Interaction, UTCDateTime
+from core.models import ReportCall, UTCDateTime
 from core.writer import Insert, Op, Update
 
 INTERVAL = dt.timedelta(minutes=15)
@@ -29,42 +35,38 @@ FIGURE_COLUMNS = frozenset({"answered_at", "ended_at", "outcome", "wait_s", "tal
 FIGURES = ("offered", "answered", "answered_within", "abandoned", "abandoned_short", "failed",
            "wait_sum", "wait_max", "talk_n", "talk_sum", "transfers", "csat_n", "csat_sum",
            "csat_good")
+KEY = ("start", "queue", "tier")
 
-# One row per call, as the figures see it: its first answer (before any transfer) and
-# its number of transfers.
-_CALLS = """
-SELECT i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, {bucket} AS start,
-       COALESCE(f.answered_at, i.answered_at) AS first_answered,
-       CASE WHEN f.event_id IS NULL THEN i.wait_s ELSE f.wait_s END AS first_wait,
-       (SELECT count(*) FROM call_transfers c WHERE c.call_id = i.call_id) AS transfers,
-       COALESCE(q.sl_threshold_s, :threshold) AS threshold
-FROM interactions i
-LEFT JOIN call_transfers f ON f.call_id = i.call_id AND f.seq = 1
-LEFT JOIN queues q ON q.name = i.queue
-WHERE i.offered_at >= :since AND i.offered_at < :until {where}
-"""
-
-_AGGREGATE = """
-INSERT INTO report_intervals (start, queue, tier, {figures})
-SELECT start, queue, tier,
-  count(*),
-  COALESCE(sum(CASE WHEN first_answered IS NOT NULL THEN 1 ELSE 0 END), 0),
-  COALESCE(sum(CASE WHEN first_answered IS NOT NULL AND first_wait <= threshold
-                    THEN 1 ELSE 0 END), 0),
-  COALESCE(sum(CASE WHEN first_answered IS NULL AND outcome = 'abandoned'
-                     AND first_wait >= :short THEN 1 ELSE 0 END), 0),
-  COALESCE(sum(CASE WHEN first_answered IS NULL AND outcome = 'abandoned'
-                     AND (first_wait < :short OR first_wait IS NULL) THEN 1 ELSE 0 END), 0),
-  COALESCE(sum(CASE WHEN first_answered IS NULL AND outcome = 'failed' THEN 1 ELSE 0 END), 0),
-  COALESCE(sum(CASE WHEN first_answered IS NOT NULL THEN first_wait END), 0),
-  COALESCE(max(first_wait), 0),
-  count(talk_s), COALESCE(sum(talk_s), 0),
-  COALESCE(sum(transfers), 0),
-  count(survey_score), COALESCE(sum(survey_score), 0),
-  COALESCE(sum(CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END), 0)
-FROM ({calls}) c
-GROUP BY start, queue, tier
-ON CONFLICT (start, queue, tier) DO UPDATE SET {updates}
+# What each call adds to the figures: its first answer (before any transfer) decides
+# whether it was answered and after how long.
+_CONTRIBUTION = """
+SELECT call_id, start, queue, tier, 1 AS offered,
+  CASE WHEN first_answered IS NOT NULL THEN 1 ELSE 0 END AS answered,
+  CASE WHEN first_answered IS NOT NULL AND first_wait <= threshold THEN 1 ELSE 0 END
+    AS answered_within,
+  CASE WHEN first_answered IS NULL AND outcome = 'abandoned' AND first_wait >= :short
+    THEN 1 ELSE 0 END AS abandoned,
+  CASE WHEN first_answered IS NULL AND outcome = 'abandoned'
+    AND (first_wait < :short OR first_wait IS NULL) THEN 1 ELSE 0 END AS abandoned_short,
+  CASE WHEN first_answered IS NULL AND outcome = 'failed' THEN 1 ELSE 0 END AS failed,
+  CASE WHEN first_answered IS NOT NULL THEN COALESCE(first_wait, 0) ELSE 0 END AS wait_sum,
+  COALESCE(first_wait, 0) AS wait_max,
+  CASE WHEN talk_s IS NULL THEN 0 ELSE 1 END AS talk_n, COALESCE(talk_s, 0) AS talk_sum,
+  transfers,
+  CASE WHEN survey_score IS NULL THEN 0 ELSE 1 END AS csat_n,
+  COALESCE(survey_score, 0) AS csat_sum,
+  CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END AS csat_good
+FROM (
+  SELECT i.call_id, i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, {bucket} AS start,
+         COALESCE(f.answered_at, i.answered_at) AS first_answered,
+         CASE WHEN f.event_id IS NULL THEN i.wait_s ELSE f.wait_s END AS first_wait,
+         (SELECT count(*) FROM call_transfers c WHERE c.call_id = i.call_id) AS transfers,
+         COALESCE(q.sl_threshold_s, :threshold) AS threshold
+  FROM interactions i
+  LEFT JOIN call_transfers f ON f.call_id = i.call_id AND f.seq = 1
+  LEFT JOIN queues q ON q.name = i.queue
+  WHERE {where}
+) c
 """
 
 # The 15-minute interval a UTC time falls in, as each backend stores times.
@@ -73,6 +75,7 @@ _BUCKET = {
     "sqlite": ("strftime('%Y-%m-%d %H:', i.offered_at) || printf('%02d', "
                "CAST(strftime('%M', i.offered_at) AS INTEGER) / 15 * 15) || '\\:00.000000'"),
 }
+_GREATEST = {"postgresql": "GREATEST", "sqlite": "max"}
 
 _TRANSFER = text("""
 INSERT INTO call_transfers (event_id, call_id, seq, at, agent_id, queue, answered_at, wait_s)
@@ -83,6 +86,9 @@ FROM interactions i WHERE i.call_id = :call_id
 ON CONFLICT (event_id) DO NOTHING
 """).bindparams(bindparam("at", type_=UTCDateTime()))
 
+_LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+_RANGE = [bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())]
+
 
 def interval_start(moment: dt.datetime) -> dt.datetime:
     """The start of the 15-minute interval (UTC) `moment` falls in."""
@@ -90,12 +96,33 @@ def interval_start(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=moment.minute // 15 * 15, second=0, microsecond=0)
 
 
-def aggregate(dialect: str, where: str = "") -> Any:
-    figures = ", ".join(FIGURES)
-    updates = ", ".join(f"{f} = excluded.{f}" for f in FIGURES)
-    calls = _CALLS.format(bucket=_BUCKET[dialect], where=where)
-    return text(_AGGREGATE.format(figures=figures, calls=calls, updates=updates)).bindparams(
-        bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
+@functools.cache
+def _contributions(dialect: str) -> Any:
+    sql = _CONTRIBUTION.format(bucket=_BUCKET[dialect], where="i.call_id IN :ids")
+    return text(sql).bindparams(bindparam("ids", expanding=True)).columns(start=UTCDateTime())
+
+
+@functools.cache
+def _add(dialect: str) -> Any:
+    """Add a difference to a rollup row (the longest wait: keep the larger)."""
+    names = ", ".join((*KEY, *FIGURES))
+    values = ", ".join(f":{n}" for n in (*KEY, *FIGURES))
+    sets = ", ".join(
+        f"wait_max = {_GREATEST[dialect]}(report_intervals.wait_max, excluded.wait_max)"
+        if f == "wait_max" else f"{f} = report_intervals.{f} + excluded.{f}" for f in FIGURES)
+    return text(f"INSERT INTO report_intervals ({names}) VALUES ({values}) "
+                f"ON CONFLICT (start, queue, tier) DO UPDATE SET {sets}"
+                ).bindparams(bindparam("start", type_=UTCDateTime()))
+
+
+@functools.cache
+def _keep(dialect: str) -> Any:
+    names = ("call_id", *KEY, *FIGURES)
+    sets = ", ".join(f"{f} = excluded.{f}" for f in FIGURES)
+    return text(f"INSERT INTO report_calls ({', '.join(names)}) "
+                f"VALUES ({', '.join(':' + n for n in names)}) "
+                f"ON CONFLICT (call_id) DO UPDATE SET {sets}"
+                ).bindparams(bindparam("start", type_=UTCDateTime()))
 
 
 @dataclass(frozen=True)
@@ -115,32 +142,70 @@ class Rollups:
                                      "call_id": values["call_id"], "at": values["received_at"]})
         touched = touched_calls(ops) | {v["call_id"] for v in transfers}
         if touched:
-            self.refresh(conn, rows_of(conn, touched))
+            self.count(conn, sorted(touched))
 
-    def refresh(self, conn: Connection, rows: Iterable[tuple[dt.datetime, str, str]]) -> None:
-        """Recompute these rollup rows (interval start, queue, tier) from the records."""
+    def count(self, conn: Connection, call_ids: list[str]) -> None:
+        """Bring the rollups up to date with these calls' records."""
         dialect = conn.dialect.name
-        statement = aggregate(dialect, "AND i.queue = :queue AND i.tier = :tier")
-        for start, queue, tier in sorted(set(rows)):
-            if dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                             {"k": zlib.crc32(f"{start.isoformat()}|{queue}|{tier}".encode())})
-            conn.execute(statement, self._params(start, start + INTERVAL, queue=queue,
-                                                 tier=tier))
+        if dialect == "postgresql":
+            conn.execute(_LOCK, {"keys": [zlib.crc32(c.encode()) for c in call_ids]})
+        new = [dict(r._mapping) for r in conn.execute(_contributions(dialect), {
+            "ids": call_ids, "threshold": self.threshold_s, "short": self.short_abandon_s})]
+        old = {r["call_id"]: r for r in conn.execute(
+            select(*[ReportCall.__table__.c[n] for n in ("call_id", *KEY, *FIGURES)])
+            .where(ReportCall.call_id.in_(call_ids))).mappings()}
+        deltas = differences(new, old)
+        if new:
+            conn.execute(_keep(dialect), new)
+        if deltas:
+            conn.execute(_add(dialect), deltas)
 
     def rebuild(self, conn: Connection, since: dt.datetime, until: dt.datetime) -> None:
-        """Recompute every rollup row of the intervals in [since, until) from the records."""
+        """Recompute the rollups of the intervals in [since, until) from the records."""
         since, until = interval_start(since), interval_start(until - dt.timedelta.resolution)
         until += INTERVAL
-        conn.execute(text("DELETE FROM report_intervals WHERE start >= :since AND start < :until")
-                     .bindparams(bindparam("since", type_=UTCDateTime()),
-                                 bindparam("until", type_=UTCDateTime())),
-                     {"since": since, "until": until})
-        conn.execute(aggregate(conn.dialect.name), self._params(since, until))
+        bounds = {"since": since, "until": until}
+        for table in ("report_intervals", "report_calls"):
+            conn.execute(text(f"DELETE FROM {table} WHERE start >= :since AND start < :until")
+                         .bindparams(*_RANGE), bounds)
+        dialect = conn.dialect.name
+        names = ", ".join(("call_id", *KEY, *FIGURES))
+        calls = _CONTRIBUTION.format(bucket=_BUCKET[dialect],
+                                     where="i.offered_at >= :since AND i.offered_at < :until")
+        conn.execute(text(f"INSERT INTO report_calls ({names}) {calls}").bindparams(*_RANGE),
+                     {**bounds, "threshold": self.threshold_s, "short": self.short_abandon_s})
+        sums = ", ".join(f"max({f})" if f == "wait_max" else f"sum({f})" for f in FIGURES)
+        conn.execute(text(
+            f"INSERT INTO report_intervals (start, queue, tier, {', '.join(FIGURES)}) "
+            f"SELECT start, queue, tier, {sums} FROM report_calls "
+            f"WHERE start >= :since AND start < :until GROUP BY start, queue, tier"
+        ).bindparams(*_RANGE), bounds)
 
-    def _params(self, since: dt.datetime, until: dt.datetime, **extra: Any) -> dict[str, Any]:
-        return {"since": since, "until": until, "threshold": self.threshold_s,
-                "short": self.short_abandon_s, **extra}
+
+def differences(new: list[dict[str, Any]], old: Mapping[str, Mapping[str, Any]],
+                ) -> list[dict[str, Any]]:
+    """What to add to each rollup row: each call's new figures less its old ones."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for call in new:
+        before = old.get(call["call_id"])
+        if before is not None and tuple(before[k] for k in KEY) != tuple(call[k] for k in KEY):
+            _accumulate(rows, before, -1)  # moved to another row: take it out of the old one
+            before = None
+        _accumulate(rows, call, 1, before)
+    return [row for row in rows.values()
+            if any(row[f] for f in FIGURES if f != "wait_max") or row["wait_max"] > 0]
+
+
+def _accumulate(rows: dict[tuple[Any, ...], dict[str, Any]], call: Mapping[str, Any],
+                sign: int, before: Mapping[str, Any] | None = None) -> None:
+    key = tuple(call[k] for k in KEY)
+    row = rows.setdefault(key, {**dict(zip(KEY, key, strict=True)), **dict.fromkeys(FIGURES, 0)})
+    for f in FIGURES:
+        if f == "wait_max":
+            if sign > 0 and (before is None or call[f] != before[f]):
+                row[f] = max(row[f], call[f] or 0)
+            continue
+        row[f] += sign * ((call[f] or 0) - ((before[f] or 0) if before is not None else 0))
 
 
 def touched_calls(ops: Iterable[Op]) -> set[str]:
@@ -153,9 +218,3 @@ def touched_calls(ops: Iterable[Op]) -> set[str]:
                 and FIGURE_COLUMNS.intersection(op.values):
             calls.add(op.ident)
     return calls
-
-
-def rows_of(conn: Connection, call_ids: set[str]) -> set[tuple[dt.datetime, str, str]]:
-    found = conn.execute(select(Interaction.offered_at, Interaction.queue, Interaction.tier)
-                         .where(Interaction.call_id.in_(sorted(call_ids))))
-    return {(interval_start(offered), queue, tier) for offered, queue, tier in found}

@@ -3,12 +3,13 @@
 `Rollups` is a record-writer hook (core/writer.py): after a batch's ops are applied,
 in the same transaction, it notes each transfer (`call_transfers`, keeping the leg
 that ended as the record held it), recomputes from the records what each call the
-batch touched adds to the figures (`report_calls`, one row per call), and adds the
-difference from what it added before to the call's rollup row (15 minutes x queue x
-tier, `report_intervals`). The cost per call is a few single-row statements whatever
-the number of calls in its interval; a replayed event finds nothing changed and adds
+batch ended (or surveyed, or transferred) adds to the figures (`report_calls`, one row
+per call), and adds the difference from what it added before to the call's rollup row
+(15 minutes x queue x tier, `report_intervals`): two statements per batch whatever the
+number of calls in the interval. A replayed event finds nothing changed and adds
 nothing; additions commute, so two nodes may add to one row at once (on PostgreSQL an
-advisory lock per call makes two writers of the same call take turns).
+advisory lock per call makes two writers of the same call take turns). A call's
+interval, queue and tier are written once, at the offer, so a call never moves rows.
 
 `rebuild` recomputes both tables of a range from the records in two statements.
 The longest wait is a maximum: a delta can raise it, only a rebuild lowers it.
@@ -19,19 +20,20 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, bindparam, text
 
-from core.models import ReportCall, UTCDateTime
+from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
 
 INTERVAL = dt.timedelta(minutes=15)
-# Interaction columns whose change moves a figure; others (transcripts) move none.
-FIGURE_COLUMNS = frozenset({"answered_at", "ended_at", "outcome", "wait_s", "talk_s",
-                            "survey_score", "agent_id"})
+# A call is counted when it ends (its outcome is written), and again when a survey
+# answer or a transfer changes its figures: not at the offer or the answer, which
+# would triple the writes for figures the end writes anyway (docs/reports.md).
+FIGURE_COLUMNS = frozenset({"outcome", "survey_score"})
 FIGURES = ("offered", "answered", "answered_within", "abandoned", "abandoned_short", "failed",
            "wait_sum", "wait_max", "talk_n", "talk_sum", "transfers", "csat_n", "csat_sum",
            "csat_good")
@@ -97,32 +99,28 @@ def interval_start(moment: dt.datetime) -> dt.datetime:
 
 
 @functools.cache
-def _contributions(dialect: str) -> Any:
-    sql = _CONTRIBUTION.format(bucket=_BUCKET[dialect], where="i.call_id IN :ids")
-    return text(sql).bindparams(bindparam("ids", expanding=True)).columns(start=UTCDateTime())
-
-
-@functools.cache
-def _add(dialect: str) -> Any:
-    """Add a difference to a rollup row (the longest wait: keep the larger)."""
-    names = ", ".join((*KEY, *FIGURES))
-    values = ", ".join(f":{n}" for n in (*KEY, *FIGURES))
-    sets = ", ".join(
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """Add to each rollup row what its calls' figures changed by; then keep the figures."""
+    calls = _CONTRIBUTION.format(bucket=_BUCKET[dialect], where="i.call_id IN :ids")
+    changes = ", ".join(
+        "max(n.wait_max)" if f == "wait_max" else f"sum(n.{f} - COALESCE(o.{f}, 0))"
+        for f in FIGURES)
+    adds = ", ".join(
         f"wait_max = {_GREATEST[dialect]}(report_intervals.wait_max, excluded.wait_max)"
         if f == "wait_max" else f"{f} = report_intervals.{f} + excluded.{f}" for f in FIGURES)
-    return text(f"INSERT INTO report_intervals ({names}) VALUES ({values}) "
-                f"ON CONFLICT (start, queue, tier) DO UPDATE SET {sets}"
-                ).bindparams(bindparam("start", type_=UTCDateTime()))
-
-
-@functools.cache
-def _keep(dialect: str) -> Any:
-    names = ("call_id", *KEY, *FIGURES)
-    sets = ", ".join(f"{f} = excluded.{f}" for f in FIGURES)
-    return text(f"INSERT INTO report_calls ({', '.join(names)}) "
-                f"VALUES ({', '.join(':' + n for n in names)}) "
-                f"ON CONFLICT (call_id) DO UPDATE SET {sets}"
-                ).bindparams(bindparam("start", type_=UTCDateTime()))
+    add = text(
+        f"INSERT INTO report_intervals (start, queue, tier, {', '.join(FIGURES)}) "
+        f"SELECT n.start, n.queue, n.tier, {changes} FROM ({calls}) n "
+        f"LEFT JOIN report_calls o ON o.call_id = n.call_id "
+        f"GROUP BY n.start, n.queue, n.tier "
+        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}")
+    names = ", ".join(("call_id", *KEY, *FIGURES))
+    keep = text(
+        f"INSERT INTO report_calls ({names}) SELECT {names} FROM ({calls}) n WHERE true "
+        f"ON CONFLICT (call_id) DO UPDATE SET "
+        + ", ".join(f"{f} = excluded.{f}" for f in FIGURES))
+    ids = bindparam("ids", expanding=True)
+    return add.bindparams(ids), keep.bindparams(ids)
 
 
 @dataclass(frozen=True)
@@ -149,16 +147,10 @@ class Rollups:
         dialect = conn.dialect.name
         if dialect == "postgresql":
             conn.execute(_LOCK, {"keys": [zlib.crc32(c.encode()) for c in call_ids]})
-        new = [dict(r._mapping) for r in conn.execute(_contributions(dialect), {
-            "ids": call_ids, "threshold": self.threshold_s, "short": self.short_abandon_s})]
-        old = {r["call_id"]: r for r in conn.execute(
-            select(*[ReportCall.__table__.c[n] for n in ("call_id", *KEY, *FIGURES)])
-            .where(ReportCall.call_id.in_(call_ids))).mappings()}
-        deltas = differences(new, old)
-        if new:
-            conn.execute(_keep(dialect), new)
-        if deltas:
-            conn.execute(_add(dialect), deltas)
+        params = {"ids": call_ids, "threshold": self.threshold_s, "short": self.short_abandon_s}
+        add, keep = _statements(dialect)
+        conn.execute(add, params)
+        conn.execute(keep, params)
 
     def rebuild(self, conn: Connection, since: dt.datetime, until: dt.datetime) -> None:
         """Recompute the rollups of the intervals in [since, until) from the records."""
@@ -182,39 +174,11 @@ class Rollups:
         ).bindparams(*_RANGE), bounds)
 
 
-def differences(new: list[dict[str, Any]], old: Mapping[str, Mapping[str, Any]],
-                ) -> list[dict[str, Any]]:
-    """What to add to each rollup row: each call's new figures less its old ones."""
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for call in new:
-        before = old.get(call["call_id"])
-        if before is not None and tuple(before[k] for k in KEY) != tuple(call[k] for k in KEY):
-            _accumulate(rows, before, -1)  # moved to another row: take it out of the old one
-            before = None
-        _accumulate(rows, call, 1, before)
-    return [row for row in rows.values()
-            if any(row[f] for f in FIGURES if f != "wait_max") or row["wait_max"] > 0]
-
-
-def _accumulate(rows: dict[tuple[Any, ...], dict[str, Any]], call: Mapping[str, Any],
-                sign: int, before: Mapping[str, Any] | None = None) -> None:
-    key = tuple(call[k] for k in KEY)
-    row = rows.setdefault(key, {**dict(zip(KEY, key, strict=True)), **dict.fromkeys(FIGURES, 0)})
-    for f in FIGURES:
-        if f == "wait_max":
-            if sign > 0 and (before is None or call[f] != before[f]):
-                row[f] = max(row[f], call[f] or 0)
-            continue
-        row[f] += sign * ((call[f] or 0) - ((before[f] or 0) if before is not None else 0))
-
-
 def touched_calls(ops: Iterable[Op]) -> set[str]:
     """Calls whose figures these ops may move."""
     calls: set[str] = set()
     for op in ops:
-        if isinstance(op, Insert) and op.table == "interactions":
-            calls.add(op.values["call_id"])
-        elif isinstance(op, Update) and op.table == "interactions" \
+        if isinstance(op, Update) and op.table == "interactions" \
                 and FIGURE_COLUMNS.intersection(op.values):
             calls.add(op.ident)
     return calls

@@ -342,3 +342,35 @@ async def test_csv_exports_neutralise_formula_like_cells(center, tmp_path):
     code, _, err = await cli(center, "report", "show", "center", "--from", "2026-03-10",
                              "--to", "2026-03-01")
     assert code == 1 and "to must be after from" in err
+
+
+async def test_a_replayed_event_adds_nothing_and_rollups_equal_a_rebuild(settings, sessions):
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from core.writer import RecordWriter
+    from cti import records
+    from reports.rollup import Rollups
+
+    engine: AsyncEngine = sessions.kw["bind"]
+    writer = RecordWriter(engine, hooks=[Rollups()])
+    offered = at("09:00:00")
+    ended = [records.event_op("e1", "r1", "call.ended"),
+             records.interaction_op("r1", ended_at=records.at(offered + 30), wait_s=30.0,
+                                    outcome="abandoned", end_cause="caller_hangup")]
+    await writer.write(records.offer_ops(
+        event_id="o1", call_id="r1", queue="default", ani="+86", dnis="", customer_id=None,
+        tier="standard", ivr={}, offered_at=offered, node_id="n", integration="pbx"))
+    await writer.write(ended)
+    await writer.write(ended)  # the same event again, as a replay writes it
+
+    async def counts() -> list[tuple]:
+        async with sessions() as session:
+            return (await session.execute(select(
+                ReportInterval.offered, ReportInterval.abandoned, ReportInterval.wait_max,
+                ReportInterval.wait_sum))).all()
+
+    assert await counts() == [(1, 1, 30.0, 0.0)]
+    async with engine.begin() as conn:
+        await conn.run_sync(Rollups().rebuild, records.at(offered - 3600),
+                            records.at(offered + 3600))
+    assert await counts() == [(1, 1, 30.0, 0.0)]

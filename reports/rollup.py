@@ -123,6 +123,30 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     return add.bindparams(ids), keep.bindparams(ids)
 
 
+@functools.cache
+def _one_statement() -> Any:
+    """PostgreSQL: both in one statement; the main query still reads the old figures
+    (a data-modifying WITH and its statement see the same snapshot)."""
+    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where="i.call_id IN :ids")
+    names = ", ".join(("call_id", *KEY, *FIGURES))
+    changes = ", ".join(
+        "max(n.wait_max)" if f == "wait_max" else f"sum(n.{f} - COALESCE(o.{f}, 0))"
+        for f in FIGURES)
+    adds = ", ".join(
+        "wait_max = GREATEST(report_intervals.wait_max, excluded.wait_max)"
+        if f == "wait_max" else f"{f} = report_intervals.{f} + excluded.{f}" for f in FIGURES)
+    return text(
+        f"WITH n AS ({calls}), kept AS (INSERT INTO report_calls ({names}) "
+        f"SELECT {names} FROM n ON CONFLICT (call_id) DO UPDATE SET "
+        + ", ".join(f"{f} = excluded.{f}" for f in FIGURES) + ") "
+        f"INSERT INTO report_intervals (start, queue, tier, {', '.join(FIGURES)}) "
+        f"SELECT n.start, n.queue, n.tier, {changes} FROM n "
+        f"LEFT JOIN report_calls o ON o.call_id = n.call_id "
+        f"GROUP BY n.start, n.queue, n.tier "
+        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}"
+    ).bindparams(bindparam("ids", expanding=True))
+
+
 @dataclass(frozen=True)
 class Rollups:
     """The record-writer hook. `threshold_s` is the service-level threshold of a queue
@@ -145,9 +169,12 @@ class Rollups:
     def count(self, conn: Connection, call_ids: list[str]) -> None:
         """Bring the rollups up to date with these calls' records."""
         dialect = conn.dialect.name
-        if dialect == "postgresql":
-            conn.execute(_LOCK, {"keys": [zlib.crc32(c.encode()) for c in call_ids]})
         params = {"ids": call_ids, "threshold": self.threshold_s, "short": self.short_abandon_s}
+        if dialect == "postgresql":
+            # Its own statement: a statement's snapshot is taken before it would wait.
+            conn.execute(_LOCK, {"keys": [zlib.crc32(c.encode()) for c in call_ids]})
+            conn.execute(_one_statement(), params)
+            return
         add, keep = _statements(dialect)
         conn.execute(add, params)
         conn.execute(keep, params)

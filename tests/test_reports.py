@@ -36,11 +36,13 @@ D = dt.date(2026, 3, 10)
 GOLD_ANI = "+8613800000101"
 
 
+# The clock jumps hours between calls: consoles must not look away (agent_away_s), nor
+# rings or wrap-ups time out while a call is being worked.
 @pytest.fixture
 def settings(any_database_url, redis_url, redis_prefix, tmp_path):
     return make_settings(any_database_url, redis_url, redis_prefix, tmp_path,
                          center_timezone="Asia/Shanghai", ring_timeout_s=3600.0,
-                         wrap_up_s=3600.0)
+                         wrap_up_s=3600.0, agent_away_s=10.0**7)
 
 
 def at(hhmmss: str, days: int = 0) -> float:

@@ -24,7 +24,7 @@ pytestmark = [
 def settings(database_url, redis_url, redis_prefix, tmp_path):
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
                          center_timezone="Asia/Shanghai", ring_timeout_s=3600.0,
-                         wrap_up_s=3600.0)
+                         wrap_up_s=3600.0, agent_away_s=10.0**7)
 
 
 async def three_days_of_calls(center) -> None:

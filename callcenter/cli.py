@@ -331,6 +331,7 @@ def report_show(
 ) -> None:
     """Print a report of the calls offered in a range, by period."""
     from reports import commands
+    from reports.periods import BadReport
     from reports.queries import Scope
 
     if scope not in Scope.__members__ or fmt not in ("table", "csv", "json"):
@@ -345,10 +346,9 @@ def report_show(
         finally:
             await engine.dispose()
 
-    from reports.periods import BadReport
     try:
         run(go)
-    except BadReport as e:
+    except BadReport as e:  # an unknown queue
         fail(str(e))
 
 

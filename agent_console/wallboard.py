@@ -6,9 +6,11 @@ restart loses nothing. Fields are ``scope|metric``; scopes are ``all``,
 ``q:<queue>``, ``t:<tier>``, ``i:<HHMM>`` (15-minute interval the call was
 offered in) and ``a:<agent id>``.
 
-Service level = calls answered within the queue's threshold / (answered +
-abandoned): a caller who hung up while waiting counts against it. A call is
-counted in the day and interval it was offered in.
+Service level is core/servicelevel.py's, the same as the reports' and the
+simulator's (docs/reports.md): by default calls answered within the queue's
+threshold / (answered + abandoned). An abandon shorter than `short_abandon_s` is
+counted apart as a short abandon. A call is counted in the day and interval (in the
+center's time zone) it was offered in.
 
 `snapshot()` joins those counters with the live state (waiting calls, agents,
 open complaints) into the message the wallboards show.
@@ -33,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.bus import Bus
 from core.keys import Keys
 from core.models import Complaint, Queue
+from core.servicelevel import DEFAULT, Counts, Formula, service_level
 from crm.open_complaints import is_open_complaint
 from routing.engine import TIERS
 from routing.store import RoutingStore
@@ -79,6 +82,8 @@ class Wallboard:
     default_target: float = 0.8
     clock: Callable[[], float] = time.time
     tz: dt.tzinfo | None = None  # None: the server's local time decides what "today" is
+    short_abandon_s: float = 5.0
+    formula: Formula = DEFAULT
     interval_s: float = 0.9
     viewers: set[Viewer] = field(default_factory=set)
     queues: dict[str, QueueTarget] = field(default_factory=dict)
@@ -182,7 +187,10 @@ class Wallboard:
             return offered, self._scoped(data, offered, answered=1, answered_sl=int(within),
                                          wait_sum=wait)
         if name == "call.ended" and data.get("outcome") == "abandoned":
-            return offered, self._scoped(data, offered, abandoned=1)
+            wait = float(data.get("ended_at") or now) - offered
+            short = wait < self.short_abandon_s
+            return offered, self._scoped(data, offered, abandoned=int(not short),
+                                         abandoned_short=int(short))
         return None
 
     def _completed(self, data: dict[str, Any]) -> dict[str, float]:
@@ -252,13 +260,13 @@ class Wallboard:
         return {
             "type": "wallboard.snapshot", "at": now, "day": day,
             "targets": {"sl": self.default_target, "threshold_s": self.default_threshold_s},
-            "totals": {**_figures(stats.get("all", {})), **_waits(all_waits),
+            "totals": {**_figures(stats.get("all", {}), self.formula), **_waits(all_waits),
                        **_csat(stats.get("all", {}))},
             "queues": [self._queue_row(q, stats, waiting, now) for q in queue_names],
-            "tiers": [_row(stats.get(f"t:{t}", {}),
+            "tiers": [_row(stats.get(f"t:{t}", {}), self.formula,
                            [now - c["offered_at"] for c in waiting if c["tier"] == t], tier=t)
                       for t in TIERS],
-            "intervals": _intervals(stats, interval_of(now, self.tz)),
+            "intervals": _intervals(stats, interval_of(now, self.tz), self.formula),
             "agents": _agents(agents, stats, now),
             "agent_states": _state_counts(agents),
             "complaints": dict(self._complaints),
@@ -268,7 +276,7 @@ class Wallboard:
                    waiting: list[dict[str, Any]], now: float) -> dict[str, Any]:
         target = self.target(queue)
         waits = [now - c["offered_at"] for c in waiting if c["queue"] == queue]
-        return _row(stats.get(f"q:{queue}", {}), waits, queue=queue,
+        return _row(stats.get(f"q:{queue}", {}), self.formula, waits, queue=queue,
                     display_name=target.name or queue, threshold_s=target.threshold_s,
                     target=target.target)
 
@@ -304,16 +312,22 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def _figures(s: dict[str, float]) -> dict[str, Any]:
-    offered, answered = int(s.get("offered", 0)), int(s.get("answered", 0))
-    abandoned, handled = int(s.get("abandoned", 0)), int(s.get("handled", 0))
+def _figures(s: dict[str, float], formula: Formula = DEFAULT) -> dict[str, Any]:
+    """As the reports define them (docs/reports.md): `abandoned` are the abandons of at
+    least `short_abandon_s`, `abandoned_short` the others."""
+    counts = Counts(offered=int(s.get("offered", 0)), answered=int(s.get("answered", 0)),
+                    answered_within=int(s.get("answered_sl", 0)),
+                    abandoned=int(s.get("abandoned", 0)),
+                    abandoned_short=int(s.get("abandoned_short", 0)))
+    abandoned = counts.abandoned + counts.abandoned_short
+    handled = int(s.get("handled", 0))
     return {
-        "offered": offered, "answered": answered, "abandoned": abandoned, "handled": handled,
-        "answered_sl": int(s.get("answered_sl", 0)),
-        "sl": _ratio(s.get("answered_sl", 0), answered + abandoned),
-        "asa_s": _ratio(s.get("wait_sum", 0), answered),
+        "offered": counts.offered, "answered": counts.answered, "abandoned": counts.abandoned,
+        "abandoned_short": counts.abandoned_short, "handled": handled,
+        "answered_sl": counts.answered_within, "sl": service_level(counts, formula),
+        "asa_s": _ratio(s.get("wait_sum", 0), counts.answered),
         "aht_s": _ratio(s.get("handle_sum", 0), handled),
-        "abandon_rate": _ratio(abandoned, answered + abandoned),
+        "abandon_rate": _ratio(abandoned, counts.answered + abandoned),
     }
 
 
@@ -327,11 +341,13 @@ def _csat(s: dict[str, float]) -> dict[str, Any]:
                      "satisfied": _ratio(s.get("csat_good", 0), n)}}
 
 
-def _row(s: dict[str, float], waits: list[float], **extra: Any) -> dict[str, Any]:
-    return {**extra, **_figures(s), **_waits(waits)}
+def _row(s: dict[str, float], formula: Formula, waits: list[float],
+         **extra: Any) -> dict[str, Any]:
+    return {**extra, **_figures(s, formula), **_waits(waits)}
 
 
-def _intervals(stats: dict[str, dict[str, float]], current: str) -> list[dict[str, Any]]:
+def _intervals(stats: dict[str, dict[str, float]], current: str,
+               formula: Formula) -> list[dict[str, Any]]:
     """Today's 15-minute intervals, from the first with calls (or the last 4 hours) to now."""
     end = int(current[:2]) * 60 + int(current[2:])
     seen = [int(n[:2]) * 60 + int(n[2:]) for n in _names(stats, "i:")]
@@ -340,7 +356,7 @@ def _intervals(stats: dict[str, dict[str, float]], current: str) -> list[dict[st
     for minute in range(start, end + 1, 15):
         name = f"{minute // 60:02d}{minute % 60:02d}"
         s = stats.get(f"i:{name}", {})
-        rows.append({"start": f"{name[:2]}:{name[2:]}", **_figures(s)})
+        rows.append({"start": f"{name[:2]}:{name[2:]}", **_figures(s, formula)})
     return rows
 
 

@@ -32,6 +32,8 @@ from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
+from reports import views as report_views
+from reports.rollup import Rollups
 from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
@@ -57,7 +59,10 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     sync_engine = db.create_sync_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
-    app[appkeys.WRITER] = RecordWriter(engine, sync_engine)
+    settings = app[appkeys.SETTINGS]
+    hooks = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s)] \
+        if settings.report_rollups else []
+    app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
     app[appkeys.WRITER].start()
     yield
     await app[appkeys.WRITER].stop()
@@ -90,7 +95,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                                                 recovery.connected, clock=lambda: calls.clock())
     wallboard = Wallboard(redis, keys, app[appkeys.SESSIONS], router.store, bus,
                           settings.service_level_threshold_s, settings.service_level_target,
-                          clock=lambda: calls.clock())
+                          clock=lambda: calls.clock(), tz=settings.zone,
+                          short_abandon_s=settings.short_abandon_s,
+                          formula=settings.service_level_formula)
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
@@ -175,5 +182,6 @@ def create_app(settings: Settings) -> web.Application:
     pages.setup(app)
     transcripts_plugin.setup(app)
     audit_views.setup(app)
+    report_views.setup(app)
     openapi.setup(app)
     return app

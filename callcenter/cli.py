@@ -39,6 +39,10 @@ complaints_app = typer.Typer(help="Complaints in call transcripts.", no_args_is_
 app.add_typer(complaints_app, name="complaints")
 audit_app = typer.Typer(help="Who viewed which customer data.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+report_app = typer.Typer(help="Historical reports (docs/reports.md).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+cdr_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
+app.add_typer(cdr_app, name="cdr")
 
 
 def fail(message: str) -> None:
@@ -365,6 +369,109 @@ def audit_export(
     count = run(go)
     if output is not None:
         typer.echo(f"exported {count} audit entries to {output}")
+
+
+FromOpt = Annotated[str, typer.Option("--from", help="ISO 8601 date or time, inclusive.")]
+ToOpt = Annotated[str, typer.Option("--to", help="A date (included) or a time (excluded).")]
+
+
+def report_range(since: str, until: str, interval: str | None, s: Settings) -> Any:
+    from reports.periods import BadReport, parse_range
+
+    try:
+        return parse_range(since, until, interval, s.zone, s.report_max_days)
+    except BadReport as e:
+        fail(str(e))
+
+
+@report_app.command("show")
+def report_show(
+    scope: Annotated[str, typer.Argument(help="center, queues, tiers or agents.")],
+    since: FromOpt, until: ToOpt,
+    interval: Annotated[str, typer.Option(help="15m, hour, day, week or month.")] = "day",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Print a report of the calls offered in a range, by period."""
+    from reports import commands
+    from reports.periods import BadReport
+    from reports.queries import Scope
+
+    if scope not in Scope.__members__ or fmt not in ("table", "csv", "json"):
+        fail("give a scope of center, queues, tiers or agents and --format table, csv or json")
+    s = settings()
+    rng = report_range(since, until, interval, s)
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        try:
+            return await commands.show(engine, s, rng, Scope(scope), queue, fmt, sys.stdout)
+        finally:
+            await engine.dispose()
+
+    try:
+        run(go)
+    except BadReport as e:  # an unknown queue
+        fail(str(e))
+
+
+@report_app.command("rebuild")
+def report_rebuild(
+    since: Annotated[str | None, typer.Option("--from", help="Default: the first record.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Default: the last record.")] = None,
+) -> None:
+    """Recompute the report rollups from the call records."""
+    from tqdm import tqdm
+
+    from reports import commands
+
+    s = settings()
+    rng = report_range(since, until, None, s) if since and until else None
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        try:
+            span = (rng.since, rng.until) if rng else await commands.record_span(engine)
+            if span is None:
+                return 0
+            days = -(-(span[1] - span[0]) // dt.timedelta(days=1))
+            with tqdm(total=days, unit="day", file=sys.stderr) as bar:
+                return await commands.rebuild(engine, s, span[0], span[1], bar.update)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"rebuilt the rollups of {run(go)} day(s)")
+
+
+@cdr_app.command("export")
+def cdr_export(
+    since: FromOpt, until: ToOpt,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    output: Annotated[Path, typer.Option(help="The file to write.")] = Path("cdr.csv"),
+) -> None:
+    """Export every call record of a range, with its legs, transfers and outcome."""
+    from tqdm import tqdm
+
+    from reports import commands
+
+    if fmt not in ("csv", "jsonl"):
+        fail("--format must be csv or jsonl")
+    s = settings()
+    rng = report_range(since, until, None, s)
+
+    async def go() -> int:
+        engine = await prepare_database(s)
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out, \
+                    tqdm(unit="call", file=sys.stderr) as bar:
+                def total(n: int) -> None:
+                    bar.total = n
+                    bar.refresh()
+                return await commands.export_cdr(engine, rng, fmt, out, bar.update, total)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"exported {run(go)} call records to {output}")
 
 
 @app.command()

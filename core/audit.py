@@ -122,16 +122,17 @@ async def export(session: AsyncSession, filters: Filters, fmt: ExportFormat,
     async for entry in await session.stream_scalars(stmt.execution_options(yield_per=1000)):
         row = entry_dict(entry)
         if writer is not None:
-            writer.writerow(_csv_cell(row[c]) for c in COLUMNS)
+            writer.writerow(csv_cell(row[c]) for c in COLUMNS)
         else:
             out.write(orjson.dumps(row).decode() + "\n")
         count += 1
     return count
 
 
-def _csv_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell that no spreadsheet runs as a formula (JSON for a dict or list)."""
     if value is None:
         return ""
-    text = orjson.dumps(value).decode() if isinstance(value, dict) else str(value)
+    text = orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
     # A name typed by a user must not run as a formula in whoever opens the export.
     return f"'{text}" if text.startswith(_FORMULA_START) else text

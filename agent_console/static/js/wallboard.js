@@ -46,15 +46,16 @@ function renderKpis(s) {
       tone: level.wait(tot.longest_wait_s, threshold) }),
     tile("sl", t("kpi.sl"), percent(tot.sl), { tone: level.sl(tot.sl, target),
       sub: t("kpi.sl_sub", { p: percent(target), s: threshold, n: tot.answered_sl,
-        of: tot.answered + tot.abandoned }) }),
+        of: tot.answered + tot.abandoned + tot.abandoned_short }) }),
     tile("offered", t("kpi.calls_today"), number(tot.offered), {
-      sub: t("kpi.calls_sub", { answered: tot.answered, abandoned: tot.abandoned }) }),
+      sub: t("kpi.calls_sub", { answered: tot.answered,
+        abandoned: tot.abandoned + tot.abandoned_short }) }),
     tile("asa", t("kpi.asa"), tot.asa_s === null ? "—" : duration(tot.asa_s), {
       tone: level.asa(tot.asa_s, threshold) }),
     tile("aht", t("kpi.aht"), tot.aht_s === null ? "—" : duration(tot.aht_s), {
       sub: t("kpi.aht_sub", { n: tot.handled }) }),
     tile("abandon", t("kpi.abandon"), percent(tot.abandon_rate, 1), {
-      tone: level.abandon(tot.abandon_rate), sub: t("kpi.abandon_sub", { n: tot.abandoned }) }),
+      tone: level.abandon(tot.abandon_rate), sub: t("kpi.abandon_sub", { n: tot.abandoned + tot.abandoned_short }) }),
     tile("csat", t("kpi.csat"), percent(tot.csat.satisfied), { tone: level.csat(tot.csat.satisfied),
       sub: tot.csat.responses ? t("kpi.csat_sub", { avg: number(tot.csat.average, 1),
         n: tot.csat.responses }) : t("kpi.csat_none") }));
@@ -79,7 +80,7 @@ function renderQueues(s) {
       h("td", { class: "name", text: q.display_name }),
       cell(number(q.waiting), level.wait(q.longest_wait_s, q.threshold_s)),
       cell(duration(q.longest_wait_s), level.wait(q.longest_wait_s, q.threshold_s)),
-      cell(number(q.offered)), cell(number(q.answered)), cell(number(q.abandoned)),
+      cell(number(q.offered)), cell(number(q.answered)), cell(number(q.abandoned + q.abandoned_short)),
       cell(percent(q.sl), level.sl(q.sl, q.target)),
       cell(q.asa_s === null ? "—" : duration(q.asa_s), level.asa(q.asa_s, q.threshold_s)),
       cell(q.aht_s === null ? "—" : duration(q.aht_s))))));

@@ -1,0 +1,225 @@
+"""Report speed over millions of call records on PostgreSQL (docs/reports.md).
+
+    CALLCENTER_BENCH_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/DB \\
+        .venv/bin/python bench/reports_bench.py --records 5000000
+
+Fills a schema of its own (`reports_bench`, dropped first) with `--records` call
+records spread over `--days` days, 5 queues and 4 tiers (90% answered, waits up to
+60 s, some transferred and surveyed), builds the rollups with the same statement as
+`callcenter report rebuild`, then times, `--repeat` times each:
+
+- a 90-day report by day and queue (GET /api/v1/reports/queues?interval=day),
+- a month by 15 minutes for one queue (GET /api/v1/reports/center?interval=15m&queue=),
+
+through the same functions the REST views call. Target: each under 1 s.
+
+    .venv/bin/python bench/reports_bench.py --writer [--url ...]
+
+measures instead what the rollups cost the call path: the ops of `--calls` whole calls
+(offer, answer, end, wrap-up: the writes the call path makes, one write each) through
+the record writer with the rollup hook and without it, alternated `--repeat` times;
+CPU time of this process (on SQLite that includes the database's work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import statistics
+import time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.models import Base
+from core.servicelevel import DEFAULT
+from reports.periods import Interval, Range
+from reports.queries import Scope, interval_report
+from reports.rollup import Rollups
+
+SCHEMA = "reports_bench"
+WRITER_SCHEMA = "reports_bench_writer"
+ZONE = ZoneInfo("Asia/Shanghai")
+
+_FILL = """
+INSERT INTO interactions (call_id, queue, tier, ani, ivr, offered_at, answered_at, ended_at,
+    outcome, wait_s, talk_s, agent_id, agent_ids, routing_reason, transcript_status,
+    complaint_flag, survey_score)
+SELECT 'b' || g, (ARRAY['sales','support','billing','vip','default'])[1 + g % 5],
+       (ARRAY['vip','gold','standard','low'])[1 + (g / 5) % 4], '+8613800000000', '{}',
+       at, CASE WHEN answered THEN at + wait * interval '1 second' END,
+       at + (wait + talk) * interval '1 second',
+       CASE WHEN answered THEN 'answered' ELSE 'abandoned' END, wait,
+       CASE WHEN answered THEN talk END, 1 + g % 200, '[]', '{}', 'none', false,
+       CASE WHEN g % 7 = 0 THEN 1 + g % 5 END
+FROM (SELECT g, CAST(:start AS timestamptz)
+                    + (g * CAST(:span AS bigint) / CAST(:n AS bigint)) * interval '1 second' AS at,
+             (g * 7919 % 1000) < 900 AS answered, (g * 104729 % 60)::float AS wait,
+             (30 + g * 31 % 600)::float AS talk
+      FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) g) s
+"""
+
+
+def engine(url: str, schema: str = SCHEMA):  # type: ignore[no-untyped-def]
+    return create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+
+
+async def fill(url: str, records: int, days: int, start: dt.datetime) -> None:
+    async with create_async_engine(url).begin() as conn:
+        await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        await conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+    db = engine(url)
+    async with db.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    chunk = 500_000
+    began = time.perf_counter()
+    for first in range(1, records + 1, chunk):
+        async with db.begin() as conn:
+            await conn.execute(text(_FILL), {"start": start, "span": days * 86400,
+                                             "n": records, "first": first,
+                                             "last": min(records, first + chunk - 1)})
+        print(f"  {min(records, first + chunk - 1):>9,} records "
+              f"({time.perf_counter() - began:.0f} s)", flush=True)
+    async with db.begin() as conn:
+        await conn.execute(text("""
+            INSERT INTO call_transfers (event_id, call_id, seq, at, agent_id, queue,
+                                        answered_at, wait_s)
+            SELECT 'x' || call_id, call_id, 1, answered_at + interval '60 second',
+                   agent_id, queue, answered_at, wait_s
+            FROM interactions WHERE answered_at IS NOT NULL AND id % 50 = 0"""))
+        await conn.execute(text("ANALYZE"))
+    await db.dispose()
+
+
+async def rebuild(url: str, start: dt.datetime, days: int) -> float:
+    db = engine(url)
+    began = time.perf_counter()
+    async with db.begin() as conn:
+        await conn.run_sync(Rollups().rebuild, start, start + dt.timedelta(days=days))
+        await conn.execute(text("ANALYZE report_intervals"))
+    await db.dispose()
+    return time.perf_counter() - began
+
+
+async def timed(url: str, rng: Range, scope: Scope, queue: str | None,
+                repeat: int) -> tuple[list[float], int]:
+    db = engine(url)
+    times, rows = [], 0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        async with db.connect() as conn:
+            result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
+        times.append(time.perf_counter() - began)
+        rows = len(result["rows"])
+    await db.dispose()
+    return times, rows
+
+
+async def run(args: argparse.Namespace) -> None:
+    url = args.url
+    start = dt.datetime(2026, 1, 1, tzinfo=ZONE)
+    if not args.reuse:
+        print(f"filling {args.records:,} call records over {args.days} days ...", flush=True)
+        began = time.perf_counter()
+        await fill(url, args.records, args.days, start)
+        print(f"filled in {time.perf_counter() - began:.0f} s", flush=True)
+        print(f"rollups rebuilt from the records in {await rebuild(url, start, args.days):.1f} s")
+    quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
+    month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
+                  Interval.m15, ZONE)
+    for name, rng, scope, queue in [("90 days by day and queue", quarter, Scope.queues, None),
+                                    ("a month by 15 minutes, one queue", month, Scope.center,
+                                     "support")]:
+        times, rows = await timed(url, rng, scope, queue, args.repeat)
+        print(f"{name:<34} rows {rows:>6}  median {statistics.median(times) * 1000:7.1f} ms"
+              f"  max {max(times) * 1000:7.1f} ms  (target 1000 ms)")
+
+
+def call_ops(n: int, base: dt.datetime) -> list[list]:  # type: ignore[type-arg]
+    from cti import records
+
+    writes = []
+    for i in range(n):
+        call_id, offered = f"w{i}", (base + dt.timedelta(seconds=i * 3)).timestamp()
+        writes.append(records.offer_ops(
+            event_id=f"o{i}", call_id=call_id, queue=("sales", "support")[i % 2], ani="+86",
+            dnis="", customer_id=None, tier="standard", ivr={}, offered_at=offered,
+            node_id="bench", integration="pbx"))
+        writes.append([records.event_op(f"a{i}", call_id, "call.answered"),
+                       records.call_op(call_id, state="connected", agent_id=1),
+                       records.interaction_op(call_id, answered_at=records.at(offered + 9),
+                                              wait_s=9.0, agent_id=1, agent_ids=[1])])
+        writes.append([records.event_op(f"e{i}", call_id, "call.ended"),
+                       records.call_op(call_id, state="wrap_up"),
+                       records.interaction_op(call_id, ended_at=records.at(offered + 99),
+                                              end_cause="normal", outcome="answered",
+                                              talk_s=90.0)])
+        writes.append([records.call_op(call_id, state="ended"),
+                       records.interaction_op(call_id, disposition="resolved", notes="")])
+    return writes
+
+
+async def writer_cost(url: str, calls: int, repeat: int) -> None:
+    from core import db as core_db
+    from core.writer import RecordWriter
+
+    print(f"record writer, {calls} calls x 4 writes each, {url.split(':')[0]}")
+    if url.startswith("postgresql"):
+        async with create_async_engine(url).begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {WRITER_SCHEMA}"))
+    results: dict[str, list[float]] = {"without rollups": [], "with rollups": []}
+    for round_ in range(repeat):
+        for name in results:
+            engine = engine_for(url)
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.run_sync(Base.metadata.create_all)
+            sync = core_db.create_sync_engine(url) if url.startswith("sqlite") else None
+            hooks = [Rollups()] if name == "with rollups" else []
+            writer = RecordWriter(engine, sync, hooks=hooks)
+            base = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=round_)
+            writes = call_ops(calls, base)
+            began = time.process_time()
+            for ops in writes:
+                await writer.write(ops)
+            results[name].append((time.process_time() - began) * 1000 / calls)
+            await engine.dispose()
+            if sync is not None:
+                sync.dispose()
+    for name, values in results.items():
+        print(f"  {name:<16} CPU per call: median {statistics.median(values):.2f} ms "
+              f"({', '.join(f'{v:.2f}' for v in values)})")
+
+
+def engine_for(url: str):  # type: ignore[no-untyped-def]
+    if url.startswith("sqlite"):
+        from core import db as core_db
+        return core_db.create_engine(url)
+    return engine(url, WRITER_SCHEMA)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("CALLCENTER_BENCH_POSTGRES_URL"))
+    parser.add_argument("--records", type=int, default=5_000_000)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--reuse", action="store_true", help="keep the filled schema")
+    parser.add_argument("--writer", action="store_true", help="the rollups' cost per call")
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    if args.writer:
+        asyncio.run(writer_cost(args.url or "sqlite+aiosqlite:///reports-bench.db",
+                                args.calls, args.repeat))
+        return
+    if not args.url or not args.url.startswith("postgresql"):
+        parser.error("give a PostgreSQL URL: --url or CALLCENTER_BENCH_POSTGRES_URL")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Historical reports and call detail records, from the system of record (docs/reports.md)."""

@@ -22,6 +22,7 @@ from core.settings import Settings
 from core.timers import Timers
 from core.web import TokenWatch, errors, redact_access_log, signed_in
 from core.writer import RecordWriter
+from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
@@ -89,6 +90,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
+    app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     tasks = [asyncio.create_task(bus.run(), name="bus"),
              asyncio.create_task(run_timers(calls, timers), name="timers"),
              asyncio.create_task(calls.persist_agent_log(), name="agent-log"),

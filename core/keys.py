@@ -63,6 +63,10 @@ class Keys:
     def login_failures(self, who: str) -> str:
         return f"{self.prefix}:loginfail:{who}"
 
+    def searches(self, who: str) -> str:
+        """Customer searches in the current minute, per user (agent_console/views.py)."""
+        return f"{self.prefix}:searches:{who}"
+
     @property
     def agent_log(self) -> str:
         """Stream of agent state changes, persisted to the database in batches."""

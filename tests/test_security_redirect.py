@@ -9,7 +9,11 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Page
 
-from tests.test_console_browser import CHROMIUM, NewPage, browser, new_page  # noqa: F401
+from tests import test_console_browser as in_browser
+from tests.test_console_browser import CHROMIUM, NewPage
+
+browser = in_browser.browser  # the fixtures, shared
+new_page = in_browser.new_page
 
 pytestmark = [
     pytest.mark.browser,

@@ -123,8 +123,9 @@ def decoders(model) -> Iterator[Executor]:
 
 
 @pytest.fixture
-def settings(database_url, redis_url, redis_prefix, tmp_path):
+def settings(database_url, redis_url, redis_prefix, tmp_path, recordings):
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         recordings_dir=recordings["complaint"].parent,
                          transcribe_claim_idle_s=1.5, transcribe_retry_s=0.2,
                          transcribe_max_attempts=3)
 

@@ -306,10 +306,10 @@ def flaky_decode(request: DecodeRequest) -> DecodeResult:
 async def test_transient_failure_is_retried_with_backoff_then_fails_with_the_reason(
         sessions, queue, start_worker):
     ATTEMPTS.clear()
-    await add_call(sessions, "flaky", "/recordings/flaky.wav")
-    await add_call(sessions, "fine", "/recordings/fine.wav")
-    await queue.enqueue("flaky", "/recordings/flaky.wav")
-    await queue.enqueue("fine", "/recordings/fine.wav")
+    await add_call(sessions, "flaky", "flaky.wav")
+    await add_call(sessions, "fine", "fine.wav")
+    await queue.enqueue("flaky", "flaky.wav")
+    await queue.enqueue("fine", "fine.wav")
     threads = ThreadPoolExecutor(2)
     start_worker(threads, decode=flaky_decode, retry_base_s=0.3, max_attempts=3)
 

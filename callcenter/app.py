@@ -20,7 +20,7 @@ from core.keys import Keys
 from core.redisconn import open_redis
 from core.settings import Settings
 from core.timers import Timers
-from core.web import TokenWatch, errors, redact_access_log, signed_in
+from core.web import TokenWatch, errors, redact_access_log, response_headers, signed_in
 from core.writer import RecordWriter
 from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
     redact_access_log()
+    app.on_response_prepare.append(response_headers)
     app.cleanup_ctx.extend([redis_ctx, db_ctx, services_ctx, ari_ctx])
     health.setup(app)
     metrics.setup(app)

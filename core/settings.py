@@ -5,6 +5,7 @@ Every variable is prefixed ``CALLCENTER_``. Tests build :class:`Settings` direct
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,13 @@ def _file_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     secret = secrets.token_urlsafe(32)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
+    # Created owner-only: never readable by others, not even between creating and chmod.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
     return secret
 
 

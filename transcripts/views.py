@@ -128,8 +128,8 @@ async def _visible(request: web.Request, session: Any, principal: Principal) -> 
     app = request.app
     calls = await access.calls_of(app[appkeys.REDIS], app[appkeys.KEYS], session, principal)
     customers = [c for c in (calls.current, calls.last) if c]
-    return (Complaint.assigned_agent_id == principal.agent_id) | \
-        Complaint.customer_id.in_(customers)
+    owner = -1 if principal.agent_id is None else principal.agent_id  # never NULL: unassigned
+    return (Complaint.assigned_agent_id == owner) | Complaint.customer_id.in_(customers)
 
 
 async def create_complaint(request: web.Request) -> web.Response:

@@ -168,3 +168,24 @@ async def test_a_recording_over_the_limits_fails_its_job_as_too_large(
     async with sessions() as session:
         row = await session.scalar(select(Interaction).where(Interaction.call_id == "long"))
     assert row.transcript_error.startswith("too_large:")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100])
+def test_streamed_channels_are_the_samples_the_whole_file_gives(tmp_path, monkeypatch, rate):
+    """Streaming changes how much is held, not what is decoded: small blocks here, so
+    that many block boundaries fall inside the file."""
+    import numpy as np
+
+    monkeypatch.setattr(audio, "_STREAM_FRAMES", 4096)
+    samples = np.random.default_rng(7).integers(-20000, 20000, (rate * 3 // 2, 2), np.int16)
+    path = tmp_path / "noise.wav"
+    path.write_bytes(wav_header(samples.nbytes, rate, 2) + samples.tobytes())
+    wav = audio.open_wav(path)
+    whole = audio.read_wav(path)
+    for index in (0, 1):
+        streamed = np.concatenate(list(wav.channel(index, 16000)))
+        expected = audio.resample(whole.channels[index], rate, 16000)
+        assert len(streamed) == len(expected)
+        assert int(np.abs(streamed.astype(np.int32) - expected).max()) <= 1
+    silent = audio.silent_channels(wav)
+    assert silent == (False, False)

@@ -2,7 +2,9 @@
 
 `POST /api/v1/customers {id?, name, phone, email?, call_id?}` creates the
 customer with its phone; given the call it was created from, that call's
-interaction record is attached to the new customer so its history starts there.
+interaction record is attached to the new customer so its history starts there. An
+agent may name only its own call (current, or one it took): 403 otherwise, 404 for a
+call that does not exist.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console.views import STAFF
-from core import appkeys
-from core.models import Agent, Call, Customer, CustomerPhone, Interaction
-from core.web import Invalid, authenticate, json_error
+from core import access, appkeys
+from core.auth import Forbidden, Principal
+from core.models import Agent, Call, Customer, CustomerPhone, Interaction, Role
+from core.web import Invalid, NotFound, authenticate, json_error
 from crm import store as crm
 from cti.schemas import describe
 
@@ -34,7 +37,7 @@ class NewCustomer(BaseModel):
 
 
 async def create_customer(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     try:
         body = NewCustomer.model_validate_json(await request.read())
     except ValidationError as e:
@@ -42,6 +45,8 @@ async def create_customer(request: web.Request) -> web.Response:
     phone = crm.normalise_phone(body.phone)
     if phone is None:
         raise Invalid(f"{body.phone!r} is not a valid phone number")
+    if body.call_id:
+        await _check_call(request, principal, body.call_id)
     customer_id = body.id or f"N{secrets.token_hex(5).upper()}"
     async with request.app[appkeys.SESSIONS]() as session, session.begin():
         if await session.get(CustomerPhone, phone) is not None:
@@ -55,6 +60,25 @@ async def create_customer(request: web.Request) -> web.Response:
     async with request.app[appkeys.SESSIONS]() as session:
         profile = await crm.customer_profile(session, customer_id)
     return web.json_response(profile, status=201)
+
+
+async def _check_call(request: web.Request, principal: Principal, call_id: str) -> None:
+    """The call a new customer is attached to exists and, for an agent, is its own: an
+    agent must not take over another agent's caller by creating a customer for it."""
+    app = request.app
+    agent_id = principal.agent_id if principal.role is Role.agent else None
+    if agent_id is not None and call_id == await access.current_call_id(
+            app[appkeys.REDIS], app[appkeys.KEYS], agent_id):
+        return
+    async with app[appkeys.SESSIONS]() as session:
+        interaction = await session.scalar(select(Interaction).where(
+            Interaction.call_id == call_id))
+        known = interaction is not None or await session.get(Call, call_id) is not None
+    if agent_id is not None and (interaction is None
+                                 or not access.took_part(interaction, agent_id, "")):
+        raise Forbidden("agents attach a new customer only to their own call")
+    if not known:
+        raise NotFound(f"no call {call_id!r}")
 
 
 async def _attach_call(session: AsyncSession, call_id: str, customer_id: str) -> None:

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from core import appkeys, auth
+from core import appkeys, ws_auth
 from core.audit_views import ScreenPopAudit
-from core.auth import AuthError, Principal
+from core.auth import Principal
 from core.models import Role
-from core.web import bearer, json_error, watch_token
+from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import describe
@@ -52,46 +52,26 @@ class Ping(_Message):
 AgentMessage = TypeAdapter(Annotated[SetState | WrapupDone | Ping, Field(discriminator="type")])
 
 
-async def ticket_principal(request: web.Request) -> Principal | None:
-    ticket = request.query.get("ticket")
-    if not ticket:
-        return None
-    redis, keys = request.app[appkeys.REDIS], request.app[appkeys.KEYS]
-    token = await redis.getdel(keys.ws_ticket(ticket))
-    if token is None:
-        raise AuthError("the ticket is unknown, used or expired")
-    async with request.app[appkeys.SESSIONS]() as session:
-        return await auth.verify_token(session, request.app[appkeys.SETTINGS].secret_key, token)
-
-
-def origin_allowed(request: web.Request) -> bool:
-    """Browsers send Origin; only our own pages (or configured ones) may connect."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser
-    allowed = request.app[appkeys.SETTINGS].allowed_origins
-    own = f"{request.scheme}://{request.host}"
-    return origin == own or origin in allowed
+GATE = ws_auth.Gate(
+    lambda p: p.agent_id is not None and p.role is not Role.telephony,
+    "only agent, supervisor and admin users")
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     try:
-        principal = await ticket_principal(request)
-        if principal is None:
-            token = bearer(request)
-            if token is None:
-                raise AuthError("send a bearer token or a ?ticket=")
-            async with app[appkeys.SESSIONS]() as session:
-                principal = await auth.verify_token(session, app[appkeys.SETTINGS].secret_key,
-                                                    token)
-    except AuthError as e:
-        return json_error(401, "unauthorized", str(e))
-    if principal.agent_id is None or principal.role is Role.telephony:
-        return json_error(403, "forbidden", "only agent, supervisor and admin users")
-    if not origin_allowed(request):
-        return json_error(403, "forbidden", "origin not allowed")
+        principal = await ws_auth.admit(request, GATE)
+    except ws_auth.Refused as e:
+        return e.response()
+    try:
+        return await _connected(request, principal)
+    finally:
+        ws_auth.release(app, principal)
 
+
+async def _connected(request: web.Request, principal: Principal) -> web.WebSocketResponse:
+    app = request.app
+    assert principal.agent_id is not None  # the gate lets only agents' tokens in
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=16 * 1024)
     await ws.prepare(request)
     agent_id = principal.agent_id

@@ -94,15 +94,31 @@ async def get_customer(request: web.Request) -> web.Response:
         {**profile, "interactions": history, "access": level.value}, level))
 
 
+# One counter per user and minute, set to expire with its first search: atomic, so a
+# burst of concurrent searches cannot all read the count before any is counted.
+_COUNT_SEARCH = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
 async def search_customers(request: web.Request) -> web.Response:
     principal = await authenticate(request, *STAFF)
-    query = request.query.get("q", "").strip()
+    query = request.query.get("q", "").strip()[:100]
     if not query:
-        return json_error(400, "invalid", "give a name or phone number in ?q=")
-    async with request.app[appkeys.SESSIONS]() as session:
-        found = await crm.search_customers(session, query[:100], limit=20)
+        return json_error(400, "invalid", "give a name or a whole phone number in ?q=")
+    app = request.app
+    count = await app[appkeys.REDIS].eval(_COUNT_SEARCH, 1,
+                                          app[appkeys.KEYS].searches(principal.name), 60)
+    if int(count) > app[appkeys.SETTINGS].search_per_minute:
+        return json_error(429, "rate_limited", "too many searches; try again in a minute")
+    async with app[appkeys.SESSIONS]() as session:
+        found = await crm.search_customers(session, query, limit=20)
         calls = await _calls(request, session, principal)
-    await viewed(request, [("customer", c.id) for c in found], "search", q=query[:100])
+    # A search that finds nobody is recorded too: guessing shows in the log.
+    await viewed(request, [("customer", c.id) for c in found] or [("search", "-")], "search",
+                 q=query)
     return web.json_response({"customers": [access.shape(
         {"id": c.id, "name": c.name, "tier": c.tier, "phones": [p.phone for p in c.phones]},
         access.grant(principal.role, calls, c.id)) for c in found]})

@@ -11,11 +11,10 @@ import logging
 
 from aiohttp import web
 
-from agent_console.gateway import origin_allowed, ticket_principal
-from core import appkeys, auth
-from core.auth import AuthError
+from core import appkeys, ws_auth
+from core.auth import Principal
 from core.models import Role
-from core.web import bearer, json_error, watch_token
+from core.web import watch_token
 from core.ws import Connection
 
 log = logging.getLogger(__name__)
@@ -23,24 +22,22 @@ log = logging.getLogger(__name__)
 VIEWERS = (Role.supervisor, Role.admin)
 
 
-async def wallboard_ws(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    try:
-        principal = await ticket_principal(request)
-        if principal is None:
-            token = bearer(request)
-            if token is None:
-                raise AuthError("send a bearer token or a ?ticket=")
-            async with app[appkeys.SESSIONS]() as session:
-                principal = await auth.verify_token(session, app[appkeys.SETTINGS].secret_key,
-                                                    token)
-    except AuthError as e:
-        return json_error(401, "unauthorized", str(e))
-    if not principal.has(*VIEWERS):
-        return json_error(403, "forbidden", "the wallboard is for supervisors and admins")
-    if not origin_allowed(request):
-        return json_error(403, "forbidden", "origin not allowed")
+GATE = ws_auth.Gate(lambda p: p.has(*VIEWERS), "the wallboard is for supervisors and admins")
 
+
+async def wallboard_ws(request: web.Request) -> web.StreamResponse:
+    try:
+        principal = await ws_auth.admit(request, GATE)
+    except ws_auth.Refused as e:
+        return e.response()
+    try:
+        return await _connected(request, principal)
+    finally:
+        ws_auth.release(request.app, principal)
+
+
+async def _connected(request: web.Request, principal: Principal) -> web.WebSocketResponse:
+    app = request.app
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
     await ws.prepare(request)
     wallboard = app[appkeys.WALLBOARD]

@@ -24,8 +24,9 @@ from core.redisconn import open_redis
 from core.settings import Settings
 from core.supervise import Supervisor
 from core.timers import Timers
-from core.web import TokenWatch, errors, redact_access_log, signed_in
+from core.web import TokenWatch, errors, redact_access_log, response_headers, signed_in
 from core.writer import RecordWriter
+from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
@@ -101,6 +102,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
+    app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]
     tasks = [supervisor.start("bus", bus.run),
              supervisor.start("timers", lambda: run_timers(calls, timers)),
@@ -169,6 +171,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors, signed_in], client_max_size=2 * 1024 * 1024)
     app[appkeys.SETTINGS] = settings
     redact_access_log()
+    app.on_response_prepare.append(response_headers)
     app.cleanup_ctx.extend([supervisor_ctx, redis_ctx, db_ctx, services_ctx, ari_ctx,
                             demo_ctx])
     health.setup(app)

@@ -578,4 +578,5 @@ app.command("transcribe")(transcribe_command)
 
 
 def main() -> None:
+    db.private_files()  # the database, dumps and exports hold personal data
     app()

@@ -105,8 +105,7 @@ def mask_email(email: str | None) -> str | None:
 
 async def agent_calls(redis: Redis, keys: Keys, session: AsyncSession,
                       agent_id: int) -> AgentCalls:
-    state, call_id = await redis.hmget(keys.agent(agent_id), ["state", "call_id"])
-    current_call = call_id if call_id and state in ACTIVE_STATES else ""
+    current_call = await current_call_id(redis, keys, agent_id)
     current = None
     if current_call:
         # The database, not the live call, is updated when a new caller's customer
@@ -117,6 +116,18 @@ async def agent_calls(redis: Redis, keys: Keys, session: AsyncSession,
         .where(Interaction.agent_id == agent_id, Interaction.call_id != current_call)
         .order_by(Interaction.offered_at.desc(), Interaction.id.desc()).limit(1))
     return AgentCalls(current, last)
+
+
+async def current_call_id(redis: Redis, keys: Keys, agent_id: int) -> str:
+    """The call the agent is ringing for, talking on or wrapping up; "" when none."""
+    state, call_id = await redis.hmget(keys.agent(agent_id), ["state", "call_id"])
+    return str(call_id) if call_id and state in ACTIVE_STATES else ""
+
+
+def took_part(interaction: Interaction, agent_id: int, current_call: str) -> bool:
+    """Whether the call is the agent's: it took it, was on it, or is being offered it."""
+    return (interaction.agent_id == agent_id or agent_id in (interaction.agent_ids or [])
+            or interaction.call_id == current_call)
 
 
 async def calls_of(redis: Redis, keys: Keys, session: AsyncSession,

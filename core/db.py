@@ -42,8 +42,31 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+# Files the service creates (the SQLite database and its WAL, the embedded Redis's dump,
+# audit exports) hold personal data: owner-only from the moment they exist.
+PRIVATE_UMASK = 0o077
+
+
+def private_files() -> None:
+    """Make every file this process (and its children) creates from now on owner-only."""
+    os.umask(PRIVATE_UMASK)
+
+
+def create_private_sqlite(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite does; SQLite gives its WAL and
+    shared-memory files the database file's permissions."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        create_private_sqlite(url)
         # One connection: SQLite takes one writer at a time, and queueing for the
         # connection in-process is fair and fast, where SQLite's own busy-wait sleeps
         # in steps of up to 100 ms and makes latency spiky under load.

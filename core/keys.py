@@ -67,6 +67,10 @@ class Keys:
         """Sign-ins of `who` whose password is being checked (core/signin.py)."""
         return f"{self.prefix}:loginpend:{who}"
 
+    def searches(self, who: str) -> str:
+        """Customer searches in the current minute, per user (agent_console/views.py)."""
+        return f"{self.prefix}:searches:{who}"
+
     @property
     def agent_log(self) -> str:
         """Stream of agent state changes, persisted to the database in batches."""

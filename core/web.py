@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import WSCloseCode, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError
 
@@ -122,27 +123,60 @@ def _parse(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class RedactCredentials(logging.Filter):
-    """The access log prints each request line, and a websocket's `?ticket=` is a
-    credential: it is written as `[redacted]`, in the message and in its extras."""
+    """The access log prints each request line. A websocket's `?ticket=` is a credential,
+    and a search's `?q=` or a phone number in a URL is personal data: each is written as
+    `[redacted]`, in the message and in its extras."""
 
-    _CREDENTIAL = re.compile(r"([?&](?:ticket|token)=)[^&\s\"]*")
+    _CREDENTIAL = re.compile(r"([?&](?:ticket|token|q|phone|ani|email)=)[^&\s\"]*")
+    _NUMBER = re.compile(r"(?<=[/=])(?:%2B|\+)?\d{6,}")  # a phone number as a path or value
+
+    def _redact(self, text: str) -> str:
+        return self._NUMBER.sub("[redacted]", self._CREDENTIAL.sub(r"\1[redacted]", text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in vars(record).items():
-            if isinstance(value, str) and "=" in value:
-                setattr(record, name, self._CREDENTIAL.sub(r"\1[redacted]", value))
+            if isinstance(value, str) and ("=" in value or "/" in value):
+                setattr(record, name, self._redact(value))
         if isinstance(record.args, tuple):
-            record.args = tuple(self._CREDENTIAL.sub(r"\1[redacted]", a)
-                                if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+class MalformedRequests(logging.Filter):
+    """A request aiohttp cannot parse (a bare CR in a header, a bad request line) is the
+    client's error: one INFO line with the reason, not an ERROR with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            said = record.getMessage()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "%s: %s"
+            record.args = (said, f"{type(error).__name__}: {error.message}"[:200])
+            record.exc_info, record.exc_text = None, None
         return True
 
 
 _REDACT = RedactCredentials()
+_MALFORMED = MalformedRequests()
 
 
 def redact_access_log() -> None:
     """Idempotent: a filter is added to a logger once however often this runs."""
     logging.getLogger("aiohttp.access").addFilter(_REDACT)
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED)
+
+
+SERVER = "callcenter"  # the Server header: no product versions for a scanner to match
+
+
+async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: API answers carry personal data, so no cache may keep
+    them, and the Server header names no versions."""
+    response.headers[hdrs.SERVER] = SERVER
+    if request.path.startswith("/api/"):
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
 
 
 # How often an open websocket's token is checked again: signing out, `token revoke`

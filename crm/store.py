@@ -73,14 +73,17 @@ async def get_customer(session: AsyncSession, customer_id: str) -> Customer | No
 
 
 async def search_customers(session: AsyncSession, q: str, limit: int = 20) -> Sequence[Customer]:
-    """Customers whose name contains `q` (any case) or whose phone contains its digits."""
+    """Customers whose name contains `q` (any case), or who have the number `q` stands for.
+
+    Numbers match whole only: a search for part of a number would let someone who sees
+    it masked (`+86138****0001`) recover the hidden digits one search at a time.
+    """
     q = q.strip()
     if not q:
         return []
     match = Customer.name.icontains(q, autoescape=True)
-    digits = "".join(ch for ch in q if ch.isdigit())
-    if digits:
-        by_phone = select(CustomerPhone.customer_id).where(CustomerPhone.phone.contains(digits))
+    if numbers := phone_candidates(q):
+        by_phone = select(CustomerPhone.customer_id).where(CustomerPhone.phone.in_(numbers))
         match = match | Customer.id.in_(by_phone)
     rows = await session.scalars(
         select(Customer).where(match).order_by(Customer.name, Customer.id).limit(limit)

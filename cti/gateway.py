@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import appkeys, auth
-from core.auth import AuthError
+from core import appkeys, ws_auth
+from core.auth import Principal
 from core.models import Role
-from core.web import bearer, json_error, watch_token
+from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.schemas import StateSync, describe, inbound
@@ -29,20 +29,24 @@ from routing.service import RoutingError
 log = logging.getLogger(__name__)
 
 
+GATE = ws_auth.Gate(lambda p: p.role is Role.telephony, "this endpoint takes telephony tokens",
+                    browser=False)
+
+
 async def telephony_ws(request: web.Request) -> web.StreamResponse:
+    try:
+        principal = await ws_auth.admit(request, GATE)
+    except ws_auth.Refused as e:
+        return e.response()
+    try:
+        return await _connected(request, principal)
+    finally:
+        ws_auth.release(request.app, principal)
+
+
+async def _connected(request: web.Request, principal: Principal) -> web.WebSocketResponse:
     app = request.app
     settings = app[appkeys.SETTINGS]
-    token = bearer(request)
-    try:
-        if token is None:
-            raise AuthError("send Authorization: Bearer <telephony token>")
-        async with app[appkeys.SESSIONS]() as session:
-            principal = await auth.verify_token(session, settings.secret_key, token)
-    except AuthError as e:
-        return json_error(401, "unauthorized", str(e))
-    if principal.role is not Role.telephony:
-        return json_error(403, "forbidden", "this endpoint takes telephony tokens")
-
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=settings.max_frame_bytes)
     await ws.prepare(request)
     conn = Connection(ws, f"telephony {principal.name}")

@@ -64,12 +64,13 @@ async def test_complaint_views_and_lists_are_recorded(center):
         session.add(complaint)
         await session.flush()
         complaint_id = str(complaint.id)
-    token = await center.login_token("amy", "agent")
+    # A supervisor: an agent reads only complaints it owns or of its callers.
+    token = await center.login_token("sue", "supervisor")
     assert (await request(center, "GET", f"/api/v1/complaints/{complaint_id}", token))[0] == 200
     assert (await request(center, "GET", "/api/v1/complaints", token))[0] == 200
     entries = await _entries(center, object_type="complaint")
     assert [(e.action, e.object_id, e.actor) for e in entries] == [
-        ("view", complaint_id, "amy"), ("list", complaint_id, "amy")]
+        ("view", complaint_id, "sue"), ("list", complaint_id, "sue")]
 
 
 async def test_search_hits_are_recorded_with_the_query(center):

@@ -123,8 +123,9 @@ def decoders(model) -> Iterator[Executor]:
 
 
 @pytest.fixture
-def settings(database_url, redis_url, redis_prefix, tmp_path):
+def settings(database_url, redis_url, redis_prefix, tmp_path, recordings):
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         recordings_dir=recordings["complaint"].parent,
                          transcribe_claim_idle_s=1.5, transcribe_retry_s=0.2,
                          transcribe_max_attempts=3)
 
@@ -305,10 +306,10 @@ def flaky_decode(request: DecodeRequest) -> DecodeResult:
 async def test_transient_failure_is_retried_with_backoff_then_fails_with_the_reason(
         sessions, queue, start_worker):
     ATTEMPTS.clear()
-    await add_call(sessions, "flaky", "/recordings/flaky.wav")
-    await add_call(sessions, "fine", "/recordings/fine.wav")
-    await queue.enqueue("flaky", "/recordings/flaky.wav")
-    await queue.enqueue("fine", "/recordings/fine.wav")
+    await add_call(sessions, "flaky", "flaky.wav")
+    await add_call(sessions, "fine", "fine.wav")
+    await queue.enqueue("flaky", "flaky.wav")
+    await queue.enqueue("fine", "fine.wav")
     threads = ThreadPoolExecutor(2)
     start_worker(threads, decode=flaky_decode, retry_base_s=0.3, max_attempts=3)
 

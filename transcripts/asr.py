@@ -23,7 +23,7 @@ import logging
 import os
 import queue
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -200,59 +200,77 @@ def transcribe_file(
     agent_channel: int = 0,
     customer_channel: int = 1,
     mono_speaker: str = Speaker.CUSTOMER,
+    limits: audio.Limits | None = None,
 ) -> Transcript:
     """Transcribe one WAV recording; stereo channels are the agent and the customer.
 
+    The header is checked against `limits` before any audio is read, and the audio is
+    streamed through the recognizer, so memory does not grow with the recording.
     Raises a ``BadAudio`` subclass (``code`` tells which) for unusable input and
     ``NoSpeech`` (code ``silence``) when there is nothing to transcribe.
     """
-    asr = load_model(model_path)
-    recording = audio.load(path, asr.sample_rate)
-    tracks = _tracks(path, recording, agent_channel, customer_channel, Speaker(mono_speaker))
-    voiced = [(who, x) for who, x in tracks if not audio.is_silent(x, recording.rate)]
+    wav = audio.open_wav(path, limits)
+    tracks = _tracks(path, wav.fmt.channels, agent_channel, customer_channel,
+                     Speaker(mono_speaker))
+    silent = audio.silent_channels(wav)
+    voiced = [(who, index) for who, index in tracks if not silent[index]]
     if not voiced:
         raise NoSpeech(path, f"the recording is silent (below {audio.SILENCE_DBFS:g} dBFS)")
-    utterances = [u for who, samples in voiced for u in decode(asr, samples, who)]
+    asr = load_model(model_path)
+    utterances = [u for who, index in voiced
+                  for u in decode_stream(asr, wav.channel(index, asr.sample_rate), who)]
     if not utterances:
         raise NoSpeech(path, "no speech was recognized")
     utterances.sort(key=lambda u: (u.start, u.end))
-    return Transcript(tuple(utterances), recording.duration)
+    return Transcript(tuple(utterances), wav.duration)
 
 
 def _tracks(
     path: str | os.PathLike[str],
-    recording: audio.Audio,
+    channels: int,
     agent_channel: int,
     customer_channel: int,
     mono_speaker: Speaker,
-) -> list[tuple[Speaker, np.ndarray]]:
-    channels = recording.channels
-    if len(channels) == 1:
-        return [(mono_speaker, channels[0])]
-    if not (0 <= agent_channel < len(channels) and 0 <= customer_channel < len(channels)):
+) -> list[tuple[Speaker, int]]:
+    if channels == 1:
+        return [(mono_speaker, 0)]
+    if not (0 <= agent_channel < channels and 0 <= customer_channel < channels):
         raise UnsupportedChannels(
             path,
-            f"{len(channels)} channels, but agent/customer channels are "
+            f"{channels} channels, but agent/customer channels are "
             f"{agent_channel}/{customer_channel}",
         )
-    return [
-        (Speaker.AGENT, channels[agent_channel]),
-        (Speaker.CUSTOMER, channels[customer_channel]),
-    ]
+    return [(Speaker.AGENT, agent_channel), (Speaker.CUSTOMER, customer_channel)]
 
 
 def decode(asr: AsrModel, samples: np.ndarray, speaker: str) -> list[Utterance]:
     """Decode one channel of int16 samples at the model's rate into utterances."""
-    data = samples.astype("<i2", copy=False).tobytes()
+    return decode_stream(asr, [samples], speaker)
+
+
+def decode_stream(asr: AsrModel, blocks: Iterable[np.ndarray], speaker: str) -> list[Utterance]:
+    """Decode one channel, given as blocks of int16 samples at the model's rate.
+
+    The recognizer is fed CHUNK_FRAMES at a time whatever the blocks are, so the
+    segmentation is the same as for the whole channel at once.
+    """
     step = 2 * CHUNK_FRAMES
     results = []
     with asr.recognizer() as rec:
         origin = rec.samples / asr.sample_rate  # vosk times count from its first sample
-        for offset in range(0, len(data), step):
-            if rec.kaldi.AcceptWaveform(data[offset : offset + step]):
-                results.append(rec.kaldi.Result())
+        pending, fed = b"", 0
+        for block in blocks:
+            pending += block.astype("<i2", copy=False).tobytes()
+            fed += len(block)
+            whole = len(pending) - len(pending) % step
+            for offset in range(0, whole, step):
+                if rec.kaldi.AcceptWaveform(pending[offset : offset + step]):
+                    results.append(rec.kaldi.Result())
+            pending = pending[whole:]
+        if pending and rec.kaldi.AcceptWaveform(pending):
+            results.append(rec.kaldi.Result())
         results.append(rec.kaldi.FinalResult())
-        rec.samples += len(samples)
+        rec.samples += fed
     return [u for raw in results if (u := _utterance(raw, speaker, origin)) is not None]
 
 

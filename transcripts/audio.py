@@ -1,8 +1,10 @@
 """Reading call recordings into 16-bit sample arrays at the recognizer's rate.
 
-WAV files are read with the stdlib ``wave`` module. Python 3.11's ``wave`` refuses
-WAVE_FORMAT_EXTENSIBLE headers, which sox and ffmpeg write for 24/32-bit or multichannel
-PCM, so those go through a minimal RIFF chunk reader instead.
+WAV files are read by a minimal RIFF chunk reader (plain and WAVE_FORMAT_EXTENSIBLE PCM,
+which sox and ffmpeg write for 32-bit or multichannel audio). `open_wav` reads only the
+header and checks it against size and duration limits; the frames are then read in
+blocks (`WavFile.channel`, `silent_channels`), so decoding a recording takes memory
+bounded by the block size, not by what the file is or claims to be.
 
 Resampling is a polyphase windowed-sinc filter, the design of Kaldi's ``LinearResample``
 (Hann-windowed sinc, 6 zero crossings, cutoff at 99% of the lower Nyquist frequency): it
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +29,7 @@ from transcripts.exceptions import (
     EmptyAudio,
     MissingAudio,
     NotWav,
+    TooLarge,
     UnsupportedEncoding,
     UnsupportedSampleWidth,
 )
@@ -37,6 +40,7 @@ _WAVE_FORMAT_PCM = 0x0001
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _RESAMPLE_ZEROS = 6
 _RESAMPLE_BLOCK = 1 << 15
+_STREAM_FRAMES = 1 << 20  # frames read at a time: memory per block, whatever the file
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,87 @@ class _Format:
     width: int
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a recording may declare in its header; checked before any audio is read."""
+
+    max_bytes: int = 2 * 1024**3
+    max_seconds: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class WavFile:
+    """An opened recording: its format and where its frames are, none of them read yet.
+
+    Frames are read in blocks, so memory stays bounded whatever size the file has.
+    """
+
+    path: Path
+    fmt: _Format
+    offset: int  # of the first frame
+    frames: int  # whole frames present: as declared, but no more than the file holds
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fmt.rate
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) as int16, one column per channel."""
+        align = self.fmt.width * self.fmt.channels
+        with self.path.open("rb") as f:
+            f.seek(self.offset + start * align)
+            raw = f.read(max(0, stop - start) * align)
+        raw = raw[: len(raw) - len(raw) % align]
+        return _to_int16(raw, self.fmt.width).reshape(-1, self.fmt.channels)
+
+    def channel(self, index: int, rate: int) -> Iterator[np.ndarray]:
+        """One channel at `rate`, in blocks of about a million samples."""
+        if self.fmt.rate == rate:
+            for start in range(0, self.frames, _STREAM_FRAMES):
+                yield np.ascontiguousarray(self.read(start, start + _STREAM_FRAMES)[:, index])
+            return
+        yield from _resample_stream(self, index, rate)
+
+
+def open_wav(path: str | os.PathLike[str], limits: Limits | None = None) -> WavFile:
+    """Read a recording's header and check it against `limits`; no audio is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingAudio(path, "the recording does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyAudio(path, "the recording is a 0-byte file")
+    limits = limits or Limits(max_bytes=size, max_seconds=math.inf)
+    if size > limits.max_bytes:
+        raise TooLarge(path, f"the recording is over {limits.max_bytes} bytes")
+    with path.open("rb") as f:
+        fmt, offset, declared = _read_riff(f, path)
+    align = fmt.width * fmt.channels
+    if declared > limits.max_bytes or declared / align / fmt.rate > limits.max_seconds:
+        raise TooLarge(path, f"the recording declares over {limits.max_bytes} bytes or "
+                             f"{limits.max_seconds:g} s of audio")
+    frames = min(declared, size - offset) // align
+    if frames <= 0:
+        raise EmptyAudio(path, "the recording holds no audio frames")
+    return WavFile(path, fmt, offset, frames)
+
+
+def silent_channels(wav: WavFile, threshold_dbfs: float = SILENCE_DBFS) -> tuple[bool, ...]:
+    """For each channel, whether no 100 ms frame rises above `threshold_dbfs` RMS."""
+    frame = min(wav.frames, max(1, int(wav.fmt.rate * _SILENCE_FRAME_SECONDS)))
+    usable = wav.frames - wav.frames % frame
+    step = frame * max(1, _STREAM_FRAMES // frame)
+    loudest = np.zeros(wav.fmt.channels)
+    for start in range(0, usable, step):
+        block = wav.read(start, min(start + step, usable)).astype(np.float32)
+        power = (block * block).reshape(-1, frame, wav.fmt.channels).mean(axis=1).max(axis=0)
+        loudest = np.maximum(loudest, power)
+    limit = 32768.0 * 10 ** (threshold_dbfs / 20)
+    return tuple(bool(math.sqrt(p) < limit) for p in loudest)
+
+
 def load(path: str | os.PathLike[str], rate: int) -> Audio:
-    """Read a WAV file and resample every channel to ``rate``."""
+    """Read a WAV file whole and resample every channel to ``rate``."""
     audio = read_wav(path)
     if audio.rate == rate:
         return audio
@@ -72,37 +155,15 @@ def load(path: str | os.PathLike[str], rate: int) -> Audio:
 
 
 def read_wav(path: str | os.PathLike[str]) -> Audio:
-    """Read PCM WAV (8, 16 or 32-bit, any rate and channel count) at its own rate."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingAudio(path, "the recording does not exist")
-    if path.stat().st_size == 0:
-        raise EmptyAudio(path, "the recording is a 0-byte file")
-    fmt, data = _read_pcm(path)
-    if fmt.width not in (1, 2, 4):
-        raise UnsupportedSampleWidth(
-            path, f"{8 * fmt.width}-bit samples are not supported (use 8, 16 or 32-bit PCM)"
-        )
-    usable = len(data) - len(data) % (fmt.width * fmt.channels)
-    if usable == 0:
-        raise EmptyAudio(path, "the recording holds no audio frames")
-    samples = _to_int16(data[:usable], fmt.width).reshape(-1, fmt.channels)
-    channels = tuple(np.ascontiguousarray(samples[:, i]) for i in range(fmt.channels))
-    return Audio(fmt.rate, channels)
+    """Read PCM WAV (8, 16 or 32-bit, any rate and channel count) whole, at its own rate."""
+    wav = open_wav(path)
+    samples = wav.read(0, wav.frames)
+    return Audio(wav.fmt.rate, tuple(np.ascontiguousarray(samples[:, i])
+                                     for i in range(wav.fmt.channels)))
 
 
-def _read_pcm(path: Path) -> tuple[_Format, bytes]:
-    try:
-        with wave.open(str(path), "rb") as w:
-            fmt = _Format(_WAVE_FORMAT_PCM, w.getnchannels(), w.getframerate(), w.getsampwidth())
-            return fmt, w.readframes(w.getnframes())
-    except (wave.Error, EOFError):
-        pass  # not plain PCM to `wave`: the RIFF reader tells extensible PCM from garbage
-    with path.open("rb") as f:
-        return _read_riff(f, path)
-
-
-def _read_riff(f: BinaryIO, path: Path) -> tuple[_Format, bytes]:
+def _read_riff(f: BinaryIO, path: Path) -> tuple[_Format, int, int]:
+    """The format, the data chunk's offset and its declared size."""
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise NotWav(path, "not a RIFF/WAVE file")
@@ -110,11 +171,12 @@ def _read_riff(f: BinaryIO, path: Path) -> tuple[_Format, bytes]:
     while len(chunk := f.read(8)) == 8:
         cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if cid == b"fmt ":
-            fmt = _parse_fmt(f.read(size), path)
+            fmt = _parse_fmt(f.read(min(size, 1024)), path)
+            f.seek(max(0, size - 1024), os.SEEK_CUR)
         elif cid == b"data":
             if fmt is None:
                 break
-            return fmt, f.read(size)
+            return fmt, f.tell(), size
         else:
             f.seek(size, os.SEEK_CUR)
         f.seek(size % 2, os.SEEK_CUR)
@@ -129,9 +191,13 @@ def _parse_fmt(raw: bytes, path: Path) -> _Format:
         tag = struct.unpack("<H", raw[24:26])[0]  # first bytes of the SubFormat GUID
     if tag != _WAVE_FORMAT_PCM:
         raise UnsupportedEncoding(path, f"WAV encoding 0x{tag:04x} is not integer PCM")
-    if channels == 0 or rate == 0:
-        raise NotWav(path, "the fmt chunk declares no channels or a zero rate")
-    return _Format(tag, channels, rate, block_align // channels)
+    if channels == 0 or rate == 0 or block_align % channels:
+        raise NotWav(path, "the fmt chunk declares no channels, a zero rate or a bad block")
+    width = block_align // channels
+    if width not in (1, 2, 4):
+        raise UnsupportedSampleWidth(
+            path, f"{8 * width}-bit samples are not supported (use 8, 16 or 32-bit PCM)")
+    return _Format(tag, channels, rate, width)
 
 
 def _to_int16(data: bytes, width: int) -> np.ndarray:
@@ -175,6 +241,35 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
         for p in range(up):
             out[q0 : q0 + len(starts), p] = windows[starts + first[p]] @ weights[p]
     return np.clip(np.rint(out.ravel()[:n_out]), -32768, 32767).astype(np.int16)
+
+
+def _resample_stream(wav: WavFile, index: int, dst_rate: int) -> Iterator[np.ndarray]:
+    """`resample` of one channel, computed a block of output at a time from the file.
+
+    Each block reads only the input its filter taps reach (zeros beyond either end, as
+    `resample` pads), so the result is the same and memory does not grow with the file.
+    """
+    src_rate, n = wav.fmt.rate, wav.frames
+    g = math.gcd(src_rate, dst_rate)
+    up, down = dst_rate // g, src_rate // g
+    first, weights = _polyphase_filter(src_rate, dst_rate, up, down)
+    taps = weights.shape[1]
+    n_out = n * up // down
+    n_q = -(-n_out // up)
+    block = max(1, min(_RESAMPLE_BLOCK, _STREAM_FRAMES // down))
+    for q0 in range(0, n_q, block):
+        q1 = min(q0 + block, n_q)
+        lo, hi = q0 * down + int(first.min()), (q1 - 1) * down + int(first.max()) + taps
+        x = np.zeros(hi - lo, np.float32)
+        got = wav.read(max(lo, 0), min(hi, n))[:, index]
+        x[max(lo, 0) - lo : max(lo, 0) - lo + len(got)] = got
+        windows = sliding_window_view(x, taps)
+        starts = np.arange(q0, q1) * down - lo
+        out = np.empty((q1 - q0, up), np.float32)
+        for p in range(up):
+            out[:, p] = windows[starts + first[p]] @ weights[p]
+        flat = out.ravel()[: n_out - q0 * up]
+        yield np.clip(np.rint(flat), -32768, 32767).astype(np.int16)
 
 
 def _polyphase_filter(

@@ -25,6 +25,8 @@ class DecodeRequest:
     customer_channel: int = 1
     language: str | None = None
     patterns: tuple[str, ...] = ()
+    max_bytes: int | None = None  # limits on the recording (transcripts.audio.Limits)
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,18 @@ class DecodeResult:
 
 def decode_recording(request: DecodeRequest) -> DecodeResult:
     from transcripts.asr import transcribe_file
+    from transcripts.audio import Limits
     from transcripts.complaint_detector import detect_complaint
     from transcripts.exceptions import BadAudio
     from transcripts.redaction import redact_transcript
 
+    limits = None
+    if request.max_bytes is not None and request.max_seconds is not None:
+        limits = Limits(request.max_bytes, request.max_seconds)
     try:
         transcript = transcribe_file(request.path, request.model,
                                      agent_channel=request.agent_channel,
-                                     customer_channel=request.customer_channel)
+                                     customer_channel=request.customer_channel, limits=limits)
     except BadAudio as e:
         return DecodeResult(error=f"{e.code}: {e.reason}")
     utterances = [u.to_dict() for u in redact_transcript(transcript, request.patterns)]

@@ -60,3 +60,16 @@ class NoSpeech(BadAudio):
     """Digital silence, or nothing the model recognized as words."""
 
     code = "silence"
+
+
+class TooLarge(BadAudio):
+    """Bigger or longer than the configured limits, by its size or its header."""
+
+    code = "too_large"
+
+
+class Unreadable(BadAudio):
+    """Not a recording this service may read: outside the recordings directory, or not
+    there. One code for both, so an error never tells whether a file outside exists."""
+
+    code = "unreadable"

@@ -1,7 +1,8 @@
 """REST API v1 for complaints and satisfaction statistics.
 
-Agents create complaints from the console and read them; supervisors and admins move
-them through the lifecycle, assign and escalate them.
+Agents create complaints from the console, about their own calls, and read those they
+own and those of the customers of their current and last call; supervisors and admins
+read every complaint and move them through the lifecycle, assign and escalate them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from core import appkeys
+from core import access, appkeys
 from core.audit_views import viewed
-from core.auth import Principal
+from core.auth import Forbidden, Principal
 from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
 from core.web import Invalid, NotFound, authenticate
 from crm.open_complaints import is_open_complaint
@@ -98,14 +99,38 @@ def event_dict(e: ComplaintEvent) -> dict[str, Any]:
             "at": _iso(e.at)}
 
 
-async def _interaction_id(session: Any, body: CreateBody) -> int | None:
-    if body.call_id is None:
-        return body.interaction_id
-    found: int | None = await session.scalar(select(Interaction.id).where(
-        Interaction.call_id == body.call_id))
-    if found is None:
-        raise NotFound(f"no interaction for call {body.call_id!r}")
-    return found
+async def _interaction_id(request: web.Request, session: Any, principal: Principal,
+                          body: CreateBody) -> int | None:
+    """The call the complaint is about: one that exists, is with this customer, and for
+    an agent, one it took part in (a flag on a call steers routing away from its agent)."""
+    if body.call_id is None and body.interaction_id is None:
+        return None
+    where = (Interaction.call_id == body.call_id if body.call_id is not None
+             else Interaction.id == body.interaction_id)
+    interaction = await session.scalar(select(Interaction).where(where))
+    if interaction is None:
+        raise NotFound(f"no call {body.call_id or body.interaction_id!r}")
+    if principal.role is Role.agent and principal.agent_id is not None:
+        app = request.app
+        current = await access.current_call_id(app[appkeys.REDIS], app[appkeys.KEYS],
+                                               principal.agent_id)
+        if not access.took_part(interaction, principal.agent_id, current):
+            raise Forbidden("agents open complaints only about calls they took")
+    if interaction.customer_id not in (None, body.customer_id):
+        raise Invalid("that call is with another customer")
+    return int(interaction.id)
+
+
+async def _visible(request: web.Request, session: Any, principal: Principal) -> Any:
+    """For an agent, the complaints it may read: those it owns, and those of the customers
+    of its current and last call; None (no limit) for supervisors and admins."""
+    if principal.role is not Role.agent:
+        return None
+    app = request.app
+    calls = await access.calls_of(app[appkeys.REDIS], app[appkeys.KEYS], session, principal)
+    customers = [c for c in (calls.current, calls.last) if c]
+    owner = -1 if principal.agent_id is None else principal.agent_id  # never NULL: unassigned
+    return (Complaint.assigned_agent_id == owner) | Complaint.customer_id.in_(customers)
 
 
 async def create_complaint(request: web.Request) -> web.Response:
@@ -116,14 +141,15 @@ async def create_complaint(request: web.Request) -> web.Response:
         complaint = await complaints.create(
             session, customer_id=body.customer_id, actor=_actor(principal),
             now=service.clock(), policy=service.policy, category=body.category,
-            summary=body.summary, interaction_id=await _interaction_id(session, body),
+            summary=body.summary,
+            interaction_id=await _interaction_id(request, session, principal, body),
             # An agent who takes a complaint owns it until a supervisor assigns it.
             assigned_agent_id=principal.agent_id if principal.role is Role.agent else None)
     return web.json_response(complaint_dict(complaint), status=201)
 
 
 async def list_complaints(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     query = select(Complaint).order_by(Complaint.created_at.desc(), Complaint.id.desc())
     if state := request.query.get("state"):
         if state not in ComplaintState.__members__:
@@ -134,15 +160,21 @@ async def list_complaints(request: web.Request) -> web.Response:
     if request.query.get("escalated") in ("1", "true"):
         query = query.where(Complaint.escalation_level > 0, is_open_complaint())
     async with request.app[appkeys.SESSIONS]() as session:
+        if (visible := await _visible(request, session, principal)) is not None:
+            query = query.where(visible)
         rows = list(await session.scalars(query.limit(LIST_LIMIT)))
     await viewed(request, [("complaint", str(c.id)) for c in rows], "list")
     return web.json_response({"complaints": [complaint_dict(c) for c in rows]})
 
 
 async def get_complaint(request: web.Request) -> web.Response:
-    await authenticate(request, *STAFF)
+    principal = await authenticate(request, *STAFF)
     complaint_id = _id(request)
     async with request.app[appkeys.SESSIONS]() as session:
+        visible = await _visible(request, session, principal)
+        if visible is not None and await session.scalar(select(Complaint.id).where(
+                Complaint.id == complaint_id, visible)) is None:
+            raise NotFound(f"no complaint {complaint_id}")  # as if it did not exist
         complaint = await complaints.get(session, complaint_id)
         trail = await complaints.events(session, complaint_id)
     await viewed(request, [("complaint", str(complaint_id))])

@@ -38,6 +38,7 @@ from core.settings import Settings
 from transcripts import complaints
 from transcripts.complaints import SlaPolicy
 from transcripts.decode import DecodeRequest, DecodeResult, decode_recording, process_pool
+from transcripts.exceptions import Unreadable
 from transcripts.jobs import Job, JobQueue
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,27 @@ class WorkerConfig:
     retry_base_s: float = 10.0
     retry_max_s: float = 600.0
     block_ms: int = 1000
-    recordings_dir: Path | None = None  # where relative recording paths are
+    recordings_dir: Path | None = None  # where recordings are; unset, ./recordings
+    also_dirs: tuple[Path, ...] = ()  # other directories recordings may be in (ARI's)
+    max_bytes: int | None = None
+    max_seconds: float | None = None
 
     def locate(self, path: str) -> str:
-        return str(self.recordings_dir / path) if self.recordings_dir else path
+        """The real path of a recording, which must be inside one of the recordings
+        directories once `..` and symbolic links are resolved; relative paths are read
+        from `recordings_dir`.
+
+        Raises `Unreadable`, the same for any path outside, whether a file is there or not.
+        """
+        roots = [(self.recordings_dir or Path("recordings")), *self.also_dirs]
+        try:
+            real = (roots[0] / path).resolve()
+            for root in roots:
+                if real.is_relative_to(root.resolve()):
+                    return str(real)
+        except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+            pass
+        raise Unreadable("recording", "the recording cannot be read")
 
     def backoff(self, attempt: int) -> float:
         delay: float = self.retry_base_s * 2 ** (attempt - 1)
@@ -174,9 +192,14 @@ class TranscriptionWorker:
         if record.transcript_status == "done":
             return "duplicate"
         language = (record.ivr or {}).get("language")
+        try:
+            located = self.config.locate(job.path)
+        except Unreadable as e:
+            return await self._fail(job, f"{e.code}: {e.reason}")
         result = await self._decode(DecodeRequest(
-            self.config.locate(job.path), self.config.model, self.config.agent_channel,
-            self.config.customer_channel, language, self.patterns))
+            located, self.config.model, self.config.agent_channel,
+            self.config.customer_channel, language, self.patterns,
+            self.config.max_bytes, self.config.max_seconds))
         if result.error is not None:
             return await self._fail(job, result.error)
         return await self._store(job, result)
@@ -261,7 +284,9 @@ def config_from(settings: Settings, concurrency: int, model: str) -> WorkerConfi
         customer_channel=settings.customer_channel,
         claim_idle_s=settings.transcribe_claim_idle_s,
         max_attempts=settings.transcribe_max_attempts, retry_base_s=settings.transcribe_retry_s,
-        recordings_dir=settings.recordings_dir)
+        recordings_dir=settings.recordings_dir,
+        also_dirs=(settings.ari_recordings_dir,) if settings.ari_url else (),
+        max_bytes=settings.recording_max_bytes, max_seconds=settings.recording_max_s)
 
 
 def build_worker(settings: Settings, redis: Redis, maker: async_sessionmaker[AsyncSession],

@@ -5,10 +5,16 @@ import { $ } from "./dom.js";
 import { languageSwitch, t, translate } from "./i18n.js";
 
 function nextPage(role) {
+  const fallback = role === "agent" ? "/console" : "/wallboard";
   const next = new URLSearchParams(location.search).get("next") || "";
-  // Only our own paths: never send a signed-in user to another site.
-  if (next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/login")) return next;
-  return role === "agent" ? "/console" : "/wallboard";
+  // Only a path on this site. Browsers read `//host`, `/\host` and `/<tab>/host` (tabs and
+  // newlines are dropped from URLs) as another site, so the path must start with one `/`
+  // followed by neither slash, and hold no backslash or control character; the parsed
+  // URL must then still be ours.
+  if (!/^\/(?![/\\])/.test(next) || /[\\\u0000-\u001f\u007f]/.test(next)) return fallback;
+  const url = new URL(next, location.origin);
+  if (url.origin !== location.origin || url.pathname.startsWith("/login")) return fallback;
+  return url.pathname + url.search + url.hash;
 }
 
 function showError(message) {

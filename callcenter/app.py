@@ -31,6 +31,7 @@ from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
 from transcripts import plugin as transcripts_plugin
+from webhooks import plugin as webhooks_plugin
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     wallboard_ws.setup(app)
     pages.setup(app)
     transcripts_plugin.setup(app)
+    webhooks_plugin.setup(app)
     audit_views.setup(app)
     openapi.setup(app)
     return app

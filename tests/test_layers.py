@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "core"
-FEATURES = ["crm", "routing", "cti", "transcripts", "agent_console"]
+FEATURES = ["crm", "routing", "cti", "transcripts", "webhooks", "privacy", "agent_console"]
 ASSEMBLER = "callcenter"
 PACKAGES = [KERNEL, *FEATURES, ASSEMBLER]
 

@@ -174,3 +174,24 @@ def _short_window() -> Any:
 
     from webhooks.delivery import Policy
     return Policy(timeout_s=0.3, retry_for=dt.timedelta(seconds=0.1), backoff_s=1.0)
+
+
+async def test_complaint_transitions_and_new_customers_reach_the_receiver(
+        center: Any, receiver: Receiver) -> None:
+    admin = await center.login_token("root", role="admin")
+    await subscribe(center, admin, receiver.url, ["complaint.*", "customer.created"])
+    status, customer = await request(center, "POST", "/api/v1/customers", admin,
+                                     json={"name": "Wang Fang", "phone": "+8613900000009"})
+    assert status == 201, customer
+    status, complaint = await request(center, "POST", "/api/v1/complaints", admin,
+                                      json={"customer_id": customer["id"],
+                                            "summary": "late delivery"})
+    assert status == 201, complaint
+    status, _ = await request(center, "POST",
+                              f"/api/v1/complaints/{complaint['id']}/transition", admin,
+                              json={"to": "validated", "cause_side": "company"})
+    assert status == 200
+    await wait_for(lambda: len(receiver.received) == 3, what="three events")
+    assert receiver.types() == ["customer.created", "complaint.received",
+                                "complaint.validated"]
+    assert receiver.received[0]["data"]["phone"] == "+8613900000009"

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from core import appkeys
+from core import appkeys, outbox
 from core.audit_views import viewed
 from core.auth import Principal
 from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
@@ -107,6 +107,14 @@ async def _interaction_id(session: Any, body: CreateBody) -> int | None:
     return found
 
 
+async def _announce(request: web.Request, kind: str, complaint: Complaint) -> None:
+    """Tell the webhooks (`complaint.<state>`, `complaint.assigned`, `complaint.escalated`)."""
+    await outbox.emit_quietly(
+        request.app[appkeys.REDIS], request.app[appkeys.KEYS].webhook_events,
+        f"complaint.{kind}", {**complaint_dict(complaint), "complaint_id": complaint.id},
+        order_key=f"complaint:{complaint.id}")
+
+
 async def create_complaint(request: web.Request) -> web.Response:
     principal = await authenticate(request, *STAFF)
     body: CreateBody = await _body(request, CreateBody)
@@ -118,6 +126,7 @@ async def create_complaint(request: web.Request) -> web.Response:
             summary=body.summary, interaction_id=await _interaction_id(session, body),
             # An agent who takes a complaint owns it until a supervisor assigns it.
             assigned_agent_id=principal.agent_id if principal.role is Role.agent else None)
+    await _announce(request, complaint.state, complaint)
     return web.json_response(complaint_dict(complaint), status=201)
 
 
@@ -158,6 +167,7 @@ async def transition(request: web.Request) -> web.Response:
             session, _id(request), body.to, _actor(principal), service.clock(),
             note=body.note, cause_side=body.cause_side, resolution=body.resolution,
             reason=body.reason)
+    await _announce(request, complaint.state, complaint)
     return web.json_response(complaint_dict(complaint))
 
 
@@ -170,6 +180,7 @@ async def assign(request: web.Request) -> web.Response:
             raise NotFound(f"no agent {body.agent_id}")
         complaint = await complaints.assign(session, _id(request), body.agent_id,
                                             _actor(principal), service.clock(), body.note)
+    await _announce(request, "assigned", complaint)
     return web.json_response(complaint_dict(complaint))
 
 
@@ -182,6 +193,7 @@ async def escalate(request: web.Request) -> web.Response:
                                               service.clock(), body.note)
     assert complaint is not None  # a one-level escalation raises rather than return None
     await service.announce(Escalation.of(complaint))
+    await _announce(request, "escalated", complaint)
     return web.json_response(complaint_dict(complaint))
 
 

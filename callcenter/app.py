@@ -27,6 +27,7 @@ from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
+from privacy import plugin as privacy_plugin
 from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     pages.setup(app)
     transcripts_plugin.setup(app)
     webhooks_plugin.setup(app)
+    privacy_plugin.setup(app)
     audit_views.setup(app)
     openapi.setup(app)
     return app

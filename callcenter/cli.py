@@ -36,6 +36,8 @@ complaints_app = typer.Typer(help="Complaints in call transcripts.", no_args_is_
 app.add_typer(complaints_app, name="complaints")
 audit_app = typer.Typer(help="Who viewed which customer data.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+privacy_app = typer.Typer(help="Erase or export a customer's data.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 
 def fail(message: str) -> None:
@@ -405,6 +407,61 @@ def complaints_detect(
 
 
 app.command("transcribe")(transcribe_command)
+
+
+@privacy_app.command("erase")
+def privacy_erase(customer_id: str) -> None:
+    """Erase a customer: their records deleted or anonymised, recordings removed.
+
+    Refused while the customer is on a live call.
+    """
+    from privacy import commands
+    from privacy.exceptions import CustomerOnLiveCall, UnknownCustomer
+
+    s = settings()
+
+    async def go() -> Any:
+        engine = await prepare_database(s)
+        try:
+            return await commands.erase(s, engine, customer_id)
+        finally:
+            await engine.dispose()
+
+    try:
+        result = run(go)
+    except (UnknownCustomer, CustomerOnLiveCall) as e:
+        fail(str(e))
+    typer.echo(f"erased customer {customer_id}: " + ", ".join(
+        f"{k}={v}" for k, v in result.summary().items()))
+
+
+@privacy_app.command("export")
+def privacy_export(
+    customer_id: str,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Everything stored about a customer, as one JSON document."""
+    from privacy import commands
+    from privacy.exceptions import UnknownCustomer
+
+    s = settings()
+
+    async def go() -> bytes:
+        engine = await prepare_database(s)
+        try:
+            return await commands.export_to(engine, customer_id, output)
+        finally:
+            await engine.dispose()
+
+    try:
+        data = run(go)
+    except UnknownCustomer as e:
+        fail(str(e))
+        raise
+    if output is None:
+        sys.stdout.write(data.decode() + "\n")
+    else:
+        typer.echo(f"exported customer {customer_id} to {output}")
 
 
 def main() -> None:

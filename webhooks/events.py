@@ -14,7 +14,7 @@ COMPLAINT_STATES = ("received", "validated", "resolving", "resolved", "follow_up
                     "closed", "rejected", "assigned", "escalated")
 EVENT_TYPES = frozenset({
     "call.offered", "call.answered", "call.ended", "wrapup.done", "survey.result",
-    "transcript.ready", "customer.created",
+    "transcript.ready", "customer.created", "customer.erased",
     *(f"complaint.{state}" for state in COMPLAINT_STATES)})
 # A subscription may name these patterns besides exact types.
 PATTERNS = frozenset({"complaint.*", "*"})

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from core import outbox
 from core.keys import Keys
 from core.models import WebhookDelivery, WebhookSubscription
 from core.settings import Settings
+from tests.conftest import _database_params, _database_url
 from tests.webhook_receiver import Receiver, wait_for
 from webhooks.delivery import Policy, Sender
 from webhooks.fanout import GROUP, FanOut
@@ -34,6 +36,13 @@ class Clock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite and PostgreSQL: the claims and conflicts are database-specific SQL."""
+    return _database_url(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -22,10 +22,15 @@ from core.models import (
     WebhookSubscription,
 )
 from core.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import _database_params, _database_url, make_settings
 from tests.rest import cli, request
 
 PHONE = "+8613800000001"
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _database_url(request.param, tmp_path)
 
 
 @pytest.fixture

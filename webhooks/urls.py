@@ -17,13 +17,17 @@ from webhooks.exceptions import BadWebhook
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 ANY_HOST = ("0.0.0.0", "::", "")
+RESOLVE_S = 5.0
 
 
 async def resolve(host: str, port: int) -> set[IP]:
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as e:
+        async with asyncio.timeout(RESOLVE_S):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as e:
+        raise BadWebhook(f"{host!r} does not resolve within {RESOLVE_S:g} s") from e
+    except (OSError, UnicodeError) as e:
         raise BadWebhook(f"{host!r} does not resolve: {e}") from e
     return {_plain(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos}
 

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_console.views import STAFF
-from core import access, appkeys
+from core import access, appkeys, outbox
 from core.auth import Forbidden, Principal
 from core.models import Agent, Call, Customer, CustomerPhone, Interaction, Role
 from core.web import Invalid, NotFound, authenticate, json_error
@@ -59,6 +59,11 @@ async def create_customer(request: web.Request) -> web.Response:
             await _attach_call(session, body.call_id, customer_id)
     async with request.app[appkeys.SESSIONS]() as session:
         profile = await crm.customer_profile(session, customer_id)
+    await outbox.emit_quietly(
+        request.app[appkeys.REDIS], request.app[appkeys.KEYS].webhook_events,
+        "customer.created", {"customer_id": customer_id, "name": body.name, "phone": phone,
+                             "email": body.email or None, "call_id": body.call_id},
+        order_key=body.call_id or f"customer:{customer_id}")
     return web.json_response(profile, status=201)
 
 

@@ -33,12 +33,14 @@ from cti.ari import ari_ctx
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
+from privacy import plugin as privacy_plugin
 from reports import views as report_views
 from reports.rollup import Rollups
 from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
 from transcripts import plugin as transcripts_plugin
+from webhooks import plugin as webhooks_plugin
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +186,8 @@ def create_app(settings: Settings) -> web.Application:
     wallboard_ws.setup(app)
     pages.setup(app)
     transcripts_plugin.setup(app)
+    webhooks_plugin.setup(app)
+    privacy_plugin.setup(app)
     audit_views.setup(app)
     report_views.setup(app)
     openapi.setup(app)

@@ -43,6 +43,8 @@ report_app = typer.Typer(help="Historical reports (docs/reports.md).", no_args_i
 app.add_typer(report_app, name="report")
 cdr_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
 app.add_typer(cdr_app, name="cdr")
+privacy_app = typer.Typer(help="Erase or export a customer's data.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 
 def fail(message: str) -> None:
@@ -575,6 +577,61 @@ def complaints_detect(
 
 
 app.command("transcribe")(transcribe_command)
+
+
+@privacy_app.command("erase")
+def privacy_erase(customer_id: str) -> None:
+    """Erase a customer: their records deleted or anonymised, recordings removed.
+
+    Refused while the customer is on a live call.
+    """
+    from privacy import commands
+    from privacy.exceptions import CustomerOnLiveCall, UnknownCustomer
+
+    s = settings()
+
+    async def go() -> Any:
+        engine = await prepare_database(s)
+        try:
+            return await commands.erase(s, engine, customer_id)
+        finally:
+            await engine.dispose()
+
+    try:
+        result = run(go)
+    except (UnknownCustomer, CustomerOnLiveCall) as e:
+        fail(str(e))
+    typer.echo(f"erased customer {customer_id}: " + ", ".join(
+        f"{k}={v}" for k, v in result.summary().items()))
+
+
+@privacy_app.command("export")
+def privacy_export(
+    customer_id: str,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Everything stored about a customer, as one JSON document."""
+    from privacy import commands
+    from privacy.exceptions import UnknownCustomer
+
+    s = settings()
+
+    async def go() -> bytes:
+        engine = await prepare_database(s)
+        try:
+            return await commands.export_to(engine, customer_id, output)
+        finally:
+            await engine.dispose()
+
+    try:
+        data = run(go)
+    except UnknownCustomer as e:
+        fail(str(e))
+        raise
+    if output is None:
+        sys.stdout.write(data.decode() + "\n")
+    else:
+        typer.echo(f"exported customer {customer_id} to {output}")
 
 
 def main() -> None:

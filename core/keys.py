@@ -80,6 +80,11 @@ class Keys:
     def transcribe_stream(self) -> str:
         return f"{self.prefix}:jobs:transcribe"
 
+    @property
+    def webhook_events(self) -> str:
+        """Stream of events for outbound webhooks, fanned out to deliveries by any node."""
+        return f"{self.prefix}:webhooks:events"
+
     # Pub/sub channels for fan-out to whichever node holds the connection.
     def agent_channel(self, agent_id: int | str) -> str:
         return f"{self.prefix}:ch:agent:{agent_id}"

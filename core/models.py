@@ -398,3 +398,50 @@ class ReportInterval(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookSubscription(Base):
+    """An outbound webhook: where to POST which events, signed with `secret`."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: pending until a 2xx, dead after the retry window.
+
+    `seq` (the event's stream id, zero-padded) orders the deliveries of one `order_key`
+    (the call): only the oldest pending one of a key is sent.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(40))
+    order_key: Mapped[str] = mapped_column(String(160))
+    seq: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[dt.datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_sub_event", "subscription_id", "event_id", unique=True),
+        Index("ix_webhook_deliveries_sub_key", "subscription_id", "order_key", "status", "seq"),
+    )

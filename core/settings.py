@@ -153,6 +153,21 @@ class Settings(BaseSettings):
     # Customer search: searches per user per minute (each also audited).
     search_per_minute: int = Field(default=30, ge=1)
 
+    # Outbound webhooks (docs/webhooks.md): a delivery is retried with exponential backoff
+    # (webhook_backoff_s doubled per attempt, at most webhook_backoff_max_s) until it is
+    # webhook_retry_hours old, then dead-lettered.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
+
+    # Retention (privacy/retention.py): days kept; 0 keeps for ever. The sweep runs daily.
+    retention_recordings_days: int = Field(default=0, ge=0)
+    retention_transcripts_days: int = Field(default=0, ge=0)
+    retention_calls_days: int = Field(default=0, ge=0)
+    retention_audit_days: int = Field(default=0, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", "trusted_proxies", "not_ready_reasons", "dispositions",

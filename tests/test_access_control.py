@@ -29,7 +29,7 @@ PUBLIC = {("GET", "/login"), ("GET", "/healthz"), ("GET", "/static/{path}"),
 SHELLS = {("GET", "/"), ("GET", "/console"), ("GET", "/wallboard"), ("GET", "/forbidden")}
 # What a telephony token may still do on the REST API: sign out, read the spec.
 TELEPHONY_ALLOWED = {"/api/v1/login", "/api/v1/logout", "/api/v1/openapi.json"}
-SAMPLE = {"customer_id": "C1", "complaint_id": "1"}
+SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1"}
 
 
 def routes(app: Any) -> list[tuple[str, str]]:

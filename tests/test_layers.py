@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "core"
-FEATURES = ["crm", "routing", "cti", "transcripts", "reports", "agent_console", "demo"]
+FEATURES = ["crm", "routing", "cti", "transcripts", "reports", "webhooks", "privacy",
+            "agent_console", "demo"]
 ASSEMBLER = "callcenter"
 PACKAGES = [KERNEL, *FEATURES, ASSEMBLER]
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from core import access, appkeys
+from core import access, appkeys, outbox
 from core.audit_views import viewed
 from core.auth import Forbidden, Principal
 from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
@@ -133,6 +133,14 @@ async def _visible(request: web.Request, session: Any, principal: Principal) -> 
     return (Complaint.assigned_agent_id == owner) | Complaint.customer_id.in_(customers)
 
 
+async def _announce(request: web.Request, kind: str, complaint: Complaint) -> None:
+    """Tell the webhooks (`complaint.<state>`, `complaint.assigned`, `complaint.escalated`)."""
+    await outbox.emit_quietly(
+        request.app[appkeys.REDIS], request.app[appkeys.KEYS].webhook_events,
+        f"complaint.{kind}", {**complaint_dict(complaint), "complaint_id": complaint.id},
+        order_key=f"complaint:{complaint.id}")
+
+
 async def create_complaint(request: web.Request) -> web.Response:
     principal = await authenticate(request, *STAFF)
     body: CreateBody = await _body(request, CreateBody)
@@ -145,6 +153,7 @@ async def create_complaint(request: web.Request) -> web.Response:
             interaction_id=await _interaction_id(request, session, principal, body),
             # An agent who takes a complaint owns it until a supervisor assigns it.
             assigned_agent_id=principal.agent_id if principal.role is Role.agent else None)
+    await _announce(request, complaint.state, complaint)
     return web.json_response(complaint_dict(complaint), status=201)
 
 
@@ -191,6 +200,7 @@ async def transition(request: web.Request) -> web.Response:
             session, _id(request), body.to, _actor(principal), service.clock(),
             note=body.note, cause_side=body.cause_side, resolution=body.resolution,
             reason=body.reason)
+    await _announce(request, complaint.state, complaint)
     return web.json_response(complaint_dict(complaint))
 
 
@@ -203,6 +213,7 @@ async def assign(request: web.Request) -> web.Response:
             raise NotFound(f"no agent {body.agent_id}")
         complaint = await complaints.assign(session, _id(request), body.agent_id,
                                             _actor(principal), service.clock(), body.note)
+    await _announce(request, "assigned", complaint)
     return web.json_response(complaint_dict(complaint))
 
 
@@ -215,6 +226,7 @@ async def escalate(request: web.Request) -> web.Response:
                                               service.clock(), body.note)
     assert complaint is not None  # a one-level escalation raises rather than return None
     await service.announce(Escalation.of(complaint))
+    await _announce(request, "escalated", complaint)
     return web.json_response(complaint_dict(complaint))
 
 

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core import outbox
 from core.keys import Keys
 from core.models import Interaction, utcnow
 from core.settings import Settings
@@ -97,6 +98,7 @@ class TranscriptionWorker:
     clock: Callable[[], float] = time.time
     decode: Callable[[DecodeRequest], DecodeResult] = decode_recording
     patterns: tuple[str, ...] = ()
+    events: str | None = None  # the webhooks' stream: `transcript.ready` goes there
     outcomes: dict[str, int] = field(default_factory=dict)
     _executor: Executor | None = field(default=None, init=False)
     _inflight: dict[str, asyncio.Task[str]] = field(default_factory=dict, init=False)
@@ -238,6 +240,10 @@ class TranscriptionWorker:
         log.info("call %s: transcript stored (%d utterances, %.1f s of audio%s)", job.call_id,
                  len(result.utterances), result.duration_s,
                  ", complaint detected" if detection.get("is_complaint") else "")
+        if self.events is not None:
+            await outbox.emit_quietly(self.queue.redis, self.events, "transcript.ready", {
+                "call_id": job.call_id, "utterances": len(result.utterances),
+                "complaint": bool(detection.get("is_complaint"))}, order_key=job.call_id)
         return "stored"
 
     async def _retry(self, job: Job, attempt: int, reason: str) -> str:
@@ -299,7 +305,8 @@ def build_worker(settings: Settings, redis: Redis, maker: async_sessionmaker[Asy
         JobQueue(redis, Keys(settings.redis_prefix).transcribe_stream), maker,
         lambda: process_pool(model, concurrency), config_from(settings, concurrency, model),
         consumer=f"{settings.node_id}-{os.getpid()}", policy=sla_policy(settings),
-        patterns=settings.redaction_patterns)
+        patterns=settings.redaction_patterns,
+        events=Keys(settings.redis_prefix).webhook_events)
 
 
 def sla_policy(settings: Settings) -> SlaPolicy:

@@ -1,0 +1,1 @@
+"""Privacy: erasure, access (export) and retention of personal data."""

@@ -1,0 +1,190 @@
+"""Webhook delivery survives a node dying: an event read by a consumer that died is
+fanned out by another (XAUTOCLAIM), a send cut off mid-flight is sent again once its
+lease runs out, and a call's events arrive in order even while an earlier one fails."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from core import outbox
+from core.keys import Keys
+from core.models import WebhookDelivery, WebhookSubscription
+from core.settings import Settings
+from tests.conftest import _database_params, _database_url
+from tests.webhook_receiver import Receiver, wait_for
+from webhooks.delivery import Policy, Sender
+from webhooks.fanout import GROUP, FanOut
+from webhooks.service import Webhooks
+
+SECRET = "whsec_durability_0123456789"
+
+
+class Clock:
+    """Real time, moved ahead by `offset` seconds when a test skips ahead."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite and PostgreSQL: the claims and conflicts are database-specific SQL."""
+    return _database_url(request.param, tmp_path)
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver(secret=SECRET).start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def node(redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+         name: str, clock: Clock, **policy: Any) -> Webhooks:
+    stream = Keys(settings.redis_prefix).webhook_events
+    fanout = FanOut(redis, stream, sessions, name, claim_idle_ms=50)
+    sender = Sender(sessions, http, Policy(**{"timeout_s": 5.0, "backoff_s": 0.01,
+                                              "backoff_max_s": 0.01, **policy}), clock=clock)
+    return Webhooks(redis, stream, fanout, sender)
+
+
+async def subscribe(sessions: Any, url: str) -> int:
+    async with sessions() as session, session.begin():
+        sub = WebhookSubscription(url=url, events=["*"], secret=SECRET)
+        session.add(sub)
+        await session.flush()
+        return sub.id
+
+
+async def rows(sessions: Any) -> list[WebhookDelivery]:
+    async with sessions() as session:
+        from sqlalchemy import select
+        return list(await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+
+
+async def run_until(hooks: Webhooks, done: Any, timeout: float = 10.0) -> None:
+    task = asyncio.create_task(hooks.run())
+    try:
+        await wait_for(done, timeout=timeout)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await hooks.close()
+
+
+async def test_an_event_read_by_a_consumer_that_died_is_fanned_out_by_another(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    survivor = node(redis, settings, sessions, http, "survivor", clock)
+    await survivor.fanout.ensure_group()
+    await outbox.emit(redis, survivor.stream, "call.offered", {"call_id": "c1"}, "c1")
+    # The dead node read the entry and died before storing its deliveries.
+    taken = await redis.xreadgroup(GROUP, "dead-node", {survivor.stream: ">"}, count=10)
+    assert len(taken[0][1]) == 1
+    await asyncio.sleep(0.06)  # past claim_idle_ms
+    await run_until(survivor, lambda: receiver.types() == ["call.offered"])
+    assert (await redis.xpending(survivor.stream, GROUP))["pending"] == 0
+
+
+async def test_a_send_cut_off_by_a_dying_node_is_sent_again_after_its_lease(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    receiver.stall_s = 30.0  # the first node never hears back
+    first = node(redis, settings, sessions, http, "first", clock)
+    await first.fanout.ensure_group()
+    await outbox.emit(redis, first.stream, "call.offered", {"call_id": "c2"}, "c2")
+    await run_until(first, lambda: receiver.requests == 1)  # then it is killed
+    [leased] = await rows(sessions)
+    assert leased.status == "pending" and leased.lease_until is not None
+    receiver.stall_s = 0.0
+    second = node(redis, settings, sessions, http, "second", clock)
+    # Within the lease nobody else sends it.
+    assert await second.step() == 0
+    clock.offset += first.sender.policy.lease.total_seconds() + 1
+    task = asyncio.create_task(second.run())
+    try:
+        deadline = time.monotonic() + 10
+        while [r.status for r in await rows(sessions)] != ["delivered"]:
+            assert time.monotonic() < deadline, "never delivered"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert receiver.types() == ["call.offered"]
+
+
+async def test_a_calls_later_events_wait_for_its_failing_earlier_one(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    receiver.fail_first = 5
+    hooks = node(redis, settings, sessions, http, "n1", clock, concurrency=8)
+    await hooks.fanout.ensure_group()
+    for kind in ("call.offered", "call.answered", "call.ended"):
+        await outbox.emit(redis, hooks.stream, kind, {"call_id": "c3"}, "c3")
+    await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c4"}, "c4")
+
+    def advance() -> bool:
+        clock.offset += 1.0
+        return len(receiver.received) == 4
+
+    await run_until(hooks, advance)
+    of_c3 = [e["type"] for e in receiver.received if e["data"]["call_id"] == "c3"]
+    assert of_c3 == ["call.offered", "call.answered", "call.ended"]
+    assert receiver.requests == 4 + 5
+
+
+async def test_events_behind_an_entry_still_being_fanned_out_are_held(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    hooks = node(redis, settings, sessions, http, "n1", clock)
+    await hooks.fanout.ensure_group()
+    await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c5"}, "c5")
+    # Another node holds the first entry, mid fan-out; the second is read here.
+    await redis.xreadgroup(GROUP, "slow-node", {hooks.stream: ">"}, count=1)
+    await outbox.emit(redis, hooks.stream, "call.answered", {"call_id": "c5"}, "c5")
+    hooks.fanout.claim_idle_ms = 60_000
+    assert await hooks.fanout.step() == 1
+    assert await hooks.sender.step(await hooks.fanout.watermark()) == 0
+    hooks.fanout.claim_idle_ms = 0
+    await run_until(hooks, lambda: len(receiver.received) == 2)
+    assert receiver.types() == ["call.offered", "call.answered"]
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = Policy(backoff_s=10, backoff_max_s=60)
+    assert [policy.delay(n).total_seconds() for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
+    assert policy.lease > dt.timedelta(seconds=policy.timeout_s)

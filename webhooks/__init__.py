@@ -1,0 +1,1 @@
+"""Outbound webhooks: signed, durable, ordered per call (docs/webhooks.md)."""

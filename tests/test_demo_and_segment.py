@@ -264,7 +264,7 @@ async def test_a_customer_deleted_while_scoring_does_not_fail_the_batch(base, mo
 
     def with_ghost(c, o, t, p):
         model = value_model(c, o, t, p)
-        return ValueModel({**ghost, **model.profiles}, model.summary)
+        return ValueModel({**ghost, **model.profiles}, model.summary, model.lines)
 
     monkeypatch.setattr(segment, "value_model", with_ghost)
 

@@ -115,7 +115,7 @@ class Router:
         """Queue a new call and give it an agent if one is free; `event` is stored in the
         same step (see RoutingStore.enqueue)."""
         rings = engine.rings_for(call, self.policy)
-        score = engine.priority_score(offered_at, call.tier, self.policy)
+        score = engine.call_priority(call, offered_at, self.policy)
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
                 "offered_at": offered_at, "tier": call.tier, **fields},
                 event=event):

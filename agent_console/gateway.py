@@ -81,6 +81,12 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     calls, bus = app[appkeys.CALLS], app[appkeys.BUS]
     channel = app[appkeys.KEYS].agent_channel(agent_id)
     await bus.subscribe(channel, deliver)
+
+    async def resync() -> None:  # what the console may have missed during an outage
+        for message in await calls.agent_snapshot(agent_id):
+            deliver(message)
+
+    bus.on_resubscribed(resync)
     app[appkeys.METRICS].websockets.labels("agent").inc()
     connected = app[appkeys.RECOVERY].connected
     connected[agent_id] += 1
@@ -100,6 +106,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
         watch.cancel()
         connected[agent_id] -= 1
         app[appkeys.METRICS].websockets.labels("agent").dec()
+        bus.forget(resync)
         await bus.unsubscribe(channel, deliver)
         await deliver.close()
         await conn.close()

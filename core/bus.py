@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 log = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], Awaitable[None] | None]
+Resync = Callable[[], Awaitable[None]]
 
 
 class Bus:
@@ -29,6 +30,16 @@ class Bus:
         self._callbacks: dict[str, set[Callback]] = defaultdict(set)
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._ready = asyncio.Event()
+        self._resync: set[Resync] = set()
+
+    def on_resubscribed(self, resync: Resync) -> None:
+        """Call `resync()` each time the bus subscribes again after an outage: messages
+        published meanwhile are lost (pub/sub keeps nothing), so a holder of a connection
+        sends it the state it may have missed."""
+        self._resync.add(resync)
+
+    def forget(self, resync: Resync) -> None:
+        self._resync.discard(resync)
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         await self.redis.publish(channel, orjson.dumps(message))
@@ -78,6 +89,13 @@ class Bus:
             await self._pubsub.subscribe(self._node_channel, *self._callbacks)
         except (RedisConnectionError, OSError):
             log.debug("Redis still unreachable")
+            return
+        log.info("pub/sub subscribed again to %d channels", len(self._callbacks) + 1)
+        for resync in list(self._resync):
+            try:
+                await resync()
+            except Exception:
+                log.exception("resync after a pub/sub outage failed")
 
     async def _dispatch(self, channel: str, data: str | bytes) -> None:
         payload = decode(channel, data)

@@ -128,5 +128,8 @@ def decode(channel: str, data: str | bytes) -> dict[str, Any] | None:
 
 
 def _truncated(data: str | bytes, limit: int = 200) -> str | bytes:
-    return data if len(data) <= limit else data[:limit] + ("..." if isinstance(data, str)
-                                                          else b"...")
+    if len(data) <= limit:
+        return data
+    if isinstance(data, str):
+        return data[:limit] + "..."
+    return data[:limit] + b"..."

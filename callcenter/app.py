@@ -88,6 +88,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     calls = CallService(app[appkeys.SESSIONS], app[appkeys.WRITER], router, timers, bus, keys,
                         settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
+                        integration_handover=settings.integration_handover,
                         reader=app[appkeys.READER], read=app[appkeys.READ])
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.DIRECTORY] = router, calls, console

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     # Call handling.
     ring_timeout_s: float = 15.0
+    # A call's events come only from the PBX integration that offered it; true lets the
+    # PBXs of one site hand calls over to each other (docs/protocol.md).
+    integration_handover: bool = False
     # An agent with no console connected this long gets no more calls: not-ready with
     # reason "disconnected" (agent_console/presence.py). Reconnecting sooner changes nothing.
     agent_away_s: float = Field(default=20.0, gt=0)

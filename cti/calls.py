@@ -49,6 +49,15 @@ class CallExists(CallError):
         self.call_id = call_id
 
 
+class WrongIntegration(CallError):
+    """An event about a call that another PBX integration offered."""
+
+    code = "wrong_integration"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call {call_id} belongs to another integration")
+
+
 class StorageUnavailable(CallError):
     code = "storage_unavailable"
 

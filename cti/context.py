@@ -52,6 +52,8 @@ class CallContext:
     on_recording: RecordingHandler | None = None
     reader: async_sessionmaker[AsyncSession] | None = None
     read: Read[Any] | None = None
+    # Let one site's PBXs send events about each other's calls (CALLCENTER_INTEGRATION_HANDOVER).
+    integration_handover: bool = False
 
     def __post_init__(self) -> None:
         if self.reader is None:

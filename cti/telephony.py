@@ -4,6 +4,7 @@ answered. Dispatch is by frame type (`_apply`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,6 +14,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 
 from core import writer
+from core.models import Call
 from core.timers import Timer
 from crm import store as crm
 from cti import messages, records
@@ -24,6 +26,7 @@ from cti.calls import (
     IllegalTransition,
     StorageUnavailable,
     WrongAgent,
+    WrongIntegration,
     after_hangup,
     check,
 )
@@ -69,8 +72,25 @@ class Outcome:
     replies: list[dict[str, Any]] = field(default_factory=list)
 
 
+def scoped_event_id(integration: str, event_id: str) -> str:
+    """An event id as the service keeps it: each integration has its own ids, so one PBX's
+    id never makes another's event a duplicate. Stored as `<integration>/<event id>`
+    (hashed when that would not fit the 200 characters the record keeps)."""
+    scoped = f"{integration}/{event_id}"
+    if len(scoped) <= 200:
+        return scoped
+    return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
+
+
 class TelephonyEvents(AgentLifecycle):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
+        """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
+        scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
+                                                                       frame.event_id)})
+        outcome = await self._handle(scoped, integration)
+        return Outcome({**outcome.ack, "event_id": frame.event_id}, outcome.replies)
+
+    async def _handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event to the live state, store it, and answer the PBX.
 
         Each handler changes Redis first and, in the same atomic step, keeps the writes
@@ -107,7 +127,24 @@ class TelephonyEvents(AgentLifecycle):
     async def _event_key(self, frame: Frame) -> str | None:
         return cast(str | None, await self.store.redis.get(self.keys.event(frame.event_id)))
 
+    async def _check_owner(self, frame: Frame, integration: str) -> None:
+        """Only the integration that offered a call sends its events (unless the site lets
+        its PBXs hand calls over: CALLCENTER_INTEGRATION_HANDOVER)."""
+        if self.integration_handover or isinstance(frame, CallOffered):
+            return
+        owner = await self.store.redis.hget(self.keys.call(frame.call_id), "integration")
+        if owner is None:
+            owner = await self._recorded_owner(frame.call_id)
+        if owner is not None and owner != integration:
+            raise WrongIntegration(frame.call_id)
+
+    async def _recorded_owner(self, call_id: str) -> str | None:
+        async with self._reader() as session:
+            row = await session.get(Call, call_id)
+        return None if row is None else (row.ivr or {}).get("_integration")
+
     async def _apply(self, frame: Frame, integration: str) -> Applied:
+        await self._check_owner(frame, integration)
         match frame:
             case CallOffered():
                 return await self._call_offered(frame, integration)

@@ -284,7 +284,7 @@ async def test_database_away_events_are_acked_only_once_stored(aiohttp_server, r
             offered = await session.scalar(select(func.count()).select_from(Interaction)
                                            .where(Interaction.call_id == "dbdown"))
             events = await session.scalar(select(func.count()).select_from(ProcessedEvent)
-                                          .where(ProcessedEvent.event_id == "off-1"))
+                                          .where(ProcessedEvent.event_id == "pbx-1/off-1"))
         assert offered == 1 and events == 1
         pops = [m for m in agent.inbox.messages if m.get("type") == "screen_pop"]
         assert len(pops) <= 1  # routed once, whatever the PBX resent

@@ -90,7 +90,8 @@ async def test_calls_go_on_after_the_primary_dies(redis_ha: RedisHA, aiohttp_ser
         assert redis_ha.master_port() == redis_ha.replica_port
         async with db.session_scope(center.sessions) as session:  # type: ignore[arg-type]
             stored = await session.scalar(select(func.count()).select_from(ProcessedEvent)
-                                          .where(ProcessedEvent.event_id.in_(acked)))
+                                          .where(ProcessedEvent.event_id.in_(
+                                              [f"pbx-1/{e}" for e in acked])))
         assert stored == len(acked), "an acknowledged event is missing from the database"
         await _assert_no_agent_holds_two_calls(center)
     finally:

@@ -60,6 +60,7 @@ class Sender:
     own: Iterable[tuple[str, int]] = ()
     clock: Callable[[], float] = time.time
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # a send ended
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
@@ -99,6 +100,8 @@ class Sender:
         except Exception:
             # The lease runs out and the delivery is sent again.
             log.exception("webhook delivery %d failed to run", delivery_id)
+        finally:
+            self.finished.set()
 
     async def post(self, subscription: WebhookSubscription,
                    delivery: WebhookDelivery) -> Attempt:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,6 +28,10 @@ class Webhooks:
     fanout: FanOut
     sender: Sender
     poll_s: float = 0.2
+    # Due deliveries are looked for in the database at once after a fan-out or a send,
+    # otherwise (retries coming due) this often: the database is shared with calls.
+    db_poll_s: float = 1.0
+    _polled: float = field(default=float("-inf"), init=False)
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
         converted = events.from_call_service(name, data)
@@ -39,8 +43,12 @@ class Webhooks:
 
     async def step(self) -> int:
         moved = await self.fanout.step()
-        sent = await self.sender.step(await self.fanout.watermark())
-        return moved + sent
+        now = asyncio.get_running_loop().time()
+        if not (moved or self.sender.finished.is_set() or now - self._polled >= self.db_poll_s):
+            return 0
+        self._polled = now
+        self.sender.finished.clear()
+        return moved + await self.sender.step(await self.fanout.watermark())
 
     async def run(self) -> None:
         await self.fanout.ensure_group()

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent_console import customer_views, pages, value_views, wallboard_ws
 from agent_console import gateway as agent_gateway
@@ -20,7 +18,7 @@ from callcenter import openapi
 from core import appkeys, audit_views, db, gctune, health, metrics
 from core.bus import Bus
 from core.keys import Keys
-from core.redisconn import open_redis
+from core.redisconn import OUTAGES, open_redis
 from core.settings import Settings
 from core.supervise import Supervisor
 from core.timers import Timers
@@ -145,7 +143,7 @@ async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) 
                     log.exception("timer %s failed; it fires again after its lease", timer.member)
                     continue
                 await timers.done(timer, claimed_at)
-        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as e:  # outage
+        except OUTAGES as e:
             log.warning("timer poll failed: %s", e)
             await asyncio.sleep(1)
         # Anything else is a fault: it reaches the supervisor, logged with its traceback.

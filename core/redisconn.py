@@ -20,8 +20,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
+
+
+# What a loop meets while Redis (or the database's network) is away: log it and carry on.
+# Anything else is a fault, for the supervisor (core/supervise.py) to log and restart.
+OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError,
+                                            TimeoutError)
 
 
 class RedisUnavailable(Exception):

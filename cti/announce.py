@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import cast
 
+from core.redisconn import OUTAGES
 from cti.service import CallService
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
             if await redis.set(keys.lock("announce"), calls.node_id, nx=True,
                                px=int(interval * 900)):
                 await _announce_all(calls)
-        except Exception as e:  # Redis away: try on the next round
+        except OUTAGES as e:  # Redis away: try on the next round
             log.warning("queue announcements skipped: %s", e)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import AgentStateChange, Call, Interaction
+from core.redisconn import OUTAGES
 from core.timers import Timer
 from crm import store as crm
 from cti.calls import CallState
@@ -60,7 +61,7 @@ class Recovery:
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 await self.check()
-            except Exception as e:  # Redis still away: look again shortly
+            except OUTAGES as e:  # Redis still away: look again shortly
                 log.warning("live state check failed: %s", e)
             await asyncio.sleep(interval)
 

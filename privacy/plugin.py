@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -21,11 +19,10 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     retention = Retention(app[appkeys.SESSIONS], Timers(redis, f"{keys.timers}:retention"),
                           Policy.of(settings), settings.recordings_dir,
                           clock=lambda: calls.clock())
-    task = asyncio.create_task(retention.run(), name="retention")
+    supervisor = app[appkeys.SUPERVISOR]
+    entry = supervisor.start("retention", retention.run, required=False)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await supervisor.stop(entry)
 
 
 def setup(app: web.Application) -> None:

@@ -7,8 +7,6 @@ through leases, so any number of nodes deliver each event to each subscription o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -52,11 +50,10 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         hooks = Webhooks(redis, keys.webhook_events, fanout, sender)
         calls.observers.append(hooks.observe)
         app[appkeys.WEBHOOKS] = hooks
-        task = asyncio.create_task(hooks.run(), name="webhooks")
+        supervisor = app[appkeys.SUPERVISOR]
+        entry = supervisor.start("webhooks", hooks.run, required=False)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await supervisor.stop(entry)
         await hooks.close()
 
 

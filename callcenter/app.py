@@ -157,10 +157,12 @@ async def demo_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    recordings = (settings.recordings_dir or Path("demo-recordings")) / "demo"
+    # Inside the recordings directory, where the transcription worker may read
+    # (unset: ./recordings, as the worker has it), named relative to it.
+    root = settings.recordings_dir or Path("recordings")
     center = DemoCenter(app[appkeys.SESSIONS], settings.secret_key,
                         f"http://{host}:{settings.port}", settings.demo_calls_per_min,
-                        recordings, settings.recordings_dir)
+                        root / "demo", root)
     supervisor = app[appkeys.SUPERVISOR]
     entry = supervisor.start("demo", center.run, required=False)
     yield

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from core.models import Agent, Customer, Interaction
 from crm.demo import DEMO_PASSWORD, load_demo
 from demo.center import PEOPLE, DemoCenter
+from tests.conftest import make_settings
 from tests.test_console_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,
     browser,
@@ -30,6 +31,13 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> Any:
+    """The suite's settings, with a recordings directory the demo writes into."""
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         recordings_dir=tmp_path / "rec")
 
 
 async def sign_in(page: Page, url: str, username: str, lands_on: str) -> None:
@@ -67,7 +75,8 @@ async def test_the_first_run_shows_live_calls_a_screen_pop_and_a_transcript(
     await sign_in(console, center.url, PEOPLE[0], "/console")
     await go_available(console)  # before the colleagues: the longest idle takes a call first
     demo = DemoCenter(center.sessions, settings.secret_key, center.url, calls_per_min=40,
-                      recordings=tmp_path / "rec", seed=11, scale=0.1)
+                      recordings=tmp_path / "rec" / "demo",
+                      recordings_root=tmp_path / "rec", seed=11, scale=0.1)
     traffic = asyncio.create_task(demo.run())
     try:
         board = await new_page()

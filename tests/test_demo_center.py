@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from core.models import Interaction
@@ -18,6 +19,14 @@ from crm.demo import load_demo
 from demo.callers import Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
 from demo.speech import record
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> Any:
+    """The suite's settings, with a recordings directory the demo writes into."""
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         recordings_dir=tmp_path / "rec")
 
 
 async def _until(condition: Any, timeout: float, what: str) -> None:
@@ -51,7 +60,8 @@ async def test_the_demo_center_makes_calls_flow_with_nothing_attached(
         center: Any, settings: Any, tmp_path: Path) -> None:
     await load_demo(center.sessions, customers=200)
     demo = DemoCenter(center.sessions, settings.secret_key, center.url, calls_per_min=240,
-                      recordings=tmp_path / "rec", seed=5, scale=0.02)
+                      recordings=tmp_path / "rec" / "demo",
+                      recordings_root=tmp_path / "rec", seed=5, scale=0.02)
     task = asyncio.create_task(demo.run())
     try:
         async def answered() -> bool:

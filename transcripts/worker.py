@@ -41,13 +41,14 @@ from transcripts.complaints import SlaPolicy
 from transcripts.decode import DecodeRequest, DecodeResult, decode_recording, process_pool
 from transcripts.exceptions import Unreadable
 from transcripts.jobs import Job, JobQueue
+from transcripts.models import LanguageModels
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    model: str
+    model: str  # the default: for calls whose IVR language has no model of its own
     concurrency: int = 1
     agent_channel: int = 0
     customer_channel: int = 1
@@ -60,6 +61,10 @@ class WorkerConfig:
     also_dirs: tuple[Path, ...] = ()  # other directories recordings may be in (ARI's)
     max_bytes: int | None = None
     max_seconds: float | None = None
+    models: dict[str, str] = field(default_factory=dict)  # IVR language -> model
+
+    def model_for(self, language: str | None) -> str:
+        return LanguageModels(self.model, self.models).for_language(language)
 
     def locate(self, path: str) -> str:
         """The real path of a recording, which must be inside one of the recordings
@@ -199,7 +204,7 @@ class TranscriptionWorker:
         except Unreadable as e:
             return await self._fail(job, f"{e.code}: {e.reason}")
         result = await self._decode(DecodeRequest(
-            located, self.config.model, self.config.agent_channel,
+            located, self.config.model_for(language), self.config.agent_channel,
             self.config.customer_channel, language, self.patterns,
             self.config.max_bytes, self.config.max_seconds))
         if result.error is not None:
@@ -284,9 +289,11 @@ def _unfinished(job: Job) -> Any:
         (Interaction.recording_path == job.path) | Interaction.recording_path.is_(None))
 
 
-def config_from(settings: Settings, concurrency: int, model: str) -> WorkerConfig:
+def config_from(settings: Settings, concurrency: int,
+                models: LanguageModels) -> WorkerConfig:
     return WorkerConfig(
-        model=model, concurrency=concurrency, agent_channel=settings.agent_channel,
+        model=models.default, models=models.by_language, concurrency=concurrency,
+        agent_channel=settings.agent_channel,
         customer_channel=settings.customer_channel,
         claim_idle_s=settings.transcribe_claim_idle_s,
         max_attempts=settings.transcribe_max_attempts, retry_base_s=settings.transcribe_retry_s,
@@ -298,12 +305,12 @@ def config_from(settings: Settings, concurrency: int, model: str) -> WorkerConfi
 def build_worker(settings: Settings, redis: Redis, maker: async_sessionmaker[AsyncSession],
                  concurrency: int) -> TranscriptionWorker:
     """A worker with `concurrency` decoder processes, as this node's consumer."""
-    from transcripts.asr import locate_model
-
-    model = str(locate_model(settings.vosk_model))  # a bad setting fails here, not per job
+    # Every model located now: a bad setting fails here, not per job.
+    models = LanguageModels.locate(settings.vosk_model, settings.vosk_models)
     return TranscriptionWorker(
         JobQueue(redis, Keys(settings.redis_prefix).transcribe_stream), maker,
-        lambda: process_pool(model, concurrency), config_from(settings, concurrency, model),
+        lambda: process_pool(models.default, concurrency),
+        config_from(settings, concurrency, models),
         consumer=f"{settings.node_id}-{os.getpid()}", policy=sla_policy(settings),
         patterns=settings.redaction_patterns,
         events=Keys(settings.redis_prefix).webhook_events)

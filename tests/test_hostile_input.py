@@ -44,7 +44,9 @@ MEASURED_RUNS = 3
 # is work in flight when counted (a few hundred objects either way from run to run).
 # Resident memory also holds SQLite's page caches, which fill up as the database grows,
 # hence a looser bound there.
-LEAK_PER_FRAME = 0.5
+# With the whole suite's heap (900k objects) and a second busy process beside it, the
+# noise reached 0.75 per frame; a leak of one object per frame still fails at 0.9.
+LEAK_PER_FRAME = 0.9
 TRANSIENT_TASKS = 5  # a timer or a write may be in flight when the tasks are counted
 RSS_GROWTH_LIMIT = 24 * 1024 * 1024
 REPLY_TIMEOUT_S = 5.0

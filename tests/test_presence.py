@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -22,9 +23,14 @@ def database_url(any_database_url):
 
 
 @pytest.fixture
-def settings(database_url, redis_url, redis_prefix, tmp_path):
+def away_s() -> float:
+    return AWAY_S
+
+
+@pytest.fixture
+def settings(database_url, redis_url, redis_prefix, tmp_path, away_s):
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
-                         agent_away_s=AWAY_S, wrap_up_s=0.5)
+                         agent_away_s=away_s, wrap_up_s=0.5)
 
 
 async def live_agent(center, agent_id: int) -> dict[str, str]:
@@ -59,15 +65,19 @@ async def test_an_available_agent_whose_console_closed_gets_no_more_calls(center
     await ivr.inbox.nothing("route.connect", wait=0.5)
 
 
-async def test_a_console_that_comes_back_in_time_keeps_the_agent_available(center):
+# A sign-in (password hashing, a websocket) took over 2 s with the machine loaded: the
+# lease here leaves room for it, since the test is about coming back within it.
+@pytest.mark.parametrize("away_s", [6.0])
+async def test_a_console_that_comes_back_in_time_keeps_the_agent_available(center, away_s):
     agent = await center.agent("ben")
     await agent.available()
     await agent.close()
-    await asyncio.sleep(AWAY_S / 10)  # time passing on purpose: a reconnect is not instant
+    closed = time.monotonic()
+    await asyncio.sleep(0.2)  # time passing on purpose: a reconnect is not instant
     again = await center.login("ben")  # its first message is the state: available
     # Time passing on purpose: proving the agent stays available needs a wait past the
     # first console's lease.
-    await asyncio.sleep(AWAY_S * 1.5)
+    await asyncio.sleep(max(0.0, closed + away_s + 0.5 - time.monotonic()))
     assert (await live_agent(center, agent.agent_id))["state"] == "available"
     ivr = await center.ivr()
     await ivr.offer("still-here", "+8613800000102")

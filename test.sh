@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 # System packages: speech synthesis for transcription tests, Chromium and CJK fonts
 # for the browser tests, ffmpeg for the transcription benchmark's reference tool.
-packages=(espeak-ng ffmpeg sox chromium fonts-noto-cjk)
+packages=(espeak-ng ffmpeg sox chromium fonts-noto-cjk nginx redis-server redis-sentinel)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -86,7 +86,8 @@ class DemoPbx:
         if message.get("code") in RETRYABLE and event_id in self.unacked:
             asyncio.get_running_loop().call_later(1.0, self._resend, event_id)
             return
-        self.unacked.pop(event_id, None)
+        if event_id is not None:
+            self.unacked.pop(event_id, None)
         log.info("demo PBX event refused: %s", message)
 
     def _resend(self, event_id: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -44,7 +45,7 @@ async def footprint(session: AsyncSession, customer_id: str) -> Footprint:
 
 async def live_calls(redis: Redis, keys: Keys, customer_id: str, phones: list[str]) -> list[str]:
     """Live calls (in Redis) of the customer or from one of their numbers."""
-    call_ids = sorted(await redis.smembers(keys.calls))
+    call_ids = sorted(cast(set[str], await redis.smembers(keys.calls)))
     if not call_ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:

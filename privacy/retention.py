@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit
@@ -111,7 +112,8 @@ class Retention:
         if cutoff is None:
             return []
         old = Interaction.offered_at < cutoff, Interaction.recording_path.is_not(None)
-        paths = list(await session.scalars(select(Interaction.recording_path).where(*old)))
+        paths = cast(list[str], list(await session.scalars(
+            select(Interaction.recording_path).where(*old))))
         await session.execute(update(Interaction).where(*old).values(recording_path=None))
         report.recordings = len(paths)
         return paths
@@ -124,7 +126,7 @@ class Retention:
         result = await session.execute(update(Interaction).where(
             Interaction.offered_at < cutoff, Interaction.transcript.is_not(None),
         ).values(transcript=None, transcript_status="expired", transcript_error=None))
-        report.transcripts = result.rowcount
+        report.transcripts = cast(CursorResult[Any], result).rowcount
 
     async def _calls(self, session: AsyncSession, now: dt.datetime,
                      report: Report) -> list[str]:
@@ -138,8 +140,9 @@ class Retention:
         # A complaint outlives the call it came from; it no longer points at it.
         await session.execute(update(Complaint).where(Complaint.interaction_id.in_(ids))
                               .values(interaction_id=None))
-        report.interactions = (await session.execute(delete(Interaction).where(old))).rowcount
-        report.calls = (await session.execute(delete(Call).where(
+        report.interactions = cast(CursorResult[Any], await session.execute(
+            delete(Interaction).where(old))).rowcount
+        report.calls = cast(CursorResult[Any], await session.execute(delete(Call).where(
             Call.offered_at < cutoff, Call.state.in_(("ended", "abandoned"))))).rowcount
         await session.execute(delete(ProcessedEvent).where(ProcessedEvent.received_at < cutoff))
         return [r.recording_path for r in rows if r.recording_path]
@@ -147,7 +150,7 @@ class Retention:
     async def _audit(self, session: AsyncSession, now: dt.datetime, report: Report) -> None:
         cutoff = self.policy.cutoff(self.policy.audit_days, now)
         if cutoff is not None:
-            report.audit_entries = (await session.execute(
+            report.audit_entries = cast(CursorResult[Any], await session.execute(
                 delete(AuditEntry).where(AuditEntry.at < cutoff))).rowcount
 
     async def _remove(self, paths: list[str], report: Report) -> None:

@@ -10,10 +10,10 @@ import csv
 import datetime as dt
 import getpass
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import audit
@@ -98,7 +98,7 @@ async def export_cdr(engine: AsyncEngine, rng: Range, fmt: str, out: TextIO,
 async def _audit(engine: AsyncEngine, action: str, kind: str, ident: str, **detail: Any) -> None:
     viewer = audit.Viewer(f"cli:{getpass.getuser()}"[:64], "admin", None)
     async with engine.begin() as conn:
-        await conn.execute(AuditEntry.__table__.insert(),
+        await conn.execute(cast(Table, AuditEntry.__table__).insert(),
                            audit.rows(viewer, action, [(kind, ident)], detail))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -21,7 +21,7 @@ from reports.periods import BadReport, Interval, Range
 from reports.rollup import FIGURES
 
 
-class Scope(str, Enum):
+class Scope(Enum):
     center = "center"
     queues = "queues"
     tiers = "tiers"
@@ -87,6 +87,7 @@ def _aware(value: Any, rng: Range) -> dt.datetime:
     aware time, or SQLite's stored UTC text."""
     if isinstance(value, str):
         return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=rng.zone)
-    return value
+    when = cast(dt.datetime, value)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=rng.zone)
+    return when

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
@@ -119,7 +119,7 @@ def _statements(dialect: str) -> tuple[Any, Any]:
         f"INSERT INTO report_calls ({names}) SELECT {names} FROM ({calls}) n WHERE true "
         f"ON CONFLICT (call_id) DO UPDATE SET "
         + ", ".join(f"{f} = excluded.{f}" for f in FIGURES))
-    ids = bindparam("ids", expanding=True)
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
     return add.bindparams(ids), keep.bindparams(ids)
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -98,8 +98,10 @@ class FanOut:
     async def _read(self) -> list[tuple[str, dict[str, str]]]:
         claimed = (await self.redis.xautoclaim(self.stream, GROUP, self.consumer,
                                                self.claim_idle_ms, "0-0", count=self.batch))[1]
-        fresh = await self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
-                                            count=self.batch)
+        # RESP2 with decode_responses: a list of [stream, entries] pairs.
+        fresh = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]],
+                     await self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
+                                                 count=self.batch))
         # A claimed entry without fields was deleted after its deliveries were stored: it is
         # acknowledged like the others.
         return list(claimed) + [e for _, items in fresh for e in items]

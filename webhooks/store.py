@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import CursorResult, and_, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +53,9 @@ async def add_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> N
     """Insert, skipping an event a subscription already has (a fan-out done twice)."""
     if not rows:
         return
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    bind = session.bind
+    assert bind is not None  # the app's sessions are always bound to its engine
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
     await session.execute(insert(D).values(rows).on_conflict_do_nothing(
         index_elements=["subscription_id", "event_id"]))
 
@@ -76,10 +78,10 @@ def due(now: dt.datetime, before_seq: str | None, limit: int) -> Any:
 
 async def claim(session: AsyncSession, delivery_id: int, now: dt.datetime,
                 lease_until: dt.datetime) -> bool:
-    result = await session.execute(
+    result = cast(CursorResult[Any], await session.execute(
         update(D).where(D.id == delivery_id, D.status == PENDING,
                         (D.lease_until.is_(None)) | (D.lease_until < now))
-        .values(lease_until=lease_until).execution_options(synchronize_session=False))
+        .values(lease_until=lease_until).execution_options(synchronize_session=False)))
     return result.rowcount == 1
 
 
@@ -104,9 +106,9 @@ async def replay(session: AsyncSession, subscription_id: int, delivery_id: int |
     stmt = update(D).where(D.subscription_id == subscription_id, D.status == DEAD)
     if delivery_id is not None:
         stmt = stmt.where(D.id == delivery_id)
-    result = await session.execute(stmt.values(
+    result = cast(CursorResult[Any], await session.execute(stmt.values(
         status=PENDING, attempts=0, next_attempt_at=now, created_at=now, lease_until=None,
-    ).execution_options(synchronize_session=False))
+    ).execution_options(synchronize_session=False)))
     if delivery_id is not None and result.rowcount == 0:
         raise NoSuchDelivery(delivery_id)
     return result.rowcount

@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import cast
 from urllib.parse import urlsplit
 
 from webhooks.exceptions import BadWebhook
@@ -29,7 +30,7 @@ async def resolve(host: str, port: int) -> set[IP]:
         raise BadWebhook(f"{host!r} does not resolve within {RESOLVE_S:g} s") from e
     except (OSError, UnicodeError) as e:
         raise BadWebhook(f"{host!r} does not resolve: {e}") from e
-    return {_plain(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos}
+    return {_plain(ipaddress.ip_address(cast(str, info[4][0]).split("%")[0])) for info in infos}
 
 
 def _plain(ip: IP) -> IP:

@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from sqlalchemy import case, func, select
@@ -281,7 +281,8 @@ class Wallboard:
                     target=target.target)
 
     async def _waiting_calls(self) -> list[dict[str, Any]]:
-        ids = list(await self.redis.smembers(self.keys.calls))
+        # The client decodes responses, so members are str.
+        ids = cast(list[str], list(await self.redis.smembers(self.keys.calls)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for call_id in ids:
                 pipe.hmget(self.keys.call(call_id), "state", "queue", "tier", "offered_at")

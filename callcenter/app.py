@@ -23,7 +23,7 @@ from core.settings import Settings
 from core.supervise import Supervisor
 from core.timers import Timers
 from core.web import TokenWatch, errors, redact_access_log, response_headers, signed_in
-from core.writer import RecordWriter
+from core.writer import Hook, RecordWriter
 from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
@@ -61,7 +61,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
     settings = app[appkeys.SETTINGS]
-    hooks = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s)] \
+    hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s)] \
         if settings.report_rollups else []
     app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
     app[appkeys.WRITER].start()

@@ -352,8 +352,9 @@ def audit_export(
 
     try:
         export_format = audit.ExportFormat(fmt)
-        bounds = {k: audit.parse_time(v) for k, v in {"since": since, "until": until}.items()
-                  if v is not None}
+        bounds: dict[str, Any] = {
+            k: audit.parse_time(v) for k, v in {"since": since, "until": until}.items()
+            if v is not None}
     except ValueError as e:
         fail(f"{e}; give --format csv or jsonl and ISO 8601 times, e.g. 2025-01-31T08:00")
         raise
@@ -498,7 +499,7 @@ def simulate(
     from routing.scenario import BadScenario, load_scenario, one_queue
     from routing.simulate import run_and_report
 
-    overrides = {"calls": calls, "seed": seed, "routing": routing}
+    overrides: dict[str, Any] = {"calls": calls, "seed": seed, "routing": routing}
     try:
         if scenario is None:
             sc = one_queue(agents, rate, aht, patience_s=patience,

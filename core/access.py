@@ -63,7 +63,7 @@ def shape(record: dict[str, Any], level: Grant) -> dict[str, Any]:
         raise Forbidden("this role sees no customer data")
     if level is Grant.full:
         return record
-    shaped = {}
+    shaped: dict[str, Any] = {}
     for key, value in record.items():
         if level is Grant.summary and key not in SUMMARY_FIELDS:
             shaped[key] = [] if isinstance(value, list) else None

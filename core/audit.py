@@ -79,7 +79,7 @@ def rows(viewer: Viewer, action: str, objects: Iterable[tuple[str, str]],
             for kind, ident in objects]
 
 
-def query(filters: Filters) -> Select[tuple[AuditEntry]]:
+def query(filters: Filters) -> Select[AuditEntry]:
     """Entries matching `filters`, newest first."""
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
     for name in FILTERS:

@@ -12,11 +12,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, cast
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Agent, ApiToken, Role, utcnow
@@ -143,7 +144,8 @@ async def issue_token(
     expires = now + ttl
     session.add(ApiToken(id=token_id, name=name, role=role.value, agent_id=agent_id,
                          created_at=now, expires_at=expires))
-    claims = {"jti": token_id, "role": role.value, "sub": name, "iat": now, "exp": expires}
+    claims: dict[str, Any] = {"jti": token_id, "role": role.value, "sub": name, "iat": now,
+                              "exp": expires}
     if agent_id is not None:
         claims["aid"] = agent_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -176,4 +178,4 @@ async def revoke(session: AsyncSession, *, token_id: str | None = None,
     else:
         raise ValueError("name a token id or an integration name")
     result = await session.execute(query.values(revoked_at=utcnow()))
-    return result.rowcount or 0
+    return cast(CursorResult[Any], result).rowcount or 0

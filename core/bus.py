@@ -84,7 +84,8 @@ class Bus:
 
     async def _resubscribe(self) -> None:
         try:
-            await self._pubsub.aclose()
+            # PubSub.aclose is unannotated in redis-py.
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             await self._pubsub.subscribe(self._node_channel, *self._callbacks)
         except (RedisConnectionError, OSError):
@@ -110,7 +111,8 @@ class Bus:
                 log.exception("bus callback for %s failed", channel)
 
     async def close(self) -> None:
-        await self._pubsub.aclose()
+        # PubSub.aclose is unannotated in redis-py.
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def decode(channel: str, data: str | bytes) -> dict[str, Any] | None:

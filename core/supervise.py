@@ -36,7 +36,8 @@ class Backoff:
     healthy_after_s: float = 60.0
 
     def delay(self, failures: int) -> float:
-        return min(self.max_s, self.initial_s * 2 ** max(0, failures - 1))
+        factor: int = 2 ** max(0, failures - 1)  # a non-negative power: an int
+        return min(self.max_s, self.initial_s * factor)
 
 
 @dataclass

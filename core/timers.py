@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -75,7 +76,8 @@ class Timers:
 
     async def next_due(self) -> float | None:
         first = await self.redis.zrange(self.key, 0, 0, withscores=True)
-        return first[0][1] if first else None
+        # Scores come back as floats (the default score_cast_func).
+        return cast(float, first[0][1]) if first else None
 
 
 def _lease(now: float) -> str:

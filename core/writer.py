@@ -84,7 +84,7 @@ def _is_datetime(kind: TypeEngine[Any]) -> bool:
 
 
 def _table(name: str) -> Table:
-    return Base.metadata.tables[name]  # type: ignore[return-value]
+    return Base.metadata.tables[name]
 
 
 @dataclass
@@ -212,8 +212,8 @@ def _apply(conn: Connection, ops: list[Op]) -> None:
         conn.execute(_insert(conn.dialect.name, name, skip_existing), rows)
     shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for (name, key, ident), values in updates.items():
-        shape = (name, key, tuple(sorted(values)))
-        shapes.setdefault(shape, []).append({"_ident": ident, **{f"_v_{k}": v
+        update_shape = (name, key, tuple(sorted(values)))
+        shapes.setdefault(update_shape, []).append({"_ident": ident, **{f"_v_{k}": v
                                                                  for k, v in values.items()}})
     for (name, key, columns), rows in shapes.items():
         conn.execute(_update(name, key, columns), rows)

@@ -145,7 +145,8 @@ async def _serve(app: web.Application, conn: Connection, data: str, integration:
             return
         outcome = await app[appkeys.CALLS].handle(frame, integration)
     except (CallError, RoutingError) as e:
-        log.debug("rejected %s for %s: %s", frame.type, frame.call_id, e)
+        log.debug("rejected %s for %s: %s", frame.type,
+                  None if isinstance(frame, StateSync) else frame.call_id, e)
         conn.send(error_frame(e.code, str(e), frame.event_id))
         return
     except (RedisError, SQLAlchemyError, OSError) as e:

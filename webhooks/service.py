@@ -31,19 +31,33 @@ class Webhooks:
     # Due deliveries are looked for in the database at once after a fan-out or a send,
     # otherwise (retries coming due) this often: the database is shared with calls.
     db_poll_s: float = 1.0
+    # What the subscriptions ask for, looked up this often: a call event nobody subscribed
+    # to is not queued (the call path then costs nothing for webhooks). A new subscription
+    # gets events from its node at once and from the others within this time.
+    subscriptions_s: float = 2.0
     _polled: float = field(default=float("-inf"), init=False)
+    _wanted: list[list[str]] | None = field(default=None, init=False)  # None: not known yet
+    _looked: float = field(default=float("-inf"), init=False)
+
+    def forget_subscriptions(self) -> None:
+        """A subscription changed on this node: queue everything until looked up again."""
+        self._wanted = None
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
         converted = events.from_call_service(name, data)
         if converted is None:
             return
         kind, payload = converted
+        if self._wanted is not None and not any(events.matches(w, kind) for w in self._wanted):
+            return
         await outbox.emit_quietly(self.redis, self.stream, kind, payload,
                                   order_key=str(payload.get("call_id") or ""))
 
     async def step(self) -> int:
-        moved = await self.fanout.step()
         now = asyncio.get_running_loop().time()
+        if self._wanted is None or now - self._looked >= self.subscriptions_s:
+            self._wanted, self._looked = await self.fanout.subscribed(), now
+        moved = await self.fanout.step()
         if not (moved or self.sender.finished.is_set() or now - self._polled >= self.db_poll_s):
             return 0
         self._polled = now

@@ -62,6 +62,7 @@ async def check(request: web.Request, url: str | None, names: list[str] | None) 
 def _audit(request: web.Request, session: Any, action: str, subscription_id: int,
            **detail: Any) -> None:
     audit.record(session, viewer(request), action, [("webhook", str(subscription_id))], detail)
+    request.app[appkeys.WEBHOOKS].forget_subscriptions()  # every change passes here
 
 async def create(request: web.Request) -> web.Response:
     principal = await authenticate(request, Role.admin)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from demo.callers import Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
 from demo.speech import record
 from tests.conftest import make_settings
+from tests.waits import eventually
 
 
 @pytest.fixture
@@ -27,13 +27,6 @@ def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Pat
     """The suite's settings, with a recordings directory the demo writes into."""
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
                          recordings_dir=tmp_path / "rec")
-
-
-async def _until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        await asyncio.sleep(0.1)
 
 
 def test_call_plans_are_reproducible_and_cover_the_ivr_menu() -> None:
@@ -72,7 +65,7 @@ async def test_the_demo_center_makes_calls_flow_with_nothing_attached(
                            Interaction.recording_path.is_not(None),
                            Interaction.call_id.like("demo-%")))) >= 5
 
-        await _until(answered, 60, "five demo calls answered, ended and recorded")
+        await eventually(answered, 60, what="five demo calls answered, ended and recorded")
         assert demo.pbx is not None and demo.pbx.completed >= 5
         assert sum(c.calls_taken for c in demo.colleagues) >= 5
         assert len(demo.colleagues) == 10 and not task.done()

@@ -166,7 +166,8 @@ def _tiers(abc: Ints, clv_class: Ints, orders: Ints, policy: ValuePolicy) -> Int
 
 def _value_cost(value: Floats, cost: Floats, value_line: float, cost_line: float,
                 buyers: Bools) -> Ints:
-    """The value x cost to serve matrix (crm.value_extras.value_cost_types)."""
+    """The value x cost to serve matrix for buyers: high at or above the
+    base's line and positive."""
     high_value = (value > 0) & (value >= value_line)
     high_cost = (cost > 0) & (cost >= cost_line)
     names = [f"{v}_{c}" for v in ("high_value", "low_value") for c in ("high_cost", "low_cost")]

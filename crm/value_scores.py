@@ -1,7 +1,7 @@
 """ABC classes, RFM quintile scores and the base's lines over columns.
 
-The one-customer-at-a-time forms (crm.value_classes.abc_classes, crm.rfm.rfm_scores,
-crm.value_lines) state the rules; these compute the same for a whole base at once.
+crm.value_classes.abc_classes and crm.rfm.rfm_scores state the rules over mappings;
+these compute the same for a whole base at once (tests/test_value_engine.py compares).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def rfm_digits(recency: Ints, frequency: Ints, monetary: Floats, buyers: Bools) 
 
 def frozen_rfm(recency: Ints, frequency: Ints, monetary: Floats, buyers: Bools,
                lines: BaseLines) -> Ints:
-    """Scores against an earlier run's edges (crm.value_lines.frozen_score)."""
+    """Scores against an earlier run's edges: R is at least k when the recency is at
+    most r_edges[k - 2], F and M likewise from below."""
     digits = np.zeros((len(recency), 3), dtype=np.int64)
     digits[:, 0] = 1 + sum((recency <= e).astype(np.int64) for e in lines.r_edges)
     digits[:, 1] = 1 + sum((frequency >= e).astype(np.int64) for e in lines.f_edges)

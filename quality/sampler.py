@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Complaint, Interaction, QualityEvaluation
+from quality.evaluations import names
 from quality.exceptions import InvalidAnswers
 from quality.store import iso
 
@@ -92,8 +93,10 @@ async def propose(session: AsyncSession, week: Week, per_agent: int,
     evaluated = set(await session.scalars(
         select(QualityEvaluation.interaction_id)
         .where(QualityEvaluation.interaction_id.in_(list(chosen) or [-1]))))
+    agent_names = await names(session, set(by_agent))
     calls = [{"interaction_id": row.id, "call_id": row.call_id, "agent_id": row.agent_id,
-              "queue": row.queue, "offered_at": iso(row.offered_at),
+              "agent_name": agent_names.get(row.agent_id, ""), "queue": row.queue,
+              "offered_at": iso(row.offered_at),
               "reason": chosen[row.id], "evaluated": row.id in evaluated}
              for row in sorted(rows, key=lambda r: (r.agent_id, r.id)) if row.id in chosen]
     return {"week": str(week), "seed": seed, "per_agent": per_agent,

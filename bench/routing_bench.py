@@ -88,7 +88,7 @@ class Center:
         rings = engine.rings_for(call, self.router.policy)
         score = engine.priority_score(offered_at, call.tier, self.router.policy)
         await self.store.enqueue(call_id, QUEUE, score, rings,
-                                 {"offered_at": offered_at, "tier": call.tier})
+                                 {"offered_at": offered_at, "tier": call.tier}, now=NOW)
         return call_id
 
     async def free_some(self, share: float) -> list[int]:
@@ -104,7 +104,8 @@ class Center:
 
     async def put_back_call(self, call_id: str, agent_id: int) -> None:
         row = await self.store.call(call_id)
-        await self.store.requeue(call_id, QUEUE, float(row["score"]), None, ["ringing"])
+        await self.store.requeue(call_id, QUEUE, float(row["score"]), None, ["ringing"],
+                                 NOW)
         await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", NOW, force=True)
 
 

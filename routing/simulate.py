@@ -193,7 +193,8 @@ class Simulation:
         if call.state != "ringing" or call.agent_id != a.agent_id:
             return
         store = self.router.store
-        if not await store.requeue(call.call_id, call.plan.queue, a.score, None, ["ringing"]):
+        if not await store.requeue(call.call_id, call.plan.queue, a.score, None, ["ringing"],
+                                   now):
             return
         call.state, call.agent_id = "queued", None
         await store.make_unavailable(a.agent_id, AgentState.not_ready, "missed", now, force=True)
@@ -203,6 +204,8 @@ class Simulation:
         assignment = await self.router.route_call(call.call_id, now)
         if assignment is not None:
             await self._ring(now, assignment)
+        else:
+            self._widen_later(call, now)
 
     async def _back(self, now: float, agent_id: int) -> None:
         self.away_s += _overlap(self.away_since.pop(agent_id), now, self.window)

@@ -17,12 +17,20 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
 from core.db import session_scope
-from core.models import Complaint, Customer, CustomerPhone, Interaction, ValueRun, utcnow
+from core.models import (
+    Complaint,
+    Customer,
+    CustomerPhone,
+    Interaction,
+    UTCDateTime,
+    ValueRun,
+    utcnow,
+)
 from core.models import Order as OrderRow
 from crm.open_complaints import is_open_complaint
 from crm.policy import ValuePolicy, default_policy
@@ -39,6 +47,12 @@ _IN_CHUNK = 5000  # ids per IN (...) query of an incremental run
 # fails the whole batch when a customer was deleted while we were scoring.
 _customers: Table = Customer.__table__  # type: ignore[assignment]
 _UPDATE = update(_customers).where(_customers.c.id == bindparam("customer_id"))
+# A tier that changes is noted first, in the same transaction (reports: tier movements).
+_TIER_CHANGE = text(
+    "INSERT INTO customer_tier_changes (customer_id, at, from_tier, to_tier) "
+    "SELECT id, :value_updated_at, tier, CAST(:tier AS VARCHAR(16)) FROM customers "
+    "WHERE id = :customer_id AND tier <> CAST(:tier AS VARCHAR(16))"
+).bindparams(bindparam("value_updated_at", type_=UTCDateTime()))
 
 
 @dataclass(frozen=True)
@@ -233,7 +247,11 @@ async def _store(
     with tqdm(total=len(profiles), unit="customer", desc="store", disable=not progress) as bar:
         while batch := list(islice(it, _BATCH)):
             async with session_scope(maker) as session:
-                await session.execute(_UPDATE, [_values(p, now, policy.version) for p in batch])
+                values = [_values(p, now, policy.version) for p in batch]
+                await session.execute(_TIER_CHANGE, [
+                    {k: v[k] for k in ("customer_id", "tier", "value_updated_at")}
+                    for v in values])
+                await session.execute(_UPDATE, values)
             bar.update(len(batch))
 
 

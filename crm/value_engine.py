@@ -33,6 +33,7 @@ from crm.value_columns import (
 )
 from crm.value_extras import VALUE_COST_TYPES
 from crm.value_lines import BaseLines
+from crm.value_retention import base_retention, customer_retention, segment_retention
 from crm.value_scores import abc_codes, frozen_rfm, lines_of, rfm_digits
 
 ABC = ("A", "B", "C")
@@ -61,6 +62,7 @@ class Scored:
     lines: BaseLines
     rates: ChurnRates | None
     retention: float
+    retention_by_segment: tuple[float, ...]  # crm.value_retention.SEGMENTS
 
 
 def score(facts: FactColumns, orders: OrderColumns, today: date, policy: ValuePolicy,
@@ -72,10 +74,9 @@ def score(facts: FactColumns, orders: OrderColumns, today: date, policy: ValuePo
     h = histories(orders, n, today, policy)
     sig = signals(orders, h, today, policy.churn)
     rates = None if frozen else base_rates(orders, n, today, policy.clv.period_days)
-    retention = frozen.retention if frozen else (
-        policy.clv.default_retention
-        if rates is None or rates.customers_at_start < policy.clv.min_customers_measured
-        else rates.retention)
+    retention = frozen.retention if frozen else base_retention(rates, policy)
+    by_segment = frozen.retention_by_segment if frozen else segment_retention(
+        orders, n, today, policy, retention)
     buyers = h.buyers
     recency = np.where(buyers, sig.silence, 0)
     in_window = buyers & (h.window_orders > 0)
@@ -84,7 +85,8 @@ def score(facts: FactColumns, orders: OrderColumns, today: date, policy: ValuePo
     abc = abc_codes(window_profit, in_window, policy.abc, frozen)
     rfm = (frozen_rfm(recency, h.window_orders, monetary, buyers, frozen) if frozen
            else rfm_digits(recency, h.window_orders, monetary, buyers))
-    clv = _clv(h, window_profit, sig, today, policy, retention)
+    clv = _clv(h, window_profit, sig, today, policy,
+               customer_retention(h.orders, by_segment, retention, policy))
     current_value = round_to(h.current_profit / 100, 2)
     current_line = (frozen.current_line if frozen
                     else quantile(current_value[buyers], policy.clv.high_quantile))
@@ -102,7 +104,7 @@ def score(facts: FactColumns, orders: OrderColumns, today: date, policy: ValuePo
         service_cost[buyers], policy.cost_to_serve.cost_quantile)
     lines = frozen or lines_of(abc, window_profit, in_window, recency, h.window_orders,
                                monetary, rfm, buyers, current_line, potential_line,
-                               value_line, cost_line, retention)
+                               value_line, cost_line, retention, by_segment)
     return Scored(
         facts=facts, today=today.toordinal(), hist=h, sig=sig, abc=abc, rfm=rfm,
         monetary=monetary, clv=clv,
@@ -110,14 +112,14 @@ def score(facts: FactColumns, orders: OrderColumns, today: date, policy: ValuePo
         tier=_tiers(abc, clv_class, h.orders, policy), current_value=current_value,
         service_cost=service_cost,
         value_cost=_value_cost(current_value, service_cost, value_line, cost_line, buyers),
-        lines=lines, rates=rates, retention=retention)
+        lines=lines, rates=rates, retention=retention, retention_by_segment=by_segment)
 
 
 def _clv(h: Histories, window_profit: Floats, sig: Signals, today: date,
-         policy: ValuePolicy, retention: float) -> Floats:
+         policy: ValuePolicy, retention: Floats) -> Floats:
     """Dwyer from t = 0 (crm.clv.dwyer_clv): the margin per period of the analysis
-    window, carried forward at the base's retention lowered by the customer's risk of
-    having left. Falling spend is a warning, not a departure."""
+    window, carried forward at the retention of the customer's segment lowered by their
+    risk of having left. Falling spend is a warning, not a departure."""
     clv = policy.clv
     tenure = (today.toordinal() - h.first + 1).astype(np.float64)
     window_days = tenure if policy.analysis.whole_history else np.minimum(

@@ -17,6 +17,7 @@ VALUABLE_TIERS = frozenset({"vip", "gold"})
 class BaseSummary:
     buyers: int
     retention: float  # per CLV period, measured or the policy default
+    retention_by_segment: dict[str, float]  # one_time, repeat, loyal (value_retention.py)
     churn: ChurnRates | None
     customer_equity: float  # group CLV: the sum of every buyer's CLV
     repeat_purchase_rate: float  # share of buyers with two or more orders

@@ -27,6 +27,8 @@ class BaseLines:
     value_line: float
     cost_line: float
     retention: float
+    # Per crm.value_retention.SEGMENTS; empty in the lines of runs from before them.
+    retention_by_segment: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {k: _finite(v) for k, v in asdict(self).items()}

@@ -12,6 +12,7 @@ from crm.policy import Churn
 from crm.value_churn import ChurnSignals
 from crm.value_engine import TIERS, Scored
 from crm.value_extras import VALUABLE_TIERS, BaseSummary
+from crm.value_retention import SEGMENTS
 
 _VALUABLE = [k for k, t in enumerate(TIERS) if t.value in VALUABLE_TIERS]
 
@@ -55,6 +56,7 @@ def summary(s: Scored) -> BaseSummary:
     days = s.today - s.hist.first[buyers]
     return BaseSummary(
         buyers=n, retention=s.retention, churn=s.rates,
+        retention_by_segment=dict(zip(SEGMENTS, s.retention_by_segment, strict=False)),
         customer_equity=round(math.fsum(s.clv[buyers].tolist()), 2),
         repeat_purchase_rate=int((s.hist.orders >= 2).sum()) / n if n else 0.0,
         mean_relationship_days=math.fsum(days.tolist()) / n if n else 0.0)

@@ -95,7 +95,7 @@ def _edges(values: Floats, scores: Ints, lower_is_better: bool) -> tuple[float, 
 def lines_of(abc: Ints, profit: Floats, in_window: Bools, recency: Ints, frequency: Ints,
              monetary: Floats, rfm: Ints, buyers: Bools, current_line: float,
              potential_line: float, value_line: float, cost_line: float,
-             retention: float) -> BaseLines:
+             retention: float, retention_by_segment: tuple[float, ...]) -> BaseLines:
     """Where this run's lines fell, for later incremental runs."""
     def cut(code: int) -> float:
         chosen = profit[in_window & (abc == code)]
@@ -106,4 +106,5 @@ def lines_of(abc: Ints, profit: Floats, in_window: Bools, recency: Ints, frequen
                for d in range(3))
     return BaseLines(abc_a_cut=cut(0), abc_b_cut=cut(1), r_edges=r, f_edges=f, m_edges=m,
                      current_line=current_line, potential_line=potential_line,
-                     value_line=value_line, cost_line=cost_line, retention=retention)
+                     value_line=value_line, cost_line=cost_line, retention=retention,
+                     retention_by_segment=retention_by_segment)

@@ -22,6 +22,7 @@ from core.models import (
     Interaction,
     Order,
 )
+from crm import segment_store
 from crm.segment import segment_all
 from tests.conftest import make_settings
 from tests.rest import request
@@ -170,7 +171,10 @@ async def test_customer_report_without_earlier_buyers_has_no_churn_rate(center):
     assert status == 403
 
 
-async def test_a_segmentation_run_notes_each_tier_it_changes(sessions):
+@pytest.mark.parametrize("batch", ["_BATCH", "_PG_BATCH"])
+async def test_a_segmentation_run_notes_each_tier_it_changes(sessions, monkeypatch, batch):
+    # _PG_BATCH: on PostgreSQL by COPY into a temporary table and one UPDATE ... FROM it.
+    monkeypatch.setattr(segment_store, batch, 2)
     async with db.session_scope(sessions) as session:
         session.add_all(Customer(id=f"c{k:02d}", name=f"c{k:02d}") for k in range(20))
         await session.flush()

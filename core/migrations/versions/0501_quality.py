@@ -1,7 +1,7 @@
 """quality evaluations: forms and evaluations
 
-Revision ID: 0401_quality
-Revises: 0301_webhooks
+Revision ID: 0501_quality
+Revises: 0401_report_figures
 Create Date: 2026-12-03 04:15:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 import core.models
 
 
-revision = '0401_quality'
-down_revision = '0301_webhooks'
+revision = '0501_quality'
+down_revision = '0401_report_figures'
 branch_labels = None
 depends_on = None
 

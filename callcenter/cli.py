@@ -389,7 +389,7 @@ def report_range(since: str, until: str, interval: str | None, s: Settings) -> A
 
 @report_app.command("show")
 def report_show(
-    scope: Annotated[str, typer.Argument(help="center, queues, tiers or agents.")],
+    scope: Annotated[str, typer.Argument(help="center, queues, tiers, agents or customers.")],
     since: FromOpt, until: ToOpt,
     interval: Annotated[str, typer.Option(help="15m, hour, day, week or month.")] = "day",
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
@@ -401,7 +401,8 @@ def report_show(
     from reports.queries import Scope
 
     if scope not in Scope.__members__ or fmt not in ("table", "csv", "json"):
-        fail("give a scope of center, queues, tiers or agents and --format table, csv or json")
+        fail("give a scope of center, queues, tiers, agents or customers "
+             "and --format table, csv or json")
     s = settings()
     rng = report_range(since, until, interval, s)
 

@@ -209,6 +209,8 @@ class Interaction(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # answered | abandoned | failed
     wait_s: Mapped[float | None] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float)
+    # From the call's end to the end of its wrap-up (wrapup.done or the wrap-up timer).
+    wrap_up_s: Mapped[float | None] = mapped_column(Float)
     routing_reason: Mapped[dict[str, Any]] = mapped_column(default=dict)
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
@@ -380,6 +382,8 @@ class ReportCall(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class ReportInterval(Base):
@@ -404,6 +408,20 @@ class ReportInterval(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CustomerTierChange(Base):
+    """A customer's tier changed (a segmentation run): the tier movements of reports."""
+
+    __tablename__ = "customer_tier_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    from_tier: Mapped[str] = mapped_column(String(16))
+    to_tier: Mapped[str] = mapped_column(String(16))
 
 
 class WebhookSubscription(Base):

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from itertools import product
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tqdm import tqdm
 
 from core.db import session_scope
-from core.models import Customer, utcnow
+from core.models import Customer, UTCDateTime, utcnow
 from crm.clv import CLV_CLASSES
 from crm.policy import ValuePolicy
 from crm.rfm import rfm_segment
@@ -33,6 +33,12 @@ _PG_BATCH = 50_000
 # fails the whole batch when a customer was deleted while we were scoring.
 _customers: Table = Customer.__table__  # type: ignore[assignment]
 _UPDATE = update(_customers).where(_customers.c.id == bindparam("customer_id"))
+# A tier that changes is noted in the transaction that changes it (reports: tier moves).
+_TIER_CHANGE = text(
+    "INSERT INTO customer_tier_changes (customer_id, at, from_tier, to_tier) "
+    "SELECT id, :value_updated_at, tier, CAST(:tier AS VARCHAR(16)) FROM customers "
+    "WHERE id = :customer_id AND tier <> CAST(:tier AS VARCHAR(16))"
+).bindparams(bindparam("value_updated_at", type_=UTCDateTime()))
 COLUMNS = ("customer_id", "tier", "abc_class", "rfm_score", "rfm_segment", "clv", "clv_class",
            "lifecycle_stage", "churn_risk", "current_value", "service_cost", "value_cost_type",
            "relationship_days", "satisfaction", "churn_reasons")
@@ -80,11 +86,19 @@ async def store(maker: async_sessionmaker[AsyncSession], s: Scored,
                 "value_policy_version": policy.version, "value_updated_at": now}
                 for r in batch]
             async with session_scope(maker) as session:
+                await session.execute(_TIER_CHANGE, [
+                    {k: v[k] for k in ("customer_id", "tier", "value_updated_at")}
+                    for v in values])
                 await session.execute(_UPDATE, values)
             bar.update(len(batch))
 
 
+# One statement, so the tier changes it notes commit with the tiers it writes.
 _PG_UPDATE = """
+    WITH moved AS (
+        INSERT INTO customer_tier_changes (customer_id, at, from_tier, to_tier)
+        SELECT c.id, $2, c.tier, t.tier FROM seg_out t JOIN customers c ON c.id = t.customer_id
+        WHERE t.k >= $3 AND t.k < $4 AND c.tier <> t.tier)
     UPDATE customers c SET tier = t.tier, abc_class = t.abc_class, rfm_score = t.rfm_score,
         rfm_segment = t.rfm_segment, clv = t.clv, clv_class = t.clv_class,
         lifecycle_stage = t.lifecycle_stage, churn_risk = t.churn_risk,

@@ -102,8 +102,9 @@ class AgentLifecycle(CallContext):
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         """Record and announce a call that ended with its wrap-up (out of Redis already)."""
         ops = [records.call_op(call["id"], state=CallState.ended.value)]
-        if wrap:
-            ops.append(records.interaction_op(call["id"], **wrap))
+        # The wrap-up ran from the call's end until now (reports: handle time).
+        wrap_up_s = round(max(0.0, now - float(call.get("ended_at") or now)), 3)
+        ops.append(records.interaction_op(call["id"], **wrap, wrap_up_s=wrap_up_s))
         try:
             await self.writer.write(ops)
         except Exception:

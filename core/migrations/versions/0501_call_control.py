@@ -1,14 +1,14 @@
 """call control: hold figures, conference time and legs on interactions
 
-Revision ID: 0401_call_control
-Revises: 0301_webhooks
+Revision ID: 0501_call_control
+Revises: 0401_report_figures
 Create Date: 2026-12-03 04:40:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0401_call_control'
-down_revision = '0301_webhooks'
+revision = '0501_call_control'
+down_revision = '0401_report_figures'
 branch_labels = None
 depends_on = None
 

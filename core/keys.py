@@ -24,6 +24,24 @@ class Keys:
     def pool(self, name: str) -> str:
         return f"{self.prefix}:pool:{name}"
 
+    # Beside each pool's available agents (routing/queue_index.py): the waiting calls
+    # whose ring of that pool is open, scored by priority, and the rings not open yet,
+    # scored by when they open. Pool names start with agent:, skill:, queue: or
+    # complaints, so these names never meet a pool's; Lua scripts build them the same way.
+    def pool_waiting(self, pool: str) -> str:
+        return self.pool(f"waiting:{pool}")
+
+    @property
+    def ring_openings(self) -> str:
+        return self.pool("openings")
+
+    # The agents signed in to a pool, and those serving it (routing/staffing.py).
+    def pool_staff(self, pool: str) -> str:
+        return self.pool(f"staff:{pool}")
+
+    def pool_serving(self, pool: str) -> str:
+        return self.pool(f"serving:{pool}")
+
     # Calls: a hash per live call, one sorted set of waiting calls per queue.
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"

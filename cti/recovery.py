@@ -111,7 +111,8 @@ class Recovery:
                               self.calls.router.queues.get(call.queue, ()))
         rings = engine.rings_for(profile, self.calls.router.policy)
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
-        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop))
+        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop),
+                                       now=self.calls.clock())
         async with self.maker() as session, session.begin():
             await session.execute(update(Call).where(Call.id == call.id)
                                   .values(state=CallState.queued.value, agent_id=None))

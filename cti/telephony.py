@@ -347,10 +347,10 @@ class TelephonyEvents(HoldEvents):
         call = await self._live(frame.call_id)
         check(frame.call_id, call["state"], frame.type)
         queue = frame.to_queue or call["queue"]
-        rings = engine.rings_for(CallProfile(
+        rings = await self.router.rings_for(CallProfile(
             call_id=frame.call_id, queue=queue, tier=call.get("tier", "standard"),
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
-        ), self.router.policy)
+        ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]

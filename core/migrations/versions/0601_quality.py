@@ -1,7 +1,7 @@
 """quality evaluations: forms and evaluations
 
-Revision ID: 0501_quality
-Revises: 0401_report_figures
+Revision ID: 0601_quality
+Revises: 0501_call_control
 Create Date: 2026-12-03 04:15:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 import core.models
 
 
-revision = '0501_quality'
-down_revision = '0401_report_figures'
+revision = '0601_quality'
+down_revision = '0501_call_control'
 branch_labels = None
 depends_on = None
 

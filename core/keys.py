@@ -60,6 +60,17 @@ class Keys:
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
 
+    # PBX commands (cti/commands.py): a hash per command, the command a call has pending.
+    def command(self, command_id: str) -> str:
+        return f"{self.prefix}:cmd:{command_id}"
+
+    def call_command(self, call_id: str) -> str:
+        return f"{self.prefix}:cmdcall:{call_id}"
+
+    def calls_commands(self, call_id: str) -> str:
+        """Set of the commands sent about a call that may still be pending."""
+        return f"{self.prefix}:cmdsof:{call_id}"
+
     # Timers shared by all nodes: member "kind|id|token", score = due time.
     @property
     def timers(self) -> str:
@@ -109,6 +120,10 @@ class Keys:
 
     def telephony_channel(self, integration: str) -> str:
         return f"{self.prefix}:ch:tel:{integration}"
+
+    def command_channel(self, node_id: str) -> str:
+        """Outcomes of the PBX commands a node sent (cti/commands.py)."""
+        return f"{self.prefix}:ch:cmd:{node_id}"
 
     @property
     def wallboard_channel(self) -> str:

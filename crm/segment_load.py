@@ -67,21 +67,28 @@ async def load_facts(session: AsyncSession, since: dt.datetime | None, until: dt
         for cid, email in rows:
             customers.append(cid)
             contact.append(bool(email) or cid in with_phone)
+    return await asyncio.to_thread(_facts, customers, contact, open_, seconds, complaints,
+                                   csat)
+
+
+def _facts(ids: list[str], contact: list[bool], open_: dict[str, Any], seconds: dict[str, Any],
+           complaints: dict[str, Any], csat: dict[str, Any]) -> FactColumns:
+    index = {cid: k for k, cid in enumerate(ids)}
     return FactColumns(
-        ids=customers, has_contact=np.array(contact, dtype=np.bool_),
-        open_complaints=_column(customers, open_, np.int64, 0),
-        handle_minutes=_column(customers, seconds, np.float64, 0.0) / 60,
-        complaints_in_period=_column(customers, complaints, np.int64, 0),
-        satisfaction=_column(customers, csat, np.float64, math.nan))
+        ids=ids, has_contact=np.array(contact, dtype=np.bool_),
+        open_complaints=_column(index, open_, np.int64, 0),
+        handle_minutes=_column(index, seconds, np.float64, 0.0) / 60,
+        complaints_in_period=_column(index, complaints, np.int64, 0),
+        satisfaction=_column(index, csat, np.float64, math.nan))
 
 
-def _column(ids: list[str], values: dict[str, Any], dtype: Any, missing: float) -> Any:
-    out = np.full(len(ids), missing, dtype=dtype)
-    if values:
-        for k, cid in enumerate(ids):
-            v = values.get(cid)
-            if v is not None:
-                out[k] = v
+def _column(index: dict[str, int], values: dict[str, Any], dtype: Any, missing: float) -> Any:
+    """A column of the customers `index` holds; `values` holds the few that have one."""
+    out = np.full(len(index), missing, dtype=dtype)
+    for cid, v in values.items():
+        k = index.get(cid)
+        if k is not None and v is not None:
+            out[k] = v
     return out
 
 

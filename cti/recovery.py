@@ -38,7 +38,7 @@ from routing.states import AgentState
 log = logging.getLogger(__name__)
 
 LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connected.value,
-              CallState.wrap_up.value)
+              CallState.on_hold.value, CallState.wrap_up.value)
 
 
 @dataclass
@@ -134,7 +134,8 @@ class Recovery:
         if call.agent_id is None:
             return
         await self.console.ensure_registered(call.agent_id)
-        state = AgentState.on_call if call.state == CallState.connected.value else \
+        state = AgentState.on_call if call.state in (CallState.connected.value,
+                                                     CallState.on_hold.value) else \
             AgentState.wrap_up
         await self.calls.store.make_unavailable(call.agent_id, state, "", self.calls.clock(),
                                                 force=True, call_id=call.id)

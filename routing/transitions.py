@@ -106,7 +106,7 @@ end
 return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 """
 
-# call.ended. A connected call goes to wrap-up with its agent (wrap-up timer started); any
+# call.ended. A connected (or held) call goes to wrap-up with its agent (wrap-up timer started); any
 # other call is abandoned: out of Redis, its ringing agent freed.
 # KEYS: call, event key, agent (or the call again), timers, set of live calls;
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
@@ -121,7 +121,7 @@ local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
 if state ~= ARGV[1] or agent ~= ARGV[2] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[3], ARGV[4])
-if state == 'connected' and agent ~= '' then
+if (state == 'connected' or state == 'on_hold') and agent ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
              unpack(ARGV, 11))
   if holds(KEYS[3], call_id) then
@@ -137,10 +137,11 @@ if holds(KEYS[3], call_id) then after_call(KEYS[3], ARGV[5], ARGV[6]) end
 return {1, state, agent_of(KEYS[3])}
 """
 
-# call.transferred: the call goes back into routing (keeping its place in time), its
-# agent into wrap-up. KEYS: call, event key, agent (or the call again), timers, set of
-# queues; ARGV: expected agent id, event value, its TTL, now, pool prefix, waiting prefix,
-# queue, score, wrap-up end, wrap-up timer, then call field/value pairs.
+# call.transferred (of a connected or held call): the call goes back into routing
+# (keeping its place in time), its agent into wrap-up. KEYS: call, event key, agent (or
+# the call again), timers, set of queues; ARGV: expected agent id, event value, its TTL,
+# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, then call
+# field/value pairs.
 # {1, state before, agent after} | {0, state now} | {2, seen}
 TRANSFER = LIB + """
 local was = seen(KEYS[2], ARGV[2])
@@ -148,7 +149,7 @@ if was then return {2, was} end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
-if state ~= 'connected' or agent ~= ARGV[1] then return {0, state} end
+if (state ~= 'connected' and state ~= 'on_hold') or agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],

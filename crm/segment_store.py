@@ -123,10 +123,12 @@ async def _copy_store(maker: async_sessionmaker[AsyncSession], s: Scored,
             service_cost numeric, value_cost_type text, relationship_days int4,
             satisfaction float8, churn_reasons text, k int4)""")
         try:
-            for lo in range(0, n, _PG_BATCH):
-                hi = min(n, lo + _PG_BATCH)
-                batch = await asyncio.to_thread(_pg_rows, s, warnings, policy, lo, hi)
-                await raw.copy_records_to_table("seg_out", records=batch)
+            with tqdm(total=n, unit="customer", desc="stage", disable=bar.disable) as staged:
+                for lo in range(0, n, _PG_BATCH):
+                    hi = min(n, lo + _PG_BATCH)
+                    batch = await asyncio.to_thread(_pg_rows, s, warnings, policy, lo, hi)
+                    await raw.copy_records_to_table("seg_out", records=batch)
+                    staged.update(hi - lo)
             await raw.execute("CREATE INDEX ON seg_out (k)")
             for lo in range(0, n, _PG_BATCH):
                 await raw.execute(_PG_UPDATE, policy.version, now, lo, lo + _PG_BATCH)
@@ -137,5 +139,5 @@ async def _copy_store(maker: async_sessionmaker[AsyncSession], s: Scored,
 
 def _pg_rows(s: Scored, warnings: dict[int, tuple[str, ...]], policy: ValuePolicy, lo: int,
              hi: int) -> Iterator[tuple[Any, ...]]:
-    return iter([(*r[:-1], json.dumps(r[-1]), lo + k)
+    return iter([(*r[:-1], json.dumps(r[-1]) if r[-1] else "[]", lo + k)
                  for k, r in enumerate(rows(s, warnings, policy, lo, hi))])

@@ -80,15 +80,9 @@ async def test_the_first_run_shows_live_calls_a_screen_pop_and_a_transcript(
                       recordings_root=tmp_path / "rec", seed=11, scale=0.1)
     traffic = asyncio.create_task(demo.run())
     try:
-        board = await new_page()
-        await sign_in(board, center.url, "supervisor", "/wallboard")
-        await expect(board.locator("#kpi-offered .kpi-value")).not_to_have_text(
-            re.compile(r"^(0|—)?$"), timeout=15_000)
-        await expect(board.locator("#agents")).to_contain_text("On a call", timeout=15_000)
-        await shoot(board, "demo-wallboard.png")
-
+        # The demo PBX rings the person's phone until the console answers it (or the ring
+        # times out), so the console comes first and the wallboard after it.
         await expect(console.locator("#pop-name")).not_to_be_empty(timeout=30_000)
-        # The demo PBX rings the person's phone until the console answers it.
         await expect(console.locator("#call-status")).to_have_text("Incoming call")
         await console.click("#btn-answer")
         await expect(console.locator("#call-status")).to_have_text("On call", timeout=10_000)
@@ -102,6 +96,12 @@ async def test_the_first_run_shows_live_calls_a_screen_pop_and_a_transcript(
         await console.select_option("#wrapup-disposition", "resolved")
         await console.click("#btn-wrapup-done")
         await expect(console.locator("#state-label")).to_have_text("Not ready")
+        board = await new_page()
+        await sign_in(board, center.url, "supervisor", "/wallboard")
+        await expect(board.locator("#kpi-offered .kpi-value")).not_to_have_text(
+            re.compile(r"^(0|—)?$"), timeout=15_000)
+        await expect(board.locator("#agents")).to_contain_text("On a call", timeout=15_000)
+        await shoot(board, "demo-wallboard.png")
         demo.pause()  # let the one transcription worker reach this call
 
         record = await transcribed_call(center, PEOPLE[0], timeout=300)  # a loaded machine

@@ -6,6 +6,7 @@ the record, bad targets, and a transfer racing the caller's hang-up."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 from sqlalchemy import select
@@ -182,7 +183,7 @@ async def test_transfer_racing_the_hang_up_leaves_no_agent_stuck(center):
         assert call.get("state") in (None, "wrap_up"), call
         first_state = await store.agent(first.agent_id)
         assert first_state["state"] == "wrap_up" and first_state["call_id"] == call_id
-        await eventually(lambda: _not_on(store, other.agent_id, call_id))
+        await eventually(functools.partial(_not_on, store, other.agent_id, call_id))
         reply = await first.request("wrapup.done", call_id=call_id, disposition="resolved")
         assert reply["type"] == "ack", reply
         await eventually(lambda: _idle(store, amy.agent_id, bob.agent_id))

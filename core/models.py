@@ -209,6 +209,8 @@ class Interaction(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # answered | abandoned | failed
     wait_s: Mapped[float | None] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float)
+    # From the call's end to the end of its wrap-up (wrapup.done or the wrap-up timer).
+    wrap_up_s: Mapped[float | None] = mapped_column(Float)
     routing_reason: Mapped[dict[str, Any]] = mapped_column(default=dict)
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
@@ -221,6 +223,12 @@ class Interaction(Base):
     transcript_error: Mapped[str | None] = mapped_column(Text)
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     complaint_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Call control (cti/holds.py, cti/control.py): holds and seconds on hold (part of
+    # talk_s), seconds in conference, and the call's legs in order (agents, transfers).
+    hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    conference_s: Mapped[float | None] = mapped_column(Float)
+    legs: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 
@@ -374,6 +382,8 @@ class ReportCall(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class ReportInterval(Base):
@@ -398,6 +408,20 @@ class ReportInterval(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CustomerTierChange(Base):
+    """A customer's tier changed (a segmentation run): the tier movements of reports."""
+
+    __tablename__ = "customer_tier_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    from_tier: Mapped[str] = mapped_column(String(16))
+    to_tier: Mapped[str] = mapped_column(String(16))
 
 
 class WebhookSubscription(Base):
@@ -444,4 +468,62 @@ class WebhookDelivery(Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_sub_event", "subscription_id", "event_id", unique=True),
         Index("ix_webhook_deliveries_sub_key", "subscription_id", "order_key", "status", "seq"),
+    )
+
+
+class QualityForm(Base):
+    """An evaluation form: sections of weighted questions (`quality/forms.py` checks them).
+
+    An evaluation keeps a copy of the form it was scored with, so editing a form never
+    changes a score already given.
+    """
+
+    __tablename__ = "quality_forms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    sections: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QualityEvaluation(Base):
+    """A scored recorded call: submitted -> acknowledged, or disputed -> resolved."""
+
+    __tablename__ = "quality_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("quality_forms.id"))
+    form: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as scored
+    # Kept when retention deletes the call's record: the score stays in the statistics.
+    interaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interactions.id", ondelete="SET NULL"))
+    call_id: Mapped[str] = mapped_column(String(128))
+    agent_id: Mapped[int] = mapped_column(Integer, index=True)  # who is evaluated
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    call_at: Mapped[dt.datetime] = mapped_column(index=True)
+    evaluator_id: Mapped[int] = mapped_column(Integer)
+    evaluator: Mapped[str] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float] = mapped_column(Float)
+    earned: Mapped[float] = mapped_column(Float)
+    applicable: Mapped[float] = mapped_column(Float)
+    critical_failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
+    agent_comment: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # upheld | revised
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    original_score: Mapped[float | None] = mapped_column(Float)  # before a revision
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_quality_evaluations_call_form_evaluator", "interaction_id", "form_id",
+              "evaluator_id", unique=True),
     )

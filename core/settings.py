@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # reason "disconnected" (agent_console/presence.py). Reconnecting sooner changes nothing.
     agent_away_s: float = Field(default=20.0, gt=0)
     wrap_up_s: float = 30.0
+    # A command sent to the PBX (route.control: hold, transfer...) that its control.result
+    # has not answered within this fails (cti/commands.py).
+    control_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_frame_bytes: int = 64 * 1024
     not_ready_reasons: Csv = ("break", "lunch", "training", "meeting", "missed")
     dispositions: Csv = (
@@ -125,6 +128,9 @@ class Settings(BaseSettings):
     recordings_dir: Path | None = None
     recording_max_bytes: int = Field(default=2 * 1024**3, ge=44)  # checked before reading
     recording_max_s: float = Field(default=4 * 3600.0, gt=0)  # as the WAV header declares
+    # How long a browser's ticket to play one recording lasts (quality evaluations): the
+    # audio element's range requests reuse it; the page asks for a new one when it lapses.
+    recording_ticket_ttl_s: int = Field(default=600, ge=5, le=86400)
     transcribe_concurrency: int = Field(default=1, ge=1)  # decoder processes in `serve`
     transcribe_claim_idle_s: float = 120.0  # a job idle this long belonged to a dead worker
     transcribe_max_attempts: int = Field(default=3, ge=1)

@@ -44,6 +44,7 @@ export default {
   "state.logged_out": "Logged out",
   "state.ringing": "Ringing",
   "state.on_call": "On a call",
+  "state.on_hold": "Caller on hold",
   "state.wrap_up": "Wrap-up",
   "state.set_available": "Available",
   "state.set_not_ready": "Not ready",

@@ -43,6 +43,7 @@ export default {
   "state.logged_out": "已签出",
   "state.ringing": "振铃中",
   "state.on_call": "通话中",
+  "state.on_hold": "客户保持中",
   "state.wrap_up": "话后处理",
   "state.set_available": "置闲",
   "state.set_not_ready": "示忙",

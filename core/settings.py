@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     ari_endpoint_template: str = "PJSIP/{extension}"  # how an agent's extension is dialed
     ari_recordings_dir: Path = Path("/var/spool/asterisk/recording")  # as this host sees it
     ari_moh_class: str = ""  # empty: the channel's default music-on-hold class
+    ari_transfer_context: str = "callcenter-transfer"  # dialplan context dialing a number
     ari_record_calls: bool = True
 
     # Garbage collection (core/gctune.py): the heap is frozen every gc_freeze_s,

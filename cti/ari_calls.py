@@ -60,6 +60,7 @@ class AriConfig:
     endpoint_template: str = "PJSIP/{extension}"
     recordings_dir: Path = Path("/var/spool/asterisk/recording")
     moh_class: str = ""
+    transfer_context: str = "callcenter-transfer"
     record: bool = True
     ring_timeout_s: float = 15.0
     backoff_initial_s: float = 0.5
@@ -69,6 +70,7 @@ class AriConfig:
     def from_settings(cls, s: Settings) -> AriConfig:
         return cls(app=s.ari_app or "", endpoint_template=s.ari_endpoint_template,
                    recordings_dir=s.ari_recordings_dir, moh_class=s.ari_moh_class,
+                   transfer_context=s.ari_transfer_context,
                    record=s.ari_record_calls, ring_timeout_s=s.ring_timeout_s)
 
 
@@ -183,6 +185,9 @@ class CallControl:
                                    cause=cause))  # type: ignore[arg-type]
         if hang_up_caller:
             await self._quietly(self.client.hangup(legs.call_id))
+        await self._end_legs(legs)
+
+    async def _end_legs(self, legs: Legs) -> None:
         if legs.agent_channel and not legs.agent_hanging_up:
             await self._quietly(self.client.hangup(legs.agent_channel))
         if legs.bridge:
@@ -210,6 +215,15 @@ class CallControl:
         return None
 
     # Routing decisions -> ARI requests --------------------------------------
+
+    async def follow(self, legs: Legs, outcome: Outcome | None) -> None:
+        await self._follow(legs, outcome)
+
+    async def release(self, legs: Legs) -> None:
+        """The caller left the center (transferred out): release the agent's leg and the
+        bridge, and forget the call."""
+        legs.ended = True
+        await self._end_legs(legs)
 
     async def _follow(self, legs: Legs, outcome: Outcome | None) -> None:
         for reply in outcome.replies if outcome else []:

@@ -80,6 +80,12 @@ class AriClient:
     async def unhold(self, channel_id: str) -> None:
         await self._request("DELETE", f"/channels/{channel_id}/hold")
 
+    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str,
+                                   priority: int = 1) -> None:
+        await self._request("POST", f"/channels/{channel_id}/continue",
+                            {"context": context, "extension": extension,
+                             "priority": str(priority)})
+
     async def start_moh(self, channel_id: str, moh_class: str = "") -> None:
         params = {"mohClass": moh_class} if moh_class else None
         await self._request("POST", f"/channels/{channel_id}/moh", params)

@@ -5,6 +5,10 @@ Asterisk, each answered with exactly one `control.result`.
   caller's channel (music on hold plays to the caller); then `call.held` / `call.resumed`.
 - hangup: `DELETE /channels/{agent leg}`; Asterisk's hangup events for the agent's leg end
   the call with cause `agent_hangup` as when the agent hangs up the phone.
+- transfer (blind): to a number, `POST /channels/{caller}/continue` into the transfer
+  context (CALLCENTER_ARI_TRANSFER_CONTEXT) with the number as extension; to a queue or an
+  agent, the agent's leg is hung up, the caller stays in the bridge and `call.transferred`
+  sends the call back to routing (music on the bridge, or the next agent rung).
 - answer: `not_supported`: ARI cannot make the agent's phone go off-hook; the agent leg is
   answered at the phone (see docs/asterisk.md).
 
@@ -25,7 +29,8 @@ from cti.ari_client import AriError
 from cti.ari_legs import Legs
 from cti.calls import CallError
 from cti.control import ControlService
-from cti.schemas import CallHeld, CallResumed, ControlResult, Frame
+from cti.schemas import CallHeld, CallResumed, CallTransferred, ControlResult, Frame
+from cti.service import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,9 @@ class ControlMessage(BaseModel):
     command_id: str
     call_id: str
     action: str
+    to_queue: str | None = None
+    to_agent_id: int | None = None
+    to_number: str | None = None
 
 
 def reason_for(error: AriError) -> str:
@@ -70,7 +78,9 @@ class AriCommands:
             return
         await self._result(command, "")
         if follow is not None:
-            await self.calls.send(follow)
+            outcome = await self.calls.send(follow)
+            if isinstance(follow, CallTransferred):
+                await self._after_transfer(legs, follow, outcome)
 
     async def _do(self, legs: Legs, command: ControlMessage) -> Frame | None:
         """Carry the action out on Asterisk: the state event to send after the result."""
@@ -86,7 +96,40 @@ class AriCommands:
                 raise _Refused("no_agent_leg")
             await self.client.hangup(legs.agent_channel)
             return None  # the agent leg's hangup events end the call
+        if action == "transfer":
+            return await self._transfer(legs, command, eid)
         raise _Refused("not_supported")  # answer, and anything this adapter cannot do
+
+    async def _transfer(self, legs: Legs, command: ControlMessage, eid: str) -> Frame:
+        """Blind transfer. Out to a number: the caller leaves the application for the
+        transfer context, which dials it. To a queue or an agent: the agent's leg is hung
+        up (the caller stays in the bridge) and the call goes back to routing."""
+        frame = CallTransferred(type="call.transferred", event_id=eid, call_id=legs.call_id,
+                                to_queue=command.to_queue, to_agent_id=command.to_agent_id,
+                                to_number=command.to_number)
+        if command.to_number is not None:
+            await self.client.continue_in_dialplan(
+                legs.call_id, self.calls.config.transfer_context, command.to_number)
+            return frame
+        await self.client.unhold(legs.call_id)  # no-op unless held: the caller hears routing
+        old = legs.agent_channel
+        legs.forget_agent()  # its hangup events are no longer the call's end
+        if old is not None:
+            try:
+                await self.client.hangup(old)
+            except AriError as e:
+                if not e.gone:
+                    raise
+        return frame
+
+    async def _after_transfer(self, legs: Legs, frame: CallTransferred,
+                              outcome: Outcome | None) -> None:
+        if frame.to_number is not None:
+            await self.calls.release(legs)
+            return
+        if frame.to_queue is not None:
+            legs.queue = frame.to_queue
+        await self.calls.follow(legs, outcome)
 
     async def _result(self, command: ControlMessage, reason: str) -> None:
         frame = ControlResult.model_validate(

@@ -55,6 +55,7 @@ class FakeAri:
         r.add_delete("/ari/channels/{id}/moh", self._channel_ok)
         r.add_post("/ari/channels/{id}/hold", self._hold)
         r.add_delete("/ari/channels/{id}/hold", self._hold)
+        r.add_post("/ari/channels/{id}/continue", self._continue)
         r.add_delete("/ari/channels/{id}", self._hangup)
         r.add_get("/ari/bridges", self._list_bridges)
         r.add_post("/ari/bridges/{id}", self._create_bridge)
@@ -215,6 +216,22 @@ class FakeAri:
             self.held.add(channel_id)
         else:
             self.held.discard(channel_id)
+        return web.Response(status=204)
+
+    async def _continue(self, request: web.Request) -> web.Response:
+        """The channel leaves the application for the dialplan (it stays up, outside)."""
+        if problem := await self._channel_problem(request):
+            return problem
+        channel_id = request.match_info["id"]
+        if channel_id in self.outside:
+            return _error(409, "Channel not in a Stasis application")
+        channel = self.channels[channel_id]
+        self.outside.add(channel_id)
+        for bridge in self.bridges.values():
+            if channel_id in bridge["channels"]:
+                bridge["channels"].remove(channel_id)
+                await self.send("ChannelLeftBridge", bridge=bridge, channel=channel)
+        await self.send("StasisEnd", channel=channel)
         return web.Response(status=204)
 
     async def _hangup(self, request: web.Request) -> web.Response:

@@ -133,3 +133,54 @@ async def test_a_held_call_survives_a_lost_event_socket_and_resumes(center, fake
     assert f"{caller}-bridge" in fake_ari.bridges
     assert (await agent.control(caller, "resume"))["type"] == "ack"
     await agent.inbox.expect("call.resumed", call_id=caller)
+
+
+async def test_blind_transfer_to_another_agent_rings_that_agent(center, fake_ari):
+    amy = await center.agent("nia", extension="1107")
+    await amy.available()
+    await _ready(center)
+    caller, amy_channel = await _connected_call(center, fake_ari, amy, "+8613800000107")
+    bob = await center.agent("oto", extension="1108")
+    await bob.available()
+
+    reply = await amy.control(caller, "transfer", to_agent_id=bob.agent_id)
+
+    assert reply["type"] == "ack", reply
+    assert fake_ari.made("DELETE", f"/channels/{amy_channel}")
+    await amy.inbox.expect("call.ended", call_id=caller)
+    pop = await bob.inbox.expect("screen_pop", call_id=caller)
+    assert pop["transferred_from"] == amy.agent_id
+    originates = await eventually(lambda: fake_ari.made("POST", "/channels")[1:], timeout=15)
+    assert originates[0].params["endpoint"] == "PJSIP/1108"
+    bob_channel = originates[0].params["channelId"]
+    assert caller in fake_ari.channels  # the caller stayed, in the bridge
+
+    await fake_ari.agent_answers(bob_channel)
+    await bob.inbox.expect("call.connected", call_id=caller)
+    joins = await eventually(
+        lambda: fake_ari.made("POST", f"/bridges/{caller}-bridge/addChannel")[1:], timeout=15)
+    assert joins[0].params["channel"] == bob_channel
+    await fake_ari.hang_up(caller)
+    record = await _record_where(center, caller, lambda r: r.outcome is not None)
+    assert [leg["agent_id"] for leg in record.legs] == [amy.agent_id, bob.agent_id]
+
+
+async def test_blind_transfer_to_a_number_leaves_the_center(center, fake_ari):
+    agent = await center.agent("pia", extension="1109")
+    await agent.available()
+    await _ready(center)
+    caller, agent_channel = await _connected_call(center, fake_ari, agent, "+8613800000109")
+
+    reply = await agent.control(caller, "transfer", to_number="+8610123456")
+
+    assert reply["type"] == "ack", reply
+    moved = fake_ari.made("POST", f"/channels/{caller}/continue")
+    assert moved[0].params == {"context": "callcenter-transfer", "extension": "+8610123456",
+                               "priority": "1"}
+    await agent.inbox.expect("call.ended", call_id=caller)
+    await fake_ari.wait_request("DELETE", f"/channels/{agent_channel}")
+    await fake_ari.wait_request("DELETE", f"/bridges/{caller}-bridge")
+    assert caller in fake_ari.channels  # the caller goes on, dialled out by the dialplan
+    assert not fake_ari.made("DELETE", f"/channels/{caller}")
+    record = await _record_where(center, caller, lambda r: r.outcome is not None)
+    assert record.end_cause == "transferred"

@@ -275,6 +275,9 @@ class AgentStateChange(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
+    # An agent's change before or after a moment (the agent-state rollup, recovery).
+    __table_args__ = (Index("ix_agent_state_changes_agent_at", "agent_id", "at"),)
+
 
 class ApiToken(Base):
     """Issued tokens by id (JWT ``jti``), so logout and `token revoke` can revoke them."""
@@ -404,6 +407,19 @@ class ReportInterval(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportAgentState(Base):
+    """Seconds an agent spent in a state (and not-ready reason, '' for none) in one
+    15-minute interval (UTC), of the segments closed by the agent's next change."""
+
+    __tablename__ = "report_agent_states"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class CustomerTierChange(Base):

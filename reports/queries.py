@@ -31,7 +31,7 @@ class Scope(Enum):
 
 
 _KEY = {Scope.center: None, Scope.queues: "queue", Scope.tiers: "tier"}
-_TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
+TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
           Interval.month: "month"}
 
 
@@ -45,7 +45,7 @@ def interval_report(conn: Connection, rng: Range, scope: Scope, formula: Formula
     periods: dict[tuple[str, str], dict[str, float]] = {}
     totals: dict[str, dict[str, float]] = {}
     for row in _rows(conn, rng, key, queue):
-        name = rng.period(_aware(row.pop("p"), rng))
+        name = rng.period(moment_of(row.pop("p"), rng))
         group = str(row.pop("k"))
         add(periods.setdefault((name, group), {}), row)
         add(totals.setdefault(group, {}), row)
@@ -69,11 +69,7 @@ def check_queue(conn: Connection, queue: str) -> None:
 
 def _rows(conn: Connection, rng: Range, key: str | None, queue: str | None,
           ) -> list[dict[str, Any]]:
-    postgres = conn.dialect.name == "postgresql"
-    if postgres and rng.interval in _TRUNC:
-        period = f"date_trunc('{_TRUNC[rng.interval]}', start AT TIME ZONE :tz)"
-    else:
-        period = "start"
+    period = period_sql(conn, rng)
     group = key or "'center'"
     sums = ", ".join(f"max({f}) AS {f}" if f == "wait_max" else f"sum({f}) AS {f}"
                      for f in FIGURES)
@@ -86,7 +82,15 @@ def _rows(conn: Connection, rng: Range, key: str | None, queue: str | None,
     return [dict(row._mapping) for row in conn.execute(statement, params)]
 
 
-def _aware(value: Any, rng: Range) -> dt.datetime:
+def period_sql(conn: Connection, rng: Range) -> str:
+    """SQL grouping rollup rows (their `start`) by period: by the database in the
+    range's time zone on PostgreSQL, by the 15-minute interval otherwise."""
+    if conn.dialect.name == "postgresql" and rng.interval in TRUNC:
+        return f"date_trunc('{TRUNC[rng.interval]}', start AT TIME ZONE :tz)"
+    return "start"
+
+
+def moment_of(value: Any, rng: Range) -> dt.datetime:
     """A period start as the database gave it: a local naive time from date_trunc, an
     aware time, or SQLite's stored UTC text."""
     if isinstance(value, str):

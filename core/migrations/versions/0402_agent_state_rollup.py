@@ -1,0 +1,39 @@
+"""agent-state rollup: report_agent_states, and an index of each agent's changes by time
+
+After upgrading a database that already holds agent state changes, fill the rollup
+once with `callcenter report rebuild`.
+
+Revision ID: 0402_agent_state_rollup
+Revises: 0401_report_figures
+Create Date: 2026-12-03 05:00:00
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import core.models
+
+revision = '0402_agent_state_rollup'
+down_revision = '0401_report_figures'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('report_agent_states',
+    sa.Column('start', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('agent_id', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=False),
+    sa.Column('seconds', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('start', 'agent_id', 'state', 'reason',
+                            name=op.f('pk_report_agent_states'))
+    )
+    with op.batch_alter_table('agent_state_changes', schema=None) as batch_op:
+        batch_op.create_index('ix_agent_state_changes_agent_at', ['agent_id', 'at'],
+                              unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('agent_state_changes', schema=None) as batch_op:
+        batch_op.drop_index('ix_agent_state_changes_agent_at')
+    op.drop_table('report_agent_states')

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from core.models import Agent, CallTransfer, Interaction, UTCDateTime
+from core.models import Agent, UTCDateTime
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
-from reports.queries import moment_of, period_sql
+from reports.queries import TRUNC, moment_of, period_sql
 
 WORKING = ("ringing", "on_call", "wrap_up")
 # Each agent's last change: its state since then is not in the rollup yet.
@@ -61,33 +61,51 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
     }
 
 
+# The 15-minute interval (UTC) of a call's offer, as each backend stores times.
+_BUCKET = {
+    "postgresql": "to_timestamp(floor(extract(epoch FROM i.offered_at) / 900) * 900)",
+    "sqlite": ("strftime('%Y-%m-%d %H:', i.offered_at) || printf('%02d', "
+               "CAST(strftime('%M', i.offered_at) AS INTEGER) / 15 * 15) || '\\:00.000000'"),
+}
+_CALLS = """
+SELECT {p} AS p, i.agent_id, count(*), count(i.talk_s), sum(i.talk_s), count(i.wrap_up_s),
+       sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score)
+FROM interactions i
+WHERE i.offered_at >= :since AND i.offered_at < :until AND i.agent_id IS NOT NULL
+  AND i.answered_at IS NOT NULL
+GROUP BY 1, 2
+"""
+_LEGS = """
+SELECT {p} AS p, t.agent_id, count(*) FROM call_transfers t
+JOIN interactions i ON i.call_id = t.call_id
+WHERE i.offered_at >= :since AND i.offered_at < :until AND t.agent_id IS NOT NULL
+GROUP BY 1, 2
+"""
+_CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n", "csat_sum")
+
+
 def _calls(conn: Connection, rng: Range, sums: Any) -> None:
-    i = Interaction
-    found = conn.execute(select(i.call_id, i.offered_at, i.agent_id, i.answered_at, i.talk_s,
-                                i.survey_score, i.wrap_up_s)
-                         .where(i.offered_at >= rng.since, i.offered_at < rng.until)).all()
-    offered = {call_id: rng.period(at) for call_id, at, *_ in found}
-    for call_id, _at, agent, answered_at, talk, score, wrap in found:
-        if agent is None or answered_at is None:
-            continue
-        s = sums[(offered[call_id], agent)]
-        s["handled"] += 1
-        if talk is not None:
-            s["talk_n"] += 1
-            s["talk_sum"] += talk
-        if wrap is not None:
-            s["wrap_n"] += 1
-            s["wrap_sum"] += wrap
-        if score is not None:
-            s["csat_n"] += 1
-            s["csat_sum"] += score
-    t = CallTransfer
-    legs = conn.execute(select(t.call_id, t.agent_id).join(i, i.call_id == t.call_id)
-                        .where(i.offered_at >= rng.since, i.offered_at < rng.until)).all()
-    for call_id, agent in legs:
-        if agent is not None:
-            sums[(offered[call_id], agent)]["handled"] += 1
-            sums[(offered[call_id], agent)]["transfers"] += 1
+    """Each agent's calls, summed by the database per period of the offer (the final
+    leg's talk, wrap-up and survey) and its transfer legs (handled and transfers made)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql" and rng.interval in TRUNC:
+        period = f"date_trunc('{TRUNC[rng.interval]}', i.offered_at AT TIME ZONE :tz)"
+    else:
+        period = _BUCKET[dialect]
+    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
+    for p, agent, *values in conn.execute(_statement(_CALLS, period), params):
+        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        for name, value in zip(_CALL_FIGURES, values, strict=True):
+            s[name] += float(value or 0)
+    for p, agent, legs in conn.execute(_statement(_LEGS, period), params):
+        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        s["handled"] += legs
+        s["transfers"] += legs
+
+
+def _statement(sql: str, period: str) -> Any:
+    return text(sql.format(p=period)).bindparams(bindparam("since", type_=UTCDateTime()),
+                                                  bindparam("until", type_=UTCDateTime()))
 
 
 def _states(conn: Connection, rng: Range, sums: Any) -> None:

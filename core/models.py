@@ -233,6 +233,8 @@ class Complaint(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
+    # The queue of the call it came from, kept when retention deletes the call (reports).
+    queue: Mapped[str | None] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32), default="other")
     state: Mapped[str] = mapped_column(String(16), default="received", index=True)
     source: Mapped[str] = mapped_column(String(16), default="agent")  # agent | detected
@@ -247,7 +249,7 @@ class Complaint(Base):
     sla_due_at: Mapped[dt.datetime | None]
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[dt.datetime | None]
 

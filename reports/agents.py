@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, select, text
 from core.models import Agent, UTCDateTime
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
-from reports.queries import TRUNC, moment_of, period_sql
+from reports.sql import moment_of, period_sql
 
 WORKING = ("ringing", "on_call", "wrap_up")
 # Each agent's last change: its state since then is not in the rollup yet.
@@ -61,12 +61,6 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
     }
 
 
-# The 15-minute interval (UTC) of a call's offer, as each backend stores times.
-_BUCKET = {
-    "postgresql": "to_timestamp(floor(extract(epoch FROM i.offered_at) / 900) * 900)",
-    "sqlite": ("strftime('%Y-%m-%d %H:', i.offered_at) || printf('%02d', "
-               "CAST(strftime('%M', i.offered_at) AS INTEGER) / 15 * 15) || '\\:00.000000'"),
-}
 _CALLS = """
 SELECT {p} AS p, i.agent_id, count(*), count(i.talk_s), sum(i.talk_s), count(i.wrap_up_s),
        sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score)
@@ -87,11 +81,7 @@ _CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n"
 def _calls(conn: Connection, rng: Range, sums: Any) -> None:
     """Each agent's calls, summed by the database per period of the offer (the final
     leg's talk, wrap-up and survey) and its transfer legs (handled and transfers made)."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql" and rng.interval in TRUNC:
-        period = f"date_trunc('{TRUNC[rng.interval]}', i.offered_at AT TIME ZONE :tz)"
-    else:
-        period = _BUCKET[dialect]
+    period = period_sql(conn, rng, "i.offered_at")
     params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
     for p, agent, *values in conn.execute(_statement(_CALLS, period), params):
         s = sums[(rng.period(moment_of(p, rng)), agent)]

@@ -1,4 +1,6 @@
-"""agent-state rollup: report_agent_states, and an index of each agent's changes by time
+"""agent-state rollup: report_agent_states, an index of each agent's changes by time, and
+complaints by the time they were opened and with their call's queue (the reports'
+complaint figures)
 
 After upgrading a database that already holds agent state changes, fill the rollup
 once with `callcenter report rebuild`.
@@ -31,9 +33,18 @@ def upgrade() -> None:
     with op.batch_alter_table('agent_state_changes', schema=None) as batch_op:
         batch_op.create_index('ix_agent_state_changes_agent_at', ['agent_id', 'at'],
                               unique=False)
+    with op.batch_alter_table('complaints', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('queue', sa.String(length=64), nullable=True))
+        batch_op.create_index(batch_op.f('ix_complaints_created_at'), ['created_at'],
+                              unique=False)
+    op.execute("UPDATE complaints SET queue = (SELECT i.queue FROM interactions i "
+               "WHERE i.id = complaints.interaction_id) WHERE interaction_id IS NOT NULL")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('complaints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_complaints_created_at'))
+        batch_op.drop_column('queue')
     with op.batch_alter_table('agent_state_changes', schema=None) as batch_op:
         batch_op.drop_index('ix_agent_state_changes_agent_at')
     op.drop_table('report_agent_states')

@@ -52,3 +52,6 @@ PRESENCE: web.AppKey[Any] = web.AppKey("presence")  # Presence
 SIGN_IN: web.AppKey[SignIn] = web.AppKey("sign_in")
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 WEBHOOKS: web.AppKey[Any] = web.AppKey("webhooks")  # Webhooks
+# Commands to the PBX and their awaited outcomes (send any command type through it).
+COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
+CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService

@@ -223,6 +223,12 @@ class Interaction(Base):
     transcript_error: Mapped[str | None] = mapped_column(Text)
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     complaint_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Call control (cti/holds.py, cti/control.py): holds and seconds on hold (part of
+    # talk_s), seconds in conference, and the call's legs in order (agents, transfers).
+    hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    conference_s: Mapped[float | None] = mapped_column(Float)
+    legs: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 

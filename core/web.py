@@ -34,7 +34,11 @@ TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard"})
 # Domain errors by code -> HTTP status.
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 400,
           "conflict": 409, "rate_limited": 429, "unknown_call": 404,
-          "illegal_transition": 409, "wrong_agent": 409, "agent_busy": 409}
+          "illegal_transition": 409, "wrong_agent": 409, "agent_busy": 409,
+          # call control (cti/control.py): refused before sending, or what the PBX did
+          "not_your_call": 403, "command_pending": 409, "call_ended": 409,
+          "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
+          "control_timeout": 504}
 
 
 class NotFound(Exception):

@@ -60,8 +60,10 @@ class AgentLifecycle(CallContext):
             if call and call.get("pop"):
                 reason = orjson.loads(call.get("reason") or "{}")
                 out.append(messages.screen_pop(call, reason))
-                if call.get("state") == CallState.connected.value:
+                if call.get("state") in (CallState.connected.value, CallState.on_hold.value):
                     out.append({"type": "call.connected", "call_id": call_id})
+                if call.get("state") == CallState.on_hold.value:
+                    out.append({"type": "call.held", "call_id": call_id})
                 if call.get("state") == CallState.wrap_up.value:
                     out.append({"type": "call.ended", "call_id": call_id,
                                      "wrap_up_until": float(call.get("wrap_until") or 0)})

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,8 +20,10 @@ from core.keys import Keys
 from core.models import Call
 from core.timers import Timer, Timers
 from cti import messages
-from cti.calls import NoSuchCall
+from cti.calls import IllegalTransition, NoSuchCall, check
+from cti.schemas import Frame
 from routing import engine
+from routing.legs import LegStore
 from routing.service import Assignment, Router
 from routing.states import AgentState
 from routing.store import RoutingStore
@@ -54,8 +56,10 @@ class CallContext:
     read: Read[Any] | None = None
     # Let one site's PBXs send events about each other's calls (CALLCENTER_INTEGRATION_HANDOVER).
     integration_handover: bool = False
+    legs: LegStore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.legs = LegStore(self.router.store.redis, self.keys)
         if self.reader is None:
             self.reader = self.maker
         if self.read is None:
@@ -147,6 +151,14 @@ class CallContext:
         if row is None:
             raise NoSuchCall(call_id)
         return row.state, row.customer_id
+
+    async def _refuse(self, frame: Frame, state: str) -> NoReturn:
+        """The call moved on while this event was decided: refused on what it is now."""
+        if state == "unknown":  # it ended meanwhile: its state from the record
+            state, _ = await self._any_state(frame.call_id)
+        log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
+        check(frame.call_id, state, frame.type)
+        raise IllegalTransition(frame.call_id, state, frame.type)
 
     async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
         await self.bus.publish(self.keys.agent_channel(agent_id), message)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crm.clv import dwyer_clv
 from crm.value import Order, value_model
@@ -62,3 +64,24 @@ def test_lines_of_a_run_before_segments_score_with_the_base_retention():
     assert alone.profiles["x"].clv == round(dwyer_clv(400, 0, full.summary.retention), 2)
     assert value_model([], [Order("x", _ago(10), 1000.0, 600.0)], TODAY,
                        lines=full.lines).profiles["x"].clv == round(dwyer_clv(400, 0, 0.25), 2)
+
+
+orders_st = st.tuples(st.integers(0, 900), st.integers(1, 2000), st.integers(0, 1500))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=st.lists(orders_st, min_size=1, max_size=8), extra=st.integers(1, 5000),
+       which=st.integers(0, 7))
+def test_in_a_measured_base_more_spend_never_lowers_the_tier(history, extra, which):
+    which %= len(history)
+    richer = list(history)
+    d, a, c = richer[which]
+    richer[which] = (d, a + extra, c)
+
+    def probe(h):
+        orders = _base() + [Order("probe", _ago(d), float(a), float(c)) for d, a, c in h]
+        model = value_model([], orders, TODAY)
+        assert model.summary.churn.customers_at_start >= 30  # retention is measured
+        return model.profiles["probe"]
+
+    assert probe(richer).tier.rank <= probe(history).tier.rank

@@ -389,6 +389,7 @@ class ReportCall(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
 
 
 class ReportInterval(Base):
@@ -415,6 +416,7 @@ class ReportInterval(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
 
 
 class ReportAgentState(Base):

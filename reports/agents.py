@@ -63,7 +63,8 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
 
 _CALLS = """
 SELECT {p} AS p, i.agent_id, count(*), count(i.talk_s), sum(i.talk_s), count(i.wrap_up_s),
-       sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score)
+       sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score),
+       sum(CASE WHEN i.talk_s IS NULL THEN 0 ELSE COALESCE(i.hold_s, 0) END)
 FROM interactions i
 WHERE i.offered_at >= :since AND i.offered_at < :until AND i.agent_id IS NOT NULL
   AND i.answered_at IS NOT NULL
@@ -75,7 +76,8 @@ JOIN interactions i ON i.call_id = t.call_id
 WHERE i.offered_at >= :since AND i.offered_at < :until AND t.agent_id IS NOT NULL
 GROUP BY 1, 2
 """
-_CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n", "csat_sum")
+_CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n", "csat_sum",
+                 "hold_sum")
 
 
 def _calls(conn: Connection, rng: Range, sums: Any) -> None:

@@ -1,12 +1,12 @@
-"""agent-state rollup: report_agent_states, an index of each agent's changes by time, and
+"""agent-state rollup: report_agent_states, hold time in the call rollups, an index of each agent's changes by time, and
 complaints by the time they were opened and with their call's queue (the reports'
 complaint figures)
 
 After upgrading a database that already holds agent state changes, fill the rollup
 once with `callcenter report rebuild`.
 
-Revision ID: 0402_agent_state_rollup
-Revises: 0401_report_figures
+Revision ID: 0502_agent_state_rollup
+Revises: 0501_call_control
 Create Date: 2026-12-03 05:00:00
 """
 import sqlalchemy as sa
@@ -14,13 +14,19 @@ from alembic import op
 
 import core.models
 
-revision = '0402_agent_state_rollup'
-down_revision = '0401_report_figures'
+revision = '0502_agent_state_rollup'
+down_revision = '0501_call_control'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
+    for table in ('report_calls', 'report_intervals'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('hold_sum', sa.Float(), nullable=False,
+                                          server_default='0'))
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.alter_column('hold_sum', server_default=None)
     op.create_table('report_agent_states',
     sa.Column('start', core.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('agent_id', sa.Integer(), nullable=False),
@@ -42,6 +48,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in ('report_calls', 'report_intervals'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column('hold_sum')
     with op.batch_alter_table('complaints', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_complaints_created_at'))
         batch_op.drop_column('queue')

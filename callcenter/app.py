@@ -34,6 +34,7 @@ from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
 from privacy import plugin as privacy_plugin
+from quality import plugin as quality_plugin
 from reports import views as report_views
 from reports.agent_states import AgentStates
 from reports.rollup import Rollups
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> web.Application:
     transcripts_plugin.setup(app)
     webhooks_plugin.setup(app)
     privacy_plugin.setup(app)
+    quality_plugin.setup(app)
     audit_views.setup(app)
     report_views.setup(app)
     openapi.setup(app)

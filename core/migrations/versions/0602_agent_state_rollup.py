@@ -5,8 +5,8 @@ complaint figures)
 After upgrading a database that already holds agent state changes, fill the rollup
 once with `callcenter report rebuild`.
 
-Revision ID: 0502_agent_state_rollup
-Revises: 0501_call_control
+Revision ID: 0602_agent_state_rollup
+Revises: 0601_quality
 Create Date: 2026-12-03 05:00:00
 """
 import sqlalchemy as sa
@@ -14,8 +14,8 @@ from alembic import op
 
 import core.models
 
-revision = '0502_agent_state_rollup'
-down_revision = '0501_call_control'
+revision = '0602_agent_state_rollup'
+down_revision = '0601_quality'
 branch_labels = None
 depends_on = None
 

@@ -29,6 +29,7 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
 from cti.schemas import (
     CallAnswered,
@@ -123,6 +124,8 @@ class TelephonyEvents(HoldEvents):
             if await self._stored(frame.event_id):
                 return Outcome(messages.ack(frame, duplicate=True))
             raise
+        finally:
+            PREFETCHED.set(None)  # a read for this event only
         if applied.ops:
             await self._write(frame, applied.ops)
         return Outcome(messages.ack(frame), [r for r in applied.replies if r])
@@ -135,7 +138,9 @@ class TelephonyEvents(HoldEvents):
         its PBXs hand calls over: CALLCENTER_INTEGRATION_HANDOVER)."""
         if self.integration_handover or isinstance(frame, CallOffered):
             return
-        owner = await self.store.redis.hget(self.keys.call(frame.call_id), "integration")
+        call = await self.store.call(frame.call_id)
+        PREFETCHED.set((frame.call_id, call))  # the handler's first read of the call
+        owner = call.get("integration")
         if owner is None:
             owner = await self._recorded_owner(frame.call_id)
         if owner is not None and owner != integration:
@@ -188,7 +193,7 @@ class TelephonyEvents(HoldEvents):
         except Exception as e:
             log.warning("could not store %s %s: %s", frame.type, frame.event_id, e)
             raise StorageUnavailable(frame.call_id) from e
-        await self.store.redis.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
+        await self.store.marks.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
 
     async def _store_owed(self, frame: Frame, integration: str,
                           ops: list[writer.Op]) -> Outcome:

@@ -97,9 +97,12 @@ async def dispute(session: AsyncSession, actor: Actor, evaluation_id: int,
     return await _agent_step(session, actor, evaluation_id, Status.disputed, reason)
 
 
-async def resolve(session: AsyncSession, actor: Actor, evaluation_id: int, outcome: Outcome,
-                  note: str, answers: dict[str, Any] | None) -> QualityEvaluation:
-    current = await get(session, actor, evaluation_id)
+async def resolve(session: AsyncSession, actor: Actor, current: QualityEvaluation,
+                  outcome: Outcome, note: str,
+                  answers: dict[str, Any] | None) -> QualityEvaluation:
+    """Resolve `current` (read beforehand, outside this transaction, so the transaction
+    starts with its write: on SQLite a read first could lose its snapshot to another
+    node's write and fail rather than wait)."""
     values: dict[str, Any] = {"resolution": outcome.value, "resolution_note": note,
                               "resolved_by": actor.viewer.actor[:64]}
     if outcome is Outcome.revised:
@@ -111,8 +114,8 @@ async def resolve(session: AsyncSession, actor: Actor, evaluation_id: int, outco
                    "original_score": current.score}
     elif answers is not None:
         raise InvalidAnswers("an upheld evaluation keeps its answers: send none")
-    await _step(session, evaluation_id, Status.disputed, Status.resolved, values)
-    evaluation = await get(session, actor, evaluation_id, refresh=True)
+    await _step(session, current.id, Status.disputed, Status.resolved, values)
+    evaluation = await get(session, actor, current.id, refresh=True)
     _audit(session, actor, "quality_resolve", evaluation, outcome=outcome.value,
            before=current.score if outcome is Outcome.revised else None,
            score=evaluation.score)
@@ -121,10 +124,9 @@ async def resolve(session: AsyncSession, actor: Actor, evaluation_id: int, outco
 
 async def _agent_step(session: AsyncSession, actor: Actor, evaluation_id: int, to: Status,
                       comment: str) -> QualityEvaluation:
-    evaluation = await get(session, actor, evaluation_id)
-    if evaluation.agent_id != actor.agent_id:
-        raise Forbidden("only the evaluated agent acknowledges or disputes an evaluation")
-    await _step(session, evaluation_id, Status.submitted, to, {"agent_comment": comment})
+    """The write comes first (see `resolve`); only a refused one is looked at to say why."""
+    await _step(session, evaluation_id, Status.submitted, to, {"agent_comment": comment},
+                agent_id=actor.agent_id if actor.agent_id is not None else -1, actor=actor)
     evaluation = await get(session, actor, evaluation_id, refresh=True)
     _audit(session, actor, f"quality_{'acknowledge' if to is Status.acknowledged else 'dispute'}",
            evaluation, score=evaluation.score)
@@ -132,18 +134,26 @@ async def _agent_step(session: AsyncSession, actor: Actor, evaluation_id: int, t
 
 
 async def _step(session: AsyncSession, evaluation_id: int, expected: Status, to: Status,
-                values: dict[str, Any]) -> None:
-    """Move the evaluation from `expected` to `to`, or `Conflict` if it is not there."""
+                values: dict[str, Any], *, agent_id: int | None = None,
+                actor: Actor | None = None) -> None:
+    """Move the evaluation from `expected` to `to` (only the evaluated agent's, when
+    `agent_id` is given), or say why not: NotFound, Forbidden or Conflict."""
+    query = update(QualityEvaluation).where(QualityEvaluation.id == evaluation_id,
+                                            QualityEvaluation.status == expected.value)
+    if agent_id is not None:
+        query = query.where(QualityEvaluation.agent_id == agent_id)
     moved = cast(CursorResult[Any], await session.execute(
-        update(QualityEvaluation)
-        .where(QualityEvaluation.id == evaluation_id,
-               QualityEvaluation.status == expected.value)
-        .values(status=to.value, updated_at=utcnow(), **values)
+        query.values(status=to.value, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)))
-    if moved.rowcount != 1:
-        status = await session.scalar(select(QualityEvaluation.status)
-                                      .where(QualityEvaluation.id == evaluation_id))
-        raise Conflict(f"evaluation {evaluation_id} is {status}, not {expected.value}")
+    if moved.rowcount == 1:
+        return
+    row = (await session.execute(select(QualityEvaluation.status, QualityEvaluation.agent_id)
+                                 .where(QualityEvaluation.id == evaluation_id))).first()
+    if row is None or (actor is not None and not actor.manager and row.agent_id != agent_id):
+        raise NotFound(f"no evaluation {evaluation_id}")
+    if agent_id is not None and row.agent_id != agent_id:
+        raise Forbidden("only the evaluated agent acknowledges or disputes an evaluation")
+    raise Conflict(f"evaluation {evaluation_id} is {row.status}, not {expected.value}")
 
 
 async def get(session: AsyncSession, actor: Actor, evaluation_id: int, *,

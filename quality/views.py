@@ -170,9 +170,11 @@ async def resolve(request: web.Request) -> web.Response:
     principal = await authenticate(request, *MANAGERS)
     body: ResolveBody = await _body(request, ResolveBody)
     answers = dict(body.answers) if body.answers is not None else None
-    return await _answer(request, lambda s: ev.resolve(
-        s, actor(request, principal), row_id(request, "evaluation_id"), body.outcome,
-        body.note, answers))
+    who = actor(request, principal)
+    async with open_session(request) as session:
+        current = await ev.get(session, who, row_id(request, "evaluation_id"))
+    return await _answer(request, lambda s: ev.resolve(s, who, current, body.outcome,
+                                                       body.note, answers))
 
 
 async def _answer(request: web.Request, step: Any) -> web.Response:

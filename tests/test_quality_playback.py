@@ -4,6 +4,7 @@ tickets) and the audit log; the path is the one `recording.ready` gave."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
@@ -177,3 +178,30 @@ async def test_a_call_without_a_readable_recording_gets_a_clear_error(center, se
                  "/api/v1/quality/calls/99999999999/recording-ticket"):
         method = "POST" if path.endswith("ticket") else "GET"
         assert (await request(center, method, path, sue))[0] == 404, path
+
+
+async def test_a_ticket_from_one_node_plays_on_another_and_a_race_across_them_has_one_winner(
+        center, audio, settings, aiohttp_server):
+    from callcenter.app import create_app
+
+    other = await aiohttp_server(create_app(settings))
+    node_b = str(other.make_url("")).rstrip("/")
+
+    class OnB:
+        url = node_b
+
+    sue = await center.login_token("sue", "supervisor")
+    amy = await center.login_token("amy", "agent")
+    _, me = await request(center, "GET", "/api/v1/me", amy)
+    call = await add_call(center, "call-1", me["agent_id"], recording="calls/c1.wav")
+    _, body = await ticket(center, sue, call)
+    status, part = await play(OnB, body["url"], Range="bytes=0-99")
+    assert status == 206 and part == audio[:100]
+    _, form = await request(center, "POST", "/api/v1/quality/forms", sue, json=FORM)
+    _, done = await request(center, "POST", "/api/v1/quality/evaluations", sue, json={
+        "form_id": form["id"], "interaction_id": call, "answers": ANSWERS})
+    path = f"/api/v1/quality/evaluations/{done['id']}"
+    answers = await asyncio.gather(
+        request(center, "POST", f"{path}/acknowledge", amy, json={}),
+        request(OnB, "POST", f"{path}/dispute", amy, json={"reason": "no"}))
+    assert sorted(status for status, _ in answers) == [200, 409], answers

@@ -181,10 +181,35 @@ async def _drain(run: LoadRun, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+_PREPARE = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1] + "/bench")
+from harness import Deployment
+from pathlib import Path
+dep = Deployment(Path(sys.argv[2]), sys.argv[3], None, secret_key=sys.argv[4])
+tokens = asyncio.run(dep.prepare(int(sys.argv[5]), 1000))
+print(json.dumps({"tokens": tokens, "pbx": dep.pbx_token}))
+"""
+
+
+async def prepare(tree: Path, dep: Deployment, agents: int) -> list[tuple[int, str]]:
+    """Schema and data by the tree's own code: its migrations and models, not this one's."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PREPARE, str(tree), str(dep.workdir), dep.database_url,
+        dep.secret_key, str(agents), stdout=asyncio.subprocess.PIPE,
+        env={**dep.env(), "PYTHONPATH": str(tree)})
+    out, _ = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"preparing {tree} failed")
+    made = json.loads(out.decode().strip().splitlines()[-1])
+    dep.pbx_token = made["pbx"]
+    return [(agent_id, token) for agent_id, token in made["tokens"]]
+
+
 async def one(tree: Path, args: argparse.Namespace, redis_url: str, redis_pid: int) -> dict:
     with workdir(None) as tmp:
         dep = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'probe.db'}", redis_url)
-        tokens = await dep.prepare(args.agents, 1000)
+        tokens = await prepare(tree, dep, args.agents)
         url = dep.start_node(free_port(), PYTHONPATH=str(tree),
                              CALLCENTER_WRAP_UP_S="30", CALLCENTER_RING_TIMEOUT_S="30")
         try:

@@ -99,8 +99,10 @@ class FanOut:
             return 0
         await self._store(self._decode(entries))
         ids = [entry_id for entry_id, _ in entries]
-        await self.redis.xack(self.stream, GROUP, *ids)
-        await self.redis.xdel(self.stream, *ids)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.xack(self.stream, GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
         return len(ids)
 
     async def _read(self, block_ms: int | None) -> list[tuple[str, dict[str, str]]]:

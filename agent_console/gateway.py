@@ -125,15 +125,15 @@ async def _serve(app: web.Application, conn: Connection, agent_id: int, data: st
 
 async def _apply(app: web.Application, agent_id: int, message: Any) -> None:
     calls = app[appkeys.CALLS]
-    settings = app[appkeys.SETTINGS]
+    codes = app[appkeys.CODES]  # as an admin set them last (admin/)
     if isinstance(message, SetState):
-        if message.state == "not_ready" and message.reason not in settings.not_ready_reasons:
-            choices = ", ".join(settings.not_ready_reasons)
+        if message.state == "not_ready" and message.reason not in codes.not_ready_reasons:
+            choices = ", ".join(codes.not_ready_reasons)
             raise ValueError(f"pick a not-ready reason from {choices}")
         await calls.set_agent_state(agent_id, AgentState(message.state), message.reason)
     elif isinstance(message, WrapupDone):
-        if message.disposition not in settings.dispositions:
-            raise ValueError(f"pick a disposition from {', '.join(settings.dispositions)}")
+        if message.disposition not in codes.dispositions:
+            raise ValueError(f"pick a disposition from {', '.join(codes.dispositions)}")
         await calls.wrapup_done(agent_id, message.call_id, message.disposition, message.notes)
 
 

@@ -23,6 +23,7 @@ from cti import messages
 from cti.calls import NoSuchCall
 from routing import engine
 from routing.service import Assignment, Router
+from routing.staffing import Staffing
 from routing.states import AgentState
 from routing.store import RoutingStore
 
@@ -54,6 +55,8 @@ class CallContext:
     read: Read[Any] | None = None
     # Let one site's PBXs send events about each other's calls (CALLCENTER_INTEGRATION_HANDOVER).
     integration_handover: bool = False
+    # Supervisors' changes of agents' states (admin/); None: not offered.
+    staffing: Staffing | None = None
 
     def __post_init__(self) -> None:
         if self.reader is None:

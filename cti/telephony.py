@@ -355,7 +355,8 @@ class TelephonyEvents(AgentLifecycle):
         previous_agent = messages.int_or_none(call.get("agent_id"))
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]
-        score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
+        score = engine.priority_score(now, call.get("tier", "standard"),
+                                      self.router.policy_for(queue))
         # A transferred call keeps its place in time: it was offered long ago.
         score = min(score, float(call["score"]))
         until = now + self._wrap_up_s(call["queue"])

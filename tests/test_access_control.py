@@ -30,7 +30,8 @@ SHELLS = {("GET", "/"), ("GET", "/console"), ("GET", "/wallboard"), ("GET", "/re
           ("GET", "/forbidden")}
 # What a telephony token may still do on the REST API: sign out, read the spec.
 TELEPHONY_ALLOWED = {"/api/v1/login", "/api/v1/logout", "/api/v1/openapi.json"}
-SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1", "scope": "center"}
+SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1", "scope": "center",
+          "agent_id": "1", "queue": "default", "kind": "not_ready"}
 
 
 def routes(app: Any) -> list[tuple[str, str]]:

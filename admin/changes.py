@@ -21,7 +21,7 @@ from admin.exceptions import Busy
 from admin.live import LiveConfig
 from core import audit
 from core.keys import Keys
-from routing.staffing import Staffing
+from routing.admin_steps import AdminSteps
 
 T = TypeVar("T")
 LOCK_TTL_MS = 15_000
@@ -37,7 +37,7 @@ class Changes:
     maker: async_sessionmaker[AsyncSession]
     redis: Redis
     keys: Keys
-    staffing: Staffing
+    admin_steps: AdminSteps
     live: LiveConfig
 
     @asynccontextmanager
@@ -65,7 +65,7 @@ class Changes:
                 result, detail = await change(session)
                 audit.record(session, who, action, [obj], detail)
             if config:
-                version = await self.staffing.bump()
+                version = await self.admin_steps.bump()
                 await self.live.reload()
                 await self.live.announce(version)
         return result

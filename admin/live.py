@@ -4,7 +4,7 @@ A change is stored, counted (the version in Redis), and announced on the admin c
 each node loads the configuration again (queues, tier boosts, the routing policy, the
 codes agents pick, the wallboard's targets). A node that missed the announcement (a
 pub/sub outage) notices the version moved within `CHECK_S`, and the version guard on
-agents' pools (routing/staffing.py) keeps a node that has not reloaded yet from writing
+agents' pools (routing/admin_steps.py) keeps a node that has not reloaded yet from writing
 old pools meanwhile.
 """
 
@@ -83,7 +83,7 @@ class LiveConfig:
         """Reload when told, or when the version moved without a word (a lost message)."""
         await self.bus.subscribe(self.keys.admin_channel, self._heard)
         self.bus.on_resubscribed(self._resubscribed)
-        staffing = self.directory.staffing
+        admin_steps = self.directory.admin_steps
         try:
             while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 try:
@@ -93,7 +93,7 @@ class LiveConfig:
                     pass
                 self._due.clear()
                 try:
-                    if staffing is None or await staffing.version() != self.directory.version:
+                    if admin_steps is None or await admin_steps.version() != self.directory.version:
                         await self.reload()
                 except _OUTAGES as e:
                     log.warning("could not load the center's configuration: %s", e)

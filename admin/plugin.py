@@ -21,7 +21,7 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
                       app[appkeys.WALLBOARD])
     await live.reload()
     changes = Changes(app[appkeys.SESSIONS], app[appkeys.REDIS], app[appkeys.KEYS],
-                      directory.staffing, live)
+                      directory.admin_steps, live)
     app[PARTS] = Parts(changes, directory, calls)
     supervisor = app[appkeys.SUPERVISOR]
     entry = supervisor.start("admin-config", live.run)

@@ -38,7 +38,7 @@ from reports import views as report_views
 from reports.rollup import Rollups
 from routing.directory import AgentDirectory
 from routing.service import Router
-from routing.staffing import Staffing
+from routing.admin_steps import AdminSteps
 from routing.store import RoutingStore
 from transcripts import plugin as transcripts_plugin
 from webhooks import plugin as webhooks_plugin
@@ -84,8 +84,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = Bus(redis, f"{keys.prefix}:ch:node:{settings.node_id}")
     timers = Timers(redis, keys.timers)
     router = Router(RoutingStore(redis, keys))
-    staffing = Staffing(redis, keys)
-    console = AgentDirectory(app[appkeys.SESSIONS], router, staffing)
+    admin_steps = AdminSteps(redis, keys)
+    console = AgentDirectory(app[appkeys.SESSIONS], router, admin_steps)
     await console.load_queues()
     # The environment's codes until the admin's are loaded (admin/live.py).
     app[appkeys.CODES] = Codes(settings.not_ready_reasons, settings.dispositions)
@@ -93,7 +93,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                         settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
                         integration_handover=settings.integration_handover,
-                        reader=app[appkeys.READER], read=app[appkeys.READ], staffing=staffing)
+                        reader=app[appkeys.READER], read=app[appkeys.READ],
+                        admin_steps=admin_steps)
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.DIRECTORY] = router, calls, console
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])

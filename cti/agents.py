@@ -13,7 +13,7 @@ from cti import messages, records
 from cti.calls import CallState, WrongAgent, check
 from cti.context import CallContext
 from routing.service import UnknownAgent
-from routing.staffing import Supervised
+from routing.admin_steps import Supervised
 from routing.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,10 @@ class AgentLifecycle(CallContext):
                               by: str) -> Supervised:
         """A supervisor sets an agent's state: now, or after the agent's call (pending).
         Either way the agent's console hears it, with who did it."""
-        if state not in SUPERVISABLE or self.staffing is None:
+        if state not in SUPERVISABLE or self.admin_steps is None:
             raise ValueError(f"{state.value} is not a state a supervisor can set")
         now = self.clock()
-        done = await self.staffing.supervise(agent_id, state, reason, by, now)
+        done = await self.admin_steps.supervise(agent_id, state, reason, by, now)
         if done.outcome == -1:
             raise UnknownAgent(agent_id)
         if done.outcome == 2:  # nothing changed yet: no state to log, only news for the agent

@@ -23,7 +23,7 @@ from cti import messages
 from cti.calls import NoSuchCall
 from routing import engine
 from routing.service import Assignment, Router
-from routing.staffing import Staffing
+from routing.admin_steps import AdminSteps
 from routing.states import AgentState
 from routing.store import RoutingStore
 
@@ -56,7 +56,7 @@ class CallContext:
     # Let one site's PBXs send events about each other's calls (CALLCENTER_INTEGRATION_HANDOVER).
     integration_handover: bool = False
     # Supervisors' changes of agents' states (admin/); None: not offered.
-    staffing: Staffing | None = None
+    admin_steps: AdminSteps | None = None
 
     def __post_init__(self) -> None:
         if self.reader is None:

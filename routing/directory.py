@@ -3,7 +3,7 @@ record into routing's live state.
 
 Admins change them at run time (admin/); every node loads them again when told, and an
 agent's pools are written only by a node whose configuration is the latest
-(routing/staffing.py).
+(routing/admin_steps.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from core.models import Agent, CenterSetting, Queue
 from routing import engine
 from routing.engine import AgentProfile, RoutingPolicy
 from routing.service import Router, UnknownAgent
-from routing.staffing import Staffing, StaleConfig
+from routing.admin_steps import AdminSteps, StaleConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,15 @@ def live_fields(agent: Agent) -> dict[str, str | int | float]:
 class AgentDirectory:
     maker: async_sessionmaker[AsyncSession]
     router: Router
-    staffing: Staffing | None = None
-    # The configuration version this node loaded (routing/staffing.py).
+    admin_steps: AdminSteps | None = None
+    # The configuration version this node loaded (routing/admin_steps.py).
     version: str = "0"
     queue_rows: list[Queue] = field(default_factory=list)
 
     async def load_queues(self) -> None:
         """Queues, their tier boosts and the routing policy, as stored now."""
-        if self.staffing is not None:
-            self.version = await self.staffing.version()  # before the reads: see staffing
+        if self.admin_steps is not None:
+            self.version = await self.admin_steps.version()  # before the reads: see admin_steps
         async with self.maker() as session:
             queues = (await session.scalars(select(Queue))).all()
             stored = await session.get(CenterSetting, POLICY)
@@ -86,13 +86,13 @@ class AgentDirectory:
 
     async def register(self, agent: Agent) -> dict[str, str]:
         """Write an agent's pools and fields into the live state; the agent after."""
-        if self.staffing is None:
+        if self.admin_steps is None:
             await self.router.register_agent(profile(agent), **live_fields(agent))
             return {}
         for _ in range(_TRIES):
             pools = engine.pools_of(profile(agent), self.router.queues, self.router.policy)
             try:
-                return await self.staffing.repool(agent.id, pools, self.version,
+                return await self.admin_steps.repool(agent.id, pools, self.version,
                                                   live_fields(agent))
             except StaleConfig as e:
                 log.debug("configuration moved to %s; loading it again", e.version)

@@ -91,7 +91,7 @@ async def test_a_node_that_missed_the_announcement_catches_up(two: Any) -> None:
     other = b.server.app
     # A change made behind both nodes' backs, counted but never announced:
     await a.add_queue("late", ())
-    await other[DIRECTORY].staffing.bump()
+    await other[DIRECTORY].admin_steps.bump()
     await eventually(lambda: "late" in other[ROUTER].queues, 30,
                      what="node b reloads on the version alone")
 

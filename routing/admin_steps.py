@@ -87,7 +87,7 @@ def _pairs(flat: list[str] | None) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-class Staffing:
+class AdminSteps:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys

@@ -7,9 +7,12 @@ headers on a websocket.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Annotated, Any, Literal
 
+import orjson
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -20,6 +23,7 @@ from core.models import Role
 from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
+from cti.control import ControlFailed, Request
 from cti.schemas import describe
 from routing.service import RoutingError
 from routing.states import AgentState
@@ -49,7 +53,44 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-AgentMessage = TypeAdapter(Annotated[SetState | WrapupDone | Ping, Field(discriminator="type")])
+class CallControl(_Message):
+    """Act on a call through the PBX (docs/protocol.md, protocol v2). Answered once the PBX
+    confirmed (ack) or could not (error)."""
+
+    type: Literal["call.control"]
+    event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    call_id: Annotated[str, Field(min_length=1, max_length=128)]
+    action: Literal["hold", "resume", "hangup", "answer"]
+
+
+AgentMessage = TypeAdapter(Annotated[SetState | WrapupDone | Ping | CallControl,
+                                     Field(discriminator="type")])
+
+# Call-control requests of one console awaiting the PBX at once; more are refused.
+MAX_PENDING = 16
+
+
+class Pending:
+    """Requests that wait for the PBX run beside the connection's reading, so a console
+    keeps being served meanwhile; they end with it."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> bool:
+        if len(self.tasks) >= MAX_PENDING:
+            work.close()
+            return False
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 GATE = ws_auth.Gate(
@@ -83,6 +124,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     connected = app[appkeys.RECOVERY].connected
     connected[agent_id] += 1
     watch = watch_token(app, principal, ws)
+    pending = Pending()
     try:
         await app[appkeys.DIRECTORY].ensure_registered(agent_id)
         await app[appkeys.PRESENCE].renew([agent_id])
@@ -91,11 +133,12 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
             deliver(message)
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
-                await _serve(app, conn, agent_id, msg.data)
+                await _serve(app, conn, principal, msg.data, pending)
             elif msg.type is WSMsgType.BINARY:
                 conn.send(error_frame("invalid_message", "send JSON text frames, not binary"))
     finally:
         watch.cancel()
+        await pending.cancel()
         connected[agent_id] -= 1
         app[appkeys.METRICS].websockets.labels("agent").dec()
         bus.forget(resync)
@@ -105,27 +148,73 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     return ws
 
 
-async def _serve(app: web.Application, conn: Connection, agent_id: int, data: str) -> None:
+async def _serve(app: web.Application, conn: Connection, principal: Principal, data: str,
+                 pending: Pending) -> None:
     try:
         message = AgentMessage.validate_json(data)
     except ValidationError as e:
-        conn.send(error_frame("invalid_message", describe(e.errors())))
+        conn.send({**error_frame("invalid_message", describe(e.errors())), **_raw_ids(data)})
         return
-    reply: dict[str, Any] = {"type": "ack"}
-    if message.id is not None:
-        reply["id"] = message.id
+    if isinstance(message, CallControl):
+        if not pending.start(_answer(app, conn, principal, message)):
+            conn.send({**error_frame("too_many_pending", "wait for your earlier requests"),
+                       **_ids(message)})
+        return
+    await _answer(app, conn, principal, message)
+
+
+def _raw_ids(data: str) -> dict[str, str]:
+    """The ids of a request refused as invalid, when they can be read, so the console can
+    tell which request it was."""
     try:
-        await _apply(app, agent_id, message)
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k in ("id", "event_id")
+            if isinstance(v := value.get(k), str) and len(v) <= 200}
+
+
+def _ids(message: Any) -> dict[str, Any]:
+    """The request's own ids, echoed in its answer."""
+    ids = {"id": message.id}
+    if getattr(message, "event_id", None) is not None:
+        ids["event_id"] = message.event_id
+    return ids
+
+
+async def _answer(app: web.Application, conn: Connection, principal: Principal,
+                  message: Any) -> None:
+    assert principal.agent_id is not None
+    reply: dict[str, Any] = {"type": "ack", **_ids(message)}
+    if message.id is None:
+        del reply["id"]
+    try:
+        reply.update(await _apply(app, principal, message))
+    except ControlFailed as e:
+        conn.send({**error_frame(e.code, str(e)), **_ids(message), "reason": e.reason,
+                   "command_id": e.command_id})
+        return
     except (CallError, RoutingError, ValueError) as e:
         code = getattr(e, "code", "invalid")
-        conn.send({**error_frame(code, str(e)), "id": message.id})
+        conn.send({**error_frame(code, str(e)), **_ids(message)})
         return
     conn.send(reply)
 
 
-async def _apply(app: web.Application, agent_id: int, message: Any) -> None:
+async def _apply(app: web.Application, principal: Principal, message: Any) -> dict[str, Any]:
+    """Carry out one request; what its ack adds."""
     calls = app[appkeys.CALLS]
     codes = app[appkeys.CODES]  # as an admin set them last (admin/)
+    agent_id = principal.agent_id
+    assert agent_id is not None
+    if isinstance(message, CallControl):
+        # Supervisors and admins may control any call; an agent its own.
+        mine = None if principal.has(Role.supervisor, Role.admin) else agent_id
+        outcome = await app[appkeys.CONTROL].control(
+            Request(message.call_id, message.action, mine))
+        return {"command_id": outcome.command_id}
     if isinstance(message, SetState):
         if message.state == "not_ready" and message.reason not in codes.not_ready_reasons:
             choices = ", ".join(codes.not_ready_reasons)
@@ -135,6 +224,7 @@ async def _apply(app: web.Application, agent_id: int, message: Any) -> None:
         if message.disposition not in codes.dispositions:
             raise ValueError(f"pick a disposition from {', '.join(codes.dispositions)}")
         await calls.wrapup_done(agent_id, message.call_id, message.disposition, message.notes)
+    return {}
 
 
 def setup(app: web.Application) -> None:

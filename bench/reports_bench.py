@@ -47,14 +47,14 @@ ZONE = ZoneInfo("Asia/Shanghai")
 _FILL = """
 INSERT INTO interactions (call_id, queue, tier, ani, ivr, offered_at, answered_at, ended_at,
     outcome, wait_s, talk_s, agent_id, agent_ids, routing_reason, transcript_status,
-    complaint_flag, survey_score)
+    complaint_flag, survey_score, wrap_up_s)
 SELECT 'b' || g, (ARRAY['sales','support','billing','vip','default'])[1 + g % 5],
        (ARRAY['vip','gold','standard','low'])[1 + (g / 5) % 4], '+8613800000000', '{}',
        at, CASE WHEN answered THEN at + wait * interval '1 second' END,
        at + (wait + talk) * interval '1 second',
        CASE WHEN answered THEN 'answered' ELSE 'abandoned' END, wait,
        CASE WHEN answered THEN talk END, 1 + g % 200, '[]', '{}', 'none', false,
-       CASE WHEN g % 7 = 0 THEN 1 + g % 5 END
+       CASE WHEN g % 7 = 0 THEN 1 + g % 5 END, CASE WHEN answered THEN g % 30 END
 FROM (SELECT g, CAST(:start AS timestamptz)
                     + (g * CAST(:span AS bigint) / CAST(:n AS bigint)) * interval '1 second' AS at,
              (g * 7919 % 1000) < 900 AS answered, (g * 104729 % 60)::float AS wait,
@@ -158,7 +158,8 @@ def call_ops(n: int, base: dt.datetime) -> list[list]:  # type: ignore[type-arg]
                                               end_cause="normal", outcome="answered",
                                               talk_s=90.0)])
         writes.append([records.call_op(call_id, state="ended"),
-                       records.interaction_op(call_id, disposition="resolved", notes="")])
+                       records.interaction_op(call_id, disposition="resolved", notes="",
+                                              wrap_up_s=12.0)])
     return writes
 
 

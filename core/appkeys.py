@@ -55,3 +55,6 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 WEBHOOKS: web.AppKey[Any] = web.AppKey("webhooks")  # Webhooks
 # The not-ready reasons and dispositions agents pick now (admin/ replaces them live).
 CODES = web.AppKey("codes", Codes)
+# Commands to the PBX and their awaited outcomes (send any command type through it).
+COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
+CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService

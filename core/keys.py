@@ -24,6 +24,24 @@ class Keys:
     def pool(self, name: str) -> str:
         return f"{self.prefix}:pool:{name}"
 
+    # Beside each pool's available agents (routing/queue_index.py): the waiting calls
+    # whose ring of that pool is open, scored by priority, and the rings not open yet,
+    # scored by when they open. Pool names start with agent:, skill:, queue: or
+    # complaints, so these names never meet a pool's; Lua scripts build them the same way.
+    def pool_waiting(self, pool: str) -> str:
+        return self.pool(f"waiting:{pool}")
+
+    @property
+    def ring_openings(self) -> str:
+        return self.pool("openings")
+
+    # The agents signed in to a pool, and those serving it (routing/staffing.py).
+    def pool_staff(self, pool: str) -> str:
+        return self.pool(f"staff:{pool}")
+
+    def pool_serving(self, pool: str) -> str:
+        return self.pool(f"serving:{pool}")
+
     # Calls: a hash per live call, one sorted set of waiting calls per queue.
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"
@@ -41,6 +59,17 @@ class Keys:
 
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
+
+    # PBX commands (cti/commands.py): a hash per command, the command a call has pending.
+    def command(self, command_id: str) -> str:
+        return f"{self.prefix}:cmd:{command_id}"
+
+    def call_command(self, call_id: str) -> str:
+        return f"{self.prefix}:cmdcall:{call_id}"
+
+    def calls_commands(self, call_id: str) -> str:
+        """Set of the commands sent about a call that may still be pending."""
+        return f"{self.prefix}:cmdsof:{call_id}"
 
     # Timers shared by all nodes: member "kind|id|token", score = due time.
     @property
@@ -91,6 +120,10 @@ class Keys:
 
     def telephony_channel(self, integration: str) -> str:
         return f"{self.prefix}:ch:tel:{integration}"
+
+    def command_channel(self, node_id: str) -> str:
+        """Outcomes of the PBX commands a node sent (cti/commands.py)."""
+        return f"{self.prefix}:ch:cmd:{node_id}"
 
     @property
     def wallboard_channel(self) -> str:

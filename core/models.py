@@ -237,6 +237,8 @@ class Interaction(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # answered | abandoned | failed
     wait_s: Mapped[float | None] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float)
+    # From the call's end to the end of its wrap-up (wrapup.done or the wrap-up timer).
+    wrap_up_s: Mapped[float | None] = mapped_column(Float)
     routing_reason: Mapped[dict[str, Any]] = mapped_column(default=dict)
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
@@ -249,6 +251,12 @@ class Interaction(Base):
     transcript_error: Mapped[str | None] = mapped_column(Text)
     transcript: Mapped[list[Any] | None] = mapped_column(JSON)
     complaint_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Call control (cti/holds.py, cti/control.py): holds and seconds on hold (part of
+    # talk_s), seconds in conference, and the call's legs in order (agents, transfers).
+    hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    conference_s: Mapped[float | None] = mapped_column(Float)
+    legs: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 
@@ -402,6 +410,8 @@ class ReportCall(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class ReportInterval(Base):
@@ -426,6 +436,20 @@ class ReportInterval(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
+    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CustomerTierChange(Base):
+    """A customer's tier changed (a segmentation run): the tier movements of reports."""
+
+    __tablename__ = "customer_tier_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    from_tier: Mapped[str] = mapped_column(String(16))
+    to_tier: Mapped[str] = mapped_column(String(16))
 
 
 class WebhookSubscription(Base):

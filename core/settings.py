@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # reason "disconnected" (agent_console/presence.py). Reconnecting sooner changes nothing.
     agent_away_s: float = Field(default=20.0, gt=0)
     wrap_up_s: float = 30.0
+    # A command sent to the PBX (route.control: hold, transfer...) that its control.result
+    # has not answered within this fails (cti/commands.py).
+    control_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_frame_bytes: int = 64 * 1024
     not_ready_reasons: Csv = ("break", "lunch", "training", "meeting", "missed")
     dispositions: Csv = (

@@ -38,7 +38,11 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           # administration (admin/, docs/admin.md)
           "unknown_agent": 404, "unknown_queue": 400, "unknown_skill": 400,
           "queue_busy": 409, "last_admin": 409, "username_taken": 409,
-          "queue_exists": 409, "skill_in_use": 409, "not_your_team": 403, "busy": 503}
+          "queue_exists": 409, "skill_in_use": 409, "not_your_team": 403, "busy": 503,
+          # call control (cti/control.py): refused before sending, or what the PBX did
+          "not_your_call": 403, "command_pending": 409, "call_ended": 409,
+          "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
+          "control_timeout": 504}
 
 
 class NotFound(Exception):

@@ -10,11 +10,9 @@ lines, and leaves the others as they were. The next full run redraws the lines.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from crm.rfm import RfmValues
 
 
 @dataclass(frozen=True)
@@ -29,6 +27,8 @@ class BaseLines:
     value_line: float
     cost_line: float
     retention: float
+    # Per crm.value_retention.SEGMENTS; empty in the lines of runs from before them.
+    retention_by_segment: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {k: _finite(v) for k, v in asdict(self).items()}
@@ -49,46 +49,3 @@ def _finite(v: Any) -> Any:
 
 def _float(v: Any) -> float:
     return math.inf if v is None else float(v)
-
-
-def abc_cut(abc: Mapping[str, str], profits: Mapping[str, float], cls: str) -> float:
-    return min((profits[c] for c, k in abc.items() if k == cls), default=math.inf)
-
-
-def abc_of(profit: float, lines: BaseLines) -> str:
-    if profit > 0 and profit >= lines.abc_a_cut:
-        return "A"
-    if profit > 0 and profit >= lines.abc_b_cut:
-        return "B"
-    return "C"
-
-
-def score_edges(values: Sequence[float], scores: Sequence[int], lower_is_better: bool
-                ) -> tuple[float, ...]:
-    """For k = 2..5, the loosest value that still scored at least k in the base."""
-    edges = []
-    for k in range(2, 6):
-        reached = [v for v, s in zip(values, scores, strict=True) if s >= k]
-        if lower_is_better:
-            edges.append(max(reached, default=-math.inf))
-        else:
-            edges.append(min(reached, default=math.inf))
-    return tuple(edges)
-
-
-def rfm_edges(rfm: Mapping[str, RfmValues], scores: Mapping[str, str]
-              ) -> tuple[tuple[float, ...], ...]:
-    ids = list(rfm)
-    out = []
-    for dim in range(3):
-        values = [float(rfm[c][dim]) for c in ids]
-        digits = [int(scores[c][dim]) for c in ids]
-        out.append(score_edges(values, digits, lower_is_better=dim == 0))
-    return out[0], out[1], out[2]
-
-
-def frozen_score(value: RfmValues, lines: BaseLines) -> str:
-    r = 1 + sum(value.recency_days <= e for e in lines.r_edges)
-    f = 1 + sum(value.frequency >= e for e in lines.f_edges)
-    m = 1 + sum(value.monetary >= e for e in lines.m_edges)
-    return f"{r}{f}{m}"

@@ -12,8 +12,8 @@ from core.timers import Timer
 from cti import messages, records
 from cti.calls import CallState, WrongAgent, check
 from cti.context import CallContext
-from routing.service import UnknownAgent
 from routing.admin_steps import Supervised
+from routing.service import UnknownAgent
 from routing.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,10 @@ class AgentLifecycle(CallContext):
             if call and call.get("pop"):
                 reason = orjson.loads(call.get("reason") or "{}")
                 out.append(messages.screen_pop(call, reason))
-                if call.get("state") == CallState.connected.value:
+                if call.get("state") in (CallState.connected.value, CallState.on_hold.value):
                     out.append({"type": "call.connected", "call_id": call_id})
+                if call.get("state") == CallState.on_hold.value:
+                    out.append({"type": "call.held", "call_id": call_id})
                 if call.get("state") == CallState.wrap_up.value:
                     out.append({"type": "call.ended", "call_id": call_id,
                                      "wrap_up_until": float(call.get("wrap_until") or 0)})
@@ -125,8 +127,9 @@ class AgentLifecycle(CallContext):
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         """Record and announce a call that ended with its wrap-up (out of Redis already)."""
         ops = [records.call_op(call["id"], state=CallState.ended.value)]
-        if wrap:
-            ops.append(records.interaction_op(call["id"], **wrap))
+        # The wrap-up ran from the call's end until now (reports: handle time).
+        wrap_up_s = round(max(0.0, now - float(call.get("ended_at") or now)), 3)
+        ops.append(records.interaction_op(call["id"], **wrap, wrap_up_s=wrap_up_s))
         try:
             await self.writer.write(ops)
         except Exception:

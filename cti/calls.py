@@ -4,6 +4,8 @@
     queued | ringing -> abandoned           (caller hung up before an answer)
     ringing -> queued                       (ring-no-answer: routed again)
     connected -> queued                     (transfer re-enters routing)
+    connected <-> on_hold                   (call.held, call.resumed; ends and transfers
+                                             as connected does)
 
 Post-call events (a survey score, a recording) arrive after the call is over and
 are accepted in wrap-up and in the final states.
@@ -19,6 +21,7 @@ class CallState(str, Enum):
     queued = "queued"
     ringing = "ringing"
     connected = "connected"
+    on_hold = "on_hold"
     wrap_up = "wrap_up"
     ended = "ended"
     abandoned = "abandoned"
@@ -80,13 +83,17 @@ class WrongAgent(CallError):
         super().__init__(f"call {call_id!r} is ringing agent {expected}, not agent {got}")
 
 
+# A caller talking to an agent: connected, or on hold.
+TALKING = frozenset({CallState.connected, CallState.on_hold})
+
 # event -> states it may arrive in
 ALLOWED: dict[str, frozenset[CallState]] = {
     "call.answered": frozenset({CallState.ringing}),
-    "call.ended": frozenset({CallState.offered, CallState.queued, CallState.ringing,
-                             CallState.connected}),
-    "call.transferred": frozenset({CallState.connected}),
-    "recording.ready": frozenset({CallState.connected}) | POST_CALL,
+    "call.ended": frozenset({CallState.offered, CallState.queued, CallState.ringing}) | TALKING,
+    "call.transferred": TALKING,
+    "call.held": frozenset({CallState.connected}),
+    "call.resumed": frozenset({CallState.on_hold}),
+    "recording.ready": TALKING | POST_CALL,
     "survey.result": POST_CALL,
     "wrapup.done": frozenset({CallState.wrap_up}),
     "ring.timeout": frozenset({CallState.ringing}),
@@ -103,4 +110,4 @@ def check(call_id: str, state: str, event: str) -> CallState:
 
 def after_hangup(state: CallState) -> CallState:
     """Where `call.ended` takes a call: a caller who never reached an agent abandoned."""
-    return CallState.wrap_up if state is CallState.connected else CallState.abandoned
+    return CallState.wrap_up if state in TALKING else CallState.abandoned

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,10 +20,12 @@ from core.keys import Keys
 from core.models import Call
 from core.timers import Timer, Timers
 from cti import messages
-from cti.calls import NoSuchCall
+from cti.calls import IllegalTransition, NoSuchCall, check
+from cti.schemas import Frame
 from routing import engine
-from routing.service import Assignment, Router
 from routing.admin_steps import AdminSteps
+from routing.legs import LegStore
+from routing.service import Assignment, Router
 from routing.states import AgentState
 from routing.store import RoutingStore
 
@@ -57,8 +59,10 @@ class CallContext:
     integration_handover: bool = False
     # Supervisors' changes of agents' states (admin/); None: not offered.
     admin_steps: AdminSteps | None = None
+    legs: LegStore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.legs = LegStore(self.router.store.redis, self.keys)
         if self.reader is None:
             self.reader = self.maker
         if self.read is None:
@@ -150,6 +154,14 @@ class CallContext:
         if row is None:
             raise NoSuchCall(call_id)
         return row.state, row.customer_id
+
+    async def _refuse(self, frame: Frame, state: str) -> NoReturn:
+        """The call moved on while this event was decided: refused on what it is now."""
+        if state == "unknown":  # it ended meanwhile: its state from the record
+            state, _ = await self._any_state(frame.call_id)
+        log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
+        check(frame.call_id, state, frame.type)
+        raise IllegalTransition(frame.call_id, state, frame.type)
 
     async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
         await self.bus.publish(self.keys.agent_channel(agent_id), message)

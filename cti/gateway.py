@@ -23,7 +23,7 @@ from core.models import Role
 from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
-from cti.schemas import StateSync, describe, inbound
+from cti.schemas import ControlResult, StateSync, describe, inbound
 from routing.service import RoutingError
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,13 @@ async def _serve(app: web.Application, conn: Connection, data: str, integration:
         if isinstance(frame, StateSync):
             conn.send(await app[appkeys.CALLS].state_snapshot(integration))
             return
+        if isinstance(frame, ControlResult):
+            first = await app[appkeys.CONTROL].result(frame, integration)
+            conn.send({"type": "ack", "event_id": frame.event_id, "duplicate": not first})
+            return
         outcome = await app[appkeys.CALLS].handle(frame, integration)
     except (CallError, RoutingError) as e:
-        log.debug("rejected %s for %s: %s", frame.type,
-                  None if isinstance(frame, StateSync) else frame.call_id, e)
+        log.debug("rejected %s for %s: %s", frame.type, getattr(frame, "call_id", None), e)
         conn.send(error_frame(e.code, str(e), frame.event_id))
         return
     except (RedisError, SQLAlchemyError, OSError) as e:

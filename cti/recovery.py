@@ -38,7 +38,7 @@ from routing.states import AgentState
 log = logging.getLogger(__name__)
 
 LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connected.value,
-              CallState.wrap_up.value)
+              CallState.on_hold.value, CallState.wrap_up.value)
 
 
 @dataclass
@@ -111,7 +111,8 @@ class Recovery:
                               self.calls.router.queues.get(call.queue, ()))
         rings = engine.rings_for(profile, self.calls.router.policy)
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
-        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop))
+        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop),
+                                       now=self.calls.clock())
         async with self.maker() as session, session.begin():
             await session.execute(update(Call).where(Call.id == call.id)
                                   .values(state=CallState.queued.value, agent_id=None))
@@ -133,7 +134,8 @@ class Recovery:
         if call.agent_id is None:
             return
         await self.console.ensure_registered(call.agent_id)
-        state = AgentState.on_call if call.state == CallState.connected.value else \
+        state = AgentState.on_call if call.state in (CallState.connected.value,
+                                                     CallState.on_hold.value) else \
             AgentState.wrap_up
         await self.calls.store.make_unavailable(call.agent_id, state, "", self.calls.clock(),
                                                 force=True, call_id=call.id)

@@ -69,6 +69,42 @@ class CallTransferred(Frame):
         return self
 
 
+class CallHeld(Frame):
+    """The PBX put the caller on hold (music on hold)."""
+
+    type: Literal["call.held"]
+
+
+class CallResumed(Frame):
+    """The caller is back with the agent after a hold."""
+
+    type: Literal["call.resumed"]
+
+
+class ControlResult(BaseModel):
+    """The PBX's answer to one command (route.control and the like): done, or not and why.
+    Further fields are kept as the command's `detail`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    type: Literal["control.result"]
+    event_id: Annotated[str, Field(min_length=1, max_length=200)]
+    command_id: Annotated[str, Field(min_length=1, max_length=64)]
+    ok: bool
+    reason: Annotated[str, Field(max_length=64, pattern=r"^[\w.-]*$")] = ""
+
+    @model_validator(mode="after")
+    def _storable(self) -> ControlResult:
+        try:
+            orjson.dumps(self.model_extra)
+        except orjson.JSONEncodeError as e:
+            raise ValueError(f"a field holds a value that cannot be stored: {e}") from e
+        return self
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.model_extra or {}).items() if k != "call_id"}
+
+
 class RecordingReady(Frame):
     type: Literal["recording.ready"]
     path: Annotated[str, Field(min_length=1, max_length=1024)]
@@ -92,13 +128,13 @@ class StateSync(BaseModel):
 
 
 Inbound = Annotated[
-    CallOffered | CallAnswered | CallEnded | CallTransferred | RecordingReady | SurveyResult
-    | StateSync,
+    CallOffered | CallAnswered | CallEnded | CallTransferred | CallHeld | CallResumed
+    | RecordingReady | SurveyResult | StateSync | ControlResult,
     Field(discriminator="type"),
 ]
 inbound = TypeAdapter(Inbound)
 CALL_EVENTS = ("call.offered", "call.answered", "call.ended", "call.transferred",
-               "recording.ready", "survey.result")
+               "call.held", "call.resumed", "recording.ready", "survey.result")
 
 
 def describe(errors: list[Any]) -> str:

@@ -8,7 +8,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,6 @@ from core.models import Call
 from core.timers import Timer
 from crm import store as crm
 from cti import messages, records
-from cti.agents import AgentLifecycle
 from cti.calls import (
     CallError,
     CallExists,
@@ -30,10 +29,13 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.holds import HoldEvents, hold_figures
 from cti.schemas import (
     CallAnswered,
     CallEnded,
+    CallHeld,
     CallOffered,
+    CallResumed,
     CallTransferred,
     Frame,
     RecordingReady,
@@ -51,7 +53,8 @@ STORED = "1"
 
 # Events whose step in Redis looks for their event key itself, atomically with the change
 # (routing/store.py EventSeen): no separate look first. The others look first.
-_SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred"})
+_SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
+                           "call.held", "call.resumed"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(AgentLifecycle):
+class TelephonyEvents(HoldEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -154,6 +157,10 @@ class TelephonyEvents(AgentLifecycle):
                 return await self._call_ended(frame, integration)
             case CallTransferred():
                 return await self._call_transferred(frame, integration)
+            case CallHeld():
+                return Applied([], await self._call_held(frame, integration))
+            case CallResumed():
+                return Applied([], await self._call_resumed(frame, integration))
             case RecordingReady():
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
@@ -293,14 +300,6 @@ class TelephonyEvents(AgentLifecycle):
         await self._notify("call.answered", {**call, "answered_at": now})
         return Applied([], ops)
 
-    async def _refuse(self, frame: Frame, state: str) -> NoReturn:
-        """The call moved on while this event was decided: refused on what it is now."""
-        if state == "unknown":  # it ended meanwhile: its state from the record
-            state, _ = await self._any_state(frame.call_id)
-        log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
-        check(frame.call_id, state, frame.type)
-        raise IllegalTransition(frame.call_id, state, frame.type)
-
     async def _call_ended(self, frame: CallEnded, integration: str) -> Applied:
         now = self.clock()
         for _ in range(5):
@@ -348,10 +347,10 @@ class TelephonyEvents(AgentLifecycle):
         call = await self._live(frame.call_id)
         check(frame.call_id, call["state"], frame.type)
         queue = frame.to_queue or call["queue"]
-        rings = engine.rings_for(CallProfile(
+        rings = await self.router.rings_for(CallProfile(
             call_id=frame.call_id, queue=queue, tier=call.get("tier", "standard"),
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
-        ), self.router.policy)
+        ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]
@@ -364,7 +363,8 @@ class TelephonyEvents(AgentLifecycle):
             frame.call_id, previous_agent, queue, score, now, timers=self.timers.key,
             wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
             event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
-            transferred_from=previous_agent or "")
+            transferred_from=previous_agent or "", held_at="",
+            hold_s=hold_figures(call, now)["hold_s"])
         if not step.won:
             await self._refuse(frame, step.state)
         if previous_agent is not None and step.agent:
@@ -428,6 +428,7 @@ def _hang_up_ops(frame: CallEnded, call: dict[str, str], final: CallState,
                               "outcome": outcome}
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
+        values.update(hold_figures(call, now))
     else:
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))

@@ -51,6 +51,9 @@ class CallTimeouts(AgentLifecycle):
         if assignment is not None:
             await self._dispatch(assignment, None)
             return
+        # a widening that fired while the call rang found it not waiting: look again later
+        await self._schedule_widening(call_id, list(engine.decode_rings(call["rings"])),
+                                      float(call["offered_at"]), now)
         notice = await self._queued_notice(call_id)
         if notice:
             await self.bus.publish(self.keys.telephony_channel(call["integration"]), notice)

@@ -31,6 +31,7 @@ from core.models import (
     ComplaintEvent,
     Customer,
     CustomerPhone,
+    CustomerTierChange,
     Interaction,
     Order,
     WebhookDelivery,
@@ -138,6 +139,8 @@ async def _erase_rows(session: AsyncSession, found: Footprint) -> tuple[Erasure,
     ).values(detail={}))
     await session.execute(delete(Order).where(Order.customer_id == customer_id))
     await session.execute(delete(CustomerPhone).where(CustomerPhone.customer_id == customer_id))
+    await session.execute(delete(CustomerTierChange).where(
+        CustomerTierChange.customer_id == customer_id))
     session.expunge(found.customer)
     await session.execute(delete(Customer).where(Customer.id == customer_id))
     return result, paths

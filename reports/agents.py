@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from core.models import Agent, AgentStateChange, CallTransfer, Interaction
-from reports.figures import ratio
+from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
 
 WORKING = ("ringing", "on_call", "wrap_up")
@@ -39,7 +39,7 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
                if k.startswith("not_ready_")}
     return {
         "handled": int(s.get("handled", 0)), "transfers_made": int(s.get("transfers", 0)),
-        "avg_talk_s": ratio(s.get("talk_sum", 0), s.get("talk_n", 0), 2),
+        **handle_figures(s),
         "csat_responses": int(s.get("csat_n", 0)),
         "csat_average": ratio(s.get("csat_sum", 0), s.get("csat_n", 0), 2),
         "signed_in_s": round(signed_in, 1),
@@ -55,10 +55,10 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
 def _calls(conn: Connection, rng: Range, sums: Any) -> None:
     i = Interaction
     found = conn.execute(select(i.call_id, i.offered_at, i.agent_id, i.answered_at, i.talk_s,
-                                i.survey_score)
+                                i.survey_score, i.wrap_up_s)
                          .where(i.offered_at >= rng.since, i.offered_at < rng.until)).all()
     offered = {call_id: rng.period(at) for call_id, at, *_ in found}
-    for call_id, _at, agent, answered_at, talk, score in found:
+    for call_id, _at, agent, answered_at, talk, score, wrap in found:
         if agent is None or answered_at is None:
             continue
         s = sums[(offered[call_id], agent)]
@@ -66,6 +66,9 @@ def _calls(conn: Connection, rng: Range, sums: Any) -> None:
         if talk is not None:
             s["talk_n"] += 1
             s["talk_sum"] += talk
+        if wrap is not None:
+            s["wrap_n"] += 1
+            s["wrap_sum"] += wrap
         if score is not None:
             s["csat_n"] += 1
             s["csat_sum"] += score

@@ -20,7 +20,7 @@ from core import audit
 from core.audit import csv_cell
 from core.models import AuditEntry, Interaction
 from core.settings import Settings
-from reports import agents, cdr
+from reports import agents, cdr, customers
 from reports.periods import Range
 from reports.queries import Scope, interval_report
 from reports.rollup import Rollups
@@ -33,6 +33,9 @@ async def show(engine: AsyncEngine, settings: Settings, rng: Range, scope: Scope
     async with engine.connect() as conn:
         if scope is Scope.agents:
             result = await conn.run_sync(agents.agent_report, rng)
+        elif scope is Scope.customers:
+            result = await conn.run_sync(customers.customer_report, rng,
+                                         settings.service_level_formula)
         else:
             result = await conn.run_sync(interval_report, rng, scope,
                                          settings.service_level_formula, queue)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from core.models import UTCDateTime
 from core.servicelevel import Formula
+from reports import complaints
 from reports.figures import add, queue_figures
 from reports.periods import BadReport, Interval, Range
 from reports.rollup import FIGURES
@@ -26,6 +27,7 @@ class Scope(Enum):
     queues = "queues"
     tiers = "tiers"
     agents = "agents"
+    customers = "customers"
 
 
 _KEY = {Scope.center: None, Scope.queues: "queue", Scope.tiers: "tier"}
@@ -35,7 +37,8 @@ _TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
 
 def interval_report(conn: Connection, rng: Range, scope: Scope, formula: Formula,
                     queue: str | None = None) -> dict[str, Any]:
-    """Rows per period (and per queue or tier), and totals over the whole range."""
+    """Rows per period (and per queue or tier), and totals over the whole range: the
+    calls from the rollups, the complaints from their records."""
     if queue is not None:
         check_queue(conn, queue)
     key = _KEY[scope]
@@ -46,6 +49,7 @@ def interval_report(conn: Connection, rng: Range, scope: Scope, formula: Formula
         group = str(row.pop("k"))
         add(periods.setdefault((name, group), {}), row)
         add(totals.setdefault(group, {}), row)
+    complaints.add_counts(periods, totals, complaints.opened(conn, rng, queue), rng, key)
     label = key or "scope"
     rows = [{"period": p, label: g, **queue_figures(s, formula)}
             for (p, g), s in sorted(periods.items())]

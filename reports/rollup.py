@@ -31,12 +31,13 @@ from core.writer import Insert, Op, Update
 
 INTERVAL = dt.timedelta(minutes=15)
 # A call is counted when it ends (its outcome is written), and again when a survey
-# answer or a transfer changes its figures: not at the offer or the answer, which
-# would triple the writes for figures the end writes anyway (docs/reports.md).
-FIGURE_COLUMNS = frozenset({"outcome", "survey_score"})
+# answer, the end of its wrap-up or a transfer changes its figures: not at the offer or
+# the answer, which would triple the writes for figures the end writes anyway
+# (docs/reports.md).
+FIGURE_COLUMNS = frozenset({"outcome", "survey_score", "wrap_up_s"})
 FIGURES = ("offered", "answered", "answered_within", "abandoned", "abandoned_short", "failed",
            "wait_sum", "wait_max", "talk_n", "talk_sum", "transfers", "csat_n", "csat_sum",
-           "csat_good")
+           "csat_good", "wrap_n", "wrap_sum")
 KEY = ("start", "queue", "tier")
 
 # What each call adds to the figures: its first answer (before any transfer) decides
@@ -57,9 +58,11 @@ SELECT call_id, start, queue, tier, 1 AS offered,
   transfers,
   CASE WHEN survey_score IS NULL THEN 0 ELSE 1 END AS csat_n,
   COALESCE(survey_score, 0) AS csat_sum,
-  CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END AS csat_good
+  CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END AS csat_good,
+  CASE WHEN wrap_up_s IS NULL THEN 0 ELSE 1 END AS wrap_n, COALESCE(wrap_up_s, 0) AS wrap_sum
 FROM (
-  SELECT i.call_id, i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, {bucket} AS start,
+  SELECT i.call_id, i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, i.wrap_up_s,
+         {bucket} AS start,
          COALESCE(f.answered_at, i.answered_at) AS first_answered,
          CASE WHEN f.event_id IS NULL THEN i.wait_s ELSE f.wait_s END AS first_wait,
          (SELECT count(*) FROM call_transfers c WHERE c.call_id = i.call_id) AS transfers,

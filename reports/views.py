@@ -1,6 +1,6 @@
 """Reports and call detail records over REST, for supervisors and admins.
 
-`GET /api/v1/reports/{center|queues|tiers|agents}` and `GET /api/v1/cdr` answer JSON,
+`GET /api/v1/reports/{center|queues|tiers|agents|customers}` and `GET /api/v1/cdr` answer JSON,
 or CSV with `Accept: text/csv` or `format=csv`. Every answer is an export of call
 data: it is in the audit log (action ``report`` or ``cdr``) before it is returned.
 """
@@ -19,7 +19,7 @@ from core.audit import csv_cell
 from core.audit_views import viewed
 from core.models import Role
 from core.web import authenticate
-from reports import agents, cdr
+from reports import agents, cdr, customers
 from reports.periods import BadReport, parse_range, parse_zone
 from reports.queries import Scope, interval_report
 
@@ -47,6 +47,9 @@ async def report(request: web.Request) -> web.StreamResponse:
         raise BadReport("queue must be a queue name")
     if scope is Scope.agents:
         work = partial(agents.agent_report, rng=rng)
+    elif scope is Scope.customers:
+        work = partial(customers.customer_report, rng=rng,
+                       formula=settings.service_level_formula)
     else:
         work = partial(interval_report, rng=rng, scope=scope,
                        formula=settings.service_level_formula, queue=queue)
@@ -103,5 +106,5 @@ def csv_response(rows: list[dict[str, Any]], filename: str,
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/api/v1/reports/{scope:center|queues|tiers|agents}", report)
+    app.router.add_get("/api/v1/reports/{scope:center|queues|tiers|agents|customers}", report)
     app.router.add_get("/api/v1/cdr", call_records)

@@ -14,34 +14,38 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from core.keys import Keys
+from routing.staffing import STAFF_LIB
 from routing.states import AgentState
 from routing.transitions import LIB
 
 # An agent's pools (and name, extension, skills...) as the node's configuration has
 # them, written only if that configuration is the latest (the version counts every
 # change an admin made): a node that has not reloaded yet cannot put back old pools.
-# An available agent moves between its pools' sets at once, keeping its idle time.
-# KEYS: agent, set of live agents, configuration version; ARGV: agent id, the version
-# the node loaded, pool prefix, pools (";"), then field/value pairs.
+# Otherwise as REGISTER_ROUTING_AGENT (routing/staffing.py): out of its old pools' sets,
+# into its new ones as its state says; an available agent keeps its idle time.
+# KEYS: agent, set of live agents, configuration version; ARGV: pool prefix, agent id,
+# pools (";"), the version the node loaded, then field/value pairs.
 # {1, state, agent after} | {-2, version now}
-ADMIN_REPOOL = """
+ADMIN_REPOOL = STAFF_LIB + """
 local current = redis.call('GET', KEYS[3]) or '0'
-if current ~= ARGV[2] then return {-2, current} end
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'available' then
-  local idle = redis.call('HGET', KEYS[1], 'idle_since') or '0'
-  for pool in string.gmatch(redis.call('HGET', KEYS[1], 'pools') or '', '[^;]+') do
-    redis.call('ZREM', ARGV[3] .. pool, ARGV[1])
-  end
-  for pool in string.gmatch(ARGV[4], '[^;]+') do
-    redis.call('ZADD', ARGV[3] .. pool, idle, ARGV[1])
-  end
+if current ~= ARGV[4] then return {-2, current} end
+local akey, pp = KEYS[1], ARGV[1]
+for pool in string.gmatch(redis.call('HGET', akey, 'pools') or '', '[^;]+') do
+  redis.call('ZREM', pp .. pool, ARGV[2])
+  redis.call('SREM', pp .. 'staff:' .. pool, ARGV[2])
+  redis.call('SREM', pp .. 'serving:' .. pool, ARGV[2])
 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'pools', ARGV[4])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if not state then redis.call('HSET', KEYS[1], 'state', 'logged_out') end
-redis.call('SADD', KEYS[2], ARGV[1])
-return {1, state or 'logged_out', redis.call('HGETALL', KEYS[1])}
+redis.call('HSET', akey, 'id', ARGV[2], 'pools', ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('HSET', akey, ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', akey, 'state', 'logged_out')
+redis.call('SADD', KEYS[2], ARGV[2])
+local state = redis.call('HGET', akey, 'state')
+staffing(akey, pp, state, redis.call('HGET', akey, 'reason') or '')
+if state == 'available' then
+  local idle = redis.call('HGET', akey, 'idle_since') or '0'
+  for pool in string.gmatch(ARGV[3], '[^;]+') do redis.call('ZADD', pp .. pool, idle, ARGV[2]) end
+end
+return {1, state, redis.call('HGETALL', akey)}
 """
 
 # A supervisor sets an agent's state. Free (not on a call): now, noting who (`by`, for the
@@ -104,7 +108,7 @@ class AdminSteps:
     async def repool(self, agent_id: int, pools: Iterable[str], version: str,
                      fields: Mapping[str, str | int | float]) -> dict[str, str]:
         """Set an agent's pools and fields; the agent after. Raises StaleConfig."""
-        args: list[Any] = [agent_id, version, self.keys.pool(""), ";".join(pools)]
+        args: list[Any] = [self.keys.pool(""), agent_id, ";".join(pools), version]
         for name, value in fields.items():
             args += [name, value]
         result = await self._repool(keys=[self.keys.agent(agent_id), self.keys.agents,

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Agent, CenterSetting, Queue
 from routing import engine
+from routing.admin_steps import AdminSteps, StaleConfig
 from routing.engine import AgentProfile, RoutingPolicy
 from routing.service import Router, UnknownAgent
-from routing.admin_steps import AdminSteps, StaleConfig
 
 log = logging.getLogger(__name__)
 

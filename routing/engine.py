@@ -26,12 +26,20 @@ each opening after the previous ones have been tried for their hold time:
 
 Open rings stay open (the bullseye widens, it does not move), and the innermost
 open ring with an available agent wins; within a pool the longest-idle agent wins.
+
+Empty rings (``skip_empty_rings``, on by default). A ring whose pool has nobody signed in
+when the call is offered (every agent of it logged out, or not-ready because its console
+went away: routing/staffing.py) holds the call for nothing: no agent of it can free up in
+time. It is skipped at once: the rings after it open as if its hold were zero (TaskRouter's
+``skip_if``, Genesys widening the bullseye when a ring has nobody to offer to). It stays
+open, so an agent of that pool who signs in and becomes available still takes the call
+(the waiting calls are indexed by open ring, routing/queue_index.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DEFAULT_TIER = "standard"
 TIERS = ("vip", "gold", "standard", "low")
@@ -51,6 +59,8 @@ class RoutingPolicy:
     # Extra head start of a caller with an open complaint, on top of their tier's.
     complaint_boost_s: float = 60.0
     intent_wait_s: float = 15.0
+    # Skip at once a ring whose pool has nobody signed in (see the module's docstring).
+    skip_empty_rings: bool = True
     senior_level: int = 3
     complaint_skill: str = "complaints"
 
@@ -144,6 +154,19 @@ def rings_for(call: CallProfile, policy: RoutingPolicy) -> list[Ring]:
         opens += policy.intent_wait_s
     rings.append(Ring(queue_pool(call.queue), opens, "queue"))
     return rings
+
+
+def skip_empty(rings: Sequence[Ring], empty: Iterable[str]) -> list[Ring]:
+    """The rings with no hold for those whose pool is in `empty`: the rings after an empty
+    one open that much sooner."""
+    empty = set(empty)
+    out: list[Ring] = []
+    shift = 0.0
+    for ring, after in zip(rings, [*rings[1:], None], strict=True):
+        out.append(replace(ring, opens_after_s=ring.opens_after_s - shift))
+        if ring.pool in empty and after is not None:
+            shift += after.opens_after_s - ring.opens_after_s
+    return out
 
 
 # A ring opens at `offered_at + opens_after_s`; a timer firing at exactly that moment must

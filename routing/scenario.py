@@ -52,6 +52,7 @@ class Stream:
     tier: str
     rate_per_hour: float
     handle: Duration | None = None  # None: the scenario's handle time
+    intent: str | None = None  # the skill the IVR heard these callers ask for
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class PlannedCall:
     customer: int
     handle_s: float
     patience_s: float
+    intent: str | None = None
 
 
 def plan_calls(scenario: Scenario, tail: int | None = None) -> list[PlannedCall]:
@@ -138,7 +140,8 @@ def plan_calls(scenario: Scenario, tail: int | None = None) -> list[PlannedCall]
     customers = _customers(rng, [scenario.streams[i].tier for i in sources],
                            scenario.repeat_share)
     return [PlannedCall(i, float(times[i]), scenario.streams[s].queue, scenario.streams[s].tier,
-                        customers[i], float(handles[i]), float(patience[i]))
+                        customers[i], float(handles[i]), float(patience[i]),
+                        scenario.streams[s].intent)
             for i, s in enumerate(sources)]
 
 
@@ -181,7 +184,7 @@ def _build(d: dict[str, Any]) -> Scenario:
     queues = {name: tuple((spec or {}).get("skills", ())) for name, spec in
               d.pop("queues", {"default": {}}).items()}
     streams = tuple(Stream(s["queue"], s.get("tier", "standard"), float(s["rate"]),
-                           _duration(s.get("handle_time")))
+                           _duration(s.get("handle_time")), s.get("intent"))
                     for s in d.pop("arrivals"))
     agents = tuple(AgentGroup(int(a["count"]), tuple(a.get("skills", ())), int(a.get("level", 1)))
                    for a in d.pop("agents"))

@@ -14,10 +14,6 @@ from routing.store import RoutingStore
 
 log = logging.getLogger(__name__)
 
-# How many waiting calls per queue an agent who frees up looks at. Calls deeper in
-# a queue are behind calls this agent may take, so the scan stays short.
-SCAN_DEPTH = 32
-
 
 class RoutingError(Exception):
     code = "routing_error"
@@ -118,16 +114,24 @@ class Router:
         row = await self.store.agent(agent_id)
         return row.get("state") in {s.value for s in WORKING}
 
+    async def rings_for(self, call: CallProfile) -> list[engine.Ring]:
+        """The call's rings as the bullseye says, empty ones skipped if the policy says so."""
+        rings = engine.rings_for(call, self.policy)
+        if not self.policy.skip_empty_rings or len(rings) < 2:
+            return rings
+        empty = await self.store.staffing.empty([r.pool for r in rings[:-1]])
+        return engine.skip_empty(rings, empty)
+
     async def offer(self, call: CallProfile, offered_at: float, now: float, *,
                     event: tuple[str, bytes] | None = None,
                     **fields: str | int | float) -> tuple[list[engine.Ring], Assignment | None]:
         """Queue a new call and give it an agent if one is free; `event` is stored in the
         same step (see RoutingStore.enqueue)."""
-        rings = engine.rings_for(call, self.policy)
+        rings = await self.rings_for(call)
         score = engine.call_priority(call, offered_at, self.policy_for(call.queue))
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
                 "offered_at": offered_at, "tier": call.tier, **fields},
-                event=event):
+                now=now, event=event):
             raise CallLive(call.call_id)
         queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
                   "offered_at": offered_at, "tier": call.tier, "score": score}
@@ -155,35 +159,28 @@ class Router:
 
     async def route_agent(self, agent_id: int, now: float,
                           agent: dict[str, str] | None = None) -> Assignment | None:
-        """Give a newly available agent the best waiting call it may take; `agent` is
-        its live record when the caller has just read it."""
-        for _ in range(3):  # another node may win a call we chose; look again
-            if agent is None:
-                agent = await self.store.agent(agent_id)
-            if agent.get("state") != AgentState.available.value:
-                return None
-            pools = agent.get("pools", "").split(";")
-            queues = [p.removeprefix("queue:") for p in pools if p.startswith("queue:")]
-            heads, scanned_at = await self.store.waiting_heads_at(queues, SCAN_DEPTH)
-            best = engine.best_call_for(pools, heads, now)
-            if best is None:
-                return None
-            call, ring = best
-            reservation = await self.store.reserve(call.call_id, call.queue, now,
-                                                   agent_id=agent_id)
-            agent = None
-            if reservation is not None:
-                return Assignment(call.call_id, agent_id, ring.rule, ring.pool,
-                                  now - call.offered_at,
-                                  reservation.call.get("tier") or engine.DEFAULT_TIER,
-                                  call.score, reservation.agent, reservation.call,
-                                  on="agent_free", scanned_at=scanned_at)
-        return None
+        """Give a newly available agent the best waiting call it may take, in one step
+        (routing/queue_index.py); `agent` is its live record when the caller has just read
+        it."""
+        if agent is not None and agent.get("state") != AgentState.available.value:
+            return None
+        taken = await self.store.index.take_for(agent_id, now)
+        if taken is None:
+            return None
+        call = taken.call
+        rings = engine.decode_rings(call.get("rings", ""))
+        pools = taken.agent.get("pools", "").split(";")
+        waited = now - float(call.get("offered_at") or now)
+        ring = engine.matching_ring(pools, rings, waited) or next(
+            (r for r in rings if r.pool == taken.pool), engine.Ring(taken.pool, 0.0, "queue"))
+        return Assignment(taken.call_id, agent_id, ring.rule, ring.pool, waited,
+                          call.get("tier") or engine.DEFAULT_TIER, float(call["score"]),
+                          taken.agent, call, on="agent_free", scanned_at=taken.seen_at)
 
-    async def route_waiting(self, queue: str, now: float, limit: int = 50) -> list[Assignment]:
-        """Try the head of a queue again (a ring opened, or agents freed up)."""
+    async def route_waiting(self, queue: str, now: float) -> list[Assignment]:
+        """Try every call of a queue again (live state restored after an outage)."""
         assignments = []
-        for call in await self.store.waiting_heads([queue], limit):
+        for call in await self.store.waiting_heads([queue], 0):
             assignment = await self.route_call(call.call_id, now)
             if assignment is not None:
                 assignments.append(assignment)

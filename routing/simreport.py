@@ -30,6 +30,10 @@ class Outcomes:
     queued: list[bool] = field(default_factory=list)
     sticky: list[bool] = field(default_factory=list)  # a known agent was worth waiting for
     sticky_hit: list[bool] = field(default_factory=list)
+    # The call had a preferred pool (an inner ring: sticky agent, complaints, IVR intent)...
+    preferred: list[bool] = field(default_factory=list)
+    # ... and an agent of it (the innermost ring's pool) answered.
+    best_match: list[bool] = field(default_factory=list)
 
 
 BATCHES = 20
@@ -48,6 +52,12 @@ class Stats:
     abandon: float
     sticky_calls: int  # calls whose customer's last agent was worth waiting for
     sticky_hits: int  # ... that this agent answered
+    preferred_calls: int = 0  # calls with an inner ring (sticky, complaints, IVR intent)
+    best_matches: int = 0  # ... answered by an agent of the innermost ring
+
+    @property
+    def best_match_rate(self) -> float:
+        return self.best_matches / self.preferred_calls if self.preferred_calls else math.nan
 
     @property
     def sticky_hit_rate(self) -> float:
@@ -111,7 +121,9 @@ def _stats(name: str, mine: np.ndarray, out: Outcomes, good: np.ndarray, formula
         max_wait=float(wait.max()) if n else math.nan,
         abandon=float(1.0 - answered.mean()) if n else math.nan,
         sticky_calls=int(sticky.sum()),
-        sticky_hits=int(np.array(out.sticky_hit)[mine].sum()))
+        sticky_hits=int(np.array(out.sticky_hit)[mine].sum()),
+        preferred_calls=int(np.array(out.preferred, bool)[mine].sum()),
+        best_matches=int(np.array(out.best_match, bool)[mine].sum()))
 
 
 def _batch_ci(values: np.ndarray) -> float:

@@ -42,6 +42,7 @@ class SimCall:
     rings: tuple[engine.Ring, ...] = ()
     sticky_agent: int | None = None
     queued: bool = False  # no agent was free when it was offered
+    ring_pool: str = ""  # the pool of the agent it rings or was answered by
     answered_by: int | None = None
     wait_s: float = math.nan
 
@@ -111,7 +112,7 @@ class Simulation:
         profile = CallProfile(
             call_id=call.call_id, queue=plan.queue, tier=plan.tier,
             queue_skills=self.router.queues.get(plan.queue, ()),
-            sticky_agent_id=sticky, sticky_agent_working=working)
+            sticky_agent_id=sticky, sticky_agent_working=working, intent_skill=plan.intent)
         rings, assignment = await self.router.offer(profile, now, now)
         call.rings = tuple(rings)
         call.score = engine.priority_score(now, plan.tier, self.router.policy)
@@ -142,7 +143,7 @@ class Simulation:
 
     async def _ring(self, now: float, a: Assignment) -> None:
         call = self.calls[a.call_id]
-        call.state, call.agent_id = "ringing", a.agent_id
+        call.state, call.agent_id, call.ring_pool = "ringing", a.agent_id, a.pool
         self.busy_since[a.agent_id] = now
         ringing = self.scenario.ringing
         if ringing.no_answer_prob and self.rng.random() < ringing.no_answer_prob:
@@ -193,7 +194,8 @@ class Simulation:
         if call.state != "ringing" or call.agent_id != a.agent_id:
             return
         store = self.router.store
-        if not await store.requeue(call.call_id, call.plan.queue, a.score, None, ["ringing"]):
+        if not await store.requeue(call.call_id, call.plan.queue, a.score, None, ["ringing"],
+                                   now):
             return
         call.state, call.agent_id = "queued", None
         await store.make_unavailable(a.agent_id, AgentState.not_ready, "missed", now, force=True)
@@ -203,6 +205,8 @@ class Simulation:
         assignment = await self.router.route_call(call.call_id, now)
         if assignment is not None:
             await self._ring(now, assignment)
+        else:
+            self._widen_later(call, now)
 
     async def _back(self, now: float, agent_id: int) -> None:
         self.away_s += _overlap(self.away_since.pop(agent_id), now, self.window)
@@ -237,6 +241,9 @@ class Simulation:
             out.sticky.append(call.sticky_agent is not None)
             out.sticky_hit.append(call.sticky_agent is not None
                                   and call.answered_by == call.sticky_agent)
+            out.preferred.append(len(call.rings) > 1)
+            out.best_match.append(len(call.rings) > 1 and call.answered_by is not None
+                                  and call.ring_pool == call.rings[0].pool)
         return out
 
     def occupancy(self) -> float:
@@ -291,13 +298,18 @@ async def _delete_prefix(redis: Redis, prefix: str) -> None:
 
 async def run_and_report(scenario: Scenario, redis_url: str | None, prefix: str,
                          embedded_path: Path, *, both: bool = False,
-                         plot: Path | None = None) -> str:
-    """What ``callcenter simulate`` prints: one run, or value routing against FIFO."""
+                         plot: Path | None = None, empty_rings: str | None = None) -> str:
+    """What ``callcenter simulate`` prints: one run, value routing against FIFO, or empty
+    rings skipped against held."""
     from core.redisconn import open_redis
+    from routing.sim_empty_rings import compare_empty_rings, format_empty_rings
     from routing.simreport import format_comparison, format_report, plot_waits
 
     async with open_redis(redis_url, embedded_path) as redis:
-        if both:
+        if empty_rings == "compare":
+            reports = list(await compare_empty_rings(scenario, redis, prefix))
+            text = "\n\n".join([*map(format_report, reports), format_empty_rings(*reports)])
+        elif both:
             reports = list(await compare(scenario, redis, prefix))
             text = "\n\n".join([*map(format_report, reports), format_comparison(*reports)])
         else:

@@ -18,11 +18,13 @@ from redis.asyncio.client import Pipeline
 from core.keys import Keys
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
+from routing.queue_index import INDEX_LIB, QueueIndex
+from routing.staffing import REGISTER_ROUTING_AGENT, STAFF_LIB, Staffing
 from routing.states import AgentState
 
 # KEYS: agent hash, ARGV: now, pool key prefix, force ("1": the call left, e.g. the caller
 # hung up while the phone rang). Adds the agent to its pools.
-_MAKE_AVAILABLE = """
+_MAKE_AVAILABLE = STAFF_LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if (state == 'ringing' or state == 'on_call') and ARGV[3] ~= '1' then return {0, state} end
 if not state then return {0, 'unknown'} end
@@ -33,12 +35,13 @@ redis.call('HSET', KEYS[1], 'state', 'available', 'reason', '', 'since', ARGV[1]
 for pool in string.gmatch(pools, '[^;]+') do
   redis.call('ZADD', ARGV[2] .. pool, ARGV[1], id)
 end
+staffing(KEYS[1], ARGV[2], 'available', '')
 return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS: agent hash; ARGV: new state, reason, now, pool prefix, force ("1" to leave a call),
 # then field/value pairs to set as well.
-_MAKE_UNAVAILABLE = """
+_MAKE_UNAVAILABLE = STAFF_LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
 if (state == 'ringing' or state == 'on_call') and ARGV[5] ~= '1' then return {0, state} end
@@ -49,6 +52,7 @@ for pool in string.gmatch(pools, '[^;]+') do
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+staffing(KEYS[1], ARGV[4], ARGV[1], ARGV[2])
 return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
@@ -56,7 +60,7 @@ return {1, state, redis.call('HGETALL', KEYS[1])}
 # now, so the caller need not read them again.
 # KEYS: call hash, waiting set of the call's queue, then candidate pool keys in order.
 # ARGV: now, agent key prefix, pool key prefix, agent id ("" = take the first pool member).
-_RESERVE = """
+_RESERVE = INDEX_LIB + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0, 'call_not_queued'} end
 local function take(agent_id)
   local akey = ARGV[2] .. agent_id
@@ -69,6 +73,7 @@ local function take(agent_id)
   redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', ARGV[1], 'call_id', call_id)
   redis.call('HSET', KEYS[1], 'state', 'ringing', 'agent_id', agent_id, 'ring_started', ARGV[1])
   redis.call('ZREM', KEYS[2], call_id)
+  unindex_call(KEYS[1], call_id, ARGV[3])
   return true
 end
 if ARGV[4] ~= '' then
@@ -135,20 +140,22 @@ return {1, state}
 # A new call joins its queue, unless a call with its id is live already or its event was
 # applied before ({2, what the event key holds}, as in _CALL_CAS).
 # The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
-# calls are stamped in the order they really joined.
+# calls are stamped in the order they really joined; it joins the index of waiting calls
+# by pool (routing/queue_index.py) in the same step.
 # KEYS: call hash, waiting set, set of live calls, set of queues, event key;
-# ARGV: call id, score, queue, event key value ("" = none), its time to live, then
-# field/value pairs of the call.
-_ENQUEUE = """
+# ARGV: call id, score, queue, event key value ("" = none), its time to live, now, pool
+# key prefix, then field/value pairs of the call.
+_ENQUEUE = INDEX_LIB + """
 if ARGV[4] ~= '' then
   local seen = redis.call('GET', KEYS[5])
   if seen then return {2, seen} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+index_call(KEYS[1], ARGV[1], ARGV[6], ARGV[7])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[3])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5]) end
@@ -158,9 +165,10 @@ return 1
 # A call is over: out of its queue, the live calls and Redis. With a handle time, it also
 # moves the average handle time, exponentially weighted so recent calls count most for
 # queue wait estimates. KEYS: waiting set, set of live calls, call hash, stats hash;
-# ARGV: call id, handle time in seconds ("" = none).
-_DROP_CALL = """
+# ARGV: call id, handle time in seconds ("" = none), pool key prefix.
+_DROP_CALL = INDEX_LIB + """
 redis.call('ZREM', KEYS[1], ARGV[1])
+unindex_call(KEYS[3], ARGV[1], ARGV[3])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
 if ARGV[2] ~= '' then
@@ -285,6 +293,9 @@ class RoutingStore:
         self._console_back = redis.register_script(lua.CONSOLE_BACK)
         self._queued_notice = redis.register_script(lua.QUEUED_NOTICE)
         self._requeue = redis.register_script(lua.REQUEUE)
+        self.index = QueueIndex(redis, keys)
+        self.staffing = Staffing(redis, keys)
+        self._register_agent = redis.register_script(REGISTER_ROUTING_AGENT)
 
     @property
     def _agent_prefix(self) -> str:
@@ -298,15 +309,10 @@ class RoutingStore:
 
     async def register_agent(self, agent_id: int, pools: Iterable[str],
                              fields: Mapping[str, str | int | float]) -> None:
-        """Create or refresh an agent's live record; a new agent starts logged out."""
-        key = self.keys.agent(agent_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            mapping: dict[str, str | int | float] = {"id": agent_id, "pools": ";".join(pools),
-                                                     **fields}
-            pipe.hset(key, mapping=cast(_Mapping, mapping))
-            pipe.hsetnx(key, "state", AgentState.logged_out.value)
-            pipe.sadd(self.keys.agents, agent_id)
-            await pipe.execute()
+        """Create or refresh an agent's live record, in one step (its pools may have
+        changed); a new agent starts logged out."""
+        await self._register_agent(keys=[self.keys.agent(agent_id), self.keys.agents], args=[
+            self._pool_prefix, agent_id, ";".join(pools), *_flat(fields)])
 
     async def agent(self, agent_id: int) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
@@ -344,11 +350,12 @@ class RoutingStore:
     # Calls --------------------------------------------------------------
 
     async def enqueue(self, call_id: str, queue: str, score: float, rings: list[Ring],
-                      fields: Mapping[str, str | int | float], *,
+                      fields: Mapping[str, str | int | float], *, now: float,
                       event: tuple[str, bytes] | None = None) -> bool:
-        """Queue a new call; False when a call with this id is live already. Raises
-        EventSeen when `event` was applied before."""
-        args: list[str | int | float | bytes] = [call_id, score, queue, *_event_args(event)]
+        """Queue a new call (its rings open as of `now`); False when a call with this id is
+        live already. Raises EventSeen when `event` was applied before."""
+        args: list[str | int | float | bytes] = [call_id, score, queue, *_event_args(event),
+                                                 now, self._pool_prefix]
         for name, value in {"id": call_id, "queue": queue, "score": score,
                             "rings": encode_rings(rings), "state": "queued", **fields}.items():
             args += [name, value]
@@ -360,12 +367,13 @@ class RoutingStore:
         return bool(result)
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
-                      expected: Iterable[str], **fields: str | int | float) -> bool:
+                      expected: Iterable[str], now: float, **fields: str | int | float) -> bool:
         """Put a ringing or connected call back in a queue, in one step."""
         extra: dict[str, str | int | float] = dict(fields)
         if rings is not None:
             extra["rings"] = encode_rings(rings)
-        args: Args = [";".join(expected), self.keys.waiting(""), queue, score, *_flat(extra)]
+        args: Args = [";".join(expected), self.keys.waiting(""), queue, score, now,
+                      self._pool_prefix, *_flat(extra)]
         return bool(await self._requeue(keys=[self.keys.call(call_id), self.keys.queues],
                                         args=args))
 
@@ -393,7 +401,8 @@ class RoutingStore:
         """The call is over; with `handle_s`, it also moves the average handle time."""
         keys = [self.keys.waiting(queue), self.keys.calls, self.keys.call(call_id),
                 self.keys.stats]
-        await self._drop_call(keys=keys, args=[call_id, "" if handle_s is None else handle_s])
+        await self._drop_call(keys=keys, args=[call_id, "" if handle_s is None else handle_s,
+                                               self._pool_prefix])
 
     async def reserve(self, call_id: str, queue: str, now: float, *,
                       pools: Iterable[str] = (), agent_id: int | None = None,

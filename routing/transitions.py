@@ -7,8 +7,11 @@ state moved on and does nothing. Used through RoutingStore (routing/store.py).
 
 from __future__ import annotations
 
+from routing.queue_index import INDEX_LIB
+from routing.staffing import STAFF_LIB
+
 # Helpers every script below starts with. An agent's pools are ";"-separated pool names.
-LIB = """
+LIB = INDEX_LIB + STAFF_LIB + """
 local function pools(akey, prefix, add, score)
   local names = redis.call('HGET', akey, 'pools') or ''
   local id = redis.call('HGET', akey, 'id')
@@ -22,10 +25,12 @@ local function go_available(akey, now, prefix)
              'idle_since', now, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '',
              'after_wrap_by', '')
   pools(akey, prefix, true, now)
+  staffing(akey, prefix, 'available', '')
 end
 local function go_unavailable(akey, state, reason, now, prefix)
   pools(akey, prefix, false)
   redis.call('HSET', akey, 'state', state, 'reason', reason, 'since', now)
+  staffing(akey, prefix, state, reason)
 end
 -- An agent leaves its call: available, or the state it chose (or its console's absence,
 -- or a supervisor: `after_wrap_by`, kept as `by` of the new state) for after the call.
@@ -60,9 +65,10 @@ local function clock()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])
 end
-local function drop(ckey, call_id, waiting_prefix, calls)
+local function drop(ckey, call_id, waiting_prefix, calls, pool_prefix)
   local queue = redis.call('HGET', ckey, 'queue') or ''
   redis.call('ZREM', waiting_prefix .. queue, call_id)
+  unindex_call(ckey, call_id, pool_prefix)
   redis.call('SREM', calls, call_id)
   redis.call('DEL', ckey)
 end
@@ -97,6 +103,7 @@ local queue = redis.call('HGET', KEYS[1], 'queue')
 local call_id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'state', 'queued', 'agent_id', '', 'queued_at', clock())
 redis.call('ZADD', ARGV[4] .. queue, redis.call('HGET', KEYS[1], 'score'), call_id)
+index_call(KEYS[1], call_id, ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], queue)
 if holds(KEYS[2], call_id) then
   go_unavailable(KEYS[2], 'not_ready', 'missed', ARGV[2], ARGV[3])
@@ -105,7 +112,7 @@ end
 return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 """
 
-# call.ended. A connected call goes to wrap-up with its agent (wrap-up timer started); any
+# call.ended. A connected (or held) call goes to wrap-up with its agent (wrap-up timer started); any
 # other call is abandoned: out of Redis, its ringing agent freed.
 # KEYS: call, event key, agent (or the call again), timers, set of live calls;
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
@@ -120,7 +127,7 @@ local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
 if state ~= ARGV[1] or agent ~= ARGV[2] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[3], ARGV[4])
-if state == 'connected' and agent ~= '' then
+if (state == 'connected' or state == 'on_hold') and agent ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
              unpack(ARGV, 11))
   if holds(KEYS[3], call_id) then
@@ -129,17 +136,18 @@ if state == 'connected' and agent ~= '' then
   end
   return {1, state, agent_of(KEYS[3])}
 end
-drop(KEYS[1], call_id, ARGV[7], KEYS[5])
+drop(KEYS[1], call_id, ARGV[7], KEYS[5], ARGV[6])
 if agent == '' then return {1, state, {}} end
 redis.call('ZREM', KEYS[4], ARGV[10])
 if holds(KEYS[3], call_id) then after_call(KEYS[3], ARGV[5], ARGV[6]) end
 return {1, state, agent_of(KEYS[3])}
 """
 
-# call.transferred: the call goes back into routing (keeping its place in time), its
-# agent into wrap-up. KEYS: call, event key, agent (or the call again), timers, set of
-# queues; ARGV: expected agent id, event value, its TTL, now, pool prefix, waiting prefix,
-# queue, score, wrap-up end, wrap-up timer, then call field/value pairs.
+# call.transferred (of a connected or held call): the call goes back into routing
+# (keeping its place in time), its agent into wrap-up. KEYS: call, event key, agent (or
+# the call again), timers, set of queues; ARGV: expected agent id, event value, its TTL,
+# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, then call
+# field/value pairs.
 # {1, state before, agent after} | {0, state now} | {2, seen}
 TRANSFER = LIB + """
 local was = seen(KEYS[2], ARGV[2])
@@ -147,12 +155,13 @@ if was then return {2, was} end
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'unknown'} end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
-if state ~= 'connected' or agent ~= ARGV[1] then return {0, state} end
+if (state ~= 'connected' and state ~= 'on_hold') or agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
            'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
+index_call(KEYS[1], call_id, ARGV[4], ARGV[5])
 redis.call('SADD', KEYS[5], ARGV[7])
 if agent ~= '' and holds(KEYS[3], call_id) then
   redis.call('HSET', KEYS[1], 'wrap_until', ARGV[9], 'wrap_agent', agent)
@@ -179,7 +188,7 @@ if call_wraps then
   local handle = tonumber(ARGV[2]) - answered
   local old = tonumber(redis.call('HGET', KEYS[5], 'aht') or handle)
   redis.call('HSET', KEYS[5], 'aht', string.format('%.2f', 0.9 * old + 0.1 * handle))
-  drop(KEYS[2], ARGV[1], ARGV[4], KEYS[4])
+  drop(KEYS[2], ARGV[1], ARGV[4], KEYS[4], ARGV[3])
 end
 redis.call('ZREM', KEYS[3], ARGV[5])
 if not agent_holds then return {1, call, {}} end
@@ -243,8 +252,8 @@ return {1, queue, rank + 1, redis.call('HGET', KEYS[2], 'aht') or '',
 """
 
 # A call back into a queue from the states in ARGV[1] (";"), in one step.
-# KEYS: call, set of queues; ARGV: expected states, waiting prefix, queue, score, then call
-# field/value pairs. 1 | 0
+# KEYS: call, set of queues; ARGV: expected states, waiting prefix, queue, score, now, pool
+# prefix, then call field/value pairs. 1 | 0
 REQUEUE = LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
@@ -252,8 +261,10 @@ local ok = false
 for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
 if not ok then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[3], 'score', ARGV[4],
-           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 5))
-redis.call('ZADD', ARGV[2] .. ARGV[3], ARGV[4], redis.call('HGET', KEYS[1], 'id'))
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 7))
+local call_id = redis.call('HGET', KEYS[1], 'id')
+redis.call('ZADD', ARGV[2] .. ARGV[3], ARGV[4], call_id)
+index_call(KEYS[1], call_id, ARGV[5], ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 """

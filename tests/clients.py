@@ -110,6 +110,66 @@ class Ivr(_Client):
                     **fields: Any) -> dict[str, Any]:
         return await self.event("call.offered", call_id, ani=ani, queue=queue, **fields)
 
+    # Call control (cti/commands.py, docs/protocol.md): the PBX's side ----------------
+
+    async def command(self, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        """The next `route.control` (or other command frame given as `type_`) matching."""
+        return await self.inbox.expect(match.pop("type_", "route.control"), timeout=timeout,
+                                       **match)
+
+    async def result(self, command: dict[str, Any], ok: bool = True, reason: str = "",
+                     **fields: Any) -> dict[str, Any]:
+        """Answer a command with `control.result`; returns the service's ack or error."""
+        event_id = f"ev-{next(_ids)}"
+        frame = {"type": "control.result", "event_id": event_id,
+                 "command_id": command["command_id"], "ok": ok, **fields}
+        if reason:
+            frame["reason"] = reason
+        await self.ws.send(json.dumps(frame))
+        return await self.reply_to(event_id)
+
+    async def act(self, command: dict[str, Any]) -> dict[str, Any] | None:
+        """Do what a route.control asks, as a PBX would, by sending the event that says
+        it happened; returns its ack (None for an action with no event)."""
+        event = _ACTED.get(command["action"])
+        if event is None:
+            return None
+        type_, fields = event
+        if type_ == "call.answered":
+            fields = {"agent_id": command["agent_id"]}
+        return await self.event(type_, command["call_id"], **fields)
+
+    def obey(self, refuse: dict[str, str] | None = None, confirm_first: bool = True
+             ) -> asyncio.Task[None]:
+        """Carry out every route.control from now on: confirm it, then act (or act
+        first, `confirm_first=False`); actions in `refuse` get ok=false with that reason.
+        Cancel the task to stop."""
+        refuse = refuse or {}
+
+        async def loop() -> None:
+            while True:
+                try:
+                    command = await self.command(timeout=3600)
+                except TimeoutError:
+                    continue
+                if command["action"] in refuse:
+                    await self.result(command, ok=False, reason=refuse[command["action"]])
+                    continue
+                if not confirm_first:
+                    await self.act(command)
+                await self.result(command)
+                if confirm_first:
+                    await self.act(command)
+
+        return asyncio.create_task(loop())
+
+
+# What a PBX sends once it carried out a route.control action.
+_ACTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "hold": ("call.held", {}), "resume": ("call.resumed", {}),
+    "hangup": ("call.ended", {"cause": "agent_hangup"}), "answer": ("call.answered", {}),
+}
+
 
 class AgentClient(_Client):
     agent_id: int
@@ -130,16 +190,20 @@ class AgentClient(_Client):
         await client.inbox.expect("agent.state")
         return client
 
-    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+    async def request(self, type_: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
         ident = f"m-{next(_ids)}"
         await self.ws.send(json.dumps({"type": type_, "id": ident, **fields}))
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(timeout):
             while True:
                 for kind in ("ack", "error"):
                     try:
                         return await self.inbox.expect(kind, timeout=0.05, id=ident)
                     except TimeoutError:
                         pass
+
+    async def control(self, call_id: str, action: str, **fields: Any) -> dict[str, Any]:
+        """Send `call.control`; its ack or error (which waits for the PBX's outcome)."""
+        return await self.request("call.control", call_id=call_id, action=action, **fields)
 
     async def available(self) -> None:
         reply = await self.request("agent.state.set", state="available")

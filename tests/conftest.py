@@ -19,9 +19,13 @@ from sqlalchemy import text
 
 from callcenter.app import create_app
 from core import db
+from core.keys import Keys
 from core.models import Base
-from core.redisconn import EmbeddedRedis
+from core.redisconn import EmbeddedRedis, client_from_url
 from core.settings import Settings
+from routing.service import Router
+from routing.store import RoutingStore
+from tests.routers import ROUTING_QUEUES
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
 # Set by ./test.sh: there the PostgreSQL variants must run, never be deselected.
@@ -259,3 +263,16 @@ async def center(aiohttp_server: object, app: object, sessions: object,
     yield center
     await center.close()
 
+
+@pytest.fixture
+async def routers(redis_url: str, redis_prefix: str) -> AsyncIterator[list[Router]]:
+    """Two routers on one Redis, each with its own connection: two nodes."""
+    clients = [client_from_url(redis_url) for _ in range(2)]
+    out = []
+    for client in clients:
+        router = Router(RoutingStore(client, Keys(redis_prefix)))
+        router.set_queues(ROUTING_QUEUES)
+        out.append(router)
+    yield out
+    for client in clients:
+        await client.aclose()

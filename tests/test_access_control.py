@@ -31,7 +31,7 @@ SHELLS = {("GET", "/"), ("GET", "/console"), ("GET", "/wallboard"), ("GET", "/re
 # What a telephony token may still do on the REST API: sign out, read the spec.
 TELEPHONY_ALLOWED = {"/api/v1/login", "/api/v1/logout", "/api/v1/openapi.json"}
 SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1", "scope": "center",
-          "agent_id": "1", "queue": "default", "kind": "not_ready"}
+          "agent_id": "1", "queue": "default", "kind": "not_ready", "call_id": "c-1"}
 
 
 def routes(app: Any) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@ import datetime as dt
 import os
 import uuid
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,12 +19,13 @@ from core.models import (
     Order,
     Queue,
 )
-from crm import segment
+from crm import segment, segment_store
 from crm.demo import DemoCredentials, load_demo
 from crm.segment import segment_all
 from crm.store import customer_profile
-from crm.value import CustomerFacts, ValueModel, compute_profiles, value_model
+from crm.value import CustomerFacts, compute_profiles, fact_columns
 from crm.value import Order as ValueOrder
+from crm.value_columns import FactColumns
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
 BACKENDS = [
@@ -192,17 +194,28 @@ async def test_segment_writes_every_value_field(base):
     assert big.value_updated_at is not None
 
 
+def _facts(columns: FactColumns) -> list[CustomerFacts]:
+    return [CustomerFacts(cid, bool(columns.has_contact[k]), int(columns.open_complaints[k]),
+                          float(columns.handle_minutes[k]), int(columns.complaints_in_period[k]),
+                          None if np.isnan(columns.satisfaction[k])
+                          else float(columns.satisfaction[k]))
+            for k, cid in enumerate(columns.ids)]
+
+
 @pytest.fixture
 def model_inputs(monkeypatch):
-    """What segment_all hands the value model."""
+    """What segment_all hands the value model, as customer and order objects."""
     seen = {}
-    real = segment.value_model
+    real = segment.score
 
-    def spy(customers, orders, today, policy):
-        seen.update(customers=list(customers), orders=list(orders))
-        return real(seen["customers"], seen["orders"], today, policy)
+    def spy(facts, orders, today, policy, lines=None):
+        seen.update(customers=_facts(facts), orders=[
+            ValueOrder(facts.ids[c], dt.date.fromordinal(d), a / 100, cost / 100)
+            for c, d, a, cost in zip(orders.customer.tolist(), orders.day.tolist(),
+                                     orders.amount.tolist(), orders.cost.tolist(), strict=True)])
+        return real(facts, orders, today, policy, lines)
 
-    monkeypatch.setattr(segment, "value_model", spy)
+    monkeypatch.setattr(segment, "score", spy)
     return seen
 
 
@@ -250,8 +263,10 @@ async def test_segment_report_counts_customers_per_tier(base):
     assert report.summary().startswith("segmented 5 customers (10 orders): vip ")
 
 
-async def test_segment_writes_in_batches(base, monkeypatch):
-    monkeypatch.setattr(segment, "_BATCH", 2)
+@pytest.mark.parametrize("batch", ["_BATCH", "_PG_BATCH"])
+async def test_segment_writes_in_batches(base, monkeypatch, batch):
+    # _PG_BATCH: on PostgreSQL, by COPY into a temporary table and UPDATE ... FROM it.
+    monkeypatch.setattr(segment_store, batch, 2)
 
     await segment_all(base, today=TODAY, progress=False)
 
@@ -259,14 +274,17 @@ async def test_segment_writes_in_batches(base, monkeypatch):
         == []
 
 
-async def test_a_customer_deleted_while_scoring_does_not_fail_the_batch(base, monkeypatch):
-    ghost = compute_profiles([CustomerFacts("ghost")], [], TODAY)
+@pytest.mark.parametrize("batch", [1000, 2])
+async def test_a_customer_deleted_while_scoring_does_not_fail_the_batch(base, monkeypatch,
+                                                                      batch):
+    real = segment.score
 
-    def with_ghost(c, o, t, p):
-        model = value_model(c, o, t, p)
-        return ValueModel({**ghost, **model.profiles}, model.summary, model.lines)
+    def with_ghost(facts, orders, today, policy, lines=None):
+        return real(fact_columns([*_facts(facts), CustomerFacts("ghost")]), orders, today,
+                    policy, lines)
 
-    monkeypatch.setattr(segment, "value_model", with_ghost)
+    monkeypatch.setattr(segment, "score", with_ghost)
+    monkeypatch.setattr(segment_store, "_PG_BATCH", batch)
 
     report = await segment_all(base, today=TODAY, progress=False)
 

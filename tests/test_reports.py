@@ -4,7 +4,9 @@ Every figure is computed by hand below. The center is in Asia/Shanghai (UTC+8); 
 threshold of 20 s, short abandons under 5 s. Local times of day D = 2026-03-10:
 
   c1 07:30:00 answered 07:30:08 (8 s, within)   ended 07:33:08 talk 180  (UTC: day D-1)
+              wrap-up done 07:33:28 (20 s)
   c2 09:05:00 answered 09:05:30 (30 s, beyond)  ended 09:07:30 talk 120  gold, CSAT 5
+              wrap-up done 09:08:00 (30 s); Amy not ready (lunch) 09:08:00-09:12:40
   c3 09:10:00 abandoned 09:10:03 (3 s: short)
   c4 09:12:00 abandoned 09:12:40 (40 s: long)
   c5 09:14:50 answered 09:15:05 (15 s, within)  ended 09:20:05 talk 300  (spans 09:15)
@@ -13,7 +15,10 @@ threshold of 20 s, short abandons under 5 s. Local times of day D = 2026-03-10:
   c7 23:59:50 answered 00:00:15 (25 s, beyond)  ended 00:02:00 talk 105  (spans midnight)
 
 A call counts in the period it was offered in; a transferred call once, with its
-first answer.
+first answer. Other wrap-ups are done at the call's end (0 s); Amy's wrap-up of c6
+runs from its transfer until her timer ends it at 11:30:00 (no wrap-up on the record:
+the call was Bob's by then). Amy is available from 07:00:00; Bob from 10:00:10, not
+ready (training) from 10:05:00 to the end of the day.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from core import db
 from core.appkeys import CALLS, REDIS, ROUTER, WALLBOARD
-from core.models import AuditEntry, ReportInterval
+from core.models import AgentStateChange, AuditEntry, ReportInterval
 from tests.conftest import make_settings
 from tests.rest import cli, request
+from tests.waits import eventually
 
 ZONE = ZoneInfo("Asia/Shanghai")
 D = dt.date(2026, 3, 10)
@@ -54,7 +60,8 @@ def set_clock(center, moment: float) -> None:
     center.server.app[CALLS].clock = lambda: moment
 
 
-async def answered(center, ivr, agent, call_id, ani, offered, answer, end) -> None:
+async def answered(center, ivr, agent, call_id, ani, offered, answer, end,
+                   wrapped=None) -> None:
     set_clock(center, at(*offered))
     await ivr.offer(call_id, ani)
     await agent.inbox.expect("screen_pop", call_id=call_id)
@@ -62,11 +69,13 @@ async def answered(center, ivr, agent, call_id, ani, offered, answer, end) -> No
     await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
     set_clock(center, at(*end))
     await ivr.event("call.ended", call_id)
-    await wrap_up(agent, call_id)
+    await wrap_up(agent, call_id, center, wrapped)
 
 
-async def wrap_up(agent, call_id: str) -> None:
+async def wrap_up(agent, call_id: str, center=None, wrapped=None) -> None:
     await agent.inbox.expect("call.ended", call_id=call_id)
+    if wrapped is not None:
+        set_clock(center, at(wrapped))
     reply = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
     assert reply["type"] == "ack", reply
 
@@ -86,11 +95,11 @@ async def crafted_day(center) -> tuple:
     await amy.available()
     ivr = await center.ivr()
     await answered(center, ivr, amy, "c1", "+8613800000001", ("07:30:00",), ("07:30:08",),
-                   ("07:33:08",))
+                   ("07:33:08",), wrapped="07:33:28")
     await answered(center, ivr, amy, "c2", GOLD_ANI, ("09:05:00",), ("09:05:30",),
-                   ("09:07:30",))
+                   ("09:07:30",), wrapped="09:08:00")
     await ivr.event("survey.result", "c2", score=5)
-    await amy.not_ready()
+    await amy.not_ready("lunch")
     await abandoned(center, ivr, "c3", "+8613800000003", "09:10:00", "09:10:03")
     await abandoned(center, ivr, "c4", "+8613800000004", "09:12:00", "09:12:40")
     await amy.available()
@@ -117,7 +126,7 @@ async def transferred_call(center, ivr, amy, bob) -> None:
     set_clock(center, at("10:05:00"))
     await ivr.event("call.ended", "c6")
     await wrap_up(bob, "c6")
-    await bob.not_ready()
+    await bob.not_ready("training")
     await ivr.event("survey.result", "c6", score=2)
     # Amy cannot end a wrap-up of a call now on another agent: her wrap-up timer does.
     set_clock(center, at("11:30:00"))
@@ -134,8 +143,37 @@ async def until_available(center, agent_id: int) -> None:
 DAY_D = {"offered": 7, "answered": 5, "answered_within": 3, "answered_beyond": 2,
          "abandoned": 1, "abandoned_short": 1, "failed": 0,
          "service_level": round(3 / 7, 4), "asa_s": 17.6, "longest_wait_s": 40.0,
-         "avg_talk_s": 167.0, "transfers": 1, "csat_responses": 2, "csat_average": 3.5,
+         "avg_talk_s": 167.0, "avg_wrap_up_s": 10.0, "aht_s": 177.0, "transfers": 1,
+         "csat_responses": 2, "csat_average": 3.5,
          "csat_satisfied": 0.5, "abandon_rate": round(2 / 7, 4)}
+
+
+# Amy on day D: available 07:00:00-07:30:00, 07:33:28-09:05:00, 09:12:40-09:14:50,
+# 09:20:05-10:00:00 and 11:30:00-23:59:50; ringing 8+30+15+10+10 (c7 until midnight);
+# on a call 180+120+300+110; wrap-up 20+30+0+5280 (c6, transfer to timer); lunch 280.
+AMY_AVAILABLE = 1800 + 5492 + 130 + 2395 + 44990
+AMY_WORKING = 73 + 710 + 5330
+AMY_D = {"handled": 5, "transfers_made": 1, "avg_talk_s": 176.25, "avg_wrap_up_s": 12.5,
+         "aht_s": 188.75, "csat_responses": 1, "csat_average": 5.0,
+         "signed_in_s": 17 * 3600.0, "available_s": float(AMY_AVAILABLE),
+         "on_call_s": 783.0, "wrap_up_s": 5330.0, "not_ready_s": 280.0,
+         "not_ready_by_reason": {"lunch": 280.0},
+         "occupancy": round(AMY_WORKING / (AMY_WORKING + AMY_AVAILABLE), 4)}
+# Bob: available 10:00:10-10:02:00, ringing 50, on c6 130, wrap-up 0, then training.
+BOB_D = {"handled": 1, "transfers_made": 0, "avg_talk_s": 130.0, "avg_wrap_up_s": 0.0,
+         "aht_s": 130.0, "csat_responses": 1, "csat_average": 2.0,
+         "signed_in_s": 50390.0, "available_s": 110.0, "on_call_s": 180.0, "wrap_up_s": 0.0,
+         "not_ready_s": 50100.0, "not_ready_by_reason": {"training": 50100.0},
+         "occupancy": round(180 / 290, 4)}
+
+
+async def agent_log_stored(center, last: float) -> None:
+    """The agent-log consumer stores state changes about once a second: wait for the last."""
+    async def stored() -> bool:
+        async with center.sessions() as session:
+            newest = await session.scalar(select(func.max(AgentStateChange.at)))
+        return newest is not None and newest.timestamp() >= last
+    await eventually(stored, timeout=60, what="the agent state log in the database")
 
 
 def figures(row: dict, names) -> dict:
@@ -188,10 +226,11 @@ async def test_a_crafted_day_gives_the_figures_worked_out_by_hand(center):
     assert (by_day["2026-03-10"]["offered"], by_day["2026-03-10"]["service_level"]) == (
         6, round(2 / 6, 4))
 
+    await agent_log_stored(center, at("00:02:00", 1))
     agents = await report(center, token, "agents", **{"from": "2026-03-10", "to": "2026-03-10"})
     by_name = {r["name"]: r for r in agents["rows"]}
-    assert (by_name["Amy"]["handled"], by_name["Amy"]["transfers_made"]) == (5, 1)
-    assert (by_name["Bob"]["handled"], by_name["Bob"]["transfers_made"]) == (1, 0)
+    assert figures(by_name["Amy"], AMY_D) == AMY_D
+    assert figures(by_name["Bob"], BOB_D) == BOB_D
 
     # The wallboard's day D, read at its last second, agrees to the call.
     set_clock(center, at("23:59:59"))

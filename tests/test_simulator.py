@@ -267,3 +267,35 @@ def test_scenario_reads_from_toml_as_from_yaml(tmp_path):
     assert (scenario.target_sl, scenario.threshold_s) == (0.9, 15.0)
     assert scenario.streams == (Stream("default", "gold", 120.0),)
     assert scenario.agents == (AgentGroup(5, ("en",)),)
+
+
+async def test_skipping_empty_rings_answers_callers_sooner_on_the_same_calls(
+        redis_url, redis_prefix):
+    from routing.sim_empty_rings import compare_empty_rings
+
+    # Every caller asks the IVR for billing, and no agent has that skill.
+    scenario = small_center(streams=(Stream("default", "standard", 50.0, intent="billing"),),
+                            calls=200)
+    redis = client_from_url(redis_url)
+    try:
+        skip, hold = await compare_empty_rings(scenario, redis, redis_prefix)
+    finally:
+        await redis.aclose()
+    assert min(hold.waits["standard"]) >= 15.0  # each held in the empty intent ring
+    assert skip.overall.p_wait < 1.0 and skip.overall.asa < hold.overall.asa
+    assert skip.overall.service_level >= hold.overall.service_level
+    assert skip.overall.preferred_calls == hold.overall.preferred_calls == 200
+
+
+def test_simulate_command_compares_skipped_and_held_empty_rings(
+        redis_url, redis_prefix, monkeypatch):
+    monkeypatch.setenv("CALLCENTER_REDIS_URL", redis_url)
+    monkeypatch.setenv("CALLCENTER_REDIS_PREFIX", redis_prefix)
+    monkeypatch.setenv("CALLCENTER_SECRET_KEY", "not-used-by-the-simulator")
+    example = Path(__file__).parent.parent / "examples" / "empty_rings.yaml"
+    result = CliRunner().invoke(app, ["simulate", str(example), "--calls", "100",
+                                      "--empty-rings", "compare"])
+    assert result.exit_code == 0, result.output
+    assert "empty rings skipped against held" in result.output
+    result = CliRunner().invoke(app, ["simulate", "--calls", "50", "--empty-rings", "never"])
+    assert result.exit_code != 0 and "--empty-rings" in result.output

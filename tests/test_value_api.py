@@ -61,9 +61,13 @@ async def test_survey_expectation_and_perception_give_c_per_agent_and_tier(cente
 
     by_agent = await boss("GET", "/api/v1/value/satisfaction?by=agent")
     by_tier = await boss("GET", "/api/v1/value/satisfaction?by=tier")
+    by_customer = await boss("GET", "/api/v1/value/satisfaction?by=customer")
+    by_queue = await boss("GET", "/api/v1/value/satisfaction?by=queue")
 
     assert by_agent["rows"] == [{"agent": agent.agent_id, "c": 1.25, "surveys": 1}]
     assert by_tier["rows"] == [{"tier": "gold", "c": 1.25, "surveys": 1}]
+    assert by_customer["rows"] == [{"customer": "S1", "c": 1.25, "surveys": 1}]
+    assert [(r["c"], r["surveys"]) for r in by_queue["rows"]] == [(1.25, 1)]
     async with db.session_scope(center.sessions) as session:
         row = (await session.execute(
             Interaction.__table__.select().where(Interaction.call_id == "c-s1"))).one()

@@ -1,8 +1,8 @@
 """administration: agents' teams and queue memberships, queues' tier boosts, reason
 codes and center settings
 
-Revision ID: 0401_admin
-Revises: 0301_webhooks
+Revision ID: 0601_admin
+Revises: 0501_call_control
 Create Date: 2026-12-03 04:30:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 import core.models
 
-revision = '0401_admin'
-down_revision = '0301_webhooks'
+revision = '0601_admin'
+down_revision = '0501_call_control'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,133 @@
+"""The index of waiting calls by pool: which calls an agent who frees up may take, exactly.
+
+Beside each pool's sorted set of available agents (``Keys.pool``), ``Keys.pool_waiting``
+holds the waiting calls whose ring of that pool is open, scored by priority. A ring that
+is not open yet waits in ``Keys.ring_openings``, scored by when it opens, and moves into
+its pool's index as soon as a decision needs it (an agent freeing up looks, or the call
+is looked at again). A call enters the index in the same Lua step that puts it in its
+queue, and leaves it in the step that takes it out (reserved, abandoned, dropped), so an
+agent who frees up finds the best call it may take by looking at the head of each of its
+pools' indexes: O(pools x log n), whatever the depth of the queues.
+
+The Lua pieces are shared by the call path's scripts (routing/transitions.py,
+routing/store.py); a callback waiting for an agent can join the same index under its own
+id, with the rings it waits on.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from redis.asyncio import Redis
+
+from core.keys import Keys
+
+# A ring opens at `offered_at + opens_after_s` (routing/engine.py, the same epsilon).
+INDEX_LIB = """
+local RING_EPSILON = 1e-6
+-- Each ring of a call: its pool and when it opens (seconds after the offer).
+local function each_ring(ckey)
+  local rings = redis.call('HGET', ckey, 'rings') or ''
+  return string.gmatch(rings, '([^|;]+)|([^|;]*)|[^;]*')
+end
+-- The call joins the index: open rings in their pools', the others in the openings.
+-- pp: the pool key prefix.
+local function index_call(ckey, call_id, now, pp)
+  local score = redis.call('HGET', ckey, 'score')
+  local offered = tonumber(redis.call('HGET', ckey, 'offered_at') or now)
+  local waited = tonumber(now) - offered
+  for pool, opens in each_ring(ckey) do
+    local at = tonumber(opens) or 0
+    if at <= waited + RING_EPSILON then
+      redis.call('ZADD', pp .. 'waiting:' .. pool, score, call_id)
+    else
+      redis.call('ZADD', pp .. 'openings', offered + at, call_id .. '|' .. pool)
+    end
+  end
+end
+local function unindex_call(ckey, call_id, pp)
+  for pool in each_ring(ckey) do
+    redis.call('ZREM', pp .. 'waiting:' .. pool, call_id)
+    redis.call('ZREM', pp .. 'openings', call_id .. '|' .. pool)
+  end
+end
+-- Rings whose time has come move into their pools' indexes. cp: the call key prefix.
+local function open_due_rings(now, pp, cp)
+  local due = redis.call('ZRANGEBYSCORE', pp .. 'openings', '-inf', tonumber(now) + RING_EPSILON,
+                         'LIMIT', 0, 1000)
+  for _, member in ipairs(due) do
+    local call_id, pool = string.match(member, '^(.*)|([^|]*)$')
+    local score = redis.call('HGET', cp .. call_id, 'score')
+    if score and redis.call('HGET', cp .. call_id, 'state') == 'queued' then
+      redis.call('ZADD', pp .. 'waiting:' .. pool, score, call_id)
+    end
+    redis.call('ZREM', pp .. 'openings', member)
+  end
+end
+"""
+
+# An available agent takes the best waiting call it may take, in one step: the lowest
+# score at the heads of its pools' indexes, ties to the lower call id. Agent and call move
+# to ringing together (the agent out of its pools, the call out of its queue and the index).
+# KEYS: agent hash; ARGV: now, pool prefix, call prefix, waiting-set prefix.
+# {1, call id, pool, agent after, call after, Redis time} | {0, why, Redis time}
+FREED_AGENT_TAKES_CALL = INDEX_LIB + """
+local t = redis.call('TIME')
+local seen = string.format('%d.%06d', t[1], t[2])
+local akey, now, pp, cp = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', akey, 'state') ~= 'available' then return {0, 'not_available', seen} end
+open_due_rings(now, pp, cp)
+local names = redis.call('HGET', akey, 'pools') or ''
+local agent_id = redis.call('HGET', akey, 'id')
+while true do
+  local best, best_score, best_pool = nil, nil, nil
+  for pool in string.gmatch(names, '[^;]+') do
+    local head = redis.call('ZRANGE', pp .. 'waiting:' .. pool, 0, 0, 'WITHSCORES')
+    if head[1] then
+      local score = tonumber(head[2])
+      if best == nil or score < best_score or (score == best_score and head[1] < best) then
+        best, best_score, best_pool = head[1], score, pool
+      end
+    end
+  end
+  if best == nil then return {0, 'no_call', seen} end
+  local ckey = cp .. best
+  if redis.call('HGET', ckey, 'state') == 'queued' then
+    for pool in string.gmatch(names, '[^;]+') do redis.call('ZREM', pp .. pool, agent_id) end
+    redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', now, 'call_id', best)
+    redis.call('HSET', ckey, 'state', 'ringing', 'agent_id', agent_id, 'ring_started', now)
+    redis.call('ZREM', ARGV[4] .. redis.call('HGET', ckey, 'queue'), best)
+    unindex_call(ckey, best, pp)
+    return {1, best, best_pool, redis.call('HGETALL', akey), redis.call('HGETALL', ckey), seen}
+  end
+  -- not waiting any more (a step that should have taken it out did not know of the index)
+  redis.call('ZREM', pp .. 'waiting:' .. best_pool, best)
+end
+"""
+
+
+class Taken(NamedTuple):
+    call_id: str
+    pool: str
+    agent: dict[str, str]
+    call: dict[str, str]
+    seen_at: float  # Redis's clock when the agent looked
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class QueueIndex:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.keys = keys
+        self._take = redis.register_script(FREED_AGENT_TAKES_CALL)
+
+    async def take_for(self, agent_id: int, now: float) -> Taken | None:
+        """The best waiting call an available agent may take, reserved for it."""
+        result = await self._take(keys=[self.keys.agent(agent_id)], args=[
+            now, self.keys.pool(""), self.keys.call(""), self.keys.waiting("")])
+        if not result[0]:
+            return None
+        return Taken(result[1], result[2], _pairs(result[3]), _pairs(result[4]),
+                     float(result[5]))

@@ -26,7 +26,8 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # Served to anyone: sign-in, health, static files, and the page shells (the same static
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
-                           "/", "/console", "/wallboard", "/reports", "/forbidden"})
+                           "/", "/console", "/wallboard", "/reports", "/admin",
+                           "/forbidden"})
 # Websockets that take a one-time `?ticket=` instead (browsers cannot set headers);
 # their handlers redeem it.
 TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard"})

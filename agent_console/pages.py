@@ -1,4 +1,5 @@
-"""The browser pages: sign-in, agent console, wallboard, reports, and their static files.
+"""The browser pages: sign-in, agent console, wallboard, reports, quality, and their static
+files.
 
 Every static file is served at a URL carrying a hash of its content
 (`/static/js/console.3f9c2a1b.js`) with a one-year immutable cache; the pages
@@ -29,7 +30,7 @@ STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGES = {"/login": "login.html", "/console": "console.html", "/wallboard": "wallboard.html",
-         "/reports": "reports.html", "/admin": "admin.html"}
+         "/reports": "reports.html", "/quality": "quality.html", "/admin": "admin.html"}
 _ASSET = re.compile(r"\{\{\s*asset\s+'([^']+)'\s*\}\}")
 _HASHED = re.compile(r"^(?P<stem>.+)\.(?P<digest>[0-9a-f]{10})(?P<suffix>\.[a-z0-9]+)$")
 

@@ -36,6 +36,7 @@ from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
 from privacy import plugin as privacy_plugin
+from quality import plugin as quality_plugin
 from reports import views as report_views
 from reports.rollup import Rollups
 from routing.admin_steps import AdminSteps
@@ -206,6 +207,7 @@ def create_app(settings: Settings) -> web.Application:
     transcripts_plugin.setup(app)
     webhooks_plugin.setup(app)
     privacy_plugin.setup(app)
+    quality_plugin.setup(app)
     audit_views.setup(app)
     report_views.setup(app)
     admin_plugin.setup(app)

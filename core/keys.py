@@ -79,6 +79,9 @@ class Keys:
     def ws_ticket(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket}"
 
+    def recording_ticket(self, ticket: str) -> str:
+        return f"{self.prefix}:recticket:{ticket}"
+
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
 

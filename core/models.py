@@ -497,3 +497,61 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_sub_event", "subscription_id", "event_id", unique=True),
         Index("ix_webhook_deliveries_sub_key", "subscription_id", "order_key", "status", "seq"),
     )
+
+
+class QualityForm(Base):
+    """An evaluation form: sections of weighted questions (`quality/forms.py` checks them).
+
+    An evaluation keeps a copy of the form it was scored with, so editing a form never
+    changes a score already given.
+    """
+
+    __tablename__ = "quality_forms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    sections: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QualityEvaluation(Base):
+    """A scored recorded call: submitted -> acknowledged, or disputed -> resolved."""
+
+    __tablename__ = "quality_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("quality_forms.id"))
+    form: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as scored
+    # Kept when retention deletes the call's record: the score stays in the statistics.
+    interaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interactions.id", ondelete="SET NULL"))
+    call_id: Mapped[str] = mapped_column(String(128))
+    agent_id: Mapped[int] = mapped_column(Integer, index=True)  # who is evaluated
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    call_at: Mapped[dt.datetime] = mapped_column(index=True)
+    evaluator_id: Mapped[int] = mapped_column(Integer)
+    evaluator: Mapped[str] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float] = mapped_column(Float)
+    earned: Mapped[float] = mapped_column(Float)
+    applicable: Mapped[float] = mapped_column(Float)
+    critical_failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
+    agent_comment: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # upheld | revised
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    original_score: Mapped[float | None] = mapped_column(Float)  # before a revision
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_quality_evaluations_call_form_evaluator", "interaction_id", "form_id",
+              "evaluator_id", unique=True),
+    )

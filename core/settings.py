@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     recordings_dir: Path | None = None
     recording_max_bytes: int = Field(default=2 * 1024**3, ge=44)  # checked before reading
     recording_max_s: float = Field(default=4 * 3600.0, gt=0)  # as the WAV header declares
+    # How long a browser's ticket to play one recording lasts (quality evaluations): the
+    # audio element's range requests reuse it; the page asks for a new one when it lapses.
+    recording_ticket_ttl_s: int = Field(default=600, ge=5, le=86400)
     transcribe_concurrency: int = Field(default=1, ge=1)  # decoder processes in `serve`
     transcribe_claim_idle_s: float = 120.0  # a job idle this long belonged to a dead worker
     transcribe_max_attempts: int = Field(default=3, ge=1)

@@ -26,11 +26,13 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # Served to anyone: sign-in, health, static files, and the page shells (the same static
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
-                           "/", "/console", "/wallboard", "/reports", "/admin",
+                           "/", "/console", "/wallboard", "/reports", "/quality", "/admin",
                            "/forbidden"})
-# Websockets that take a one-time `?ticket=` instead (browsers cannot set headers);
+# Websockets that take a one-time `?ticket=` instead (browsers cannot set headers), and
+# a recording's audio, which takes a short-lived one (its range requests reuse it);
 # their handlers redeem it.
-TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard"})
+TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard",
+                           "/api/v1/quality/recordings/{interaction_id}"})
 
 # Domain errors by code -> HTTP status.
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 400,

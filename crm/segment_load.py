@@ -1,10 +1,10 @@
 """Read the base for the value model as columns (crm/value_columns.py).
 
 The customer facts come from a handful of grouped queries. The orders of a full run
-on PostgreSQL come by binary COPY, each row a fixed 42 bytes (customer index, day,
-amount and cost in cents) read straight into numpy arrays, a few bytes an order; on
-SQLite, and for the few customers of a nightly run, they are streamed through
-SQLAlchemy. Parsing runs in a thread, never on the event loop.
+on PostgreSQL come by binary COPY (crm/pg_copy.py), each row a fixed 46 bytes
+(customer key, day, amount and cost in cents) read straight into numpy arrays, a few
+bytes an order; on SQLite, and for the few customers of a nightly run, they are
+streamed through SQLAlchemy. Parsing runs in a thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -22,17 +22,13 @@ from tqdm import tqdm
 from core.models import Complaint, Customer, CustomerPhone, Interaction
 from core.models import Order as OrderRow
 from crm.open_complaints import is_open_complaint
+from crm.pg_copy import copy_rows, row_type
 from crm.satisfaction import customer_satisfaction_query
 from crm.value_columns import FactColumns, OrderColumns, cents
 
 _STREAM_ROWS = 10_000
 _PG_EPOCH = dt.date(2000, 1, 1).toordinal()
-# One binary COPY row: field count, then (length, value) for int4, int4, int8, int8.
-_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("k", ">i4"), ("l2", ">i4"), ("day", ">i4"),
-                 ("l3", ">i4"), ("amount", ">i8"), ("l4", ">i4"), ("cost", ">i8")])
-_FIELDS = ("k", "day", "amount", "cost")
-_HEADER = 19  # signature (11), flags (4), header extension length (4, zero)
-_PARSE_BYTES = 16 << 20
+_FIELDS = ("customer", "day", "amount", "cost")
 
 
 async def load_facts(session: AsyncSession, since: dt.datetime | None, until: dt.datetime,
@@ -139,70 +135,69 @@ def _concat(parts: list[OrderColumns]) -> OrderColumns:
                           for f in ("customer", "day", "amount", "cost")))
 
 
-_COPY = """
-    SELECT s.k, o.ordered_on - DATE '2000-01-01',
-           round(o.amount * 100)::int8, round(coalesce(o.cost, 0) * 100)::int8
-    FROM orders o JOIN seg_ids s ON s.id = o.customer_id
-    WHERE o.ordered_on <= $1 AND o.ordered_on IS NOT NULL AND o.amount IS NOT NULL"""
+_ORDER_ROW = row_type(("key", ">i8"), ("day", ">i4"), ("amount", ">i8"), ("cost", ">i8"))
+_HASHES = """
+    SELECT hashtextextended(u.id, 0) FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
+    ORDER BY u.n"""
+_ORDERS = """
+    SELECT {key}, o.ordered_on - DATE '2000-01-01', (o.amount * 100)::int8,
+           (coalesce(o.cost, 0) * 100)::int8
+    FROM orders o {join} WHERE o.ordered_on <= $1 AND o.amount IS NOT NULL"""
+# Each order names its customer by a 64-bit hash of the id, matched to the customers'
+# hashes here: far cheaper for the database than joining ten million orders to a table
+# of indexes. Should two customers' ids ever share a hash, the join is used instead.
+_BY_HASH = _ORDERS.format(key="hashtextextended(o.customer_id, 0)", join="")
+_BY_JOIN = _ORDERS.format(key="s.k::int8", join="JOIN seg_ids s ON s.id = o.customer_id")
 
 
 async def _copy_orders(session: AsyncSession, ids: list[str], today: dt.date,
                        bar: Any) -> OrderColumns:
-    """The customers' indexes go to a temporary table that the orders join; the
-    join's rows come back by binary COPY and are parsed in a thread, 16 MB at a time."""
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
     assert raw is not None
+    hashes: list[np.ndarray[Any, Any]] = []
+    await copy_rows(raw, _HASHES, (ids,), row_type(("key", ">i8")),
+                    lambda rows: hashes.append(rows["key"].astype(np.int64)))
+    keys = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
+    orders = _Orders(keys, bar)
+    if orders.unique:
+        await copy_rows(raw, _BY_HASH, (today,), _ORDER_ROW, orders.add)
+        return await asyncio.to_thread(orders.columns)
     await raw.execute("CREATE TEMP TABLE seg_ids (id text, k int4) ON COMMIT DROP")
     await raw.copy_records_to_table("seg_ids", records=zip(ids, range(len(ids)), strict=True))
     await raw.execute("ANALYZE seg_ids")
     await raw.execute("SET LOCAL work_mem = '256MB'")
-    parser = _BinaryRows()
-    pending: list[bytes] = []
-    size = 0
-
-    async def sink(data: bytes) -> None:
-        nonlocal size
-        pending.append(data)
-        size += len(data)
-        if size >= _PARSE_BYTES:
-            chunk, size = b"".join(pending), 0
-            pending.clear()
-            bar.update(await asyncio.to_thread(parser.feed, chunk))
-
-    await raw.copy_from_query(_COPY, today, output=sink, format="binary")
-    bar.update(await asyncio.to_thread(parser.feed, b"".join(pending), True))
-    return await asyncio.to_thread(parser.columns)
+    orders = _Orders(None, bar)
+    await copy_rows(raw, _BY_JOIN, (today,), _ORDER_ROW, orders.add)
+    return await asyncio.to_thread(orders.columns)
 
 
-class _BinaryRows:
-    """PostgreSQL's binary COPY stream, cut into fixed-size rows as it arrives."""
+class _Orders:
+    """Orders as they arrive, their customer turned from a key into an index: the key
+    is the index itself, or the hash of the id (`keys` holds each customer's)."""
 
-    def __init__(self) -> None:
-        self.rest = b""
-        self.started = False
+    def __init__(self, keys: np.ndarray[Any, Any] | None, bar: Any) -> None:
+        self.bar = bar
         self.parts: dict[str, list[np.ndarray[Any, Any]]] = {f: [] for f in _FIELDS}
+        self.order = self.sorted = None
+        self.unique = True
+        if keys is not None:
+            self.order = np.argsort(keys, kind="stable")
+            self.sorted = keys[self.order]
+            self.unique = not bool((np.diff(self.sorted) == 0).any())
 
-    def feed(self, data: bytes, last: bool = False) -> int:
-        data = self.rest + data
-        if not self.started:
-            if data[:11] != b"PGCOPY\n\xff\r\n\x00" or data[15:19] != b"\0\0\0\0":
-                raise ValueError("not a binary COPY stream without header extension")
-            data, self.started = data[_HEADER:], True
-        if last:
-            if data[-2:] != b"\xff\xff":
-                raise ValueError("binary COPY stream ended without its trailer")
-            data = data[:-2]
-        whole = len(data) // _ROW.itemsize * _ROW.itemsize
-        rows = np.frombuffer(data[:whole], dtype=_ROW)
-        if len(rows) and not ((rows["n"] == 4).all() and (rows["l1"] == 4).all()
-                              and (rows["l3"] == 8).all() and (rows["l4"] == 8).all()):
-            raise ValueError("unexpected row layout in the binary COPY stream")
-        for f in _FIELDS:
-            self.parts[f].append(rows[f].astype(np.int64))
-        self.rest = data[whole:]
-        if last and self.rest:
-            raise ValueError("binary COPY stream cut mid-row")
-        return len(rows)
+    def add(self, rows: np.ndarray[Any, Any]) -> None:
+        key = rows["key"].astype(np.int64)
+        keep = slice(None)
+        if self.sorted is not None and self.order is not None:
+            if not len(self.sorted):
+                return
+            pos = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
+            keep = self.sorted[pos] == key  # a customer added since: the next run's
+            key = self.order[pos[keep]]
+        for name, column in (("customer", key), ("day", rows["day"][keep] + _PG_EPOCH),
+                             ("amount", rows["amount"][keep]), ("cost", rows["cost"][keep])):
+            self.parts[name].append(np.asarray(column, dtype=np.int64))
+        self.bar.update(len(rows))
 
     def columns(self) -> OrderColumns:
         """One array per field, each field's pieces let go as soon as it is joined."""
@@ -211,5 +206,4 @@ class _BinaryRows:
             pieces = self.parts.pop(f)
             out.append(np.concatenate(pieces) if pieces else np.zeros(0, np.int64))
             pieces.clear()
-        customer, day, amount, cost = out
-        return OrderColumns(customer, day + _PG_EPOCH, amount, cost)
+        return OrderColumns(*out)

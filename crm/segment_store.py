@@ -94,15 +94,17 @@ async def store(maker: async_sessionmaker[AsyncSession], s: Scored,
 
 
 # One statement, so the tier changes it notes commit with the tiers it writes.
+# Money is staged as float8 (cheap to send) and cast: each value is already rounded to
+# cents, and float8 -> numeric keeps its shortest decimal form.
 _PG_UPDATE = """
     WITH moved AS (
         INSERT INTO customer_tier_changes (customer_id, at, from_tier, to_tier)
         SELECT c.id, $2, c.tier, t.tier FROM seg_out t JOIN customers c ON c.id = t.customer_id
         WHERE t.k >= $3 AND t.k < $4 AND c.tier <> t.tier)
     UPDATE customers c SET tier = t.tier, abc_class = t.abc_class, rfm_score = t.rfm_score,
-        rfm_segment = t.rfm_segment, clv = t.clv, clv_class = t.clv_class,
+        rfm_segment = t.rfm_segment, clv = t.clv::numeric, clv_class = t.clv_class,
         lifecycle_stage = t.lifecycle_stage, churn_risk = t.churn_risk,
-        current_value = t.current_value, service_cost = t.service_cost,
+        current_value = t.current_value::numeric, service_cost = t.service_cost::numeric,
         value_cost_type = t.value_cost_type, relationship_days = t.relationship_days,
         satisfaction = t.satisfaction, churn_reasons = t.churn_reasons::json,
         value_policy_version = $1, value_updated_at = $2
@@ -118,15 +120,17 @@ async def _copy_store(maker: async_sessionmaker[AsyncSession], s: Scored,
         assert raw is not None
         await conn.commit()  # the driver runs each statement below in its own transaction
         await raw.execute("""CREATE TEMP TABLE seg_out (customer_id text, tier text,
-            abc_class text, rfm_score text, rfm_segment text, clv numeric, clv_class text,
-            lifecycle_stage text, churn_risk float8, current_value numeric,
-            service_cost numeric, value_cost_type text, relationship_days int4,
+            abc_class text, rfm_score text, rfm_segment text, clv float8, clv_class text,
+            lifecycle_stage text, churn_risk float8, current_value float8,
+            service_cost float8, value_cost_type text, relationship_days int4,
             satisfaction float8, churn_reasons text, k int4)""")
         try:
-            for lo in range(0, n, _PG_BATCH):
-                hi = min(n, lo + _PG_BATCH)
-                batch = await asyncio.to_thread(_pg_rows, s, warnings, policy, lo, hi)
-                await raw.copy_records_to_table("seg_out", records=batch)
+            with tqdm(total=n, unit="customer", desc="stage", disable=bar.disable) as staged:
+                for lo in range(0, n, _PG_BATCH):
+                    hi = min(n, lo + _PG_BATCH)
+                    batch = await asyncio.to_thread(_pg_rows, s, warnings, policy, lo, hi)
+                    await raw.copy_records_to_table("seg_out", records=batch)
+                    staged.update(hi - lo)
             await raw.execute("CREATE INDEX ON seg_out (k)")
             for lo in range(0, n, _PG_BATCH):
                 await raw.execute(_PG_UPDATE, policy.version, now, lo, lo + _PG_BATCH)
@@ -137,5 +141,5 @@ async def _copy_store(maker: async_sessionmaker[AsyncSession], s: Scored,
 
 def _pg_rows(s: Scored, warnings: dict[int, tuple[str, ...]], policy: ValuePolicy, lo: int,
              hi: int) -> Iterator[tuple[Any, ...]]:
-    return iter([(*r[:-1], json.dumps(r[-1]), lo + k)
+    return iter([(*r[:-1], json.dumps(r[-1]) if r[-1] else "[]", lo + k)
                  for k, r in enumerate(rows(s, warnings, policy, lo, hi))])

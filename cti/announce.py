@@ -1,7 +1,9 @@
-"""Re-send `route.queued` when a waiting caller's position changes materially.
+"""Re-send `route.queued` when a waiting caller's position or estimated wait changes
+materially.
 
 One node at a time (a short Redis lock) walks the queues every few seconds and tells
-each PBX about its callers whose place in line moved enough to be worth announcing.
+each PBX about its callers whose place in line, or whose estimated wait (routing/estimate.py:
+at least 30 s and 25%), moved enough to be worth announcing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import cast
 
 from core.redisconn import OUTAGES
 from cti.service import CallService
+from routing import engine
+from routing.estimate import estimated_wait_s, wait_moved
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +44,40 @@ async def announce_positions(calls: CallService, interval: float = 3.0) -> None:
             log.warning("queue announcements skipped: %s", e)
 
 
+def due(announced: tuple[str | None, str | None], position: int, estimate_s: int) -> bool:
+    """Worth announcing again: the position or the estimated wait moved materially."""
+    position_said, wait_said = announced
+    if position_said is None:
+        return False  # never announced: its first notice is on its way
+    return material(int(position_said), position) or (
+        wait_said is not None and wait_moved(float(wait_said), estimate_s))
+
+
 async def _announce_all(calls: CallService) -> None:
-    store, keys = calls.store, calls.keys
+    store = calls.store
+    aht = await store.average_handle_s()
     for queue in await store.queue_names():
-        heads = cast(list[str], await store.redis.zrange(keys.waiting(queue), 0,
-                                                         ANNOUNCE_DEPTH - 1))
-        if not heads:
+        pool = engine.queue_pool(queue)
+        serving = (await store.staffing.serving([pool]))[pool]
+        await _announce_queue(calls, queue, aht, serving)
+
+
+async def _announce_queue(calls: CallService, queue: str, aht: float | None,
+                          serving: int) -> None:
+    redis, keys = calls.store.redis, calls.keys
+    heads = cast(list[str], await redis.zrange(keys.waiting(queue), 0, ANNOUNCE_DEPTH - 1))
+    if not heads:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for call_id in heads:
+            pipe.hmget(keys.call(call_id), "announced_position", "announced_wait",
+                       "integration")
+        rows = await pipe.execute()
+    for position, (call_id, (said, wait, integration)) in enumerate(zip(heads, rows,
+                                                                        strict=True), 1):
+        if integration is None or not due((said, wait), position,
+                                          estimated_wait_s(position, aht, serving)):
             continue
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for call_id in heads:
-                pipe.hmget(keys.call(call_id), "announced_position", "integration")
-            rows = await pipe.execute()
-        for position, (call_id, (announced, integration)) in enumerate(zip(heads, rows,
-                                                                           strict=True), 1):
-            if announced is None or integration is None:
-                continue
-            if material(int(announced), position):
-                notice = await calls._queued_notice(call_id)
-                if notice:  # it still waits
-                    await calls.bus.publish(keys.telephony_channel(integration), notice)
+        notice = await calls._queued_notice(call_id)
+        if notice:  # it still waits
+            await calls.bus.publish(keys.telephony_channel(integration), notice)

@@ -32,8 +32,6 @@ from routing.store import RoutingStore
 log = logging.getLogger(__name__)
 
 Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
-# The average handle time a queue estimate assumes before any call was handled.
-DEFAULT_AHT_S = 180.0
 
 RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
 
@@ -117,8 +115,7 @@ class CallContext:
         if at is None:
             log.debug("call %s no longer waits: no position to announce", call_id)
             return {}
-        return messages.route_queued(call_id, at.queue, at.position,
-                                     DEFAULT_AHT_S if at.aht is None else at.aht, at.staffed)
+        return messages.route_queued(call_id, at.queue, at.position, at.wait_s)
 
     async def _schedule_widening(self, call_id: str, rings: list[engine.Ring],
                                  offered_at: float, now: float) -> None:

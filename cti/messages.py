@@ -20,10 +20,9 @@ def route_connect(call_id: str, agent_id: int, extension: str) -> dict[str, Any]
             "extension": extension}
 
 
-def route_queued(call_id: str, queue: str, position: int, aht: float,
-                 staffed: int) -> dict[str, Any]:
+def route_queued(call_id: str, queue: str, position: int, wait_s: int) -> dict[str, Any]:
     return {"type": "route.queued", "call_id": call_id, "queue": queue,
-            "position": position, "estimated_wait_s": round(position * aht / max(1, staffed))}
+            "position": position, "estimated_wait_s": wait_s}
 
 
 def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,29 @@ class Outcomes:
     preferred: list[bool] = field(default_factory=list)
     # ... and an agent of it (the innermost ring's pool) answered.
     best_match: list[bool] = field(default_factory=list)
+    # The wait route.queued told a caller who had to wait (NaN: it did not wait).
+    estimate_s: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """How the waits route.queued told callers compare with the waits they had."""
+
+    calls: int
+    median_wait_s: float
+    median_error_s: float  # of |estimate - wait|
+    median_bias_s: float  # of estimate - wait: > 0 the estimates say too long
+
+    @classmethod
+    def of(cls, out: Outcomes) -> Estimates | None:
+        estimate = np.array(out.estimate_s, float)
+        told = np.isfinite(estimate) & np.array(out.answered, bool)
+        if not told.any():
+            return None
+        wait = np.array(out.wait_s, float)[told]
+        error = estimate[told] - wait
+        return cls(int(told.sum()), float(np.median(wait)), float(np.median(np.abs(error))),
+                   float(np.median(error)))
 
 
 BATCHES = 20
@@ -76,6 +99,7 @@ class Report:
     waits: dict[str, np.ndarray]  # answered calls' waits per tier, for the plot
     good: np.ndarray  # per measured call, in arrival order: answered within the threshold
     wall_s: float = 0.0
+    estimates: Estimates | None = None  # of callers who waited and were answered
 
     def tier(self, name: str) -> Stats:
         return next(t for t in self.tiers if t.name == name)
@@ -98,7 +122,7 @@ def summarize(out: Outcomes, routing: str, threshold_s: float, tiers: Sequence[s
         overall=stats("all", np.ones(len(tier), bool)),
         occupancy=occupancy, sl_ci=_batch_ci(good), p_wait_ci=_batch_ci(queued),
         waits={name: wait[(tier == name) & answered] for name in tiers}, good=good,
-        wall_s=wall_s)
+        wall_s=wall_s, estimates=Estimates.of(out) if out.estimate_s else None)
 
 
 def _stats(name: str, mine: np.ndarray, out: Outcomes, good: np.ndarray, formula: Formula,
@@ -151,6 +175,11 @@ def format_report(r: Report) -> str:
     lines += [_line(s) for s in r.tiers] + [_line(r.overall)]
     lines.append(f"overall SL {r.overall.service_level:.1%} ± {r.sl_ci:.1%}, P(wait) "
                  f"{r.overall.p_wait:.1%} ± {r.p_wait_ci:.1%} (95%, batch means)")
+    if r.estimates is not None:
+        e = r.estimates
+        lines.append(f"wait estimates (route.queued) of {e.calls} answered callers who waited: "
+                     f"median error {e.median_error_s:.0f} s (bias {e.median_bias_s:+.0f} s), "
+                     f"median wait {e.median_wait_s:.0f} s")
     return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ class SimCall:
     sticky_agent: int | None = None
     queued: bool = False  # no agent was free when it was offered
     ring_pool: str = ""  # the pool of the agent it rings or was answered by
+    estimate_s: float = math.nan  # the wait route.queued told it, when it had to wait
     answered_by: int | None = None
     wait_s: float = math.nan
 
@@ -123,6 +124,8 @@ class Simulation:
             await self._ring(now, assignment)
         else:
             call.queued = True
+            notice = await self.router.store.queued_notice(call.call_id)
+            call.estimate_s = math.nan if notice is None else notice.wait_s
             self._widen_later(call, now)
 
     def _widen_later(self, call: SimCall, now: float) -> None:
@@ -175,7 +178,9 @@ class Simulation:
     async def _wrapped(self, now: float, call: SimCall) -> None:
         assert call.agent_id is not None
         call.state = "done"
-        await self.router.store.drop_call(call.call_id, call.plan.queue)
+        # talk and wrap-up: the handle time the queue's wait estimates average
+        await self.router.store.drop_call(call.call_id, call.plan.queue,
+                                          handle_s=now - call.plan.at - call.wait_s)
         await self._free(now, call.agent_id)
 
     async def _hang_up_waiting(self, now: float, call: SimCall) -> None:
@@ -241,6 +246,7 @@ class Simulation:
             out.sticky.append(call.sticky_agent is not None)
             out.sticky_hit.append(call.sticky_agent is not None
                                   and call.answered_by == call.sticky_agent)
+            out.estimate_s.append(call.estimate_s)
             out.preferred.append(len(call.rings) > 1)
             out.best_match.append(len(call.rings) > 1 and call.answered_by is not None
                                   and call.ring_pool == call.rings[0].pool)

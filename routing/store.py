@@ -18,6 +18,7 @@ from redis.asyncio.client import Pipeline
 from core.keys import Keys
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
+from routing.estimate import DEFAULT_AHT_S
 from routing.queue_index import INDEX_LIB, QueueIndex
 from routing.staffing import REGISTER_ROUTING_AGENT, STAFF_LIB, Staffing
 from routing.states import AgentState
@@ -241,8 +242,8 @@ class WrapUpEnd(NamedTuple):
 class QueuedAt(NamedTuple):
     queue: str
     position: int
-    aht: float | None
-    staffed: int
+    wait_s: int  # estimated (routing/estimate.py)
+    serving: int  # agents serving the queue
 
 
 Args = list[str | int | float | bytes]
@@ -554,14 +555,19 @@ class RoutingStore:
         return bool(await self._console_back(keys=[self.keys.agent(agent_id)], args=[reason]))
 
     async def queued_notice(self, call_id: str) -> QueuedAt | None:
-        """Where a waiting call stands, noted on it as announced; None when it no longer
-        waits."""
-        result = await self._queued_notice(keys=[self.keys.call(call_id), self.keys.stats],
-                                           args=[self.keys.waiting(""), self._pool_prefix])
+        """Where a waiting call stands and its estimated wait, noted on it as announced;
+        None when it no longer waits."""
+        result = await self._queued_notice(
+            keys=[self.keys.call(call_id), self.keys.stats],
+            args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S])
         if not result[0]:
             return None
-        return QueuedAt(result[1], int(result[2]), float(result[3]) if result[3] else None,
-                        int(result[4]))
+        return QueuedAt(result[1], int(result[2]), int(result[3]), int(result[4]))
+
+    async def average_handle_s(self) -> float | None:
+        """The recent average handle time (talk and wrap-up), None before any call."""
+        aht = await self.redis.hget(self.keys.stats, "aht")
+        return None if aht is None else float(aht)
 
     def _event_key(self, call_id: str, event: tuple[str, bytes] | None) -> str:
         return event[0] if event else self.keys.call(call_id)

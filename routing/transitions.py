@@ -238,17 +238,21 @@ redis.call('HSET', KEYS[1], 'after_wrap', '', 'after_wrap_reason', '')
 return 1
 """
 
-# Where a waiting call stands, noted on the call as announced, only while it waits (a call
-# that hung up meanwhile gets no key back). KEYS: call, stats; ARGV: waiting prefix, pool
-# prefix. {1, queue, position, average handle time ("" = none), agents staffed} | {0}
+# Where a waiting call stands and how long it will wait (routing/estimate.py: position x
+# average handle time / agents serving the queue), noted on the call as announced, only
+# while it waits (a call that hung up meanwhile gets no key back). KEYS: call, stats;
+# ARGV: waiting prefix, pool prefix, the handle time to assume before any call was handled.
+# {1, queue, position, estimated wait (s), agents serving} | {0}
 QUEUED_NOTICE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0} end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 local rank = redis.call('ZRANK', ARGV[1] .. queue, redis.call('HGET', KEYS[1], 'id'))
 if not rank then return {0} end
-redis.call('HSET', KEYS[1], 'announced_position', rank + 1)
-return {1, queue, rank + 1, redis.call('HGET', KEYS[2], 'aht') or '',
-        redis.call('ZCARD', ARGV[2] .. 'queue:' .. queue)}
+local aht = tonumber(redis.call('HGET', KEYS[2], 'aht') or ARGV[3])
+local serving = redis.call('SCARD', ARGV[2] .. 'serving:queue:' .. queue)
+local wait = math.floor((rank + 1) * aht / math.max(1, serving) + 0.5)
+redis.call('HSET', KEYS[1], 'announced_position', rank + 1, 'announced_wait', wait)
+return {1, queue, rank + 1, wait, serving}
 """
 
 # A call back into a queue from the states in ARGV[1] (";"), in one step.

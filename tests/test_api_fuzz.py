@@ -54,6 +54,7 @@ async def test_the_openapi_document_needs_a_signed_in_caller(center):
 
 
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+@pytest.mark.timeout(600)  # 25 requests for each of some 50 operations, on a shared machine
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 async def test_generated_requests_never_get_a_server_error(center, mode):
     await center.add_customer("C1", "Zhang Wei", "+8613800000001")

@@ -1,8 +1,8 @@
 """administration: agents' teams and queue memberships, queues' tier boosts, reason
 codes and center settings
 
-Revision ID: 0601_admin
-Revises: 0501_call_control
+Revision ID: 0701_admin
+Revises: 0601_quality
 Create Date: 2026-12-03 04:30:00
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 import core.models
 
-revision = '0601_admin'
-down_revision = '0501_call_control'
+revision = '0701_admin'
+down_revision = '0601_quality'
 branch_labels = None
 depends_on = None
 

@@ -116,7 +116,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                            clock=lambda: calls.clock())
     await commands.start()
     app[appkeys.COMMANDS] = commands
-    app[appkeys.CONTROL] = control = ControlService(commands, router.store)
+    app[appkeys.CONTROL] = control = ControlService(commands, router)
     calls.observers.append(control.observe)
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)

@@ -23,7 +23,14 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit
-from core.models import AuditEntry, Call, Complaint, Interaction, ProcessedEvent
+from core.models import (
+    AuditEntry,
+    Call,
+    Complaint,
+    Interaction,
+    ProcessedEvent,
+    QualityEvaluation,
+)
 from core.settings import Settings
 from core.timers import Timer, Timers
 
@@ -139,6 +146,10 @@ class Retention:
         ids = [r.id for r in rows]
         # A complaint outlives the call it came from; it no longer points at it.
         await session.execute(update(Complaint).where(Complaint.interaction_id.in_(ids))
+                              .values(interaction_id=None))
+        # So does a quality evaluation: its score stays in the statistics.
+        await session.execute(update(QualityEvaluation)
+                              .where(QualityEvaluation.interaction_id.in_(ids))
                               .values(interaction_id=None))
         report.interactions = cast(CursorResult[Any], await session.execute(
             delete(Interaction).where(old))).rowcount

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from core.keys import Keys
+from core.tickbatch import TickBatch
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.estimate import DEFAULT_AHT_S
@@ -276,6 +277,9 @@ class RoutingStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        # Marks written after records are stored ("stored" on event keys), batched per
+        # loop turn.
+        self.marks = TickBatch(redis)
         self._make_available = redis.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)

@@ -130,6 +130,7 @@ mark(KEYS[2], ARGV[3], ARGV[4])
 if (state == 'connected' or state == 'on_hold') and agent ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
              unpack(ARGV, 11))
+  redis.call('HINCRBY', KEYS[1], 'v', 1)
   if holds(KEYS[3], call_id) then
     go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
     redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
@@ -160,6 +161,7 @@ local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
            'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
 index_call(KEYS[1], call_id, ARGV[4], ARGV[5])
 redis.call('SADD', KEYS[5], ARGV[7])

@@ -218,3 +218,32 @@ async def test_each_role_reaches_only_its_part(center):
     telephony = await center.telephony_token()
     assert (await request(center, "GET", path, telephony))[0] == 403
     assert (await request(center, "GET", path))[0] == 401
+
+
+async def test_an_evaluation_outlives_its_call_record_deleted_by_retention(center, tmp_path):
+    import datetime as dt
+
+    from core.keys import Keys
+    from core.redisconn import client_from_url
+    from core.timers import Timers
+    from privacy.retention import Policy, Retention
+
+    sue, amy, _, ids = await people(center)
+    form = await new_form(center, sue)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    call = await add_call(center, "call-old", ids["amy"], at=old)
+    _, done = await evaluate(center, sue, form["id"], call, ANSWERS)
+    redis = client_from_url(center.settings.redis_url)
+    try:
+        retention = Retention(center.sessions, Timers(redis, Keys("unused").timers),
+                              Policy(calls_days=365), tmp_path)
+        report = await retention.sweep(dt.datetime.now(dt.UTC))
+    finally:
+        await redis.aclose()
+    assert report.interactions == 1
+    status, kept = await request(center, "GET", f"/api/v1/quality/evaluations/{done['id']}", amy)
+    assert status == 200 and kept["interaction_id"] is None and kept["score"] == 100
+    span = f"from={old.date().isoformat()}&to={old.date().isoformat()}&by=agent"
+    _, scores = await request(center, "GET", f"/api/v1/quality/stats?{span}", sue)
+    assert [r["average"] for r in scores["rows"]] == [100]
+    assert (await request(center, "GET", f"/api/v1/quality/calls/{call}", sue))[0] == 404

@@ -101,7 +101,8 @@ async def test_a_supervisor_scores_a_call_beside_its_recording_and_the_agent_dis
 
     agent = await new_page(width=1500, height=1000)
     await sign_in(agent, center, "amy")
-    await agent.goto(f"{center.url}/quality")
+    await agent.click("#link-quality")  # from the console
+    await agent.wait_for_url(f"{center.url}/quality")
     await expect(agent.locator("#q-tabs [data-tab=forms]")).to_be_hidden()
     await agent.click("#q-eval-table .q-view")
     await expect(agent.locator("#q-eval-score")).to_have_text("62.5", timeout=SLOW)

@@ -39,7 +39,7 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "conflict": 409, "rate_limited": 429, "unknown_call": 404,
           "illegal_transition": 409, "wrong_agent": 409, "agent_busy": 409,
           # administration (admin/, docs/admin.md)
-          "unknown_agent": 404, "unknown_queue": 400, "unknown_skill": 400,
+          "unknown_skill": 400,
           "queue_busy": 409, "last_admin": 409, "username_taken": 409,
           "queue_exists": 409, "skill_in_use": 409, "not_your_team": 403, "busy": 503,
           # call control (cti/control.py): refused before sending, or what the PBX did

@@ -127,7 +127,7 @@ async def test_an_admin_creates_an_agent_who_can_sign_in(center: Any) -> None:
     ("PATCH", "/api/v1/admin/queues/default", {"tier_boost_s": {"platinum": 5}}, 400,
      "invalid"),
     ("DELETE", "/api/v1/admin/queues/nowhere", None, 404, "not_found"),
-    ("PATCH", "/api/v1/admin/agents/999999", {"level": 2}, 404, "unknown_agent"),
+    ("PATCH", "/api/v1/admin/agents/999999", {"level": 2}, 400, "unknown_agent"),
     ("PATCH", "/api/v1/admin/agents/abc", {"level": 2}, 400, "invalid"),
     ("PATCH", "/api/v1/admin/agents/{admin}", {"role": "agent"}, 409, "last_admin"),
     ("PATCH", "/api/v1/admin/agents/{admin}", {"active": False}, 409, "last_admin"),

@@ -139,3 +139,32 @@ async def test_without_a_pbx_the_console_says_so_and_shortcuts_are_listed(
     await expect(help_sheet).to_contain_text("Hold or resume the call")
     await console.keyboard.press("Escape")
     await expect(help_sheet).to_have_count(0)
+
+
+async def test_blind_transfer_to_a_colleague_from_the_dialog(
+        center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+    bob = await center.agent("bob")
+    console, ivr, amy = await ringing_console(center, new_page)
+    await bob.available()
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    pbx = ivr.obey()
+    try:
+        await console.click("#btn-transfer")
+        dialog = console.locator("#transfer-dialog")
+        await expect(dialog).to_be_visible()
+        await console.fill("#transfer-queue", "no-such-queue")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#control-message")).to_have_text("There is no such queue.")
+        assert await call_state(center, "call-1") == "connected"
+
+        await console.click("#btn-transfer")
+        await dialog.locator("input[value=agent]").check()
+        await expect(console.locator("#transfer-agent")).to_have_value(str(bob.agent_id))
+        await shoot(console, "console-transfer.png")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#wrapup-form")).to_be_visible()
+        pop = await bob.inbox.expect("screen_pop", call_id="call-1", timeout=30)
+        assert pop["transferred_from"] == amy
+    finally:
+        pbx.cancel()

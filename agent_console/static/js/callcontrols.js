@@ -16,14 +16,17 @@ export const LEGAL = {
   hold: new Set(["connected"]),
   resume: new Set(["on_hold"]),
   hangup: new Set(["connected", "on_hold"]),
+  transfer: new Set(["connected", "on_hold"]),
 };
 
 export class CallControls {
-  // send(call, action) -> a promise of the ack, rejected with an Error that has .code
-  // (and .reason when the PBX refused); isLive() -> whether the console is connected.
-  constructor({ send, isLive }) {
+  // send(call, action, fields) -> a promise of the ack, rejected with an Error that has
+  // .code (and .reason when the PBX refused); isLive() -> whether the console is
+  // connected; pickTransfer() -> a promise of the transfer's target fields, or null.
+  constructor({ send, isLive, pickTransfer }) {
     this.send = send;
     this.isLive = isLive;
+    this.pickTransfer = pickTransfer;
     this.call = null;
   }
 
@@ -36,6 +39,8 @@ export class CallControls {
       button("btn-answer", "answer", "go"),
       button("btn-hold", "hold", ""),
       h("span", { id: "hold-timer", class: "hold-timer", hidden: true }),
+      h("button", { id: "btn-transfer", type: "button", class: "btn",
+        onclick: () => this.transfer() }),
       button("btn-hangup", "hangup", "bad"),
       h("span", { id: "control-message", class: "control-message", role: "status" }));
     this.update(call);
@@ -56,6 +61,10 @@ export class CallControls {
     hold.disabled = !enabled(holdAction);
     hold.textContent = label(call, holdAction);
     hold.setAttribute("aria-pressed", String(call.phase === "on_hold"));
+    const transfer = $("#btn-transfer", this.root);
+    transfer.hidden = call.phase === "ringing";
+    transfer.disabled = !enabled("transfer");
+    transfer.textContent = label(call, "transfer");
     const hangup = $("#btn-hangup", this.root);
     hangup.disabled = !enabled("hangup");
     hangup.textContent = label(call, "hangup");
@@ -80,14 +89,19 @@ export class CallControls {
     if (LEGAL[wanted].has(call.phase)) this.act(wanted);
   }
 
-  async act(action) {
+  async transfer() {
+    const target = await this.pickTransfer();
+    if (target) await this.act("transfer", { mode: "blind", ...target });
+  }
+
+  async act(action, fields = {}) {
     const call = this.call;
     if (!call || call.pending || !LEGAL[action].has(call.phase) || !this.isLive()) return;
     call.pending = action;
     this.say("");
     this.update(call);
     try {
-      await this.send(call, action);
+      await this.send(call, action, fields);
       this.say(t(`control.done.${action}`), "ok");
     } catch (e) {
       this.say(failure(e), "bad");

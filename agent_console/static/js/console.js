@@ -8,6 +8,7 @@ import { $ } from "./dom.js";
 import { languageSwitch, onLangChange, t, tOr, translate } from "./i18n.js";
 import { installShortcuts, showHelp } from "./shortcuts.js";
 import { LiveSocket } from "./socket.js";
+import { pickTransfer } from "./transfer.js";
 import { StateBar } from "./statebar.js";
 
 const HOLDING = new Set(["ringing", "on_call", "wrap_up"]);
@@ -143,8 +144,16 @@ async function setState(state, reason = "") {
 
 // A call-control command; resolves once the PBX agreed (the server waits for it, up to
 // CALLCENTER_CONTROL_TIMEOUT_S), so this waits longer than an ordinary request.
-function control(call, action) {
-  return socket.request({ type: "call.control", call_id: call.call_id, action }, 30000);
+function control(call, action, fields = {}) {
+  return socket.request({ type: "call.control", call_id: call.call_id, action, ...fields },
+    30000);
+}
+
+// The colleagues a call can be transferred to, by name.
+function transferTarget() {
+  const others = [...app.agents].filter(([id]) => id !== app.me.agent_id)
+    .sort((a, b) => a[1].localeCompare(b[1]));
+  return pickTransfer(others);
 }
 
 async function wrapup(call, { disposition, notes }) {
@@ -270,7 +279,8 @@ async function main() {
   $("#user-name").textContent = app.me.name;
   $("#link-wallboard").hidden = app.me.role === "agent";
   stateBar = new StateBar($("#statebar"), app.me.not_ready_reasons, setState);
-  controls = new CallControls({ send: control, isLive: () => socket?.isOpen && app.synced });
+  controls = new CallControls({ send: control, isLive: () => socket?.isOpen && app.synced,
+    pickTransfer: transferTarget });
   panel = new CallPanel($("#view-call"), $("#call-work"), {
     controls,
     dispositions: app.me.dispositions, agentName, onWrapup: wrapup, onNotes: saveNotes,

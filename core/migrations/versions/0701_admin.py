@@ -2,7 +2,7 @@
 codes and center settings
 
 Revision ID: 0701_admin
-Revises: 0601_quality
+Revises: 0602_agent_state_rollup
 Create Date: 2026-12-03 04:30:00
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import core.models
 
 revision = '0701_admin'
-down_revision = '0601_quality'
+down_revision = '0602_agent_state_rollup'
 branch_labels = None
 depends_on = None
 

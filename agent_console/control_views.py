@@ -4,23 +4,20 @@ the console's `call.control` frame (docs/protocol.md); it returns once the PBX c
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from core import appkeys
 from core.models import Role
 from core.web import Invalid, authenticate
 from cti.control import Request
-from cti.schemas import describe
+from cti.schemas import ControlFields, describe
 
 STAFF = (Role.agent, Role.supervisor, Role.admin)
 
 
-class ControlBody(BaseModel):
+class ControlBody(ControlFields):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-    action: Literal["hold", "resume", "hangup", "answer"]
 
 
 async def control_call(request: web.Request) -> web.Response:
@@ -31,7 +28,8 @@ async def control_call(request: web.Request) -> web.Response:
         raise Invalid(describe(e.errors())) from e
     call_id = request.match_info["call_id"]
     mine = None if principal.has(Role.supervisor, Role.admin) else principal.agent_id
-    outcome = await request.app[appkeys.CONTROL].control(Request(call_id, body.action, mine))
+    outcome = await request.app[appkeys.CONTROL].control(Request(call_id, body.action, mine),
+                                                         **body.fields())
     return web.json_response({"ok": True, "call_id": call_id, "action": body.action,
                               "command_id": outcome.command_id})
 

@@ -24,7 +24,7 @@ from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
 from cti.control import ControlFailed, Request
-from cti.schemas import describe
+from cti.schemas import ControlFields, describe
 from routing.service import RoutingError
 from routing.states import AgentState
 
@@ -53,14 +53,13 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-class CallControl(_Message):
+class CallControl(_Message, ControlFields):
     """Act on a call through the PBX (docs/protocol.md, protocol v2). Answered once the PBX
     confirmed (ack) or could not (error)."""
 
     type: Literal["call.control"]
     event_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=128)]
-    action: Literal["hold", "resume", "hangup", "answer"]
 
 
 AgentMessage = TypeAdapter(Annotated[SetState | WrapupDone | Ping | CallControl,
@@ -213,7 +212,7 @@ async def _apply(app: web.Application, principal: Principal, message: Any) -> di
         # Supervisors and admins may control any call; an agent its own.
         mine = None if principal.has(Role.supervisor, Role.admin) else agent_id
         outcome = await app[appkeys.CONTROL].control(
-            Request(message.call_id, message.action, mine))
+            Request(message.call_id, message.action, mine), **message.fields())
         return {"command_id": outcome.command_id}
     if isinstance(message, SetState):
         if message.state == "not_ready" and message.reason not in settings.not_ready_reasons:

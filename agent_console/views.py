@@ -169,7 +169,7 @@ def interaction_dict(row: Interaction) -> dict[str, Any]:
         "disposition": row.disposition, "notes": row.notes, "survey_score": row.survey_score,
         "transcript_status": row.transcript_status, "transcript_error": row.transcript_error,
         "transcript": row.transcript, "complaint_flag": row.complaint_flag,
-        "hold_count": row.hold_count, "hold_s": row.hold_s,
+        "hold_count": row.hold_count, "hold_s": row.hold_s, "legs": row.legs,
     }
 
 

@@ -252,7 +252,7 @@ class Wallboard:
             await self.refresh()
         day = day_of(now, self.tz)
         stats = _parse(await self.redis.hgetall(self.keys.stats_day(day)))
-        waiting = await self._waiting_calls()
+        waiting, held = await self._live_calls()
         agents = await self.store.agents()
         queue_names = sorted({"default", *self.queues, *_names(stats, "q:"),
                               *(c["queue"] for c in waiting)})
@@ -267,8 +267,8 @@ class Wallboard:
                            [now - c["offered_at"] for c in waiting if c["tier"] == t], tier=t)
                       for t in TIERS],
             "intervals": _intervals(stats, interval_of(now, self.tz), self.formula),
-            "agents": _agents(agents, stats, now),
-            "agent_states": _state_counts(agents),
+            "agents": _agents(agents, stats, now, held),
+            "agent_states": {**_state_counts(agents), "on_hold": len(held)},
             "complaints": dict(self._complaints),
         }
 
@@ -280,17 +280,21 @@ class Wallboard:
                     display_name=target.name or queue, threshold_s=target.threshold_s,
                     target=target.target)
 
-    async def _waiting_calls(self) -> list[dict[str, Any]]:
+    async def _live_calls(self) -> tuple[list[dict[str, Any]], set[int]]:
+        """The waiting calls, and the agents whose caller is on hold."""
         # The client decodes responses, so members are str.
         ids = cast(list[str], list(await self.redis.smembers(self.keys.calls)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for call_id in ids:
-                pipe.hmget(self.keys.call(call_id), "state", "queue", "tier", "offered_at")
+                pipe.hmget(self.keys.call(call_id), "state", "queue", "tier", "offered_at",
+                           "agent_id")
             rows = await pipe.execute()
-        return [{"queue": queue or "default", "tier": tier or "standard",
-                 "offered_at": float(offered)}
-                for state, queue, tier, offered in rows
-                if state in WAITING_STATES and offered is not None]
+        waiting = [{"queue": queue or "default", "tier": tier or "standard",
+                    "offered_at": float(offered)}
+                   for state, queue, tier, offered, _ in rows
+                   if state in WAITING_STATES and offered is not None]
+        held = {int(agent) for state, *_, agent in rows if state == "on_hold" and agent}
+        return waiting, held
 
 
 def _parse(raw: dict[bytes | str, bytes | str]) -> dict[str, dict[str, float]]:
@@ -362,7 +366,7 @@ def _intervals(stats: dict[str, dict[str, float]], current: str,
 
 
 def _agents(agents: list[dict[str, str]], stats: dict[str, dict[str, float]],
-            now: float) -> list[dict[str, Any]]:
+            now: float, held: set[int]) -> list[dict[str, Any]]:
     rows = []
     for agent in agents:
         s = stats.get(f"a:{agent.get('id')}", {})
@@ -374,7 +378,8 @@ def _agents(agents: list[dict[str, str]], stats: dict[str, dict[str, float]],
             "agent_id": int(agent["id"]), "name": agent.get("name") or agent.get("username"),
             "state": agent.get("state", "logged_out"), "reason": agent.get("reason") or None,
             "since": since, "in_state_s": round(max(0.0, now - since), 1),
-            "handled": handled, "aht_s": _ratio(s.get("handle_sum", 0), handled)})
+            "handled": handled, "aht_s": _ratio(s.get("handle_sum", 0), handled),
+            "on_hold": int(agent["id"]) in held})
     return sorted(rows, key=lambda r: (r["state"] == "logged_out", str(r["name"]).lower()))
 
 

@@ -41,7 +41,8 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           # call control (cti/control.py): refused before sending, or what the PBX did
           "not_your_call": 403, "command_pending": 409, "call_ended": 409,
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
-          "control_timeout": 504}
+          "control_timeout": 504, "unknown_queue": 400, "unknown_agent": 400,
+          "agent_unavailable": 409}
 
 
 class NotFound(Exception):

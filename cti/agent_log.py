@@ -65,8 +65,10 @@ class AgentLogConsumer:
             return 0
         await self.writer.write([_insert(fields) for _, fields in entries])
         ids = [entry_id for entry_id, _ in entries]
-        await self.redis.xack(self.stream, GROUP, *ids)
-        await self.redis.xdel(self.stream, *ids)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.xack(self.stream, GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
         return len(entries)
 
 

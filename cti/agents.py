@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from core.timers import Timer
-from cti import messages, records
+from cti import legs, messages, records
 from cti.calls import CallState, WrongAgent, check
 from cti.context import CallContext
 from routing.states import AgentState
@@ -42,13 +42,57 @@ class AgentLifecycle(CallContext):
 
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:
+        wrap = {"disposition": disposition, "notes": notes}
+        if await self._wraps_earlier_leg(agent_id, call_id):
+            # The agent wraps up its own leg of a call that went on without it (a
+            # transfer): its wrap-up goes on its leg, whatever the call is now.
+            await self._wrap_leg(agent_id, call_id, wrap)
+            await self._finish_wrap_up(agent_id, call_id, self.clock())
+            return
         # A finished call is no longer in Redis: its state from the database.
         live = await self._live(call_id)
         check(call_id, live["state"], "wrapup.done")
         if live.get("agent_id") != str(agent_id) and live.get("wrap_agent") != str(agent_id):
             raise WrongAgent(call_id, messages.int_or_none(live.get("agent_id")), agent_id)
-        await self._finish_wrap_up(agent_id, call_id, self.clock(),
-                                   {"disposition": disposition, "notes": notes})
+        await self._finish_wrap_up(agent_id, call_id, self.clock(), wrap)
+
+    async def _wraps_earlier_leg(self, agent_id: int, call_id: str) -> bool:
+        """The agent is in wrap-up of this call, which is no longer its own: the call
+        moved on to others (or ended with them) after this agent's leg."""
+        agent = await self.store.agent(agent_id)
+        if agent.get("state") != AgentState.wrap_up.value or agent.get("call_id") != call_id:
+            return False
+        call = await self.store.call(call_id)
+        return call.get("state") != CallState.wrap_up.value \
+            or call.get("wrap_agent") != str(agent_id)
+
+    async def _wrap_leg(self, agent_id: int, call_id: str, wrap: dict[str, str]) -> None:
+        """Note the agent's disposition and notes on its leg: on the live call in one
+        versioned step (a loser reads again), then on the record."""
+        for _ in range(5):
+            call = await self.store.call(call_id)
+            if not call:
+                await self._wrap_recorded_leg(agent_id, call_id, wrap)
+                return
+            changed = legs.wrapped(legs.legs_of(call), agent_id, wrap)
+            if changed is None:
+                return
+            step = await self.legs.step(call_id, [call["state"]], call.get("v", "0"),
+                                        call["state"], {"legs": orjson.dumps(changed).decode()})
+            if step.won:
+                await self.writer.write([records.interaction_op(call_id, legs=changed)])
+                return
+        log.warning("wrap-up of agent %s not noted on call %s: it kept changing",
+                    agent_id, call_id)
+
+    async def _wrap_recorded_leg(self, agent_id: int, call_id: str,
+                                 wrap: dict[str, str]) -> None:
+        """The call ended meanwhile: the leg is in the record only."""
+        async with self._reader() as session:
+            record = await records.interaction(session, call_id)
+        changed = legs.wrapped(list(record.legs or []) if record else [], agent_id, wrap)
+        if changed is not None:
+            await self.writer.write([records.interaction_op(call_id, legs=changed)])
 
     async def agent_snapshot(self, agent_id: int) -> list[dict[str, Any]]:
         """What a (re)connecting console needs at once: its state and its current call."""
@@ -105,6 +149,10 @@ class AgentLifecycle(CallContext):
         # The wrap-up ran from the call's end until now (reports: handle time).
         wrap_up_s = round(max(0.0, now - float(call.get("ended_at") or now)), 3)
         ops.append(records.interaction_op(call["id"], **wrap, wrap_up_s=wrap_up_s))
+        if wrap and "wrap_agent" in call:  # the last leg's wrap-up, on the leg too
+            last = legs.wrapped(legs.legs_of(call), int(call["wrap_agent"]), wrap)
+            if last is not None:
+                ops.append(records.interaction_op(call["id"], legs=last))
         try:
             await self.writer.write(ops)
         except Exception:

@@ -29,6 +29,7 @@ from core.bus import Bus
 from core.keys import Keys
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
+from cti.ari_control import AriCommands, ControlMessage
 from cti.ari_events import (
     ApplicationReplaced,
     BadEvent,
@@ -40,21 +41,23 @@ from cti.ari_events import (
     parse_event,
 )
 from cti.ari_legs import Legs, RouteMessage, agent_leg, is_agent_start, recording_call
+from cti.control import ControlService
 from cti.service import CallService
 
 log = logging.getLogger(__name__)
 
 # Gateway states in which the call still has a caller on the line.
-PHONE_STATES = ("offered", "queued", "ringing", "connected")
+PHONE_STATES = ("offered", "queued", "ringing", "connected", "on_hold")
 
 __all__ = ["AriAdapter", "AriConfig", "ari_ctx"]
 
 
 class AriAdapter:
     def __init__(self, client: AriClient, calls: CallService, bus: Bus, keys: Keys,
-                 config: AriConfig) -> None:
+                 config: AriConfig, commands: ControlService) -> None:
         self.client, self.calls, self.bus, self.config = client, calls, bus, config
         self.control = CallControl(client, calls, config)
+        self.commands = AriCommands(self.control, commands)
         self._bus_channel = keys.telephony_channel(self.control.integration)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: Counter[str] = Counter()
@@ -148,7 +151,16 @@ class AriAdapter:
             self._submit(leg[0], self.control.agent_event, legs_by_call[leg[0]], event)
 
     async def _on_route(self, message: dict[str, Any]) -> None:
-        """A routing decision published later (an agent freed up, a ring timed out)."""
+        """A routing decision published later (an agent freed up, a ring timed out), or a
+        desktop's call-control command (`route.control`)."""
+        if message.get("type") == "route.control":
+            try:
+                command = ControlMessage.model_validate(message)
+            except ValidationError as e:
+                log.warning("ARI %s: malformed route.control ignored: %s", self.config.app, e)
+                return
+            self._submit(command.call_id, self.commands.carry_out, command)
+            return
         try:
             route = RouteMessage.model_validate(message)
         except ValidationError:
@@ -213,7 +225,7 @@ async def ari_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     client = AriClient(s.ari_url or "", s.ari_user or "", s.ari_password or "", s.ari_app or "")
     adapter = AriAdapter(client, app[appkeys.CALLS], app[appkeys.BUS], app[appkeys.KEYS],
-                         AriConfig.from_settings(s))
+                         AriConfig.from_settings(s), app[appkeys.CONTROL])
     app[appkeys.ARI] = adapter
     supervisor = app[appkeys.SUPERVISOR]
     task = supervisor.start("ari", adapter.run)

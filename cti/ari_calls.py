@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 GONE = ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed")
 STORE_ATTEMPTS = 5
+TALKING = ("connected", "on_hold")  # call states with the caller and agent bridged
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,9 @@ class CallControl:
             await self._quietly(self.client.destroy_bridge(legs.bridge))
         self.legs.pop(legs.call_id, None)
 
+    async def send(self, frame: Frame) -> Outcome | None:
+        return await self._send(frame)
+
     async def _send(self, frame: Frame) -> Outcome | None:
         """Apply a frame; None if the gateway refused it. Resent while storage is down,
         as the protocol asks of a PBX."""
@@ -302,10 +306,11 @@ class CallControl:
                               bridges: dict[str, Bridge]) -> None:
         call_id, state = call["call_id"], call["state"]
         legs = self._rebuild(call, channels, bridges)
+        talking = state in TALKING
         if call_id not in channels:
-            cause = "normal" if state == "connected" else "abandoned"
+            cause = "normal" if talking else "abandoned"
             await self._end(legs, cause, f"ari:{call_id}:reconciled:gone")
-        elif state == "connected" and legs.agent_channel is None:
+        elif talking and legs.agent_channel is None:
             await self._end(legs, "agent_hangup", f"ari:{call_id}:reconciled:agent-gone",
                             hang_up_caller=True)
         elif state == "ringing" and legs.agent_channel and (
@@ -323,7 +328,7 @@ class CallControl:
             legs = Legs(call_id, ani=caller.caller.number if caller else "",
                         queue=call.get("queue") or "default", offered=True)
             legs.agent_id = call.get("agent_id")
-            legs.answered = call["state"] == "connected"
+            legs.answered = call["state"] in TALKING
             bridge = bridges.get(legs.bridge_id)
             if bridge is not None:
                 legs.bridge, legs.caller_bridged = bridge.id, call_id in bridge.channels

@@ -74,6 +74,12 @@ class AriClient:
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self._request("DELETE", f"/channels/{channel_id}", {"reason": reason})
 
+    async def hold(self, channel_id: str) -> None:
+        await self._request("POST", f"/channels/{channel_id}/hold")
+
+    async def unhold(self, channel_id: str) -> None:
+        await self._request("DELETE", f"/channels/{channel_id}/hold")
+
     async def start_moh(self, channel_id: str, moh_class: str = "") -> None:
         params = {"mohClass": moh_class} if moh_class else None
         await self._request("POST", f"/channels/{channel_id}/moh", params)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
+
+# A live call's hash read just before its handler runs (the owner check of a telephony
+# event): the handler's first `_live` takes it instead of reading it again. Per task, so
+# each frame sees only its own read.
+PREFETCHED: ContextVar[tuple[str, dict[str, str]] | None] = ContextVar("prefetched",
+                                                                       default=None)
 
 
 @dataclass
@@ -132,7 +139,12 @@ class CallContext:
             await self._dispatch(assignment, None)
 
     async def _live(self, call_id: str) -> dict[str, str]:
-        call = await self.store.call(call_id)
+        prefetched = PREFETCHED.get()
+        PREFETCHED.set(None)
+        if prefetched is not None and prefetched[0] == call_id:
+            call = prefetched[1]
+        else:
+            call = await self.store.call(call_id)
         if call:
             return call
         state, _ = await self._any_state(call_id)

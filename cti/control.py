@@ -13,10 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cti.calls import CallError, CallState
+from cti.calls import TALKING, CallError, CallState
 from cti.commands import CommandError, Guard, Outcome, PbxCommands, UnknownCommand
 from cti.schemas import ControlResult
-from routing.store import RoutingStore
+from routing.service import Router
+from routing.states import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ ACTION_STATES: dict[str, frozenset[CallState]] = {
     "resume": frozenset({CallState.on_hold}),
     "hangup": frozenset({CallState.connected, CallState.on_hold}),
     "answer": frozenset({CallState.ringing}),
+    "transfer": TALKING,
 }
 
 # Outcome reasons of ours, and the PBX's well-known ones, as error codes; any other reason
@@ -72,6 +74,27 @@ class LateResult(CommandError):
                          "its requester was told so")
 
 
+class UnknownQueue(CallError):
+    code = "unknown_queue"
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"no queue {queue!r}")
+
+
+class UnknownAgent(CallError):
+    code = "unknown_agent"
+
+    def __init__(self, agent_id: int) -> None:
+        super().__init__(f"no agent {agent_id} is known to routing")
+
+
+class AgentUnavailable(CallError):
+    code = "agent_unavailable"
+
+    def __init__(self, agent_id: int, why: str) -> None:
+        super().__init__(f"agent {agent_id} cannot take the call: {why}")
+
+
 @dataclass(frozen=True)
 class Request:
     """Who asks: an agent controls only its own call (`agent_id`); a supervisor, admin or
@@ -83,8 +106,8 @@ class Request:
 
 
 class ControlService:
-    def __init__(self, commands: PbxCommands, store: RoutingStore) -> None:
-        self.commands, self.store = commands, store
+    def __init__(self, commands: PbxCommands, router: Router) -> None:
+        self.commands, self.router, self.store = commands, router, router.store
 
     async def control(self, request: Request, **fields: Any) -> Outcome:
         """Send the action to the call's PBX and wait for its outcome: returned when done,
@@ -93,6 +116,8 @@ class ControlService:
         if states is None:
             raise ValueError(f"unknown action {request.action!r}")
         extra = await self._phone(request.call_id)
+        if request.action == "transfer":
+            fields = await self._target(fields, extra.get("agent_id"))
         outcome = await self.commands.send(
             ROUTE_CONTROL, {"action": request.action, **extra, **fields},
             call_id=request.call_id,
@@ -108,6 +133,23 @@ class ControlService:
             return {}
         agent = await self.store.agent(int(agent_id))
         return {"agent_id": int(agent_id), "extension": agent.get("extension", "")}
+
+    async def _target(self, fields: dict[str, Any], current: int | None) -> dict[str, Any]:
+        """A transfer's target checked (a known queue; an agent logged in, not the one
+        on the call), with what the PBX needs to reach an agent."""
+        queue, agent_id = fields.get("to_queue"), fields.get("to_agent_id")
+        if queue is not None and queue not in self.router.queues:
+            raise UnknownQueue(queue)
+        if agent_id is None:
+            return fields
+        agent = await self.store.agent(agent_id)
+        if not agent:
+            raise UnknownAgent(agent_id)
+        if agent_id == current:
+            raise AgentUnavailable(agent_id, "the call is with this agent already")
+        if agent.get("state", AgentState.logged_out.value) == AgentState.logged_out.value:
+            raise AgentUnavailable(agent_id, "logged out")
+        return {**fields, "to_extension": agent.get("extension", "")}
 
     async def result(self, frame: ControlResult, integration: str) -> bool:
         """The PBX's control.result: True when it decided the outcome, False for a resend

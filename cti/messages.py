@@ -27,8 +27,12 @@ def route_queued(call_id: str, queue: str, position: int, wait_s: int) -> dict[s
 
 def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
     pop = orjson.loads(call["pop"])
-    return {"type": "screen_pop", **pop, "routing_reason": reason,
-            "new_caller": pop.get("customer") is None}
+    message = {"type": "screen_pop", **pop, "routing_reason": reason,
+               "new_caller": pop.get("customer") is None}
+    if call.get("transferred_from"):  # a transferred call: its queue now, and from whom
+        message["queue"] = call.get("queue", pop.get("queue"))
+        message["transferred_from"] = int(call["transferred_from"])
+    return message
 
 
 def agent_state(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:

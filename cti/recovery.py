@@ -124,7 +124,11 @@ class Recovery:
         fields = {**_fields(call, pop), "score": score, "agent_id": call.agent_id or "",
                   "answered_at": answered, "rings": "",
                   "reason": orjson.dumps(record.routing_reason or {}).decode(),
-                  "agents": ",".join(str(a) for a in record.agent_ids or [])}
+                  "agents": ",".join(str(a) for a in record.agent_ids or []),
+                  # call control: holds so far (a hold in progress restarts now), legs
+                  "hold_count": record.hold_count or 0, "hold_s": record.hold_s or 0.0,
+                  "held_at": self.calls.clock() if call.state == CallState.on_hold.value
+                  else "", "legs": orjson.dumps(record.legs or []).decode()}
         if record.ended_at is not None:
             fields["ended_at"] = record.ended_at.timestamp()
         keys, redis = self.calls.keys, self._redis

@@ -57,15 +57,25 @@ class CallEnded(Frame):
     cause: Literal["normal", "caller_hangup", "agent_hangup", "abandoned", "failed"] = "normal"
 
 
+# A telephone number to transfer a caller to: digits, an optional leading +.
+PhoneNumber = Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
+QueueName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+AgentId = Annotated[int, Field(ge=1, le=2**31)]
+
+
 class CallTransferred(Frame):
+    """The PBX moved the caller: to a queue or an agent (back into routing), or (v2) out
+    of the center to a number (the call ends for the center; its agent wraps up)."""
+
     type: Literal["call.transferred"]
-    to_queue: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")] | None = None
-    to_agent_id: Annotated[int, Field(ge=1, le=2**31)] | None = None
+    to_queue: QueueName | None = None
+    to_agent_id: AgentId | None = None
+    to_number: PhoneNumber | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> CallTransferred:
-        if (self.to_queue is None) == (self.to_agent_id is None):
-            raise ValueError("give exactly one of to_queue or to_agent_id")
+        if sum(t is not None for t in (self.to_queue, self.to_agent_id, self.to_number)) != 1:
+            raise ValueError("give exactly one of to_queue, to_agent_id or to_number")
         return self
 
 
@@ -103,6 +113,35 @@ class ControlResult(BaseModel):
     @property
     def detail(self) -> dict[str, Any]:
         return {k: v for k, v in (self.model_extra or {}).items() if k != "call_id"}
+
+
+class ControlFields(BaseModel):
+    """What a call-control request asks (agent frame `call.control`, REST body): the
+    action and, for a transfer, exactly one target and the mode."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    action: Literal["hold", "resume", "hangup", "answer", "transfer"]
+    mode: Literal["blind"] = "blind"
+    to_queue: QueueName | None = None
+    to_agent_id: AgentId | None = None
+    to_number: PhoneNumber | None = None
+
+    @model_validator(mode="after")
+    def _targets(self) -> ControlFields:
+        given = sum(t is not None for t in (self.to_queue, self.to_agent_id, self.to_number))
+        if self.action == "transfer" and given != 1:
+            raise ValueError("a transfer takes exactly one of to_queue, to_agent_id, to_number")
+        if self.action != "transfer" and given:
+            raise ValueError(f"{self.action} takes no transfer target")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        """The request's own fields for the PBX (none but the action's target)."""
+        if self.action != "transfer":
+            return {}
+        targets = {"to_queue": self.to_queue, "to_agent_id": self.to_agent_id,
+                   "to_number": self.to_number}
+        return {"mode": self.mode, **{k: v for k, v in targets.items() if v is not None}}
 
 
 class RecordingReady(Frame):

@@ -17,7 +17,7 @@ from core import writer
 from core.models import Call
 from core.timers import Timer
 from crm import store as crm
-from cti import messages, records
+from cti import legs, messages, records
 from cti.calls import (
     CallError,
     CallExists,
@@ -29,6 +29,7 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
 from cti.schemas import (
     CallAnswered,
@@ -123,6 +124,8 @@ class TelephonyEvents(HoldEvents):
             if await self._stored(frame.event_id):
                 return Outcome(messages.ack(frame, duplicate=True))
             raise
+        finally:
+            PREFETCHED.set(None)  # a read for this event only
         if applied.ops:
             await self._write(frame, applied.ops)
         return Outcome(messages.ack(frame), [r for r in applied.replies if r])
@@ -135,7 +138,9 @@ class TelephonyEvents(HoldEvents):
         its PBXs hand calls over: CALLCENTER_INTEGRATION_HANDOVER)."""
         if self.integration_handover or isinstance(frame, CallOffered):
             return
-        owner = await self.store.redis.hget(self.keys.call(frame.call_id), "integration")
+        call = await self.store.call(frame.call_id)
+        PREFETCHED.set((frame.call_id, call))  # the handler's first read of the call
+        owner = call.get("integration")
         if owner is None:
             owner = await self._recorded_owner(frame.call_id)
         if owner is not None and owner != integration:
@@ -188,7 +193,7 @@ class TelephonyEvents(HoldEvents):
         except Exception as e:
             log.warning("could not store %s %s: %s", frame.type, frame.event_id, e)
             raise StorageUnavailable(frame.call_id) from e
-        await self.store.redis.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
+        await self.store.marks.set(self.keys.event(frame.event_id), STORED, ex=EVENT_TTL_S)
 
     async def _store_owed(self, frame: Frame, integration: str,
                           ops: list[writer.Op]) -> Outcome:
@@ -300,20 +305,23 @@ class TelephonyEvents(HoldEvents):
         await self._notify("call.answered", {**call, "answered_at": now})
         return Applied([], ops)
 
-    async def _call_ended(self, frame: CallEnded, integration: str) -> Applied:
+    async def _call_ended(self, frame: CallEnded | CallTransferred,
+                          integration: str) -> Applied:
+        """The caller left: hung up, or (call.transferred to a number) went elsewhere."""
         now = self.clock()
+        cause = frame.cause if isinstance(frame, CallEnded) else "transferred"
         for _ in range(5):
             call = await self._live(frame.call_id)
             state = check(frame.call_id, call["state"], frame.type)
             final = after_hangup(state)
-            ops, outcome = _hang_up_ops(frame, call, final, now)
+            ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)
             agent_id = messages.int_or_none(call.get("agent_id"))
             until = now + self._wrap_up_s(call.get("queue", ""))
             step = await self.store.hang_up(
                 frame.call_id, state.value, agent_id, now, timers=self.timers.key,
                 wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
                 rona=Timer("rona", frame.call_id, str(agent_id)).member,
-                event=self._mark(frame, ops), ended_at=now, end_cause=frame.cause)
+                event=self._mark(frame, ops), ended_at=now, end_cause=cause, **kept)
             if step.won:
                 break
             if step.state == "unknown":
@@ -343,17 +351,23 @@ class TelephonyEvents(HoldEvents):
         await self._offer_next_call(agent_id, agent, now)
 
     async def _call_transferred(self, frame: CallTransferred, integration: str) -> Applied:
+        if frame.to_number is not None:
+            return await self._call_ended(frame, integration)
         now = self.clock()
         call = await self._live(frame.call_id)
         check(frame.call_id, call["state"], frame.type)
         queue = frame.to_queue or call["queue"]
+        leg = legs.ended_leg(call, now, "transferred", kind="blind",
+                             to=legs.target(frame.to_queue, frame.to_agent_id, None))
+        all_legs = legs.with_leg(call, leg)
         rings = await self.router.rings_for(CallProfile(
             call_id=frame.call_id, queue=queue, tier=call.get("tier", "standard"),
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
         ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
-               records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None)]
+               records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None),
+               records.interaction_op(frame.call_id, legs=all_legs)]
         score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
         # A transferred call keeps its place in time: it was offered long ago.
         score = min(score, float(call["score"]))
@@ -363,7 +377,7 @@ class TelephonyEvents(HoldEvents):
             wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
             event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
             transferred_from=previous_agent or "", held_at="",
-            hold_s=hold_figures(call, now)["hold_s"])
+            hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode())
         if not step.won:
             await self._refuse(frame, step.state)
         if previous_agent is not None and step.agent:
@@ -418,19 +432,27 @@ def _wrap_timer(agent_id: int | None, call_id: str) -> str:
     return Timer("wrapup", str(agent_id), call_id).member
 
 
-def _hang_up_ops(frame: CallEnded, call: dict[str, str], final: CallState,
-                 now: float) -> tuple[list[writer.Op], str]:
-    """What call.ended writes, and the outcome it records."""
-    outcome = "failed" if frame.cause == "failed" else (
+def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str, str],
+                 final: CallState, now: float
+                 ) -> tuple[list[writer.Op], str, dict[str, str]]:
+    """What call.ended (or a transfer out of the center) writes, the outcome, and what
+    the call keeps for its wrap-up (its legs)."""
+    outcome = "failed" if cause == "failed" else (
         "answered" if final is CallState.wrap_up else "abandoned")
-    values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": frame.cause,
+    values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": cause,
                               "outcome": outcome}
+    kept: dict[str, str] = {}
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
         values.update(hold_figures(call, now))
+        extra = {"kind": "blind", "to": legs.target(None, None, frame.to_number)} \
+            if isinstance(frame, CallTransferred) else {}
+        values["legs"] = legs.with_leg(call, legs.ended_leg(
+            call, now, "transferred" if extra else cause, **extra))
+        kept = {"legs": orjson.dumps(values["legs"]).decode()}
     else:
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
     return [records.event_op(frame.event_id, frame.call_id, frame.type),
             records.call_op(frame.call_id, state=final.value),
-            records.interaction_op(frame.call_id, **values)], outcome
+            records.interaction_op(frame.call_id, **values)], outcome, kept

@@ -1,8 +1,9 @@
 """The live demo center: the demo PBX offers calls at a steady rate and simulated
 colleagues take them, against this node's own websockets, so the wallboard moves within
 seconds of `callcenter serve --demo`. Two demo agents are left for people to sign in as
-(`agent1`, `agent2`): when their phone rings, the demo PBX picks it up for them (the
-auto-answer a headset gives), so a person sees the screen-pop, the call and wrap-up."""
+(`agent1`, `agent2`): their phone is played by the demo PBX too, and obeys the console's
+call controls (answer, hold, resume, hang up), so a person sees the screen-pop, takes the
+call, and wraps up."""
 
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ class DemoCenter:
 
     async def run(self) -> None:
         await self._until_serving()
-        pbx_token, agents = await self._tokens()
+        pbx_token, agents, people = await self._tokens()
         recorder = DemoRecorder(self.recordings, self.rng, self.recordings_root)
-        self.pbx = DemoPbx(self.url, pbx_token, self.rng, recorder, self.scale)
+        self.pbx = DemoPbx(self.url, pbx_token, self.rng, recorder, self.scale, people)
         self.colleagues = [Colleague(self.url, token, agent_id, self.rng, self.scale)
                            for agent_id, token in agents]
         callers = await load_callers(self.maker)
@@ -100,7 +101,8 @@ class DemoCenter:
                     pass
                 await asyncio.sleep(0.2)
 
-    async def _tokens(self) -> tuple[str, list[tuple[int, str]]]:
+    async def _tokens(self) -> tuple[str, list[tuple[int, str]], frozenset[int]]:
+        """The PBX's token, the simulated colleagues' (agent id, token), the people's ids."""
         async with db.session_scope(self.maker) as session:
             pbx = await issue_token(session, self.secret_key, role=Role.telephony,
                                     name="demo-pbx", ttl=TOKEN_TTL)
@@ -112,7 +114,8 @@ class DemoCenter:
                                                    name=username, agent_id=agent_id,
                                                    ttl=TOKEN_TTL))
                       for agent_id, username in rows if username not in PEOPLE]
-        return pbx, agents
+        people = frozenset(agent_id for agent_id, username in rows if username in PEOPLE)
+        return pbx, agents, people
 
     async def stop(self) -> None:
         for task in list(self._calls):

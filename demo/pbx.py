@@ -1,5 +1,7 @@
 """The demo PBX: a protocol-v1 client that offers calls, rings and answers agents' phones,
-and hangs up, as a real IVR/PBX integration does over `/ws/telephony`.
+and hangs up, as a real IVR/PBX integration does over `/ws/telephony`. It also carries out
+call control (`route.control`, protocol v2): a person's phone (`people`) is answered,
+held, resumed and hung up from their console; simulated colleagues pick up by themselves.
 
 Every event is kept until acknowledged and sent again after a retryable error or a
 reconnect, so the demo never loses a call when the service restarts. Each call is one
@@ -24,18 +26,26 @@ from demo.callers import CallPlan
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("unavailable", "storage_unavailable")
-# Seconds an agent's phone rings before it is picked up: a simulated colleague, or the
-# auto-answer the demo gives a person's phone (their desk phone, played by the demo).
+# Seconds a simulated colleague's phone rings before it is picked up. A person's phone
+# rings until they answer from the console (or the service gives the call to another).
 RING_S = (1.5, 4.0)
+# A person talks longer than a colleague: time to try hold and resume before the caller
+# hangs up, at least PERSON_MIN_TALK_S however fast the demo runs (tests speed it up).
+PERSON_TALK = 3.0
+PERSON_MIN_TALK_S = 20.0
+# What the demo PBX sends once it carried out a control action.
+ACTED = {"hold": ("call.held", {}), "resume": ("call.resumed", {}),
+         "hangup": ("call.ended", {"cause": "agent_hangup"})}
 
 Recorder = Callable[[CallPlan], Awaitable[str | None]]
 
 
 class DemoPbx:
     def __init__(self, url: str, token: str, rng: random.Random,
-                 recorder: Recorder | None = None, scale: float = 1.0) -> None:
+                 recorder: Recorder | None = None, scale: float = 1.0,
+                 people: frozenset[int] = frozenset()) -> None:
         self.url, self.token, self.rng, self.recorder = url, token, rng, recorder
-        self.scale = scale
+        self.scale, self.people = scale, people
         self.unacked: dict[str, str] = {}
         self.calls: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.completed = 0
@@ -78,8 +88,11 @@ class DemoPbx:
             self.unacked.pop(message["event_id"], None)
         elif kind == "error":
             self._refused(message)
-        elif kind in ("route.connect", "route.queued") and message["call_id"] in self.calls:
+        elif kind in ("route.connect", "route.queued", "route.control") \
+                and message.get("call_id") in self.calls:
             self.calls[message["call_id"]].put_nowait(message)
+        elif kind == "route.control":  # a call this PBX has finished with
+            asyncio.ensure_future(self._result(message, ok=False, reason="no_such_call"))
 
     def _refused(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")
@@ -105,9 +118,11 @@ class DemoPbx:
                 await self.send("call.ended", plan.call_id, cause="abandoned")
                 return
             await self.send("call.answered", plan.call_id, agent_id=agent_id)
-            await asyncio.sleep(plan.talk_s)
-            await self.send("call.ended", plan.call_id,
-                            cause=self.rng.choice(["caller_hangup", "agent_hangup"]))
+            talk_s = max(plan.talk_s * PERSON_TALK, PERSON_MIN_TALK_S) \
+                if agent_id in self.people else plan.talk_s
+            if not await self._talk(routing, talk_s):
+                await self.send("call.ended", plan.call_id,
+                                cause=self.rng.choice(["caller_hangup", "agent_hangup"]))
             await self._after(plan)
         finally:
             del self.calls[plan.call_id]
@@ -118,15 +133,79 @@ class DemoPbx:
         """The agent whose phone was picked up, or None when the caller gave up."""
         try:
             async with asyncio.timeout(patience_s):
+                message = await routing.get()
                 while True:
-                    message = await routing.get()
-                    if message["type"] != "route.connect":
+                    if message["type"] == "route.connect":
+                        agent_id = int(message["agent_id"])
+                        rerouted = await self._ring(routing, agent_id)
+                        if rerouted is None:
+                            return agent_id
+                        message = rerouted
                         continue
-                    await asyncio.sleep(self.scale * self.rng.uniform(*RING_S))
-                    if routing.empty():  # not re-routed while it rang
-                        return int(message["agent_id"])
+                    if message["type"] == "route.control":
+                        if await self._picked_up(message):
+                            return int(message["agent_id"])
+                    message = await routing.get()
         except TimeoutError:
             return None
+
+    async def _ring(self, routing: asyncio.Queue[dict[str, Any]],
+                    agent_id: int) -> dict[str, Any] | None:
+        """Ring the agent's phone: None once picked up, else the message that moved the
+        call on (re-routed, queued again) while it rang."""
+        person = agent_id in self.people
+        if not person:
+            await asyncio.sleep(self.scale * self.rng.uniform(*RING_S))
+        while person or not routing.empty():
+            message = await routing.get()
+            if message["type"] != "route.control":
+                return message
+            if await self._picked_up(message):
+                return None
+        return None
+
+    async def _picked_up(self, command: dict[str, Any]) -> bool:
+        """Answer the ringing phone when told to. The service only asks this while the call
+        rings that agent, and may ask before its route.connect reaches us (that one waits
+        for the offer's ack)."""
+        if command["action"] != "answer" or command.get("agent_id") is None:
+            await self._result(command, ok=False, reason="not_answered")
+            return False
+        await self._result(command, ok=True)
+        return True
+
+    async def _talk(self, routing: asyncio.Queue[dict[str, Any]], talk_s: float) -> bool:
+        """The conversation, carrying out call control, until the caller hangs up after
+        `talk_s` (False) or the agent hangs up through the console (True)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + talk_s
+        while (left := ends - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    message = await routing.get()
+            except TimeoutError:
+                break
+            if message["type"] == "route.control" and await self._act(message):
+                return True
+        return False
+
+    async def _act(self, command: dict[str, Any]) -> bool:
+        """Carry out a control action on a connected call: confirm it, then send the event
+        that says it happened. True when it ended the call."""
+        acted = ACTED.get(command["action"])
+        if acted is None:
+            await self._result(command, ok=False, reason="not_supported")
+            return False
+        await self._result(command, ok=True)
+        type_, fields = acted
+        await self.send(type_, command["call_id"], **fields)
+        return bool(command["action"] == "hangup")
+
+    async def _result(self, command: dict[str, Any], ok: bool, reason: str = "") -> None:
+        fields: dict[str, Any] = {"command_id": command["command_id"], "ok": ok}
+        if reason:
+            fields["reason"] = reason
+        await self.send("control.result", command.get("call_id", ""), **fields)
 
     async def _after(self, plan: CallPlan) -> None:
         if plan.survey is not None:

@@ -64,45 +64,56 @@ local function open_due_rings(now, pp, cp)
     redis.call('ZREM', pp .. 'openings', member)
   end
 end
-"""
-
-# An available agent takes the best waiting call it may take, in one step: the lowest
-# score at the heads of its pools' indexes, ties to the lower call id. Agent and call move
-# to ringing together (the agent out of its pools, the call out of its queue and the index).
-# KEYS: agent hash; ARGV: now, pool prefix, call prefix, waiting-set prefix.
-# {1, call id, pool, agent after, call after, Redis time} | {0, why, Redis time}
-FREED_AGENT_TAKES_CALL = INDEX_LIB + """
-local t = redis.call('TIME')
-local seen = string.format('%d.%06d', t[1], t[2])
-local akey, now, pp, cp = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HGET', akey, 'state') ~= 'available' then return {0, 'not_available', seen} end
-open_due_rings(now, pp, cp)
-local names = redis.call('HGET', akey, 'pools') or ''
-local agent_id = redis.call('HGET', akey, 'id')
-while true do
-  local best, best_score, best_pool = nil, nil, nil
-  for pool in string.gmatch(names, '[^;]+') do
-    local head = redis.call('ZRANGE', pp .. 'waiting:' .. pool, 0, 0, 'WITHSCORES')
-    if head[1] then
-      local score = tonumber(head[2])
-      if best == nil or score < best_score or (score == best_score and head[1] < best) then
-        best, best_score, best_pool = head[1], score, pool
+-- An available agent takes the best waiting call it may take: the lowest score at the heads
+-- of its pools' indexes, ties to the lower call id. Agent and call move to ringing together
+-- (the agent out of its pools, the call out of its queue and the index). wp: the waiting-set
+-- key prefix. The call id and the pool it was found in, or nil.
+local function take_best(akey, now, pp, cp, wp)
+  if redis.call('HGET', akey, 'state') ~= 'available' then return nil end
+  open_due_rings(now, pp, cp)
+  local names = redis.call('HGET', akey, 'pools') or ''
+  local agent_id = redis.call('HGET', akey, 'id')
+  while true do
+    local best, best_score, best_pool = nil, nil, nil
+    for pool in string.gmatch(names, '[^;]+') do
+      local head = redis.call('ZRANGE', pp .. 'waiting:' .. pool, 0, 0, 'WITHSCORES')
+      if head[1] then
+        local score = tonumber(head[2])
+        if best == nil or score < best_score or (score == best_score and head[1] < best) then
+          best, best_score, best_pool = head[1], score, pool
+        end
       end
     end
+    if best == nil then return nil end
+    local ckey = cp .. best
+    if redis.call('HGET', ckey, 'state') == 'queued' then
+      for pool in string.gmatch(names, '[^;]+') do redis.call('ZREM', pp .. pool, agent_id) end
+      redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', now, 'call_id', best)
+      redis.call('HSET', ckey, 'state', 'ringing', 'agent_id', agent_id, 'ring_started', now)
+      redis.call('ZREM', wp .. redis.call('HGET', ckey, 'queue'), best)
+      unindex_call(ckey, best, pp)
+      return {best, best_pool}
+    end
+    -- not waiting any more (a step that should have taken it out did not know of the index)
+    redis.call('ZREM', pp .. 'waiting:' .. best_pool, best)
   end
-  if best == nil then return {0, 'no_call', seen} end
-  local ckey = cp .. best
-  if redis.call('HGET', ckey, 'state') == 'queued' then
-    for pool in string.gmatch(names, '[^;]+') do redis.call('ZREM', pp .. pool, agent_id) end
-    redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', now, 'call_id', best)
-    redis.call('HSET', ckey, 'state', 'ringing', 'agent_id', agent_id, 'ring_started', now)
-    redis.call('ZREM', ARGV[4] .. redis.call('HGET', ckey, 'queue'), best)
-    unindex_call(ckey, best, pp)
-    return {1, best, best_pool, redis.call('HGETALL', akey), redis.call('HGETALL', ckey), seen}
-  end
-  -- not waiting any more (a step that should have taken it out did not know of the index)
-  redis.call('ZREM', pp .. 'waiting:' .. best_pool, best)
 end
+-- What a step that may have taken a call answers about it: {call id, pool, call after,
+-- Redis time} or {}.
+local function taken_reply(taken, cp)
+  if not taken then return {} end
+  local t = redis.call('TIME')
+  return {taken[1], taken[2], redis.call('HGETALL', cp .. taken[1]),
+          string.format('%d.%06d', t[1], t[2])}
+end
+"""
+
+# A freed agent takes the best waiting call it may take, in one step (take_best above).
+# KEYS: agent hash; ARGV: now, pool prefix, call prefix, waiting-set prefix.
+# {agent after, taken (taken_reply)}
+FREED_AGENT_TAKES_CALL = INDEX_LIB + """
+local taken = take_best(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return {redis.call('HGETALL', KEYS[1]), taken_reply(taken, ARGV[3])}
 """
 
 
@@ -118,6 +129,14 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def taken(agent: list[str], reply: list[str]) -> Taken | None:
+    """The call a step took for an agent (Lua taken_reply), or None."""
+    if not reply:
+        return None
+    return Taken(reply[0], reply[1], _pairs(agent), _pairs(reply[2]),  # type: ignore[arg-type]
+                 float(reply[3]))
+
+
 class QueueIndex:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.keys = keys
@@ -125,9 +144,6 @@ class QueueIndex:
 
     async def take_for(self, agent_id: int, now: float) -> Taken | None:
         """The best waiting call an available agent may take, reserved for it."""
-        result = await self._take(keys=[self.keys.agent(agent_id)], args=[
+        agent, reply = await self._take(keys=[self.keys.agent(agent_id)], args=[
             now, self.keys.pool(""), self.keys.call(""), self.keys.waiting("")])
-        if not result[0]:
-            return None
-        return Taken(result[1], result[2], _pairs(result[3]), _pairs(result[4]),
-                     float(result[5]))
+        return taken(agent, reply)

@@ -9,6 +9,7 @@ from typing import Any
 
 from routing import engine
 from routing.engine import AgentProfile, CallProfile, RoutingPolicy
+from routing.queue_index import Taken
 from routing.states import SELECTABLE, WORKING, AgentState
 from routing.store import RoutingStore
 
@@ -90,14 +91,14 @@ class Router:
         """An agent's own state change; going available may hand it a waiting call."""
         if state not in SELECTABLE:
             raise ValueError(f"{state.value} is not a state an agent can choose")
-        done, previous, agent = await self.store.set_state(agent_id, state, reason, now)
+        done, previous, _, took = await self.store.set_state(agent_id, state, reason, now)
         if done == -1:
             raise UnknownAgent(agent_id)
         if done == 0:
             raise AgentBusy(agent_id, previous)
-        if done == 2 or state is not AgentState.available:
-            return None  # a state chosen in wrap-up applies after it
-        return await self.route_agent(agent_id, now, agent)
+        # going available took the best waiting call in the same step; a state chosen in
+        # wrap-up applies after it
+        return None if took is None else self._assignment(agent_id, took, now)
 
     async def sticky_working(self, agent_id: int | None) -> bool:
         if agent_id is None:
@@ -156,8 +157,10 @@ class Router:
         if agent is not None and agent.get("state") != AgentState.available.value:
             return None
         taken = await self.store.index.take_for(agent_id, now)
-        if taken is None:
-            return None
+        return None if taken is None else self._assignment(agent_id, taken, now)
+
+    def _assignment(self, agent_id: int, taken: Taken, now: float) -> Assignment:
+        """A waiting call a freed agent took: the innermost of its open rings the agent is in."""
         call = taken.call
         rings = engine.decode_rings(call.get("rings", ""))
         pools = taken.agent.get("pools", "").split(";")

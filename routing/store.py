@@ -16,10 +16,11 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from core.keys import Keys
+from core.tickbatch import TickBatch
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.estimate import DEFAULT_AHT_S
-from routing.queue_index import INDEX_LIB, QueueIndex
+from routing.queue_index import INDEX_LIB, QueueIndex, Taken, taken
 from routing.staffing import REGISTER_ROUTING_AGENT, STAFF_LIB, Staffing
 from routing.states import AgentState
 
@@ -276,6 +277,9 @@ class RoutingStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        # Marks written after records are stored ("stored" on event keys), batched per
+        # loop turn.
+        self.marks = TickBatch(redis)
         self._make_available = redis.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)
@@ -536,12 +540,16 @@ class RoutingStore:
         return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]))
 
     async def set_state(self, agent_id: int, state: AgentState, reason: str,
-                        now: float) -> tuple[int, str, dict[str, str]]:
+                        now: float) -> tuple[int, str, dict[str, str], Taken | None]:
         """An agent's own choice: 1 done, 2 kept for after its wrap-up, 0 busy, -1 unknown;
-        with the state before and the agent after (when done)."""
+        with the state before, the agent after (when done) and the waiting call it took in
+        the same step, going available."""
         result = await self._set_state(keys=[self.keys.agent(agent_id)], args=[
-            state.value, reason, now, self._pool_prefix])
-        return int(result[0]), result[1], _pairs(result[2] if len(result) > 2 else None)
+            state.value, reason, now, self._pool_prefix, self.keys.call(""),
+            self.keys.waiting("")])
+        if len(result) < 3:
+            return int(result[0]), result[1], {}, None
+        return int(result[0]), result[1], _pairs(result[2]), taken(result[2], result[3])
 
     async def console_gone(self, agent_id: int, reason: str,
                            now: float) -> tuple[int, dict[str, str]]:

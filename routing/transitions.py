@@ -124,6 +124,7 @@ mark(KEYS[2], ARGV[3], ARGV[4])
 if (state == 'connected' or state == 'on_hold') and agent ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
              unpack(ARGV, 11))
+  redis.call('HINCRBY', KEYS[1], 'v', 1)
   if holds(KEYS[3], call_id) then
     go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
     redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
@@ -154,6 +155,7 @@ local call_id = redis.call('HGET', KEYS[1], 'id')
 mark(KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
            'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
+redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
 index_call(KEYS[1], call_id, ARGV[4], ARGV[5])
 redis.call('SADD', KEYS[5], ARGV[7])
@@ -190,9 +192,11 @@ after_call(KEYS[1], ARGV[2], ARGV[3])
 return {1, call, agent_of(KEYS[1])}
 """
 
-# An agent's own state change. KEYS: agent; ARGV: state, reason, now, pool prefix.
-# {1, state before, agent after} | {2, 'wrap_up'}: kept for after the wrap-up |
-# {0, state}: busy with a call | {-1}: unknown agent
+# An agent's own state change; an agent going available takes the best waiting call it
+# may take in the same step (routing/queue_index.py take_best). KEYS: agent; ARGV: state,
+# reason, now, pool prefix, call prefix, waiting-set prefix.
+# {1, state before, agent after, taken (taken_reply)} | {2, 'wrap_up'}: kept for after
+# the wrap-up | {0, state}: busy with a call | {-1}: unknown agent
 SET_STATE = LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, 'unknown'} end
@@ -201,9 +205,12 @@ if state == 'wrap_up' and (redis.call('HGET', KEYS[1], 'call_id') or '') ~= '' t
   return {2, state}
 end
 if state == 'ringing' or state == 'on_call' then return {0, state} end
-if ARGV[1] == 'available' then go_available(KEYS[1], ARGV[3], ARGV[4])
+local took = nil
+if ARGV[1] == 'available' then
+  go_available(KEYS[1], ARGV[3], ARGV[4])
+  took = take_best(KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 else go_unavailable(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) end
-return {1, state, redis.call('HGETALL', KEYS[1])}
+return {1, state, redis.call('HGETALL', KEYS[1]), taken_reply(took, ARGV[5])}
 """
 
 # No console of the agent is connected: not-ready now if available, after its call if

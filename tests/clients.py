@@ -137,6 +137,9 @@ class Ivr(_Client):
         type_, fields = event
         if type_ == "call.answered":
             fields = {"agent_id": command["agent_id"]}
+        if type_ == "call.transferred":
+            fields = {k: command[k] for k in ("to_queue", "to_agent_id", "to_number")
+                      if k in command}
         return await self.event(type_, command["call_id"], **fields)
 
     def obey(self, refuse: dict[str, str] | None = None, confirm_first: bool = True
@@ -168,6 +171,7 @@ class Ivr(_Client):
 _ACTED: dict[str, tuple[str, dict[str, Any]]] = {
     "hold": ("call.held", {}), "resume": ("call.resumed", {}),
     "hangup": ("call.ended", {"cause": "agent_hangup"}), "answer": ("call.answered", {}),
+    "transfer": ("call.transferred", {}),  # blind: where the command says
 }
 
 

@@ -35,6 +35,8 @@ class FakeAri:
         self.channels: dict[str, dict[str, Any]] = {}
         self.bridges: dict[str, dict[str, Any]] = {}
         self.recordings: dict[str, dict[str, Any]] = {}  # live, by bridge id
+        self.held: set[str] = set()  # channels Asterisk indicates hold to
+        self.outside: set[str] = set()  # channels alive but no longer in the Stasis app
         self.connections = 0
         self.accepting = True
         self._ws: web.WebSocketResponse | None = None
@@ -51,6 +53,8 @@ class FakeAri:
         r.add_post("/ari/channels/{id}/answer", self._answer)
         r.add_post("/ari/channels/{id}/moh", self._channel_ok)
         r.add_delete("/ari/channels/{id}/moh", self._channel_ok)
+        r.add_post("/ari/channels/{id}/hold", self._hold)
+        r.add_delete("/ari/channels/{id}/hold", self._hold)
         r.add_delete("/ari/channels/{id}", self._hangup)
         r.add_get("/ari/bridges", self._list_bridges)
         r.add_post("/ari/bridges/{id}", self._create_bridge)
@@ -85,6 +89,7 @@ class FakeAri:
     async def hang_up(self, channel_id: str, cause: int = 16) -> None:
         """The person on this channel hangs up: the events Asterisk sends, in its order."""
         channel = self.channels.pop(channel_id)
+        self.held.discard(channel_id)
         await self.send("ChannelHangupRequest", cause=cause, channel=channel)
         for bridge in self.bridges.values():
             if channel_id in bridge["channels"]:
@@ -197,6 +202,20 @@ class FakeAri:
 
     async def _channel_ok(self, request: web.Request) -> web.Response:
         return await self._channel_problem(request) or web.Response(status=204)
+
+    async def _hold(self, request: web.Request) -> web.Response:
+        """Asterisk indicates (un)hold to the channel and answers 204; it raises no event
+        (ChannelHold is for a hold the endpoint itself starts)."""
+        if problem := await self._channel_problem(request):
+            return problem
+        channel_id = request.match_info["id"]
+        if channel_id in self.outside:
+            return _error(409, "Channel not in a Stasis application")
+        if request.method == "POST":
+            self.held.add(channel_id)
+        else:
+            self.held.discard(channel_id)
+        return web.Response(status=204)
 
     async def _hangup(self, request: web.Request) -> web.Response:
         if problem := await self._channel_problem(request):

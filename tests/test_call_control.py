@@ -317,3 +317,26 @@ async def test_a_control_request_does_not_hold_up_the_console(center):
     assert reply["type"] == "ack"
     assert (await asked)["code"] == "control_timeout"
 
+
+
+async def test_a_held_call_survives_redis_losing_the_live_state(center):
+    """Redis restarted empty: the live state is rebuilt from the records, the call still on
+    hold with its holds counted, and the hold goes on to its end."""
+    agent, ivr = await center.answered_call("amy", "c17", "+8613800000017")
+    await ivr.event("call.held", "c17")
+    await eventually(lambda: _held_in_record(center, "c17"))
+    app = center.server.app
+    redis, prefix = app[appkeys.REDIS], app[appkeys.KEYS].prefix
+    keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+    await redis.delete(*keys)
+    await app[appkeys.RECOVERY].check()
+    call = await app[appkeys.ROUTER].store.call("c17")
+    assert call["state"] == "on_hold" and call["hold_count"] == "1"
+    await ivr.event("call.resumed", "c17")
+    await ivr.event("call.ended", "c17", cause="normal")
+    record = await eventually(lambda: _ended(center, "c17"))
+    assert record.hold_count == 1 and record.hold_s >= 0
+
+
+async def _held_in_record(center, call_id: str) -> bool:
+    return (await _record(center, call_id)).hold_count == 1

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import Interaction
-from crm.demo import load_demo
+from crm.demo import DEMO_PASSWORD, load_demo
 from demo.callers import Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
 from demo.speech import record
+from tests.clients import AgentClient
 from tests.conftest import make_settings
 from tests.waits import eventually
 
@@ -77,3 +78,46 @@ async def test_the_demo_center_makes_calls_flow_with_nothing_attached(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await demo.stop()
+
+
+async def _record(center: Any, call_id: str) -> Interaction | None:
+    async with center.sessions() as session:
+        record = await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
+    return record if record is not None and record.ended_at is not None else None
+
+
+async def test_a_person_answers_holds_and_hangs_up_through_the_demo_pbx(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    """The demo PBX plays a person's phone: it rings until answered from the console and
+    carries out hold, resume and hang-up (issue 22 with the call controls of issue 17)."""
+    await load_demo(center.sessions, customers=200)
+    person = await AgentClient.login(center.url, PEOPLE[0], DEMO_PASSWORD)
+    await person.available()  # before the colleagues: the longest idle takes a call first
+    demo = DemoCenter(center.sessions, settings.secret_key, center.url, calls_per_min=30,
+                      recordings=tmp_path / "rec" / "demo",
+                      recordings_root=tmp_path / "rec", seed=5, scale=0.5)
+    task = asyncio.create_task(demo.run())
+    try:
+        pop = await person.inbox.expect("screen_pop", timeout=60)
+        call_id = pop["call_id"]
+        assert demo.pbx is not None and person.agent_id in demo.pbx.people
+        for action, notice in (("answer", "call.connected"), ("hold", "call.held"),
+                               ("resume", "call.resumed")):
+            reply = await person.control(call_id, action)
+            assert reply["type"] == "ack", (action, reply)
+            await person.inbox.expect(notice, call_id=call_id, timeout=30)
+        reply = await person.control(call_id, "hangup")
+        assert reply["type"] == "ack", reply
+        ended = await person.inbox.expect("call.ended", call_id=call_id, timeout=30)
+        assert ended["wrap_up_until"], "the person wraps up after hanging up"
+        record = await eventually(lambda: _record(center, call_id), 30,
+                                  what="the call's record ended")
+        assert (record.agent_id, record.end_cause) == (person.agent_id, "agent_hangup")
+        assert record.hold_count == 1 and record.outcome == "answered"
+        refused = await person.control(call_id, "hold")
+        assert refused["type"] == "error", "the call has ended"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await demo.stop()
+        await person.close()

@@ -133,6 +133,36 @@ async def test_call_offered_on_one_node_pops_the_agent_on_another(cluster: Clust
         await agent.close()
 
 
+async def test_call_control_between_nodes_is_decided_once(cluster: Cluster):
+    """An agent on one node holds its call; the PBX on the other node gets route.control
+    and its control.result reaches the waiting agent across the nodes. A second command
+    the PBX leaves unanswered times out, and its late result is refused as expired."""
+    cluster.agents = await cluster.deployment.prepare(agents=1, customers=1)
+    await cluster.start(2, CALLCENTER_CONTROL_TIMEOUT_S="3")
+    node_a, node_b = cluster.urls
+    agent = await AgentClient.login(node_b, "a0", "bench-password")
+    ivr = await Ivr.connect(node_a, await cluster.pbx_token("pbx-a"))
+    try:
+        await agent.available()
+        await ivr.offer("k-1", phone(0))
+        await ivr.inbox.expect("route.connect", call_id="k-1")
+        await ivr.event("call.answered", "k-1", agent_id=agent.agent_id)
+        asked = asyncio.create_task(agent.control("k-1", "hold"))
+        command = await ivr.command(call_id="k-1")
+        assert (await ivr.result(command))["type"] == "ack"
+        assert (await asked)["command_id"] == command["command_id"]
+        await ivr.act(command)
+        await agent.inbox.expect("call.held", call_id="k-1")
+
+        asked = asyncio.create_task(agent.control("k-1", "resume"))
+        command = await ivr.command(call_id="k-1")
+        assert (await asked)["code"] == "control_timeout"
+        assert (await ivr.result(command))["code"] == "command_expired"
+    finally:
+        await ivr.close()
+        await agent.close()
+
+
 async def test_an_agent_whose_node_died_stops_getting_calls_after_its_lease(cluster: Cluster):
     cluster.agents = await cluster.deployment.prepare(agents=1, customers=1)
     await cluster.start(2, CALLCENTER_AGENT_AWAY_S="1.0")

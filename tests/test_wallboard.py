@@ -234,3 +234,15 @@ async def test_wallboard_stream_refuses_agents_and_strangers(center, role, statu
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(f"{center.url}/ws/wallboard", headers=headers)
     assert refused.value.status == status
+
+
+async def test_the_wallboard_shows_agents_whose_caller_is_on_hold(center):
+    agent, ivr = await center.answered_call("hana", "wb-hold", "+8613800000099")
+    await ivr.event("call.held", "wb-hold")
+    snap = await board(center).snapshot()
+    assert snap["agent_states"]["on_hold"] == 1 and snap["agent_states"]["on_call"] == 1
+    assert row(snap["agents"], "name", "Hana")["on_hold"] is True
+    await ivr.event("call.resumed", "wb-hold")
+    snap = await board(center).snapshot()
+    assert snap["agent_states"]["on_hold"] == 0
+    assert row(snap["agents"], "name", "Hana")["on_hold"] is False

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -67,6 +68,7 @@ class FanOut:
     consumer: str
     claim_idle_ms: int = 30_000
     batch: int = 200
+    _claimed: float = field(default=float("-inf"), init=False)
 
     async def ensure_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
@@ -83,10 +85,11 @@ class FanOut:
         info = await self.redis.xpending(self.stream, GROUP)
         return seq(info["min"]) if info and info.get("pending") else None
 
-    async def step(self) -> int:
-        """Fan out one batch; the number of entries handled."""
+    async def step(self, block_ms: int | None = None) -> int:
+        """Fan out one batch; the number of entries handled. With `block_ms`, wait that
+        long for a new entry when none is there (one blocked read, not a poll)."""
         try:
-            entries = await self._read()
+            entries = await self._read(block_ms)
         except ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
@@ -96,20 +99,33 @@ class FanOut:
             return 0
         await self._store(self._decode(entries))
         ids = [entry_id for entry_id, _ in entries]
-        await self.redis.xack(self.stream, GROUP, *ids)
-        await self.redis.xdel(self.stream, *ids)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.xack(self.stream, GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
         return len(ids)
 
-    async def _read(self) -> list[tuple[str, dict[str, str]]]:
-        claimed = (await self.redis.xautoclaim(self.stream, GROUP, self.consumer,
-                                               self.claim_idle_ms, "0-0", count=self.batch))[1]
+    async def _read(self, block_ms: int | None) -> list[tuple[str, dict[str, str]]]:
+        claimed = await self._claim()
         # RESP2 with decode_responses: a list of [stream, entries] pairs.
         fresh = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]],
                      await self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
-                                                 count=self.batch))
+                                                 count=self.batch,
+                                                 block=None if claimed else block_ms))
         # A claimed entry without fields was deleted after its deliveries were stored: it is
         # acknowledged like the others.
         return list(claimed) + [e for _, items in fresh for e in items]
+
+    async def _claim(self) -> list[tuple[str, dict[str, str]]]:
+        """Entries a dead node read and never stored: they are idle for `claim_idle_ms`
+        before they can be claimed, so looking twice in that time is enough."""
+        now = time.monotonic()
+        if now - self._claimed < self.claim_idle_ms / 2000:
+            return []
+        self._claimed = now
+        return list((await self.redis.xautoclaim(self.stream, GROUP, self.consumer,
+                                                 self.claim_idle_ms, "0-0",
+                                                 count=self.batch))[1])
 
     def _decode(self, entries: list[tuple[str, dict[str, str]]]) -> list[Event]:
         decoded = []

@@ -27,7 +27,9 @@ class Webhooks:
     stream: str
     fanout: FanOut
     sender: Sender
-    poll_s: float = 0.2
+    # The longest a round waits for a new event (a blocked read on the stream, which
+    # returns as soon as one comes): also how soon a finished send lets the next go.
+    poll_s: float = 0.25
     # Due deliveries are looked for in the database at once after a fan-out or a send,
     # otherwise (retries coming due) this often: the database is shared with calls.
     db_poll_s: float = 1.0
@@ -53,11 +55,13 @@ class Webhooks:
         await outbox.emit_quietly(self.redis, self.stream, kind, payload,
                                   order_key=str(payload.get("call_id") or ""))
 
-    async def step(self) -> int:
+    async def step(self, block: bool = False) -> int:
         now = asyncio.get_running_loop().time()
         if self._wanted is None or now - self._looked >= self.subscriptions_s:
             self._wanted, self._looked = await self.fanout.subscribed(), now
-        moved = await self.fanout.step()
+        waiting = block and not self.sender.finished.is_set()
+        moved = await self.fanout.step(int(self.poll_s * 1000) if waiting else None)
+        now = asyncio.get_running_loop().time()
         if not (moved or self.sender.finished.is_set() or now - self._polled >= self.db_poll_s):
             return 0
         self._polled = now
@@ -67,15 +71,14 @@ class Webhooks:
     async def run(self) -> None:
         await self.fanout.ensure_group()
         # redis-py can swallow a cancellation inside a command; look before each round.
+        busy = 1
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
-                busy = await self.step()
+                busy = await self.step(block=not busy)
             except Exception:  # Redis or the database away: try again shortly
                 log.exception("webhook round failed")
                 busy = 0
                 await asyncio.sleep(1)
-            if not busy:
-                await asyncio.sleep(self.poll_s)
 
     async def close(self) -> None:
         await self.sender.drain()

@@ -15,7 +15,7 @@ const CATEGORIES = ["product_quality", "service_attitude", "delivery", "billing_
 
 export class CallPanel {
   // ctx: { dispositions, agentName(id), onWrapup(call, form), onCreateCustomer(call, data),
-  //        onComplaint(call, data) }
+  //        onComplaint(call, data), controls (a CallControls) }
   // The pop goes in `root`; notes, wrap-up and complaint in `side`, always in view.
   constructor(root, side, ctx) {
     this.root = root;
@@ -25,6 +25,7 @@ export class CallPanel {
 
   idle(agentState) {
     this.callId = null;
+    this.ctx.controls.call = null;
     fill(this.side);
     const state = agentState.state;
     const reason = agentState.reason ? tOr(`reason.${agentState.reason}`, agentState.reason) : "";
@@ -42,6 +43,7 @@ export class CallPanel {
         h("span", { id: "call-status", class: "call-status" }),
         h("span", { id: "call-timer", class: "call-timer" }),
         h("span", { class: "muted call-id", text: t("call.id", { id: call.call_id }) })),
+      this.ctx.controls.element(call),
       h("article", { class: "pop", id: "screen-pop" },
         pop.customer ? this.known(pop) : this.unknown(call)));
     fill(this.side, this.work(call));
@@ -55,12 +57,14 @@ export class CallPanel {
     $("#wrapup-form", this.side).hidden = call.phase !== "wrap_up";
     const complaint = $("#complaint-box", this.side);
     if (complaint) complaint.hidden = call.phase === "ringing";
+    this.ctx.controls.update(call);
     this.tick(call, agentState);
   }
 
   tick(call, agentState) {
     const timer = $("#call-timer", this.root);
     if (!timer) return;
+    this.ctx.controls.tick(call);
     if (call.phase === "wrap_up") {
       const left = (call.wrapUntil || 0) - clock.now();
       timer.textContent = t("call.wrap_left", { t: duration(left) });

@@ -1,11 +1,14 @@
 // The agent console: state bar, screen-pop and call handling, customer search.
 
-import { api, goToLogin, session, signOut, whoAmI } from "./api.js";
+import { api, clock, goToLogin, session, signOut, whoAmI } from "./api.js";
+import { CallControls } from "./callcontrols.js";
 import { CallPanel } from "./callpanel.js";
 import { CustomerPage, Search } from "./customers.js";
 import { $ } from "./dom.js";
 import { languageSwitch, onLangChange, t, tOr, translate } from "./i18n.js";
+import { installShortcuts, showHelp } from "./shortcuts.js";
 import { LiveSocket } from "./socket.js";
+import { pickTransfer } from "./transfer.js";
 import { StateBar } from "./statebar.js";
 
 const HOLDING = new Set(["ringing", "on_call", "wrap_up"]);
@@ -14,12 +17,14 @@ const app = {
   me: null,
   agents: new Map(),
   state: { state: "logged_out", reason: null, since: 0, call_id: null },
-  call: null, // { call_id, pop, phase, wrapUntil, notes, disposition, finishing }
+  // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending }
+  call: null,
   synced: false,
 };
 
 let socket;
 let panel;
+let controls;
 let stateBar;
 let customerPage;
 let search;
@@ -31,6 +36,8 @@ function onMessage(message) {
     "agent.state": onAgentState,
     screen_pop: onScreenPop,
     "call.connected": onConnected,
+    "call.held": onHeld,
+    "call.resumed": onResumed,
     "call.ended": onEnded,
     error: (m) => toast(errorText(m), "error"),
   }[message.type];
@@ -39,6 +46,7 @@ function onMessage(message) {
 
 function onAgentState(message) {
   app.state = message;
+  const fresh = !app.synced; // the first frame of a (re)connection's snapshot
   if (!app.synced) {
     app.synced = true;
     banner(null);
@@ -49,13 +57,16 @@ function onAgentState(message) {
     // while we were away. Say so rather than leave it on screen.
     dropCall(call.finishing ? "wrap_done" : (call.phase === "wrap_up" ? "wrap_timeout" : "gone"));
   } else if (call) {
-    call.phase = phaseOf(message.state, call.phase);
+    call.phase = phaseOf(message.state, call.phase, fresh);
   }
   stateBar.render(app.state, socket.isOpen && app.synced);
   renderCall();
 }
 
-function phaseOf(state, fallback) {
+// The call's phase from the agent's state. A held call's agent stays on_call, so a hold
+// is kept, except from a fresh snapshot: that one sends call.held again if still held.
+function phaseOf(state, fallback, fresh = false) {
+  if (state === "on_call" && fallback === "on_hold" && !fresh) return "on_hold";
   return { ringing: "ringing", on_call: "connected", wrap_up: "wrap_up" }[state] || fallback;
 }
 
@@ -74,6 +85,20 @@ function onScreenPop(pop) {
 function onConnected(message) {
   if (app.call?.call_id !== message.call_id) return;
   app.call.phase = "connected";
+  renderCall();
+}
+
+function onHeld(message) {
+  if (app.call?.call_id !== message.call_id) return;
+  app.call.phase = "on_hold";
+  app.call.heldAt = app.call.heldAt || clock.now();
+  renderCall();
+}
+
+function onResumed(message) {
+  if (app.call?.call_id !== message.call_id) return;
+  app.call.phase = "connected";
+  app.call.heldAt = null;
   renderCall();
 }
 
@@ -115,6 +140,20 @@ async function setState(state, reason = "") {
   } catch (e) {
     toast(errorText(e), "error");
   }
+}
+
+// A call-control command; resolves once the PBX agreed (the server waits for it, up to
+// CALLCENTER_CONTROL_TIMEOUT_S), so this waits longer than an ordinary request.
+function control(call, action, fields = {}) {
+  return socket.request({ type: "call.control", call_id: call.call_id, action, ...fields },
+    30000);
+}
+
+// The colleagues a call can be transferred to, by name.
+function transferTarget() {
+  const others = [...app.agents].filter(([id]) => id !== app.me.agent_id)
+    .sort((a, b) => a[1].localeCompare(b[1]));
+  return pickTransfer(others);
 }
 
 async function wrapup(call, { disposition, notes }) {
@@ -180,6 +219,7 @@ function onStatus(status) {
     banner(t(status === "connecting" ? "link.connecting" : "link.reconnecting"), "warn");
   }
   stateBar.render(app.state, status === "open" && app.synced);
+  if (app.call) renderCall();
 }
 
 function banner(text, kind = "warn") {
@@ -239,7 +279,10 @@ async function main() {
   $("#user-name").textContent = app.me.name;
   $("#link-wallboard").hidden = app.me.role === "agent";
   stateBar = new StateBar($("#statebar"), app.me.not_ready_reasons, setState);
+  controls = new CallControls({ send: control, isLive: () => socket?.isOpen && app.synced,
+    pickTransfer: transferTarget });
   panel = new CallPanel($("#view-call"), $("#call-work"), {
+    controls,
     dispositions: app.me.dispositions, agentName, onWrapup: wrapup, onNotes: saveNotes,
     onCreateCustomer: createCustomer, onComplaint: openComplaint,
   });
@@ -257,6 +300,8 @@ async function main() {
     search.refresh();
   });
   window.addEventListener("hashchange", route);
+  installShortcuts((action) => controls.trigger(action));
+  $("#btn-shortcuts").addEventListener("click", showHelp);
   socket = new LiveSocket("/ws/agent", { onMessage, onStatus, pingMs: 10000, silentMs: 25000 });
   renderCall();
   route();

@@ -141,7 +141,7 @@ export class LiveSocket {
     const { resolve, reject } = this.pending.get(id);
     this.pending.delete(id);
     if (message.type === "ack") resolve(message);
-    else reject(Object.assign(new Error(message.message), { code: message.code }));
+    else reject(Object.assign(new Error(message.message), { code: message.code, reason: message.reason }));
     return true;
   }
 }

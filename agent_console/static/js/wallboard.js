@@ -109,7 +109,9 @@ function renderComplaints(s) {
       tone: level.overdue(c.overdue ?? 0) }),
     tile("complaints-escalated", t("complaints.escalated"), number(c.escalated ?? 0), {
       tone: level.escalated(c.escalated ?? 0) }));
-  const order = ["available", "ringing", "on_call", "wrap_up", "not_ready", "logged_out"];
+  // on_hold counts agents whose caller is on hold: a part of on_call, not besides it.
+  const order = ["available", "ringing", "on_call", "on_hold", "wrap_up", "not_ready",
+    "logged_out"];
   fill($("#agent-states"), order.map((state) => h("div", { class: `state-count st-${state}` },
     h("span", { class: "n", text: number(s.agent_states[state] || 0) }),
     h("span", { class: "label", text: t(`state.${state}`) }))));
@@ -127,7 +129,7 @@ function renderAgents(s) {
     s.agents.map((a) => h("tr", { dataset: { agentId: a.agent_id } },
       h("td", { class: "name", text: a.name }),
       h("td", { class: "text" }, h("span", { class: `state-pill st-${a.state}`,
-        text: t(`state.${a.state}`) })),
+        text: t(`state.${a.on_hold ? "on_hold" : a.state}`) })),
       cell(a.reason ? tOr(`reason.${a.reason}`, a.reason) : "", "text"),
       cell(duration(a.in_state_s), level.inState(a.state, a.in_state_s)),
       cell(number(a.handled)),

@@ -1,0 +1,133 @@
+// The call-control bar of the call in hand: answer, hold / resume with a hold timer, hang up.
+//
+// Which buttons work follows the call's phase, and only the server's frames change the
+// phase (call.connected, call.held, call.resumed, call.ended): an ack says the PBX agreed,
+// not that the call moved. So a console that reconnects gets the same buttons back from
+// the server's snapshot.
+
+import { clock } from "./api.js";
+import { $, h } from "./dom.js";
+import { duration } from "./format.js";
+import { t, tOr } from "./i18n.js";
+
+// The phases in which each action is legal (docs/protocol.md, "Call control").
+export const LEGAL = {
+  answer: new Set(["ringing"]),
+  hold: new Set(["connected"]),
+  resume: new Set(["on_hold"]),
+  hangup: new Set(["connected", "on_hold"]),
+  transfer: new Set(["connected", "on_hold"]),
+};
+
+export class CallControls {
+  // send(call, action, fields) -> a promise of the ack, rejected with an Error that has
+  // .code (and .reason when the PBX refused); isLive() -> whether the console is
+  // connected; pickTransfer() -> a promise of the transfer's target fields, or null.
+  constructor({ send, isLive, pickTransfer }) {
+    this.send = send;
+    this.isLive = isLive;
+    this.pickTransfer = pickTransfer;
+    this.call = null;
+  }
+
+  element(call) {
+    this.call = call;
+    const button = (id, action, kind) => h("button", { id, type: "button",
+      class: `btn ${kind}`, onclick: () => this.act(action === "hold" ? holdOrResume(call) : action) });
+    this.root = h("div", { id: "call-controls", class: "call-controls", role: "toolbar",
+      "aria-label": t("control.toolbar") },
+      button("btn-answer", "answer", "go"),
+      button("btn-hold", "hold", ""),
+      h("span", { id: "hold-timer", class: "hold-timer", hidden: true }),
+      h("button", { id: "btn-transfer", type: "button", class: "btn",
+        onclick: () => this.transfer() }),
+      button("btn-hangup", "hangup", "bad"),
+      h("span", { id: "control-message", class: "control-message", role: "status" }));
+    this.update(call);
+    return this.root;
+  }
+
+  update(call) {
+    if (!this.root || call !== this.call) return;
+    const live = this.isLive();
+    const enabled = (action) => live && !call.pending && LEGAL[action].has(call.phase);
+    const answer = $("#btn-answer", this.root);
+    answer.hidden = call.phase !== "ringing";
+    answer.disabled = !enabled("answer");
+    answer.textContent = label(call, "answer");
+    const hold = $("#btn-hold", this.root);
+    const holdAction = holdOrResume(call);
+    hold.hidden = call.phase === "ringing";
+    hold.disabled = !enabled(holdAction);
+    hold.textContent = label(call, holdAction);
+    hold.setAttribute("aria-pressed", String(call.phase === "on_hold"));
+    const transfer = $("#btn-transfer", this.root);
+    transfer.hidden = call.phase === "ringing";
+    transfer.disabled = !enabled("transfer");
+    transfer.textContent = label(call, "transfer");
+    const hangup = $("#btn-hangup", this.root);
+    hangup.disabled = !enabled("hangup");
+    hangup.textContent = label(call, "hangup");
+    this.root.hidden = call.phase === "wrap_up";
+    this.tick(call);
+  }
+
+  tick(call) {
+    const timer = this.root && $("#hold-timer", this.root);
+    if (!timer || call !== this.call) return;
+    timer.hidden = call.phase !== "on_hold";
+    if (call.phase === "on_hold") {
+      timer.textContent = t("control.on_hold_for", { t: duration(clock.now() - (call.heldAt || clock.now())) });
+    }
+  }
+
+  // The keyboard's way in: "hold" means hold or resume, whichever is legal now.
+  trigger(action) {
+    const call = this.call;
+    if (!call) return;
+    const wanted = action === "hold" ? holdOrResume(call) : action;
+    if (LEGAL[wanted].has(call.phase)) this.act(wanted);
+  }
+
+  async transfer() {
+    const target = await this.pickTransfer();
+    if (target) await this.act("transfer", { mode: "blind", ...target });
+  }
+
+  async act(action, fields = {}) {
+    const call = this.call;
+    if (!call || call.pending || !LEGAL[action].has(call.phase) || !this.isLive()) return;
+    call.pending = action;
+    this.say("");
+    this.update(call);
+    try {
+      await this.send(call, action, fields);
+      this.say(t(`control.done.${action}`), "ok");
+    } catch (e) {
+      this.say(failure(e), "bad");
+    } finally {
+      call.pending = null;
+      this.update(call);
+    }
+  }
+
+  say(text, kind = "") {
+    const box = this.root && $("#control-message", this.root);
+    if (!box) return;
+    box.textContent = text;
+    box.className = `control-message ${kind}`;
+  }
+}
+
+const holdOrResume = (call) => (call.phase === "on_hold" ? "resume" : "hold");
+
+function label(call, action) {
+  return call.pending === action ? t(`control.pending.${action}`) : t(`control.${action}`);
+}
+
+// What to tell the agent when a command failed: the code in words, with the PBX's reason.
+export function failure(e) {
+  if (e.message === "disconnected" || e.message === "timeout") return t("error.offline");
+  const text = tOr(`control.error.${e.code}`, e.message || String(e));
+  return text.replaceAll("{reason}", e.reason || "—");
+}

@@ -1,0 +1,57 @@
+// The blind-transfer dialog: to a queue, to a colleague, or to a phone number.
+// Resolves with the target fields of `call.control` (to_queue | to_agent_id | to_number),
+// or null when the agent cancels. The service checks the target (unknown_queue, ...).
+
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+
+const NUMBER = "^\\+?[0-9]{3,20}$";
+
+// agents: [[id, name]] of the colleagues to offer (not the agent itself).
+export function pickTransfer(agents) {
+  const kind = (value, checked) => h("label", { class: "choice" },
+    h("input", { type: "radio", name: "kind", value, checked }), t(`transfer.to_${value}`));
+  const form = h("form", { method: "dialog", class: "transfer-form" },
+    h("h2", { text: t("transfer.title") }),
+    h("fieldset", { class: "kinds" }, kind("queue", true), kind("agent", false),
+      kind("number", false)),
+    h("label", { class: "field", dataset: { kind: "queue" } }, h("span", { text: t("transfer.queue") }),
+      h("input", { id: "transfer-queue", name: "queue", autocomplete: "off", maxlength: "64" })),
+    h("label", { class: "field", dataset: { kind: "agent" } }, h("span", { text: t("transfer.agent") }),
+      h("select", { id: "transfer-agent", name: "agent" },
+        agents.map(([id, name]) => h("option", { value: String(id), text: name })))),
+    h("label", { class: "field", dataset: { kind: "number" } }, h("span", { text: t("transfer.number") }),
+      h("input", { id: "transfer-number", name: "number", type: "tel", pattern: NUMBER,
+        placeholder: "+8610…" })),
+    h("div", { class: "actions" },
+      h("button", { id: "btn-transfer-go", class: "btn primary", value: "go",
+        text: t("transfer.submit") }),
+      h("button", { class: "btn ghost", value: "cancel", formnovalidate: true,
+        text: t("common.cancel") })));
+  const dialog = h("dialog", { id: "transfer-dialog", class: "transfer-dialog" }, form);
+  const show = () => {
+    const chosen = form.elements.kind.value;
+    for (const field of form.querySelectorAll("[data-kind]")) {
+      const on = field.dataset.kind === chosen;
+      field.hidden = !on;
+      field.querySelector("input, select").required = on;
+    }
+  };
+  form.addEventListener("change", show);
+  show();
+  document.body.append(dialog);
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "go" ? target(form) : null);
+    });
+  });
+}
+
+function target(form) {
+  const data = Object.fromEntries(new FormData(form));
+  if (data.kind === "agent") return { to_agent_id: Number(data.agent) };
+  if (data.kind === "number") return { to_number: data.number.trim() };
+  return { to_queue: data.queue.trim() };
+}

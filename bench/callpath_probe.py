@@ -1,0 +1,268 @@
+"""Where one whole call goes: Redis commands per event, and CPU per call.
+
+One `callcenter serve` node on a SQLite file and a redis-server started here. Two phases:
+
+- **count**: a few calls one after the other (offer, answer, end, wrap-up done), with
+  Redis MONITOR on: the commands the node sent (top level: a script is one, the commands
+  it runs are not counted) after each event, by command name.
+- **cpu**: calls offered at a steady rate to the connected agents, answered after 0.1 s,
+  ended after a short talk, wrap-up finished at once; node and redis-server CPU over the
+  window and until every call is done, per call. Then the node's idle CPU.
+
+Trees are alternated in one run so that other work on the machine hits each alike:
+
+    .venv/bin/python bench/callpath_probe.py --tree /tmp/old-tree --tree . --rounds 3
+
+(a tree is put first on the node's PYTHONPATH; `git archive <commit> | tar -x -C DIR`
+makes one.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    Deployment,
+    LoadRun,
+    cpu_s,
+    free_port,
+    wait_healthy,
+    workdir,
+)
+from multinode_bench import redis_server  # noqa: E402
+
+_MONITOR = re.compile(r'^([\d.]+) \[\d+ ([^\]]+)\] "([^"]+)"')
+# Commands of one pipeline reach MONITOR from one client a few microseconds apart.
+_SAME_TRIP_S = 0.0002
+
+
+class Monitor:
+    """Top-level commands other clients send, read from MONITOR, and round trips (a
+    pipeline's commands, arriving together from one client, count as one)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: Counter[str] = Counter()
+        self._last = ("", 0.0)
+
+    async def __aenter__(self) -> Monitor:
+        self.reader, self.writer = await asyncio.open_connection(
+            *self.url.removeprefix("redis://").split("/")[0].split(":"))
+        self.writer.write(b"MONITOR\r\n")
+        await self.reader.readline()
+        self.task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while line := await self.reader.readline():
+            m = _MONITOR.match(line.decode(errors="replace").lstrip("+"))
+            if m and m.group(2) != "lua":
+                self.seen[m.group(3).lower()] += 1
+                at, client = float(m.group(1)), m.group(2)
+                if client != self._last[0] or at - self._last[1] > _SAME_TRIP_S:
+                    self.seen["(round trips)"] += 1
+                self._last = (client, at)
+
+    def take(self) -> Counter[str]:
+        seen, self.seen = self.seen, Counter()
+        return seen
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.task.cancel()
+        self.writer.close()
+
+
+async def count_phase(url: str, redis_url: str, dep: Deployment,
+                      tokens: list[tuple[int, str]], calls: int) -> dict[str, Counter[str]]:
+    """Commands per event kind, summed over `calls` calls made one after the other."""
+    import aiohttp
+
+    per: dict[str, Counter[str]] = {}
+    auth = {"Authorization": f"Bearer {tokens[0][1]}"}
+    async with aiohttp.ClientSession() as http, Monitor(redis_url) as mon:
+        agent = await http.ws_connect(f"{url}/ws/agent", headers=auth)
+        pbx = await http.ws_connect(f"{url}/ws/telephony",
+                                    headers={"Authorization": f"Bearer {dep.pbx_token}"})
+        await agent.send_str(json.dumps({"type": "agent.state.set", "state": "available"}))
+        await _until(agent, lambda m: m.get("type") == "agent.state"
+                     and m.get("state") == "available")
+        mon.take()
+        await asyncio.sleep(5)
+        idle = mon.take()
+        print("    idle commands per second: " + ", ".join(
+            f"{c} {n / 5:.1f}" for c, n in idle.most_common()))
+        for n in range(calls):
+            cid = f"p-{n}-{time.time_ns()}"
+            steps = [
+                ("offered", pbx, {"type": "call.offered", "event_id": f"o{cid}", "call_id": cid,
+                                  "ani": "+8613800000001", "queue": "default"},
+                 lambda m: m.get("type") == "screen_pop"),
+                ("answered", pbx, {"type": "call.answered", "event_id": f"a{cid}",
+                                   "call_id": cid, "agent_id": tokens[0][0]},
+                 lambda m: m.get("type") == "call.connected"),
+                ("ended", pbx, {"type": "call.ended", "event_id": f"e{cid}", "call_id": cid,
+                                "cause": "normal"},
+                 lambda m: m.get("type") == "call.ended"),
+                ("wrapup", agent, {"type": "wrapup.done", "call_id": cid,
+                                   "disposition": "resolved"},
+                 lambda m: m.get("type") == "agent.state" and m.get("state") == "available"),
+            ]
+            for name, ws, frame, done in steps:
+                mon.take()
+                t0 = time.perf_counter()
+                await ws.send_str(json.dumps(frame))
+                await _until(agent, done)
+                if ws is pbx:
+                    await _until(pbx, lambda m: m.get("type") == "ack")
+                await settle(mon)
+                per.setdefault(name, Counter()).update(
+                    less_idle(mon.take(), idle, 5, time.perf_counter() - t0))
+        await agent.close()
+        await pbx.close()
+    return per
+
+
+async def settle(mon: Monitor, window: float = 0.5) -> None:
+    """A fixed window for the node's follow-up writes (the idle loops' commands in it are
+    taken off later, at the rate measured before)."""
+    await asyncio.sleep(window)
+
+
+def less_idle(seen: Counter[str], idle: Counter[str], idle_s: float,
+              window: float) -> Counter[str]:
+    out = Counter({c: n - idle[c] * window / idle_s for c, n in seen.items()})
+    return Counter({c: n for c, n in out.items() if n > 0.05})
+
+
+async def _until(ws, done) -> dict:  # type: ignore[no-untyped-def]
+    while True:
+        msg = json.loads((await asyncio.wait_for(ws.receive(), 30)).data)
+        if msg.get("type") == "error":
+            raise RuntimeError(msg)
+        if done(msg):
+            return msg
+
+
+async def cpu_phase(url: str, dep: Deployment, tokens: list[tuple[int, str]], node_pid: int,
+                    redis_pid: int, rate: float, duration: float, idle_s: float) -> dict:
+    async with LoadRun([url], tokens, dep.pbx_token, talk_s=0.5) as run:
+        await asyncio.sleep(2)
+        await run.offer_at_rate(rate, 3, 1000, tag="w")
+        await _drain(run, 15)
+        before = (cpu_s(node_pid), cpu_s(redis_pid), run.stats.completed)
+        offered = await run.offer_at_rate(rate, duration, 1000, tag=f"c{time.time_ns()}")
+        await _drain(run, 30)
+        await asyncio.sleep(1)  # the last wrap-ups
+        node, red = cpu_s(node_pid) - before[0], cpu_s(redis_pid) - before[1]
+        done = run.stats.completed - before[2]
+        idle0 = cpu_s(node_pid)
+        await asyncio.sleep(idle_s)
+        idle = (cpu_s(node_pid) - idle0) / idle_s
+        return {"offered": offered, "completed": done, "node_ms": node * 1000 / offered,
+                "redis_ms": red * 1000 / offered, "idle_pct": idle * 100,
+                "errors": len(run.stats.errors)}
+
+
+async def _drain(run: LoadRun, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(run.stats.popped) > run.stats.completed and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+_PREPARE = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1] + "/bench")
+from harness import Deployment
+from pathlib import Path
+dep = Deployment(Path(sys.argv[2]), sys.argv[3], None, secret_key=sys.argv[4])
+tokens = asyncio.run(dep.prepare(int(sys.argv[5]), 1000))
+print(json.dumps({"tokens": tokens, "pbx": dep.pbx_token}))
+"""
+
+
+async def prepare(tree: Path, dep: Deployment, agents: int) -> list[tuple[int, str]]:
+    """Schema and data by the tree's own code: its migrations and models, not this one's."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PREPARE, str(tree), str(dep.workdir), dep.database_url,
+        dep.secret_key, str(agents), stdout=asyncio.subprocess.PIPE,
+        env={**dep.env(), "PYTHONPATH": str(tree)})
+    out, _ = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"preparing {tree} failed")
+    made = json.loads(out.decode().strip().splitlines()[-1])
+    dep.pbx_token = made["pbx"]
+    return [(agent_id, token) for agent_id, token in made["tokens"]]
+
+
+async def one(tree: Path, args: argparse.Namespace, redis_url: str, redis_pid: int) -> dict:
+    with workdir(None) as tmp:
+        dep = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'probe.db'}", redis_url)
+        tokens = await prepare(tree, dep, args.agents)
+        url = dep.start_node(free_port(), PYTHONPATH=str(tree),
+                             CALLCENTER_WRAP_UP_S="30", CALLCENTER_RING_TIMEOUT_S="30")
+        try:
+            await wait_healthy(url)
+            per = await count_phase(url, redis_url, dep, tokens, args.calls)
+            cpu = await cpu_phase(url, dep, tokens[1:], dep.procs[0].pid, redis_pid,
+                                  args.rate, args.duration, args.idle)
+        finally:
+            dep.stop()
+            for log in tmp.glob("node-*.log"):
+                lines = log.read_text(errors="replace").splitlines()
+                if lines:
+                    print(f"    {log.name} ({tree}), last lines:\n      "
+                          + "\n      ".join(lines[-15:]))
+    return {"per": per, **cpu}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tree", type=Path, action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=5, help="calls in the count phase")
+    parser.add_argument("--agents", type=int, default=101)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--idle", type=float, default=10.0)
+    args = parser.parse_args()
+    trees = [t.resolve() for t in args.tree or [Path(".")]]
+    results: dict[Path, list[dict]] = {t: [] for t in trees}
+    with workdir(None) as tmp, redis_server(tmp) as (redis_url, redis_pid):
+        for r in range(args.rounds):
+            for tree in trees:
+                res = await one(tree, args, redis_url, redis_pid)
+                results[tree].append(res)
+                per = {k: v["(round trips)"] / args.calls for k, v in res["per"].items()}
+                print(f"round {r + 1} {tree}: round trips per event "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+                      + f" (call {sum(per.values()):.1f}); CPU per call node "
+                      f"{res['node_ms']:.2f} ms, redis {res['redis_ms']:.2f} ms "
+                      f"({res['completed']}/{res['offered']} done, {res['errors']} errors); "
+                      f"idle {res['idle_pct']:.2f}% of a core", flush=True)
+                if r == 0:
+                    for k, v in res["per"].items():
+                        print(f"    {k}: " + ", ".join(
+                            f"{c} {n / args.calls:.1f}" for c, n in v.most_common()))
+                await aioredis.from_url(redis_url).flushall()
+    print("\nmedians:")
+    for tree, rs in results.items():
+        print(f"  {tree}: node {statistics.median(r['node_ms'] for r in rs):.2f} ms, redis "
+              f"{statistics.median(r['redis_ms'] for r in rs):.2f} ms per call; idle "
+              f"{statistics.median(r['idle_pct'] for r in rs):.2f}%")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

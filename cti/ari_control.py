@@ -1,0 +1,106 @@
+"""Desktop call control over ARI: the gateway's `route.control` commands carried out on
+Asterisk, each answered with exactly one `control.result`.
+
+- hold / resume: `POST` / `DELETE /channels/{caller}/hold`. Asterisk indicates hold to the
+  caller's channel (music on hold plays to the caller); then `call.held` / `call.resumed`.
+- hangup: `DELETE /channels/{agent leg}`; Asterisk's hangup events for the agent's leg end
+  the call with cause `agent_hangup` as when the agent hangs up the phone.
+- answer: `not_supported`: ARI cannot make the agent's phone go off-hook; the agent leg is
+  answered at the phone (see docs/asterisk.md).
+
+ARI refusals become `ok: false` with a reason from the HTTP status. A call the adapter no
+longer knows (ended meanwhile) is answered `call_ended`; the server usually failed the
+command already, and a late result is then only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from cti.ari_calls import CallControl
+from cti.ari_client import AriError
+from cti.ari_legs import Legs
+from cti.calls import CallError
+from cti.control import ControlService
+from cti.schemas import CallHeld, CallResumed, ControlResult, Frame
+
+log = logging.getLogger(__name__)
+
+# ARI's HTTP statuses for channel requests (rest-api/api-docs/channels.json) as reasons.
+_REASONS = {0: "ari_unreachable", 400: "ari_bad_request", 404: "channel_not_found",
+            409: "channel_not_in_stasis", 412: "channel_invalid_state"}
+
+
+class ControlMessage(BaseModel):
+    """`route.control` from the gateway, as the adapter reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: Literal["route.control"]
+    command_id: str
+    call_id: str
+    action: str
+
+
+def reason_for(error: AriError) -> str:
+    return _REASONS.get(error.status, "ari_error")
+
+
+class AriCommands:
+    def __init__(self, calls: CallControl, control: ControlService) -> None:
+        self.calls, self.control = calls, control
+        self.client = calls.client
+
+    async def carry_out(self, command: ControlMessage) -> None:
+        """Do the command (under the call's lock) and answer it once."""
+        legs = self.calls.legs.get(command.call_id)
+        if legs is None or legs.ended:
+            await self._result(command, "call_ended")
+            return
+        try:
+            follow = await self._do(legs, command)
+        except AriError as e:
+            log.info("call %s: %s refused by Asterisk: %s", legs.call_id, command.action, e)
+            await self._result(command, reason_for(e))
+            return
+        except _Refused as e:
+            await self._result(command, e.reason)
+            return
+        await self._result(command, "")
+        if follow is not None:
+            await self.calls.send(follow)
+
+    async def _do(self, legs: Legs, command: ControlMessage) -> Frame | None:
+        """Carry the action out on Asterisk: the state event to send after the result."""
+        action, eid = command.action, f"ari:{command.command_id}:{command.action}"
+        if action == "hold":
+            await self.client.hold(legs.call_id)
+            return CallHeld(type="call.held", event_id=eid, call_id=legs.call_id)
+        if action == "resume":
+            await self.client.unhold(legs.call_id)
+            return CallResumed(type="call.resumed", event_id=eid, call_id=legs.call_id)
+        if action == "hangup":
+            if legs.agent_channel is None:
+                raise _Refused("no_agent_leg")
+            await self.client.hangup(legs.agent_channel)
+            return None  # the agent leg's hangup events end the call
+        raise _Refused("not_supported")  # answer, and anything this adapter cannot do
+
+    async def _result(self, command: ControlMessage, reason: str) -> None:
+        frame = ControlResult.model_validate(
+            {"type": "control.result", "event_id": f"ari:{command.command_id}:result",
+             "command_id": command.command_id, "ok": not reason,
+             **({"reason": reason} if reason else {})})
+        try:
+            await self.control.result(frame, self.calls.integration)
+        except CallError as e:
+            # Decided already (the call ended, the command timed out): normal in telephony.
+            log.debug("control.result for %s not taken: %s", command.command_id, e)
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

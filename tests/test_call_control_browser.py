@@ -1,0 +1,170 @@
+"""Call control on the agent console in Chromium (issue 17): answer, hold / resume with a
+hold timer and hang up through `call.control`, with a fake PBX (the test IVR) acting each
+`route.control`. The buttons follow the call's state as the server reports it, also after
+a reload; refusals are explained in the interface language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from core import appkeys
+from tests.test_console_browser import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    NewPage,
+    browser,
+    go_available,
+    new_page,
+    shoot,
+    sign_in,
+)
+from tests.waits import eventually
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
+]
+
+
+async def call_state(center: Any, call_id: str) -> str | None:
+    call = await center.server.app[appkeys.ROUTER].store.call(call_id)
+    return call.get("state")
+
+
+async def state_becomes(center: Any, call_id: str, state: str) -> None:
+    async def reached() -> bool:
+        return await call_state(center, call_id) == state
+
+    await eventually(reached, 30, what=f"call {call_id} {state}")
+
+
+async def ringing_console(center: Any, new_page: NewPage) -> tuple[Page, Any, int]:  # noqa: F811
+    amy = await center.add_agent("amy")
+    await center.add_customer("C1", "张伟", "+8613800000001", tier="gold")
+    console = await new_page()
+    await sign_in(console, center, "amy")
+    await go_available(console)
+    ivr = await center.ivr()
+    await ivr.offer("call-1", "+8613800000001")
+    await expect(console.locator("#call-status")).to_have_text("Incoming call")
+    return console, ivr, amy
+
+
+async def test_agent_answers_holds_resumes_and_hangs_up_from_the_console(
+        center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+    console, ivr, _ = await ringing_console(center, new_page)
+    pbx = ivr.obey()
+    try:
+        answer, hold = console.locator("#btn-answer"), console.locator("#btn-hold")
+        hangup = console.locator("#btn-hangup")
+        await expect(answer).to_be_enabled()
+        await expect(hold).to_be_hidden()
+        await expect(hangup).to_be_disabled()
+        await answer.click()
+        await expect(console.locator("#call-status")).to_have_text("On call")
+        await expect(answer).to_be_hidden()
+        await expect(hold).to_have_text("Hold")
+        await expect(hold).to_be_enabled()
+        await expect(hangup).to_be_enabled()
+        assert await call_state(center, "call-1") == "connected"
+
+        await hold.click()
+        await expect(console.locator("#call-status")).to_have_text("On hold")
+        await expect(hold).to_have_text("Resume")
+        await expect(hold).to_have_attribute("aria-pressed", "true")
+        await expect(console.locator("#hold-timer")).to_contain_text("On hold 0:0")
+        await expect(console.locator("#control-message")).to_have_text("The caller is on hold.")
+        assert await call_state(center, "call-1") == "on_hold"
+        await shoot(console, "console-call-controls.png")
+
+        # A reload is a reconnect: the server's snapshot brings the hold back.
+        await console.reload()
+        await expect(console.locator("#call-status")).to_have_text("On hold")
+        await expect(hold).to_have_text("Resume")
+        await expect(hold).to_be_enabled()
+        await expect(hangup).to_be_enabled()
+
+        await console.keyboard.press("Alt+H")
+        await expect(console.locator("#call-status")).to_have_text("On call")
+        await expect(console.locator("#hold-timer")).to_be_hidden()
+        await state_becomes(center, "call-1", "connected")
+
+        await console.keyboard.press("Alt+X")
+        await expect(console.locator("#wrapup-form")).to_be_visible()
+        await expect(console.locator("#call-controls")).to_be_hidden()
+        await state_becomes(center, "call-1", "wrap_up")
+    finally:
+        pbx.cancel()
+
+
+async def test_a_refused_command_is_explained_and_the_call_is_unchanged(
+        center: Any, new_page: NewPage) -> None:  # noqa: F811
+    console, ivr, amy = await ringing_console(center, new_page)
+    pbx = ivr.obey(refuse={"answer": "not_supported", "hold": "no_music"})
+    try:
+        await console.click("#btn-answer")
+        message = console.locator("#control-message")
+        await expect(message).to_have_text("The phone system cannot do that; use your phone.")
+        await expect(console.locator("#btn-answer")).to_be_enabled()
+        assert await call_state(center, "call-1") == "ringing"
+
+        await ivr.event("call.answered", "call-1", agent_id=amy)  # picked up at the desk phone
+        await expect(console.locator("#call-status")).to_have_text("On call")
+        await console.click("[data-lang=zh]")
+        await expect(console.locator("#btn-hold")).to_have_text("保持")
+        await console.click("#btn-hold")
+        await expect(message).to_have_text("电话系统拒绝了操作（no_music）。")
+        await expect(console.locator("#call-status")).to_have_text("通话中")
+        await expect(console.locator("#btn-hold")).to_be_enabled()
+        assert await call_state(center, "call-1") == "connected"
+    finally:
+        pbx.cancel()
+
+
+async def test_without_a_pbx_the_console_says_so_and_shortcuts_are_listed(
+        center: Any, new_page: NewPage) -> None:  # noqa: F811
+    console, ivr, _ = await ringing_console(center, new_page)
+    await ivr.close()  # the PBX is gone: nobody can act on the call
+    await console.keyboard.press("Alt+A")
+    await expect(console.locator("#control-message")).to_have_text(
+        "The phone system is not connected; use your phone.")
+    await expect(console.locator("#btn-answer")).to_be_enabled()
+
+    await console.keyboard.press("?")
+    help_sheet = console.locator("#shortcut-help")
+    await expect(help_sheet).to_be_visible()
+    await expect(help_sheet).to_contain_text("Alt+H")
+    await expect(help_sheet).to_contain_text("Hold or resume the call")
+    await console.keyboard.press("Escape")
+    await expect(help_sheet).to_have_count(0)
+
+
+async def test_blind_transfer_to_a_colleague_from_the_dialog(
+        center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+    bob = await center.agent("bob")
+    console, ivr, amy = await ringing_console(center, new_page)
+    await bob.available()
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    pbx = ivr.obey()
+    try:
+        await console.click("#btn-transfer")
+        dialog = console.locator("#transfer-dialog")
+        await expect(dialog).to_be_visible()
+        await console.fill("#transfer-queue", "no-such-queue")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#control-message")).to_have_text("There is no such queue.")
+        assert await call_state(center, "call-1") == "connected"
+
+        await console.click("#btn-transfer")
+        await dialog.locator("input[value=agent]").check()
+        await expect(console.locator("#transfer-agent")).to_have_value(str(bob.agent_id))
+        await shoot(console, "console-transfer.png")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#wrapup-form")).to_be_visible()
+        pop = await bob.inbox.expect("screen_pop", call_id="call-1", timeout=30)
+        assert pop["transferred_from"] == amy
+    finally:
+        pbx.cancel()

@@ -90,6 +90,15 @@ async def fill(url: str, records: int, days: int, start: dt.datetime) -> None:
             SELECT 'x' || call_id, call_id, 1, answered_at + interval '60 second',
                    agent_id, queue, answered_at, wait_s
             FROM interactions WHERE answered_at IS NOT NULL AND id % 50 = 0"""))
+        # One complaint per hundred calls, a third of them resolved (complaint figures).
+        await conn.execute(text("""
+            INSERT INTO complaints (customer_id, interaction_id, queue, category, state,
+                                    source, summary, evidence, tier, escalation_level,
+                                    created_at, updated_at, sla_due_at)
+            SELECT 'c' || id, id, queue, (ARRAY['delivery','billing_refund','other'])[1 + id % 3],
+                   CASE WHEN id % 3 = 0 THEN 'resolved' ELSE 'received' END, 'agent', '',
+                   '[]', tier, 0, offered_at, offered_at, offered_at + interval '48 hours'
+            FROM interactions WHERE id % 100 = 0"""))
         await conn.execute(text("ANALYZE"))
     await db.dispose()
 

@@ -36,6 +36,7 @@ from demo.center import DemoCenter
 from privacy import plugin as privacy_plugin
 from quality import plugin as quality_plugin
 from reports import views as report_views
+from reports.agent_states import AgentStates
 from reports.rollup import Rollups
 from routing.directory import AgentDirectory
 from routing.service import Router
@@ -64,8 +65,8 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
     settings = app[appkeys.SETTINGS]
-    hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s)] \
-        if settings.report_rollups else []
+    hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s),
+                         AgentStates()] if settings.report_rollups else []
     app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
     app[appkeys.WRITER].start()
     yield

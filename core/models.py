@@ -239,6 +239,8 @@ class Complaint(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"))
+    # The queue of the call it came from, kept when retention deletes the call (reports).
+    queue: Mapped[str | None] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32), default="other")
     state: Mapped[str] = mapped_column(String(16), default="received", index=True)
     source: Mapped[str] = mapped_column(String(16), default="agent")  # agent | detected
@@ -253,7 +255,7 @@ class Complaint(Base):
     sla_due_at: Mapped[dt.datetime | None]
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[dt.datetime | None]
 
@@ -280,6 +282,9 @@ class AgentStateChange(Base):
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+    # An agent's change before or after a moment (the agent-state rollup, recovery).
+    __table_args__ = (Index("ix_agent_state_changes_agent_at", "agent_id", "at"),)
 
 
 class ApiToken(Base):
@@ -384,6 +389,7 @@ class ReportCall(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
 
 
 class ReportInterval(Base):
@@ -410,6 +416,20 @@ class ReportInterval(Base):
     csat_good: Mapped[int] = mapped_column(Integer, default=0)
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
+
+
+class ReportAgentState(Base):
+    """Seconds an agent spent in a state (and not-ready reason, '' for none) in one
+    15-minute interval (UTC), of the segments closed by the agent's next change."""
+
+    __tablename__ = "report_agent_states"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class CustomerTierChange(Base):

@@ -1,8 +1,9 @@
 """The agent report: calls handled and time in each state, per agent and period.
 
-Read from the records (interactions, call_transfers, agent_state_changes), not from a
-rollup: an agent's calls are counted in the period the call was offered in, its time
-in a state split at period boundaries. A call transferred between agents is a handled
+Calls are read from the records (interactions, call_transfers): an agent's calls are
+counted in the period the call was offered in. Time in each state comes from the
+agent-state rollup (reports/agent_states.py), and each agent's current state from its
+last change, split at period boundaries. A call transferred between agents is a handled
 call for each agent who answered a leg of it.
 """
 
@@ -12,13 +13,21 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, bindparam, select, text
 
-from core.models import Agent, AgentStateChange, CallTransfer, Interaction
+from core.models import Agent, UTCDateTime
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
+from reports.sql import moment_of, period_sql
 
 WORKING = ("ringing", "on_call", "wrap_up")
+# Each agent's last change: its state since then is not in the rollup yet.
+_LAST = text("""
+SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
+  SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
+           ORDER BY x.at DESC, x.id DESC LIMIT 1)
+  FROM (SELECT id AS agent_id FROM agents) a)
+""")
 
 
 def agent_report(conn: Connection, rng: Range) -> dict[str, Any]:
@@ -52,51 +61,63 @@ def figures(s: dict[str, float]) -> dict[str, Any]:
     }
 
 
+_CALLS = """
+SELECT {p} AS p, i.agent_id, count(*), count(i.talk_s), sum(i.talk_s), count(i.wrap_up_s),
+       sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score),
+       sum(CASE WHEN i.talk_s IS NULL THEN 0 ELSE COALESCE(i.hold_s, 0) END)
+FROM interactions i
+WHERE i.offered_at >= :since AND i.offered_at < :until AND i.agent_id IS NOT NULL
+  AND i.answered_at IS NOT NULL
+GROUP BY 1, 2
+"""
+_LEGS = """
+SELECT {p} AS p, t.agent_id, count(*) FROM call_transfers t
+JOIN interactions i ON i.call_id = t.call_id
+WHERE i.offered_at >= :since AND i.offered_at < :until AND t.agent_id IS NOT NULL
+GROUP BY 1, 2
+"""
+_CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n", "csat_sum",
+                 "hold_sum")
+
+
 def _calls(conn: Connection, rng: Range, sums: Any) -> None:
-    i = Interaction
-    found = conn.execute(select(i.call_id, i.offered_at, i.agent_id, i.answered_at, i.talk_s,
-                                i.survey_score, i.wrap_up_s)
-                         .where(i.offered_at >= rng.since, i.offered_at < rng.until)).all()
-    offered = {call_id: rng.period(at) for call_id, at, *_ in found}
-    for call_id, _at, agent, answered_at, talk, score, wrap in found:
-        if agent is None or answered_at is None:
-            continue
-        s = sums[(offered[call_id], agent)]
-        s["handled"] += 1
-        if talk is not None:
-            s["talk_n"] += 1
-            s["talk_sum"] += talk
-        if wrap is not None:
-            s["wrap_n"] += 1
-            s["wrap_sum"] += wrap
-        if score is not None:
-            s["csat_n"] += 1
-            s["csat_sum"] += score
-    t = CallTransfer
-    legs = conn.execute(select(t.call_id, t.agent_id).join(i, i.call_id == t.call_id)
-                        .where(i.offered_at >= rng.since, i.offered_at < rng.until)).all()
-    for call_id, agent in legs:
-        if agent is not None:
-            sums[(offered[call_id], agent)]["handled"] += 1
-            sums[(offered[call_id], agent)]["transfers"] += 1
+    """Each agent's calls, summed by the database per period of the offer (the final
+    leg's talk, wrap-up and survey) and its transfer legs (handled and transfers made)."""
+    period = period_sql(conn, rng, "i.offered_at")
+    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
+    for p, agent, *values in conn.execute(_statement(_CALLS, period), params):
+        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        for name, value in zip(_CALL_FIGURES, values, strict=True):
+            s[name] += float(value or 0)
+    for p, agent, legs in conn.execute(_statement(_LEGS, period), params):
+        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        s["handled"] += legs
+        s["transfers"] += legs
+
+
+def _statement(sql: str, period: str) -> Any:
+    return text(sql.format(p=period)).bindparams(bindparam("since", type_=UTCDateTime()),
+                                                  bindparam("until", type_=UTCDateTime()))
 
 
 def _states(conn: Connection, rng: Range, sums: Any) -> None:
-    c = AgentStateChange
-    last = select(c.agent_id, func.max(c.at).label("at")).where(c.at < rng.since) \
-        .group_by(c.agent_id).subquery()
-    before = select(c.agent_id, c.state, c.reason, c.at).join(
-        last, and_(c.agent_id == last.c.agent_id, c.at == last.c.at))
-    during = select(c.agent_id, c.state, c.reason, c.at).where(c.at >= rng.since,
-                                                              c.at < rng.until)
-    changes = sorted(conn.execute(before.union_all(during)).all(), key=lambda r: (r[0], r[3]))
-    by_agent: dict[int, list[Any]] = defaultdict(list)
-    for row in changes:
-        by_agent[row[0]].append(row)
-    for agent, rows in by_agent.items():
-        for (_, state, reason, start), nxt in zip(rows, [*rows[1:], None], strict=True):
-            end = nxt[3] if nxt is not None else min(rng.until, dt.datetime.now(dt.UTC))
-            _spread(rng, sums, agent, state, reason, max(start, rng.since), end)
+    """Closed segments from the rollup; each agent's open one (its last change) up to now."""
+    statement = text(
+        f"SELECT {period_sql(conn, rng)} AS p, agent_id, state, reason, sum(seconds) "
+        "FROM report_agent_states WHERE start >= :since AND start < :until "
+        "GROUP BY 1, 2, 3, 4").bindparams(bindparam("since", type_=UTCDateTime()),
+                                          bindparam("until", type_=UTCDateTime()))
+    for p, agent, state, reason, seconds in conn.execute(
+            statement, {"since": rng.since, "until": rng.until, "tz": rng.zone.key}):
+        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        s[f"state_{state}"] += seconds
+        if state == "not_ready" and reason:
+            s[f"not_ready_{reason}"] += seconds
+    now = dt.datetime.now(dt.UTC)
+    for agent, state, reason, at in conn.execute(_LAST):
+        start = moment_of(at, rng).astimezone(dt.UTC)
+        if state != "logged_out" and start < rng.until:
+            _spread(rng, sums, agent, state, reason, max(start, rng.since), min(rng.until, now))
 
 
 def _spread(rng: Range, sums: Any, agent: int, state: str, reason: str | None,

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import audit
 from core.audit import csv_cell
-from core.models import AuditEntry, Interaction
+from core.models import AgentStateChange, AuditEntry, Interaction
 from core.settings import Settings
 from reports import agents, cdr, customers
+from reports.agent_states import AgentStates
 from reports.periods import Range
 from reports.queries import Scope, interval_report
 from reports.rollup import Rollups
@@ -62,13 +63,17 @@ def write_table(rows: list[dict[str, Any]], out: TextIO, *, csv_format: bool) ->
 
 
 async def record_span(engine: AsyncEngine) -> tuple[dt.datetime, dt.datetime] | None:
-    """The first and last offer times among the records, or None without records."""
+    """The first and last offer or agent state change among the records, or None
+    without records."""
     async with engine.connect() as conn:
-        first, last = (await conn.execute(select(func.min(Interaction.offered_at),
-                                                 func.max(Interaction.offered_at)))).one()
-    if first is None:
+        ends = [*(await conn.execute(select(func.min(Interaction.offered_at),
+                                            func.max(Interaction.offered_at)))).one(),
+                *(await conn.execute(select(func.min(AgentStateChange.at),
+                                            func.max(AgentStateChange.at)))).one()]
+    known = [_aware(e) for e in ends if e is not None]
+    if not known:
         return None
-    return _aware(first), _aware(last) + dt.timedelta(seconds=1)
+    return min(known), max(known) + dt.timedelta(seconds=1)
 
 
 async def rebuild(engine: AsyncEngine, settings: Settings, since: dt.datetime,
@@ -82,6 +87,7 @@ async def rebuild(engine: AsyncEngine, settings: Settings, since: dt.datetime,
         end = min(until, start + dt.timedelta(days=1))
         async with engine.begin() as conn:
             await conn.run_sync(rollups.rebuild, start, end)
+            await conn.run_sync(AgentStates().rebuild, start, end)
         days += 1
         progress(1)
         start = end

@@ -40,12 +40,15 @@ def queue_figures(s: Mapping[str, float], formula: Formula) -> dict[str, Any]:
 
 
 def handle_figures(s: Mapping[str, float]) -> dict[str, float | None]:
-    """Talk and wrap-up, each averaged over the calls that have it, and their sum, the
-    average handle time. Hold time is not recorded yet (docs/reports.md)."""
-    talk = ratio(s.get("talk_sum", 0), s.get("talk_n", 0), 2)
+    """Talk (without hold), hold and wrap-up, each averaged over the calls that have it
+    (talk and hold over the calls with a talk time), and their sum, the average handle
+    time. A call's recorded talk time includes its holds (docs/protocol.md)."""
+    talk_n = s.get("talk_n", 0)
+    hold = ratio(s.get("hold_sum", 0), talk_n, 2)
+    talk = ratio(s.get("talk_sum", 0) - s.get("hold_sum", 0), talk_n, 2)
     wrap = ratio(s.get("wrap_sum", 0), s.get("wrap_n", 0), 2)
-    aht = None if talk is None else round(talk + (wrap or 0.0), 2)
-    return {"avg_talk_s": talk, "avg_wrap_up_s": wrap, "aht_s": aht}
+    aht = None if talk is None else round(talk + (hold or 0.0) + (wrap or 0.0), 2)
+    return {"avg_talk_s": talk, "avg_hold_s": hold, "avg_wrap_up_s": wrap, "aht_s": aht}
 
 
 def add(into: dict[str, float], row: Mapping[str, Any]) -> None:

@@ -8,9 +8,8 @@ the center's time zone; on SQLite by the 15-minute interval, then here.
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -18,8 +17,9 @@ from core.models import UTCDateTime
 from core.servicelevel import Formula
 from reports import complaints
 from reports.figures import add, queue_figures
-from reports.periods import BadReport, Interval, Range
+from reports.periods import BadReport, Range
 from reports.rollup import FIGURES
+from reports.sql import moment_of, period_sql
 
 
 class Scope(Enum):
@@ -31,8 +31,6 @@ class Scope(Enum):
 
 
 _KEY = {Scope.center: None, Scope.queues: "queue", Scope.tiers: "tier"}
-_TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
-          Interval.month: "month"}
 
 
 def interval_report(conn: Connection, rng: Range, scope: Scope, formula: Formula,
@@ -45,11 +43,11 @@ def interval_report(conn: Connection, rng: Range, scope: Scope, formula: Formula
     periods: dict[tuple[str, str], dict[str, float]] = {}
     totals: dict[str, dict[str, float]] = {}
     for row in _rows(conn, rng, key, queue):
-        name = rng.period(_aware(row.pop("p"), rng))
+        name = rng.period(moment_of(row.pop("p"), rng))
         group = str(row.pop("k"))
         add(periods.setdefault((name, group), {}), row)
         add(totals.setdefault(group, {}), row)
-    complaints.add_counts(periods, totals, complaints.opened(conn, rng, queue), rng, key)
+    complaints.add_counts(conn, periods, totals, rng, key, queue)
     label = key or "scope"
     rows = [{"period": p, label: g, **queue_figures(s, formula)}
             for (p, g), s in sorted(periods.items())]
@@ -69,11 +67,7 @@ def check_queue(conn: Connection, queue: str) -> None:
 
 def _rows(conn: Connection, rng: Range, key: str | None, queue: str | None,
           ) -> list[dict[str, Any]]:
-    postgres = conn.dialect.name == "postgresql"
-    if postgres and rng.interval in _TRUNC:
-        period = f"date_trunc('{_TRUNC[rng.interval]}', start AT TIME ZONE :tz)"
-    else:
-        period = "start"
+    period = period_sql(conn, rng)
     group = key or "'center'"
     sums = ", ".join(f"max({f}) AS {f}" if f == "wait_max" else f"sum({f}) AS {f}"
                      for f in FIGURES)
@@ -84,14 +78,3 @@ def _rows(conn: Connection, rng: Range, key: str | None, queue: str | None,
     ).bindparams(bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
     params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key, "queue": queue}
     return [dict(row._mapping) for row in conn.execute(statement, params)]
-
-
-def _aware(value: Any, rng: Range) -> dt.datetime:
-    """A period start as the database gave it: a local naive time from date_trunc, an
-    aware time, or SQLite's stored UTC text."""
-    if isinstance(value, str):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    when = cast(dt.datetime, value)
-    if when.tzinfo is None:
-        return when.replace(tzinfo=rng.zone)
-    return when

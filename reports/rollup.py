@@ -37,7 +37,7 @@ INTERVAL = dt.timedelta(minutes=15)
 FIGURE_COLUMNS = frozenset({"outcome", "survey_score", "wrap_up_s"})
 FIGURES = ("offered", "answered", "answered_within", "abandoned", "abandoned_short", "failed",
            "wait_sum", "wait_max", "talk_n", "talk_sum", "transfers", "csat_n", "csat_sum",
-           "csat_good", "wrap_n", "wrap_sum")
+           "csat_good", "wrap_n", "wrap_sum", "hold_sum")
 KEY = ("start", "queue", "tier")
 
 # What each call adds to the figures: its first answer (before any transfer) decides
@@ -59,9 +59,11 @@ SELECT call_id, start, queue, tier, 1 AS offered,
   CASE WHEN survey_score IS NULL THEN 0 ELSE 1 END AS csat_n,
   COALESCE(survey_score, 0) AS csat_sum,
   CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END AS csat_good,
-  CASE WHEN wrap_up_s IS NULL THEN 0 ELSE 1 END AS wrap_n, COALESCE(wrap_up_s, 0) AS wrap_sum
+  CASE WHEN wrap_up_s IS NULL THEN 0 ELSE 1 END AS wrap_n, COALESCE(wrap_up_s, 0) AS wrap_sum,
+  CASE WHEN talk_s IS NULL THEN 0 ELSE COALESCE(hold_s, 0) END AS hold_sum
 FROM (
   SELECT i.call_id, i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, i.wrap_up_s,
+         i.hold_s,
          {bucket} AS start,
          COALESCE(f.answered_at, i.answered_at) AS first_answered,
          CASE WHEN f.event_id IS NULL THEN i.wait_s ELSE f.wait_s END AS first_wait,

@@ -63,6 +63,8 @@ async def test_agent_opens_a_complaint_from_the_call_due_by_the_customer_tier(
     async with center.sessions() as session:
         record = await session.get(Interaction, created["interaction_id"])
     assert record.call_id == "c-1" and record.complaint_flag is True
+    async with center.sessions() as session:  # the reports count it in the call's queue
+        assert (await session.get(Complaint, created["id"])).queue == record.queue == "default"
     fetched = await agent_api("GET", f"/api/v1/complaints/{created['id']}")
     assert [(e["from"], e["to"], e["actor"]) for e in fetched["events"]] == [
         (None, "received", "amy")]

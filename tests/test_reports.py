@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, select
 
 from core import db
 from core.appkeys import CALLS, REDIS, ROUTER, WALLBOARD
-from core.models import AgentStateChange, AuditEntry, ReportInterval
+from core.models import AgentStateChange, AuditEntry, ReportAgentState, ReportInterval
 from tests.conftest import make_settings
 from tests.rest import cli, request
 from tests.waits import eventually
@@ -143,7 +143,8 @@ async def until_available(center, agent_id: int) -> None:
 DAY_D = {"offered": 7, "answered": 5, "answered_within": 3, "answered_beyond": 2,
          "abandoned": 1, "abandoned_short": 1, "failed": 0,
          "service_level": round(3 / 7, 4), "asa_s": 17.6, "longest_wait_s": 40.0,
-         "avg_talk_s": 167.0, "avg_wrap_up_s": 10.0, "aht_s": 177.0, "transfers": 1,
+         "avg_talk_s": 167.0, "avg_hold_s": 0.0, "avg_wrap_up_s": 10.0, "aht_s": 177.0,
+         "transfers": 1,
          "csat_responses": 2, "csat_average": 3.5,
          "csat_satisfied": 0.5, "abandon_rate": round(2 / 7, 4)}
 
@@ -153,7 +154,8 @@ DAY_D = {"offered": 7, "answered": 5, "answered_within": 3, "answered_beyond": 2
 # on a call 180+120+300+110; wrap-up 20+30+0+5280 (c6, transfer to timer); lunch 280.
 AMY_AVAILABLE = 1800 + 5492 + 130 + 2395 + 44990
 AMY_WORKING = 73 + 710 + 5330
-AMY_D = {"handled": 5, "transfers_made": 1, "avg_talk_s": 176.25, "avg_wrap_up_s": 12.5,
+AMY_D = {"handled": 5, "transfers_made": 1, "avg_talk_s": 176.25, "avg_hold_s": 0.0,
+         "avg_wrap_up_s": 12.5,
          "aht_s": 188.75, "csat_responses": 1, "csat_average": 5.0,
          "signed_in_s": 17 * 3600.0, "available_s": float(AMY_AVAILABLE),
          "on_call_s": 783.0, "wrap_up_s": 5330.0, "not_ready_s": 280.0,
@@ -253,6 +255,7 @@ async def test_a_crafted_day_gives_the_figures_worked_out_by_hand(center):
     # Rollups dropped and rebuilt from the records by the command give the same report.
     async with db.session_scope(center.sessions) as session:
         await session.execute(delete(ReportInterval))
+        await session.execute(delete(ReportAgentState))
     code, _out, err = await cli(center, "report", "rebuild")
     assert code == 0, err
     rebuilt = await report(center, token, "center", **{"from": "2026-03-10", "to": "2026-03-10"})
@@ -415,3 +418,35 @@ async def test_a_replayed_event_adds_nothing_and_rollups_equal_a_rebuild(setting
         await conn.run_sync(Rollups().rebuild, records.at(offered - 3600),
                             records.at(offered + 3600))
     assert await counts() == [(1, 1, 30.0, 0.0)]
+
+
+async def test_handle_time_is_talk_without_hold_plus_hold_plus_wrap_up(settings, sessions):
+    """One call: 100 s of talk of which 30 s on hold, then 10 s of wrap-up."""
+    from core.servicelevel import DEFAULT
+    from core.writer import RecordWriter
+    from cti import records
+    from reports.agents import agent_report
+    from reports.periods import Interval, Range
+    from reports.queries import Scope, interval_report
+    from reports.rollup import Rollups
+
+    engine = sessions.kw["bind"]
+    writer = RecordWriter(engine, hooks=[Rollups()])
+    offered = at("09:00:00")
+    await writer.write(records.offer_ops(
+        event_id="o1", call_id="h1", queue="default", ani="+86", dnis="", customer_id=None,
+        tier="standard", ivr={}, offered_at=offered, node_id="n", integration="pbx"))
+    await writer.write([records.interaction_op(
+        "h1", answered_at=records.at(offered + 5), wait_s=5.0, agent_id=7, agent_ids=[7])])
+    await writer.write([records.event_op("e1", "h1", "call.ended"), records.interaction_op(
+        "h1", ended_at=records.at(offered + 105), outcome="answered", end_cause="normal",
+        talk_s=100.0, hold_s=30.0, hold_count=2)])
+    await writer.write([records.interaction_op("h1", wrap_up_s=10.0, disposition="resolved")])
+
+    rng = Range(records.at(offered - 60), records.at(offered + 3600), Interval.day, ZONE)
+    handle = {"avg_talk_s": 70.0, "avg_hold_s": 30.0, "avg_wrap_up_s": 10.0, "aht_s": 110.0}
+    async with engine.connect() as conn:
+        center = await conn.run_sync(interval_report, rng, Scope.center, DEFAULT)
+        agents = await conn.run_sync(agent_report, rng)
+    assert figures(center["rows"][0], handle) == handle
+    assert figures(agents["rows"][0], handle) == handle

@@ -85,7 +85,8 @@ async def complaints(sessions) -> None:
         call = await session.scalar(select(Interaction.id).where(Interaction.call_id == "call-1"))
         rows = [
             Complaint(customer_id="k000", category="billing_refund", state="resolved",
-                      tier="gold", created_at=t(2), sla_due_at=t(3), interaction_id=call),
+                      tier="gold", created_at=t(2), sla_due_at=t(3), interaction_id=call,
+                      queue="sales"),
             Complaint(customer_id="k001", category="billing_refund", state="closed",
                       created_at=t(10), sla_due_at=t(11)),
             Complaint(customer_id="k002", category="delivery", state="resolving",

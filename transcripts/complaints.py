@@ -192,8 +192,9 @@ async def create(session: AsyncSession, *, customer_id: str, actor: Actor, now: 
         updated_at=now)
     session.add(complaint)
     if interaction_id is not None:  # routing passes over an agent the customer complained of
-        await session.execute(update(Interaction).where(Interaction.id == interaction_id)
-                              .values(complaint_flag=True))
+        complaint.queue = (await session.execute(
+            update(Interaction).where(Interaction.id == interaction_id)
+            .values(complaint_flag=True).returning(Interaction.queue))).scalar()
     await session.flush()
     _event(session, complaint, S.received.value, actor, now, summary[:500])
     return complaint

@@ -205,7 +205,7 @@ async def _answer(app: web.Application, conn: Connection, principal: Principal,
 async def _apply(app: web.Application, principal: Principal, message: Any) -> dict[str, Any]:
     """Carry out one request; what its ack adds."""
     calls = app[appkeys.CALLS]
-    settings = app[appkeys.SETTINGS]
+    codes = app[appkeys.CODES]  # as an admin set them last (admin/)
     agent_id = principal.agent_id
     assert agent_id is not None
     if isinstance(message, CallControl):
@@ -215,13 +215,13 @@ async def _apply(app: web.Application, principal: Principal, message: Any) -> di
             Request(message.call_id, message.action, mine), **message.fields())
         return {"command_id": outcome.command_id}
     if isinstance(message, SetState):
-        if message.state == "not_ready" and message.reason not in settings.not_ready_reasons:
-            choices = ", ".join(settings.not_ready_reasons)
+        if message.state == "not_ready" and message.reason not in codes.not_ready_reasons:
+            choices = ", ".join(codes.not_ready_reasons)
             raise ValueError(f"pick a not-ready reason from {choices}")
         await calls.set_agent_state(agent_id, AgentState(message.state), message.reason)
     elif isinstance(message, WrapupDone):
-        if message.disposition not in settings.dispositions:
-            raise ValueError(f"pick a disposition from {', '.join(settings.dispositions)}")
+        if message.disposition not in codes.dispositions:
+            raise ValueError(f"pick a disposition from {', '.join(codes.dispositions)}")
         await calls.wrapup_done(agent_id, message.call_id, message.disposition, message.notes)
     return {}
 

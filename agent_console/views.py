@@ -14,6 +14,7 @@ from core import access, appkeys, auth
 from core.access import Grant
 from core.audit_views import viewed
 from core.auth import AuthError, Busy, Forbidden, Principal
+from core.codes import KINDS
 from core.models import Interaction, Role
 from core.signin import RateLimited, signin_ctx
 from core.web import Invalid, NotFound, authenticate, client_address, json_error
@@ -71,11 +72,13 @@ async def ws_ticket(request: web.Request) -> web.Response:
 
 async def me(request: web.Request) -> web.Response:
     principal = await authenticate(request, *STAFF)
-    settings = request.app[appkeys.SETTINGS]
+    codes = request.app[appkeys.CODES]
     return web.json_response({
         "agent_id": principal.agent_id, "name": principal.name, "role": principal.role.value,
-        "not_ready_reasons": list(settings.not_ready_reasons),
-        "dispositions": list(settings.dispositions)})
+        "not_ready_reasons": list(codes.not_ready_reasons),
+        "dispositions": list(codes.dispositions),
+        "labels": {kind: {c["code"]: c["label"] for c in codes.listed(kind) if c["label"]}
+                   for kind in KINDS}})
 
 
 async def get_customer(request: web.Request) -> web.Response:

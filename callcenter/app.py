@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from admin import plugin as admin_plugin
 from agent_console import control_views, customer_views, pages, value_views, wallboard_ws
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
@@ -17,6 +18,7 @@ from agent_console.wallboard import Wallboard
 from callcenter import openapi
 from core import appkeys, audit_views, db, gctune, health, metrics
 from core.bus import Bus
+from core.codes import Codes
 from core.keys import Keys
 from core.redisconn import OUTAGES, open_redis
 from core.settings import Settings
@@ -38,6 +40,7 @@ from quality import plugin as quality_plugin
 from reports import views as report_views
 from reports.agent_states import AgentStates
 from reports.rollup import Rollups
+from routing.admin_steps import AdminSteps
 from routing.directory import AgentDirectory
 from routing.service import Router
 from routing.store import RoutingStore
@@ -85,13 +88,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = Bus(redis, f"{keys.prefix}:ch:node:{settings.node_id}")
     timers = Timers(redis, keys.timers)
     router = Router(RoutingStore(redis, keys))
-    console = AgentDirectory(app[appkeys.SESSIONS], router)
+    admin_steps = AdminSteps(redis, keys)
+    console = AgentDirectory(app[appkeys.SESSIONS], router, admin_steps)
     await console.load_queues()
+    # The environment's codes until the admin's are loaded (admin/live.py).
+    app[appkeys.CODES] = Codes(settings.not_ready_reasons, settings.dispositions)
     calls = CallService(app[appkeys.SESSIONS], app[appkeys.WRITER], router, timers, bus, keys,
                         settings.node_id,
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
                         integration_handover=settings.integration_handover,
-                        reader=app[appkeys.READER], read=app[appkeys.READ])
+                        reader=app[appkeys.READER], read=app[appkeys.READ],
+                        admin_steps=admin_steps)
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.DIRECTORY] = router, calls, console
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])
@@ -204,5 +211,6 @@ def create_app(settings: Settings) -> web.Application:
     quality_plugin.setup(app)
     audit_views.setup(app)
     report_views.setup(app)
+    admin_plugin.setup(app)
     openapi.setup(app)
     return app

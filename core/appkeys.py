@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.bus import Bus
+from core.codes import Codes
 from core.keys import Keys
 from core.settings import Settings
 from core.supervise import Supervisor
@@ -52,6 +53,8 @@ PRESENCE: web.AppKey[Any] = web.AppKey("presence")  # Presence
 SIGN_IN: web.AppKey[SignIn] = web.AppKey("sign_in")
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 WEBHOOKS: web.AppKey[Any] = web.AppKey("webhooks")  # Webhooks
+# The not-ready reasons and dispositions agents pick now (admin/ replaces them live).
+CODES = web.AppKey("codes", Codes)
 # Commands to the PBX and their awaited outcomes (send any command type through it).
 COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
 CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService

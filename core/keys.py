@@ -131,3 +131,14 @@ class Keys:
     @property
     def wallboard_channel(self) -> str:
         return f"{self.prefix}:ch:wallboard"
+
+    # Administration (admin/): every node reloads the center's configuration when a
+    # message arrives here; the version counts the changes, so a node can tell whether
+    # what it loaded is the latest.
+    @property
+    def admin_channel(self) -> str:
+        return f"{self.prefix}:ch:admin"
+
+    @property
+    def config_version(self) -> str:
+        return f"{self.prefix}:config:version"

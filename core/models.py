@@ -147,6 +147,10 @@ class Agent(Base):
     level: Mapped[int] = mapped_column(Integer, default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The supervisor's team (docs/admin.md): supervisors manage the agents of their own.
+    team: Mapped[str | None] = mapped_column(String(64))
+    # Queues the agent is a member of; none: every queue whose skills it has.
+    queues: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class Queue(Base):
@@ -158,6 +162,30 @@ class Queue(Base):
     wrap_up_s: Mapped[float | None] = mapped_column(Float)
     sl_threshold_s: Mapped[int] = mapped_column(Integer, default=20)
     sl_target: Mapped[float] = mapped_column(Float, default=0.8)
+    # Seconds of head start per customer tier in this queue; None: the center's policy.
+    tier_boost_s: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ReasonCode(Base):
+    """A not-ready reason or a disposition code agents pick (docs/admin.md). Until an
+    admin sets a kind's list, the environment's list is used."""
+
+    __tablename__ = "reason_codes"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # not_ready | disposition
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CenterSetting(Base):
+    """A center-wide setting an admin changes at run time (routing policy, skills)."""
+
+    __tablename__ = "center_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Call(Base):

@@ -26,7 +26,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # Served to anyone: sign-in, health, static files, and the page shells (the same static
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
-                           "/", "/console", "/wallboard", "/reports", "/quality",
+                           "/", "/console", "/wallboard", "/reports", "/quality", "/admin",
                            "/forbidden"})
 # Websockets that take a one-time `?ticket=` instead (browsers cannot set headers), and
 # a recording's audio, which takes a short-lived one (its range requests reuse it);
@@ -38,6 +38,10 @@ TICKET_ROUTES = frozenset({"/ws/agent", "/ws/wallboard",
 STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 400,
           "conflict": 409, "rate_limited": 429, "unknown_call": 404,
           "illegal_transition": 409, "wrong_agent": 409, "agent_busy": 409,
+          # administration (admin/, docs/admin.md)
+          "unknown_skill": 400,
+          "queue_busy": 409, "last_admin": 409, "username_taken": 409,
+          "queue_exists": 409, "skill_in_use": 409, "not_your_team": 403, "busy": 503,
           # call control (cti/control.py): refused before sending, or what the PBX did
           "not_your_call": 403, "command_pending": 409, "call_ended": 409,
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,

@@ -12,6 +12,8 @@ from core.timers import Timer
 from cti import legs, messages, records
 from cti.calls import CallState, WrongAgent, check
 from cti.context import CallContext
+from routing.admin_steps import Supervised
+from routing.service import UnknownAgent
 from routing.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ def away_timer(agent_id: int) -> Timer:
 
 # The not-ready reason of an agent whose console went away.
 DISCONNECTED = "disconnected"
+# What a supervisor may set: out of routing. Only the agent makes itself available.
+SUPERVISABLE = frozenset({AgentState.not_ready, AgentState.logged_out})
 BUSY = (AgentState.ringing.value, AgentState.on_call.value, AgentState.wrap_up.value)
 
 
@@ -39,6 +43,27 @@ class AgentLifecycle(CallContext):
         await self._record_agent_state(agent_id)
         if assignment is not None:
             await self._dispatch(assignment, None)
+
+    async def supervise_state(self, agent_id: int, state: AgentState, reason: str,
+                              by: str) -> Supervised:
+        """A supervisor sets an agent's state: now, or after the agent's call (pending).
+        Either way the agent's console hears it, with who did it."""
+        if state not in SUPERVISABLE or self.admin_steps is None:
+            raise ValueError(f"{state.value} is not a state a supervisor can set")
+        now = self.clock()
+        done = await self.admin_steps.supervise(agent_id, state, reason, by, now)
+        if done.outcome == -1:
+            raise UnknownAgent(agent_id)
+        if done.outcome == 2:  # nothing changed yet: no state to log, only news for the agent
+            await self._to_agent(agent_id, messages.agent_state(agent_id, done.agent))
+            return done
+        await self._agent_changed(agent_id, done.agent)
+        await self._offer_next_call(agent_id, done.agent, now)
+        return done
+
+    async def offer_waiting(self, agent_id: int, agent: dict[str, str]) -> None:
+        """An agent whose pools changed (admin/) takes a waiting call it may now serve."""
+        await self._offer_next_call(agent_id, agent, self.clock())
 
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:

@@ -24,6 +24,7 @@ from cti import messages
 from cti.calls import IllegalTransition, NoSuchCall, check
 from cti.schemas import Frame
 from routing import engine
+from routing.admin_steps import AdminSteps
 from routing.legs import LegStore
 from routing.service import Assignment, Router
 from routing.states import AgentState
@@ -61,6 +62,8 @@ class CallContext:
     read: Read[Any] | None = None
     # Let one site's PBXs send events about each other's calls (CALLCENTER_INTEGRATION_HANDOVER).
     integration_handover: bool = False
+    # Supervisors' changes of agents' states (admin/); None: not offered.
+    admin_steps: AdminSteps | None = None
     legs: LegStore = field(init=False)
 
     def __post_init__(self) -> None:

@@ -36,10 +36,28 @@ def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
 
 
 def agent_state(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:
+    """`changed_by`: the supervisor who set this state (None: the agent or a call did);
+    `pending`: the state kept for after the current call, and who chose it."""
     return {"type": "agent.state", "agent_id": agent_id,
             "state": agent.get("state", AgentState.logged_out.value),
             "reason": agent.get("reason") or None, "since": float(agent.get("since") or 0),
-            "call_id": agent.get("call_id") or None}
+            "call_id": agent.get("call_id") or None, "changed_by": changed_by(agent),
+            "pending": pending(agent)}
+
+
+def changed_by(agent: dict[str, str]) -> str | None:
+    # `by` names whoever set the state that began at `by_since`; a later change of the
+    # state (a new `since`) leaves it behind.
+    by = agent.get("by")
+    return by if by and agent.get("by_since") == agent.get("since") else None
+
+
+def pending(agent: dict[str, str]) -> dict[str, Any] | None:
+    after = agent.get("after_wrap")
+    if not after or not agent.get("call_id"):
+        return None
+    return {"state": after, "reason": agent.get("after_wrap_reason") or None,
+            "changed_by": agent.get("after_wrap_by") or None}
 
 
 def routing_record(call: dict[str, str]) -> dict[str, Any]:

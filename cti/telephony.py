@@ -368,7 +368,8 @@ class TelephonyEvents(HoldEvents):
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None),
                records.interaction_op(frame.call_id, legs=all_legs)]
-        score = engine.priority_score(now, call.get("tier", "standard"), self.router.policy)
+        score = engine.priority_score(now, call.get("tier", "standard"),
+                                      self.router.policy_for(queue))
         # A transferred call keeps its place in time: it was offered long ago.
         score = min(score, float(call["score"]))
         until = now + self._wrap_up_s(call["queue"])

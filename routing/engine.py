@@ -21,7 +21,8 @@ each opening after the previous ones have been tried for their hold time:
 2. complaints: complaint-skilled or senior agents, for a caller with an open
    complaint — hold ``complaint_wait_s``;
 3. intent: agents with the skill named by the IVR intent — hold ``intent_wait_s``;
-4. queue: every agent who has all of the queue's skills.
+4. queue: every agent who serves the queue: its members, or, for an agent that is a
+   member of no queue, every queue whose skills it all has.
 
 Open rings stay open (the bullseye widens, it does not move), and the innermost
 open ring with an available agent wins; within a pool the longest-idle agent wins.
@@ -94,6 +95,8 @@ class AgentProfile:
     agent_id: int
     skills: frozenset[str] = frozenset()
     level: int = 1
+    # Queues it is a member of (admin/); empty: every queue whose skills it has.
+    queues: frozenset[str] = frozenset()
 
 
 def priority_score(offered_at: float, tier: str, policy: RoutingPolicy, *,
@@ -119,6 +122,12 @@ def serves(agent: AgentProfile, queue_skills: Iterable[str]) -> bool:
     return set(queue_skills) <= agent.skills
 
 
+def serves_queue(agent: AgentProfile, queue: str, queue_skills: Iterable[str]) -> bool:
+    """A member serves its queues; an agent that is a member of none, every queue whose
+    skills it has."""
+    return queue in agent.queues if agent.queues else serves(agent, queue_skills)
+
+
 def pools_of(agent: AgentProfile, queues: Mapping[str, Sequence[str]],
              policy: RoutingPolicy) -> list[str]:
     """Every pool an available agent belongs to."""
@@ -126,7 +135,8 @@ def pools_of(agent: AgentProfile, queues: Mapping[str, Sequence[str]],
     pools += [f"skill:{skill}" for skill in sorted(agent.skills)]
     if policy.complaint_skill in agent.skills or agent.level >= policy.senior_level:
         pools.append("complaints")
-    pools += [queue_pool(q) for q, skills in sorted(queues.items()) if serves(agent, skills)]
+    pools += [queue_pool(q) for q, skills in sorted(queues.items())
+              if serves_queue(agent, q, skills)]
     return pools
 
 

@@ -76,10 +76,19 @@ class Router:
     store: RoutingStore
     policy: RoutingPolicy = field(default_factory=RoutingPolicy)
     queues: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"default": ()})
+    # Tier boosts of the queues that set their own (admin/), over the policy's.
+    queue_boosts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def set_queues(self, queues: Mapping[str, Sequence[str]]) -> None:
         self.queues = {name: tuple(skills) for name, skills in queues.items()}
         self.queues.setdefault("default", ())
+
+    def policy_for(self, queue: str) -> RoutingPolicy:
+        """The policy with the queue's own tier boosts, where it has them."""
+        boosts = self.queue_boosts.get(queue)
+        if not boosts:
+            return self.policy
+        return replace(self.policy, tier_boost_s={**self.policy.tier_boost_s, **boosts})
 
     async def register_agent(self, agent: AgentProfile, **fields: str | int | float) -> None:
         pools = engine.pools_of(agent, self.queues, self.policy)
@@ -120,7 +129,7 @@ class Router:
         """Queue a new call and give it an agent if one is free; `event` is stored in the
         same step (see RoutingStore.enqueue)."""
         rings = await self.rings_for(call)
-        score = engine.call_priority(call, offered_at, self.policy)
+        score = engine.call_priority(call, offered_at, self.policy_for(call.queue))
         if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
                 "offered_at": offered_at, "tier": call.tier, **fields},
                 now=now, event=event):

@@ -22,7 +22,8 @@ local function pools(akey, prefix, add, score)
 end
 local function go_available(akey, now, prefix)
   redis.call('HSET', akey, 'state', 'available', 'reason', '', 'since', now,
-             'idle_since', now, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '')
+             'idle_since', now, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '',
+             'after_wrap_by', '')
   pools(akey, prefix, true, now)
   staffing(akey, prefix, 'available', '')
 end
@@ -31,14 +32,19 @@ local function go_unavailable(akey, state, reason, now, prefix)
   redis.call('HSET', akey, 'state', state, 'reason', reason, 'since', now)
   staffing(akey, prefix, state, reason)
 end
--- An agent leaves its call: available, or the state it chose (or its console's absence
--- chose) for after the call.
+-- An agent leaves its call: available, or the state it chose (or its console's absence,
+-- or a supervisor: `after_wrap_by`, kept as `by` of the new state) for after the call.
 local function after_call(akey, now, prefix)
   local after = redis.call('HGET', akey, 'after_wrap') or ''
-  if after == '' or after == 'available' then return go_available(akey, now, prefix) end
-  local reason = redis.call('HGET', akey, 'after_wrap_reason') or ''
-  go_unavailable(akey, after, reason, now, prefix)
-  redis.call('HSET', akey, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '')
+  local by = redis.call('HGET', akey, 'after_wrap_by') or ''
+  if after == '' or after == 'available' then go_available(akey, now, prefix)
+  else
+    local reason = redis.call('HGET', akey, 'after_wrap_reason') or ''
+    go_unavailable(akey, after, reason, now, prefix)
+    redis.call('HSET', akey, 'call_id', '', 'after_wrap', '', 'after_wrap_reason', '',
+               'after_wrap_by', '')
+  end
+  if after ~= '' and by ~= '' then redis.call('HSET', akey, 'by', by, 'by_since', now) end
 end
 local function holds(akey, call_id)
   return redis.call('HGET', akey, 'call_id') == call_id
@@ -201,7 +207,8 @@ SET_STATE = LIB + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, 'unknown'} end
 if state == 'wrap_up' and (redis.call('HGET', KEYS[1], 'call_id') or '') ~= '' then
-  redis.call('HSET', KEYS[1], 'after_wrap', ARGV[1], 'after_wrap_reason', ARGV[2])
+  redis.call('HSET', KEYS[1], 'after_wrap', ARGV[1], 'after_wrap_reason', ARGV[2],
+             'after_wrap_by', '')
   return {2, state}
 end
 if state == 'ringing' or state == 'on_call' then return {0, state} end

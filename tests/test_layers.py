@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "core"
 FEATURES = ["crm", "routing", "cti", "transcripts", "reports", "webhooks", "privacy",
-            "quality", "agent_console", "demo"]
+            "quality", "agent_console", "admin", "demo"]
 ASSEMBLER = "callcenter"
 PACKAGES = [KERNEL, *FEATURES, ASSEMBLER]
 

@@ -28,8 +28,12 @@ export class StateBar {
     const pill = $("#state-pill", this.root);
     pill.className = `state-pill state-${state.state}`;
     $("#state-label", this.root).textContent = t(`state.${state.state}`);
-    $("#state-reason", this.root).textContent = state.reason
-      ? tOr(`reason.${state.reason}`, state.reason) : "";
+    const reason = state.reason ? tOr(`reason.${state.reason}`, state.reason) : "";
+    // A supervisor's change says who made it; one kept for after the call says so too.
+    const by = state.changed_by ? t("state.changed_by", { name: state.changed_by }) : "";
+    const next = state.pending?.changed_by ? t("state.pending_by", {
+      state: t(`state.${state.pending.state}`), name: state.pending.changed_by }) : "";
+    $("#state-reason", this.root).textContent = [reason, by, next].filter(Boolean).join(" · ");
     const busy = BUSY.has(state.state);
     $("#btn-available", this.root).disabled = !live || busy || state.state === "available";
     $("#btn-not-ready", this.root).disabled = !live || busy;

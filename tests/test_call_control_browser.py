@@ -158,7 +158,7 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         await expect(console.locator("#control-message")).to_have_text("There is no such queue.")
         assert await call_state(center, "call-1") == "connected"
 
-        await console.click("#btn-transfer")
+        await console.keyboard.press("Alt+T")
         await dialog.locator("input[value=agent]").check()
         await expect(console.locator("#transfer-agent")).to_have_value(str(bob.agent_id))
         await shoot(console, "console-transfer.png")

@@ -86,10 +86,13 @@ export class CallControls {
     const call = this.call;
     if (!call) return;
     const wanted = action === "hold" ? holdOrResume(call) : action;
-    if (LEGAL[wanted].has(call.phase)) this.act(wanted);
+    if (!LEGAL[wanted].has(call.phase)) return;
+    if (wanted === "transfer") this.transfer();
+    else this.act(wanted);
   }
 
   async transfer() {
+    if (document.getElementById("transfer-dialog") || this.call?.pending) return;
     const target = await this.pickTransfer();
     if (target) await this.act("transfer", { mode: "blind", ...target });
   }

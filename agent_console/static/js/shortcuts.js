@@ -10,6 +10,7 @@ import { t } from "./i18n.js";
 export const SHORTCUTS = [
   ["KeyA", "Alt+A", "shortcut.answer", "answer"],
   ["KeyH", "Alt+H", "shortcut.hold", "hold"],
+  ["KeyT", "Alt+T", "shortcut.transfer", "transfer"],
   ["KeyX", "Alt+X", "shortcut.hangup", "hangup"],
 ];
 

@@ -106,6 +106,7 @@ export default {
   "shortcut.answer": "Answer the ringing call",
   "shortcut.hold": "Hold or resume the call",
   "shortcut.hangup": "Hang up",
+  "shortcut.transfer": "Transfer the call",
   "shortcut.help": "Show this list",
   "shortcut.close": "Close",
   "control.transfer": "Transfer…",

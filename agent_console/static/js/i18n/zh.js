@@ -105,6 +105,7 @@ export default {
   "shortcut.answer": "接听来电",
   "shortcut.hold": "保持或恢复通话",
   "shortcut.hangup": "挂断",
+  "shortcut.transfer": "转接通话",
   "shortcut.help": "显示此列表",
   "shortcut.close": "关闭",
   "control.transfer": "转接…",

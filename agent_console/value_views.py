@@ -57,6 +57,10 @@ def _date(request: web.Request, name: str) -> dt.date:
         raise Invalid(f"{name} must be a date (YYYY-MM-DD)") from e
 
 
+def _earliest_end(period_days: int) -> dt.date:
+    return dt.date.fromordinal(1 + 2 * period_days)
+
+
 async def at_risk(request: web.Request) -> web.Response:
     await authenticate(request, *SUPERVISORS)
     limit = _int(request, "limit", 100, 1, _MAX_LIMIT)
@@ -89,6 +93,9 @@ async def churn_rates(request: web.Request) -> web.Response:
     await authenticate(request, *SUPERVISORS)
     period = _int(request, "period_days", 365, 1, 3660)
     end = _date(request, "end")
+    if end.toordinal() - 2 * period < 1:  # the earlier period must start within the calendar
+        raise Invalid(f"end must be on or after {_earliest_end(period).isoformat()} "
+                      f"for period_days={period}")
     async with request.app[appkeys.SESSIONS]() as session:
         rates = await value_reports.churn_rates_for(session, end, period)
     if rates is None:

@@ -131,6 +131,19 @@ async def test_textbook_churn_rates_over_the_api(center, boss):
     await boss("GET", "/api/v1/value/churn-rates?end=yesterday", status=400)
 
 
+async def test_churn_rates_refuse_an_end_too_early_for_two_periods(center, boss):
+    error = await boss("GET", "/api/v1/value/churn-rates?period_days=3660&end=0001-01-02",
+                       status=400)
+    assert error["error"]["code"] == "invalid"
+    assert "end must be on or after 0021-01-16" in error["error"]["message"]
+    await boss("GET", "/api/v1/value/churn-rates?period_days=1&end=0001-01-02", status=400)
+
+    rates = await boss("GET", "/api/v1/value/churn-rates?period_days=1&end=0001-01-03")
+    far = await boss("GET", "/api/v1/value/churn-rates?period_days=3660&end=9999-12-31")
+
+    assert rates["absolute"] is None and far["absolute"] is None
+
+
 async def test_summary_names_the_policy_and_the_last_run(center, boss):
     empty = await boss("GET", "/api/v1/value/summary")
     assert empty == {"policy_version": "2026.1-textbook", "last_run": None}

@@ -23,8 +23,8 @@ function say(text, ok = false) {
 async function send(path, method, body, done) {
   try {
     await api(path, { method, body });
+    await load();  // the tables show the change before the banner says so
     say(t(done), true);
-    await load();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) location.replace("/login?next=/admin");
     say(t("admin.failed", { code: e.code || e.status, message: e.message }));

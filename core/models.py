@@ -257,6 +257,9 @@ class Interaction(Base):
     hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     conference_s: Mapped[float | None] = mapped_column(Float)
     legs: Mapped[list[Any] | None] = mapped_column(JSON)
+    # PCI pauses of the recording (cti/recording_pauses.py): [{from_s, to_s, by,
+    # resumed_by}], seconds from the answer.
+    recording_pauses: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 

@@ -70,16 +70,16 @@ def paused_intervals(call: Mapping[str, Any], now: float, resumed_by: str
 
 
 def closing(call: Mapping[str, Any], now: float, why: str
-            ) -> tuple[dict[str, str], list[writer.Op]]:
+            ) -> tuple[dict[str, str], dict[str, Any], list[writer.Op]]:
     """A call that ends or is transferred while paused: the call fields that end the pause,
-    and the writes (the interval on the record, an audit entry). Nothing if not paused."""
+    the interaction's values (the intervals; one update per step, as numbered writes want:
+    core/sequenced.py) and the audit entry. Nothing if not paused."""
     if not call.get(PAUSED_AT):
-        return {}, []
+        return {}, {}, []
     intervals = paused_intervals(call, now, why)
     fields = {PAUSED_AT: "", PAUSED_BY: "", PAUSES: orjson.dumps(intervals).decode()}
-    call_id = str(call.get("id"))
-    return fields, [records.interaction_op(call_id, recording_pauses=intervals),
-                    audit_op(call_id, "recording.resumed", why, intervals[-1])]
+    return fields, {"recording_pauses": intervals}, [
+        audit_op(str(call.get("id")), "recording.resumed", why, intervals[-1])]
 
 
 def audit_op(call_id: str, action: str, actor: str, detail: Mapping[str, Any]) -> writer.Op:
@@ -125,6 +125,7 @@ class RecordingPauseEvents(AgentLifecycle):
             log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
         else:
             raise IllegalTransition(frame.call_id, call["state"], frame.type)
+        ops = writer.numbered(ops, step.seq)
         agent_id = messages.int_or_none(call.get("agent_id"))
         if agent_id is not None:
             await self._to_agent(agent_id, {"type": frame.type, "call_id": frame.call_id})

@@ -185,7 +185,7 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
         writes it still owes, stored now."""
         if value == STORED:
             return Outcome(messages.ack(frame, duplicate=True))
-        return await self._store_owed(frame, integration, writer.loads(value))
+        return await self._store_owed(frame, integration, records.owed(value))
 
     async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
         try:
@@ -294,7 +294,7 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
                              frame.agent_id)
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state=CallState.connected.value,
-                               agent_id=frame.agent_id),
+                               queue=call.get("queue", ""), agent_id=frame.agent_id),
                records.interaction_op(frame.call_id, answered_at=records.at(now),
                                       wait_s=now - float(call["offered_at"]),
                                       **messages.routing_record(call))]
@@ -311,7 +311,7 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
             await self._agent_changed(frame.agent_id, step.agent,
                                       {"type": "call.connected", "call_id": frame.call_id})
         await self._notify("call.answered", {**call, "answered_at": now})
-        return Applied([], ops)
+        return Applied([], writer.numbered(ops, step.seq))
 
     async def _call_ended(self, frame: CallEnded | CallTransferred,
                           integration: str) -> Applied:
@@ -344,7 +344,7 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
-        return Applied([], ops)
+        return Applied([], writer.numbered(ops, step.seq))
 
     async def _agent_left_call(self, agent_id: int, agent: dict[str, str], call_id: str,
                                final: CallState, wrap_until: float, now: float) -> None:
@@ -374,10 +374,10 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
         ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
         # A paused recording resumes on a transfer (the PBX resumes it).
-        unpaused, pause_ops = closing(call, now, "transfer")
+        unpaused, pause_values, pause_ops = closing(call, now, "transfer")
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None),
-               records.interaction_op(frame.call_id, legs=all_legs), *pause_ops]
+               records.interaction_op(frame.call_id, legs=all_legs, **pause_values), *pause_ops]
         score = engine.priority_score(now, call.get("tier", "standard"),
                                       self.router.policy_for(queue))
         # A transferred call keeps its place in time: it was offered long ago.
@@ -395,6 +395,7 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
         if previous_agent is not None and step.agent:
             await self._agent_changed(previous_agent, step.agent, {
                 "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
+        ops = writer.numbered(ops, step.seq)
         # The call left its agent: what was tied to the agent's leg (a monitor) ends.
         await self._notify("call.transferred", {"call_id": frame.call_id, "queue": queue,
                                                 "agent_id": previous_agent})
@@ -467,11 +468,14 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
             call, now, "transferred" if extra else cause, **extra))
         kept = {"legs": orjson.dumps(values["legs"]).decode()}
         # A paused recording resumes by itself at hang-up: its interval ends here.
-        unpaused, pause_ops = closing(call, now, "hangup")
+        unpaused, pause_values, pause_ops = closing(call, now, "hangup")
         kept.update(unpaused)
+        values.update(pause_values)
     else:
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
     return [records.event_op(frame.event_id, frame.call_id, frame.type),
-            records.call_op(frame.call_id, state=final.value),
+            records.call_op(frame.call_id, state=final.value, queue=call.get("queue", ""),
+                            agent_id=messages.int_or_none(call.get("agent_id"))
+                            if final is CallState.wrap_up else None),
             records.interaction_op(frame.call_id, **values), *pause_ops], outcome, kept

@@ -1,14 +1,14 @@
 """recording pauses (PCI) on interactions
 
-Revision ID: 0801_recording_pauses
-Revises: 0701_admin
+Revision ID: 0802_recording_pauses
+Revises: 0801_write_seq
 Create Date: 2026-12-03 07:50:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0801_recording_pauses'
-down_revision = '0701_admin'
+revision = '0802_recording_pauses'
+down_revision = '0801_write_seq'
 branch_labels = None
 depends_on = None
 

@@ -17,7 +17,8 @@ const app = {
   me: null,
   agents: new Map(),
   state: { state: "logged_out", reason: null, since: 0, call_id: null },
-  // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending }
+  // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending,
+  //   recordingPaused }
   call: null,
   synced: false,
 };
@@ -38,6 +39,8 @@ function onMessage(message) {
     "call.connected": onConnected,
     "call.held": onHeld,
     "call.resumed": onResumed,
+    "recording.paused": (m) => onRecording(m, true),
+    "recording.resumed": (m) => onRecording(m, false),
     "call.ended": onEnded,
     "monitor.notice": onMonitorNotice,
     error: (m) => toast(errorText(m), "error"),
@@ -86,6 +89,14 @@ function onScreenPop(pop) {
 function onConnected(message) {
   if (app.call?.call_id !== message.call_id) return;
   app.call.phase = "connected";
+  app.call.recordingPaused = false; // a snapshot sends recording.paused next if it is
+  renderCall();
+}
+
+// The PBX paused or resumed the call's recording (PCI): only its events change this.
+function onRecording(message, paused) {
+  if (app.call?.call_id !== message.call_id) return;
+  app.call.recordingPaused = paused;
   renderCall();
 }
 

@@ -138,6 +138,8 @@ class AgentLifecycle(CallContext):
                     out.append({"type": "call.connected", "call_id": call_id})
                 if call.get("state") == CallState.on_hold.value:
                     out.append({"type": "call.held", "call_id": call_id})
+                if call.get("rec_paused_at"):  # cti/recording_pauses.py
+                    out.append({"type": "recording.paused", "call_id": call_id})
                 if call.get("state") == CallState.wrap_up.value:
                     out.append({"type": "call.ended", "call_id": call_id,
                                      "wrap_up_until": float(call.get("wrap_until") or 0)})

@@ -136,6 +136,7 @@ class AgentLifecycle(CallContext):
                 out.append(messages.screen_pop(call, reason))
                 if call.get("state") in (CallState.connected.value, CallState.on_hold.value):
                     out.append({"type": "call.connected", "call_id": call_id})
+                    out.extend(await self._monitor_notice(call_id))
                 if call.get("state") == CallState.on_hold.value:
                     out.append({"type": "call.held", "call_id": call_id})
                 if call.get("rec_paused_at"):  # cti/recording_pauses.py
@@ -144,6 +145,15 @@ class AgentLifecycle(CallContext):
                     out.append({"type": "call.ended", "call_id": call_id,
                                      "wrap_up_until": float(call.get("wrap_until") or 0)})
         return out
+
+    async def _monitor_notice(self, call_id: str) -> list[dict[str, Any]]:
+        """A supervisor whispering or on the call (cti/monitor.py), as the console shows it."""
+        mode, name = await self.store.redis.hmget(self.keys.monitor(call_id),
+                                                  ["mode", "supervisor"])
+        if mode not in ("whisper", "barge"):
+            return []
+        return [{"type": "monitor.notice", "call_id": call_id, "mode": mode,
+                 "supervisor": name}]
 
     async def console_gone(self, agent_id: int, now: float) -> None:
         """No console of this agent has been connected for a while (agent_console/presence.py):

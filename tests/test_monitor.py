@@ -306,6 +306,37 @@ async def test_a_monitor_racing_the_calls_end_leaves_nothing_behind(nodes: Any) 
     obeying.cancel()
 
 
+async def test_the_pbx_confirming_as_the_call_ends_leaves_nothing_behind(nodes: Any) -> None:
+    """The command reached the PBX; its result and the caller's hang-up race."""
+    a, b = nodes
+    agent = await a.agent("amy")
+    ivr = await a.ivr()
+    sue = await a.login_token("sue")
+    for n in range(ROUNDS):
+        call_id = f"r5-{n}"
+        await agent.available()
+        await ivr.offer(call_id, f"+86138000003{n:02d}")
+        await ivr.inbox.expect("route.connect", call_id=call_id)
+        await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+        asking = asyncio.create_task(_monitor(b, call_id, sue, "listen"))
+        command = await ivr.command(type_="route.monitor", call_id=call_id)
+        ending = ivr.event("call.ended", call_id, cause="caller_hangup")
+        if n % 2:  # both at once
+            await asyncio.gather(ivr.result(command), ending)
+        else:  # the end first: the result comes too late
+            await ending
+            assert (await ivr.result(command))["code"] == "command_expired"
+        status, body = await asking
+        assert status == 200 or body["error"]["code"] == "call_ended", body
+        assert status != 200 or n % 2, "a result after the end is not a success"
+        assert await _monitor_hash(a, call_id) == {}
+        audited = sorted(e.action for e in await _audit(a, call_id))
+        assert audited == (["monitor.end", "monitor.start"] if status == 200 else []), audited
+        done = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
+        assert done["type"] == "ack", done
+        await eventually(lambda: _free(a, agent.agent_id), what="agent back from wrap-up")
+
+
 async def test_a_monitor_racing_a_transfer_never_outlives_the_agents_leg(nodes: Any) -> None:
     a, b = nodes
     agent = await a.agent("amy")

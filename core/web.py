@@ -27,7 +27,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
                            "/", "/console", "/wallboard", "/reports", "/quality", "/admin",
-                           "/forbidden"})
+                           "/webhooks", "/forbidden"})
 # Websockets that take a one-time `?ticket=` instead (browsers cannot set headers), and
 # a recording's audio, which takes a short-lived one (its range requests reuse it);
 # their handlers redeem it.
@@ -47,6 +47,8 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
           "control_timeout": 504, "unknown_queue": 400, "unknown_agent": 400,
           "agent_unavailable": 409,
+          # PCI pause of a call's recording (cti/recording_pauses.py)
+          "recording_not_running": 409, "recording_not_paused": 409,
           # live monitoring (cti/monitor.py)
           "monitored_by_other": 409, "not_monitoring": 409, "monitor_pending": 409,
           "no_extension": 400}

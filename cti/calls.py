@@ -93,6 +93,8 @@ ALLOWED: dict[str, frozenset[CallState]] = {
     "call.transferred": TALKING,
     "call.held": frozenset({CallState.connected}),
     "call.resumed": frozenset({CallState.on_hold}),
+    "recording.paused": TALKING,
+    "recording.resumed": TALKING,
     "recording.ready": TALKING | POST_CALL,
     "survey.result": POST_CALL,
     "wrapup.done": frozenset({CallState.wrap_up}),

@@ -63,8 +63,10 @@ class MonitorError(CallError):
 class CallOver(MonitorError):
     code = "call_ended"
 
-    def __init__(self, call_id: str) -> None:
-        super().__init__(f"call {call_id!r} has ended: there is nothing to monitor")
+    def __init__(self, call_id: str, meanwhile: bool = False) -> None:
+        super().__init__(
+            f"call {call_id!r} ended or left its agent while the PBX carried this out"
+            if meanwhile else f"call {call_id!r} has ended: there is nothing to monitor")
 
 
 class NotInProgress(MonitorError):
@@ -122,7 +124,7 @@ class MonitorService:
         if not outcome.ok:
             raise ControlFailed(mode, outcome)
         if code != 1:
-            raise CallOver(call_id)  # the call ended while the PBX carried it out
+            raise CallOver(call_id, meanwhile=True)  # cleared by the call's end or transfer
         change = Change(call_id, now or "stop", claim.mode, outcome.command_id)
         await self._changed(change, who, viewer, phone.get("agent_id"))
         return change

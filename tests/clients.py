@@ -140,6 +140,8 @@ class Ivr(_Client):
         if type_ == "call.transferred":
             fields = {k: command[k] for k in ("to_queue", "to_agent_id", "to_number")
                       if k in command}
+        if type_.startswith("recording."):
+            fields = {"command_id": command["command_id"]}
         return await self.event(type_, command["call_id"], **fields)
 
     def obey(self, refuse: dict[str, str] | None = None, confirm_first: bool = True
@@ -189,6 +191,7 @@ _ACTED: dict[str, tuple[str, dict[str, Any]]] = {
     "hold": ("call.held", {}), "resume": ("call.resumed", {}),
     "hangup": ("call.ended", {"cause": "agent_hangup"}), "answer": ("call.answered", {}),
     "transfer": ("call.transferred", {}),  # blind: where the command says
+    "recording.pause": ("recording.paused", {}), "recording.resume": ("recording.resumed", {}),
 }
 
 

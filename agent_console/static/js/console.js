@@ -17,7 +17,8 @@ const app = {
   me: null,
   agents: new Map(),
   state: { state: "logged_out", reason: null, since: 0, call_id: null },
-  // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending }
+  // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending,
+  //   recordingPaused }
   call: null,
   synced: false,
 };
@@ -38,7 +39,10 @@ function onMessage(message) {
     "call.connected": onConnected,
     "call.held": onHeld,
     "call.resumed": onResumed,
+    "recording.paused": (m) => onRecording(m, true),
+    "recording.resumed": (m) => onRecording(m, false),
     "call.ended": onEnded,
+    "monitor.notice": onMonitorNotice,
     error: (m) => toast(errorText(m), "error"),
   }[message.type];
   if (handler) handler(message);
@@ -85,6 +89,14 @@ function onScreenPop(pop) {
 function onConnected(message) {
   if (app.call?.call_id !== message.call_id) return;
   app.call.phase = "connected";
+  app.call.recordingPaused = false; // a snapshot sends recording.paused next if it is
+  renderCall();
+}
+
+// The PBX paused or resumed the call's recording (PCI): only its events change this.
+function onRecording(message, paused) {
+  if (app.call?.call_id !== message.call_id) return;
+  app.call.recordingPaused = paused;
   renderCall();
 }
 
@@ -102,8 +114,28 @@ function onResumed(message) {
   renderCall();
 }
 
+// A supervisor whispers to the agent or joined the call (docs/protocol.md, monitor.notice);
+// a supervisor only listening is not shown.
+function onMonitorNotice(message) {
+  const talking = app.call?.call_id === message.call_id
+    && (app.call.phase === "connected" || app.call.phase === "on_hold");
+  // A notice that arrives after its call moved on (ended, transferred) is stale.
+  const shown = talking && (message.mode === "whisper" || message.mode === "barge");
+  app.monitor = shown ? message : null;
+  renderMonitor();
+}
+
+function renderMonitor() {
+  const box = $("#monitor-notice");
+  const m = app.monitor;
+  box.hidden = !m;
+  box.textContent = m ? t(`monitor.notice.${m.mode}`, { name: m.supervisor }) : "";
+  box.className = m ? `monitor-notice ${m.mode}` : "monitor-notice";
+}
+
 function onEnded(message) {
   const call = app.call;
+  if (app.monitor?.call_id === message.call_id) onMonitorNotice({ mode: "none" });
   if (call?.call_id !== message.call_id) return;
   if (message.wrap_up_until) {
     call.phase = "wrap_up";
@@ -116,6 +148,7 @@ function onEnded(message) {
 
 function dropCall(why) {
   if (!app.call) return;
+  if (app.monitor?.call_id === app.call.call_id) onMonitorNotice({ mode: "none" });
   sessionStorage.removeItem(notesKey(app.call.call_id));
   app.call = null;
   if (why) toast(t(`call.dropped.${why}`), why === "wrap_done" ? "ok" : "warn");
@@ -298,6 +331,7 @@ async function main() {
     renderCall(true);
     customerPage.refresh();
     search.refresh();
+    renderMonitor();
   });
   window.addEventListener("hashchange", route);
   installShortcuts((action) => controls.trigger(action));

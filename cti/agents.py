@@ -69,6 +69,9 @@ class AgentLifecycle(CallContext):
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:
         wrap = {"disposition": disposition, "notes": notes}
+        # The usual case first, in one step: the call is in this agent's wrap-up.
+        if await self._finish_wrap_up(agent_id, call_id, self.clock(), wrap, strict=True):
+            return
         if await self._wraps_earlier_leg(agent_id, call_id):
             # The agent wraps up its own leg of a call that went on without it (a
             # transfer): its wrap-up goes on its leg, whatever the call is now.
@@ -166,21 +169,25 @@ class AgentLifecycle(CallContext):
         await self.store.console_back(agent_id, DISCONNECTED)
 
     async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
-                              wrap: dict[str, str] | None = None) -> None:
+                              wrap: dict[str, str] | None = None, *,
+                              strict: bool = False) -> bool:
         """End an agent's wrap-up of a call, unless wrapup.done or the timer (here or on
-        another node) did first: only the step's winner records, counts and tells."""
+        another node) did first: only the step's winner records, counts and tells. An
+        agent left available has taken the best waiting call in the same step. `strict`:
+        only if the call is in this agent's wrap-up. Whether this caller ended it."""
         end = await self.store.end_wrap_up(
             agent_id, call_id, now, timers=self.timers.key,
-            wrap_timer=Timer("wrapup", str(agent_id), call_id).member)
+            wrap_timer=Timer("wrapup", str(agent_id), call_id).member, strict=strict)
         if not end.won:
             log.debug("wrap-up of %s by agent %s was over already", call_id, agent_id)
-            return
+            return False
         if end.agent:
             await self._agent_changed(agent_id, end.agent)
+        if end.took is not None:  # rung before the record is written: it is reserved
+            await self._dispatch(self.router.assignment_for(agent_id, end.took, now), None)
         if end.call:
             await self._end_call(end.call, now, wrap or {})
-        if end.agent:
-            await self._offer_next_call(agent_id, end.agent, now)
+        return True
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         """Record and announce a call that ended with its wrap-up (out of Redis already)."""

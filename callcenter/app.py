@@ -32,6 +32,7 @@ from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.commands import PbxCommands
 from cti.control import ControlService
+from cti.once import Once
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
@@ -117,8 +118,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                            clock=lambda: calls.clock())
     await commands.start()
     app[appkeys.COMMANDS] = commands
-    app[appkeys.CONTROL] = control = ControlService(commands, router)
+    app[appkeys.CONTROL] = control = ControlService(commands, router, calls)
     calls.observers.append(control.observe)
+    app[appkeys.CONTROL_ONCE] = Once(redis, keys, settings.control_timeout_s + 5)
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]

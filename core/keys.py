@@ -71,6 +71,11 @@ class Keys:
         """Set of the commands sent about a call that may still be pending."""
         return f"{self.prefix}:cmdsof:{call_id}"
 
+    def control_request(self, who: str, event_id: str) -> str:
+        """A call-control request of a user by its event id: pending, then its answer
+        (cti/once.py)."""
+        return f"{self.prefix}:ctlreq:{who}:{event_id}"
+
     # Timers shared by all nodes: member "kind|id|token", score = due time.
     @property
     def timers(self) -> str:

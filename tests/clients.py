@@ -131,15 +131,10 @@ class Ivr(_Client):
     async def act(self, command: dict[str, Any]) -> dict[str, Any] | None:
         """Do what a route.control asks, as a PBX would, by sending the event that says
         it happened; returns its ack (None for an action with no event)."""
-        event = _ACTED.get(command["action"])
+        event = _acted(command)
         if event is None:
             return None
         type_, fields = event
-        if type_ == "call.answered":
-            fields = {"agent_id": command["agent_id"]}
-        if type_ == "call.transferred":
-            fields = {k: command[k] for k in ("to_queue", "to_agent_id", "to_number")
-                      if k in command}
         return await self.event(type_, command["call_id"], **fields)
 
     def obey(self, refuse: dict[str, str] | None = None, confirm_first: bool = True
@@ -170,9 +165,33 @@ class Ivr(_Client):
 # What a PBX sends once it carried out a route.control action.
 _ACTED: dict[str, tuple[str, dict[str, Any]]] = {
     "hold": ("call.held", {}), "resume": ("call.resumed", {}),
-    "hangup": ("call.ended", {"cause": "agent_hangup"}), "answer": ("call.answered", {}),
-    "transfer": ("call.transferred", {}),  # blind: where the command says
+    "hangup": ("call.ended", {"cause": "agent_hangup"}),
+    "conference": ("conference.started", {}),
 }
+
+
+def _acted(command: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The event that says a route.control was carried out (None: none yet, e.g. a consult
+    only rings the consulted agent, whose answer comes later)."""
+    action = command["action"]
+    consulted = {"agent_id": command.get("consult_agent_id")}
+    match action:
+        case "answer" if command.get("consult"):
+            return "consult.answered", {"agent_id": command["agent_id"]}
+        case "answer":
+            return "call.answered", {"agent_id": command["agent_id"]}
+        case "transfer" if command.get("mode") == "consult":
+            return None
+        case "transfer":  # blind: where the command says
+            return "call.transferred", {k: command[k] for k in
+                                        ("to_queue", "to_agent_id", "to_number") if k in command}
+        case "consult.complete":
+            return "consult.completed", consulted
+        case "consult.cancel" if command.get("reason") == "no_answer":
+            return "call.resumed", {}  # the consult leg dropped, the caller back with A
+        case "consult.cancel":
+            return "consult.ended", {**consulted, "cause": "cancelled"}
+    return _ACTED.get(action)
 
 
 class AgentClient(_Client):

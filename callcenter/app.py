@@ -32,6 +32,8 @@ from cti.announce import announce_positions
 from cti.ari import ari_ctx
 from cti.commands import PbxCommands
 from cti.control import ControlService
+from cti.monitor import MonitorService
+from cti.monitor_steps import MonitorSteps
 from cti.once import Once
 from cti.recovery import Recovery
 from cti.service import CallService
@@ -121,6 +123,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.CONTROL] = control = ControlService(commands, router, calls)
     calls.observers.append(control.observe)
     app[appkeys.CONTROL_ONCE] = Once(redis, keys, settings.control_timeout_s + 5)
+    app[appkeys.MONITOR] = monitor = MonitorService(
+        MonitorSteps(redis, keys), commands, control, bus, keys, app[appkeys.SESSIONS])
+    calls.observers.append(monitor.observe)
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]

@@ -76,6 +76,10 @@ class Keys:
         (cti/once.py)."""
         return f"{self.prefix}:ctlreq:{who}:{event_id}"
 
+    def monitor(self, call_id: str) -> str:
+        """Who monitors a live call and how (cti/monitor.py)."""
+        return f"{self.prefix}:monitor:{call_id}"
+
     # Timers shared by all nodes: member "kind|id|token", score = due time.
     @property
     def timers(self) -> str:

@@ -46,7 +46,10 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "not_your_call": 403, "command_pending": 409, "call_ended": 409,
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
           "control_timeout": 504, "unknown_queue": 400, "unknown_agent": 400,
-          "agent_unavailable": 409}
+          "agent_unavailable": 409,
+          # live monitoring (cti/monitor.py)
+          "monitored_by_other": 409, "not_monitoring": 409, "monitor_pending": 409,
+          "no_extension": 400}
 
 
 class NotFound(Exception):

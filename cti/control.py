@@ -178,10 +178,15 @@ class ControlService:
         return ({"agent_id": b, "extension": extra.get("consult_extension", ""),
                  "consult": True}, Guard(states, None))
 
-    async def _phone(self, call_id: str) -> dict[str, Any]:
+    async def phone(self, call_id: str) -> dict[str, Any]:
         """What the PBX needs to find the call's agent leg: the agent and its extension,
-        and during a consult the consulted agent and its extension (and, for us only, the
-        call's state)."""
+        and during a consult the consulted agent and its extension."""
+        found = await self._phone(call_id)
+        found.pop("state", None)
+        return found
+
+    async def _phone(self, call_id: str) -> dict[str, Any]:
+        """phone(), and (for us only) the call's state."""
         agent_id, consulted, state = await self.store.redis.hmget(
             self.store.keys.call(call_id), ["agent_id", "consult_agent", "state"])
         if not agent_id:

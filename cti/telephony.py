@@ -403,6 +403,9 @@ class TelephonyEvents(HoldEvents, ConsultEvents):
         if previous_agent is not None and step.agent:
             await self._agent_changed(previous_agent, step.agent, {
                 "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
+        # The call left its agent: what was tied to the agent's leg (a monitor) ends.
+        await self._notify("call.transferred", {"call_id": frame.call_id, "queue": queue,
+                                                "agent_id": previous_agent})
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
             return Applied([await self._dispatch(assignment, integration, reply=True)], ops)

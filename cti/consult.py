@@ -285,7 +285,7 @@ class ConsultEvents(AgentLifecycle):
                 wrap=wrap(call) if wrap else ("", 0.0),
                 event=(self.keys.event(frame.event_id), writer.dumps(ops)))
             if step.won:
-                return call, step, ops
+                return call, step, writer.numbered(ops, step.seq)
             if not step.stale:
                 await self._refuse(frame, step.state)
             log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
@@ -316,7 +316,8 @@ def _event_ops(frame: Any, call: dict[str, str], move: Move, fields: dict[str, A
                ) -> list[writer.Op]:
     """What a consult event writes: the event, the call's state, and the record's figures."""
     ops = [records.event_op(frame.event_id, frame.call_id, frame.type)]
-    call_values: dict[str, Any] = {"state": move.state}
+    call_values: dict[str, Any] = {"state": move.state, "queue": call.get("queue", ""),
+                                   "agent_id": messages.int_or_none(call.get("agent_id"))}
     record: dict[str, Any] = {k: kind(fields[k]) for k, kind in (
         ("hold_count", int), ("hold_s", float), ("conference_s", float)) if k in fields}
     if move.b == "take":

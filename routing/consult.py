@@ -39,17 +39,12 @@ _POOL_LOOK = 20
 # 15 event value ("" = none), 16 its TTL, 17 A's wrap-up timer, 18 its due time, 19 the
 # expected agent A, 20 how many members of the pool to look at, then call field/value
 # pairs.
-# {1, state before, B, A after, B after} | {0, state now ('unknown': gone)} | {2, seen} |
-# {3, state now}: the version moved on | {4, why}: no agent to consult ('busy',
-# 'logged_out', 'not_ready', 'no_agent', ...)
+# {1, state before, B, A after, B after, write number (0: no event)} |
+# {0, state now ('unknown': gone)} | {2, seen} | {3, state now}: the version moved on |
+# {4, why}: no agent to consult ('busy', 'logged_out', 'not_ready', 'no_agent', ...)
 CONSULT = LIB + """
-local was = seen(KEYS[2], ARGV[15])
-if was then return {2, was} end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
-local ok = false
-for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
-if not ok then return {0, state} end
+local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[15], ARGV[1])
+if refused then return refused end
 if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[2] then
   return {3, state}
 end
@@ -103,10 +98,12 @@ if ARGV[12] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[13], timer)
 end
 if ARGV[14] ~= '' then redis.call('ZREM', KEYS[4], ARGV[14]) end
-mark(KEYS[2], ARGV[15], ARGV[16])
+local seq = 0
+if ARGV[15] ~= '' then seq = next_seq(KEYS[1]) end
+mark(KEYS[2], ARGV[15], ARGV[16], seq)
 local b_after = {}
 if b ~= '' then b_after = agent_of(bkey) end
-return {1, state, b, agent_of(KEYS[3]), b_after}
+return {1, state, b, agent_of(KEYS[3]), b_after, seq}
 """
 
 
@@ -121,6 +118,7 @@ class ConsultStep(NamedTuple):
     b_after: dict[str, str] = {}  # noqa: RUF012 - never mutated
     stale: bool = False
     refused: str = ""
+    seq: int = 0  # the number of the writes the step owes (core/sequenced.py)
 
 
 class Move(NamedTuple):
@@ -167,4 +165,5 @@ class ConsultStore:
         if code != 1:
             return ConsultStep(False, str(result[1]), stale=code == 3)
         b = int(result[2]) if result[2] else None
-        return ConsultStep(True, str(result[1]), b, _pairs(result[3]), _pairs(result[4]))
+        return ConsultStep(True, str(result[1]), b, _pairs(result[3]), _pairs(result[4]),
+                           seq=int(result[5]))

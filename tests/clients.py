@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import websockets
 
+from demo.pbx import acted
+
 _ids = itertools.count(1)
 
 
@@ -131,7 +133,7 @@ class Ivr(_Client):
     async def act(self, command: dict[str, Any]) -> dict[str, Any] | None:
         """Do what a route.control asks, as a PBX would, by sending the event that says
         it happened; returns its ack (None for an action with no event)."""
-        event = _acted(command)
+        event = acted(command)
         if event is None:
             return None
         type_, fields = event
@@ -177,38 +179,6 @@ class Ivr(_Client):
                 await self.result(command, ok=not refuse, reason=refuse)
 
         return asyncio.create_task(loop())
-
-
-# What a PBX sends once it carried out a route.control action.
-_ACTED: dict[str, tuple[str, dict[str, Any]]] = {
-    "hold": ("call.held", {}), "resume": ("call.resumed", {}),
-    "hangup": ("call.ended", {"cause": "agent_hangup"}),
-    "conference": ("conference.started", {}),
-}
-
-
-def _acted(command: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The event that says a route.control was carried out (None: none yet, e.g. a consult
-    only rings the consulted agent, whose answer comes later)."""
-    action = command["action"]
-    consulted = {"agent_id": command.get("consult_agent_id")}
-    match action:
-        case "answer" if command.get("consult"):
-            return "consult.answered", {"agent_id": command["agent_id"]}
-        case "answer":
-            return "call.answered", {"agent_id": command["agent_id"]}
-        case "transfer" if command.get("mode") == "consult":
-            return None
-        case "transfer":  # blind: where the command says
-            return "call.transferred", {k: command[k] for k in
-                                        ("to_queue", "to_agent_id", "to_number") if k in command}
-        case "consult.complete":
-            return "consult.completed", consulted
-        case "consult.cancel" if command.get("reason") == "no_answer":
-            return "call.resumed", {}  # the consult leg dropped, the caller back with A
-        case "consult.cancel":
-            return "consult.ended", {**consulted, "cause": "cancelled"}
-    return _ACTED.get(action)
 
 
 class AgentClient(_Client):

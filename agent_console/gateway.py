@@ -23,7 +23,7 @@ from core.models import Role
 from core.web import watch_token
 from core.ws import Connection, error_frame
 from cti.calls import CallError
-from cti.control import ControlFailed, Request
+from cti.control import ControlFailed, Request, requester
 from cti.schemas import ControlFields, describe
 from routing.service import RoutingError
 from routing.states import AgentState
@@ -221,7 +221,8 @@ async def _apply(app: web.Application, principal: Principal, message: Any) -> di
         # Supervisors and admins may control any call; an agent its own.
         mine = None if principal.has(Role.supervisor, Role.admin) else agent_id
         outcome = await app[appkeys.CONTROL].control(
-            Request(message.call_id, message.action, mine), **message.fields())
+            Request(message.call_id, message.action, mine, by=requester(principal)),
+            **message.fields())
         return {"command_id": outcome.command_id}
     if isinstance(message, SetState):
         if message.state == "not_ready" and message.reason not in codes.not_ready_reasons:

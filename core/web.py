@@ -47,6 +47,8 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
           "control_timeout": 504, "unknown_queue": 400, "unknown_agent": 400,
           "agent_unavailable": 409,
+          # PCI pause of a call's recording (cti/recording_pauses.py)
+          "recording_not_running": 409, "recording_not_paused": 409,
           # live monitoring (cti/monitor.py)
           "monitored_by_other": 409, "not_monitoring": 409, "monitor_pending": 409,
           "no_extension": 400}

@@ -195,6 +195,8 @@ def _call_snapshot(call: dict[str, str], agent_id: int) -> list[dict[str, Any]]:
         out.append({"type": "call.connected", "call_id": call_id})
     if state == CallState.on_hold.value:
         out.append({"type": "call.held", "call_id": call_id})
+    if call.get("rec_paused_at"):  # cti/recording_pauses.py
+        out.append({"type": "recording.paused", "call_id": call_id})
     if state in messages.CONSULT_STATES:
         out.append(messages.consult_notice(
             call_id, messages.CONSULT_STATES[state], messages.int_or_none(call.get("agent_id")),

@@ -55,6 +55,7 @@ class Legs:
     bridge: str | None = None
     moh: Literal["channel", "bridge"] | None = None
     recording: bool = False
+    recording_paused: bool = False  # PCI pause (cti/ari_control.py)
     ended: bool = False
     monitor: Monitoring | None = None
 

@@ -109,6 +109,8 @@ ALLOWED: dict[str, frozenset[CallState]] = {
     "call.transferred": TALKING,
     "call.held": frozenset({CallState.connected}),
     "call.resumed": frozenset({CallState.on_hold}),
+    "recording.paused": TALKING,
+    "recording.resumed": TALKING,
     "recording.ready": WITH_AGENT | POST_CALL,
     "consult.answered": frozenset({CallState.consult_ringing}),
     "consult.ended": CONSULT,

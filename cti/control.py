@@ -14,16 +14,20 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from core.auth import Principal
 from cti.calls import CONSULT, TALKING, WITH_AGENT, CallError, CallState
 from cti.commands import (
     CommandError,
+    FieldNotAsGuarded,
     Guard,
+    NotInState,
     NotYourCall,
     Outcome,
     PbxCommands,
     UnknownCommand,
 )
 from cti.consult import ConsultEvents
+from cti.recording_pauses import PAUSED_AT, RecordingNotPaused, RecordingNotRunning
 from cti.schemas import ControlResult
 from routing.service import Router
 from routing.states import AgentState
@@ -42,12 +46,18 @@ ACTION_STATES: dict[str, frozenset[CallState]] = {
     "consult.complete": frozenset({CallState.consulting, CallState.conference}),
     "consult.cancel": CONSULT,
     "conference": frozenset({CallState.consulting}),
+    "recording.pause": TALKING,
+    "recording.resume": TALKING,
 }
+# Actions on the call's recording (PCI pause): the call field that says it is paused must
+# be blank (pause) or set (resume) when the command is sent (cti/recording_pauses.py).
+_RECORDING_GUARD = {"recording.pause": False, "recording.resume": True}
 
 # Outcome reasons of ours, and the PBX's well-known ones, as error codes; any other reason
 # the PBX gives is a `control_failed` carrying it.
 _CODES = {"timeout": "control_timeout", "pbx_unavailable": "pbx_unavailable",
-          "call_ended": "call_ended", "not_supported": "not_supported"}
+          "call_ended": "call_ended", "not_supported": "not_supported",
+          "recording_not_running": "recording_not_running"}
 # Outcomes no control.result decided: a result arriving after them is too late.
 _EXPIRED = frozenset({"timeout", "pbx_unavailable", "call_ended"})
 
@@ -73,6 +83,23 @@ def _explain(action: str, outcome: Outcome) -> str:
         case "not_supported":
             return f"this PBX cannot {action} remotely"
     return f"the PBX refused {action}: {outcome.reason or 'no reason given'}"
+
+
+def _guard(request: Request, states: frozenset[CallState]) -> Guard:
+    paused = _RECORDING_GUARD.get(request.action)
+    return Guard([s.value for s in states], request.agent_id,
+                 field=PAUSED_AT if paused is not None else "", field_set=bool(paused))
+
+
+def _recording_refusal(request: Request, error: CommandError) -> CallError:
+    """A refused recording action says what is wrong with the recording."""
+    if request.action == "recording.pause":
+        why = "paused already" if isinstance(error, FieldNotAsGuarded) else \
+            f"the call is {getattr(error, 'state', '?')}"
+        return RecordingNotRunning(request.call_id, why)
+    if request.action == "recording.resume":
+        return RecordingNotPaused(request.call_id)
+    return error
 
 
 class LateResult(CommandError):
@@ -110,11 +137,17 @@ class AgentUnavailable(CallError):
 @dataclass(frozen=True)
 class Request:
     """Who asks: an agent controls only its own call (`agent_id`); a supervisor, admin or
-    integration any call (`agent_id` None)."""
+    integration any call (`agent_id` None). `by`: who, as the audit log names them."""
 
     call_id: str
     action: str
     agent_id: int | None = None
+    by: str = ""
+
+
+def requester(principal: Principal) -> str:
+    """Who asks, as the recording's pauses and the audit log name them: "role:name"."""
+    return f"{principal.role.value}:{principal.name}"
 
 
 class ControlService:
@@ -132,16 +165,19 @@ class ControlService:
         notes = str(fields.pop("notes", None) or "")
         extra = await self._phone(request.call_id)
         state = extra.pop("state", None)
-        guard = Guard([s.value for s in states], request.agent_id)
+        guard = _guard(request, states)
         if request.action == "transfer":
             fields = await self._target(fields, extra.get("agent_id"))
         if fields.get("mode") == "consult":
             return await self._consult(request, {**extra, **fields}, notes)
         if request.action == "answer" and state == CallState.consult_ringing.value:
             extra, guard = self._consult_answer(request, extra)
-        outcome = await self.commands.send(
-            ROUTE_CONTROL, {"action": request.action, **extra, **fields},
-            call_id=request.call_id, guard=guard)
+        try:
+            outcome = await self.commands.send(
+                ROUTE_CONTROL, {"action": request.action, **extra, **fields},
+                call_id=request.call_id, guard=guard, by=request.by)
+        except (NotInState, FieldNotAsGuarded) as e:
+            raise _recording_refusal(request, e) from e
         if not outcome.ok:
             raise ControlFailed(request.action, outcome)
         return outcome
@@ -157,7 +193,8 @@ class ControlService:
         try:
             outcome = await self.commands.send(
                 ROUTE_CONTROL, frame, call_id=request.call_id,
-                guard=Guard([CallState.consult_ringing.value], request.agent_id))
+                guard=Guard([CallState.consult_ringing.value], request.agent_id),
+                by=request.by)
         except CommandError:
             await self.calls.consult_undo(request.call_id, reserved.agent_id, "failed")
             raise

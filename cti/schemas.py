@@ -120,6 +120,22 @@ class ConferenceStarted(Frame):
     type: Literal["conference.started"]
 
 
+class RecordingPaused(Frame):
+    """The PBX paused the call's recording (PCI: a card number is being read out); the
+    paused audio is left out of the file. `command_id`: the route.control it carried out
+    (who asked is taken from it), absent when the PBX paused on its own."""
+
+    type: Literal["recording.paused"]
+    command_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class RecordingResumed(Frame):
+    """The PBX resumed the call's recording after a pause."""
+
+    type: Literal["recording.resumed"]
+    command_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
 class ControlResult(BaseModel):
     """The PBX's answer to one command (route.control and the like): done, or not and why.
     Further fields are kept as the command's `detail`."""
@@ -150,7 +166,7 @@ class ControlFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
     action: Literal["hold", "resume", "hangup", "answer", "transfer", "consult.complete",
-                    "consult.cancel", "conference"]
+                    "consult.cancel", "conference", "recording.pause", "recording.resume"]
     mode: Literal["blind", "consult"] = "blind"
     to_queue: QueueName | None = None
     to_agent_id: AgentId | None = None
@@ -212,13 +228,15 @@ class StateSync(BaseModel):
 Inbound = Annotated[
     CallOffered | CallAnswered | CallEnded | CallTransferred | CallHeld | CallResumed
     | ConsultAnswered | ConsultEnded | ConsultCompleted | ConferenceStarted
-    | RecordingReady | SurveyResult | StateSync | ControlResult,
+    | RecordingPaused | RecordingResumed | RecordingReady | SurveyResult | StateSync
+    | ControlResult,
     Field(discriminator="type"),
 ]
 inbound = TypeAdapter(Inbound)
 CALL_EVENTS = ("call.offered", "call.answered", "call.ended", "call.transferred",
                "call.held", "call.resumed", "consult.answered", "consult.ended",
-               "consult.completed", "conference.started", "recording.ready", "survey.result")
+               "consult.completed", "conference.started", "recording.paused",
+               "recording.resumed", "recording.ready", "survey.result")
 
 
 def describe(errors: list[Any]) -> str:

@@ -32,6 +32,7 @@ from cti.calls import (
 from cti.consult import ConsultEvents, conference_figures
 from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
+from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
     CallAnswered,
     CallEnded,
@@ -44,7 +45,9 @@ from cti.schemas import (
     ConsultCompleted,
     ConsultEnded,
     Frame,
+    RecordingPaused,
     RecordingReady,
+    RecordingResumed,
     SurveyResult,
 )
 from routing import engine
@@ -61,7 +64,8 @@ STORED = "1"
 # (routing/store.py EventSeen): no separate look first. The others look first.
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
                            "call.held", "call.resumed", "consult.answered", "consult.ended",
-                           "consult.completed", "conference.started"})
+                           "consult.completed", "conference.started", "recording.paused",
+                           "recording.resumed"})
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents, ConsultEvents):
+class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -180,6 +184,10 @@ class TelephonyEvents(HoldEvents, ConsultEvents):
                 return Applied([], await self._consult_completed(frame, integration))
             case ConferenceStarted():
                 return Applied([], await self._conference_started(frame, integration))
+            case RecordingPaused():
+                return Applied([], await self._recording_paused(frame, integration))
+            case RecordingResumed():
+                return Applied([], await self._recording_resumed(frame, integration))
             case RecordingReady():
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
@@ -384,9 +392,11 @@ class TelephonyEvents(HoldEvents, ConsultEvents):
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
         ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
+        # A paused recording resumes on a transfer (the PBX resumes it).
+        unpaused, pause_values, pause_ops = closing(call, now, "transfer")
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None),
-               records.interaction_op(frame.call_id, legs=all_legs)]
+               records.interaction_op(frame.call_id, legs=all_legs, **pause_values), *pause_ops]
         score = engine.priority_score(now, call.get("tier", "standard"),
                                       self.router.policy_for(queue))
         # A transferred call keeps its place in time: it was offered long ago.
@@ -397,7 +407,8 @@ class TelephonyEvents(HoldEvents, ConsultEvents):
             wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
             event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
             transferred_from=previous_agent or "", held_at="",
-            hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode())
+            hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode(),
+            **unpaused)
         if not step.won:
             await self._refuse(frame, step.state)
         if previous_agent is not None and step.agent:
@@ -466,6 +477,7 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
     values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": cause,
                               "outcome": outcome}
     kept: dict[str, str] = {}
+    pause_ops: list[writer.Op] = []
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
         values.update(hold_figures(call, now))
@@ -476,6 +488,10 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
         values["legs"] = legs.with_leg(call, legs.ended_leg(
             call, now, "transferred" if extra else cause, **extra))
         kept = {"legs": orjson.dumps(values["legs"]).decode()}
+        # A paused recording resumes by itself at hang-up: its interval ends here.
+        unpaused, pause_values, pause_ops = closing(call, now, "hangup")
+        kept.update(unpaused)
+        values.update(pause_values)
     else:
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
@@ -483,4 +499,4 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
             records.call_op(frame.call_id, state=final.value, queue=call.get("queue", ""),
                             agent_id=messages.int_or_none(call.get("agent_id"))
                             if final is CallState.wrap_up else None),
-            records.interaction_op(frame.call_id, **values)], outcome, kept
+            records.interaction_op(frame.call_id, **values), *pause_ops], outcome, kept

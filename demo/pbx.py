@@ -67,6 +67,8 @@ def acted(command: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
             return "call.resumed", {}  # the consult leg dropped, the caller back with A
         case "consult.cancel":
             return "consult.ended", {**consulted, "cause": "cancelled"}
+        case "recording.pause" | "recording.resume":  # naming the command that asked
+            return f"{action}d", {"command_id": command["command_id"]}
     return ACTED.get(action)
 
 Recorder = Callable[[CallPlan], Awaitable[str | None]]

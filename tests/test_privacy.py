@@ -129,7 +129,10 @@ async def test_erasure_drops_webhook_deliveries_that_name_the_customer(center: A
     status, _ = await request(center, "DELETE", "/api/v1/customers/C3", admin)
     assert status == 200
     async with center.sessions() as session:
-        left = (await session.scalars(select(WebhookDelivery.order_key))).all()
+        # The erasure's own `customer.erased` event (it names the id only) may be fanned
+        # out meanwhile: it is not one of the deliveries about the customer.
+        left = (await session.scalars(select(WebhookDelivery.order_key).where(
+            WebhookDelivery.event_type != "customer.erased"))).all()
     assert left == ["other-call"]
 
 

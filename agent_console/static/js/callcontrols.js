@@ -1,9 +1,10 @@
-// The call-control bar of the call in hand: answer, hold / resume with a hold timer, hang up,
-// transfer (blind or consult), and the consult panel: both parties with complete / cancel /
-// conference.
+// The call-control bar of the call in hand: answer, hold / resume with a hold timer, pause /
+// resume the recording (PCI: while a card number is read out), hang up, transfer (blind or
+// consult), and the consult panel: both parties with complete / cancel / conference.
 //
 // Which buttons work follows the call's phase, and only the server's frames change the
-// phase (call.connected, call.held, call.resumed, call.ended): an ack says the PBX agreed,
+// phase (call.connected, call.held, call.resumed, call.ended; recording.paused and
+// recording.resumed set call.recordingPaused): an ack says the PBX agreed,
 // not that the call moved. So a console that reconnects gets the same buttons back from
 // the server's snapshot.
 
@@ -22,6 +23,8 @@ export const LEGAL = {
   "consult.complete": new Set(["consulting", "conference"]),
   "consult.cancel": new Set(["consult_ringing", "consulting", "conference"]),
   conference: new Set(["consulting"]),
+  "recording.pause": new Set(["connected", "on_hold"]),
+  "recording.resume": new Set(["connected", "on_hold"]),
 };
 // The phases of a consult, as the consulting agent (A) sees them; the consulted agent (B)
 // is "consulted" while it talks.
@@ -45,7 +48,7 @@ export class CallControls {
   element(call) {
     this.call = call;
     const button = (id, action, kind) => h("button", { id, type: "button",
-      class: `btn ${kind}`, onclick: () => this.act(action === "hold" ? holdOrResume(call) : action) });
+      class: `btn ${kind}`, onclick: () => this.act(pick(call, action)) });
     this.root = h("div", { id: "call-controls", class: "call-controls", role: "toolbar",
       "aria-label": t("control.toolbar") },
       button("btn-answer", "answer", "go"),
@@ -53,6 +56,8 @@ export class CallControls {
       h("span", { id: "hold-timer", class: "hold-timer", hidden: true }),
       h("button", { id: "btn-transfer", type: "button", class: "btn",
         onclick: () => this.transfer() }),
+      button("btn-recording", "recording", ""),
+      h("span", { id: "recording-paused", class: "recording-paused", hidden: true }),
       button("btn-hangup", "hangup", "bad"),
       h("span", { id: "control-message", class: "control-message", role: "status" }),
       this.consultPanel());
@@ -91,6 +96,15 @@ export class CallControls {
     transfer.hidden = call.phase === "ringing";
     transfer.disabled = !enabled("transfer");
     transfer.textContent = label(call, "transfer");
+    const recording = $("#btn-recording", this.root);
+    const recordingAction = pauseOrResume(call);
+    recording.hidden = call.phase === "ringing";
+    recording.disabled = !enabled(recordingAction);
+    recording.textContent = label(call, recordingAction);
+    recording.setAttribute("aria-pressed", String(!!call.recordingPaused));
+    const paused = $("#recording-paused", this.root);
+    paused.hidden = !call.recordingPaused;
+    paused.textContent = t("control.recording_paused");
     const hangup = $("#btn-hangup", this.root);
     hangup.disabled = !enabled("hangup");
     hangup.textContent = label(call, "hangup");
@@ -182,6 +196,8 @@ export class CallControls {
 }
 
 const holdOrResume = (call) => (call.phase === "on_hold" ? "resume" : "hold");
+const pauseOrResume = (call) => (call.recordingPaused ? "recording.resume" : "recording.pause");
+const pick = (call, action) => ({ hold: holdOrResume, recording: pauseOrResume }[action]?.(call) || action);
 
 function label(call, action) {
   return call.pending === action ? t(`control.pending.${action}`) : t(`control.${action}`);

@@ -19,7 +19,8 @@ const app = {
   state: { state: "logged_out", reason: null, since: 0, call_id: null },
   // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending,
   //   consult: {agent_id, state} while this agent consults a colleague,
-  //   consultFrom: {from_agent_id, notes} while a colleague consults this agent }
+  //   consultFrom: {from_agent_id, notes} while a colleague consults this agent,
+  //   recordingPaused }
   call: null,
   synced: false,
 };
@@ -40,8 +41,11 @@ function onMessage(message) {
     "call.connected": onConnected,
     "call.held": onHeld,
     "call.resumed": onResumed,
+    "recording.paused": (m) => onRecording(m, true),
+    "recording.resumed": (m) => onRecording(m, false),
     "call.ended": onEnded,
     "call.consult": onConsult,
+    "monitor.notice": onMonitorNotice,
     error: (m) => toast(errorText(m), "error"),
   }[message.type];
   if (handler) handler(message);
@@ -91,6 +95,14 @@ function onScreenPop(pop) {
 function onConnected(message) {
   if (app.call?.call_id !== message.call_id) return;
   app.call.phase = "connected";
+  app.call.recordingPaused = false; // a snapshot sends recording.paused next if it is
+  renderCall();
+}
+
+// The PBX paused or resumed the call's recording (PCI): only its events change this.
+function onRecording(message, paused) {
+  if (app.call?.call_id !== message.call_id) return;
+  app.call.recordingPaused = paused;
   renderCall();
 }
 
@@ -127,8 +139,25 @@ function onResumed(message) {
   renderCall();
 }
 
+// A supervisor whispers to the agent or joined the call (docs/protocol.md, monitor.notice);
+// a supervisor only listening is not shown.
+function onMonitorNotice(message) {
+  const shown = message.mode === "whisper" || message.mode === "barge";
+  app.monitor = shown ? message : null;
+  renderMonitor();
+}
+
+function renderMonitor() {
+  const box = $("#monitor-notice");
+  const m = app.monitor;
+  box.hidden = !m;
+  box.textContent = m ? t(`monitor.notice.${m.mode}`, { name: m.supervisor }) : "";
+  box.className = m ? `monitor-notice ${m.mode}` : "monitor-notice";
+}
+
 function onEnded(message) {
   const call = app.call;
+  if (app.monitor?.call_id === message.call_id) onMonitorNotice({ mode: "none" });
   if (call?.call_id !== message.call_id) return;
   if (message.wrap_up_until) {
     call.phase = "wrap_up";
@@ -141,6 +170,7 @@ function onEnded(message) {
 
 function dropCall(why) {
   if (!app.call) return;
+  if (app.monitor?.call_id === app.call.call_id) onMonitorNotice({ mode: "none" });
   sessionStorage.removeItem(notesKey(app.call.call_id));
   app.call = null;
   if (why) toast(t(`call.dropped.${why}`), why === "wrap_done" ? "ok" : "warn");
@@ -324,6 +354,7 @@ async function main() {
     renderCall(true);
     customerPage.refresh();
     search.refresh();
+    renderMonitor();
   });
   window.addEventListener("hashchange", route);
   installShortcuts((action) => controls.trigger(action));

@@ -27,7 +27,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
                            "/", "/console", "/wallboard", "/reports", "/quality", "/admin",
-                           "/forbidden"})
+                           "/webhooks", "/forbidden"})
 # Websockets that take a one-time `?ticket=` instead (browsers cannot set headers), and
 # a recording's audio, which takes a short-lived one (its range requests reuse it);
 # their handlers redeem it.

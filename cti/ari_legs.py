@@ -95,6 +95,7 @@ class Monitoring:
 
     supervisor_channel: str
     mode: str
+    supervisor_id: int = 0
     up: bool = False
     snoop_channel: str | None = None
     bridge: str | None = None  # the monitor bridge, when made

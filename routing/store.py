@@ -216,11 +216,13 @@ class Step(NamedTuple):
 
 class WrapUpEnd(NamedTuple):
     """The end of a wrap-up: whether this caller ended it, the call as it was when it
-    ended with it (empty when the call had moved on), and the agent after."""
+    ended with it (empty when the call had moved on), the agent after leaving it, and the
+    waiting call the agent took in the same step (None: none)."""
 
     won: bool
     call: dict[str, str]
     agent: dict[str, str]
+    took: Taken | None = None
 
 
 class QueuedAt(NamedTuple):
@@ -496,16 +498,20 @@ class RoutingStore:
         return self._step(result)
 
     async def end_wrap_up(self, agent_id: int, call_id: str, now: float, *, timers: str,
-                          wrap_timer: str) -> WrapUpEnd:
+                          wrap_timer: str, strict: bool = False) -> WrapUpEnd:
         """wrapup.done or its timer: the call ends (if it is still in this agent's wrap-up)
-        and the agent leaves it, unless another caller did it first (won False)."""
+        and the agent leaves it, taking the best waiting call if it goes available, unless
+        another caller did it first (won False). `strict`: only if the call is still in this
+        agent's wrap-up; else nothing changes (won False)."""
         keys = [self.keys.agent(agent_id), self.keys.call(call_id), timers, self.keys.calls,
                 self.keys.stats]
         result = await self._end_wrap_up(keys=keys, args=[
-            call_id, now, self._pool_prefix, self.keys.waiting(""), wrap_timer, agent_id])
+            call_id, now, self._pool_prefix, self.keys.waiting(""), wrap_timer, agent_id,
+            self.keys.call(""), "1" if strict else "0"])
         if not result[0]:
             return WrapUpEnd(False, {}, {})
-        return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]))
+        return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]),
+                         taken(result[4], result[3]))
 
     async def set_state(self, agent_id: int, state: AgentState, reason: str,
                         now: float) -> tuple[int, str, dict[str, str], Taken | None]:

@@ -205,14 +205,20 @@ return {1, state, agent_of(KEYS[3]), seq}
 
 # The end of an agent's wrap-up of a call (wrapup.done or its timer): the call ends (out
 # of Redis; the average handle time moves) if it is still in wrap-up, and the agent leaves
-# it (if it still holds it). KEYS: agent, call, timers, set of live calls, stats; ARGV: call
-# id, now, pool prefix, waiting prefix, wrap-up timer, agent id. {1, call before ({} when
-# it had moved on), agent after ({} when it had)} | {0}: the wrap-up was over already.
+# it (if it still holds it); an agent that leaves it available takes the best waiting call
+# it may take in the same step (queue_index.py take_best), so a wrap-up's end is one round
+# trip. KEYS: agent, call, timers, set of live calls, stats; ARGV: call id, now, pool
+# prefix, waiting prefix, wrap-up timer, agent id, call prefix, strict ("1": only if the
+# call is in this agent's wrap-up, else nothing changes and {0} -- wrapup.done's first try).
+# {1, call before ({} when it had moved on), agent after leaving the call ({} when it had),
+# taken (taken_reply), agent after taking it ({} when it took none)} | {0}: the wrap-up
+# was over already.
 END_WRAP_UP = LIB + """
 local agent_holds = redis.call('HGET', KEYS[1], 'state') == 'wrap_up' and holds(KEYS[1], ARGV[1])
 local call_wraps = redis.call('HGET', KEYS[2], 'state') == 'wrap_up'
   and redis.call('HGET', KEYS[2], 'wrap_agent') == ARGV[6]
 if not agent_holds and not call_wraps then return {0} end
+if ARGV[8] == '1' and not call_wraps then return {0} end
 local call = {}
 if call_wraps then
   next_seq(KEYS[2])  -- the call's end is written with the number (`seq`) it answers
@@ -224,9 +230,12 @@ if call_wraps then
   drop(KEYS[2], ARGV[1], ARGV[4], KEYS[4], ARGV[3])
 end
 redis.call('ZREM', KEYS[3], ARGV[5])
-if not agent_holds then return {1, call, {}} end
+if not agent_holds then return {1, call, {}, {}, {}} end
 after_call(KEYS[1], ARGV[2], ARGV[3])
-return {1, call, agent_of(KEYS[1])}
+local agent = agent_of(KEYS[1])
+local taken = take_best(KEYS[1], ARGV[2], ARGV[3], ARGV[7], ARGV[4])
+if not taken then return {1, call, agent, {}, {}} end
+return {1, call, agent, taken_reply(taken, ARGV[7]), redis.call('HGETALL', KEYS[1])}
 """
 
 # An agent's own state change; an agent going available takes the best waiting call it

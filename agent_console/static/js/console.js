@@ -142,7 +142,10 @@ function onResumed(message) {
 // A supervisor whispers to the agent or joined the call (docs/protocol.md, monitor.notice);
 // a supervisor only listening is not shown.
 function onMonitorNotice(message) {
-  const shown = message.mode === "whisper" || message.mode === "barge";
+  const talking = app.call?.call_id === message.call_id
+    && (app.call.phase === "connected" || app.call.phase === "on_hold");
+  // A notice that arrives after its call moved on (ended, transferred) is stale.
+  const shown = talking && (message.mode === "whisper" || message.mode === "barge");
   app.monitor = shown ? message : null;
   renderMonitor();
 }

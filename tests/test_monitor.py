@@ -221,6 +221,34 @@ async def test_the_calls_end_or_transfer_ends_its_monitor_and_the_agents_notice(
     obeying2.cancel()
 
 
+async def test_a_completed_consult_transfer_ends_the_monitor_of_the_first_agent(
+        center: Any) -> None:
+    amy, ivr = await center.answered_call("amy", "c8", "+8613800000008")
+    obeying = ivr.obey_monitor()
+    sup = await center.login_token("sue", "supervisor")
+    assert (await _monitor(center, "c8", sup, "whisper"))[0] == 200
+    bob = await center.agent("bob")
+    await bob.available()
+    asked = asyncio.create_task(amy.control("c8", "transfer", mode="consult",
+                                            to_agent_id=bob.agent_id))
+    command = await ivr.command(call_id="c8")
+    await ivr.result(command)
+    assert (await asked)["type"] == "ack"
+    await ivr.event("consult.answered", "c8", agent_id=bob.agent_id)
+    # Monitoring goes on while amy consults bob.
+    assert (await _monitor_hash(center, "c8"))["mode"] == "whisper"
+    await ivr.event("consult.completed", "c8", agent_id=bob.agent_id)
+    await amy.inbox.expect("monitor.notice", call_id="c8", mode="none")
+    assert await _monitor_hash(center, "c8") == {}
+    end = (await _audit(center, "c8"))[-1]
+    assert (end.action, end.detail["reason"], end.detail["agent_id"]) == (
+        "monitor.end", "transferred", amy.agent_id)
+    # The call is bob's now: monitoring it is monitoring bob.
+    assert (await _monitor(center, "c8", sup, "listen"))[0] == 200
+    assert ivr.monitored[-1]["agent_id"] == bob.agent_id
+    obeying.cancel()
+
+
 # Races: two supervisors at once, and a monitor against the call's end ------------------
 
 

@@ -25,6 +25,7 @@ from cti.calls import IllegalTransition, NoSuchCall, check
 from cti.schemas import Frame
 from routing import engine
 from routing.admin_steps import AdminSteps
+from routing.consult import ConsultStore
 from routing.legs import LegStore
 from routing.service import Assignment, Router
 from routing.states import AgentState
@@ -65,9 +66,11 @@ class CallContext:
     # Supervisors' changes of agents' states (admin/); None: not offered.
     admin_steps: AdminSteps | None = None
     legs: LegStore = field(init=False)
+    consults: ConsultStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.legs = LegStore(self.router.store.redis, self.keys)
+        self.consults = ConsultStore(self.router.store.redis, self.keys, self.timers.key)
         if self.reader is None:
             self.reader = self.maker
         if self.read is None:

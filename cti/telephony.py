@@ -29,6 +29,7 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.consult import ConsultEvents, conference_figures
 from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
 from cti.recording_pauses import RecordingPauseEvents, closing
@@ -39,6 +40,10 @@ from cti.schemas import (
     CallOffered,
     CallResumed,
     CallTransferred,
+    ConferenceStarted,
+    ConsultAnswered,
+    ConsultCompleted,
+    ConsultEnded,
     Frame,
     RecordingPaused,
     RecordingReady,
@@ -58,7 +63,8 @@ STORED = "1"
 # Events whose step in Redis looks for their event key itself, atomically with the change
 # (routing/store.py EventSeen): no separate look first. The others look first.
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
-                           "call.held", "call.resumed", "recording.paused",
+                           "call.held", "call.resumed", "consult.answered", "consult.ended",
+                           "consult.completed", "conference.started", "recording.paused",
                            "recording.resumed"})
 
 
@@ -90,7 +96,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents, RecordingPauseEvents):
+class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -170,6 +176,14 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
                 return Applied([], await self._call_held(frame, integration))
             case CallResumed():
                 return Applied([], await self._call_resumed(frame, integration))
+            case ConsultAnswered():
+                return Applied([], await self._consult_answered(frame, integration))
+            case ConsultEnded():
+                return Applied([], await self._consult_ended(frame, integration))
+            case ConsultCompleted():
+                return Applied([], await self._consult_completed(frame, integration))
+            case ConferenceStarted():
+                return Applied([], await self._conference_started(frame, integration))
             case RecordingPaused():
                 return Applied([], await self._recording_paused(frame, integration))
             case RecordingResumed():
@@ -324,12 +338,14 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
             final = after_hangup(state)
             ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)
             agent_id = messages.int_or_none(call.get("agent_id"))
+            consulted = messages.int_or_none(call.get("consult_agent"))
             until = now + self._wrap_up_s(call.get("queue", ""))
             step = await self.store.hang_up(
                 frame.call_id, state.value, agent_id, now, timers=self.timers.key,
                 wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
                 rona=Timer("rona", frame.call_id, str(agent_id)).member,
-                event=self._mark(frame, ops), ended_at=now, end_cause=cause, **kept)
+                event=self._mark(frame, ops), consulted=consulted, ended_at=now,
+                end_cause=cause, **kept)
             if step.won:
                 break
             if step.state == "unknown":
@@ -342,6 +358,9 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
             raise IllegalTransition(frame.call_id, step.state, frame.type)
         if agent_id is not None and step.agent:
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
+        if consulted is not None and step.other:  # a consulted agent freed with the call
+            await self._agent_left_call(consulted, step.other, frame.call_id,
+                                        CallState.abandoned, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
         return Applied([], writer.numbered(ops, step.seq))
@@ -462,6 +481,8 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
         values.update(hold_figures(call, now))
+        if call.get("conference_at") or call.get("conference_s"):
+            values.update(conference_figures(call, now))
         extra = {"kind": "blind", "to": legs.target(None, None, frame.to_number)} \
             if isinstance(frame, CallTransferred) else {}
         values["legs"] = legs.with_leg(call, legs.ended_leg(

@@ -645,4 +645,6 @@ export default {
   "webhooks.replay": "Replay",
   "webhooks.replay_all": "Replay all dead letters",
   "webhooks.replayed": "{n} delivery(ies) sent again.",
+  "speaker.system": "System",
+  "transcript.recording_paused": "[Recording paused for {s} s (PCI): nothing was recorded here]",
 };

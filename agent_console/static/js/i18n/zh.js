@@ -644,4 +644,6 @@ export default {
   "webhooks.replay": "重新投递",
   "webhooks.replay_all": "重新投递全部死信",
   "webhooks.replayed": "已重新投递 {n} 条。",
+  "speaker.system": "系统",
+  "transcript.recording_paused": "［录音暂停 {s} 秒（PCI）：此处未录音］",
 };

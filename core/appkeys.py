@@ -58,3 +58,4 @@ CODES = web.AppKey("codes", Codes)
 # Commands to the PBX and their awaited outcomes (send any command type through it).
 COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
 CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService
+CALLBACKS: web.AppKey[Any] = web.AppKey("callbacks")  # cti.callback_desk.CallbackDesk

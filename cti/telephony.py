@@ -18,6 +18,7 @@ from core.models import Call
 from core.timers import Timer
 from crm import store as crm
 from cti import legs, messages, records
+from cti.callbacks import CallbackEvents
 from cti.calls import (
     CallError,
     CallExists,
@@ -33,6 +34,8 @@ from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
 from cti.schemas import (
     CallAnswered,
+    CallbackRequested,
+    CallbackResult,
     CallEnded,
     CallHeld,
     CallOffered,
@@ -55,7 +58,8 @@ STORED = "1"
 # Events whose step in Redis looks for their event key itself, atomically with the change
 # (routing/store.py EventSeen): no separate look first. The others look first.
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
-                           "call.held", "call.resumed"})
+                           "call.held", "call.resumed", "callback.requested",
+                           "callback.result"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents):
+class TelephonyEvents(HoldEvents, CallbackEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -170,6 +174,10 @@ class TelephonyEvents(HoldEvents):
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
                 return await self._survey_result(frame, integration)
+            case CallbackRequested():
+                return Applied(*await self._callback_requested(frame, integration))
+            case CallbackResult():
+                return Applied([], await self._callback_result(frame, integration))
         raise TypeError(f"no handler for {type(frame).__name__}")
 
     async def _seen(self, frame: Frame, integration: str, value: str) -> Outcome:
@@ -224,9 +232,6 @@ class TelephonyEvents(HoldEvents):
     async def _stored(self, event_id: str) -> bool:
         async with self._reader() as session:
             return await records.event_seen(session, event_id)
-
-    def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
-        return self.keys.event(frame.event_id), writer.dumps(ops)
 
     async def _call_offered(self, frame: CallOffered, integration: str) -> Applied:
         """Route first and pop the agent's screen, then store the call, then ack.
@@ -312,6 +317,10 @@ class TelephonyEvents(HoldEvents):
         cause = frame.cause if isinstance(frame, CallEnded) else "transferred"
         for _ in range(5):
             call = await self._live(frame.call_id)
+            if call["state"] == CallState.callback.value:
+                # The caller left after asking for a callback: nothing more to do.
+                return Applied([], [records.event_op(frame.event_id, frame.call_id,
+                                                     frame.type)])
             state = check(frame.call_id, call["state"], frame.type)
             final = after_hangup(state)
             ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)

@@ -1,6 +1,7 @@
 // The supervisors' wallboard: today's figures, live from /ws/wallboard.
 
 import { goToLogin, signOut, whoAmI } from "./api.js";
+import { PendingCallbacks } from "./callbacks.js";
 import { drawChart } from "./chart.js";
 import { $, fill, h } from "./dom.js";
 import { clockTime, duration, number, percent } from "./format.js";
@@ -28,6 +29,8 @@ const level = {
 };
 
 let last = null;
+let pending = null;  // the supervisors' list of pending callbacks
+let pendingKey = "";
 
 function tile(id, label, value, { sub = "", tone = "" } = {}) {
   return h("div", { class: `kpi ${tone}`, id: `kpi-${id}` },
@@ -56,6 +59,10 @@ function renderKpis(s) {
       sub: t("kpi.aht_sub", { n: tot.handled }) }),
     tile("abandon", t("kpi.abandon"), percent(tot.abandon_rate, 1), {
       tone: level.abandon(tot.abandon_rate), sub: t("kpi.abandon_sub", { n: tot.abandoned + tot.abandoned_short }) }),
+    tile("callbacks", t("kpi.callbacks"), number(s.callbacks.waiting), {
+      sub: s.callbacks.waiting ? t("kpi.callbacks_sub", {
+        oldest: duration(s.callbacks.oldest_age_s), n: s.callbacks.callbacks_connected })
+        : t("kpi.callbacks_none", { n: s.callbacks.callbacks_connected }) }),
     tile("csat", t("kpi.csat"), percent(tot.csat.satisfied), { tone: level.csat(tot.csat.satisfied),
       sub: tot.csat.responses ? t("kpi.csat_sub", { avg: number(tot.csat.average, 1),
         n: tot.csat.responses }) : t("kpi.csat_none") }));
@@ -145,6 +152,20 @@ function render(snapshot) {
   drawChart($("#chart"), snapshot.intervals, snapshot.targets.sl);
   renderComplaints(snapshot);
   renderAgents(snapshot);
+  renderPending(snapshot);
+}
+
+// The list is read over REST, again whenever the callbacks or the agents changed.
+function renderPending(s) {
+  const c = s.callbacks;
+  const key = [c.waiting, c.callbacks_requested, c.callbacks_connected, c.callbacks_failed,
+    s.agents.map((a) => a.agent_id).join(",")].join("|");
+  if (key === pendingKey) {
+    pending.render();
+    return;
+  }
+  pendingKey = key;
+  pending.refresh(s.agents);
 }
 
 function onStatus(status, error) {
@@ -173,6 +194,8 @@ async function main() {
     return;
   }
   $("#wb-sign-out").addEventListener("click", signOut);
+  pending = new PendingCallbacks($("#callbacks"));
+  setInterval(() => pending.refresh(), 15000);  // a reassignment elsewhere
   onLangChange(() => { if (last) render(last); });
   const socket = new LiveSocket("/ws/wallboard", {
     onMessage: (m) => { if (m.type === "wallboard.snapshot") render(m); },

@@ -94,3 +94,11 @@ class Busy(AdminError):
 
     def __init__(self) -> None:
         super().__init__("another administrative change is being made; try again")
+
+
+class NoExtension(AdminError):
+    code = "no_extension"
+
+    def __init__(self) -> None:
+        super().__init__("your account has no phone extension for the PBX to ring: an admin "
+                         "sets it (PATCH /api/v1/admin/agents/{id} with extension)")

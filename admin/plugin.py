@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from admin import agent_views, center_views
+from admin import agent_views, center_views, monitor_views
 from admin.changes import Changes
 from admin.http import PARTS, Parts
 from admin.live import LiveConfig
@@ -33,3 +33,4 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(admin_ctx)
     agent_views.setup(app)
     center_views.setup(app)
+    monitor_views.setup(app)

@@ -95,3 +95,9 @@ class PolicyChange(_Body):
     complaint_wait_s: Seconds | None = None
     complaint_boost_s: Seconds | None = None
     intent_wait_s: Seconds | None = None
+
+
+class MonitorRequest(_Body):
+    """`listen`, `whisper` or `barge` start monitoring or switch to that mode; `stop` ends."""
+
+    mode: Literal["listen", "whisper", "barge", "stop"]

@@ -254,7 +254,7 @@ class Wallboard:
             await self.refresh()
         day = day_of(now, self.tz)
         stats = _parse(await self.redis.hgetall(self.keys.stats_day(day)))
-        waiting, held = await self._live_calls()
+        waiting, held, monitors = await self._live_calls()
         agents = await self.store.agents()
         queue_names = sorted({"default", *self.queues, *_names(stats, "q:"),
                               *(c["queue"] for c in waiting)})
@@ -270,7 +270,7 @@ class Wallboard:
                            [now - c["offered_at"] for c in waiting if c["tier"] == t], tier=t)
                       for t in TIERS],
             "intervals": _intervals(stats, interval_of(now, self.tz), self.formula),
-            "agents": _agents(agents, stats, now, held),
+            "agents": _agents(agents, stats, now, held, monitors),
             "agent_states": {**_state_counts(agents), "on_hold": len(held)},
             "complaints": dict(self._complaints),
             "callbacks": callbacks,
@@ -295,21 +295,28 @@ class Wallboard:
                     display_name=target.name or queue, threshold_s=target.threshold_s,
                     target=target.target)
 
-    async def _live_calls(self) -> tuple[list[dict[str, Any]], set[int]]:
-        """The waiting calls, and the agents whose caller is on hold."""
+    async def _live_calls(self) -> tuple[list[dict[str, Any]], set[int],
+                                         dict[int, dict[str, Any]]]:
+        """The waiting calls, the agents whose caller is on hold, and the supervisors
+        monitoring agents' calls (cti/monitor.py), by agent."""
         # The client decodes responses, so members are str.
         ids = cast(list[str], list(await self.redis.smembers(self.keys.calls)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for call_id in ids:
                 pipe.hmget(self.keys.call(call_id), "state", "queue", "tier", "offered_at",
                            "agent_id")
-            rows = await pipe.execute()
+                pipe.hmget(self.keys.monitor(call_id), "supervisor_id", "supervisor", "mode")
+            replies = await pipe.execute()
+        rows, watched = replies[0::2], replies[1::2]
         waiting = [{"queue": queue or "default", "tier": tier or "standard",
                     "offered_at": float(offered)}
                    for state, queue, tier, offered, _ in rows
                    if state in WAITING_STATES and offered is not None]
         held = {int(agent) for state, *_, agent in rows if state == "on_hold" and agent}
-        return waiting, held
+        monitors = {int(row[4]): {"supervisor_id": int(who), "supervisor": name, "mode": mode}
+                    for row, (who, name, mode) in zip(rows, watched, strict=True)
+                    if row[4] and who and mode}
+        return waiting, held, monitors
 
 
 _CALLBACK_COUNTS = {"callback.requested": "callbacks_requested",
@@ -386,7 +393,8 @@ def _intervals(stats: dict[str, dict[str, float]], current: str,
 
 
 def _agents(agents: list[dict[str, str]], stats: dict[str, dict[str, float]],
-            now: float, held: set[int]) -> list[dict[str, Any]]:
+            now: float, held: set[int],
+            monitors: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for agent in agents:
         s = stats.get(f"a:{agent.get('id')}", {})
@@ -399,7 +407,11 @@ def _agents(agents: list[dict[str, str]], stats: dict[str, dict[str, float]],
             "state": agent.get("state", "logged_out"), "reason": agent.get("reason") or None,
             "since": since, "in_state_s": round(max(0.0, now - since), 1),
             "handled": handled, "aht_s": _ratio(s.get("handle_sum", 0), handled),
-            "on_hold": int(agent["id"]) in held})
+            "on_hold": int(agent["id"]) in held,
+            # A call in progress, which supervisors may monitor, and who monitors it.
+            "call_id": agent.get("call_id") or None if agent.get("state") == "on_call"
+            else None,
+            "monitor": monitors.get(int(agent["id"]))})
     return sorted(rows, key=lambda r: (r["state"] == "logged_out", str(r["name"]).lower()))
 
 

@@ -40,6 +40,8 @@ from cti.ari import ari_ctx
 from cti.callback_desk import CallbackDesk
 from cti.commands import PbxCommands
 from cti.control import ControlService
+from cti.monitor import MonitorService
+from cti.monitor_steps import MonitorSteps
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
@@ -133,6 +135,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.COMMANDS] = commands
     app[appkeys.CONTROL] = control = ControlService(commands, router)
     calls.observers.append(control.observe)
+    app[appkeys.MONITOR] = monitor = MonitorService(
+        MonitorSteps(redis, keys), commands, control, bus, keys, app[appkeys.SESSIONS])
+    calls.observers.append(monitor.observe)
     app[appkeys.TOKEN_WATCH] = token_watch = TokenWatch(app[appkeys.SESSIONS])
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]

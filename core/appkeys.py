@@ -59,3 +59,5 @@ CODES = web.AppKey("codes", Codes)
 COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
 CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService
 CALLBACKS: web.AppKey[Any] = web.AppKey("callbacks")  # cti.callback_desk.CallbackDesk
+# Supervisors' live monitoring of calls (listen, whisper, barge).
+MONITOR: web.AppKey[Any] = web.AppKey("monitor")  # cti.monitor.MonitorService

@@ -78,6 +78,10 @@ class Keys:
         """Set of the commands sent about a call that may still be pending."""
         return f"{self.prefix}:cmdsof:{call_id}"
 
+    def monitor(self, call_id: str) -> str:
+        """Who monitors a live call and how (cti/monitor.py)."""
+        return f"{self.prefix}:monitor:{call_id}"
+
     # Timers shared by all nodes: member "kind|id|token", score = due time.
     @property
     def timers(self) -> str:

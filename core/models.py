@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -205,6 +206,26 @@ class Call(Base):
     offered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     node_id: Mapped[str | None] = mapped_column(String(64))
+    # The last write applied (core/writer.py): the call's steps in Redis number their
+    # writes, so an older write stored late never undoes a newer one. -1: a placeholder
+    # kept for writes that came before the call's offer was stored.
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class ParkedUpdate(Base):
+    """A numbered write of a row that was not stored yet (core/writer.py): kept until the
+    row's insert comes, then applied in order."""
+
+    __tablename__ = "parked_updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(64))
+    ident: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    op: Mapped[str] = mapped_column(Text)  # core/writer.py dumps
+    parked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_parked_updates_row", "table_name", "ident"),)
 
 
 class ProcessedEvent(Base):
@@ -259,6 +280,7 @@ class Interaction(Base):
     legs: Mapped[list[Any] | None] = mapped_column(JSON)
     # The callback this call placed (cti/callbacks.py): reports count it apart.
     callback_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # as Call.seq
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 

@@ -50,7 +50,10 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           # callbacks (cti/callbacks.py, cti/callback_desk.py)
           "unknown_callback": 404, "callback_finished": 409, "callback_dialling": 409,
           "invalid_number": 400, "invalid_not_before": 400, "no_integration": 400,
-          "no_such_customer": 404}
+          "no_such_customer": 404,
+          # live monitoring (cti/monitor.py)
+          "monitored_by_other": 409, "not_monitoring": 409, "monitor_pending": 409,
+          "no_extension": 400}
 
 
 class NotFound(Exception):

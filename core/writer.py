@@ -17,74 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, insert, update
+from sqlalchemy import Connection, Engine, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.types import TypeEngine
 
-from core.models import Base
+from core import sequenced
+from core.ops import Insert, Op, Update, dumps, loads, numbered
+from core.ops import table as _table
+
+__all__ = ["Hook", "Insert", "Op", "RecordWriter", "Update", "dumps", "loads", "numbered"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Insert:
-    table: str
-    values: dict[str, Any]
-    skip_existing: bool = False  # ON CONFLICT DO NOTHING: a replay of a stored row
-
-
-@dataclass(frozen=True)
-class Update:
-    table: str
-    key: str  # the column that names the row
-    ident: Any
-    values: dict[str, Any]
-
-
-Op = Insert | Update
 # Runs in the batch's transaction (a synchronous connection) after its ops.
 Hook = Callable[[Connection, list[Op]], None]
-
-
-def dumps(ops: Sequence[Op]) -> bytes:
-    """Ops as JSON, to be kept in Redis until they are stored."""
-    return orjson.dumps([
-        ["i", op.table, op.values, op.skip_existing] if isinstance(op, Insert)
-        else ["u", op.table, op.key, op.ident, op.values] for op in ops])
-
-
-def loads(data: bytes | str) -> list[Op]:
-    ops: list[Op] = []
-    for item in orjson.loads(data):
-        if item[0] == "i":
-            ops.append(Insert(item[1], _revive(item[1], item[2]), item[3]))
-        else:
-            ops.append(Update(item[1], item[2], item[3], _revive(item[1], item[4])))
-    return ops
-
-
-def _revive(table: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Datetimes came back from JSON as ISO strings."""
-    columns = _table(table).c
-    return {k: dt.datetime.fromisoformat(v) if isinstance(v, str)
-            and _is_datetime(columns[k].type) else v for k, v in values.items()}
-
-
-def _is_datetime(kind: TypeEngine[Any]) -> bool:
-    return isinstance(getattr(kind, "impl", kind), DateTime)
-
-
-def _table(name: str) -> Table:
-    return Base.metadata.tables[name]
+Execute = Callable[[Connection, list[Op], Sequence[Hook]], None]
 
 
 @dataclass
@@ -166,17 +121,27 @@ class RecordWriter:
             _settle(pending, None)
 
     async def _commit(self, ops: list[Op]) -> None:
+        try:
+            await self._in_transaction(_execute, ops)
+        except IntegrityError:
+            if not any(isinstance(op, Insert) and sequenced.numbered(op.table) for op in ops):
+                raise
+            # The row may be a placeholder for updates stored before it (core/sequenced.py)
+            await self._in_transaction(_execute_claiming, ops)
+
+    async def _in_transaction(self, execute: Execute, ops: list[Op]) -> None:
         hooks = tuple(self.hooks)
         if self.sync_engine is not None:
-            await asyncio.to_thread(self._commit_sync, self.sync_engine, ops, hooks)
+            await asyncio.to_thread(self._run_sync, self.sync_engine, execute, ops, hooks)
             return
         async with self.engine.begin() as conn:
-            await conn.run_sync(_execute, ops, hooks)
+            await conn.run_sync(execute, ops, hooks)
 
     @staticmethod
-    def _commit_sync(engine: Engine, ops: list[Op], hooks: tuple[Hook, ...]) -> None:
+    def _run_sync(engine: Engine, execute: Execute, ops: list[Op],
+                  hooks: tuple[Hook, ...]) -> None:
         with engine.begin() as conn:
-            _execute(conn, ops, hooks)
+            execute(conn, ops, hooks)
 
 
 def _settle(pending: _Pending, error: Exception | None) -> None:
@@ -189,23 +154,34 @@ def _settle(pending: _Pending, error: Exception | None) -> None:
 
 
 def _execute(conn: Connection, ops: list[Op], hooks: Sequence[Hook] = ()) -> None:
-    """Inserts first (in order of first appearance per shape), then updates, then hooks.
-
-    Updates of one row are merged, later values winning, which leaves the row as
-    applying them in order would; rows with the same columns share one executemany.
-    """
-    _apply(conn, ops)
+    """Inserts first (in order of first appearance per shape), then updates, then hooks,
+    which see the ops applied (not those parked for a row not stored yet)."""
+    applied = _apply(conn, ops)
     for hook in hooks:
-        hook(conn, ops)
+        hook(conn, applied)
 
 
-def _apply(conn: Connection, ops: list[Op]) -> None:
+def _execute_claiming(conn: Connection, ops: list[Op], hooks: Sequence[Hook] = ()) -> None:
+    """As `_execute`, for inserts whose rows are placeholders: they take their place, and
+    the updates parked for them follow."""
+    parked = sequenced.claim(conn, [(op.table, op.values) for op in ops
+                                    if isinstance(op, Insert) and sequenced.numbered(op.table)])
+    _execute(conn, [*ops, *parked], hooks)
+
+
+def _apply(conn: Connection, ops: list[Op]) -> list[Op]:
+    """Updates of one row are merged, later values winning, which leaves the row as
+    applying them in order would; rows with the same columns share one executemany.
+    Numbered updates go in the order of their numbers (core/sequenced.py)."""
     inserts: dict[tuple[str, tuple[str, ...], bool], list[dict[str, Any]]] = {}
     updates: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    numbered_updates: list[Update] = []
     for op in ops:
         if isinstance(op, Insert):
             shape = (op.table, tuple(sorted(op.values)), op.skip_existing)
             inserts.setdefault(shape, []).append(op.values)
+        elif op.seq is not None:
+            numbered_updates.append(op)
         else:
             updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
     for (name, _, skip_existing), rows in inserts.items():
@@ -217,6 +193,12 @@ def _apply(conn: Connection, ops: list[Op]) -> None:
                                                                  for k, v in values.items()}})
     for (name, key, columns), rows in shapes.items():
         conn.execute(_update(name, key, columns), rows)
+    parked = sequenced.apply(conn, numbered_updates)
+    if not parked:
+        return ops
+    waiting = {(op.table, op.ident) for op in parked}
+    return [op for op in ops if not (isinstance(op, Update) and op.seq is not None
+                                     and (op.table, op.ident) in waiting)]
 
 
 # Statements are built once per shape: SQLAlchemy then finds them in its compiled cache

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from core.timers import Timer
+from core.writer import numbered
 from cti import legs, messages, records
 from cti.calls import CallState, WrongAgent, check
 from cti.context import CallContext
@@ -105,7 +106,8 @@ class AgentLifecycle(CallContext):
             step = await self.legs.step(call_id, [call["state"]], call.get("v", "0"),
                                         call["state"], {"legs": orjson.dumps(changed).decode()})
             if step.won:
-                await self.writer.write([records.interaction_op(call_id, legs=changed)])
+                await self.writer.write(numbered(
+                    [records.interaction_op(call_id, legs=changed)], step.seq))
                 return
         log.warning("wrap-up of agent %s not noted on call %s: it kept changing",
                     agent_id, call_id)
@@ -170,7 +172,9 @@ class AgentLifecycle(CallContext):
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         """Record and announce a call that ended with its wrap-up (out of Redis already)."""
-        ops = [records.call_op(call["id"], state=CallState.ended.value)]
+        ops = [records.call_op(call["id"], state=CallState.ended.value,
+                               queue=call.get("queue", ""),
+                               agent_id=messages.int_or_none(call.get("agent_id")))]
         # The wrap-up ran from the call's end until now (reports: handle time).
         wrap_up_s = round(max(0.0, now - float(call.get("ended_at") or now)), 3)
         ops.append(records.interaction_op(call["id"], **wrap, wrap_up_s=wrap_up_s))
@@ -179,7 +183,7 @@ class AgentLifecycle(CallContext):
             if last is not None:
                 ops.append(records.interaction_op(call["id"], legs=last))
         try:
-            await self.writer.write(ops)
+            await self.writer.write(numbered(ops, int(call.get("seq") or 0)))
         except Exception:
             log.exception("call %s ended but its end was not stored", call["id"])
             raise

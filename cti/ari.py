@@ -40,7 +40,16 @@ from cti.ari_events import (
     StasisStart,
     parse_event,
 )
-from cti.ari_legs import Legs, RouteMessage, agent_leg, is_agent_start, recording_call
+from cti.ari_legs import (
+    Legs,
+    RouteMessage,
+    agent_leg,
+    is_agent_start,
+    is_monitor_start,
+    monitor_leg,
+    recording_call,
+)
+from cti.ari_monitor import AriMonitor, MonitorMessage
 from cti.control import ControlService
 from cti.service import CallService
 
@@ -58,6 +67,7 @@ class AriAdapter:
         self.client, self.calls, self.bus, self.config = client, calls, bus, config
         self.control = CallControl(client, calls, config)
         self.commands = AriCommands(self.control, commands)
+        self.monitor = AriMonitor(self.control, self.commands)
         self._bus_channel = keys.telephony_channel(self.control.integration)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: Counter[str] = Counter()
@@ -135,6 +145,11 @@ class AriAdapter:
         channel, legs_by_call = event.channel, self.control.legs
         if channel is None:
             return
+        call_id = monitor_leg(channel.id)
+        if call_id is not None or isinstance(event, StasisStart) and is_monitor_start(
+                event.args):
+            self._monitor_event(call_id, event)
+            return
         if isinstance(event, StasisStart) and not is_agent_start(event.args):
             if channel.id not in legs_by_call:
                 new = legs_by_call[channel.id] = Legs(channel.id, ani=channel.caller.number)
@@ -150,9 +165,27 @@ class AriAdapter:
         if leg is not None and leg[0] in legs_by_call:
             self._submit(leg[0], self.control.agent_event, legs_by_call[leg[0]], event)
 
+    def _monitor_event(self, call_id: str | None, event: ChannelEvent) -> None:
+        """A supervisor's leg or a snoop channel: to its call's monitoring; one the
+        adapter does not know (another's, or a stray) is hung up when it starts."""
+        legs = self.control.legs.get(call_id) if call_id is not None else None
+        if legs is not None:
+            self._submit(legs.call_id, self.monitor.event, legs, event)
+        elif isinstance(event, StasisStart) and event.channel is not None:
+            self._submit(event.channel.id, self.control.quietly,
+                         self.client.hangup(event.channel.id))
+
     async def _on_route(self, message: dict[str, Any]) -> None:
         """A routing decision published later (an agent freed up, a ring timed out), or a
         desktop's call-control command (`route.control`)."""
+        if message.get("type") == "route.monitor":
+            try:
+                monitor = MonitorMessage.model_validate(message)
+            except ValidationError as e:
+                log.warning("ARI %s: malformed route.monitor ignored: %s", self.config.app, e)
+                return
+            self._submit(monitor.call_id, self.monitor.carry_out, monitor)
+            return
         if message.get("type") == "route.control":
             try:
                 command = ControlMessage.model_validate(message)

@@ -39,6 +39,8 @@ from cti.ari_legs import (
     bridge_call,
     caller_cause,
     event_id,
+    monitor_bridge_call,
+    monitor_leg,
     offered_frame,
     parse_args,
 )
@@ -153,6 +155,7 @@ class CallControl:
         assert legs.agent_channel is not None
         eid = event_id(event, legs.agent_channel)
         legs.forget_agent()
+        await self.end_monitor(legs)
         outcome = await self._send(CallTransferred(
             type="call.transferred", event_id=eid, call_id=legs.call_id, to_queue=legs.queue))
         await self._follow(legs, outcome)
@@ -188,6 +191,7 @@ class CallControl:
         await self._end_legs(legs)
 
     async def _end_legs(self, legs: Legs) -> None:
+        await self.end_monitor(legs)
         if legs.agent_channel and not legs.agent_hanging_up:
             await self._quietly(self.client.hangup(legs.agent_channel))
         if legs.bridge:
@@ -287,6 +291,18 @@ class CallControl:
             legs.recording = True
             await self._quietly(self.client.record_bridge(legs.bridge_id, legs.recording_name))
 
+    async def end_monitor(self, legs: Legs) -> None:
+        """Tear down a supervisor's monitoring: its snoop channel, the monitor bridge and
+        the supervisor's leg. When the call ends, leaves its agent, or is told to stop."""
+        monitor, legs.monitor = legs.monitor, None
+        if monitor is None:
+            return
+        if monitor.snoop_channel:
+            await self._quietly(self.client.hangup(monitor.snoop_channel))
+        if monitor.bridge:
+            await self._quietly(self.client.destroy_bridge(monitor.bridge))
+        await self._quietly(self.client.hangup(monitor.supervisor_channel))
+
     async def _stop_moh(self, legs: Legs) -> None:
         if legs.moh == "channel":
             await self._quietly(self.client.stop_moh(legs.call_id))
@@ -306,6 +322,10 @@ class CallControl:
                   legs.call_id, legs.agent_id, error)
         await self._end(legs, "failed", f"ari:{legs.call_id}:failed:{legs.agent_channel}",
                         hang_up_caller=True)
+
+    async def quietly(self, request: Awaitable[None]) -> None:
+        """Make a request whose failure is only logged (a channel gone is normal)."""
+        await self._quietly(request)
 
     async def _quietly(self, request: Awaitable[None]) -> None:
         try:
@@ -372,6 +392,22 @@ class CallControl:
             if leg is not None and leg[0] not in live:
                 await self._quietly(self.client.hangup(channel_id))
         for bridge_id in bridges:
-            bridged = bridge_call(bridge_id)
+            bridged = bridge_call(bridge_id) or monitor_bridge_call(bridge_id)
             if bridged is not None and bridged not in live:
+                await self._quietly(self.client.destroy_bridge(bridge_id))
+        await self._sweep_monitors(channels, bridges)
+
+    async def _sweep_monitors(self, channels: dict[str, Channel],
+                              bridges: dict[str, Bridge]) -> None:
+        """Monitoring legs the adapter does not know (its call ended, or the adapter
+        restarted and forgot them): hung up, and their bridges destroyed."""
+        known = {c for legs in self.legs.values() if legs.monitor is not None
+                 for c in (legs.monitor.supervisor_channel, legs.monitor.snoop_channel) if c}
+        for channel_id in channels:
+            if monitor_leg(channel_id) is not None and channel_id not in known:
+                await self._quietly(self.client.hangup(channel_id))
+        for bridge_id in bridges:
+            call_id = monitor_bridge_call(bridge_id)
+            legs = self.legs.get(call_id) if call_id is not None else None
+            if call_id is not None and (legs is None or legs.monitor is None):
                 await self._quietly(self.client.destroy_bridge(bridge_id))

@@ -86,6 +86,14 @@ class AriClient:
                             {"context": context, "extension": extension,
                              "priority": str(priority)})
 
+    async def snoop(self, channel_id: str, snoop_id: str, *, spy: str, whisper: str,
+                    app_args: str) -> Channel:
+        """A snoop channel on `channel_id`, placed into our application: it hears the
+        channel's audio (`spy`) and speaks into it (`whisper`): none, both, out or in."""
+        params = {"app": self.app, "appArgs": app_args, "spy": spy, "whisper": whisper}
+        return Channel.model_validate(await self._request(
+            "POST", f"/channels/{channel_id}/snoop/{snoop_id}", params))
+
     async def start_moh(self, channel_id: str, moh_class: str = "") -> None:
         params = {"mohClass": moh_class} if moh_class else None
         await self._request("POST", f"/channels/{channel_id}/moh", params)
@@ -106,6 +114,10 @@ class AriClient:
 
     async def add_channels(self, bridge_id: str, channel_ids: list[str]) -> None:
         await self._request("POST", f"/bridges/{bridge_id}/addChannel",
+                            {"channel": ",".join(channel_ids)})
+
+    async def remove_channels(self, bridge_id: str, channel_ids: list[str]) -> None:
+        await self._request("POST", f"/bridges/{bridge_id}/removeChannel",
                             {"channel": ",".join(channel_ids)})
 
     async def destroy_bridge(self, bridge_id: str) -> None:

@@ -114,6 +114,7 @@ class AriCommands:
         await self.client.unhold(legs.call_id)  # no-op unless held: the caller hears routing
         old = legs.agent_channel
         legs.forget_agent()  # its hangup events are no longer the call's end
+        await self.calls.end_monitor(legs)  # the monitoring was of this agent's leg
         if old is not None:
             try:
                 await self.client.hangup(old)
@@ -132,15 +133,19 @@ class AriCommands:
         await self.calls.follow(legs, outcome)
 
     async def _result(self, command: ControlMessage, reason: str) -> None:
+        await self.answer(command.command_id, reason)
+
+    async def answer(self, command_id: str, reason: str) -> None:
+        """The command's `control.result`: ok when `reason` is empty."""
         frame = ControlResult.model_validate(
-            {"type": "control.result", "event_id": f"ari:{command.command_id}:result",
-             "command_id": command.command_id, "ok": not reason,
+            {"type": "control.result", "event_id": f"ari:{command_id}:result",
+             "command_id": command_id, "ok": not reason,
              **({"reason": reason} if reason else {})})
         try:
             await self.control.result(frame, self.calls.integration)
         except CallError as e:
             # Decided already (the call ended, the command timed out): normal in telephony.
-            log.debug("control.result for %s not taken: %s", command.command_id, e)
+            log.debug("control.result for %s not taken: %s", command_id, e)
 
 
 class _Refused(Exception):

@@ -5,7 +5,10 @@ bridge lists after a restart or a lost event socket:
 
 - the caller's channel id is the call id;
 - an agent leg is ``<call id>-agent-<agent id>-<6 hex>``;
-- the call's bridge is ``<call id>-bridge``, its recording ``cc-<call id>``.
+- the call's bridge is ``<call id>-bridge``, its recording ``cc-<call id>``;
+- a supervisor monitoring it: its phone's leg ``<call id>-sup-<agent id>-<6 hex>``, the
+  snoop channel on the agent's leg ``<call id>-snoop-<6 hex>``, and the bridge joining the
+  two ``<call id>-monitor`` (cti/ari_monitor.py).
 
 No I/O here.
 """
@@ -26,7 +29,9 @@ from cti.schemas import CallOffered, IvrData, describe
 log = logging.getLogger(__name__)
 
 _AGENT_LEG = re.compile(r"^(?P<call>.+)-agent-(?P<agent>\d+)-[0-9a-f]{6}$")
+_MONITOR_LEG = re.compile(r"^(?P<call>.+)-(?:sup-\d+|snoop)-[0-9a-f]{6}$")
 BRIDGE_SUFFIX = "-bridge"
+MONITOR_SUFFIX = "-monitor"
 RECORDING_PREFIX = "cc-"
 # Q.850 causes that mean the network failed the call, not that a person hung up.
 FAILURE_CAUSES = frozenset({34, 38, 41, 42, 44, 47, 58, 63, 127})
@@ -51,6 +56,7 @@ class Legs:
     moh: Literal["channel", "bridge"] | None = None
     recording: bool = False
     ended: bool = False
+    monitor: Monitoring | None = None
 
     @property
     def bridge_id(self) -> str:
@@ -69,11 +75,44 @@ class Legs:
     def forget_agent(self) -> None:
         self.agent_channel, self.answered, self.agent_hanging_up = None, False, False
 
+    @property
+    def monitor_bridge_id(self) -> str:
+        return self.call_id + MONITOR_SUFFIX
+
+    def new_supervisor_channel(self, supervisor_id: int) -> str:
+        return f"{self.call_id}-sup-{supervisor_id}-{secrets.token_hex(3)}"
+
+    def new_snoop_channel(self) -> str:
+        return f"{self.call_id}-snoop-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Monitoring:
+    """A supervisor's monitoring of the call: its phone's leg (`up` once answered and in
+    the application), the mode, and what the mode made (a snoop channel on the agent's
+    leg and the monitor bridge for listen and whisper; the call's bridge for barge)."""
+
+    supervisor_channel: str
+    mode: str
+    up: bool = False
+    snoop_channel: str | None = None
+    bridge: str | None = None  # the monitor bridge, when made
+
 
 def agent_leg(channel_id: str) -> tuple[str, int] | None:
     """(call id, agent id) if this is an agent leg the adapter originated."""
     match = _AGENT_LEG.match(channel_id)
     return (match["call"], int(match["agent"])) if match else None
+
+
+def monitor_leg(channel_id: str) -> str | None:
+    """The call id, if this is a supervisor's leg or a snoop channel the adapter made."""
+    match = _MONITOR_LEG.match(channel_id)
+    return match["call"] if match else None
+
+
+def monitor_bridge_call(bridge_id: str) -> str | None:
+    return bridge_id[: -len(MONITOR_SUFFIX)] if bridge_id.endswith(MONITOR_SUFFIX) else None
 
 
 def bridge_call(bridge_id: str) -> str | None:
@@ -86,6 +125,10 @@ def recording_call(name: str) -> str | None:
 
 def is_agent_start(args: list[str]) -> bool:
     return bool(args) and args[0] == "agent"
+
+
+def is_monitor_start(args: list[str]) -> bool:
+    return bool(args) and args[0] == "monitor"
 
 
 def parse_args(args: list[str]) -> tuple[str, dict[str, str]]:

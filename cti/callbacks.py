@@ -118,7 +118,7 @@ class CallbackEvents(AgentLifecycle):
                "callback": {"callback_id": callback_id, "call_id": frame.call_id,
                             "number": number, "requested_at": now, "source": "caller"}}
         ops = _request_ops(frame, call, callback_id, number, integration, now, due)
-        won, after = await self.callbacks.request(
+        won, after, seq = await self.callbacks.request(
             frame.call_id, callback_id, number, now, due, orjson.dumps(pop).decode(),
             due_timer(callback_id).member, self._mark(frame, ops), EVENT_TTL_S,
             source="caller")
@@ -129,7 +129,8 @@ class CallbackEvents(AgentLifecycle):
             "queue": call["queue"], "customer_id": call.get("customer_id"),
             "due_at": due or now, "source": "caller"})
         accepted = messages.callback_accepted(callback_id, frame.call_id, number, due or now)
-        return [accepted, await self._route_callback(callback_id, now, integration)], ops
+        return ([accepted, await self._route_callback(callback_id, now, integration)],
+                writer.numbered(ops, seq))
 
     def callback_due(self, at: float | None, now: float) -> float | None:
         """When a callback asked for `at` is due (None: now); refuses the past and the
@@ -344,12 +345,13 @@ def call_ops(live: dict[str, str], now: float) -> list[writer.Op]:
                                 "customer_id": customer, "tier": live.get("tier", "standard"),
                                 "ivr": {**ivr, "_integration": live.get("integration", "")},
                                 "offered_at": when, "updated_at": when, "node_id": None,
-                                "agent_id": agent_id}, skip_existing=True),
+                                "agent_id": agent_id, "seq": records.OFFER_SEQ},
+                      skip_existing=True),
         writer.Insert("interactions", {
             "call_id": live["id"], "customer_id": customer, "queue": queue,
             "tier": live.get("tier", "standard"), "ani": live.get("number", ""), "ivr": ivr,
             "offered_at": when, "answered_at": when, "wait_s": 0.0, "agent_id": agent_id,
             "agent_ids": [agent_id], "routing_reason": orjson.loads(live.get("reason") or "{}"),
-            "transcript_status": "none", "complaint_flag": False, "callback_id": live["id"]},
-            skip_existing=True),
+            "transcript_status": "none", "complaint_flag": False, "callback_id": live["id"],
+            "seq": records.OFFER_SEQ}, skip_existing=True),
     ]

@@ -115,7 +115,7 @@ class ControlService:
         states = ACTION_STATES.get(request.action)
         if states is None:
             raise ValueError(f"unknown action {request.action!r}")
-        extra = await self._phone(request.call_id)
+        extra = await self.phone(request.call_id)
         if request.action == "transfer":
             fields = await self._target(fields, extra.get("agent_id"))
         outcome = await self.commands.send(
@@ -126,7 +126,7 @@ class ControlService:
             raise ControlFailed(request.action, outcome)
         return outcome
 
-    async def _phone(self, call_id: str) -> dict[str, Any]:
+    async def phone(self, call_id: str) -> dict[str, Any]:
         """What the PBX needs to find the call's agent leg: the agent and its extension."""
         agent_id = await self.store.redis.hget(self.store.keys.call(call_id), "agent_id")
         if not agent_id:

@@ -46,7 +46,8 @@ class HoldEvents(AgentLifecycle):
             check(frame.call_id, call["state"], frame.type)
             fields = _hold_fields(call, after, now)
             ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
-                   records.call_op(frame.call_id, state=after.value),
+                   records.call_op(frame.call_id, state=after.value, queue=call.get("queue", ""),
+                                   agent_id=messages.int_or_none(call.get("agent_id"))),
                    records.interaction_op(frame.call_id, **hold_figures(fields, now))]
             step = await self.legs.step(frame.call_id, [before.value], call.get("v", "0"),
                                         after.value, fields,
@@ -60,7 +61,7 @@ class HoldEvents(AgentLifecycle):
         else:
             raise IllegalTransition(frame.call_id, call["state"], frame.type)
         await self._held_or_resumed(frame, call, now)
-        return ops
+        return writer.numbered(ops, step.seq)
 
     async def _held_or_resumed(self, frame: CallHeld | CallResumed, call: dict[str, str],
                                now: float) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Interaction, ProcessedEvent
-from core.writer import Insert, Op, Update
+from core.writer import Insert, Op, Update, loads, numbered
 
 
 def at(epoch: float) -> dt.datetime:
@@ -45,6 +45,11 @@ async def interaction(session: AsyncSession, call_id: str) -> Interaction | None
     return await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
 
 
+# The number of a call's first write (routing/transitions.py: the offer's step starts
+# the call's count; core/sequenced.py orders the later writes by it).
+OFFER_SEQ = 1
+
+
 # The event path's writes, as operations for the group-commit writer
 # (core/writer.py): built when an event is applied, kept in Redis until stored.
 
@@ -56,13 +61,24 @@ def offer_ops(*, event_id: str, call_id: str, queue: str, ani: str, dnis: str,
         Insert("calls", {"id": call_id, "state": "queued", "queue": queue, "ani": ani,
                          "dnis": dnis, "customer_id": customer_id, "tier": tier,
                          "ivr": {**ivr, "_integration": integration}, "offered_at": when,
-                         "updated_at": when, "node_id": node_id, "agent_id": None}),
+                         "updated_at": when, "node_id": node_id, "agent_id": None,
+                         "seq": OFFER_SEQ}),
         Insert("interactions", {"call_id": call_id, "customer_id": customer_id, "queue": queue,
                                 "tier": tier, "ani": ani, "ivr": ivr, "offered_at": when,
                                 "agent_ids": [], "routing_reason": {},
-                                "transcript_status": "none", "complaint_flag": False}),
+                                "transcript_status": "none", "complaint_flag": False,
+                                "seq": OFFER_SEQ}),
         event_op(event_id, call_id, "call.offered"),
     ]
+
+
+def owed(value: str) -> list[Op]:
+    """The writes an event's key holds: "<number> <writes>" (routing/transitions.py mark),
+    or the writes alone (an offer's, whose number is in its rows)."""
+    number, _, data = value.partition(" ")
+    if number.isdigit():
+        return numbered(loads(data), int(number))
+    return loads(value)
 
 
 def event_op(event_id: str, call_id: str, kind: str) -> Op:
@@ -72,6 +88,9 @@ def event_op(event_id: str, call_id: str, kind: str) -> Op:
 
 
 def call_op(call_id: str, **values: Any) -> Op:
+    """A change of a call's row. The event path writes the row's state, queue and agent
+    together, so the newest numbered write alone says where the call is
+    (core/sequenced.py: an older write stored later changes nothing)."""
     return Update("calls", "id", call_id, values)
 
 

@@ -204,4 +204,6 @@ def _fields(call: Call, pop: dict[str, Any]) -> dict[str, str | float]:
     return {"offered_at": call.offered_at.timestamp(), "tier": call.tier,
             "integration": (call.ivr or {}).get("_integration", ""), "ani": call.ani,
             "dnis": call.dnis, "customer_id": call.customer_id or "",
-            "pop": orjson.dumps(pop).decode()}
+            "pop": orjson.dumps(pop).decode(),
+            # the call's writes go on numbering from the last one stored
+            "seq": max(call.seq or 0, 1)}

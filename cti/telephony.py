@@ -185,7 +185,7 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
         writes it still owes, stored now."""
         if value == STORED:
             return Outcome(messages.ack(frame, duplicate=True))
-        return await self._store_owed(frame, integration, writer.loads(value))
+        return await self._store_owed(frame, integration, records.owed(value))
 
     async def _write(self, frame: Frame, ops: list[writer.Op]) -> None:
         try:
@@ -291,7 +291,7 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
                              frame.agent_id)
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state=CallState.connected.value,
-                               agent_id=frame.agent_id),
+                               queue=call.get("queue", ""), agent_id=frame.agent_id),
                records.interaction_op(frame.call_id, answered_at=records.at(now),
                                       wait_s=now - float(call["offered_at"]),
                                       **messages.routing_record(call))]
@@ -308,7 +308,7 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             await self._agent_changed(frame.agent_id, step.agent,
                                       {"type": "call.connected", "call_id": frame.call_id})
         await self._notify("call.answered", {**call, "answered_at": now})
-        return Applied([], ops)
+        return Applied([], writer.numbered(ops, step.seq))
 
     async def _call_ended(self, frame: CallEnded | CallTransferred,
                           integration: str) -> Applied:
@@ -345,7 +345,7 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
-        return Applied([], ops)
+        return Applied([], writer.numbered(ops, step.seq))
 
     async def _agent_left_call(self, agent_id: int, agent: dict[str, str], call_id: str,
                                final: CallState, wrap_until: float, now: float) -> None:
@@ -393,6 +393,10 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
         if previous_agent is not None and step.agent:
             await self._agent_changed(previous_agent, step.agent, {
                 "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
+        ops = writer.numbered(ops, step.seq)
+        # The call left its agent: what was tied to the agent's leg (a monitor) ends.
+        await self._notify("call.transferred", {"call_id": frame.call_id, "queue": queue,
+                                                "agent_id": previous_agent})
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
             return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
@@ -464,5 +468,7 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
     return [records.event_op(frame.event_id, frame.call_id, frame.type),
-            records.call_op(frame.call_id, state=final.value),
+            records.call_op(frame.call_id, state=final.value, queue=call.get("queue", ""),
+                            agent_id=messages.int_or_none(call.get("agent_id"))
+                            if final is CallState.wrap_up else None),
             records.interaction_op(frame.call_id, **values)], outcome, kept

@@ -2,6 +2,7 @@
 and hangs up, as a real IVR/PBX integration does over `/ws/telephony`. It also carries out
 call control (`route.control`, protocol v2): a person's phone (`people`) is answered,
 held, resumed and hung up from their console; simulated colleagues pick up by themselves.
+A supervisor's `route.monitor` is confirmed for any call it is playing (no audio here).
 
 Every event is kept until acknowledged and sent again after a retryable error or a
 reconnect, so the demo never loses a call when the service restarts. Each call is one
@@ -93,6 +94,10 @@ class DemoPbx:
             self.calls[message["call_id"]].put_nowait(message)
         elif kind == "route.control":  # a call this PBX has finished with
             asyncio.ensure_future(self._result(message, ok=False, reason="no_such_call"))
+        elif kind == "route.monitor":  # a supervisor's phone joins the call (as if it did)
+            live = message.get("call_id") in self.calls
+            asyncio.ensure_future(self._result(message, ok=live,
+                                               reason="" if live else "no_such_call"))
 
     def _refused(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")

@@ -30,7 +30,7 @@ from routing.transitions import LIB
 # KEYS: call, callback, event key, live calls, pending callbacks, timers;
 # ARGV: callback id, number, now, due ("" = now), event value, its TTL, pool prefix,
 # waiting prefix, due timer member, screen-pop (JSON), then field/value pairs.
-# {1, call before} | {0, state} | {2, seen}
+# {1, call before, the number of its writes} | {0, state} | {2, seen}
 REQUEST = LIB + """
 local was = seen(KEYS[3], ARGV[5])
 if was then return {2, was} end
@@ -39,6 +39,7 @@ if not state then return {0, 'unknown'} end
 if state ~= 'queued' then return {0, state} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {0, 'callback_exists'} end
 
+local seq = next_seq(KEYS[1])  -- the number of the call's last writes (converted)
 local call = redis.call('HGETALL', KEYS[1])
 local f = {}
 for i = 1, #call, 2 do f[call[i]] = call[i + 1] end
@@ -62,8 +63,8 @@ else
   index_call(KEYS[2], ARGV[1], ARGV[3], ARGV[7])
 end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-mark(KEYS[3], ARGV[5], ARGV[6])
-return {1, call}
+mark(KEYS[3], ARGV[5], ARGV[6], seq)
+return {1, call, seq}
 """
 
 # A new callback with no call before it (scheduled by an agent or the win-back action).
@@ -105,7 +106,15 @@ if ARGV[12] ~= '' and agent ~= ARGV[12] then return {0, 'ringing'} end
 if ARGV[13] ~= '' and (redis.call('HGET', KEYS[1], 'attempts') or '0') ~= ARGV[13] then
   return {0, 'ringing'}
 end
-mark(KEYS[2], ARGV[3], ARGV[4])
+-- A connected callback is a call whose rows are written now, as an offer's are (their
+-- first number); its later steps number theirs from here. Other outcomes write only the
+-- callback's row, which is not numbered (0).
+local seq = 0
+if ARGV[2] == 'connected' then
+  redis.call('HSET', KEYS[1], 'seq', 1)
+  seq = 1
+end
+mark(KEYS[2], ARGV[3], ARGV[4], seq)
 redis.call('ZREM', KEYS[4], ARGV[7])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'last_outcome', ARGV[2])
@@ -194,9 +203,10 @@ class CallbackStore:
     async def request(self, call_id: str, callback_id: str, number: str, now: float,
                       due: float | None, pop: str, due_timer: str,
                       event: tuple[str, bytes], ttl: int,
-                      **fields: str | int | float) -> tuple[bool, str | dict[str, str]]:
-        """The waiting call becomes the callback: (True, the call before) or (False, the
-        call's state now). Raises CallbackSeen when the event was applied before."""
+                      **fields: str | int | float) -> tuple[bool, str | dict[str, str], int]:
+        """The waiting call becomes the callback: (True, the call before, the number of
+        the call's writes) or (False, the call's state now, 0). Raises EventSeen when the
+        event was applied before."""
         keys = [self.keys.call(call_id), self.keys.call(callback_id), event[0],
                 self.keys.calls, self.keys.callbacks, self.timers_key]
         result = await self._request(keys=keys, args=[
@@ -204,7 +214,9 @@ class CallbackStore:
             self._pools, self.keys.waiting(""), due_timer, pop, *_flat(fields)])
         if result[0] == 2:
             raise EventSeen(result[1])
-        return (True, _pairs(result[1])) if result[0] == 1 else (False, result[1])
+        if result[0] == 1:
+            return True, _pairs(result[1]), int(result[2])
+        return False, result[1], 0
 
     async def schedule(self, callback_id: str, due: float, now: float, due_timer: str,
                        **fields: str | int | float) -> bool:

@@ -16,38 +16,35 @@ from redis.asyncio import Redis
 
 from core.keys import Keys
 from routing.store import EVENT_TTL_S, EventSeen
+from routing.transitions import CALL_GUARD_LIB
 
 # KEYS: call hash, event key; ARGV: expected states (";"), expected version ("" = any), new
 # state, event value ("" = none), its TTL, then call field/value pairs.
-# {1, state before, version after} | {0, state now ('unknown': gone)} | {2, seen} |
-# {3, state now}: the version moved on
-CALL_STEP = """
-if ARGV[4] ~= '' then
-  local seen = redis.call('GET', KEYS[2])
-  if seen then return {2, seen} end
-end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
-local ok = false
-for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
-if not ok then return {0, state} end
+# {1, state before, version after, write number} | {0, state now ('unknown': gone)} |
+# {2, seen} | {3, state now}: the version moved on
+CALL_STEP = CALL_GUARD_LIB + """
+local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[4], ARGV[1])
+if refused then return refused end
 if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[2] then
   return {3, state}
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
-return {1, state, tostring(v)}
+local seq = next_seq(KEYS[1])
+mark(KEYS[2], ARGV[4], ARGV[5], seq)
+return {1, state, tostring(v), seq}
 """
 
 
 class LegStep(NamedTuple):
-    """won; the state before (won) or now; stale: lost only because the version moved."""
+    """won; the state before (won) or now; stale: lost only because the version moved;
+    the number of the call's writes the step owes (won)."""
 
     won: bool
     state: str
     stale: bool = False
+    seq: int = 0
 
 
 class LegStore:
@@ -69,4 +66,4 @@ class LegStore:
         code = int(result[0])
         if code == 2:
             raise EventSeen(result[1])
-        return LegStep(code == 1, result[1], code == 3)
+        return LegStep(code == 1, result[1], code == 3, int(result[3]) if code == 1 else 0)

@@ -118,29 +118,8 @@ for i = messages, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# Compare-and-set a call's state. KEYS: call hash, event key; ARGV: expected states (";"),
-# new state, what to keep under the event key ("" = nothing), its time to live in seconds,
-# then field/value pairs. The event key is written with the change, so an event is never
-# applied without a trace of it; an event key that is there already means the event was
-# applied before, and nothing changes ({2, what the key holds}).
-_CALL_CAS = """
-if ARGV[3] ~= '' then
-  local seen = redis.call('GET', KEYS[2])
-  if seen then return {2, seen} end
-end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
-local ok = false
-for s in string.gmatch(ARGV[1], '[^;]+') do if s == state then ok = true end end
-if not ok then return {0, state} end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-return {1, state}
-"""
-
 # A new call joins its queue, unless a call with its id is live already or its event was
-# applied before ({2, what the event key holds}, as in _CALL_CAS).
+# applied before ({2, what the event key holds}, as routing/transitions.py guard_call).
 # The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
 # calls are stamped in the order they really joined; it joins the index of waiting calls
 # by pool (routing/queue_index.py) in the same step.
@@ -154,6 +133,7 @@ if ARGV[4] ~= '' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSETNX', KEYS[1], 'seq', 1)  -- the offer's writes are the call's first
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -223,12 +203,13 @@ class Reservation:
 
 class Step(NamedTuple):
     """The outcome of a transition of a call and its agent: whether this caller won, the
-    call's state before (or now, when it lost), and its agent after (empty when the step
-    left no agent changed)."""
+    call's state before (or now, when it lost), its agent after (empty when the step
+    left no agent changed), and the number of the call's writes it owes."""
 
     won: bool
     state: str
     agent: dict[str, str]
+    seq: int = 0  # the number of the writes the step owes (core/sequenced.py)
 
 
 class WrapUpEnd(NamedTuple):
@@ -284,7 +265,6 @@ class RoutingStore:
         self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
         self._reserve = redis.register_script(_RESERVE)
         self._ring = redis.register_script(_RING)
-        self._call_cas = redis.register_script(_CALL_CAS)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._drop_call = redis.register_script(_DROP_CALL)
         self._heads = redis.register_script(_HEADS)
@@ -384,22 +364,6 @@ class RoutingStore:
 
     async def call(self, call_id: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
-
-    async def call_cas(self, call_id: str, expected: Iterable[str], new_state: str, *,
-                       event: tuple[str, bytes] | None = None,
-                       **fields: str | int | float) -> tuple[bool, str]:
-        """Move a call from one of `expected` to `new_state`; with `event`, also set that
-        key to that value in the same step. Returns done or not, and the state before;
-        raises EventSeen when `event` was applied before."""
-        args: list[str | int | float | bytes] = [";".join(expected), new_state,
-                                                 *_event_args(event)]
-        for name, value in fields.items():
-            args += [name, value]
-        keys = [self.keys.call(call_id), event[0] if event else self.keys.call(call_id)]
-        ok, previous = await self._call_cas(keys=keys, args=args)
-        if ok == 2:
-            raise EventSeen(previous)
-        return bool(ok), previous
 
     async def drop_call(self, call_id: str, queue: str, *,
                         handle_s: float | None = None) -> None:
@@ -587,4 +551,6 @@ class RoutingStore:
             raise EventSeen(result[1])
         if code == 3 and wrong_agent:
             return Step(False, f"wrong_agent:{result[1]}", {})
-        return Step(code == 1, result[1], _pairs(result[2]) if code == 1 else {})
+        if code != 1:
+            return Step(False, result[1], {})
+        return Step(True, result[1], _pairs(result[2]), int(result[3]))

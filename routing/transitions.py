@@ -10,8 +10,35 @@ from __future__ import annotations
 from routing.queue_index import INDEX_LIB
 from routing.staffing import STAFF_LIB
 
+# The prologue and epilogue of an event's step on a call: whether the event was applied
+# before (its key), whether the call is in a state the event may move it from, and the
+# writes the event owes kept under its key with their number.
+CALL_GUARD_LIB = """
+local function seen(key, value)
+  if value ~= '' then return redis.call('GET', key) end
+  return false
+end
+-- {2, what the event key holds} when the event was applied before; {0, state now
+-- ('unknown': gone)} when the call is in none of `allowed` (';'); else nil and the state.
+local function guard_call(ckey, ekey, event, allowed)
+  local was = seen(ekey, event)
+  if was then return {2, was} end
+  local state = redis.call('HGET', ckey, 'state')
+  if not state then return {0, 'unknown'} end
+  for s in string.gmatch(allowed, '[^;]+') do if s == state then return nil, state end end
+  return {0, state}
+end
+-- The number of the call's next write (`seq`): the record writer applies a call's writes
+-- in this order, whichever node stores them first (core/sequenced.py).
+local function next_seq(ckey) return redis.call('HINCRBY', ckey, 'seq', 1) end
+-- Keep an event's owed writes under its key, with their number ("<seq> <writes>").
+local function mark(key, value, ttl, seq)
+  if value ~= '' then redis.call('SET', key, seq .. ' ' .. value, 'EX', ttl) end
+end
+"""
+
 # Helpers every script below starts with. An agent's pools are ";"-separated pool names.
-LIB = INDEX_LIB + STAFF_LIB + """
+LIB = INDEX_LIB + STAFF_LIB + CALL_GUARD_LIB + """
 local function pools(akey, prefix, add, score)
   local names = redis.call('HGET', akey, 'pools') or ''
   local id = redis.call('HGET', akey, 'id')
@@ -53,13 +80,6 @@ local function agent_of(akey)
   if redis.call('EXISTS', akey) == 0 then return {} end
   return redis.call('HGETALL', akey)
 end
-local function seen(key, value)
-  if value ~= '' then return redis.call('GET', key) end
-  return false
-end
-local function mark(key, value, ttl)
-  if value ~= '' then redis.call('SET', key, value, 'EX', ttl) end
-end
 -- Now by Redis's clock: when a call joins a queue, in the order calls really join.
 local function clock()
   local t = redis.call('TIME')
@@ -76,21 +96,20 @@ end
 
 # call.answered. KEYS: call, event key, agent, timers; ARGV: agent id, event value, its
 # TTL, now, ring-no-answer timer, pool prefix, then call field/value pairs.
-# {1, state before, agent after} | {0, state} | {3, agent the call rings} | {2, seen}
+# {1, state before, agent after, write number} | {0, state} | {3, agent the call rings} |
+# {2, seen}
 ANSWER = LIB + """
-local was = seen(KEYS[2], ARGV[2])
-if was then return {2, was} end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
-if state ~= 'ringing' then return {0, state} end
+local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[2], 'ringing')
+if refused then return refused end
 local ringing = redis.call('HGET', KEYS[1], 'agent_id') or ''
 if ringing ~= ARGV[1] then return {3, ringing} end
 redis.call('HSET', KEYS[1], 'state', 'connected', unpack(ARGV, 7))
-mark(KEYS[2], ARGV[2], ARGV[3])
+local seq = next_seq(KEYS[1])
+mark(KEYS[2], ARGV[2], ARGV[3], seq)
 redis.call('ZREM', KEYS[4], ARGV[5])
 local call_id = redis.call('HGET', KEYS[1], 'id')
 if holds(KEYS[3], call_id) then go_unavailable(KEYS[3], 'on_call', '', ARGV[4], ARGV[6]) end
-return {1, state, agent_of(KEYS[3])}
+return {1, state, agent_of(KEYS[3]), seq}
 """
 
 # Ring-no-answer: the call goes back to its queue, the agent not-ready 'missed'.
@@ -117,16 +136,16 @@ return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 # KEYS: call, event key, agent (or the call again), timers, set of live calls;
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
 # prefix, waiting prefix, wrap-up end, wrap-up timer, ring-no-answer timer, then call
-# field/value pairs. {1, state before, agent after} | {0, state now} | {2, seen}
+# field/value pairs. {1, state before, agent after, write number} | {0, state now} |
+# {2, seen}
 HANG_UP = LIB + """
-local was = seen(KEYS[2], ARGV[3])
-if was then return {2, was} end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
+local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[3], ARGV[1])
+if refused then return refused end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
-if state ~= ARGV[1] or agent ~= ARGV[2] then return {0, state} end
+if agent ~= ARGV[2] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
-mark(KEYS[2], ARGV[3], ARGV[4])
+local seq = next_seq(KEYS[1])
+mark(KEYS[2], ARGV[3], ARGV[4], seq)
 if (state == 'connected' or state == 'on_hold') and agent ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
              unpack(ARGV, 11))
@@ -135,13 +154,13 @@ if (state == 'connected' or state == 'on_hold') and agent ~= '' then
     go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
     redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
   end
-  return {1, state, agent_of(KEYS[3])}
+  return {1, state, agent_of(KEYS[3]), seq}
 end
 drop(KEYS[1], call_id, ARGV[7], KEYS[5], ARGV[6])
-if agent == '' then return {1, state, {}} end
+if agent == '' then return {1, state, {}, seq} end
 redis.call('ZREM', KEYS[4], ARGV[10])
 if holds(KEYS[3], call_id) then after_call(KEYS[3], ARGV[5], ARGV[6]) end
-return {1, state, agent_of(KEYS[3])}
+return {1, state, agent_of(KEYS[3]), seq}
 """
 
 # call.transferred (of a connected or held call): the call goes back into routing
@@ -149,16 +168,15 @@ return {1, state, agent_of(KEYS[3])}
 # the call again), timers, set of queues; ARGV: expected agent id, event value, its TTL,
 # now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, then call
 # field/value pairs.
-# {1, state before, agent after} | {0, state now} | {2, seen}
+# {1, state before, agent after, write number} | {0, state now} | {2, seen}
 TRANSFER = LIB + """
-local was = seen(KEYS[2], ARGV[2])
-if was then return {2, was} end
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, 'unknown'} end
+local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[2], 'connected;on_hold')
+if refused then return refused end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
-if (state ~= 'connected' and state ~= 'on_hold') or agent ~= ARGV[1] then return {0, state} end
+if agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
-mark(KEYS[2], ARGV[2], ARGV[3])
+local seq = next_seq(KEYS[1])
+mark(KEYS[2], ARGV[2], ARGV[3], seq)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
            'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
@@ -170,7 +188,7 @@ if agent ~= '' and holds(KEYS[3], call_id) then
   go_unavailable(KEYS[3], 'wrap_up', '', ARGV[4], ARGV[5])
   redis.call('ZADD', KEYS[4], ARGV[9], ARGV[10])
 end
-return {1, state, agent_of(KEYS[3])}
+return {1, state, agent_of(KEYS[3]), seq}
 """
 
 # The end of an agent's wrap-up of a call (wrapup.done or its timer): the call ends (out
@@ -185,6 +203,7 @@ local call_wraps = redis.call('HGET', KEYS[2], 'state') == 'wrap_up'
 if not agent_holds and not call_wraps then return {0} end
 local call = {}
 if call_wraps then
+  next_seq(KEYS[2])  -- the call's end is written with the number (`seq`) it answers
   call = redis.call('HGETALL', KEYS[2])
   local answered = tonumber(redis.call('HGET', KEYS[2], 'answered_at') or ARGV[2])
   local handle = tonumber(ARGV[2]) - answered

@@ -166,6 +166,23 @@ class Ivr(_Client):
 
         return asyncio.create_task(loop())
 
+    def obey_monitor(self, refuse: str = "") -> asyncio.Task[None]:
+        """Carry out every route.monitor from now on, as a PBX does: it joins, switches or
+        drops the supervisor's phone and confirms with control.result (ok, or ok=false
+        with `refuse` as the reason). Each command is kept in `monitored`. Cancel to stop."""
+        self.monitored: list[dict[str, Any]] = []
+
+        async def loop() -> None:
+            while True:
+                try:
+                    command = await self.command(type_="route.monitor", timeout=3600)
+                except TimeoutError:
+                    continue
+                self.monitored.append(command)
+                await self.result(command, ok=not refuse, reason=refuse)
+
+        return asyncio.create_task(loop())
+
 
 # What a PBX sends once it carried out a route.control action.
 _ACTED: dict[str, tuple[str, dict[str, Any]]] = {

@@ -37,6 +37,8 @@ class FakeAri:
         self.recordings: dict[str, dict[str, Any]] = {}  # live, by bridge id
         self.held: set[str] = set()  # channels Asterisk indicates hold to
         self.outside: set[str] = set()  # channels alive but no longer in the Stasis app
+        # snoop channel id -> {"target", "spy", "whisper"}, while the snoop channel lives
+        self.snoops: dict[str, dict[str, str]] = {}
         self.connections = 0
         self.accepting = True
         self._ws: web.WebSocketResponse | None = None
@@ -56,10 +58,13 @@ class FakeAri:
         r.add_post("/ari/channels/{id}/hold", self._hold)
         r.add_delete("/ari/channels/{id}/hold", self._hold)
         r.add_post("/ari/channels/{id}/continue", self._continue)
+        r.add_post("/ari/channels/{id}/snoop", self._snoop)
+        r.add_post("/ari/channels/{id}/snoop/{snoop_id}", self._snoop)
         r.add_delete("/ari/channels/{id}", self._hangup)
         r.add_get("/ari/bridges", self._list_bridges)
         r.add_post("/ari/bridges/{id}", self._create_bridge)
         r.add_post("/ari/bridges/{id}/addChannel", self._add_channel)
+        r.add_post("/ari/bridges/{id}/removeChannel", self._remove_channel)
         r.add_post("/ari/bridges/{id}/moh", self._bridge_ok)
         r.add_delete("/ari/bridges/{id}/moh", self._bridge_ok)
         r.add_post("/ari/bridges/{id}/record", self._record)
@@ -99,6 +104,11 @@ class FakeAri:
         await self.send("StasisEnd", channel=channel)
         await self.send("ChannelDestroyed", cause=cause, cause_txt=CAUSES.get(cause, ""),
                         channel=channel)
+        self.snoops.pop(channel_id, None)
+        # A snoop channel ends with the channel it snoops on, as in Asterisk.
+        for snoop_id in [i for i, s in self.snoops.items() if s["target"] == channel_id]:
+            if snoop_id in self.channels:
+                await self.hang_up(snoop_id)
 
     def vanish(self, channel_id: str) -> None:
         """Hung up while no application was listening: no events, just gone."""
@@ -234,6 +244,25 @@ class FakeAri:
         await self.send("StasisEnd", channel=channel)
         return web.Response(status=204)
 
+    async def _snoop(self, request: web.Request) -> web.Response:
+        """POST /channels/{id}/snoop[/{snoopId}] (channels.json, snoopChannel): a new
+        channel, up at once and placed into the application (StasisStart with appArgs)."""
+        if problem := await self._channel_problem(request):
+            return problem
+        q, target = request.query, request.match_info["id"]
+        spy, whisper = q.get("spy", "none"), q.get("whisper", "none")
+        directions = ("none", "both", "out", "in")
+        if "app" not in q or spy not in directions or whisper not in directions:
+            return _error(400, "Invalid parameters")
+        snoop_id = request.match_info.get("snoop_id") or q.get("snoopId") \
+            or f"{1714554000 + next(self._ids)}.{next(self._ids)}"
+        args = q.get("appArgs", "")
+        channel = self._channel(snoop_id, f"Snoop/{target}-{next(self._ids):08x}", "Up", "",
+                                "", ",".join((q["app"], args)))
+        self.snoops[snoop_id] = {"target": target, "spy": spy, "whisper": whisper}
+        await self.send("StasisStart", args=args.split(",") if args else [], channel=channel)
+        return web.json_response(channel)
+
     async def _hangup(self, request: web.Request) -> web.Response:
         if problem := await self._channel_problem(request):
             return problem
@@ -265,6 +294,21 @@ class FakeAri:
         for channel_id in ids:
             bridge["channels"].append(channel_id)
             await self.send("ChannelEnteredBridge", bridge=bridge,
+                            channel=self.channels[channel_id])
+        return web.Response(status=204)
+
+    async def _remove_channel(self, request: web.Request) -> web.Response:
+        if problem := await self._bridge_problem(request):
+            return problem
+        bridge = self.bridges[request.match_info["id"]]
+        ids = request.query.get("channel", "").split(",")
+        if not all(i in self.channels for i in ids):
+            return _error(400, "Channel not found")
+        if not all(i in bridge["channels"] for i in ids):
+            return _error(422, "Channel not in this bridge")
+        for channel_id in ids:
+            bridge["channels"].remove(channel_id)
+            await self.send("ChannelLeftBridge", bridge=bridge,
                             channel=self.channels[channel_id])
         return web.Response(status=204)
 

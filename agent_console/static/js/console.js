@@ -39,6 +39,7 @@ function onMessage(message) {
     "call.held": onHeld,
     "call.resumed": onResumed,
     "call.ended": onEnded,
+    "monitor.notice": onMonitorNotice,
     error: (m) => toast(errorText(m), "error"),
   }[message.type];
   if (handler) handler(message);
@@ -102,8 +103,25 @@ function onResumed(message) {
   renderCall();
 }
 
+// A supervisor whispers to the agent or joined the call (docs/protocol.md, monitor.notice);
+// a supervisor only listening is not shown.
+function onMonitorNotice(message) {
+  const shown = message.mode === "whisper" || message.mode === "barge";
+  app.monitor = shown ? message : null;
+  renderMonitor();
+}
+
+function renderMonitor() {
+  const box = $("#monitor-notice");
+  const m = app.monitor;
+  box.hidden = !m;
+  box.textContent = m ? t(`monitor.notice.${m.mode}`, { name: m.supervisor }) : "";
+  box.className = m ? `monitor-notice ${m.mode}` : "monitor-notice";
+}
+
 function onEnded(message) {
   const call = app.call;
+  if (app.monitor?.call_id === message.call_id) onMonitorNotice({ mode: "none" });
   if (call?.call_id !== message.call_id) return;
   if (message.wrap_up_until) {
     call.phase = "wrap_up";
@@ -116,6 +134,7 @@ function onEnded(message) {
 
 function dropCall(why) {
   if (!app.call) return;
+  if (app.monitor?.call_id === app.call.call_id) onMonitorNotice({ mode: "none" });
   sessionStorage.removeItem(notesKey(app.call.call_id));
   app.call = null;
   if (why) toast(t(`call.dropped.${why}`), why === "wrap_done" ? "ok" : "warn");
@@ -298,6 +317,7 @@ async function main() {
     renderCall(true);
     customerPage.refresh();
     search.refresh();
+    renderMonitor();
   });
   window.addEventListener("hashchange", route);
   installShortcuts((action) => controls.trigger(action));

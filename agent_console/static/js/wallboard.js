@@ -6,6 +6,7 @@ import { drawChart } from "./chart.js";
 import { $, fill, h } from "./dom.js";
 import { clockTime, duration, number, percent } from "./format.js";
 import { languageSwitch, onLangChange, t, tOr, translate } from "./i18n.js";
+import { monitorCell, setViewer } from "./monitor.js";
 import { LiveSocket } from "./socket.js";
 
 const VIEWERS = new Set(["supervisor", "admin"]);
@@ -132,7 +133,7 @@ function renderAgents(s) {
   fill($("#agents"), table(
     [t("col.agent"), [t("col.state"), "text"], [t("col.reason"), "text"], t("col.in_state"),
       t("col.handled"),
-      t("col.aht")],
+      t("col.aht"), [t("col.monitor"), "text"]],
     s.agents.map((a) => h("tr", { dataset: { agentId: a.agent_id } },
       h("td", { class: "name", text: a.name }),
       h("td", { class: "text" }, h("span", { class: `state-pill st-${a.state}`,
@@ -140,7 +141,8 @@ function renderAgents(s) {
       cell(a.reason ? tOr(`reason.${a.reason}`, a.reason) : "", "text"),
       cell(duration(a.in_state_s), level.inState(a.state, a.in_state_s)),
       cell(number(a.handled)),
-      cell(a.aht_s === null ? "—" : duration(a.aht_s))))));
+      cell(a.aht_s === null ? "—" : duration(a.aht_s)),
+      monitorCell(a)))));
 }
 
 function render(snapshot) {
@@ -193,6 +195,7 @@ async function main() {
     location.replace("/forbidden");
     return;
   }
+  setViewer(me);
   $("#wb-sign-out").addEventListener("click", signOut);
   pending = new PendingCallbacks($("#callbacks"));
   setInterval(() => pending.refresh(), 15000);  // a reassignment elsewhere

@@ -1,7 +1,7 @@
 """queue callbacks: their records, the callback a call placed, their rollup columns
 
-Revision ID: 0801_callbacks
-Revises: 0701_admin
+Revision ID: 0802_callbacks
+Revises: 0801_write_seq
 Create Date: 2026-12-03 08:00:00
 """
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 import core.models
 
-revision = '0801_callbacks'
-down_revision = '0701_admin'
+revision = '0802_callbacks'
+down_revision = '0801_write_seq'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,151 @@
+"""Live monitoring through the ARI adapter (issue 20): `POST /api/v1/calls/{id}/monitor` ->
+the server's `route.monitor` -> snoop channels, bridges and the supervisor's phone on a
+fake Asterisk speaking Asterisk's JSON (tests/fake_ari.py) -> `control.result`; switching
+tears down what the previous mode made, and nothing is left behind when the call ends."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from core import appkeys
+from tests.fake_ari import FakeAri, Request
+from tests.rest import request
+from tests.test_ari import _connected_call, _ready, fake_ari, settings
+from tests.waits import eventually
+
+__all__ = ["fake_ari", "settings"]  # the fixtures, shared with tests/test_ari.py
+
+
+async def _monitor(center: Any, call_id: str, token: str, mode: str) -> tuple[int, Any]:
+    return await request(center, "POST", f"/api/v1/calls/{call_id}/monitor", token,
+                         json={"mode": mode})
+
+
+def _requests(fake: FakeAri, method: str, pattern: str) -> list[Request]:
+    return [r for r in fake.requests if r.method == method and re.fullmatch(pattern, r.path)]
+
+
+def _live_snoops(fake: FakeAri) -> dict[str, dict[str, str]]:
+    return {i: s for i, s in fake.snoops.items() if i in fake.channels}
+
+
+def _members(fake: FakeAri, bridge_id: str) -> set[str]:
+    return set(fake.bridges.get(bridge_id, {}).get("channels", ()))
+
+
+async def _supervisor_leg(fake: FakeAri, caller: str) -> str:
+    originate = await eventually(lambda: [r for r in fake.made("POST", "/channels")
+                                          if "-sup-" in r.params["channelId"]])
+    assert len(originate) == 1
+    return originate[0].params["channelId"]
+
+
+async def test_a_supervisor_listens_whispers_barges_and_stops_on_asterisk(
+        center: Any, fake_ari: FakeAri) -> None:
+    agent = await center.agent("hal", extension="1101")
+    await agent.available()
+    await _ready(center)
+    caller, agent_channel = await _connected_call(center, fake_ari, agent, "+8613800000201")
+    sup = await center.login_token("sue")
+    monitor_bridge, call_bridge = f"{caller}-monitor", f"{caller}-bridge"
+
+    status, body = await _monitor(center, caller, sup, "listen")
+    assert status == 200, body
+    leg = await _supervisor_leg(fake_ari, caller)
+    originate = next(r for r in fake_ari.made("POST", "/channels")
+                     if r.params["channelId"] == leg)
+    assert originate.params["endpoint"] == "PJSIP/ext-sue"
+    assert originate.params["appArgs"] == f"monitor,{caller}"
+    [snoop] = _requests(fake_ari, "POST", rf"/channels/{re.escape(agent_channel)}/snoop/.+")
+    assert snoop.params == {"app": fake_ari.app, "appArgs": f"monitor,{caller}",
+                            "spy": "both", "whisper": "none"}
+    # The snoop channel joins the monitor bridge once in the application; the
+    # supervisor's phone once answered.
+    first = await eventually(lambda: _members(fake_ari, monitor_bridge) and
+                             next(iter(_members(fake_ari, monitor_bridge))))
+    assert "-snoop-" in first and leg not in _members(fake_ari, monitor_bridge)
+    await fake_ari.agent_answers(leg)
+    await eventually(lambda: _members(fake_ari, monitor_bridge) == {first, leg})
+
+    assert (await _monitor(center, caller, sup, "whisper"))[0] == 200
+    assert first not in fake_ari.channels  # the listening snoop is gone
+    [(whisperer, how)] = (await eventually(lambda: _live_snoops(fake_ari))).items()
+    assert how == {"target": agent_channel, "spy": "both", "whisper": "out"}
+    await eventually(lambda: _members(fake_ari, monitor_bridge) == {whisperer, leg})
+
+    assert (await _monitor(center, caller, sup, "barge"))[0] == 200
+    assert _live_snoops(fake_ari) == {} and monitor_bridge not in fake_ari.bridges
+    assert _members(fake_ari, call_bridge) == {caller, agent_channel, leg}
+
+    assert (await _monitor(center, caller, sup, "listen"))[0] == 200
+    assert _members(fake_ari, call_bridge) == {caller, agent_channel}
+    [(listener, how)] = (await eventually(lambda: _live_snoops(fake_ari))).items()
+    assert how["whisper"] == "none"
+    await eventually(lambda: _members(fake_ari, monitor_bridge) == {listener, leg})
+
+    status, body = await _monitor(center, caller, sup, "stop")
+    assert status == 200, body
+    assert _live_snoops(fake_ari) == {} and monitor_bridge not in fake_ari.bridges
+    assert leg not in fake_ari.channels  # the supervisor's phone is hung up
+    assert _members(fake_ari, call_bridge) == {caller, agent_channel}  # the call goes on
+    assert len(_requests(fake_ari, "POST", r"/channels/.+/snoop/.+")) == 3
+
+
+async def test_the_calls_end_during_listen_leaves_no_snoop_channel_behind(
+        center: Any, fake_ari: FakeAri) -> None:
+    agent = await center.agent("ida", extension="1102")
+    await agent.available()
+    await _ready(center)
+    caller, agent_channel = await _connected_call(center, fake_ari, agent, "+8613800000202")
+    sup = await center.login_token("sue")
+    assert (await _monitor(center, caller, sup, "listen"))[0] == 200
+    leg = await _supervisor_leg(fake_ari, caller)
+    await fake_ari.agent_answers(leg)
+    await eventually(lambda: len(_members(fake_ari, f"{caller}-monitor")) == 2)
+
+    await fake_ari.hang_up(caller)
+
+    await agent.inbox.expect("call.ended", call_id=caller)
+    await eventually(lambda: not any("-snoop-" in c or "-sup-" in c for c in fake_ari.channels),
+                     what="no snoop channel or supervisor leg left")
+    await eventually(lambda: f"{caller}-monitor" not in fake_ari.bridges)
+    steps = center.server.app[appkeys.MONITOR].steps
+    assert await eventually(lambda: _cleared(steps, caller))
+    status, body = await _monitor(center, caller, sup, "listen")
+    assert status == 409 and body["error"]["code"] == "call_ended"
+
+
+async def _cleared(steps: Any, call_id: str) -> bool:
+    return await steps.current(call_id) == {}
+
+
+async def test_a_monitor_of_a_call_not_answered_yet_is_refused_and_makes_nothing(
+        center: Any, fake_ari: FakeAri) -> None:
+    agent = await center.agent("jon", extension="1103")
+    await agent.available()
+    await _ready(center)
+    caller = await fake_ari.caller_arrives("+8613800000203")
+    await agent.inbox.expect("screen_pop", call_id=caller)
+    sup = await center.login_token("sue")
+    status, body = await _monitor(center, caller, sup, "listen")
+    assert status == 409 and body["error"]["code"] == "illegal_transition", body
+    assert fake_ari.snoops == {} and not _requests(fake_ari, "POST", r"/channels/.+/snoop.*")
+
+
+async def test_the_supervisor_hanging_up_tears_the_monitoring_down(
+        center: Any, fake_ari: FakeAri) -> None:
+    agent = await center.agent("kai", extension="1104")
+    await agent.available()
+    await _ready(center)
+    caller, _ = await _connected_call(center, fake_ari, agent, "+8613800000204")
+    sup = await center.login_token("sue")
+    assert (await _monitor(center, caller, sup, "whisper"))[0] == 200
+    leg = await _supervisor_leg(fake_ari, caller)
+    await fake_ari.agent_answers(leg)
+    await eventually(lambda: len(_members(fake_ari, f"{caller}-monitor")) == 2)
+    await fake_ari.hang_up(leg)
+    await eventually(lambda: _live_snoops(fake_ari) == {}
+                     and f"{caller}-monitor" not in fake_ari.bridges)
+    # The service still has it until stopped: stop is answered ok, nothing is left to do.
+    assert (await _monitor(center, caller, sup, "stop"))[0] == 200

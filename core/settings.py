@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     ari_moh_class: str = ""  # empty: the channel's default music-on-hold class
     ari_transfer_context: str = "callcenter-transfer"  # dialplan context dialing a number
     ari_record_calls: bool = True
+    # Queue callbacks over ARI (cti/ari_callbacks.py): the key a waiting caller presses to
+    # be called back ("" = not offered), and how a customer's number is dialled.
+    ari_callback_digit: str = Field(default="", pattern=r"^[0-9*#]?$")
+    ari_callback_endpoint_template: str = "Local/{number}@callcenter-callback"
 
     # Garbage collection (core/gctune.py): the heap is frozen every gc_freeze_s,
     # so automatic collections stay short, and collected in full every gc_full_s.

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from core import appkeys
 from core.bus import Bus
 from core.keys import Keys
+from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
 from cti.ari_control import AriCommands, ControlMessage
@@ -68,6 +69,8 @@ class AriAdapter:
         self.control = CallControl(client, calls, config)
         self.commands = AriCommands(self.control, commands)
         self.monitor = AriMonitor(self.control, self.commands)
+        self.callbacks = AriCallbacks(self.control, config.callback_endpoint_template)
+        self.control.on_callback_route = self._on_route
         self._bus_channel = keys.telephony_channel(self.control.integration)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: Counter[str] = Counter()
@@ -145,6 +148,10 @@ class AriAdapter:
         channel, legs_by_call = event.channel, self.control.legs
         if channel is None:
             return
+        placed = callback_leg(channel.id)
+        if placed is not None:
+            self._submit(placed[0], self.callbacks.event, *placed, event)
+            return
         call_id = monitor_leg(channel.id)
         if call_id is not None or isinstance(event, StasisStart) and is_monitor_start(
                 event.args):
@@ -176,8 +183,9 @@ class AriAdapter:
                          self.client.hangup(event.channel.id))
 
     async def _on_route(self, message: dict[str, Any]) -> None:
-        """A routing decision published later (an agent freed up, a ring timed out), or a
-        desktop's call-control command (`route.control`)."""
+        """A routing decision published later (an agent freed up, a ring timed out), a
+        desktop's call-control command (`route.control`), or a callback to place
+        (`route.callback`)."""
         if message.get("type") == "route.monitor":
             try:
                 monitor = MonitorMessage.model_validate(message)
@@ -185,6 +193,14 @@ class AriAdapter:
                 log.warning("ARI %s: malformed route.monitor ignored: %s", self.config.app, e)
                 return
             self._submit(monitor.call_id, self.monitor.carry_out, monitor)
+            return
+        if message.get("type") == "route.callback":
+            try:
+                callback = CallbackMessage.model_validate(message)
+            except ValidationError as e:
+                log.warning("ARI %s: malformed route.callback ignored: %s", self.config.app, e)
+                return
+            self._submit(callback.callback_id, self.callbacks.place, callback)
             return
         if message.get("type") == "route.control":
             try:

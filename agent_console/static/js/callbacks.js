@@ -69,9 +69,11 @@ export class PendingCallbacks {
     this.error = "";
   }
 
-  async refresh(agents) {
-    if (agents) this.agents = agents;
+  async refresh() {
     try {
+      if (!this.agents.length) {
+        this.agents = (await api("/api/v1/directory/agents")).agents;
+      }
       this.rows = (await api("/api/v1/callbacks")).callbacks;
       this.error = "";
     } catch (e) {
@@ -99,8 +101,8 @@ export class PendingCallbacks {
   row(c) {
     const pick = h("select", { class: "callback-agent" },
       h("option", { value: "", text: t("callbacks.anyone") }),
-      this.agents.map((a) => h("option", { value: String(a.agent_id), text: a.name,
-        selected: a.agent_id === c.agent_id })));
+      this.agents.map((a) => h("option", { value: String(a.id), text: a.name,
+        selected: a.id === c.agent_id })));
     const act = (path, body) => async () => {
       try {
         await api(`/api/v1/callbacks/${encodeURIComponent(c.callback_id)}/${path}`,

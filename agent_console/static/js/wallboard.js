@@ -157,17 +157,15 @@ function render(snapshot) {
   renderPending(snapshot);
 }
 
-// The list is read over REST, again whenever the callbacks or the agents changed.
+// The list is read over REST, again whenever the callbacks changed (not on every
+// snapshot: a supervisor may be choosing an agent in it).
 function renderPending(s) {
   const c = s.callbacks;
-  const key = [c.waiting, c.callbacks_requested, c.callbacks_connected, c.callbacks_failed,
-    s.agents.map((a) => a.agent_id).join(",")].join("|");
-  if (key === pendingKey) {
-    pending.render();
-    return;
-  }
+  const key = [c.waiting, c.callbacks_requested, c.callbacks_connected, c.callbacks_failed]
+    .join("|");
+  if (key === pendingKey) return;
   pendingKey = key;
-  pending.refresh(s.agents);
+  pending.refresh();
 }
 
 function onStatus(status, error) {
@@ -199,7 +197,7 @@ async function main() {
   $("#wb-sign-out").addEventListener("click", signOut);
   pending = new PendingCallbacks($("#callbacks"));
   setInterval(() => pending.refresh(), 15000);  // a reassignment elsewhere
-  onLangChange(() => { if (last) render(last); });
+  onLangChange(() => { if (last) render(last); pending.render(); });
   const socket = new LiveSocket("/ws/wallboard", {
     onMessage: (m) => { if (m.type === "wallboard.snapshot") render(m); },
     onStatus, silentMs: 5000 });

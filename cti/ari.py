@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from core import appkeys
 from core.bus import Bus
 from core.keys import Keys
-from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg
+from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg, is_callback
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
 from cti.ari_control import AriCommands, ControlMessage
@@ -255,9 +255,14 @@ class AriAdapter:
         snapshot = await self.calls.state_snapshot(self.control.integration)
         calls = [c for c in snapshot["calls"] if c["state"] in PHONE_STATES]
         for call in calls:
+            if is_callback(call["call_id"], channels, self.callbacks.placing):
+                await self._serial_now(call["call_id"], self.callbacks.reconcile, call, channels)
+                continue
             await self._serial_now(call["call_id"], self.control.reconcile, call, channels,
                                    bridges)
-        await self.control.sweep({c["call_id"] for c in calls}, channels, bridges)
+        # Callbacks being placed keep their legs and bridge too.
+        await self.control.sweep({c["call_id"] for c in calls} | set(self.callbacks.placing),
+                                 channels, bridges)
         log.info("ARI %s: reconciled %d live calls with %d channels", self.config.app,
                  len(calls), len(channels))
 

@@ -24,17 +24,24 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from cti.ari_calls import GONE, CallControl
-from cti.ari_events import ChannelDestroyed, ChannelEvent, ChannelHangupRequest, StasisStart
+from cti.ari_events import (
+    Channel,
+    ChannelDestroyed,
+    ChannelEvent,
+    ChannelHangupRequest,
+    StasisStart,
+)
 from cti.ari_legs import BRIDGE_SUFFIX, FAILURE_CAUSES, event_id
 from cti.schemas import CallbackResult, CallEnded
 
 log = logging.getLogger(__name__)
 
-_LEG = re.compile(r"^(?P<callback>.+)-cb(?P<side>agent|cust)-\d+$")
+_LEG = re.compile(r"^(?P<callback>.+)-cb(?P<side>agent|cust)-(?P<attempt>\d+)$")
 BUSY_CAUSES = frozenset({17})
 
 
@@ -78,6 +85,12 @@ def callback_leg(channel_id: str) -> tuple[str, str] | None:
     """(callback id, "agent" or "cust") if this is a callback leg the adapter originated."""
     match = _LEG.match(channel_id)
     return (match["callback"], match["side"]) if match else None
+
+
+def is_callback(call_id: str, channels: dict[str, Channel], placing: dict[str, Any]) -> bool:
+    """Whether a live call of this integration is a callback this adapter placed."""
+    return call_id in placing or any(
+        (leg := callback_leg(c)) is not None and leg[0] == call_id for c in channels)
 
 
 def outcome_of(cause: int | None) -> str:
@@ -185,6 +198,31 @@ class AriCallbacks:
             type="callback.result", event_id=eid, call_id=placing.callback_id,
             callback_id=placing.callback_id, outcome=outcome)  # type: ignore[arg-type]
         return await self.control.send(outcome_frame) is not None
+
+    # Reconciliation after (re)connecting ----------------------------------------
+
+    async def reconcile(self, call: dict[str, Any], channels: dict[str, Channel]) -> None:
+        """A connected callback the service holds: kept while both its legs are up (taken
+        back after an adapter restart), else ended."""
+        callback_id = call["call_id"]
+        legs = {side: (channel_id, int(attempt)) for channel_id in channels
+                if (found := _LEG.match(channel_id)) and found["callback"] == callback_id
+                for side, attempt in [(found["side"], found["attempt"])]}
+        placing = self.placing.get(callback_id)
+        if placing is None and "agent" in legs and "cust" in legs:
+            placing = self.placing[callback_id] = Placing(CallbackMessage(
+                callback_id=callback_id, number="", agent_id=call.get("agent_id") or 0,
+                attempt=legs["agent"][1]), agent_up=True, connected=True)
+            placing.customer_channel = placing.customer_leg
+        if placing is not None and placing.agent_channel in channels \
+                and placing.customer_leg in channels:
+            return
+        log.info("callback %s: its legs are gone; the call ends", callback_id)
+        await self.control.send(CallEnded(type="call.ended", call_id=callback_id,
+                                          event_id=f"ari:{callback_id}:reconciled:gone"))
+        if placing is None:
+            placing = Placing(CallbackMessage(callback_id=callback_id, number="", agent_id=0))
+        await self._hang_up_all(placing)
 
     async def _hang_up_all(self, placing: Placing) -> None:
         placing.ended = True

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core import appkeys
 from core.models import Call, Callback
 from core.settings import Settings
 from tests.conftest import make_settings
@@ -73,6 +74,13 @@ async def test_the_callback_key_in_the_stasis_app_gets_the_caller_called_back(
     bridge = fake_ari.bridges[f"{callback_id}-bridge"]
     assert set(bridge["channels"]) == {agent_leg.params["channelId"],
                                        customer_leg.params["channelId"]}
+    # the event socket drops and comes back: the conversation goes on
+    adapter = center.server.app[appkeys.ARI]
+    await fake_ari.go_down()
+    fake_ari.come_up()
+    await eventually(lambda: fake_ari.connections >= 2 and adapter.ready.is_set(), timeout=15)
+    live = await center.server.app[appkeys.CALLS].store.call(callback_id)
+    assert live["state"] == "connected"
     await fake_ari.hang_up(customer_leg.params["channelId"])
     ended = await agent.inbox.expect("call.ended", call_id=callback_id)
     assert "wrap_up_until" in ended

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, ValidationError
 from core import appkeys
 from core.models import Role
 from core.web import Invalid, authenticate
-from cti.control import Request
+from cti.control import Request, requester
 from cti.schemas import ControlFields, describe
 
 STAFF = (Role.agent, Role.supervisor, Role.admin)
@@ -28,8 +28,8 @@ async def control_call(request: web.Request) -> web.Response:
         raise Invalid(describe(e.errors())) from e
     call_id = request.match_info["call_id"]
     mine = None if principal.has(Role.supervisor, Role.admin) else principal.agent_id
-    outcome = await request.app[appkeys.CONTROL].control(Request(call_id, body.action, mine),
-                                                         **body.fields())
+    outcome = await request.app[appkeys.CONTROL].control(
+        Request(call_id, body.action, mine, by=requester(principal)), **body.fields())
     return web.json_response({"ok": True, "call_id": call_id, "action": body.action,
                               "command_id": outcome.command_id})
 

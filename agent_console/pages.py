@@ -30,7 +30,8 @@ STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 IMMUTABLE = "public, max-age=31536000, immutable"
 PAGES = {"/login": "login.html", "/console": "console.html", "/wallboard": "wallboard.html",
-         "/reports": "reports.html", "/quality": "quality.html", "/admin": "admin.html"}
+         "/reports": "reports.html", "/quality": "quality.html", "/admin": "admin.html",
+         "/webhooks": "webhooks.html"}
 _ASSET = re.compile(r"\{\{\s*asset\s+'([^']+)'\s*\}\}")
 _HASHED = re.compile(r"^(?P<stem>.+)\.(?P<digest>[0-9a-f]{10})(?P<suffix>\.[a-z0-9]+)$")
 

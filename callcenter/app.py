@@ -42,6 +42,7 @@ from cti.commands import PbxCommands
 from cti.control import ControlService
 from cti.monitor import MonitorService
 from cti.monitor_steps import MonitorSteps
+from cti.once import Once
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
@@ -133,8 +134,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                            clock=lambda: calls.clock())
     await commands.start()
     app[appkeys.COMMANDS] = commands
-    app[appkeys.CONTROL] = control = ControlService(commands, router)
+    app[appkeys.CONTROL] = control = ControlService(commands, router, calls)
     calls.observers.append(control.observe)
+    app[appkeys.CONTROL_ONCE] = Once(redis, keys, settings.control_timeout_s + 5)
     app[appkeys.MONITOR] = monitor = MonitorService(
         MonitorSteps(redis, keys), commands, control, bus, keys, app[appkeys.SESSIONS])
     calls.observers.append(monitor.observe)

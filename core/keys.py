@@ -78,6 +78,11 @@ class Keys:
         """Set of the commands sent about a call that may still be pending."""
         return f"{self.prefix}:cmdsof:{call_id}"
 
+    def control_request(self, who: str, event_id: str) -> str:
+        """A call-control request of a user by its event id: pending, then its answer
+        (cti/once.py)."""
+        return f"{self.prefix}:ctlreq:{who}:{event_id}"
+
     def monitor(self, call_id: str) -> str:
         """Who monitors a live call and how (cti/monitor.py)."""
         return f"{self.prefix}:monitor:{call_id}"

@@ -281,6 +281,9 @@ class Interaction(Base):
     # The callback this call placed (cti/callbacks.py): reports count it apart.
     callback_id: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # as Call.seq
+    # PCI pauses of the recording (cti/recording_pauses.py): [{from_s, to_s, by,
+    # resumed_by}], seconds from the answer.
+    recording_pauses: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_interactions_customer_offered", "customer_id", "offered_at"),)
 

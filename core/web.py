@@ -27,7 +27,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # HTML for everyone, holding no data: the API calls they make carry the token).
 PUBLIC_ROUTES = frozenset({"/api/v1/login", "/login", "/healthz", "/static/{path}",
                            "/", "/console", "/wallboard", "/reports", "/quality", "/admin",
-                           "/forbidden"})
+                           "/webhooks", "/forbidden"})
 # Websockets that take a one-time `?ticket=` instead (browsers cannot set headers), and
 # a recording's audio, which takes a short-lived one (its range requests reuse it);
 # their handlers redeem it.
@@ -51,6 +51,8 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "unknown_callback": 404, "callback_finished": 409, "callback_dialling": 409,
           "invalid_number": 400, "invalid_not_before": 400, "no_integration": 400,
           "no_such_customer": 404,
+          # PCI pause of a call's recording (cti/recording_pauses.py)
+          "recording_not_running": 409, "recording_not_paused": 409,
           # live monitoring (cti/monitor.py)
           "monitored_by_other": 409, "not_monitoring": 409, "monitor_pending": 409,
           "no_extension": 400}

@@ -11,7 +11,7 @@ import orjson
 from core.timers import Timer
 from core.writer import numbered
 from cti import legs, messages, records
-from cti.calls import CallState, WrongAgent, check
+from cti.calls import WITH_AGENT, CallState, WrongAgent, check
 from cti.context import CallContext
 from routing.admin_steps import Supervised
 from routing.service import UnknownAgent
@@ -69,6 +69,9 @@ class AgentLifecycle(CallContext):
     async def wrapup_done(self, agent_id: int, call_id: str, disposition: str,
                           notes: str) -> None:
         wrap = {"disposition": disposition, "notes": notes}
+        # The usual case first, in one step: the call is in this agent's wrap-up.
+        if await self._finish_wrap_up(agent_id, call_id, self.clock(), wrap, strict=True):
+            return
         if await self._wraps_earlier_leg(agent_id, call_id):
             # The agent wraps up its own leg of a call that went on without it (a
             # transfer): its wrap-up goes on its leg, whatever the call is now.
@@ -129,16 +132,20 @@ class AgentLifecycle(CallContext):
         if call_id:
             call = await self.store.call(call_id)
             if call and call.get("pop"):
-                reason = orjson.loads(call.get("reason") or "{}")
-                out.append(messages.screen_pop(call, reason))
-                if call.get("state") in (CallState.connected.value, CallState.on_hold.value):
-                    out.append({"type": "call.connected", "call_id": call_id})
-                if call.get("state") == CallState.on_hold.value:
-                    out.append({"type": "call.held", "call_id": call_id})
-                if call.get("state") == CallState.wrap_up.value:
-                    out.append({"type": "call.ended", "call_id": call_id,
-                                     "wrap_up_until": float(call.get("wrap_until") or 0)})
+                talking = call.get("state") in (CallState.connected.value,
+                                                CallState.on_hold.value)
+                monitor = await self._monitor_notice(call_id) if talking else []
+                out += _call_snapshot(call, agent_id, monitor)
         return out
+
+    async def _monitor_notice(self, call_id: str) -> list[dict[str, Any]]:
+        """A supervisor whispering or on the call (cti/monitor.py), as the console shows it."""
+        mode, name = await self.store.redis.hmget(self.keys.monitor(call_id),
+                                                  ["mode", "supervisor"])
+        if mode not in ("whisper", "barge"):
+            return []
+        return [{"type": "monitor.notice", "call_id": call_id, "mode": mode,
+                 "supervisor": name}]
 
     async def console_gone(self, agent_id: int, now: float) -> None:
         """No console of this agent has been connected for a while (agent_console/presence.py):
@@ -154,21 +161,25 @@ class AgentLifecycle(CallContext):
         await self.store.console_back(agent_id, DISCONNECTED)
 
     async def _finish_wrap_up(self, agent_id: int, call_id: str, now: float,
-                              wrap: dict[str, str] | None = None) -> None:
+                              wrap: dict[str, str] | None = None, *,
+                              strict: bool = False) -> bool:
         """End an agent's wrap-up of a call, unless wrapup.done or the timer (here or on
-        another node) did first: only the step's winner records, counts and tells."""
+        another node) did first: only the step's winner records, counts and tells. An
+        agent left available has taken the best waiting call in the same step. `strict`:
+        only if the call is in this agent's wrap-up. Whether this caller ended it."""
         end = await self.store.end_wrap_up(
             agent_id, call_id, now, timers=self.timers.key,
-            wrap_timer=Timer("wrapup", str(agent_id), call_id).member)
+            wrap_timer=Timer("wrapup", str(agent_id), call_id).member, strict=strict)
         if not end.won:
             log.debug("wrap-up of %s by agent %s was over already", call_id, agent_id)
-            return
+            return False
         if end.agent:
             await self._agent_changed(agent_id, end.agent)
+        if end.took is not None:  # rung before the record is written: it is reserved
+            await self._dispatch(self.router.assignment_for(agent_id, end.took, now), None)
         if end.call:
             await self._end_call(end.call, now, wrap or {})
-        if end.agent:
-            await self._offer_next_call(agent_id, end.agent, now)
+        return True
 
     async def _end_call(self, call: dict[str, str], now: float, wrap: dict[str, str]) -> None:
         """Record and announce a call that ended with its wrap-up (out of Redis already)."""
@@ -190,3 +201,28 @@ class AgentLifecycle(CallContext):
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
         await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})
+
+
+def _call_snapshot(call: dict[str, str], agent_id: int, monitor: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """An agent's call as its console must show it: the pop, then where the call stands
+    (a consulted agent sees the consult; the call's own agent sees it too)."""
+    call_id, state = call["id"], call.get("state", "")
+    reason = orjson.loads(call.get("reason") or "{}")
+    consulted = call.get("consult_agent") == str(agent_id)
+    out = [messages.consult_pop(call, reason) if consulted else messages.screen_pop(call, reason)]
+    if state in {s.value for s in WITH_AGENT} and (not consulted or state != "consult_ringing"):
+        out.append({"type": "call.connected", "call_id": call_id})
+        out += monitor
+    if state == CallState.on_hold.value:
+        out.append({"type": "call.held", "call_id": call_id})
+    if call.get("rec_paused_at"):  # cti/recording_pauses.py
+        out.append({"type": "recording.paused", "call_id": call_id})
+    if state in messages.CONSULT_STATES:
+        out.append(messages.consult_notice(
+            call_id, messages.CONSULT_STATES[state], messages.int_or_none(call.get("agent_id")),
+            messages.int_or_none(call.get("consult_agent"))))
+    if state == CallState.wrap_up.value:
+        out.append({"type": "call.ended", "call_id": call_id,
+                    "wrap_up_until": float(call.get("wrap_until") or 0)})
+    return out

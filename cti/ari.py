@@ -52,6 +52,7 @@ from cti.ari_legs import (
 )
 from cti.ari_monitor import AriMonitor, MonitorMessage
 from cti.control import ControlService
+from cti.monitor import MonitorService
 from cti.service import CallService
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,12 @@ __all__ = ["AriAdapter", "AriConfig", "ari_ctx"]
 
 class AriAdapter:
     def __init__(self, client: AriClient, calls: CallService, bus: Bus, keys: Keys,
-                 config: AriConfig, commands: ControlService) -> None:
+                 config: AriConfig, commands: ControlService,
+                 monitors: MonitorService | None = None) -> None:
         self.client, self.calls, self.bus, self.config = client, calls, bus, config
         self.control = CallControl(client, calls, config)
         self.commands = AriCommands(self.control, commands)
-        self.monitor = AriMonitor(self.control, self.commands)
+        self.monitor = AriMonitor(self.control, self.commands, monitors)
         self.callbacks = AriCallbacks(self.control, config.callback_endpoint_template)
         self.control.on_callback_route = self._on_route
         self._bus_channel = keys.telephony_channel(self.control.integration)
@@ -279,7 +281,8 @@ async def ari_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     client = AriClient(s.ari_url or "", s.ari_user or "", s.ari_password or "", s.ari_app or "")
     adapter = AriAdapter(client, app[appkeys.CALLS], app[appkeys.BUS], app[appkeys.KEYS],
-                         AriConfig.from_settings(s), app[appkeys.CONTROL])
+                         AriConfig.from_settings(s), app[appkeys.CONTROL],
+                         app[appkeys.MONITOR])
     app[appkeys.ARI] = adapter
     supervisor = app[appkeys.SUPERVISOR]
     task = supervisor.start("ari", adapter.run)

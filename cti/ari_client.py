@@ -134,6 +134,16 @@ class AriClient:
         await self._request("POST", f"/bridges/{bridge_id}/record",
                             {"name": name, "format": fmt, "ifExists": "fail"})
 
+    # Live recordings (rest-api/api-docs/recordings.json) ----------------
+
+    async def pause_recording(self, name: str) -> None:
+        """Pause a live recording: no audio is written until unpaused (404: no such
+        recording, 409: not in session)."""
+        await self._request("POST", f"/recordings/live/{name}/pause")
+
+    async def unpause_recording(self, name: str) -> None:
+        await self._request("DELETE", f"/recordings/live/{name}/pause")
+
     # ---------------------------------------------------------------------
 
     async def _request(self, method: str, path: str,

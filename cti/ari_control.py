@@ -9,6 +9,11 @@ Asterisk, each answered with exactly one `control.result`.
   context (CALLCENTER_ARI_TRANSFER_CONTEXT) with the number as extension; to a queue or an
   agent, the agent's leg is hung up, the caller stays in the bridge and `call.transferred`
   sends the call back to routing (music on the bridge, or the next agent rung).
+- recording.pause / recording.resume (PCI): `POST` / `DELETE
+  /recordings/live/{name}/pause` on the call's bridge recording (Asterisk writes no audio
+  while it is paused); then `recording.paused` / `recording.resumed` carrying the command's
+  id. A call not being recorded is refused `recording_not_running`. A transfer back into
+  routing resumes a paused recording first.
 - answer: `not_supported`: ARI cannot make the agent's phone go off-hook; the agent leg is
   answered at the phone (see docs/asterisk.md).
 
@@ -29,7 +34,15 @@ from cti.ari_client import AriError
 from cti.ari_legs import Legs
 from cti.calls import CallError
 from cti.control import ControlService
-from cti.schemas import CallHeld, CallResumed, CallTransferred, ControlResult, Frame
+from cti.schemas import (
+    CallHeld,
+    CallResumed,
+    CallTransferred,
+    ControlResult,
+    Frame,
+    RecordingPaused,
+    RecordingResumed,
+)
 from cti.service import Outcome
 
 log = logging.getLogger(__name__)
@@ -98,7 +111,36 @@ class AriCommands:
             return None  # the agent leg's hangup events end the call
         if action == "transfer":
             return await self._transfer(legs, command, eid)
+        if action in ("recording.pause", "recording.resume"):
+            return await self._recording(legs, command, eid)
         raise _Refused("not_supported")  # answer, and anything this adapter cannot do
+
+    async def _recording(self, legs: Legs, command: ControlMessage, eid: str) -> Frame:
+        """PCI pause or resume of the call's bridge recording."""
+        if not legs.recording:
+            raise _Refused("recording_not_running")
+        pausing = command.action == "recording.pause"
+        try:
+            if pausing:
+                await self.client.pause_recording(legs.recording_name)
+            else:
+                await self.client.unpause_recording(legs.recording_name)
+        except AriError as e:
+            if e.status in (404, 409):  # no such recording, or not in session
+                raise _Refused("recording_not_running") from e
+            raise
+        legs.recording_paused = pausing
+        if pausing:
+            return RecordingPaused(type="recording.paused", event_id=eid, call_id=legs.call_id,
+                                   command_id=command.command_id)
+        return RecordingResumed(type="recording.resumed", event_id=eid, call_id=legs.call_id,
+                                command_id=command.command_id)
+
+    async def _resume_recording(self, legs: Legs) -> None:
+        """A transfer resumes a paused recording (the service closes the pause itself)."""
+        if legs.recording_paused:
+            await self.client.unpause_recording(legs.recording_name)
+            legs.recording_paused = False
 
     async def _transfer(self, legs: Legs, command: ControlMessage, eid: str) -> Frame:
         """Blind transfer. Out to a number: the caller leaves the application for the
@@ -112,6 +154,7 @@ class AriCommands:
                 legs.call_id, self.calls.config.transfer_context, command.to_number)
             return frame
         await self.client.unhold(legs.call_id)  # no-op unless held: the caller hears routing
+        await self._resume_recording(legs)
         old = legs.agent_channel
         legs.forget_agent()  # its hangup events are no longer the call's end
         await self.calls.end_monitor(legs)  # the monitoring was of this agent's leg

@@ -55,6 +55,7 @@ class Legs:
     bridge: str | None = None
     moh: Literal["channel", "bridge"] | None = None
     recording: bool = False
+    recording_paused: bool = False  # PCI pause (cti/ari_control.py)
     ended: bool = False
     monitor: Monitoring | None = None
 
@@ -94,6 +95,7 @@ class Monitoring:
 
     supervisor_channel: str
     mode: str
+    supervisor_id: int = 0
     up: bool = False
     snoop_channel: str | None = None
     bridge: str | None = None  # the monitor bridge, when made

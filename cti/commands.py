@@ -42,9 +42,11 @@ KEEP_S = 3600
 # ARGV: command id, frame (JSON), reply channel, integration ("" = the call's), channel
 # prefix of integrations, pending-key TTL (ms), hash TTL (s), guard ("1" = check the call),
 # allowed states (";"), agent the call must be with ("" = any), exclusive ("1"), call id,
-# type, action, sent at, the outcome when nobody listens (JSON).
+# type, action, sent at, the outcome when nobody listens (JSON), who asks, a call field the
+# guard looks at ("" = none), whether it must be set ("1") or blank ("0").
 # {1} sent | {0, state}: not in an allowed state ('unknown': no such call) |
 # {3, agent}: another agent's call | {4, command}: a command is pending | {5}: nobody listens
+# | {6, 'set' or 'blank'}: the guard's field is not as it must be
 _SEND = """
 local integration = ARGV[4]
 if ARGV[8] == '1' then
@@ -55,6 +57,12 @@ if ARGV[8] == '1' then
   if not ok then return {0, state} end
   local agent = redis.call('HGET', KEYS[4], 'agent_id') or ''
   if ARGV[10] ~= '' and agent ~= ARGV[10] then return {3, agent} end
+  if ARGV[18] ~= '' then
+    local value = redis.call('HGET', KEYS[4], ARGV[18]) or ''
+    if (value ~= '') ~= (ARGV[19] == '1') then
+      return {6, value ~= '' and 'set' or 'blank'}
+    end
+  end
 end
 if integration == '' then
   integration = redis.call('HGET', KEYS[4], 'integration') or ''
@@ -65,7 +73,8 @@ if ARGV[11] == '1' then
   if pending then return {4, pending} end
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'reply', ARGV[3], 'integration', integration,
-           'call_id', ARGV[12], 'type', ARGV[13], 'action', ARGV[14], 'sent_at', ARGV[15])
+           'call_id', ARGV[12], 'type', ARGV[13], 'action', ARGV[14], 'sent_at', ARGV[15],
+           'by', ARGV[17])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 if redis.call('PUBLISH', ARGV[5] .. integration, ARGV[2]) == 0 then
   redis.call('HSET', KEYS[1], 'outcome', ARGV[16])
@@ -125,11 +134,14 @@ class Outcome:
 class Guard:
     """What the call must be when the command is sent, checked in the same step: in one of
     `states`; with `agent_id` (None: any agent); and, `exclusive`, with no other exclusive
-    command pending (one call-control command at a time per call)."""
+    command pending (one call-control command at a time per call); `field` (a field of
+    the call's hash) set, `field_set`, or blank, not."""
 
     states: Iterable[str]
     agent_id: int | None = None
     exclusive: bool = True
+    field: str = ""
+    field_set: bool = False
 
 
 class CommandError(CallError):
@@ -165,6 +177,16 @@ class CommandPending(CommandError):
         super().__init__(f"call {call_id!r} has a command pending ({command_id}); "
                          "wait for its outcome")
         self.command_id = command_id
+
+
+class FieldNotAsGuarded(CommandError):
+    """The guard's call field was not as it had to be (`is_set`: it was set)."""
+
+    code = "field_guard"
+
+    def __init__(self, call_id: str, action: str, is_set: bool) -> None:
+        super().__init__(f"{action} is not allowed for call {call_id!r} now")
+        self.is_set = is_set
 
 
 class UnknownCommand(CommandError):
@@ -204,10 +226,10 @@ class PbxCommands:
 
     async def send(self, type_: str, fields: dict[str, Any], *, call_id: str = "",
                    integration: str = "", guard: Guard | None = None,
-                   timeout_s: float | None = None) -> Outcome:
+                   timeout_s: float | None = None, by: str = "") -> Outcome:
         """Send `{type, command_id, call_id?, **fields}` to the integration (the call's
         when not given) and wait for its outcome. Raises a CommandError when the guard
-        refuses (nothing is sent then)."""
+        refuses (nothing is sent then). `by`: who asks, kept with the command."""
         command_id = uuid.uuid4().hex
         frame: dict[str, Any] = {"type": type_, "command_id": command_id}
         if call_id:
@@ -217,13 +239,14 @@ class PbxCommands:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[command_id] = future
         try:
-            await self._register(command_id, frame, call_id, integration, guard, timeout)
+            await self._register(command_id, frame, call_id, integration, guard, timeout, by)
             return await self._wait(command_id, call_id, future, timeout)
         finally:
             self._waiting.pop(command_id, None)
 
     async def _register(self, command_id: str, frame: dict[str, Any], call_id: str,
-                        integration: str, guard: Guard | None, timeout: float) -> None:
+                        integration: str, guard: Guard | None, timeout: float,
+                        by: str) -> None:
         unheard = Outcome(command_id, False, "pbx_unavailable")
         keep = int(timeout) + KEEP_S
         action = str(frame.get("action", ""))
@@ -235,7 +258,8 @@ class PbxCommands:
                   "1" if guard else "", ";".join(guard.states) if guard else "",
                   "" if guard is None or guard.agent_id is None else str(guard.agent_id),
                   "1" if guard and guard.exclusive else "", call_id, frame["type"], action,
-                  repr(self.clock()), unheard.dumps()])
+                  repr(self.clock()), unheard.dumps(), by, guard.field if guard else "",
+                  "1" if guard and guard.field_set else "0"])
         code = int(answer[0])
         if code == 0:
             if answer[1] == "unknown":
@@ -245,6 +269,8 @@ class PbxCommands:
             raise NotYourCall(call_id)
         if code == 4:
             raise CommandPending(call_id, answer[1])
+        if code == 6:
+            raise FieldNotAsGuarded(call_id, action or frame["type"], answer[1] == "set")
         if code == 5:
             log.info("%s %s: no connection of the integration listens", frame["type"], action)
             self._settle(unheard)

@@ -27,6 +27,7 @@ from cti.schemas import Frame
 from routing import engine
 from routing.admin_steps import AdminSteps
 from routing.callbacks import CallbackStore
+from routing.consult import ConsultStore
 from routing.legs import LegStore
 from routing.service import Assignment, Router
 from routing.states import AgentState
@@ -73,10 +74,12 @@ class CallContext:
     callback_max_ahead_s: float = 30 * 86400.0
     legs: LegStore = field(init=False)
     callbacks: CallbackStore = field(init=False)
+    consults: ConsultStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.legs = LegStore(self.router.store.redis, self.keys)
         self.callbacks = CallbackStore(self.router.store.redis, self.keys, self.timers.key)
+        self.consults = ConsultStore(self.router.store.redis, self.keys, self.timers.key)
         if self.reader is None:
             self.reader = self.maker
         if self.read is None:

@@ -49,6 +49,28 @@ def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+def consult_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
+    """The consulted agent's screen-pop: the call's, marked as a consult from its agent."""
+    return {**screen_pop(call, reason), "consult": {
+        "from_agent_id": int_or_none(call.get("consult_by") or call.get("agent_id")),
+        "to": call.get("consult_to", ""), "notes": call.get("consult_notes", "")}}
+
+
+# A consult's call state as `call.consult` names it.
+CONSULT_STATES = {"consult_ringing": "ringing", "consulting": "talking",
+                  "conference": "conference"}
+
+
+def consult_notice(call_id: str, state: str, a: int | None, b: int | None,
+                   cause: str = "") -> dict[str, Any]:
+    """`call.consult` for A's and B's consoles: where the consult stands."""
+    notice: dict[str, Any] = {"type": "call.consult", "call_id": call_id, "state": state,
+                              "from_agent_id": a, "agent_id": b}
+    if cause:
+        notice["cause"] = cause
+    return notice
+
+
 def agent_state(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:
     """`changed_by`: the supervisor who set this state (None: the agent or a call did);
     `pending`: the state kept for after the current call, and who chose it."""

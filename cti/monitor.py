@@ -26,7 +26,7 @@ from core.models import Call
 from cti.calls import TALKING, CallError, NoSuchCall
 from cti.commands import CommandError, Guard, Outcome, PbxCommands
 from cti.control import ControlFailed, ControlService
-from cti.monitor_steps import Claim, MonitorSteps
+from cti.monitor_steps import Claim, Monitor, MonitorSteps
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,10 @@ class MonitorError(CallError):
 class CallOver(MonitorError):
     code = "call_ended"
 
-    def __init__(self, call_id: str) -> None:
-        super().__init__(f"call {call_id!r} has ended: there is nothing to monitor")
+    def __init__(self, call_id: str, meanwhile: bool = False) -> None:
+        super().__init__(
+            f"call {call_id!r} ended or left its agent while the PBX carried this out"
+            if meanwhile else f"call {call_id!r} has ended: there is nothing to monitor")
 
 
 class NotInProgress(MonitorError):
@@ -122,7 +124,7 @@ class MonitorService:
         if not outcome.ok:
             raise ControlFailed(mode, outcome)
         if code != 1:
-            raise CallOver(call_id)  # the call ended while the PBX carried it out
+            raise CallOver(call_id, meanwhile=True)  # cleared by the call's end or transfer
         change = Change(call_id, now or "stop", claim.mode, outcome.command_id)
         await self._changed(change, who, viewer, phone.get("agent_id"))
         return change
@@ -196,11 +198,19 @@ class MonitorService:
         agent = data.get("agent_id")
         agent_id = int(agent) if agent not in (None, "") else None
         gone = await self.steps.clear(call_id, agent_id if name == "call.transferred" else None)
+        await self._ended(call_id, gone, "call_ended" if name == "call.ended" else "transferred")
+
+    async def supervisor_left(self, call_id: str, supervisor_id: int) -> None:
+        """The PBX says the supervisor's phone left the monitoring (hung up, or never
+        answered): that supervisor's monitor of the call is gone."""
+        gone = await self.steps.clear(call_id, supervisor_id=supervisor_id)
+        await self._ended(call_id, gone, "supervisor_left")
+
+    async def _ended(self, call_id: str, gone: Monitor | None, reason: str) -> None:
         if gone is None or not gone.mode:
             return  # nothing, or a start the PBX had not confirmed yet (it fails now)
-        reason = "call_ended" if name == "call.ended" else "transferred"
         log.debug("call %s: %s's monitor ended (%s)", call_id, gone.supervisor, reason)
         await self._audit(SYSTEM, "monitor.end", call_id, {
-            "mode": gone.mode or None, "supervisor_id": gone.supervisor_id,
-            "supervisor": gone.supervisor, "agent_id": agent_id, "reason": reason})
-        await self._notice(agent_id, call_id, gone.mode, "stop", gone.supervisor)
+            "mode": gone.mode, "supervisor_id": gone.supervisor_id,
+            "supervisor": gone.supervisor, "agent_id": gone.agent_id, "reason": reason})
+        await self._notice(gone.agent_id, call_id, gone.mode, "stop", gone.supervisor)

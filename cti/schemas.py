@@ -91,6 +91,51 @@ class CallResumed(Frame):
     type: Literal["call.resumed"]
 
 
+class ConsultAnswered(Frame):
+    """The consulted agent picked up the consult leg (the caller still on hold)."""
+
+    type: Literal["consult.answered"]
+    agent_id: AgentId
+
+
+class ConsultEnded(Frame):
+    """The consult leg is gone (cancelled, the consulted agent hung up or never answered,
+    or left a conference): the caller is back with the first agent."""
+
+    type: Literal["consult.ended"]
+    agent_id: AgentId | None = None
+    cause: Literal["cancelled", "hangup", "no_answer", "failed"] = "cancelled"
+
+
+class ConsultCompleted(Frame):
+    """The caller now talks to the consulted agent; the first agent left the call."""
+
+    type: Literal["consult.completed"]
+    agent_id: AgentId | None = None
+
+
+class ConferenceStarted(Frame):
+    """Caller, first agent and consulted agent are joined in one conference."""
+
+    type: Literal["conference.started"]
+
+
+class RecordingPaused(Frame):
+    """The PBX paused the call's recording (PCI: a card number is being read out); the
+    paused audio is left out of the file. `command_id`: the route.control it carried out
+    (who asked is taken from it), absent when the PBX paused on its own."""
+
+    type: Literal["recording.paused"]
+    command_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class RecordingResumed(Frame):
+    """The PBX resumed the call's recording after a pause."""
+
+    type: Literal["recording.resumed"]
+    command_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
 class ControlResult(BaseModel):
     """The PBX's answer to one command (route.control and the like): done, or not and why.
     Further fields are kept as the command's `detail`."""
@@ -120,11 +165,14 @@ class ControlFields(BaseModel):
     action and, for a transfer, exactly one target and the mode."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
-    action: Literal["hold", "resume", "hangup", "answer", "transfer"]
-    mode: Literal["blind"] = "blind"
+    action: Literal["hold", "resume", "hangup", "answer", "transfer", "consult.complete",
+                    "consult.cancel", "conference", "recording.pause", "recording.resume"]
+    mode: Literal["blind", "consult"] = "blind"
     to_queue: QueueName | None = None
     to_agent_id: AgentId | None = None
     to_number: PhoneNumber | None = None
+    # A consult: the first agent's notes so far, shown to the consulted agent.
+    notes: Annotated[str, Field(max_length=4000)] | None = None
 
     @model_validator(mode="after")
     def _targets(self) -> ControlFields:
@@ -133,7 +181,15 @@ class ControlFields(BaseModel):
             raise ValueError("a transfer takes exactly one of to_queue, to_agent_id, to_number")
         if self.action != "transfer" and given:
             raise ValueError(f"{self.action} takes no transfer target")
+        if self.consult and self.to_number is not None:
+            raise ValueError("a consult goes to an agent or a queue, not a number")
+        if self.notes is not None and not self.consult:
+            raise ValueError("notes go with a consult transfer only")
         return self
+
+    @property
+    def consult(self) -> bool:
+        return self.action == "transfer" and self.mode == "consult"
 
     def fields(self) -> dict[str, Any]:
         """The request's own fields for the PBX (none but the action's target)."""
@@ -141,7 +197,10 @@ class ControlFields(BaseModel):
             return {}
         targets = {"to_queue": self.to_queue, "to_agent_id": self.to_agent_id,
                    "to_number": self.to_number}
-        return {"mode": self.mode, **{k: v for k, v in targets.items() if v is not None}}
+        fields = {"mode": self.mode, **{k: v for k, v in targets.items() if v is not None}}
+        if self.notes is not None:
+            fields["notes"] = self.notes
+        return fields
 
 
 class RecordingReady(Frame):
@@ -206,13 +265,16 @@ class StateSync(BaseModel):
 
 Inbound = Annotated[
     CallOffered | CallAnswered | CallEnded | CallTransferred | CallHeld | CallResumed
-    | RecordingReady | SurveyResult | StateSync | ControlResult | CallbackRequested
-    | CallbackResult,
+    | ConsultAnswered | ConsultEnded | ConsultCompleted | ConferenceStarted
+    | RecordingPaused | RecordingResumed | RecordingReady | SurveyResult | StateSync
+    | ControlResult | CallbackRequested | CallbackResult,
     Field(discriminator="type"),
 ]
 inbound = TypeAdapter(Inbound)
 CALL_EVENTS = ("call.offered", "call.answered", "call.ended", "call.transferred",
-               "call.held", "call.resumed", "recording.ready", "survey.result",
+               "call.held", "call.resumed", "consult.answered", "consult.ended",
+               "consult.completed", "conference.started", "recording.paused",
+               "recording.resumed", "recording.ready", "survey.result",
                "callback.requested", "callback.result")
 
 

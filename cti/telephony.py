@@ -30,8 +30,10 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.consult import ConsultEvents, conference_figures
 from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
+from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
     CallAnswered,
     CallbackRequested,
@@ -41,8 +43,14 @@ from cti.schemas import (
     CallOffered,
     CallResumed,
     CallTransferred,
+    ConferenceStarted,
+    ConsultAnswered,
+    ConsultCompleted,
+    ConsultEnded,
     Frame,
+    RecordingPaused,
     RecordingReady,
+    RecordingResumed,
     SurveyResult,
 )
 from routing import engine
@@ -58,7 +66,9 @@ STORED = "1"
 # Events whose step in Redis looks for their event key itself, atomically with the change
 # (routing/store.py EventSeen): no separate look first. The others look first.
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
-                           "call.held", "call.resumed", "callback.requested",
+                           "call.held", "call.resumed", "consult.answered", "consult.ended",
+                           "consult.completed", "conference.started", "recording.paused",
+                           "recording.resumed", "callback.requested",
                            "callback.result"})
 
 
@@ -90,7 +100,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents, CallbackEvents):
+class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -170,6 +180,18 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
                 return Applied([], await self._call_held(frame, integration))
             case CallResumed():
                 return Applied([], await self._call_resumed(frame, integration))
+            case ConsultAnswered():
+                return Applied([], await self._consult_answered(frame, integration))
+            case ConsultEnded():
+                return Applied([], await self._consult_ended(frame, integration))
+            case ConsultCompleted():
+                return Applied([], await self._consult_completed(frame, integration))
+            case ConferenceStarted():
+                return Applied([], await self._conference_started(frame, integration))
+            case RecordingPaused():
+                return Applied([], await self._recording_paused(frame, integration))
+            case RecordingResumed():
+                return Applied([], await self._recording_resumed(frame, integration))
             case RecordingReady():
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
@@ -325,12 +347,14 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             final = after_hangup(state)
             ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)
             agent_id = messages.int_or_none(call.get("agent_id"))
+            consulted = messages.int_or_none(call.get("consult_agent"))
             until = now + self._wrap_up_s(call.get("queue", ""))
             step = await self.store.hang_up(
                 frame.call_id, state.value, agent_id, now, timers=self.timers.key,
                 wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
                 rona=Timer("rona", frame.call_id, str(agent_id)).member,
-                event=self._mark(frame, ops), ended_at=now, end_cause=cause, **kept)
+                event=self._mark(frame, ops), consulted=consulted, ended_at=now,
+                end_cause=cause, **kept)
             if step.won:
                 break
             if step.state == "unknown":
@@ -343,6 +367,9 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             raise IllegalTransition(frame.call_id, step.state, frame.type)
         if agent_id is not None and step.agent:
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
+        if consulted is not None and step.other:  # a consulted agent freed with the call
+            await self._agent_left_call(consulted, step.other, frame.call_id,
+                                        CallState.abandoned, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
         return Applied([], writer.numbered(ops, step.seq))
@@ -374,9 +401,11 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             sticky_agent_id=frame.to_agent_id, sticky_agent_working=frame.to_agent_id is not None,
         ))
         previous_agent = messages.int_or_none(call.get("agent_id"))
+        # A paused recording resumes on a transfer (the PBX resumes it).
+        unpaused, pause_values, pause_ops = closing(call, now, "transfer")
         ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
                records.call_op(frame.call_id, state="queued", queue=queue, agent_id=None),
-               records.interaction_op(frame.call_id, legs=all_legs)]
+               records.interaction_op(frame.call_id, legs=all_legs, **pause_values), *pause_ops]
         score = engine.priority_score(now, call.get("tier", "standard"),
                                       self.router.policy_for(queue))
         # A transferred call keeps its place in time: it was offered long ago.
@@ -387,7 +416,8 @@ class TelephonyEvents(HoldEvents, CallbackEvents):
             wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
             event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
             transferred_from=previous_agent or "", held_at="",
-            hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode())
+            hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode(),
+            **unpaused)
         if not step.won:
             await self._refuse(frame, step.state)
         if previous_agent is not None and step.agent:
@@ -456,14 +486,21 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
     values: dict[str, Any] = {"ended_at": records.at(now), "end_cause": cause,
                               "outcome": outcome}
     kept: dict[str, str] = {}
+    pause_ops: list[writer.Op] = []
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
         values.update(hold_figures(call, now))
+        if call.get("conference_at") or call.get("conference_s"):
+            values.update(conference_figures(call, now))
         extra = {"kind": "blind", "to": legs.target(None, None, frame.to_number)} \
             if isinstance(frame, CallTransferred) else {}
         values["legs"] = legs.with_leg(call, legs.ended_leg(
             call, now, "transferred" if extra else cause, **extra))
         kept = {"legs": orjson.dumps(values["legs"]).decode()}
+        # A paused recording resumes by itself at hang-up: its interval ends here.
+        unpaused, pause_values, pause_ops = closing(call, now, "hangup")
+        kept.update(unpaused)
+        values.update(pause_values)
     else:
         values["wait_s"] = now - float(call.get("offered_at") or now)
         values.update(messages.routing_record(call))
@@ -471,4 +508,4 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
             records.call_op(frame.call_id, state=final.value, queue=call.get("queue", ""),
                             agent_id=messages.int_or_none(call.get("agent_id"))
                             if final is CallState.wrap_up else None),
-            records.interaction_op(frame.call_id, **values)], outcome, kept
+            records.interaction_op(frame.call_id, **values), *pause_ops], outcome, kept

@@ -8,12 +8,13 @@ import logging
 from core.timers import Timer
 from cti.agents import AWAY
 from cti.callbacks import CallbackEvents
+from cti.consult import CONSULT_RING, ConsultEvents
 from routing import engine
 
 log = logging.getLogger(__name__)
 
 
-class CallTimeouts(CallbackEvents):
+class CallTimeouts(ConsultEvents, CallbackEvents):
     # Timers -------------------------------------------------------------
 
     async def on_timer(self, timer: Timer) -> None:
@@ -25,6 +26,8 @@ class CallTimeouts(CallbackEvents):
             await self._finish_wrap_up(int(timer.ident), call_id, now)
         elif timer.kind in ("cbdue", "cbtry"):
             await self._callback_timer(timer, now)
+        elif timer.kind == CONSULT_RING:
+            await self.consult_no_answer(timer.ident, int(timer.token))
         elif timer.kind == AWAY:
             await self.console_gone(int(timer.ident), now)
         elif timer.kind == "widen":

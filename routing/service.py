@@ -107,7 +107,7 @@ class Router:
             raise AgentBusy(agent_id, previous)
         # going available took the best waiting call in the same step; a state chosen in
         # wrap-up applies after it
-        return None if took is None else self._assignment(agent_id, took, now)
+        return None if took is None else self.assignment_for(agent_id, took, now)
 
     async def sticky_working(self, agent_id: int | None) -> bool:
         if agent_id is None:
@@ -166,9 +166,9 @@ class Router:
         if agent is not None and agent.get("state") != AgentState.available.value:
             return None
         taken = await self.store.index.take_for(agent_id, now)
-        return None if taken is None else self._assignment(agent_id, taken, now)
+        return None if taken is None else self.assignment_for(agent_id, taken, now)
 
-    def _assignment(self, agent_id: int, taken: Taken, now: float) -> Assignment:
+    def assignment_for(self, agent_id: int, taken: Taken, now: float) -> Assignment:
         """A waiting call a freed agent took: the innermost of its open rings the agent is in."""
         call = taken.call
         rings = engine.decode_rings(call.get("rings", ""))

@@ -210,15 +210,19 @@ class Step(NamedTuple):
     state: str
     agent: dict[str, str]
     seq: int = 0  # the number of the writes the step owes (core/sequenced.py)
+    # A consulted agent the step freed too (call.ended during a consult), after.
+    other: dict[str, str] = {}  # noqa: RUF012 - never mutated
 
 
 class WrapUpEnd(NamedTuple):
     """The end of a wrap-up: whether this caller ended it, the call as it was when it
-    ended with it (empty when the call had moved on), and the agent after."""
+    ended with it (empty when the call had moved on), the agent after leaving it, and the
+    waiting call the agent took in the same step (None: none)."""
 
     won: bool
     call: dict[str, str]
     agent: dict[str, str]
+    took: Taken | None = None
 
 
 class QueuedAt(NamedTuple):
@@ -467,12 +471,14 @@ class RoutingStore:
 
     async def hang_up(self, call_id: str, expected: str, agent_id: int | None, now: float, *,
                       timers: str, wrap_until: float, wrap_timer: str, rona: str,
-                      event: tuple[str, bytes] | None = None,
+                      event: tuple[str, bytes] | None = None, consulted: int | None = None,
                       **fields: str | int | float) -> Step:
         """call.ended on a call in state `expected` ringing or talking to `agent_id`:
-        connected -> wrap_up with the agent, else abandoned (out of Redis, agent freed)."""
+        connected (held, consulting) -> wrap_up with the agent, the `consulted` agent
+        freed; else abandoned (out of Redis, agent freed)."""
         keys = [self.keys.call(call_id), self._event_key(call_id, event),
-                self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.calls]
+                self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.calls,
+                self.keys.call(call_id) if consulted is None else self.keys.agent(consulted)]
         result = await self._hang_up(keys=keys, args=[
             expected, "" if agent_id is None else agent_id, *_event_args(event), now,
             self._pool_prefix, self.keys.waiting(""), wrap_until, wrap_timer, rona,
@@ -492,16 +498,20 @@ class RoutingStore:
         return self._step(result)
 
     async def end_wrap_up(self, agent_id: int, call_id: str, now: float, *, timers: str,
-                          wrap_timer: str) -> WrapUpEnd:
+                          wrap_timer: str, strict: bool = False) -> WrapUpEnd:
         """wrapup.done or its timer: the call ends (if it is still in this agent's wrap-up)
-        and the agent leaves it, unless another caller did it first (won False)."""
+        and the agent leaves it, taking the best waiting call if it goes available, unless
+        another caller did it first (won False). `strict`: only if the call is still in this
+        agent's wrap-up; else nothing changes (won False)."""
         keys = [self.keys.agent(agent_id), self.keys.call(call_id), timers, self.keys.calls,
                 self.keys.stats]
         result = await self._end_wrap_up(keys=keys, args=[
-            call_id, now, self._pool_prefix, self.keys.waiting(""), wrap_timer, agent_id])
+            call_id, now, self._pool_prefix, self.keys.waiting(""), wrap_timer, agent_id,
+            self.keys.call(""), "1" if strict else "0"])
         if not result[0]:
             return WrapUpEnd(False, {}, {})
-        return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]))
+        return WrapUpEnd(True, _pairs(result[1]), _pairs(result[2]),
+                         taken(result[4], result[3]))
 
     async def set_state(self, agent_id: int, state: AgentState, reason: str,
                         now: float) -> tuple[int, str, dict[str, str], Taken | None]:
@@ -553,4 +563,5 @@ class RoutingStore:
             return Step(False, f"wrong_agent:{result[1]}", {})
         if code != 1:
             return Step(False, result[1], {})
-        return Step(True, result[1], _pairs(result[2]), int(result[3]))
+        other = _pairs(result[4]) if len(result) > 4 else {}
+        return Step(True, result[1], _pairs(result[2]), int(result[3]), other)

@@ -73,6 +73,9 @@ local function after_call(akey, now, prefix)
   end
   if after ~= '' and by ~= '' then redis.call('HSET', akey, 'by', by, 'by_since', now) end
 end
+-- States in which the caller is with its agent (held, consulting or in conference too).
+local WITH_AGENT = {connected = true, on_hold = true, consult_ringing = true,
+                    consulting = true, conference = true}
 local function holds(akey, call_id)
   return redis.call('HGET', akey, 'call_id') == call_id
 end
@@ -131,13 +134,15 @@ end
 return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 """
 
-# call.ended. A connected (or held) call goes to wrap-up with its agent (wrap-up timer started); any
+# call.ended. A call with its agent (connected, held, consulting, in conference) goes to
+# wrap-up with its agent (wrap-up timer started), and a consulted agent leaves it; any
 # other call is abandoned: out of Redis, its ringing agent freed.
-# KEYS: call, event key, agent (or the call again), timers, set of live calls;
+# KEYS: call, event key, agent (or the call again), timers, set of live calls, the
+# consulted agent (or the call again);
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
 # prefix, waiting prefix, wrap-up end, wrap-up timer, ring-no-answer timer, then call
-# field/value pairs. {1, state before, agent after, write number} | {0, state now} |
-# {2, seen}
+# field/value pairs. {1, state before, agent after, write number, consulted agent after
+# ({}: none)} | {0, state now} | {2, seen}
 HANG_UP = LIB + """
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[3], ARGV[1])
 if refused then return refused end
@@ -146,15 +151,22 @@ if agent ~= ARGV[2] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 local seq = next_seq(KEYS[1])
 mark(KEYS[2], ARGV[3], ARGV[4], seq)
-if (state == 'connected' or state == 'on_hold') and agent ~= '' then
+if WITH_AGENT[state] and agent ~= '' then
+  local consulted = redis.call('HGET', KEYS[1], 'consult_agent') or ''
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
-             unpack(ARGV, 11))
+             'consult_agent', '', unpack(ARGV, 11))
   redis.call('HINCRBY', KEYS[1], 'v', 1)
   if holds(KEYS[3], call_id) then
     go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
     redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
   end
-  return {1, state, agent_of(KEYS[3]), seq}
+  local other = {}
+  if consulted ~= '' and redis.call('HGET', KEYS[6], 'id') == consulted
+     and holds(KEYS[6], call_id) then
+    after_call(KEYS[6], ARGV[5], ARGV[6])
+    other = agent_of(KEYS[6])
+  end
+  return {1, state, agent_of(KEYS[3]), seq, other}
 end
 drop(KEYS[1], call_id, ARGV[7], KEYS[5], ARGV[6])
 if agent == '' then return {1, state, {}, seq} end
@@ -193,14 +205,20 @@ return {1, state, agent_of(KEYS[3]), seq}
 
 # The end of an agent's wrap-up of a call (wrapup.done or its timer): the call ends (out
 # of Redis; the average handle time moves) if it is still in wrap-up, and the agent leaves
-# it (if it still holds it). KEYS: agent, call, timers, set of live calls, stats; ARGV: call
-# id, now, pool prefix, waiting prefix, wrap-up timer, agent id. {1, call before ({} when
-# it had moved on), agent after ({} when it had)} | {0}: the wrap-up was over already.
+# it (if it still holds it); an agent that leaves it available takes the best waiting call
+# it may take in the same step (queue_index.py take_best), so a wrap-up's end is one round
+# trip. KEYS: agent, call, timers, set of live calls, stats; ARGV: call id, now, pool
+# prefix, waiting prefix, wrap-up timer, agent id, call prefix, strict ("1": only if the
+# call is in this agent's wrap-up, else nothing changes and {0} -- wrapup.done's first try).
+# {1, call before ({} when it had moved on), agent after leaving the call ({} when it had),
+# taken (taken_reply), agent after taking it ({} when it took none)} | {0}: the wrap-up
+# was over already.
 END_WRAP_UP = LIB + """
 local agent_holds = redis.call('HGET', KEYS[1], 'state') == 'wrap_up' and holds(KEYS[1], ARGV[1])
 local call_wraps = redis.call('HGET', KEYS[2], 'state') == 'wrap_up'
   and redis.call('HGET', KEYS[2], 'wrap_agent') == ARGV[6]
 if not agent_holds and not call_wraps then return {0} end
+if ARGV[8] == '1' and not call_wraps then return {0} end
 local call = {}
 if call_wraps then
   next_seq(KEYS[2])  -- the call's end is written with the number (`seq`) it answers
@@ -212,9 +230,12 @@ if call_wraps then
   drop(KEYS[2], ARGV[1], ARGV[4], KEYS[4], ARGV[3])
 end
 redis.call('ZREM', KEYS[3], ARGV[5])
-if not agent_holds then return {1, call, {}} end
+if not agent_holds then return {1, call, {}, {}, {}} end
 after_call(KEYS[1], ARGV[2], ARGV[3])
-return {1, call, agent_of(KEYS[1])}
+local agent = agent_of(KEYS[1])
+local taken = take_best(KEYS[1], ARGV[2], ARGV[3], ARGV[7], ARGV[4])
+if not taken then return {1, call, agent, {}, {}} end
+return {1, call, agent, taken_reply(taken, ARGV[7]), redis.call('HGETALL', KEYS[1])}
 """
 
 # An agent's own state change; an agent going available takes the best waiting call it

@@ -68,6 +68,8 @@ class FakeAri:
         r.add_post("/ari/bridges/{id}/moh", self._bridge_ok)
         r.add_delete("/ari/bridges/{id}/moh", self._bridge_ok)
         r.add_post("/ari/bridges/{id}/record", self._record)
+        r.add_post("/ari/recordings/live/{name}/pause", self._pause)
+        r.add_delete("/ari/recordings/live/{name}/pause", self._pause)
         r.add_delete("/ari/bridges/{id}", self._destroy_bridge)
         return app
 
@@ -326,6 +328,21 @@ class FakeAri:
         self.recordings[bridge_id] = recording
         await self.send("RecordingStarted", recording=recording)
         return web.json_response(recording, status=201)
+
+    async def _pause(self, request: web.Request) -> web.Response:
+        """Pause (POST) or unpause (DELETE) a live recording, as Asterisk does: 404 for no
+        such recording, 409 for one not in session, 204 otherwise (pausing a paused one
+        is a no-op). ARI raises no event for it."""
+        if denied := await self._record_request(request):
+            return denied
+        name = request.match_info["name"]
+        recording = next((r for r in self.recordings.values() if r["name"] == name), None)
+        if recording is None:
+            return _error(404, "Recording not found")
+        if recording["state"] not in ("recording", "paused"):
+            return _error(409, "Recording not in session")
+        recording["state"] = "paused" if request.method == "POST" else "recording"
+        return web.Response(status=204)
 
     async def _destroy_bridge(self, request: web.Request) -> web.Response:
         if problem := await self._bridge_problem(request):

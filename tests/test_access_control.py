@@ -27,7 +27,7 @@ PUBLIC = {("GET", "/login"), ("GET", "/healthz"), ("GET", "/static/{path}"),
 # Page shells: the same static HTML for everyone, holding no data (see
 # test_page_shells_are_the_same_static_html_for_everyone).
 SHELLS = {("GET", "/"), ("GET", "/console"), ("GET", "/wallboard"), ("GET", "/reports"),
-          ("GET", "/quality"), ("GET", "/admin"), ("GET", "/forbidden")}
+          ("GET", "/quality"), ("GET", "/admin"), ("GET", "/webhooks"), ("GET", "/forbidden")}
 # What a telephony token may still do on the REST API: sign out, read the spec.
 TELEPHONY_ALLOWED = {"/api/v1/login", "/api/v1/logout", "/api/v1/openapi.json"}
 SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1", "scope": "center",

@@ -11,26 +11,17 @@ import pytest
 from playwright.async_api import expect
 
 from core.appkeys import CALLBACKS
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    NewPage,
-    browser,
-    go_available,
-    new_page,
-    shoot,
-    sign_in,
-)
+from tests.browser import NewPage, go_available, sign_in
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 PHONE = "+8613800000401"
 
 
 async def test_an_agent_promises_callbacks_and_a_supervisor_reassigns_and_cancels_them(
-        center, new_page: NewPage, shoot) -> None:  # noqa: F811
+        center, new_page: NewPage, shoot) -> None:
     await center.add_customer("CB1", "Callback Customer", PHONE)
     await center.add_agent("amy")
     await center.add_agent("bob")

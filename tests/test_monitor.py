@@ -197,6 +197,8 @@ async def test_the_calls_end_or_transfer_ends_its_monitor_and_the_agents_notice(
     sup = await center.login_token("sue", "supervisor")
     assert (await _monitor(center, "c6", sup, "whisper"))[0] == 200
     await agent.inbox.expect("monitor.notice", call_id="c6", mode="whisper")
+    again = await center.login("amy")  # a console (re)connecting is told too
+    await again.inbox.expect("monitor.notice", call_id="c6", mode="whisper", supervisor="Sue")
     await ivr.event("call.transferred", "c6", to_queue="default")
     await agent.inbox.expect("monitor.notice", call_id="c6", mode="none")
     assert await _monitor_hash(center, "c6") == {}
@@ -298,6 +300,34 @@ async def test_a_monitor_racing_the_calls_end_leaves_nothing_behind(nodes: Any) 
         started = sorted(e.action for e in await _audit(a, call_id))
         assert started in ([], ["monitor.end", "monitor.start"]), started
         assert (started != []) == (status == 200)
+        done = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
+        assert done["type"] == "ack", done
+        await eventually(lambda: _free(a, agent.agent_id), what="agent back from wrap-up")
+    obeying.cancel()
+
+
+async def test_a_monitor_racing_a_transfer_never_outlives_the_agents_leg(nodes: Any) -> None:
+    a, b = nodes
+    agent = await a.agent("amy")
+    ivr = await a.ivr()
+    obeying = ivr.obey_monitor()
+    sue = await a.login_token("sue")
+    for n in range(ROUNDS):
+        call_id = f"r4-{n}"
+        await agent.available()
+        await ivr.offer(call_id, f"+86138000002{n:02d}")
+        await ivr.inbox.expect("route.connect", call_id=call_id)
+        await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+        status, body = (await asyncio.gather(
+            _monitor(b, call_id, sue, "whisper"),
+            ivr.event("call.transferred", call_id, to_queue="default")))[0]
+        assert status == 200 or body["error"]["code"] in ("call_ended",
+                                                          "illegal_transition"), body
+        assert await _monitor_hash(a, call_id) == {}  # the transfer took it, won or lost
+        if status == 200:
+            await agent.inbox.expect("monitor.notice", call_id=call_id, mode="whisper")
+            await agent.inbox.expect("monitor.notice", call_id=call_id, mode="none")
+        await ivr.event("call.ended", call_id, cause="abandoned")
         done = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
         assert done["type"] == "ack", done
         await eventually(lambda: _free(a, agent.agent_id), what="agent back from wrap-up")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from tests.browser import sign_in
 from tests.conftest import make_settings
-from tests.test_console_browser import CHROMIUM, browser, new_page, shoot, sign_in  # noqa: F401
 from tests.test_reports import abandoned, answered, set_clock
 from tests.test_reports import at as at_time
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

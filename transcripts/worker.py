@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,6 +42,7 @@ from transcripts.decode import DecodeRequest, DecodeResult, decode_recording, pr
 from transcripts.exceptions import Unreadable
 from transcripts.jobs import Job, JobQueue
 from transcripts.models import LanguageModels
+from transcripts.pauses import with_markers
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,8 @@ class TranscriptionWorker:
             self.config.max_bytes, self.config.max_seconds))
         if result.error is not None:
             return await self._fail(job, result.error)
-        return await self._store(job, result)
+        marked = with_markers(result.utterances, record.recording_pauses, record.talk_s)
+        return await self._store(job, replace(result, utterances=marked))
 
     async def _decode(self, request: DecodeRequest) -> DecodeResult:
         if self._executor is None:

@@ -141,7 +141,14 @@ async def replay(request: web.Request) -> web.Response:
         _audit(request, session, "webhook.replay", subscription_id, count=count)
     return web.json_response({"replayed": count})
 
+async def event_types(request: web.Request) -> web.Response:
+    """The event types a subscription may name, and the patterns (for the admin page)."""
+    await authenticate(request, Role.admin)
+    return web.json_response({"event_types": sorted(events.EVENT_TYPES),
+                              "patterns": sorted(events.PATTERNS)})
+
 def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/webhook-events", event_types)
     app.router.add_get("/api/v1/webhooks", list_all)
     app.router.add_post("/api/v1/webhooks", create)
     app.router.add_get("/api/v1/webhooks/{webhook_id}", get_one)

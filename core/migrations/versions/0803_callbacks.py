@@ -1,7 +1,7 @@
 """queue callbacks: their records, the callback a call placed, their rollup columns
 
-Revision ID: 0802_callbacks
-Revises: 0801_write_seq
+Revision ID: 0803_callbacks
+Revises: 0802_recording_pauses
 Create Date: 2026-12-03 08:00:00
 """
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 import core.models
 
-revision = '0802_callbacks'
-down_revision = '0801_write_seq'
+revision = '0803_callbacks'
+down_revision = '0802_recording_pauses'
 branch_labels = None
 depends_on = None
 

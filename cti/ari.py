@@ -34,6 +34,8 @@ from cti.ari_control import AriCommands, ControlMessage
 from cti.ari_events import (
     ApplicationReplaced,
     BadEvent,
+    Bridge,
+    Channel,
     ChannelDtmfReceived,
     ChannelEvent,
     RecordingFailed,
@@ -45,7 +47,9 @@ from cti.ari_legs import (
     Legs,
     RouteMessage,
     agent_leg,
+    consult_leg,
     is_agent_start,
+    is_consult_start,
     is_monitor_start,
     monitor_leg,
     recording_call,
@@ -58,7 +62,8 @@ from cti.service import CallService
 log = logging.getLogger(__name__)
 
 # Gateway states in which the call still has a caller on the line.
-PHONE_STATES = ("offered", "queued", "ringing", "connected", "on_hold")
+PHONE_STATES = ("offered", "queued", "ringing", "connected", "on_hold", "consult_ringing",
+                "consulting", "conference")
 
 __all__ = ["AriAdapter", "AriConfig", "ari_ctx"]
 
@@ -159,6 +164,11 @@ class AriAdapter:
                 event.args):
             self._monitor_event(call_id, event)
             return
+        consulted = consult_leg(channel.id)
+        if consulted is not None or isinstance(event, StasisStart) and is_consult_start(
+                event.args):
+            self._consult_event(consulted, event)
+            return
         if isinstance(event, StasisStart) and not is_agent_start(event.args):
             if channel.id not in legs_by_call:
                 new = legs_by_call[channel.id] = Legs(channel.id, ani=channel.caller.number)
@@ -173,6 +183,15 @@ class AriAdapter:
         leg = agent_leg(channel.id)
         if leg is not None and leg[0] in legs_by_call:
             self._submit(leg[0], self.control.agent_event, legs_by_call[leg[0]], event)
+
+    def _consult_event(self, call_id: str | None, event: ChannelEvent) -> None:
+        """A consulted agent's leg: to its call's consult; one of no call is hung up."""
+        legs = self.control.legs.get(call_id) if call_id is not None else None
+        if legs is not None:
+            self._submit(legs.call_id, self.commands.consult.event, legs, event)
+        elif isinstance(event, StasisStart) and event.channel is not None:
+            self._submit(event.channel.id, self.control.quietly,
+                         self.client.hangup(event.channel.id))
 
     def _monitor_event(self, call_id: str | None, event: ChannelEvent) -> None:
         """A supervisor's leg or a snoop channel: to its call's monitoring; one the
@@ -260,13 +279,21 @@ class AriAdapter:
             if is_callback(call["call_id"], channels, self.callbacks.placing):
                 await self._serial_now(call["call_id"], self.callbacks.reconcile, call, channels)
                 continue
-            await self._serial_now(call["call_id"], self.control.reconcile, call, channels,
+            await self._serial_now(call["call_id"], self._reconcile_call, call, channels,
                                    bridges)
         # Callbacks being placed keep their legs and bridge too.
         await self.control.sweep({c["call_id"] for c in calls} | set(self.callbacks.placing),
                                  channels, bridges)
         log.info("ARI %s: reconciled %d live calls with %d channels", self.config.app,
                  len(calls), len(channels))
+
+
+    async def _reconcile_call(self, call: dict[str, Any], channels: dict[str, Channel],
+                              bridges: dict[str, Bridge]) -> None:
+        await self.control.reconcile(call, channels, bridges)
+        legs = self.control.legs.get(call["call_id"])
+        if legs is not None and not legs.ended:
+            await self.commands.consult.reconcile(legs, call["state"], channels)
 
 
 async def ari_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -38,6 +38,8 @@ from cti.ari_legs import (
     agent_leg,
     bridge_call,
     caller_cause,
+    consult_bridge_call,
+    consult_leg,
     event_id,
     monitor_bridge_call,
     monitor_leg,
@@ -60,7 +62,8 @@ log = logging.getLogger(__name__)
 
 GONE = ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed")
 STORE_ATTEMPTS = 5
-TALKING = ("connected", "on_hold")  # call states with the caller and agent bridged
+# Call states with the caller and its agent on the phone (bridged, or consulting).
+TALKING = ("connected", "on_hold", "consult_ringing", "consulting", "conference")
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ class CallControl:
 
     async def _transferred(self, legs: Legs, event: ChannelLeftBridge) -> None:
         """The agent's leg left the bridge without hanging up: the call goes back to routing."""
-        if not legs.answered or legs.agent_hanging_up or event.bridge.id != legs.bridge_id:
+        if not legs.answered or legs.agent_hanging_up or event.bridge.id != legs.bridge_id \
+                or legs.consult_agent is not None:  # a consult took it out of the bridge
             return
         assert legs.agent_channel is not None
         eid = event_id(event, legs.agent_channel)
@@ -229,6 +233,11 @@ class CallControl:
 
     async def _end_legs(self, legs: Legs) -> None:
         await self.end_monitor(legs)
+        if legs.consult_channel:
+            await self._quietly(self.client.hangup(legs.consult_channel))
+        if legs.consult_agent is not None:
+            await self._quietly(self.client.destroy_bridge(legs.consult_bridge_id))
+        legs.clear_consult()
         if legs.agent_channel and not legs.agent_hanging_up:
             await self._quietly(self.client.hangup(legs.agent_channel))
         if legs.bridge:
@@ -426,10 +435,12 @@ class CallControl:
             del self.legs[call_id]
         for channel_id in channels:
             leg = agent_leg(channel_id)
-            if leg is not None and leg[0] not in live:
+            owner = leg[0] if leg is not None else consult_leg(channel_id)
+            if owner is not None and owner not in live:
                 await self._quietly(self.client.hangup(channel_id))
         for bridge_id in bridges:
-            bridged = bridge_call(bridge_id) or monitor_bridge_call(bridge_id)
+            bridged = bridge_call(bridge_id) or monitor_bridge_call(bridge_id) \
+                or consult_bridge_call(bridge_id)
             if bridged is not None and bridged not in live:
                 await self._quietly(self.client.destroy_bridge(bridge_id))
         await self._sweep_monitors(channels, bridges)

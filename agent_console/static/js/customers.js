@@ -5,6 +5,7 @@ import { promiseForm } from "./callbacks.js";
 import { $, fill, h } from "./dom.js";
 import { dateTime, duration } from "./format.js";
 import { t, tOr } from "./i18n.js";
+import { markerText } from "./marks.js";
 import { churnWarning, complaintsList, facts, interactionsTable, tierBadge } from "./parts.js";
 
 export class Search {
@@ -140,7 +141,8 @@ function transcript(row) {
     if (typeof part === "string") return h("li", { text: part });
     const who = part.speaker ? tOr(`speaker.${part.speaker}`, part.speaker) : "";
     const at = typeof part.start === "number" ? duration(part.start) : "";
-    return h("li", {}, h("span", { class: "muted", text: [at, who].filter(Boolean).join(" · ") }),
-      " ", h("span", { text: part.text ?? JSON.stringify(part) }));
+    return h("li", { class: part.marker ? "transcript-marker" : undefined },
+      h("span", { class: "muted", text: [at, who].filter(Boolean).join(" · ") }),
+      " ", h("span", { text: markerText(part) ?? part.text ?? JSON.stringify(part) }));
   }));
 }

@@ -114,8 +114,9 @@ ALLOWED: dict[str, frozenset[CallState]] = {
     "call.transferred": TALKING,
     "call.held": frozenset({CallState.connected}),
     "call.resumed": frozenset({CallState.on_hold}),
-    "recording.paused": TALKING,
-    "recording.resumed": TALKING,
+    # A consult keeps the caller's recording as it was: it may be paused or resumed meanwhile.
+    "recording.paused": WITH_AGENT,
+    "recording.resumed": WITH_AGENT,
     "recording.ready": WITH_AGENT | POST_CALL,
     "consult.answered": frozenset({CallState.consult_ringing}),
     "consult.ended": CONSULT,

@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AgentStateChange, Call, Interaction
+from core.models import AgentStateChange, Call, Callback, Interaction
 from core.redisconn import OUTAGES
 from core.timers import Timer
 from crm import store as crm
@@ -86,6 +86,7 @@ class Recovery:
             return None  # another node is rebuilding
         try:
             count = await self._restore_calls()
+            count += await self._restore_callbacks()
             epoch = secrets.token_hex(8)
             await self._redis.set(self._epoch_key, epoch)
             if count:
@@ -110,6 +111,18 @@ class Recovery:
             for assignment in await self.calls.router.route_waiting(queue, now):
                 await self.calls._dispatch(assignment, None)
         return len(rows)
+
+    async def _restore_callbacks(self) -> int:
+        """Pending callbacks go back, due at their time (one being dialled when Redis was
+        lost is due now: the PBX's late result for that attempt is refused)."""
+        async with self.maker() as session:
+            rows = (await session.scalars(select(Callback).where(Callback.state == "pending")
+                                          .order_by(Callback.requested_at))).all()
+            customers = {row.id: await crm.customer_profile(session, row.customer_id)
+                         if row.customer_id else None for row in rows}
+        restored = [row for row in rows
+                    if await self.calls.schedule_callback(row, customers[row.id])]
+        return len(restored)
 
     async def _requeue(self, call: Call, pop: dict[str, Any]) -> None:
         offered = call.offered_at.timestamp()

@@ -36,6 +36,10 @@ async def add_history(center, customer_id: str, agent_id: int) -> None:
             disposition="follow_up", notes="Refund promised within 7 days",
             complaint_flag=True, transcript_status="done",
             transcript=[{"speaker": "customer", "start": 1.5, "text": "我的退款还没有到账"},
+                        # A PCI pause of the recording, as transcripts/pauses.py marks it.
+                        {"speaker": "system", "start": 4.0, "end": 4.0, "text": "",
+                         "words": [], "marker": "recording_paused", "paused_s": 42,
+                         "by": "agent:old"},
                         {"speaker": "agent", "start": 6.0, "text": "我帮您查一下"}]))
         session.add(Complaint(
             customer_id=customer_id, category="billing_refund", state="received",
@@ -108,8 +112,10 @@ async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_c
     await expect(history).to_have_count(2)
     await expect(history.first).to_contain_text("Resolved")
     await history.nth(1).locator("a").click()
-    await expect(console.locator(".transcript li")).to_have_count(2)
+    await expect(console.locator(".transcript li")).to_have_count(3)
     await expect(console.locator(".transcript")).to_contain_text("我的退款还没有到账")
+    await expect(console.locator(".transcript li.transcript-marker")).to_contain_text(
+        "[Recording paused for 42 s (PCI): nothing was recorded here]")
     await console.click(".back")
     await expect(console.locator("#view-call")).to_be_visible()
 

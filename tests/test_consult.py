@@ -329,3 +329,55 @@ async def test_consoles_that_reconnect_during_a_consult_see_it(center):
     assert "consult" not in pop
     await amy_again.inbox.expect("call.consult", call_id="k13", state="talking",
                                  agent_id=bob.agent_id)
+
+
+async def test_a_supervisor_consults_and_completes_over_rest(center):
+    from tests.rest import request
+
+    amy, ivr = await center.answered_call("amy", "k14", "+8613800000014")
+    bob = await center.agent("bob")
+    busy, _ = await center.answered_call("bea", "k15", "+8613800000015")
+    token = await center.login_token("sue", "supervisor")
+    path = "/api/v1/calls/k14/control"
+    status, body = await request(center, "POST", path, token, json={
+        "action": "transfer", "mode": "consult", "to_agent_id": busy.agent_id})
+    assert status == 409 and body["error"]["code"] == "agent_unavailable"
+    status, _ = await request(center, "POST", path, token, json={
+        "action": "transfer", "mode": "consult", "to_number": "+8610123456"})
+    assert status == 400
+    await bob.available()
+    obeying = ivr.obey()
+    status, body = await request(center, "POST", path, token, json={
+        "action": "transfer", "mode": "consult", "to_agent_id": bob.agent_id,
+        "notes": "over REST"})
+    assert status == 200, body
+    pop = await bob.inbox.expect("screen_pop", call_id="k14")
+    assert pop["consult"] == {"from_agent_id": amy.agent_id, "to": f"agent:{bob.agent_id}",
+                              "notes": "over REST"}
+    await ivr.event("consult.answered", "k14", agent_id=bob.agent_id)
+    status, body = await request(center, "POST", path, token,
+                                 json={"action": "consult.complete"})
+    assert status == 200, body
+    await amy.inbox.expect("call.ended", call_id="k14")
+    await bob.inbox.expect("call.connected", call_id="k14")
+    obeying.cancel()
+
+
+async def test_a_consult_lost_with_the_live_state_leaves_the_caller_held_with_a(center):
+    """Redis restarted empty mid-consult: the call is rebuilt from the records with its
+    first agent, the caller held (the consult's reservation lived only in Redis); the call
+    goes on from there and the PBX's late consult events are refused."""
+    amy, bob, ivr = await _consulting(center, "k16", "+8613800000016")
+    app = center.server.app
+    redis, prefix = app[appkeys.REDIS], app[appkeys.KEYS].prefix
+    await redis.delete(*[k async for k in redis.scan_iter(f"{prefix}:*")])
+    await app[appkeys.RECOVERY].check()
+    call = await _store(center).call("k16")
+    assert (call["state"], call["agent_id"]) == ("on_hold", str(amy.agent_id))
+    assert (await _store(center).agent(amy.agent_id))["state"] == "on_call"
+    late = await ivr.send("consult.completed", "k16", agent_id=bob.agent_id)
+    assert (await ivr.reply_to(late))["code"] == "illegal_transition"
+    await ivr.event("call.resumed", "k16")
+    await ivr.event("call.ended", "k16", cause="caller_hangup")
+    record = await eventually(lambda: _record(center, "k16", lambda r: r.ended_at))
+    assert record.agent_id == amy.agent_id and record.hold_count == 1

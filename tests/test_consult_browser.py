@@ -10,24 +10,15 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.browser import NewPage, go_available, sign_in
 from tests.test_call_control_browser import call_state, state_becomes
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    NewPage,
-    browser,
-    go_available,
-    new_page,
-    shoot,
-    sign_in,
-)
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 
-async def consulting(center: Any, new_page: NewPage) -> tuple[Page, Page, Any, Any]:  # noqa: F811
+async def consulting(center: Any, new_page: NewPage) -> tuple[Page, Page, Any, Any]:
     """amy talks to a caller; bob's console is open and available; amy consults bob from
     the dialog with her notes, and bob answers from his console."""
     amy = await center.add_agent("amy")
@@ -61,7 +52,7 @@ async def consulting(center: Any, new_page: NewPage) -> tuple[Page, Page, Any, A
 
 
 async def test_consult_to_a_colleague_then_complete_puts_the_first_agent_in_wrap_up(
-        center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+        center: Any, new_page: NewPage, shoot: Any) -> None:
     a, b, ivr, pbx = await consulting(center, new_page)
     try:
         panel = a.locator("#consult-panel")
@@ -101,7 +92,7 @@ async def test_consult_to_a_colleague_then_complete_puts_the_first_agent_in_wrap
 
 
 async def test_a_cancelled_consult_gives_the_caller_back_and_frees_the_colleague(
-        center: Any, new_page: NewPage) -> None:  # noqa: F811
+        center: Any, new_page: NewPage) -> None:
     a, b, ivr, pbx = await consulting(center, new_page)
     try:
         await a.click("[data-lang=zh]")

@@ -2,7 +2,8 @@
 """Colliding consult transitions, driven from two sides at once on one node and on two
 (tests/test_races.py's Race: two apps sharing one Redis and one database), against SQLite
 and PostgreSQL: the consult's completion against the caller hanging up, its cancel against
-its completion, and the consulted agent's ring-no-answer against its answer. After every
+its completion, the consulted agent's ring-no-answer against its answer, two calls
+consulting one agent at once, and a consult starting as the caller hangs up. After every
 round one side won, nobody is left holding the call wrongly, and the shared invariants of
 test_races hold."""
 
@@ -12,6 +13,7 @@ import asyncio
 from typing import Any
 
 from core.timers import Timer
+from cti.calls import CallError
 from cti.consult import consult_timer
 from cti.schemas import ConsultAnswered, ConsultCompleted, ConsultEnded
 from routing.states import AgentState
@@ -121,3 +123,52 @@ async def test_consult_ring_no_answer_against_answer(race: Race) -> None:
 
 async def _both(race: Race, first: Any, second: Any) -> list[Any]:
     return list(await asyncio.gather(first, second))
+
+
+async def _start(race: Race, side: Side, call_id: str, a: int, b: int) -> bool:
+    """A consult of `b` started from `side`; False when refused (B taken, the call over)."""
+    try:
+        await side.calls.consult_start(call_id, a, to_agent_id=b, to_queue=None, notes="")
+    except CallError:
+        return False
+    return True
+
+
+async def test_two_calls_consulting_one_agent_reserve_it_once(race: Race) -> None:
+    a1, a2 = await race.new_agent("gil"), await race.new_agent("hal")
+    b = await race.new_agent("ida")
+    for n in range(ROUNDS):
+        first, second = f"two-a-{n}", f"two-b-{n}"
+        for idle in (b, a2):
+            await race.state(race.a, idle, AgentState.not_ready, "break")
+        await race.connected(first, a1)
+        await race.connected(second, a2)
+        await race.state(race.a, b, AgentState.available)
+        won = await _both(race, _start(race, race.a, first, a1, b),
+                          _start(race, race.b, second, a2, b))
+        assert won.count(True) == 1, won
+        winner = first if won[0] else second
+        states = [(await race.store.call(c))["state"] for c in (first, second)]
+        assert sorted(states) == ["connected", "consult_ringing"], states
+        assert await _agent(race, b) == ("ringing", winner)
+        await race.check([first, second])
+        loser = second if won[0] else first
+        await _finish(race, winner, a1 if won[0] else a2, b)
+        await _finish(race, loser, a2 if won[0] else a1)
+
+
+async def test_consult_start_against_caller_hang_up(race: Race) -> None:
+    a, b = await race.new_agent("jo"), await race.new_agent("ken")
+    for n in range(ROUNDS):
+        call_id = f"svh-{n}"
+        await race.state(race.a, b, AgentState.not_ready, "break")
+        await race.connected(call_id, a)
+        await race.state(race.a, b, AgentState.available)
+        await _both(race, _start(race, race.a, call_id, a, b), race.end(race.b, call_id))
+        call = await race.store.call(call_id)
+        assert call["state"] == "wrap_up", call
+        # Whichever went first, B is not left holding a call that ended.
+        assert await _agent(race, b) == ("available", "")
+        assert await _agent(race, a) == ("wrap_up", call_id)
+        await race.check([call_id])
+        await _finish(race, call_id, a, b)

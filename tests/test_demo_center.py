@@ -198,3 +198,22 @@ async def test_a_person_transfers_blind_to_another_through_the_demo_pbx(
             f"agent:{second.agent_id}"
     finally:
         await _stop(demo, task, first, second)
+
+
+async def test_an_admin_monitors_a_persons_call_through_the_demo_pbx(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    """The demo PBX confirms route.monitor (issue 20): listen, whisper shown to the
+    person, stop."""
+    from tests.rest import request
+
+    demo, task, first, second, call_id = await _people_on_a_call(center, settings, tmp_path)
+    try:
+        admin = await center.login_token("ada", "admin")
+        for mode in ("listen", "whisper", "stop"):
+            status, body = await request(center, "POST", f"/api/v1/calls/{call_id}/monitor",
+                                         admin, json={"mode": mode})
+            assert status == 200 and body["mode"] == mode, (mode, body)
+        await first.inbox.expect("monitor.notice", call_id=call_id, mode="whisper")
+        await first.inbox.expect("monitor.notice", call_id=call_id, mode="none")
+    finally:
+        await _stop(demo, task, first, second)

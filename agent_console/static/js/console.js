@@ -143,7 +143,7 @@ function onResumed(message) {
 // a supervisor only listening is not shown.
 function onMonitorNotice(message) {
   const talking = app.call?.call_id === message.call_id
-    && (app.call.phase === "connected" || app.call.phase === "on_hold");
+    && app.call.phase !== "ringing" && app.call.phase !== "wrap_up";
   // A notice that arrives after its call moved on (ended, transferred) is stale.
   const shown = talking && (message.mode === "whisper" || message.mode === "barge");
   app.monitor = shown ? message : null;

@@ -38,7 +38,13 @@ from routing.states import AgentState
 log = logging.getLogger(__name__)
 
 LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connected.value,
-              CallState.on_hold.value, CallState.wrap_up.value)
+              CallState.on_hold.value, CallState.consulting.value, CallState.conference.value,
+              CallState.wrap_up.value)
+# A consult does not survive the live state's loss (the consulted agent's reservation was
+# only in Redis): the caller is restored to the first agent, held (a consult) or talking
+# (a conference), and the PBX's later consult events are refused as illegal.
+_RESTORED_AS = {CallState.consulting.value: CallState.on_hold.value,
+                CallState.conference.value: CallState.connected.value}
 
 
 @dataclass
@@ -131,6 +137,7 @@ class Recovery:
                                   .values(state=CallState.queued.value, agent_id=None))
 
     async def _restore_answered(self, call: Call, record: Interaction, pop: dict[str, Any]) -> None:
+        state = _RESTORED_AS.get(call.state, call.state)
         offered = call.offered_at.timestamp()
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
         answered = record.answered_at.timestamp() if record.answered_at else offered
@@ -140,23 +147,23 @@ class Recovery:
                   "agents": ",".join(str(a) for a in record.agent_ids or []),
                   # call control: holds so far (a hold in progress restarts now), legs
                   "hold_count": record.hold_count or 0, "hold_s": record.hold_s or 0.0,
-                  "held_at": self.calls.clock() if call.state == CallState.on_hold.value
+                  "held_at": self.calls.clock() if state == CallState.on_hold.value
                   else "", "legs": orjson.dumps(record.legs or []).decode()}
         if record.ended_at is not None:
             fields["ended_at"] = record.ended_at.timestamp()
         keys, redis = self.calls.keys, self._redis
         await redis.hset(keys.call(call.id), mapping={"id": call.id, "queue": call.queue,
-                                                      "state": call.state, **fields})
+                                                      "state": state, **fields})
         await redis.sadd(keys.calls, call.id)
         if call.agent_id is None:
             return
         await self.console.ensure_registered(call.agent_id)
-        state = AgentState.on_call if call.state in (CallState.connected.value,
-                                                     CallState.on_hold.value) else \
+        agent_state = AgentState.on_call if state in (CallState.connected.value,
+                                                      CallState.on_hold.value) else \
             AgentState.wrap_up
-        await self.calls.store.make_unavailable(call.agent_id, state, "", self.calls.clock(),
-                                                force=True, call_id=call.id)
-        if state is AgentState.wrap_up:
+        await self.calls.store.make_unavailable(call.agent_id, agent_state, "",
+                                                self.calls.clock(), force=True, call_id=call.id)
+        if agent_state is AgentState.wrap_up:
             until = self.calls.clock() + self.calls.wrap_up_s
             await redis.hset(keys.call(call.id), mapping={"wrap_until": until,
                                                           "wrap_agent": call.agent_id})

@@ -2,6 +2,7 @@
 
     offered -> queued -> ringing -> connected -> wrap_up -> ended
     queued | ringing -> abandoned           (caller hung up before an answer)
+    queued -> callback                      (the caller asked to be called back, and left)
     ringing -> queued                       (ring-no-answer: routed again)
     connected -> queued                     (transfer re-enters routing)
     connected <-> on_hold                   (call.held, call.resumed; ends and transfers
@@ -35,11 +36,15 @@ class CallState(str, Enum):
     wrap_up = "wrap_up"
     ended = "ended"
     abandoned = "abandoned"
+    # The caller asked to be called back and left the line (cti/callbacks.py): not an
+    # abandon; the callback goes on under its own id.
+    callback = "callback"
 
 
-FINAL = frozenset({CallState.ended, CallState.abandoned})
+FINAL = frozenset({CallState.ended, CallState.abandoned, CallState.callback})
 LIVE = frozenset(CallState) - FINAL
-POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned})
+POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned,
+                       CallState.callback})
 
 
 class CallError(Exception):
@@ -109,8 +114,9 @@ ALLOWED: dict[str, frozenset[CallState]] = {
     "call.transferred": TALKING,
     "call.held": frozenset({CallState.connected}),
     "call.resumed": frozenset({CallState.on_hold}),
-    "recording.paused": TALKING,
-    "recording.resumed": TALKING,
+    # A consult keeps the caller's recording as it was: it may be paused or resumed meanwhile.
+    "recording.paused": WITH_AGENT,
+    "recording.resumed": WITH_AGENT,
     "recording.ready": WITH_AGENT | POST_CALL,
     "consult.answered": frozenset({CallState.consult_ringing}),
     "consult.ended": CONSULT,

@@ -29,6 +29,7 @@ from cti.agents import AgentLifecycle
 from cti.calls import CONSULT, TALKING, CallError, CallState, IllegalTransition, WrongAgent, check
 from cti.commands import NotYourCall
 from cti.holds import hold_figures
+from cti.recording_pauses import PAUSED_AT, PAUSES, audit_op, closing
 from cti.schemas import ConferenceStarted, ConsultAnswered, ConsultCompleted, ConsultEnded
 from routing import engine
 from routing.consult import ConsultStep, Move
@@ -303,11 +304,13 @@ def _consult_fields(call: dict[str, str], now: float) -> dict[str, Any]:
 
 
 def _completed_fields(call: dict[str, str], b: str, now: float) -> dict[str, Any]:
-    """The caller is B's now: A's leg ends as a consult transfer, B's leg begins."""
+    """The caller is B's now: A's leg ends as a consult transfer, B's leg begins; a paused
+    recording resumes, as on any transfer (cti/recording_pauses.py)."""
     leg = legs.ended_leg(call, now, "transferred", kind="consult",
                          to=call.get("consult_to") or f"agent:{b}")
     agents = ",".join(filter(None, [call.get("agents", ""), b]))
-    return {**_hold_ends(call, now), **conference_figures(call, now), **_CLEARED,
+    unpaused, _, _ = closing(call, now, "transfer")
+    return {**_hold_ends(call, now), **conference_figures(call, now), **_CLEARED, **unpaused,
             "answered_at": now, "transferred_from": call["agent_id"], "agents": agents,
             "legs": orjson.dumps(legs.with_leg(call, leg)).decode()}
 
@@ -320,12 +323,18 @@ def _event_ops(frame: Any, call: dict[str, str], move: Move, fields: dict[str, A
                                    "agent_id": messages.int_or_none(call.get("agent_id"))}
     record: dict[str, Any] = {k: kind(fields[k]) for k, kind in (
         ("hold_count", int), ("hold_s", float), ("conference_s", float)) if k in fields}
+    # The consult's hold began with the server's reservation, which writes nothing.
+    record.setdefault("hold_count", int(call.get("hold_count") or 0))
     if move.b == "take":
         b = int(call["consult_agent"])
         call_values["agent_id"] = b
         record.update(agent_id=b, agent_ids=[int(x) for x in fields["agents"].split(",") if x],
                       legs=orjson.loads(fields["legs"]))
     ops.append(records.call_op(frame.call_id, **call_values))
+    if move.b == "take" and call.get(PAUSED_AT):  # the pause the transfer ended
+        intervals = orjson.loads(fields[PAUSES])
+        record["recording_pauses"] = intervals
+        ops.append(audit_op(frame.call_id, "recording.resumed", "transfer", intervals[-1]))
     if record:
         ops.append(records.interaction_op(frame.call_id, **record))
     return ops

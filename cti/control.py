@@ -46,8 +46,8 @@ ACTION_STATES: dict[str, frozenset[CallState]] = {
     "consult.complete": frozenset({CallState.consulting, CallState.conference}),
     "consult.cancel": CONSULT,
     "conference": frozenset({CallState.consulting}),
-    "recording.pause": TALKING,
-    "recording.resume": TALKING,
+    "recording.pause": WITH_AGENT,
+    "recording.resume": WITH_AGENT,
 }
 # Actions on the call's recording (PCI pause): the call field that says it is paused must
 # be blank (pause) or set (resume) when the command is sent (cti/recording_pauses.py).

@@ -23,8 +23,8 @@ export const LEGAL = {
   "consult.complete": new Set(["consulting", "conference"]),
   "consult.cancel": new Set(["consult_ringing", "consulting", "conference"]),
   conference: new Set(["consulting"]),
-  "recording.pause": new Set(["connected", "on_hold"]),
-  "recording.resume": new Set(["connected", "on_hold"]),
+  "recording.pause": new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
+  "recording.resume": new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
 };
 // The phases of a consult, as the consulting agent (A) sees them; the consulted agent (B)
 // is "consulted" while it talks.

@@ -57,6 +57,13 @@ class Keys:
     def queues(self) -> str:
         return f"{self.prefix}:queues"  # set of queue names with waiting calls
 
+    # Queue callbacks (routing/callbacks.py) wait under their own ids among the calls
+    # (`call`), so the index of waiting calls picks them; the pending ones, scored by when
+    # they were requested:
+    @property
+    def callbacks(self) -> str:
+        return f"{self.prefix}:callbacks"
+
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from core import appkeys
 from core.bus import Bus
 from core.keys import Keys
+from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg, is_callback
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
 from cti.ari_control import AriCommands, ControlMessage
@@ -75,6 +76,8 @@ class AriAdapter:
         self.control = CallControl(client, calls, config)
         self.commands = AriCommands(self.control, commands)
         self.monitor = AriMonitor(self.control, self.commands, monitors)
+        self.callbacks = AriCallbacks(self.control, config.callback_endpoint_template)
+        self.control.on_callback_route = self._on_route
         self._bus_channel = keys.telephony_channel(self.control.integration)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: Counter[str] = Counter()
@@ -152,6 +155,10 @@ class AriAdapter:
         channel, legs_by_call = event.channel, self.control.legs
         if channel is None:
             return
+        placed = callback_leg(channel.id)
+        if placed is not None:
+            self._submit(placed[0], self.callbacks.event, *placed, event)
+            return
         call_id = monitor_leg(channel.id)
         if call_id is not None or isinstance(event, StasisStart) and is_monitor_start(
                 event.args):
@@ -197,8 +204,9 @@ class AriAdapter:
                          self.client.hangup(event.channel.id))
 
     async def _on_route(self, message: dict[str, Any]) -> None:
-        """A routing decision published later (an agent freed up, a ring timed out), or a
-        desktop's call-control command (`route.control`)."""
+        """A routing decision published later (an agent freed up, a ring timed out), a
+        desktop's call-control command (`route.control`), or a callback to place
+        (`route.callback`)."""
         if message.get("type") == "route.monitor":
             try:
                 monitor = MonitorMessage.model_validate(message)
@@ -206,6 +214,14 @@ class AriAdapter:
                 log.warning("ARI %s: malformed route.monitor ignored: %s", self.config.app, e)
                 return
             self._submit(monitor.call_id, self.monitor.carry_out, monitor)
+            return
+        if message.get("type") == "route.callback":
+            try:
+                callback = CallbackMessage.model_validate(message)
+            except ValidationError as e:
+                log.warning("ARI %s: malformed route.callback ignored: %s", self.config.app, e)
+                return
+            self._submit(callback.callback_id, self.callbacks.place, callback)
             return
         if message.get("type") == "route.control":
             try:
@@ -260,9 +276,14 @@ class AriAdapter:
         snapshot = await self.calls.state_snapshot(self.control.integration)
         calls = [c for c in snapshot["calls"] if c["state"] in PHONE_STATES]
         for call in calls:
+            if is_callback(call["call_id"], channels, self.callbacks.placing):
+                await self._serial_now(call["call_id"], self.callbacks.reconcile, call, channels)
+                continue
             await self._serial_now(call["call_id"], self._reconcile_call, call, channels,
                                    bridges)
-        await self.control.sweep({c["call_id"] for c in calls}, channels, bridges)
+        # Callbacks being placed keep their legs and bridge too.
+        await self.control.sweep({c["call_id"] for c in calls} | set(self.callbacks.placing),
+                                 channels, bridges)
         log.info("ARI %s: reconciled %d live calls with %d channels", self.config.app,
                  len(calls), len(channels))
 

@@ -2,6 +2,7 @@
 
     offered -> queued -> ringing -> connected -> wrap_up -> ended
     queued | ringing -> abandoned           (caller hung up before an answer)
+    queued -> callback                      (the caller asked to be called back, and left)
     ringing -> queued                       (ring-no-answer: routed again)
     connected -> queued                     (transfer re-enters routing)
     connected <-> on_hold                   (call.held, call.resumed; ends and transfers
@@ -35,11 +36,15 @@ class CallState(str, Enum):
     wrap_up = "wrap_up"
     ended = "ended"
     abandoned = "abandoned"
+    # The caller asked to be called back and left the line (cti/callbacks.py): not an
+    # abandon; the callback goes on under its own id.
+    callback = "callback"
 
 
-FINAL = frozenset({CallState.ended, CallState.abandoned})
+FINAL = frozenset({CallState.ended, CallState.abandoned, CallState.callback})
 LIVE = frozenset(CallState) - FINAL
-POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned})
+POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned,
+                       CallState.callback})
 
 
 class CallError(Exception):

@@ -323,6 +323,8 @@ def _event_ops(frame: Any, call: dict[str, str], move: Move, fields: dict[str, A
                                    "agent_id": messages.int_or_none(call.get("agent_id"))}
     record: dict[str, Any] = {k: kind(fields[k]) for k, kind in (
         ("hold_count", int), ("hold_s", float), ("conference_s", float)) if k in fields}
+    # The consult's hold began with the server's reservation, which writes nothing.
+    record.setdefault("hold_count", int(call.get("hold_count") or 0))
     if move.b == "take":
         b = int(call["consult_agent"])
         call_values["agent_id"] = b

@@ -20,6 +20,20 @@ def route_connect(call_id: str, agent_id: int, extension: str) -> dict[str, Any]
             "extension": extension}
 
 
+def route_callback(callback: dict[str, str], agent_id: int, extension: str) -> dict[str, Any]:
+    """Place a callback: ring the agent's extension first, then call the number."""
+    return {"type": "route.callback", "callback_id": callback["id"],
+            "call_id": callback.get("call_id") or None, "number": callback["number"],
+            "agent_id": agent_id, "extension": extension,
+            "attempt": int(callback.get("attempts") or 0) + 1}
+
+
+def callback_accepted(callback_id: str, call_id: str, number: str,
+                      due_at: float) -> dict[str, Any]:
+    return {"type": "callback.accepted", "callback_id": callback_id, "call_id": call_id,
+            "number": number, "due_at": due_at}
+
+
 def route_queued(call_id: str, queue: str, position: int, wait_s: int) -> dict[str, Any]:
     return {"type": "route.queued", "call_id": call_id, "queue": queue,
             "position": position, "estimated_wait_s": wait_s}

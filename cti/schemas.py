@@ -217,6 +217,44 @@ class SurveyResult(Frame):
     perception: Annotated[int, Field(ge=1, le=5)] | None = None
 
 
+class CallbackRequested(Frame):
+    """The caller of a waiting call chose to be called back (the IVR's "press 1"): the
+    caller leaves the line, the callback keeps the call's place. `number`: where to call
+    (default: the caller's number); `not_before`: not earlier than this."""
+
+    type: Literal["callback.requested"]
+    number: PhoneNumber | None = None
+    not_before: dt.datetime | None = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _aware(self) -> CallbackRequested:
+        if self.not_before is not None and self.not_before.tzinfo is None:
+            raise ValueError("not_before needs a time zone (e.g. 2026-12-03T09:00:00Z)")
+        return self
+
+
+class CallbackResult(Frame):
+    """How an attempt of a callback (route.callback) went. Names its callback by
+    `callback_id` (the call path knows it as the callback's call id)."""
+
+    type: Literal["callback.result"]
+    callback_id: Id
+    outcome: Literal["connected", "no_answer", "busy", "failed"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _call_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "call_id" not in data and "callback_id" in data:
+            return {**data, "call_id": data["callback_id"]}
+        return data
+
+    @model_validator(mode="after")
+    def _same(self) -> CallbackResult:
+        if self.call_id != self.callback_id:
+            raise ValueError("call_id, if given, must be the callback_id")
+        return self
+
+
 class StateSync(BaseModel):
     """Ask for the state of this integration's live calls (after a reconnect)."""
 
@@ -229,14 +267,15 @@ Inbound = Annotated[
     CallOffered | CallAnswered | CallEnded | CallTransferred | CallHeld | CallResumed
     | ConsultAnswered | ConsultEnded | ConsultCompleted | ConferenceStarted
     | RecordingPaused | RecordingResumed | RecordingReady | SurveyResult | StateSync
-    | ControlResult,
+    | ControlResult | CallbackRequested | CallbackResult,
     Field(discriminator="type"),
 ]
 inbound = TypeAdapter(Inbound)
 CALL_EVENTS = ("call.offered", "call.answered", "call.ended", "call.transferred",
                "call.held", "call.resumed", "consult.answered", "consult.ended",
                "consult.completed", "conference.started", "recording.paused",
-               "recording.resumed", "recording.ready", "survey.result")
+               "recording.resumed", "recording.ready", "survey.result",
+               "callback.requested", "callback.result")
 
 
 def describe(errors: list[Any]) -> str:

@@ -18,6 +18,7 @@ from core.models import Call
 from core.timers import Timer
 from crm import store as crm
 from cti import legs, messages, records
+from cti.callbacks import CallbackEvents
 from cti.calls import (
     CallError,
     CallExists,
@@ -35,6 +36,8 @@ from cti.holds import HoldEvents, hold_figures
 from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
     CallAnswered,
+    CallbackRequested,
+    CallbackResult,
     CallEnded,
     CallHeld,
     CallOffered,
@@ -65,7 +68,8 @@ STORED = "1"
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
                            "call.held", "call.resumed", "consult.answered", "consult.ended",
                            "consult.completed", "conference.started", "recording.paused",
-                           "recording.resumed"})
+                           "recording.resumed", "callback.requested",
+                           "callback.result"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
+class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -192,6 +196,10 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
                 return await self._survey_result(frame, integration)
+            case CallbackRequested():
+                return Applied(*await self._callback_requested(frame, integration))
+            case CallbackResult():
+                return Applied([], await self._callback_result(frame, integration))
         raise TypeError(f"no handler for {type(frame).__name__}")
 
     async def _seen(self, frame: Frame, integration: str, value: str) -> Outcome:
@@ -246,9 +254,6 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
     async def _stored(self, event_id: str) -> bool:
         async with self._reader() as session:
             return await records.event_seen(session, event_id)
-
-    def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
-        return self.keys.event(frame.event_id), writer.dumps(ops)
 
     async def _call_offered(self, frame: CallOffered, integration: str) -> Applied:
         """Route first and pop the agent's screen, then store the call, then ack.
@@ -334,6 +339,10 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
         cause = frame.cause if isinstance(frame, CallEnded) else "transferred"
         for _ in range(5):
             call = await self._live(frame.call_id)
+            if call["state"] == CallState.callback.value:
+                # The caller left after asking for a callback: nothing more to do.
+                return Applied([], [records.event_op(frame.event_id, frame.call_id,
+                                                     frame.type)])
             state = check(frame.call_id, call["state"], frame.type)
             final = after_hangup(state)
             ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)
@@ -457,10 +466,17 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents):
         return Applied([], [])
 
     async def state_snapshot(self, integration: str) -> dict[str, Any]:
+        """This integration's live calls, and the callbacks it is asked to dial now (their
+        route.callback again: one sent while the PBX was away was not heard)."""
         calls = [c for c in await self.store.live_calls() if c.get("integration") == integration]
+        dialling = [c for c in await self.callbacks.pending()
+                    if c.get("integration") == integration and c.get("state") == "ringing"]
+        agents = {c["agent_id"]: await self.store.agent(int(c["agent_id"])) for c in dialling}
         return {"type": "state.snapshot", "calls": [
             {"call_id": c["id"], "state": c["state"], "queue": c.get("queue"),
-             "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls]}
+             "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls],
+            "callbacks": [messages.route_callback(c, int(c["agent_id"]), agents[c["agent_id"]]
+                                                  .get("extension", "")) for c in dialling]}
 
 
 def _wrap_timer(agent_id: int | None, call_id: str) -> str:

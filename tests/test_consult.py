@@ -361,3 +361,23 @@ async def test_a_supervisor_consults_and_completes_over_rest(center):
     await amy.inbox.expect("call.ended", call_id="k14")
     await bob.inbox.expect("call.connected", call_id="k14")
     obeying.cancel()
+
+
+async def test_a_consult_lost_with_the_live_state_leaves_the_caller_held_with_a(center):
+    """Redis restarted empty mid-consult: the call is rebuilt from the records with its
+    first agent, the caller held (the consult's reservation lived only in Redis); the call
+    goes on from there and the PBX's late consult events are refused."""
+    amy, bob, ivr = await _consulting(center, "k16", "+8613800000016")
+    app = center.server.app
+    redis, prefix = app[appkeys.REDIS], app[appkeys.KEYS].prefix
+    await redis.delete(*[k async for k in redis.scan_iter(f"{prefix}:*")])
+    await app[appkeys.RECOVERY].check()
+    call = await _store(center).call("k16")
+    assert (call["state"], call["agent_id"]) == ("on_hold", str(amy.agent_id))
+    assert (await _store(center).agent(amy.agent_id))["state"] == "on_call"
+    late = await ivr.send("consult.completed", "k16", agent_id=bob.agent_id)
+    assert (await ivr.reply_to(late))["code"] == "illegal_transition"
+    await ivr.event("call.resumed", "k16")
+    await ivr.event("call.ended", "k16", cause="caller_hangup")
+    record = await eventually(lambda: _record(center, "k16", lambda r: r.ended_at))
+    assert record.agent_id == amy.agent_id and record.hold_count == 1

@@ -247,3 +247,26 @@ async def test_complaint_transitions_and_new_customers_reach_the_receiver(
     assert receiver.types() == ["customer.created", "complaint.received",
                                 "complaint.validated"]
     assert receiver.received[0]["data"]["phone"] == "+8613900000009"
+
+
+async def test_a_callbacks_events_reach_the_receiver_under_callback_star(
+        center: Any, receiver: Receiver) -> None:
+    admin = await center.login_token("root", role="admin")
+    await subscribe(center, admin, receiver.url, ["callback.*"])
+    ivr = await center.ivr()
+    await ivr.offer("cb-hook", "+8613800000001")
+    await ivr.event("callback.requested", "cb-hook")
+    accepted = await ivr.inbox.expect("callback.accepted", call_id="cb-hook")
+    agent = await center.agent("carl")
+    await agent.available()
+    await ivr.inbox.expect("route.callback", callback_id=accepted["callback_id"])
+    await ivr.event("callback.result", accepted["callback_id"],
+                    callback_id=accepted["callback_id"], outcome="connected")
+    await wait_for(lambda: len(receiver.received) >= 2, what="two callback events")
+    assert receiver.types() == ["callback.requested", "callback.connected"]
+    requested, connected = (e["data"] for e in receiver.received)
+    assert requested["callback_id"] == accepted["callback_id"]
+    assert (requested["call_id"], requested["number"], requested["source"]) == (
+        "cb-hook", "+8613800000001", "caller")
+    assert (connected["agent_id"], connected["attempts"], connected["outcome"]) == (
+        agent.agent_id, 1, "connected")

@@ -1,6 +1,7 @@
 // Customer search (by name or phone) and the customer page with its full history.
 
 import { api } from "./api.js";
+import { promiseForm } from "./callbacks.js";
 import { $, fill, h } from "./dom.js";
 import { dateTime, duration } from "./format.js";
 import { t, tOr } from "./i18n.js";
@@ -98,6 +99,7 @@ export class CustomerPage {
         facts(c),
         h("section", { class: "card" }, h("h3", { text: t("pop.open_complaints") }),
           complaintsList(c.open_complaints)),
+        h("section", { class: "card" }, promiseForm(c.id, "customer-callback-form")),
         h("section", { class: "card" },
           h("h3", { text: t("customer.history", { n: c.interactions.length }) }),
           interactionsTable(c.interactions, { agentName: this.agentName, link, full: true })),

@@ -311,3 +311,14 @@ async def test_pause_events_against_a_transfer_never_leave_the_requeued_call_pau
         assert live["state"] == "queued" and not live.get("rec_paused_at"), live
         await agent.inbox.expect("call.ended", call_id=call_id)
         await ivr.event("call.ended", call_id, cause="caller_hangup")  # out of the queue
+
+
+async def test_another_integration_cannot_pause_or_resume_a_calls_recording(center):
+    agent, owner = await center.answered_call("lea", "p8", "+8613800000308")
+    other = await center.ivr("pbx-2")
+    for type_ in ("recording.paused", "recording.resumed"):
+        reply = await other.reply_to(await other.send(type_, "p8"))
+        assert (reply["type"], reply["code"]) == ("error", "wrong_integration"), reply
+    assert not (await _call(center, "p8")).get("rec_paused_at")
+    await owner.event("recording.paused", "p8")  # the owner still may
+    await agent.inbox.expect("recording.paused", call_id="p8")

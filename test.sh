@@ -34,6 +34,8 @@ if [ -z "${CALLCENTER_TEST_POSTGRES_URL:-}" ]; then
 fi
 # The postgres-marked tests fail, rather than being deselected, when the URL is missing.
 export CALLCENTER_REQUIRE_POSTGRES=1
+# Likewise the browser tests fail, rather than skip, without Chromium (tests/browser.py).
+export CALLCENTER_REQUIRE_BROWSER=1
 echo "PostgreSQL tests: $CALLCENTER_TEST_POSTGRES_URL"
 
 .venv/bin/ruff check .

@@ -186,20 +186,29 @@ def _ids(message: Any) -> dict[str, Any]:
 async def _answer(app: web.Application, conn: Connection, principal: Principal,
                   message: Any) -> None:
     assert principal.agent_id is not None
+    if isinstance(message, CallControl) and message.event_id is not None:
+        # A resent call.control (same event_id) gets the first one's answer, acting once.
+        answer = await app[appkeys.CONTROL_ONCE].run(
+            str(principal.agent_id), message.event_id, lambda: _reply(app, principal, message))
+        conn.send({**answer, **_ids(message)})
+        return
+    conn.send(await _reply(app, principal, message))
+
+
+async def _reply(app: web.Application, principal: Principal, message: Any) -> dict[str, Any]:
+    """The ack or error answering one request."""
     reply: dict[str, Any] = {"type": "ack", **_ids(message)}
     if message.id is None:
         del reply["id"]
     try:
         reply.update(await _apply(app, principal, message))
     except ControlFailed as e:
-        conn.send({**error_frame(e.code, str(e)), **_ids(message), "reason": e.reason,
-                   "command_id": e.command_id})
-        return
+        return {**error_frame(e.code, str(e)), **_ids(message), "reason": e.reason,
+                "command_id": e.command_id}
     except (CallError, RoutingError, ValueError) as e:
         code = getattr(e, "code", "invalid")
-        conn.send({**error_frame(code, str(e)), **_ids(message)})
-        return
-    conn.send(reply)
+        return {**error_frame(code, str(e)), **_ids(message)}
+    return reply
 
 
 async def _apply(app: web.Application, principal: Principal, message: Any) -> dict[str, Any]:

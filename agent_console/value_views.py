@@ -2,7 +2,8 @@
 
 - `GET  /api/v1/value/at-risk?limit=`: the churn warning list (supervisors);
 - `POST /api/v1/customers/{customer_id}/win-back {due_at?, note?}`: record a win-back
-  callback for a customer at risk (supervisors); the callbacks feature places it;
+  callback for a customer at risk (supervisors), scheduled as a callback
+  (cti/callback_desk.py, source `winback`) for anyone of the default queue;
 - `GET  /api/v1/value/churn-rates?period_days=365&end=YYYY-MM-DD`: absolute and
   relative churn rate of a period;
 - `GET  /api/v1/value/satisfaction?by=customer|agent|queue|tier&since=ISO`: c = b/a;
@@ -25,6 +26,8 @@ from crm import store as crm
 from crm import value_reports
 from crm.policy import load_policy
 from crm.satisfaction import GROUPS, satisfaction_by
+from cti.callback_desk import Promise
+from cti.calls import CallError
 from cti.schemas import describe
 
 SUPERVISORS = (Role.supervisor, Role.admin)
@@ -86,7 +89,20 @@ async def win_back(request: web.Request) -> web.Response:
         except crm.NoSuchCustomer as e:
             raise NotFound(str(e)) from e
         payload = value_reports.win_back_dict(action)
+    payload.update(await _schedule_win_back(request, payload, due, principal.agent_id))
     return web.json_response(payload, status=201)
+
+
+async def _schedule_win_back(request: web.Request, action: dict[str, Any], due: dt.datetime,
+                             by: int | None) -> dict[str, Any]:
+    """The win-back's callback, or why it could not be scheduled (the action stands)."""
+    try:
+        callback = await request.app[appkeys.CALLBACKS].schedule(Promise(
+            due_at=due.timestamp(), customer_id=action["customer_id"],
+            note=action["note"] or "win-back", source="winback", by=by))
+    except CallError as e:
+        return {"callback": None, "callback_error": {"code": e.code, "message": str(e)}}
+    return {"callback": callback}
 
 
 async def churn_rates(request: web.Request) -> web.Response:

@@ -175,6 +175,8 @@ class Wallboard:
                          "all|csat_good": 1 if score >= 4 else 0}
         if name == "call.completed":
             return now, self._completed(data)
+        if name in _CALLBACK_COUNTS:  # apart from the calls that waited on the line
+            return now, self._scoped(data, None, **{_CALLBACK_COUNTS[name]: 1})
         # A transferred call was counted when first answered; it is not offered twice.
         if "transferred_from" in data:
             return None
@@ -257,6 +259,7 @@ class Wallboard:
         queue_names = sorted({"default", *self.queues, *_names(stats, "q:"),
                               *(c["queue"] for c in waiting)})
         all_waits = [now - c["offered_at"] for c in waiting]
+        callbacks = await self._callbacks(stats.get("all", {}), now)
         return {
             "type": "wallboard.snapshot", "at": now, "day": day,
             "targets": {"sl": self.default_target, "threshold_s": self.default_threshold_s},
@@ -270,7 +273,19 @@ class Wallboard:
             "agents": _agents(agents, stats, now, held, monitors),
             "agent_states": {**_state_counts(agents), "on_hold": len(held)},
             "complaints": dict(self._complaints),
+            "callbacks": callbacks,
         }
+
+    async def _callbacks(self, stats: dict[str, float], now: float) -> dict[str, Any]:
+        """Callbacks pending now (requested, scheduled or being dialled) and how long the
+        oldest has waited since it was asked for; today's requested, connected, failed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.callbacks)
+            pipe.zrange(self.keys.callbacks, 0, 0, withscores=True)
+            count, first = await pipe.execute()
+        oldest = round(max(0.0, now - float(first[0][1])), 1) if first else 0
+        return {"waiting": int(count), "oldest_age_s": oldest,
+                **{metric: int(stats.get(metric, 0)) for metric in _CALLBACK_COUNTS.values()}}
 
     def _queue_row(self, queue: str, stats: dict[str, dict[str, float]],
                    waiting: list[dict[str, Any]], now: float) -> dict[str, Any]:
@@ -302,6 +317,11 @@ class Wallboard:
                     for row, (who, name, mode) in zip(rows, watched, strict=True)
                     if row[4] and who and mode}
         return waiting, held, monitors
+
+
+_CALLBACK_COUNTS = {"callback.requested": "callbacks_requested",
+                    "callback.connected": "callbacks_connected",
+                    "callback.failed": "callbacks_failed"}
 
 
 def _parse(raw: dict[bytes | str, bytes | str]) -> dict[str, dict[str, float]]:

@@ -11,6 +11,9 @@ records spread over `--days` days, 5 queues and 4 tiers (90% answered, waits up 
 - a 90-day report by day and queue (GET /api/v1/reports/queues?interval=day),
 - a month by 15 minutes for one queue (GET /api/v1/reports/center?interval=15m&queue=),
 
+- the agent report for the same 90 days by day and for a week by hour
+  (GET /api/v1/reports/agents: its call figures read the records, not a rollup),
+
 through the same functions the REST views call. Target: each under 1 s.
 
     .venv/bin/python bench/reports_bench.py --writer [--url ...]
@@ -36,6 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.models import Base
 from core.servicelevel import DEFAULT
+from reports.agents import agent_report
 from reports.periods import Interval, Range
 from reports.queries import Scope, interval_report
 from reports.rollup import Rollups
@@ -120,7 +124,10 @@ async def timed(url: str, rng: Range, scope: Scope, queue: str | None,
     for _ in range(repeat):
         began = time.perf_counter()
         async with db.connect() as conn:
-            result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
+            if scope is Scope.agents:
+                result = await conn.run_sync(agent_report, rng)
+            else:
+                result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
         times.append(time.perf_counter() - began)
         rows = len(result["rows"])
     await db.dispose()
@@ -139,9 +146,13 @@ async def run(args: argparse.Namespace) -> None:
     quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
     month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
                   Interval.m15, ZONE)
+    week = Range(start + dt.timedelta(days=40), start + dt.timedelta(days=47),
+                 Interval.hour, ZONE)
     for name, rng, scope, queue in [("90 days by day and queue", quarter, Scope.queues, None),
                                     ("a month by 15 minutes, one queue", month, Scope.center,
-                                     "support")]:
+                                     "support"),
+                                    ("agents, 90 days by day", quarter, Scope.agents, None),
+                                    ("agents, a week by hour", week, Scope.agents, None)]:
         times, rows = await timed(url, rng, scope, queue, args.repeat)
         print(f"{name:<34} rows {rows:>6}  median {statistics.median(times) * 1000:7.1f} ms"
               f"  max {max(times) * 1000:7.1f} ms  (target 1000 ms)")

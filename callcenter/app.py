@@ -10,7 +10,14 @@ from pathlib import Path
 from aiohttp import web
 
 from admin import plugin as admin_plugin
-from agent_console import control_views, customer_views, pages, value_views, wallboard_ws
+from agent_console import (
+    callback_views,
+    control_views,
+    customer_views,
+    pages,
+    value_views,
+    wallboard_ws,
+)
 from agent_console import gateway as agent_gateway
 from agent_console import views as agent_views
 from agent_console.presence import Presence
@@ -31,10 +38,12 @@ from core.ws_auth import ConnectionSlots
 from cti import gateway as telephony_gateway
 from cti.announce import announce_positions
 from cti.ari import ari_ctx
+from cti.callback_desk import CallbackDesk
 from cti.commands import PbxCommands
 from cti.control import ControlService
 from cti.monitor import MonitorService
 from cti.monitor_steps import MonitorSteps
+from cti.once import Once
 from cti.recovery import Recovery
 from cti.service import CallService
 from demo.center import DemoCenter
@@ -102,7 +111,13 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                         ring_timeout_s=settings.ring_timeout_s, wrap_up_s=settings.wrap_up_s,
                         integration_handover=settings.integration_handover,
                         reader=app[appkeys.READER], read=app[appkeys.READ],
-                        admin_steps=admin_steps)
+                        admin_steps=admin_steps,
+                        callback_retry_s=settings.callback_retry_s,
+                        callback_attempts=settings.callback_attempts,
+                        callback_attempt_timeout_s=settings.callback_attempt_timeout_s,
+                        callback_max_ahead_s=settings.callback_max_ahead_s)
+    app[appkeys.CALLBACKS] = CallbackDesk(calls, app[appkeys.SESSIONS],
+                                          settings.callback_integration)
     app[appkeys.KEYS], app[appkeys.BUS], app[appkeys.TIMERS] = keys, bus, timers
     app[appkeys.ROUTER], app[appkeys.CALLS], app[appkeys.DIRECTORY] = router, calls, console
     recovery = Recovery(calls, console, app[appkeys.SESSIONS])
@@ -121,8 +136,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
                            clock=lambda: calls.clock())
     await commands.start()
     app[appkeys.COMMANDS] = commands
-    app[appkeys.CONTROL] = control = ControlService(commands, router)
+    app[appkeys.CONTROL] = control = ControlService(commands, router, calls)
     calls.observers.append(control.observe)
+    app[appkeys.CONTROL_ONCE] = Once(redis, keys, settings.control_timeout_s + 5)
     app[appkeys.MONITOR] = monitor = MonitorService(
         MonitorSteps(redis, keys), commands, control, bus, keys, app[appkeys.SESSIONS])
     calls.observers.append(monitor.observe)
@@ -210,6 +226,7 @@ def create_app(settings: Settings) -> web.Application:
     agent_gateway.setup(app)
     agent_views.setup(app)
     control_views.setup(app)
+    callback_views.setup(app)
     customer_views.setup(app)
     value_views.setup(app)
     wallboard_ws.setup(app)

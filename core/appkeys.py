@@ -58,5 +58,7 @@ CODES = web.AppKey("codes", Codes)
 # Commands to the PBX and their awaited outcomes (send any command type through it).
 COMMANDS: web.AppKey[Any] = web.AppKey("commands")  # cti.commands.PbxCommands
 CONTROL: web.AppKey[Any] = web.AppKey("control")  # cti.control.ControlService
+CALLBACKS: web.AppKey[Any] = web.AppKey("callbacks")  # cti.callback_desk.CallbackDesk
+CONTROL_ONCE: web.AppKey[Any] = web.AppKey("control_once")  # cti.once.Once
 # Supervisors' live monitoring of calls (listen, whisper, barge).
 MONITOR: web.AppKey[Any] = web.AppKey("monitor")  # cti.monitor.MonitorService

@@ -57,6 +57,13 @@ class Keys:
     def queues(self) -> str:
         return f"{self.prefix}:queues"  # set of queue names with waiting calls
 
+    # Queue callbacks (routing/callbacks.py) wait under their own ids among the calls
+    # (`call`), so the index of waiting calls picks them; the pending ones, scored by when
+    # they were requested:
+    @property
+    def callbacks(self) -> str:
+        return f"{self.prefix}:callbacks"
+
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
 
@@ -70,6 +77,11 @@ class Keys:
     def calls_commands(self, call_id: str) -> str:
         """Set of the commands sent about a call that may still be pending."""
         return f"{self.prefix}:cmdsof:{call_id}"
+
+    def control_request(self, who: str, event_id: str) -> str:
+        """A call-control request of a user by its event id: pending, then its answer
+        (cti/once.py)."""
+        return f"{self.prefix}:ctlreq:{who}:{event_id}"
 
     def monitor(self, call_id: str) -> str:
         """Who monitors a live call and how (cti/monitor.py)."""

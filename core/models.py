@@ -278,6 +278,8 @@ class Interaction(Base):
     hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     conference_s: Mapped[float | None] = mapped_column(Float)
     legs: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The callback this call placed (cti/callbacks.py): reports count it apart.
+    callback_id: Mapped[str | None] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # as Call.seq
     # PCI pauses of the recording (cti/recording_pauses.py): [{from_s, to_s, by,
     # resumed_by}], seconds from the answer.
@@ -398,6 +400,40 @@ class WinBackAction(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Callback(Base):
+    """A queue callback (routing/callbacks.py): asked for by a waiting caller (`source`
+    caller, `call_id` the call it replaced), promised by an agent (agent) or scheduled by
+    the win-back action (winback). Written before its event is acknowledged; pending
+    ones are rebuilt in Redis from here when Redis lost them (cti/recovery.py)."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="caller")
+    number: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
+    # pending | connected | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    # The agent it is promised to (scheduled by an agent, or reassigned), then the agent
+    # who took it.
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    requested_by: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    integration: Mapped[str] = mapped_column(String(64), default="")
+    # Its place: the priority score and rings of the call it replaced, and their clock.
+    score: Mapped[float] = mapped_column(Float)
+    rings: Mapped[str] = mapped_column(Text, default="")
+    offered_at: Mapped[dt.datetime]
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    due_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+
+
 # Reports (reports/, docs/reports.md): kept by the record writer in the transaction
 # that writes the call records, rebuildable from them by `callcenter report rebuild`.
 
@@ -443,6 +479,9 @@ class ReportCall(Base):
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
     hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
+    # callers who left the line for a callback; callbacks that reached the customer
+    callbacks: Mapped[int] = mapped_column(Integer, default=0)
+    callbacks_connected: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ReportInterval(Base):
@@ -470,6 +509,9 @@ class ReportInterval(Base):
     wrap_n: Mapped[int] = mapped_column(Integer, default=0)
     wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
     hold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # of calls with talk
+    # callers who left the line for a callback; callbacks that reached the customer
+    callbacks: Mapped[int] = mapped_column(Integer, default=0)
+    callbacks_connected: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ReportAgentState(Base):

@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     # has not answered within this fails (cti/commands.py).
     control_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_frame_bytes: int = 64 * 1024
+    # Queue callbacks (docs/protocol.md): an attempt the PBX reports unanswered (no_answer,
+    # busy, failed) is tried again after the delay, up to the attempts; an attempt the
+    # PBX never reports ends as no_answer after its timeout; a callback may be asked for
+    # at most this far ahead.
+    callback_retry_s: float = Field(default=300.0, ge=0)
+    callback_attempts: int = Field(default=3, ge=1, le=20)
+    callback_attempt_timeout_s: float = Field(default=120.0, gt=0)
+    callback_max_ahead_s: float = Field(default=30 * 86400.0, gt=0)
+    # The PBX integration (token name) that places scheduled callbacks of customers who
+    # never called (otherwise: the integration of the customer's latest call).
+    callback_integration: str = ""
     not_ready_reasons: Csv = ("break", "lunch", "training", "meeting", "missed")
     dispositions: Csv = (
         "resolved", "follow_up", "escalated", "sale", "information", "wrong_number",
@@ -156,6 +167,10 @@ class Settings(BaseSettings):
     ari_moh_class: str = ""  # empty: the channel's default music-on-hold class
     ari_transfer_context: str = "callcenter-transfer"  # dialplan context dialing a number
     ari_record_calls: bool = True
+    # Queue callbacks over ARI (cti/ari_callbacks.py): the key a waiting caller presses to
+    # be called back ("" = not offered), and how a customer's number is dialled.
+    ari_callback_digit: str = Field(default="", pattern=r"^[0-9*#]?$")
+    ari_callback_endpoint_template: str = "Local/{number}@callcenter-callback"
 
     # Garbage collection (core/gctune.py): the heap is frozen every gc_freeze_s,
     # so automatic collections stay short, and collected in full every gc_full_s.

@@ -47,6 +47,10 @@ STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "invalid": 40
           "control_failed": 502, "not_supported": 501, "pbx_unavailable": 503,
           "control_timeout": 504, "unknown_queue": 400, "unknown_agent": 400,
           "agent_unavailable": 409,
+          # callbacks (cti/callbacks.py, cti/callback_desk.py)
+          "unknown_callback": 404, "callback_finished": 409, "callback_dialling": 409,
+          "invalid_number": 400, "invalid_not_before": 400, "no_integration": 400,
+          "no_such_customer": 404,
           # PCI pause of a call's recording (cti/recording_pauses.py)
           "recording_not_running": 409, "recording_not_paused": 409,
           # live monitoring (cti/monitor.py)

@@ -11,7 +11,7 @@ import orjson
 from core.timers import Timer
 from core.writer import numbered
 from cti import legs, messages, records
-from cti.calls import CallState, WrongAgent, check
+from cti.calls import WITH_AGENT, CallState, WrongAgent, check
 from cti.context import CallContext
 from routing.admin_steps import Supervised
 from routing.service import UnknownAgent
@@ -132,18 +132,10 @@ class AgentLifecycle(CallContext):
         if call_id:
             call = await self.store.call(call_id)
             if call and call.get("pop"):
-                reason = orjson.loads(call.get("reason") or "{}")
-                out.append(messages.screen_pop(call, reason))
-                if call.get("state") in (CallState.connected.value, CallState.on_hold.value):
-                    out.append({"type": "call.connected", "call_id": call_id})
-                    out.extend(await self._monitor_notice(call_id))
-                if call.get("state") == CallState.on_hold.value:
-                    out.append({"type": "call.held", "call_id": call_id})
-                if call.get("rec_paused_at"):  # cti/recording_pauses.py
-                    out.append({"type": "recording.paused", "call_id": call_id})
-                if call.get("state") == CallState.wrap_up.value:
-                    out.append({"type": "call.ended", "call_id": call_id,
-                                     "wrap_up_until": float(call.get("wrap_until") or 0)})
+                talking = call.get("state") in (CallState.connected.value,
+                                                CallState.on_hold.value)
+                monitor = await self._monitor_notice(call_id) if talking else []
+                out += _call_snapshot(call, agent_id, monitor)
         return out
 
     async def _monitor_notice(self, call_id: str) -> list[dict[str, Any]]:
@@ -209,3 +201,28 @@ class AgentLifecycle(CallContext):
         talk = float(call.get("ended_at") or now) - float(call.get("answered_at") or now)
         handle = now - float(call.get("answered_at") or now)
         await self._notify("call.completed", {**call, "talk_s": talk, "handle_s": handle})
+
+
+def _call_snapshot(call: dict[str, str], agent_id: int, monitor: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """An agent's call as its console must show it: the pop, then where the call stands
+    (a consulted agent sees the consult; the call's own agent sees it too)."""
+    call_id, state = call["id"], call.get("state", "")
+    reason = orjson.loads(call.get("reason") or "{}")
+    consulted = call.get("consult_agent") == str(agent_id)
+    out = [messages.consult_pop(call, reason) if consulted else messages.screen_pop(call, reason)]
+    if state in {s.value for s in WITH_AGENT} and (not consulted or state != "consult_ringing"):
+        out.append({"type": "call.connected", "call_id": call_id})
+        out += monitor
+    if state == CallState.on_hold.value:
+        out.append({"type": "call.held", "call_id": call_id})
+    if call.get("rec_paused_at"):  # cti/recording_pauses.py
+        out.append({"type": "recording.paused", "call_id": call_id})
+    if state in messages.CONSULT_STATES:
+        out.append(messages.consult_notice(
+            call_id, messages.CONSULT_STATES[state], messages.int_or_none(call.get("agent_id")),
+            messages.int_or_none(call.get("consult_agent"))))
+    if state == CallState.wrap_up.value:
+        out.append({"type": "call.ended", "call_id": call_id,
+                    "wrap_up_until": float(call.get("wrap_until") or 0)})
+    return out

@@ -27,12 +27,15 @@ from pydantic import ValidationError
 from core import appkeys
 from core.bus import Bus
 from core.keys import Keys
+from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg, is_callback
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
 from cti.ari_control import AriCommands, ControlMessage
 from cti.ari_events import (
     ApplicationReplaced,
     BadEvent,
+    Bridge,
+    Channel,
     ChannelDtmfReceived,
     ChannelEvent,
     RecordingFailed,
@@ -44,30 +47,37 @@ from cti.ari_legs import (
     Legs,
     RouteMessage,
     agent_leg,
+    consult_leg,
     is_agent_start,
+    is_consult_start,
     is_monitor_start,
     monitor_leg,
     recording_call,
 )
 from cti.ari_monitor import AriMonitor, MonitorMessage
 from cti.control import ControlService
+from cti.monitor import MonitorService
 from cti.service import CallService
 
 log = logging.getLogger(__name__)
 
 # Gateway states in which the call still has a caller on the line.
-PHONE_STATES = ("offered", "queued", "ringing", "connected", "on_hold")
+PHONE_STATES = ("offered", "queued", "ringing", "connected", "on_hold", "consult_ringing",
+                "consulting", "conference")
 
 __all__ = ["AriAdapter", "AriConfig", "ari_ctx"]
 
 
 class AriAdapter:
     def __init__(self, client: AriClient, calls: CallService, bus: Bus, keys: Keys,
-                 config: AriConfig, commands: ControlService) -> None:
+                 config: AriConfig, commands: ControlService,
+                 monitors: MonitorService | None = None) -> None:
         self.client, self.calls, self.bus, self.config = client, calls, bus, config
         self.control = CallControl(client, calls, config)
         self.commands = AriCommands(self.control, commands)
-        self.monitor = AriMonitor(self.control, self.commands)
+        self.monitor = AriMonitor(self.control, self.commands, monitors)
+        self.callbacks = AriCallbacks(self.control, config.callback_endpoint_template)
+        self.control.on_callback_route = self._on_route
         self._bus_channel = keys.telephony_channel(self.control.integration)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: Counter[str] = Counter()
@@ -145,10 +155,19 @@ class AriAdapter:
         channel, legs_by_call = event.channel, self.control.legs
         if channel is None:
             return
+        placed = callback_leg(channel.id)
+        if placed is not None:
+            self._submit(placed[0], self.callbacks.event, *placed, event)
+            return
         call_id = monitor_leg(channel.id)
         if call_id is not None or isinstance(event, StasisStart) and is_monitor_start(
                 event.args):
             self._monitor_event(call_id, event)
+            return
+        consulted = consult_leg(channel.id)
+        if consulted is not None or isinstance(event, StasisStart) and is_consult_start(
+                event.args):
+            self._consult_event(consulted, event)
             return
         if isinstance(event, StasisStart) and not is_agent_start(event.args):
             if channel.id not in legs_by_call:
@@ -165,6 +184,15 @@ class AriAdapter:
         if leg is not None and leg[0] in legs_by_call:
             self._submit(leg[0], self.control.agent_event, legs_by_call[leg[0]], event)
 
+    def _consult_event(self, call_id: str | None, event: ChannelEvent) -> None:
+        """A consulted agent's leg: to its call's consult; one of no call is hung up."""
+        legs = self.control.legs.get(call_id) if call_id is not None else None
+        if legs is not None:
+            self._submit(legs.call_id, self.commands.consult.event, legs, event)
+        elif isinstance(event, StasisStart) and event.channel is not None:
+            self._submit(event.channel.id, self.control.quietly,
+                         self.client.hangup(event.channel.id))
+
     def _monitor_event(self, call_id: str | None, event: ChannelEvent) -> None:
         """A supervisor's leg or a snoop channel: to its call's monitoring; one the
         adapter does not know (another's, or a stray) is hung up when it starts."""
@@ -176,8 +204,9 @@ class AriAdapter:
                          self.client.hangup(event.channel.id))
 
     async def _on_route(self, message: dict[str, Any]) -> None:
-        """A routing decision published later (an agent freed up, a ring timed out), or a
-        desktop's call-control command (`route.control`)."""
+        """A routing decision published later (an agent freed up, a ring timed out), a
+        desktop's call-control command (`route.control`), or a callback to place
+        (`route.callback`)."""
         if message.get("type") == "route.monitor":
             try:
                 monitor = MonitorMessage.model_validate(message)
@@ -185,6 +214,14 @@ class AriAdapter:
                 log.warning("ARI %s: malformed route.monitor ignored: %s", self.config.app, e)
                 return
             self._submit(monitor.call_id, self.monitor.carry_out, monitor)
+            return
+        if message.get("type") == "route.callback":
+            try:
+                callback = CallbackMessage.model_validate(message)
+            except ValidationError as e:
+                log.warning("ARI %s: malformed route.callback ignored: %s", self.config.app, e)
+                return
+            self._submit(callback.callback_id, self.callbacks.place, callback)
             return
         if message.get("type") == "route.control":
             try:
@@ -239,11 +276,24 @@ class AriAdapter:
         snapshot = await self.calls.state_snapshot(self.control.integration)
         calls = [c for c in snapshot["calls"] if c["state"] in PHONE_STATES]
         for call in calls:
-            await self._serial_now(call["call_id"], self.control.reconcile, call, channels,
+            if is_callback(call["call_id"], channels, self.callbacks.placing):
+                await self._serial_now(call["call_id"], self.callbacks.reconcile, call, channels)
+                continue
+            await self._serial_now(call["call_id"], self._reconcile_call, call, channels,
                                    bridges)
-        await self.control.sweep({c["call_id"] for c in calls}, channels, bridges)
+        # Callbacks being placed keep their legs and bridge too.
+        await self.control.sweep({c["call_id"] for c in calls} | set(self.callbacks.placing),
+                                 channels, bridges)
         log.info("ARI %s: reconciled %d live calls with %d channels", self.config.app,
                  len(calls), len(channels))
+
+
+    async def _reconcile_call(self, call: dict[str, Any], channels: dict[str, Channel],
+                              bridges: dict[str, Bridge]) -> None:
+        await self.control.reconcile(call, channels, bridges)
+        legs = self.control.legs.get(call["call_id"])
+        if legs is not None and not legs.ended:
+            await self.commands.consult.reconcile(legs, call["state"], channels)
 
 
 async def ari_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -258,7 +308,8 @@ async def ari_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     client = AriClient(s.ari_url or "", s.ari_user or "", s.ari_password or "", s.ari_app or "")
     adapter = AriAdapter(client, app[appkeys.CALLS], app[appkeys.BUS], app[appkeys.KEYS],
-                         AriConfig.from_settings(s), app[appkeys.CONTROL])
+                         AriConfig.from_settings(s), app[appkeys.CONTROL],
+                         app[appkeys.MONITOR])
     app[appkeys.ARI] = adapter
     supervisor = app[appkeys.SUPERVISOR]
     task = supervisor.start("ari", adapter.run)

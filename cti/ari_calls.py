@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from cti.ari_legs import (
     agent_leg,
     bridge_call,
     caller_cause,
+    consult_bridge_call,
+    consult_leg,
     event_id,
     monitor_bridge_call,
     monitor_leg,
@@ -45,7 +47,14 @@ from cti.ari_legs import (
     parse_args,
 )
 from cti.calls import CallError, StorageUnavailable
-from cti.schemas import CallAnswered, CallEnded, CallTransferred, Frame, RecordingReady
+from cti.schemas import (
+    CallAnswered,
+    CallbackRequested,
+    CallEnded,
+    CallTransferred,
+    Frame,
+    RecordingReady,
+)
 from cti.service import CallService, Outcome
 from routing.service import RoutingError
 
@@ -53,7 +62,8 @@ log = logging.getLogger(__name__)
 
 GONE = ("ChannelHangupRequest", "StasisEnd", "ChannelDestroyed")
 STORE_ATTEMPTS = 5
-TALKING = ("connected", "on_hold")  # call states with the caller and agent bridged
+# Call states with the caller and its agent on the phone (bridged, or consulting).
+TALKING = ("connected", "on_hold", "consult_ringing", "consulting", "conference")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class AriConfig:
     transfer_context: str = "callcenter-transfer"
     record: bool = True
     ring_timeout_s: float = 15.0
+    callback_digit: str = ""  # a waiting caller's key for a callback ("" = not offered)
+    callback_endpoint_template: str = "Local/{number}@callcenter-callback"
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
 
@@ -73,7 +85,9 @@ class AriConfig:
         return cls(app=s.ari_app or "", endpoint_template=s.ari_endpoint_template,
                    recordings_dir=s.ari_recordings_dir, moh_class=s.ari_moh_class,
                    transfer_context=s.ari_transfer_context,
-                   record=s.ari_record_calls, ring_timeout_s=s.ring_timeout_s)
+                   record=s.ari_record_calls, ring_timeout_s=s.ring_timeout_s,
+                   callback_digit=s.ari_callback_digit,
+                   callback_endpoint_template=s.ari_callback_endpoint_template)
 
 
 class CallControl:
@@ -81,6 +95,9 @@ class CallControl:
         self.client, self.calls, self.config = client, calls, config
         self.integration = f"ari:{config.app}"
         self.legs: dict[str, Legs] = {}  # by call id (= the caller's channel id)
+        # Where a route.callback answered to the caller's own request goes (the adapter's
+        # placing of callbacks, cti/ari_callbacks.py).
+        self.on_callback_route: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     # Asterisk events -> frames ------------------------------------------------
 
@@ -98,6 +115,9 @@ class CallControl:
         if legs.ended:
             return
         if isinstance(event, ChannelDtmfReceived):
+            if self._wants_callback(legs, event):
+                await self._request_callback(legs, event)
+                return
             await self._store_digits(legs)
         elif event.type in GONE:
             await self._end(legs, caller_cause(legs, event), event_id(event, legs.call_id))
@@ -150,7 +170,8 @@ class CallControl:
 
     async def _transferred(self, legs: Legs, event: ChannelLeftBridge) -> None:
         """The agent's leg left the bridge without hanging up: the call goes back to routing."""
-        if not legs.answered or legs.agent_hanging_up or event.bridge.id != legs.bridge_id:
+        if not legs.answered or legs.agent_hanging_up or event.bridge.id != legs.bridge_id \
+                or legs.consult_agent is not None:  # a consult took it out of the bridge
             return
         assert legs.agent_channel is not None
         eid = event_id(event, legs.agent_channel)
@@ -159,6 +180,26 @@ class CallControl:
         outcome = await self._send(CallTransferred(
             type="call.transferred", event_id=eid, call_id=legs.call_id, to_queue=legs.queue))
         await self._follow(legs, outcome)
+
+    def _wants_callback(self, legs: Legs, event: ChannelDtmfReceived) -> bool:
+        """The callback key, pressed while the caller waits (offered, no agent ringing)."""
+        return bool(self.config.callback_digit) and event.digit == self.config.callback_digit \
+            and legs.offered and not legs.answered and legs.agent_channel is None
+
+    async def _request_callback(self, legs: Legs, event: ChannelDtmfReceived) -> None:
+        """The caller chose to be called back: once the service kept the callback, the
+        caller's line is released (the callback keeps the place)."""
+        outcome = await self._send(CallbackRequested(
+            type="callback.requested", event_id=event_id(event, legs.call_id),
+            call_id=legs.call_id))
+        if outcome is None:
+            return  # refused (an agent is ringing now, say): the call goes on
+        for reply in outcome.replies:
+            if reply.get("type") == "route.callback" and self.on_callback_route is not None:
+                await self.on_callback_route(reply)
+        legs.ended = True
+        await self._quietly(self.client.hangup(legs.call_id))
+        await self._end_legs(legs)
 
     async def _store_digits(self, legs: Legs) -> None:
         """Digits pressed after the offer: kept on the call's interaction record."""
@@ -192,6 +233,11 @@ class CallControl:
 
     async def _end_legs(self, legs: Legs) -> None:
         await self.end_monitor(legs)
+        if legs.consult_channel:
+            await self._quietly(self.client.hangup(legs.consult_channel))
+        if legs.consult_agent is not None:
+            await self._quietly(self.client.destroy_bridge(legs.consult_bridge_id))
+        legs.clear_consult()
         if legs.agent_channel and not legs.agent_hanging_up:
             await self._quietly(self.client.hangup(legs.agent_channel))
         if legs.bridge:
@@ -389,10 +435,12 @@ class CallControl:
             del self.legs[call_id]
         for channel_id in channels:
             leg = agent_leg(channel_id)
-            if leg is not None and leg[0] not in live:
+            owner = leg[0] if leg is not None else consult_leg(channel_id)
+            if owner is not None and owner not in live:
                 await self._quietly(self.client.hangup(channel_id))
         for bridge_id in bridges:
-            bridged = bridge_call(bridge_id) or monitor_bridge_call(bridge_id)
+            bridged = bridge_call(bridge_id) or monitor_bridge_call(bridge_id) \
+                or consult_bridge_call(bridge_id)
             if bridged is not None and bridged not in live:
                 await self._quietly(self.client.destroy_bridge(bridge_id))
         await self._sweep_monitors(channels, bridges)

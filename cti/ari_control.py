@@ -14,6 +14,7 @@ Asterisk, each answered with exactly one `control.result`.
   while it is paused); then `recording.paused` / `recording.resumed` carrying the command's
   id. A call not being recorded is refused `recording_not_running`. A transfer back into
   routing resumes a paused recording first.
+- consult transfer, consult.complete, consult.cancel, conference: cti/ari_consult.py.
 - answer: `not_supported`: ARI cannot make the agent's phone go off-hook; the agent leg is
   answered at the phone (see docs/asterisk.md).
 
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cti.ari_calls import CallControl
 from cti.ari_client import AriError
+from cti.ari_consult import AriConsult, ConsultRefused
 from cti.ari_legs import Legs
 from cti.calls import CallError
 from cti.control import ControlService
@@ -63,6 +65,9 @@ class ControlMessage(BaseModel):
     to_queue: str | None = None
     to_agent_id: int | None = None
     to_number: str | None = None
+    to_extension: str = ""
+    mode: str = "blind"
+    reason: str = ""
 
 
 def reason_for(error: AriError) -> str:
@@ -73,6 +78,7 @@ class AriCommands:
     def __init__(self, calls: CallControl, control: ControlService) -> None:
         self.calls, self.control = calls, control
         self.client = calls.client
+        self.consult = AriConsult(calls)
 
     async def carry_out(self, command: ControlMessage) -> None:
         """Do the command (under the call's lock) and answer it once."""
@@ -86,7 +92,7 @@ class AriCommands:
             log.info("call %s: %s refused by Asterisk: %s", legs.call_id, command.action, e)
             await self._result(command, reason_for(e))
             return
-        except _Refused as e:
+        except (_Refused, ConsultRefused) as e:
             await self._result(command, e.reason)
             return
         await self._result(command, "")
@@ -109,8 +115,17 @@ class AriCommands:
                 raise _Refused("no_agent_leg")
             await self.client.hangup(legs.agent_channel)
             return None  # the agent leg's hangup events end the call
+        if action == "transfer" and command.mode == "consult":
+            await self.consult.start(legs, command)
+            return None  # consult.answered comes with the colleague's answer
         if action == "transfer":
             return await self._transfer(legs, command, eid)
+        if action == "consult.complete":
+            return await self.consult.complete(legs, eid)
+        if action == "consult.cancel":
+            return await self.consult.cancel(legs, command, eid)
+        if action == "conference":
+            return await self.consult.conference(legs, eid)
         if action in ("recording.pause", "recording.resume"):
             return await self._recording(legs, command, eid)
         raise _Refused("not_supported")  # answer, and anything this adapter cannot do

@@ -6,6 +6,8 @@ bridge lists after a restart or a lost event socket:
 - the caller's channel id is the call id;
 - an agent leg is ``<call id>-agent-<agent id>-<6 hex>``;
 - the call's bridge is ``<call id>-bridge``, its recording ``cc-<call id>``;
+- a consulted agent's leg ``<call id>-consult-<agent id>-<6 hex>``, in the consult bridge
+  ``<call id>-consult`` with the agent's leg (cti/ari_consult.py);
 - a supervisor monitoring it: its phone's leg ``<call id>-sup-<agent id>-<6 hex>``, the
   snoop channel on the agent's leg ``<call id>-snoop-<6 hex>``, and the bridge joining the
   two ``<call id>-monitor`` (cti/ari_monitor.py).
@@ -29,9 +31,11 @@ from cti.schemas import CallOffered, IvrData, describe
 log = logging.getLogger(__name__)
 
 _AGENT_LEG = re.compile(r"^(?P<call>.+)-agent-(?P<agent>\d+)-[0-9a-f]{6}$")
+_CONSULT_LEG = re.compile(r"^(?P<call>.+)-consult-(?P<agent>\d+)-[0-9a-f]{6}$")
 _MONITOR_LEG = re.compile(r"^(?P<call>.+)-(?:sup-\d+|snoop)-[0-9a-f]{6}$")
 BRIDGE_SUFFIX = "-bridge"
 MONITOR_SUFFIX = "-monitor"
+CONSULT_SUFFIX = "-consult"
 RECORDING_PREFIX = "cc-"
 # Q.850 causes that mean the network failed the call, not that a person hung up.
 FAILURE_CAUSES = frozenset({34, 38, 41, 42, 44, 47, 58, 63, 127})
@@ -58,6 +62,12 @@ class Legs:
     recording_paused: bool = False  # PCI pause (cti/ari_control.py)
     ended: bool = False
     monitor: Monitoring | None = None
+    # A consult (cti/ari_consult.py): the consulted agent, its leg, whether it answered,
+    # and whether all three are in conference.
+    consult_agent: int | None = None
+    consult_channel: str | None = None
+    consult_answered: bool = False
+    conference: bool = False
 
     @property
     def bridge_id(self) -> str:
@@ -72,6 +82,17 @@ class Legs:
 
     def all_digits(self) -> str:
         return (str(self.ivr.get("digits", "")) + self.digits)[:MAX_DIGITS]
+
+    @property
+    def consult_bridge_id(self) -> str:
+        return self.call_id + CONSULT_SUFFIX
+
+    def new_consult_channel(self, agent_id: int) -> str:
+        return f"{self.call_id}-consult-{agent_id}-{secrets.token_hex(3)}"
+
+    def clear_consult(self) -> None:
+        self.consult_agent, self.consult_channel = None, None
+        self.consult_answered, self.conference = False, False
 
     def forget_agent(self) -> None:
         self.agent_channel, self.answered, self.agent_hanging_up = None, False, False
@@ -95,6 +116,7 @@ class Monitoring:
 
     supervisor_channel: str
     mode: str
+    supervisor_id: int = 0
     up: bool = False
     snoop_channel: str | None = None
     bridge: str | None = None  # the monitor bridge, when made
@@ -104,6 +126,16 @@ def agent_leg(channel_id: str) -> tuple[str, int] | None:
     """(call id, agent id) if this is an agent leg the adapter originated."""
     match = _AGENT_LEG.match(channel_id)
     return (match["call"], int(match["agent"])) if match else None
+
+
+def consult_leg(channel_id: str) -> str | None:
+    """The call id, if this is a consulted agent's leg the adapter originated."""
+    match = _CONSULT_LEG.match(channel_id)
+    return match["call"] if match else None
+
+
+def consult_bridge_call(bridge_id: str) -> str | None:
+    return bridge_id[: -len(CONSULT_SUFFIX)] if bridge_id.endswith(CONSULT_SUFFIX) else None
 
 
 def monitor_leg(channel_id: str) -> str | None:
@@ -126,6 +158,10 @@ def recording_call(name: str) -> str | None:
 
 def is_agent_start(args: list[str]) -> bool:
     return bool(args) and args[0] == "agent"
+
+
+def is_consult_start(args: list[str]) -> bool:
+    return bool(args) and args[0] == "consult"
 
 
 def is_monitor_start(args: list[str]) -> bool:

@@ -7,6 +7,8 @@ answered with one `control.result` (docs/asterisk.md, "Live monitoring").
 - whisper: the same with `whisper=out`: what the supervisor says goes out of the agent's
   channel to the agent only.
 - barge: the supervisor's phone joins the call's own bridge: all three talk.
+- the supervisor hanging up its phone (or not answering it) tears it down too, and the
+  service is told (`MonitorService.supervisor_left`: the wallboard stops showing it).
 - a switch tears down what the previous mode made (the snoop channel, the monitor bridge,
   or the supervisor's place in the call's bridge) and makes the new mode's; stop tears
   everything down and hangs up the supervisor's phone. The call's end or transfer does
@@ -29,6 +31,7 @@ from cti.ari_client import AriError
 from cti.ari_control import AriCommands, reason_for
 from cti.ari_events import ChannelEvent, StasisStart
 from cti.ari_legs import Legs, Monitoring
+from cti.monitor import MonitorService
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,9 @@ class MonitorMessage(BaseModel):
 
 
 class AriMonitor:
-    def __init__(self, calls: CallControl, commands: AriCommands) -> None:
-        self.calls, self.commands = calls, commands
+    def __init__(self, calls: CallControl, commands: AriCommands,
+                 monitors: MonitorService | None = None) -> None:
+        self.calls, self.commands, self.monitors = calls, commands, monitors
         self.client = calls.client
 
     async def carry_out(self, command: MonitorMessage) -> None:
@@ -82,7 +86,8 @@ class AriMonitor:
         monitor = legs.monitor
         if monitor is None:
             monitor = legs.monitor = Monitoring(
-                legs.new_supervisor_channel(command.supervisor_id), command.mode)
+                legs.new_supervisor_channel(command.supervisor_id), command.mode,
+                command.supervisor_id)
             await self.client.originate(
                 self.calls.config.endpoint_template.format(
                     extension=command.supervisor_extension),
@@ -155,9 +160,12 @@ class AriMonitor:
             elif monitor.bridge is not None:
                 await self.client.add_channels(monitor.bridge, [channel.id])
         elif event.type in GONE and supervisor:
-            # The supervisor hung up the phone: nothing of the monitoring is left to keep.
+            # The supervisor hung up the phone (or never answered): nothing of the
+            # monitoring is left to keep, and the service forgets it.
             monitor.up = False
             await self.calls.end_monitor(legs)
+            if self.monitors is not None:
+                await self.monitors.supervisor_left(legs.call_id, monitor.supervisor_id)
         elif event.type in GONE:
             monitor.snoop_channel = None if monitor.snoop_channel == channel.id \
                 else monitor.snoop_channel

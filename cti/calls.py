@@ -2,10 +2,18 @@
 
     offered -> queued -> ringing -> connected -> wrap_up -> ended
     queued | ringing -> abandoned           (caller hung up before an answer)
+    queued -> callback                      (the caller asked to be called back, and left)
     ringing -> queued                       (ring-no-answer: routed again)
     connected -> queued                     (transfer re-enters routing)
     connected <-> on_hold                   (call.held, call.resumed; ends and transfers
                                              as connected does)
+    connected | on_hold -> consult_ringing  (a consult: the consulted agent reserved and
+                                             rung, the caller held; cti/consult.py)
+    consult_ringing -> consulting           (consult.answered)
+    consulting -> conference                (conference.started: all three talk)
+    consult_* | conference -> connected     (consult.ended: the caller back with the first
+                                             agent; consult.completed: with the consulted)
+    consult_ringing -> on_hold              (the consulted agent did not answer)
 
 Post-call events (a survey score, a recording) arrive after the call is over and
 are accepted in wrap-up and in the final states.
@@ -22,14 +30,21 @@ class CallState(str, Enum):
     ringing = "ringing"
     connected = "connected"
     on_hold = "on_hold"
+    consult_ringing = "consult_ringing"
+    consulting = "consulting"
+    conference = "conference"
     wrap_up = "wrap_up"
     ended = "ended"
     abandoned = "abandoned"
+    # The caller asked to be called back and left the line (cti/callbacks.py): not an
+    # abandon; the callback goes on under its own id.
+    callback = "callback"
 
 
-FINAL = frozenset({CallState.ended, CallState.abandoned})
+FINAL = frozenset({CallState.ended, CallState.abandoned, CallState.callback})
 LIVE = frozenset(CallState) - FINAL
-POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned})
+POST_CALL = frozenset({CallState.wrap_up, CallState.ended, CallState.abandoned,
+                       CallState.callback})
 
 
 class CallError(Exception):
@@ -85,17 +100,28 @@ class WrongAgent(CallError):
 
 # A caller talking to an agent: connected, or on hold.
 TALKING = frozenset({CallState.connected, CallState.on_hold})
+# A consult under way (the caller held while its agent talks to another), or the three
+# of them in conference.
+CONSULT = frozenset({CallState.consult_ringing, CallState.consulting, CallState.conference})
+# The caller is with its agent: the call ends into the agent's wrap-up.
+WITH_AGENT = TALKING | CONSULT
 
 # event -> states it may arrive in
 ALLOWED: dict[str, frozenset[CallState]] = {
     "call.answered": frozenset({CallState.ringing}),
-    "call.ended": frozenset({CallState.offered, CallState.queued, CallState.ringing}) | TALKING,
+    "call.ended": frozenset({CallState.offered, CallState.queued, CallState.ringing})
+    | WITH_AGENT,
     "call.transferred": TALKING,
     "call.held": frozenset({CallState.connected}),
     "call.resumed": frozenset({CallState.on_hold}),
-    "recording.paused": TALKING,
-    "recording.resumed": TALKING,
-    "recording.ready": TALKING | POST_CALL,
+    # A consult keeps the caller's recording as it was: it may be paused or resumed meanwhile.
+    "recording.paused": WITH_AGENT,
+    "recording.resumed": WITH_AGENT,
+    "recording.ready": WITH_AGENT | POST_CALL,
+    "consult.answered": frozenset({CallState.consult_ringing}),
+    "consult.ended": CONSULT,
+    "consult.completed": frozenset({CallState.consulting, CallState.conference}),
+    "conference.started": frozenset({CallState.consulting}),
     "survey.result": POST_CALL,
     "wrapup.done": frozenset({CallState.wrap_up}),
     "ring.timeout": frozenset({CallState.ringing}),
@@ -112,4 +138,4 @@ def check(call_id: str, state: str, event: str) -> CallState:
 
 def after_hangup(state: CallState) -> CallState:
     """Where `call.ended` takes a call: a caller who never reached an agent abandoned."""
-    return CallState.wrap_up if state in TALKING else CallState.abandoned
+    return CallState.wrap_up if state in WITH_AGENT else CallState.abandoned

@@ -20,11 +20,14 @@ from core.db import Read, session_reader
 from core.keys import Keys
 from core.models import Call
 from core.timers import Timer, Timers
+from core.writer import Op
 from cti import messages
 from cti.calls import IllegalTransition, NoSuchCall, check
 from cti.schemas import Frame
 from routing import engine
 from routing.admin_steps import AdminSteps
+from routing.callbacks import CallbackStore
+from routing.consult import ConsultStore
 from routing.legs import LegStore
 from routing.service import Assignment, Router
 from routing.states import AgentState
@@ -64,10 +67,19 @@ class CallContext:
     integration_handover: bool = False
     # Supervisors' changes of agents' states (admin/); None: not offered.
     admin_steps: AdminSteps | None = None
+    # Queue callbacks (cti/callbacks.py; core/settings.py says what each is).
+    callback_retry_s: float = 300.0
+    callback_attempts: int = 3
+    callback_attempt_timeout_s: float = 120.0
+    callback_max_ahead_s: float = 30 * 86400.0
     legs: LegStore = field(init=False)
+    callbacks: CallbackStore = field(init=False)
+    consults: ConsultStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.legs = LegStore(self.router.store.redis, self.keys)
+        self.callbacks = CallbackStore(self.router.store.redis, self.keys, self.timers.key)
+        self.consults = ConsultStore(self.router.store.redis, self.keys, self.timers.key)
         if self.reader is None:
             self.reader = self.maker
         if self.read is None:
@@ -89,14 +101,23 @@ class CallContext:
                         reply: bool = False) -> dict[str, Any]:
         """A call was given to an agent: ring its phone, pop its screen, start the clock.
 
-        Returns the PBX's route.connect, or nothing when the caller hung up since the
+        Returns the PBX's route.connect (route.callback for a callback: the PBX rings the
+        agent, then calls the customer), or nothing when the caller hung up since the
         reservation (the hang-up freed the agent)."""
         now = self.clock()
         reason = a.reason()
         tried = ",".join(filter(None, [a.call.get("agents", ""), str(a.agent_id)]))
         noted = {"reason": orjson.dumps(reason).decode(), "agents": tried}
         call = a.call | noted
-        connect = messages.route_connect(a.call_id, a.agent_id, a.agent.get("extension", ""))
+        extension = a.agent.get("extension", "")
+        if call.get("kind") == "callback":
+            connect = messages.route_callback(call, a.agent_id, extension)
+            timer = Timer("cbtry", a.call_id, str(a.agent_id))
+            deadline = now + self.callback_attempt_timeout_s
+        else:
+            connect = messages.route_connect(a.call_id, a.agent_id, extension)
+            timer = Timer("rona", a.call_id, str(a.agent_id))
+            deadline = now + self.ring_timeout_s
         state = messages.agent_state(a.agent_id, a.agent)
         channel = self.keys.agent_channel(a.agent_id)
         out = [(channel, orjson.dumps(messages.screen_pop(call, reason))),
@@ -105,15 +126,18 @@ class CallContext:
             out.append((self.keys.telephony_channel(call["integration"]),
                              orjson.dumps(connect)))
         rang = await self.store.ring(
-            a.call_id, a.agent_id, noted, timers=self.timers.key,
-            timer=Timer("rona", a.call_id, str(a.agent_id)).member,
-            deadline=now + self.ring_timeout_s, messages=out, log=self._log_entry(state))
+            a.call_id, a.agent_id, noted, timers=self.timers.key, timer=timer.member,
+            deadline=deadline, messages=out, log=self._log_entry(state))
         if not rang:
             log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
             return {}
         await self._notify("agent.state", state)
         await self._notify("call.routed", {**call, "reason": reason})
         return connect
+
+    def _mark(self, frame: Frame, ops: list[Op]) -> tuple[str, bytes]:
+        """An event's key and the writes it owes, kept with its step in Redis."""
+        return self.keys.event(frame.event_id), writer.dumps(ops)
 
     async def _queued_notice(self, call_id: str) -> dict[str, Any]:
         """route.queued for a waiting call, in one step that also notes the position as

@@ -9,21 +9,24 @@ commands' business.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from core.auth import Principal
-from cti.calls import TALKING, CallError, CallState
+from cti.calls import CONSULT, TALKING, WITH_AGENT, CallError, CallState
 from cti.commands import (
     CommandError,
     FieldNotAsGuarded,
     Guard,
     NotInState,
+    NotYourCall,
     Outcome,
     PbxCommands,
     UnknownCommand,
 )
+from cti.consult import ConsultEvents
 from cti.recording_pauses import PAUSED_AT, RecordingNotPaused, RecordingNotRunning
 from cti.schemas import ControlResult
 from routing.service import Router
@@ -37,11 +40,14 @@ ROUTE_CONTROL = "route.control"
 ACTION_STATES: dict[str, frozenset[CallState]] = {
     "hold": frozenset({CallState.connected}),
     "resume": frozenset({CallState.on_hold}),
-    "hangup": frozenset({CallState.connected, CallState.on_hold}),
-    "answer": frozenset({CallState.ringing}),
+    "hangup": WITH_AGENT,
+    "answer": frozenset({CallState.ringing, CallState.consult_ringing}),
     "transfer": TALKING,
-    "recording.pause": TALKING,
-    "recording.resume": TALKING,
+    "consult.complete": frozenset({CallState.consulting, CallState.conference}),
+    "consult.cancel": CONSULT,
+    "conference": frozenset({CallState.consulting}),
+    "recording.pause": WITH_AGENT,
+    "recording.resume": WITH_AGENT,
 }
 # Actions on the call's recording (PCI pause): the call field that says it is paused must
 # be blank (pause) or set (resume) when the command is sent (cti/recording_pauses.py).
@@ -145,8 +151,10 @@ def requester(principal: Principal) -> str:
 
 
 class ControlService:
-    def __init__(self, commands: PbxCommands, router: Router) -> None:
+    def __init__(self, commands: PbxCommands, router: Router, calls: ConsultEvents) -> None:
         self.commands, self.router, self.store = commands, router, router.store
+        self.calls = calls
+        self._notices: set[asyncio.Task[None]] = set()
 
     async def control(self, request: Request, **fields: Any) -> Outcome:
         """Send the action to the call's PBX and wait for its outcome: returned when done,
@@ -154,26 +162,80 @@ class ControlService:
         states = ACTION_STATES.get(request.action)
         if states is None:
             raise ValueError(f"unknown action {request.action!r}")
-        extra = await self.phone(request.call_id)
+        notes = str(fields.pop("notes", None) or "")
+        extra = await self._phone(request.call_id)
+        state = extra.pop("state", None)
+        guard = _guard(request, states)
         if request.action == "transfer":
             fields = await self._target(fields, extra.get("agent_id"))
+        if fields.get("mode") == "consult":
+            return await self._consult(request, {**extra, **fields}, notes)
+        if request.action == "answer" and state == CallState.consult_ringing.value:
+            extra, guard = self._consult_answer(request, extra)
         try:
             outcome = await self.commands.send(
                 ROUTE_CONTROL, {"action": request.action, **extra, **fields},
-                call_id=request.call_id, guard=_guard(request, states), by=request.by)
+                call_id=request.call_id, guard=guard, by=request.by)
         except (NotInState, FieldNotAsGuarded) as e:
             raise _recording_refusal(request, e) from e
         if not outcome.ok:
             raise ControlFailed(request.action, outcome)
         return outcome
 
+    async def _consult(self, request: Request, fields: dict[str, Any], notes: str) -> Outcome:
+        """Reserve the consulted agent (the call's step), then ask the PBX to call it; a
+        PBX that does not carry it out frees the agent and gives the call back."""
+        reserved = await self.calls.consult_start(
+            request.call_id, request.agent_id, to_agent_id=fields.get("to_agent_id"),
+            to_queue=fields.get("to_queue"), notes=notes)
+        frame = {"action": "transfer", **fields, "to_agent_id": reserved.agent_id,
+                 "to_extension": reserved.extension}
+        try:
+            outcome = await self.commands.send(
+                ROUTE_CONTROL, frame, call_id=request.call_id,
+                guard=Guard([CallState.consult_ringing.value], request.agent_id),
+                by=request.by)
+        except CommandError:
+            await self.calls.consult_undo(request.call_id, reserved.agent_id, "failed")
+            raise
+        if not outcome.ok:
+            await self.calls.consult_undo(request.call_id, reserved.agent_id, "failed")
+            raise ControlFailed("transfer", outcome)
+        return outcome
+
+    @staticmethod
+    def _consult_answer(request: Request, extra: dict[str, Any]
+                        ) -> tuple[dict[str, Any], Guard]:
+        """The consulted agent answers its consult leg from its console (the call is not
+        its own yet: only it, or a supervisor, may)."""
+        b = extra.get("consult_agent_id")
+        if request.agent_id is not None and request.agent_id != b:
+            raise NotYourCall(request.call_id)
+        states = [CallState.consult_ringing.value]
+        return ({"agent_id": b, "extension": extra.get("consult_extension", ""),
+                 "consult": True}, Guard(states, None))
+
     async def phone(self, call_id: str) -> dict[str, Any]:
-        """What the PBX needs to find the call's agent leg: the agent and its extension."""
-        agent_id = await self.store.redis.hget(self.store.keys.call(call_id), "agent_id")
+        """What the PBX needs to find the call's agent leg: the agent and its extension,
+        and during a consult the consulted agent and its extension."""
+        found = await self._phone(call_id)
+        found.pop("state", None)
+        return found
+
+    async def _phone(self, call_id: str) -> dict[str, Any]:
+        """phone(), and (for us only) the call's state."""
+        agent_id, consulted, state = await self.store.redis.hmget(
+            self.store.keys.call(call_id), ["agent_id", "consult_agent", "state"])
         if not agent_id:
             return {}
         agent = await self.store.agent(int(agent_id))
-        return {"agent_id": int(agent_id), "extension": agent.get("extension", "")}
+        found = {"agent_id": int(agent_id), "extension": agent.get("extension", ""),
+                 "state": state}
+        if consulted:
+            other = await self.store.agent(int(consulted))
+            found.update(consult_agent_id=int(consulted),
+                         consult_extension=other.get("extension", ""))
+        return found
 
     async def _target(self, fields: dict[str, Any], current: int | None) -> dict[str, Any]:
         """A transfer's target checked (a known queue; an agent logged in, not the one
@@ -207,9 +269,30 @@ class ControlService:
         raise LateResult(frame.command_id, decision.outcome)
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
-        """A call observer: the commands pending on a call that ended fail at once."""
+        """A call observer: the commands pending on a call that ended fail at once; a
+        consulted agent who did not answer is hung up on (the PBX gives the caller back)."""
         if name == "call.ended":
             await self.commands.call_gone(str(data.get("id") or data.get("call_id")))
+        elif name == "consult.no_answer":
+            task = asyncio.create_task(self._cancel_unanswered(data))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+
+    async def _cancel_unanswered(self, call: dict[str, Any]) -> None:
+        """Tell the PBX to drop the consult leg nobody answered; its outcome is only
+        logged (the call has moved on already)."""
+        try:
+            outcome = await self.commands.send(
+                ROUTE_CONTROL, {"action": "consult.cancel", "reason": "no_answer",
+                                "agent_id": int(call["agent_id"]),
+                                "consult_agent_id": int(call["consult_agent"])},
+                call_id=str(call["id"]))
+        except CommandError as e:
+            log.info("consult of %s not cancelled at the PBX: %s", call.get("id"), e)
+            return
+        if not outcome.ok:
+            log.info("the PBX did not drop the unanswered consult of %s: %s", call.get("id"),
+                     outcome.reason)
 
 
 __all__ = ["ACTION_STATES", "ControlFailed", "ControlService", "LateResult", "Request",

@@ -20,6 +20,20 @@ def route_connect(call_id: str, agent_id: int, extension: str) -> dict[str, Any]
             "extension": extension}
 
 
+def route_callback(callback: dict[str, str], agent_id: int, extension: str) -> dict[str, Any]:
+    """Place a callback: ring the agent's extension first, then call the number."""
+    return {"type": "route.callback", "callback_id": callback["id"],
+            "call_id": callback.get("call_id") or None, "number": callback["number"],
+            "agent_id": agent_id, "extension": extension,
+            "attempt": int(callback.get("attempts") or 0) + 1}
+
+
+def callback_accepted(callback_id: str, call_id: str, number: str,
+                      due_at: float) -> dict[str, Any]:
+    return {"type": "callback.accepted", "callback_id": callback_id, "call_id": call_id,
+            "number": number, "due_at": due_at}
+
+
 def route_queued(call_id: str, queue: str, position: int, wait_s: int) -> dict[str, Any]:
     return {"type": "route.queued", "call_id": call_id, "queue": queue,
             "position": position, "estimated_wait_s": wait_s}
@@ -33,6 +47,28 @@ def screen_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
         message["queue"] = call.get("queue", pop.get("queue"))
         message["transferred_from"] = int(call["transferred_from"])
     return message
+
+
+def consult_pop(call: dict[str, str], reason: dict[str, Any]) -> dict[str, Any]:
+    """The consulted agent's screen-pop: the call's, marked as a consult from its agent."""
+    return {**screen_pop(call, reason), "consult": {
+        "from_agent_id": int_or_none(call.get("consult_by") or call.get("agent_id")),
+        "to": call.get("consult_to", ""), "notes": call.get("consult_notes", "")}}
+
+
+# A consult's call state as `call.consult` names it.
+CONSULT_STATES = {"consult_ringing": "ringing", "consulting": "talking",
+                  "conference": "conference"}
+
+
+def consult_notice(call_id: str, state: str, a: int | None, b: int | None,
+                   cause: str = "") -> dict[str, Any]:
+    """`call.consult` for A's and B's consoles: where the consult stands."""
+    notice: dict[str, Any] = {"type": "call.consult", "call_id": call_id, "state": state,
+                              "from_agent_id": a, "agent_id": b}
+    if cause:
+        notice["cause"] = cause
+    return notice
 
 
 def agent_state(agent_id: int, agent: dict[str, str]) -> dict[str, Any]:

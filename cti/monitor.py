@@ -23,10 +23,10 @@ from core import audit
 from core.bus import Bus
 from core.keys import Keys
 from core.models import Call
-from cti.calls import TALKING, CallError, NoSuchCall
+from cti.calls import CONSULT, TALKING, CallError, NoSuchCall
 from cti.commands import CommandError, Guard, Outcome, PbxCommands
 from cti.control import ControlFailed, ControlService
-from cti.monitor_steps import Claim, MonitorSteps
+from cti.monitor_steps import Claim, Monitor, MonitorSteps
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ MODES = ("listen", "whisper", "barge", "stop")
 # What the agent is shown: whisper and barge; listening is silent.
 SHOWN = frozenset({"whisper", "barge"})
 SYSTEM = audit.Viewer("system", "system", None)
+# A call in progress: its agent talks to the caller (or consults a colleague about it).
+MONITORED = sorted(s.value for s in TALKING | CONSULT)
+# What takes the call from its agent, and with it the monitoring of the agent's leg.
+LEFT_AGENT = {"call.transferred": "transferred", "consult.completed": "transferred"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class MonitorService:
             raise ValueError(f"unknown monitoring mode {mode!r}")
         token = uuid.uuid4().hex
         claim = await self.steps.claim(call_id, who.agent_id, who.name, who.extension, mode,
-                                       token, [s.value for s in TALKING], who.override)
+                                       token, MONITORED, who.override)
         await self._check(call_id, claim)
         if claim.code == 5:
             return Change(call_id, mode, claim.mode, "")
@@ -157,8 +161,7 @@ class MonitorService:
                   "previous_mode": previous, "supervisor_id": who.agent_id, **phone}
         try:
             return await self.commands.send(ROUTE_MONITOR, fields, call_id=call_id,
-                                             guard=Guard([s.value for s in TALKING],
-                                                         exclusive=False))
+                                             guard=Guard(MONITORED, exclusive=False))
         except CommandError as e:
             await self.steps.settle(call_id, token, False)
             if e.code in ("unknown_call", "illegal_transition"):
@@ -191,18 +194,27 @@ class MonitorService:
             "supervisor": supervisor})
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
-        """A call observer: the call's end or transfer ends its monitor."""
-        if name not in ("call.ended", "call.transferred"):
+        """A call observer: the call's end, or its agent handing it on (a transfer, a
+        completed consult transfer), ends its monitor."""
+        if name != "call.ended" and name not in LEFT_AGENT:
             return
         call_id = str(data.get("id") or data.get("call_id"))
         agent = data.get("agent_id")
         agent_id = int(agent) if agent not in (None, "") else None
-        gone = await self.steps.clear(call_id, agent_id if name == "call.transferred" else None)
+        gone = await self.steps.clear(call_id, None if name == "call.ended" else agent_id)
+        await self._ended(call_id, gone, LEFT_AGENT.get(name, "call_ended"))
+
+    async def supervisor_left(self, call_id: str, supervisor_id: int) -> None:
+        """The PBX says the supervisor's phone left the monitoring (hung up, or never
+        answered): that supervisor's monitor of the call is gone."""
+        gone = await self.steps.clear(call_id, supervisor_id=supervisor_id)
+        await self._ended(call_id, gone, "supervisor_left")
+
+    async def _ended(self, call_id: str, gone: Monitor | None, reason: str) -> None:
         if gone is None or not gone.mode:
             return  # nothing, or a start the PBX had not confirmed yet (it fails now)
-        reason = "call_ended" if name == "call.ended" else "transferred"
         log.debug("call %s: %s's monitor ended (%s)", call_id, gone.supervisor, reason)
         await self._audit(SYSTEM, "monitor.end", call_id, {
-            "mode": gone.mode or None, "supervisor_id": gone.supervisor_id,
-            "supervisor": gone.supervisor, "agent_id": agent_id, "reason": reason})
-        await self._notice(agent_id, call_id, gone.mode, "stop", gone.supervisor)
+            "mode": gone.mode, "supervisor_id": gone.supervisor_id,
+            "supervisor": gone.supervisor, "agent_id": gone.agent_id, "reason": reason})
+        await self._notice(gone.agent_id, call_id, gone.mode, "stop", gone.supervisor)

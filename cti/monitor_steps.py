@@ -11,7 +11,8 @@ first confirmed) and, while a change waits for the PBX, `pending` (its token) an
 - settle: the PBX's outcome of the pending change: done (the mode is now `want`, or the
   monitor is gone after a stop) or not (the mode stays what it was). Only the token that
   claimed may settle; a monitor cleared meanwhile (the call ended) stays cleared.
-- clear: the call ended or left its agent (transferred): the monitor is gone.
+- clear: the call ended or left its agent (transferred), or the supervisor's phone hung
+  up (the ARI adapter tells): the monitor is gone.
 """
 
 from __future__ import annotations
@@ -85,14 +86,16 @@ redis.call('HDEL', KEYS[1], 'pending', 'want')
 return {2, m[3]}
 """
 
-# KEYS: monitor hash. ARGV: the agent the call left ('' = any).
-# {} nothing to clear | {supervisor id, name, mode} cleared
+# KEYS: monitor hash. ARGV: the agent the call left ('' = any), the supervisor whose
+# monitor it must be ('' = any).
+# {} nothing to clear | {supervisor id, name, mode, agent id} cleared
 _CLEAR = """
 local m = redis.call('HMGET', KEYS[1], 'supervisor_id', 'supervisor', 'mode', 'agent_id')
 if not m[1] then return {} end
 if ARGV[1] ~= '' and m[4] ~= ARGV[1] then return {} end
+if ARGV[2] ~= '' and m[1] ~= ARGV[2] then return {} end
 redis.call('DEL', KEYS[1])
-return {m[1], m[2] or '', m[3] or ''}
+return {m[1], m[2] or '', m[3] or '', m[4] or ''}
 """
 
 
@@ -112,6 +115,7 @@ class Monitor:
     supervisor_id: int
     supervisor: str
     mode: str
+    agent_id: int | None = None
 
 
 class MonitorSteps:
@@ -140,12 +144,16 @@ class MonitorSteps:
                                     args=[token, "1" if done else ""])
         return int(answer[0]), _text(answer[1]) if len(answer) > 1 else ""
 
-    async def clear(self, call_id: str, agent_id: int | None) -> Monitor | None:
+    async def clear(self, call_id: str, agent_id: int | None = None,
+                    supervisor_id: int | None = None) -> Monitor | None:
         answer = await self._clear(keys=[self.keys.monitor(call_id)],
-                                   args=["" if agent_id is None else str(agent_id)])
+                                   args=["" if agent_id is None else str(agent_id),
+                                         "" if supervisor_id is None else str(supervisor_id)])
         if not answer:
             return None
-        return Monitor(int(answer[0]), _text(answer[1]), _text(answer[2]))
+        agent = _text(answer[3])
+        return Monitor(int(answer[0]), _text(answer[1]), _text(answer[2]),
+                       int(agent) if agent else None)
 
     async def current(self, call_id: str) -> dict[str, str]:
         raw: dict[Any, Any] = await self.redis.hgetall(self.keys.monitor(call_id))

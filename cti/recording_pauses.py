@@ -155,5 +155,5 @@ def _step_writes(frame: RecordingPaused | RecordingResumed, call: dict[str, str]
              audit_op(frame.call_id, "recording.resumed", by, intervals[-1])])
 
 
-__all__ = ["PAUSED_AT", "RecordingNotPaused", "RecordingNotRunning",
+__all__ = ["PAUSED_AT", "PAUSES", "RecordingNotPaused", "RecordingNotRunning", "audit_op",
            "RecordingPauseEvents", "closing", "paused_intervals"]

@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AgentStateChange, Call, Interaction
+from core.models import AgentStateChange, Call, Callback, Interaction
 from core.redisconn import OUTAGES
 from core.timers import Timer
 from crm import store as crm
@@ -38,7 +38,13 @@ from routing.states import AgentState
 log = logging.getLogger(__name__)
 
 LIVE_IN_DB = (CallState.queued.value, CallState.ringing.value, CallState.connected.value,
-              CallState.on_hold.value, CallState.wrap_up.value)
+              CallState.on_hold.value, CallState.consulting.value, CallState.conference.value,
+              CallState.wrap_up.value)
+# A consult does not survive the live state's loss (the consulted agent's reservation was
+# only in Redis): the caller is restored to the first agent, held (a consult) or talking
+# (a conference), and the PBX's later consult events are refused as illegal.
+_RESTORED_AS = {CallState.consulting.value: CallState.on_hold.value,
+                CallState.conference.value: CallState.connected.value}
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Recovery:
             return None  # another node is rebuilding
         try:
             count = await self._restore_calls()
+            count += await self._restore_callbacks()
             epoch = secrets.token_hex(8)
             await self._redis.set(self._epoch_key, epoch)
             if count:
@@ -105,6 +112,18 @@ class Recovery:
                 await self.calls._dispatch(assignment, None)
         return len(rows)
 
+    async def _restore_callbacks(self) -> int:
+        """Pending callbacks go back, due at their time (one being dialled when Redis was
+        lost is due now: the PBX's late result for that attempt is refused)."""
+        async with self.maker() as session:
+            rows = (await session.scalars(select(Callback).where(Callback.state == "pending")
+                                          .order_by(Callback.requested_at))).all()
+            customers = {row.id: await crm.customer_profile(session, row.customer_id)
+                         if row.customer_id else None for row in rows}
+        restored = [row for row in rows
+                    if await self.calls.schedule_callback(row, customers[row.id])]
+        return len(restored)
+
     async def _requeue(self, call: Call, pop: dict[str, Any]) -> None:
         offered = call.offered_at.timestamp()
         profile = CallProfile(call.id, call.queue, call.tier,
@@ -118,6 +137,7 @@ class Recovery:
                                   .values(state=CallState.queued.value, agent_id=None))
 
     async def _restore_answered(self, call: Call, record: Interaction, pop: dict[str, Any]) -> None:
+        state = _RESTORED_AS.get(call.state, call.state)
         offered = call.offered_at.timestamp()
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
         answered = record.answered_at.timestamp() if record.answered_at else offered
@@ -127,23 +147,23 @@ class Recovery:
                   "agents": ",".join(str(a) for a in record.agent_ids or []),
                   # call control: holds so far (a hold in progress restarts now), legs
                   "hold_count": record.hold_count or 0, "hold_s": record.hold_s or 0.0,
-                  "held_at": self.calls.clock() if call.state == CallState.on_hold.value
+                  "held_at": self.calls.clock() if state == CallState.on_hold.value
                   else "", "legs": orjson.dumps(record.legs or []).decode()}
         if record.ended_at is not None:
             fields["ended_at"] = record.ended_at.timestamp()
         keys, redis = self.calls.keys, self._redis
         await redis.hset(keys.call(call.id), mapping={"id": call.id, "queue": call.queue,
-                                                      "state": call.state, **fields})
+                                                      "state": state, **fields})
         await redis.sadd(keys.calls, call.id)
         if call.agent_id is None:
             return
         await self.console.ensure_registered(call.agent_id)
-        state = AgentState.on_call if call.state in (CallState.connected.value,
-                                                     CallState.on_hold.value) else \
+        agent_state = AgentState.on_call if state in (CallState.connected.value,
+                                                      CallState.on_hold.value) else \
             AgentState.wrap_up
-        await self.calls.store.make_unavailable(call.agent_id, state, "", self.calls.clock(),
-                                                force=True, call_id=call.id)
-        if state is AgentState.wrap_up:
+        await self.calls.store.make_unavailable(call.agent_id, agent_state, "",
+                                                self.calls.clock(), force=True, call_id=call.id)
+        if agent_state is AgentState.wrap_up:
             until = self.calls.clock() + self.calls.wrap_up_s
             await redis.hset(keys.call(call.id), mapping={"wrap_until": until,
                                                           "wrap_agent": call.agent_id})

@@ -91,6 +91,35 @@ class CallResumed(Frame):
     type: Literal["call.resumed"]
 
 
+class ConsultAnswered(Frame):
+    """The consulted agent picked up the consult leg (the caller still on hold)."""
+
+    type: Literal["consult.answered"]
+    agent_id: AgentId
+
+
+class ConsultEnded(Frame):
+    """The consult leg is gone (cancelled, the consulted agent hung up or never answered,
+    or left a conference): the caller is back with the first agent."""
+
+    type: Literal["consult.ended"]
+    agent_id: AgentId | None = None
+    cause: Literal["cancelled", "hangup", "no_answer", "failed"] = "cancelled"
+
+
+class ConsultCompleted(Frame):
+    """The caller now talks to the consulted agent; the first agent left the call."""
+
+    type: Literal["consult.completed"]
+    agent_id: AgentId | None = None
+
+
+class ConferenceStarted(Frame):
+    """Caller, first agent and consulted agent are joined in one conference."""
+
+    type: Literal["conference.started"]
+
+
 class RecordingPaused(Frame):
     """The PBX paused the call's recording (PCI: a card number is being read out); the
     paused audio is left out of the file. `command_id`: the route.control it carried out
@@ -136,12 +165,14 @@ class ControlFields(BaseModel):
     action and, for a transfer, exactly one target and the mode."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
-    action: Literal["hold", "resume", "hangup", "answer", "transfer", "recording.pause",
-                    "recording.resume"]
-    mode: Literal["blind"] = "blind"
+    action: Literal["hold", "resume", "hangup", "answer", "transfer", "consult.complete",
+                    "consult.cancel", "conference", "recording.pause", "recording.resume"]
+    mode: Literal["blind", "consult"] = "blind"
     to_queue: QueueName | None = None
     to_agent_id: AgentId | None = None
     to_number: PhoneNumber | None = None
+    # A consult: the first agent's notes so far, shown to the consulted agent.
+    notes: Annotated[str, Field(max_length=4000)] | None = None
 
     @model_validator(mode="after")
     def _targets(self) -> ControlFields:
@@ -150,7 +181,15 @@ class ControlFields(BaseModel):
             raise ValueError("a transfer takes exactly one of to_queue, to_agent_id, to_number")
         if self.action != "transfer" and given:
             raise ValueError(f"{self.action} takes no transfer target")
+        if self.consult and self.to_number is not None:
+            raise ValueError("a consult goes to an agent or a queue, not a number")
+        if self.notes is not None and not self.consult:
+            raise ValueError("notes go with a consult transfer only")
         return self
+
+    @property
+    def consult(self) -> bool:
+        return self.action == "transfer" and self.mode == "consult"
 
     def fields(self) -> dict[str, Any]:
         """The request's own fields for the PBX (none but the action's target)."""
@@ -158,7 +197,10 @@ class ControlFields(BaseModel):
             return {}
         targets = {"to_queue": self.to_queue, "to_agent_id": self.to_agent_id,
                    "to_number": self.to_number}
-        return {"mode": self.mode, **{k: v for k, v in targets.items() if v is not None}}
+        fields = {"mode": self.mode, **{k: v for k, v in targets.items() if v is not None}}
+        if self.notes is not None:
+            fields["notes"] = self.notes
+        return fields
 
 
 class RecordingReady(Frame):
@@ -175,6 +217,44 @@ class SurveyResult(Frame):
     perception: Annotated[int, Field(ge=1, le=5)] | None = None
 
 
+class CallbackRequested(Frame):
+    """The caller of a waiting call chose to be called back (the IVR's "press 1"): the
+    caller leaves the line, the callback keeps the call's place. `number`: where to call
+    (default: the caller's number); `not_before`: not earlier than this."""
+
+    type: Literal["callback.requested"]
+    number: PhoneNumber | None = None
+    not_before: dt.datetime | None = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _aware(self) -> CallbackRequested:
+        if self.not_before is not None and self.not_before.tzinfo is None:
+            raise ValueError("not_before needs a time zone (e.g. 2026-12-03T09:00:00Z)")
+        return self
+
+
+class CallbackResult(Frame):
+    """How an attempt of a callback (route.callback) went. Names its callback by
+    `callback_id` (the call path knows it as the callback's call id)."""
+
+    type: Literal["callback.result"]
+    callback_id: Id
+    outcome: Literal["connected", "no_answer", "busy", "failed"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _call_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "call_id" not in data and "callback_id" in data:
+            return {**data, "call_id": data["callback_id"]}
+        return data
+
+    @model_validator(mode="after")
+    def _same(self) -> CallbackResult:
+        if self.call_id != self.callback_id:
+            raise ValueError("call_id, if given, must be the callback_id")
+        return self
+
+
 class StateSync(BaseModel):
     """Ask for the state of this integration's live calls (after a reconnect)."""
 
@@ -185,14 +265,17 @@ class StateSync(BaseModel):
 
 Inbound = Annotated[
     CallOffered | CallAnswered | CallEnded | CallTransferred | CallHeld | CallResumed
+    | ConsultAnswered | ConsultEnded | ConsultCompleted | ConferenceStarted
     | RecordingPaused | RecordingResumed | RecordingReady | SurveyResult | StateSync
-    | ControlResult,
+    | ControlResult | CallbackRequested | CallbackResult,
     Field(discriminator="type"),
 ]
 inbound = TypeAdapter(Inbound)
 CALL_EVENTS = ("call.offered", "call.answered", "call.ended", "call.transferred",
-               "call.held", "call.resumed", "recording.paused", "recording.resumed",
-               "recording.ready", "survey.result")
+               "call.held", "call.resumed", "consult.answered", "consult.ended",
+               "consult.completed", "conference.started", "recording.paused",
+               "recording.resumed", "recording.ready", "survey.result",
+               "callback.requested", "callback.result")
 
 
 def describe(errors: list[Any]) -> str:

@@ -18,6 +18,7 @@ from core.models import Call
 from core.timers import Timer
 from crm import store as crm
 from cti import legs, messages, records
+from cti.callbacks import CallbackEvents
 from cti.calls import (
     CallError,
     CallExists,
@@ -29,16 +30,23 @@ from cti.calls import (
     after_hangup,
     check,
 )
+from cti.consult import ConsultEvents, conference_figures
 from cti.context import PREFETCHED
 from cti.holds import HoldEvents, hold_figures
 from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
     CallAnswered,
+    CallbackRequested,
+    CallbackResult,
     CallEnded,
     CallHeld,
     CallOffered,
     CallResumed,
     CallTransferred,
+    ConferenceStarted,
+    ConsultAnswered,
+    ConsultCompleted,
+    ConsultEnded,
     Frame,
     RecordingPaused,
     RecordingReady,
@@ -58,8 +66,10 @@ STORED = "1"
 # Events whose step in Redis looks for their event key itself, atomically with the change
 # (routing/store.py EventSeen): no separate look first. The others look first.
 _SEEN_IN_STEP = frozenset({"call.offered", "call.answered", "call.ended", "call.transferred",
-                           "call.held", "call.resumed", "recording.paused",
-                           "recording.resumed"})
+                           "call.held", "call.resumed", "consult.answered", "consult.ended",
+                           "consult.completed", "conference.started", "recording.paused",
+                           "recording.resumed", "callback.requested",
+                           "callback.result"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def scoped_event_id(integration: str, event_id: str) -> str:
     return f"{integration[:120]}/#{hashlib.sha256(event_id.encode()).hexdigest()}"
 
 
-class TelephonyEvents(HoldEvents, RecordingPauseEvents):
+class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackEvents):
     async def handle(self, frame: Frame, integration: str) -> Outcome:
         """Apply one event of `integration` and answer the PBX (acks carry its own id)."""
         scoped = frame.model_copy(update={"event_id": scoped_event_id(integration,
@@ -170,6 +180,14 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
                 return Applied([], await self._call_held(frame, integration))
             case CallResumed():
                 return Applied([], await self._call_resumed(frame, integration))
+            case ConsultAnswered():
+                return Applied([], await self._consult_answered(frame, integration))
+            case ConsultEnded():
+                return Applied([], await self._consult_ended(frame, integration))
+            case ConsultCompleted():
+                return Applied([], await self._consult_completed(frame, integration))
+            case ConferenceStarted():
+                return Applied([], await self._conference_started(frame, integration))
             case RecordingPaused():
                 return Applied([], await self._recording_paused(frame, integration))
             case RecordingResumed():
@@ -178,6 +196,10 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
                 return await self._recording_ready(frame, integration)
             case SurveyResult():
                 return await self._survey_result(frame, integration)
+            case CallbackRequested():
+                return Applied(*await self._callback_requested(frame, integration))
+            case CallbackResult():
+                return Applied([], await self._callback_result(frame, integration))
         raise TypeError(f"no handler for {type(frame).__name__}")
 
     async def _seen(self, frame: Frame, integration: str, value: str) -> Outcome:
@@ -232,9 +254,6 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
     async def _stored(self, event_id: str) -> bool:
         async with self._reader() as session:
             return await records.event_seen(session, event_id)
-
-    def _mark(self, frame: Frame, ops: list[writer.Op]) -> tuple[str, bytes]:
-        return self.keys.event(frame.event_id), writer.dumps(ops)
 
     async def _call_offered(self, frame: CallOffered, integration: str) -> Applied:
         """Route first and pop the agent's screen, then store the call, then ack.
@@ -320,16 +339,22 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
         cause = frame.cause if isinstance(frame, CallEnded) else "transferred"
         for _ in range(5):
             call = await self._live(frame.call_id)
+            if call["state"] == CallState.callback.value:
+                # The caller left after asking for a callback: nothing more to do.
+                return Applied([], [records.event_op(frame.event_id, frame.call_id,
+                                                     frame.type)])
             state = check(frame.call_id, call["state"], frame.type)
             final = after_hangup(state)
             ops, outcome, kept = _hang_up_ops(frame, cause, call, final, now)
             agent_id = messages.int_or_none(call.get("agent_id"))
+            consulted = messages.int_or_none(call.get("consult_agent"))
             until = now + self._wrap_up_s(call.get("queue", ""))
             step = await self.store.hang_up(
                 frame.call_id, state.value, agent_id, now, timers=self.timers.key,
                 wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
                 rona=Timer("rona", frame.call_id, str(agent_id)).member,
-                event=self._mark(frame, ops), ended_at=now, end_cause=cause, **kept)
+                event=self._mark(frame, ops), consulted=consulted, ended_at=now,
+                end_cause=cause, **kept)
             if step.won:
                 break
             if step.state == "unknown":
@@ -342,6 +367,9 @@ class TelephonyEvents(HoldEvents, RecordingPauseEvents):
             raise IllegalTransition(frame.call_id, step.state, frame.type)
         if agent_id is not None and step.agent:
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
+        if consulted is not None and step.other:  # a consulted agent freed with the call
+            await self._agent_left_call(consulted, step.other, frame.call_id,
+                                        CallState.abandoned, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
                                           "final": final.value})
         return Applied([], writer.numbered(ops, step.seq))
@@ -462,6 +490,8 @@ def _hang_up_ops(frame: CallEnded | CallTransferred, cause: str, call: dict[str,
     if final is CallState.wrap_up:
         values["talk_s"] = now - float(call.get("answered_at") or now)
         values.update(hold_figures(call, now))
+        if call.get("conference_at") or call.get("conference_s"):
+            values.update(conference_figures(call, now))
         extra = {"kind": "blind", "to": legs.target(None, None, frame.to_number)} \
             if isinstance(frame, CallTransferred) else {}
         values["legs"] = legs.with_leg(call, legs.ended_leg(

@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 
 from core.timers import Timer
-from cti.agents import AWAY, AgentLifecycle
+from cti.agents import AWAY
+from cti.callbacks import CallbackEvents
+from cti.consult import CONSULT_RING, ConsultEvents
 from routing import engine
 
 log = logging.getLogger(__name__)
 
 
-class CallTimeouts(AgentLifecycle):
+class CallTimeouts(ConsultEvents, CallbackEvents):
     # Timers -------------------------------------------------------------
 
     async def on_timer(self, timer: Timer) -> None:
@@ -22,6 +24,10 @@ class CallTimeouts(AgentLifecycle):
         elif timer.kind == "wrapup":
             call_id = timer.token
             await self._finish_wrap_up(int(timer.ident), call_id, now)
+        elif timer.kind in ("cbdue", "cbtry"):
+            await self._callback_timer(timer, now)
+        elif timer.kind == CONSULT_RING:
+            await self.consult_no_answer(timer.ident, int(timer.token))
         elif timer.kind == AWAY:
             await self.console_gone(int(timer.ident), now)
         elif timer.kind == "widen":

@@ -34,9 +34,42 @@ RING_S = (1.5, 4.0)
 # hangs up, at least PERSON_MIN_TALK_S however fast the demo runs (tests speed it up).
 PERSON_TALK = 3.0
 PERSON_MIN_TALK_S = 20.0
-# What the demo PBX sends once it carried out a control action.
-ACTED = {"hold": ("call.held", {}), "resume": ("call.resumed", {}),
-         "hangup": ("call.ended", {"cause": "agent_hangup"})}
+# What a PBX sends once it carried out a control action (see `acted`).
+ACTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "hold": ("call.held", {}), "resume": ("call.resumed", {}),
+    "hangup": ("call.ended", {"cause": "agent_hangup"}),
+    "conference": ("conference.started", {}),
+}
+# A message the demo puts in a call's own queue when a simulated colleague picks up the
+# consult leg it was called on.
+CONSULT_PICKED_UP = "demo.consult_picked_up"
+
+
+def acted(command: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The event that says a `route.control` was carried out (docs/protocol.md), or None
+    when nothing happened yet: a consult only rings the consulted agent, whose answer
+    (`consult.answered`) comes later."""
+    action = command["action"]
+    consulted = {"agent_id": command.get("consult_agent_id")}
+    match action:
+        case "answer" if command.get("consult"):
+            return "consult.answered", {"agent_id": command["agent_id"]}
+        case "answer":
+            return "call.answered", {"agent_id": command["agent_id"]}
+        case "transfer" if command.get("mode") == "consult":
+            return None
+        case "transfer":  # blind: where the command says
+            return "call.transferred", {k: command[k] for k in
+                                        ("to_queue", "to_agent_id", "to_number") if k in command}
+        case "consult.complete":
+            return "consult.completed", consulted
+        case "consult.cancel" if command.get("reason") == "no_answer":
+            return "call.resumed", {}  # the consult leg dropped, the caller back with A
+        case "consult.cancel":
+            return "consult.ended", {**consulted, "cause": "cancelled"}
+        case "recording.pause" | "recording.resume":  # naming the command that asked
+            return f"{action}d", {"command_id": command["command_id"]}
+    return ACTED.get(action)
 
 Recorder = Callable[[CallPlan], Awaitable[str | None]]
 
@@ -123,15 +156,32 @@ class DemoPbx:
                 await self.send("call.ended", plan.call_id, cause="abandoned")
                 return
             await self.send("call.answered", plan.call_id, agent_id=agent_id)
-            talk_s = max(plan.talk_s * PERSON_TALK, PERSON_MIN_TALK_S) \
-                if agent_id in self.people else plan.talk_s
-            if not await self._talk(routing, talk_s):
-                await self.send("call.ended", plan.call_id,
-                                cause=self.rng.choice(["caller_hangup", "agent_hangup"]))
-            await self._after(plan)
+            if await self._conversation(plan, routing, agent_id):
+                await self._after(plan)
         finally:
             del self.calls[plan.call_id]
         self.completed += 1
+
+    async def _conversation(self, plan: CallPlan, routing: asyncio.Queue[dict[str, Any]],
+                            agent_id: int) -> bool:
+        """Talk until someone hangs up; a blind transfer back into the center waits for
+        the next agent and talks on. False when the caller gave up waiting after one."""
+        while True:
+            talk_s = max(plan.talk_s * PERSON_TALK, PERSON_MIN_TALK_S) \
+                if agent_id in self.people else plan.talk_s
+            outcome = await self._talk(routing, talk_s)
+            if outcome == "talked":
+                await self.send("call.ended", plan.call_id,
+                                cause=self.rng.choice(["caller_hangup", "agent_hangup"]))
+                return True
+            if outcome == "ended":
+                return True
+            next_agent = await self._wait_for_agent(routing, plan.patience_s)
+            if next_agent is None:
+                await self.send("call.ended", plan.call_id, cause="caller_hangup")
+                return False
+            agent_id = next_agent
+            await self.send("call.answered", plan.call_id, agent_id=agent_id)
 
     async def _wait_for_agent(self, routing: asyncio.Queue[dict[str, Any]],
                               patience_s: float) -> int | None:
@@ -179,9 +229,10 @@ class DemoPbx:
         await self._result(command, ok=True)
         return True
 
-    async def _talk(self, routing: asyncio.Queue[dict[str, Any]], talk_s: float) -> bool:
+    async def _talk(self, routing: asyncio.Queue[dict[str, Any]], talk_s: float) -> str:
         """The conversation, carrying out call control, until the caller hangs up after
-        `talk_s` (False) or the agent hangs up through the console (True)."""
+        `talk_s` ("talked"), the agent hangs up or transfers the caller out ("ended"), or
+        a blind transfer sends the caller back into the center ("rerouted")."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + talk_s
         while (left := ends - loop.time()) > 0:
@@ -190,21 +241,43 @@ class DemoPbx:
                     message = await routing.get()
             except TimeoutError:
                 break
-            if message["type"] == "route.control" and await self._act(message):
-                return True
-        return False
+            if message["type"] == CONSULT_PICKED_UP:
+                await self.send("consult.answered", message["call_id"],
+                                agent_id=message["agent_id"])
+            elif message["type"] == "route.control" \
+                    and (outcome := await self._act(routing, message)):
+                return outcome
+        return "talked"
 
-    async def _act(self, command: dict[str, Any]) -> bool:
+    async def _act(self, routing: asyncio.Queue[dict[str, Any]],
+                   command: dict[str, Any]) -> str | None:
         """Carry out a control action on a connected call: confirm it, then send the event
-        that says it happened. True when it ended the call."""
-        acted = ACTED.get(command["action"])
-        if acted is None:
+        that says it happened. "ended" or "rerouted" when the caller left this agent."""
+        action, event = command["action"], acted(command)
+        if event is None and not (action == "transfer" and command.get("mode") == "consult"):
             await self._result(command, ok=False, reason="not_supported")
-            return False
+            return None
         await self._result(command, ok=True)
-        type_, fields = acted
+        if event is None:  # a consult: the consulted agent's phone rings
+            self._ring_consulted(routing, command)
+            return None
+        type_, fields = event
         await self.send(type_, command["call_id"], **fields)
-        return bool(command["action"] == "hangup")
+        if action == "hangup" or (action == "transfer" and "to_number" in command):
+            return "ended"
+        return "rerouted" if action == "transfer" else None
+
+    def _ring_consulted(self, routing: asyncio.Queue[dict[str, Any]],
+                        command: dict[str, Any]) -> None:
+        """A person answers the consult from the console (`answer`); a simulated colleague
+        picks up after a while."""
+        agent_id = int(command["to_agent_id"])
+        if agent_id in self.people:
+            return
+        picked_up = {"type": CONSULT_PICKED_UP, "call_id": command["call_id"],
+                     "agent_id": agent_id}
+        asyncio.get_running_loop().call_later(self.scale * self.rng.uniform(*RING_S),
+                                              routing.put_nowait, picked_up)
 
     async def _result(self, command: dict[str, Any], ok: bool, reason: str = "") -> None:
         fields: dict[str, Any] = {"command_id": command["command_id"], "ok": ok}

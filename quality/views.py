@@ -9,18 +9,20 @@ and every look at a call's transcript is in the audit log.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import appkeys
 from core.audit_views import viewed, viewer
-from core.models import Interaction, Role
+from core.models import Interaction, QualityEvaluation, Role
 from core.web import authenticate
 from quality import evaluations as ev
 from quality import sampler, stats
-from quality.evaluations import NewEvaluation, Outcome, Status
+from quality.evaluations import Actor, NewEvaluation, Outcome, Status
 from quality.exceptions import InvalidAnswers
 from quality.forms import check_form, describe
 from quality.http import MANAGERS, STAFF, actor, open_session, row_id
@@ -152,36 +154,52 @@ async def one_evaluation(request: web.Request) -> web.Response:
     return web.json_response(ev.evaluation_dict(evaluation, agent_names))
 
 
-async def acknowledge(request: web.Request) -> web.Response:
-    principal = await authenticate(request, Role.agent)
-    body: AcknowledgeBody = await _body(request, AcknowledgeBody)
-    return await _answer(request, lambda s: ev.acknowledge(
-        s, actor(request, principal), row_id(request, "evaluation_id"), body.comment))
+# A change of an evaluation by its agent or a supervisor: who asks, which evaluation,
+# the checked body -> the step to run in the change's transaction.
+Step = Callable[[AsyncSession], Awaitable[QualityEvaluation]]
+Prepare = Callable[[web.Request, Actor, int, Any], Awaitable[Step]]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def dispute(request: web.Request) -> web.Response:
-    principal = await authenticate(request, Role.agent)
-    body: DisputeBody = await _body(request, DisputeBody)
-    return await _answer(request, lambda s: ev.dispute(
-        s, actor(request, principal), row_id(request, "evaluation_id"), body.reason))
+def _change(roles: Iterable[Role], model: type[BaseModel], prepare: Prepare) -> Handler:
+    """acknowledge, dispute and resolve: authenticate, check the body, run the step in
+    one transaction, answer the evaluation as it is after."""
+    allowed = tuple(roles)
+
+    async def handler(request: web.Request) -> web.Response:
+        principal = await authenticate(request, *allowed)
+        body = await _body(request, model)
+        step = await prepare(request, actor(request, principal),
+                             row_id(request, "evaluation_id"), body)
+        async with open_session(request) as session, session.begin():
+            evaluation = await step(session)
+            agent_names = await ev.names(session, {evaluation.agent_id})
+        return web.json_response(ev.evaluation_dict(evaluation, agent_names))
+    return handler
 
 
-async def resolve(request: web.Request) -> web.Response:
-    principal = await authenticate(request, *MANAGERS)
-    body: ResolveBody = await _body(request, ResolveBody)
+async def _acknowledged(request: web.Request, who: Actor, evaluation_id: int,
+                        body: AcknowledgeBody) -> Step:
+    return lambda session: ev.acknowledge(session, who, evaluation_id, body.comment)
+
+
+async def _disputed(request: web.Request, who: Actor, evaluation_id: int,
+                    body: DisputeBody) -> Step:
+    return lambda session: ev.dispute(session, who, evaluation_id, body.reason)
+
+
+async def _resolved(request: web.Request, who: Actor, evaluation_id: int,
+                    body: ResolveBody) -> Step:
+    """The evaluation is read beforehand, in its own session (quality/evaluations.py)."""
     answers = dict(body.answers) if body.answers is not None else None
-    who = actor(request, principal)
     async with open_session(request) as session:
-        current = await ev.get(session, who, row_id(request, "evaluation_id"))
-    return await _answer(request, lambda s: ev.resolve(s, who, current, body.outcome,
-                                                       body.note, answers))
+        current = await ev.get(session, who, evaluation_id)
+    return lambda session: ev.resolve(session, who, current, body.outcome, body.note, answers)
 
 
-async def _answer(request: web.Request, step: Any) -> web.Response:
-    async with open_session(request) as session, session.begin():
-        evaluation = await step(session)
-        agent_names = await ev.names(session, {evaluation.agent_id})
-    return web.json_response(ev.evaluation_dict(evaluation, agent_names))
+acknowledge = _change((Role.agent,), AcknowledgeBody, _acknowledged)
+dispute = _change((Role.agent,), DisputeBody, _disputed)
+resolve = _change(MANAGERS, ResolveBody, _resolved)
 
 
 # Calls: what to evaluate, and the call beside its transcript ---------------------

@@ -34,6 +34,8 @@ def queue_figures(s: Mapping[str, float], formula: Formula) -> dict[str, Any]:
         "csat_responses": int(s.get("csat_n", 0)),
         "csat_average": ratio(s.get("csat_sum", 0), s.get("csat_n", 0), 2),
         "csat_satisfied": ratio(s.get("csat_good", 0), s.get("csat_n", 0)),
+        "callbacks": int(s.get("callbacks", 0)),
+        "callbacks_connected": int(s.get("callbacks_connected", 0)),
         "complaints_opened": int(s.get("complaints_opened", 0)),
         "complaints_resolved_within_sla": int(s.get("complaints_resolved_within_sla", 0)),
     }

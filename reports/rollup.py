@@ -37,33 +37,41 @@ INTERVAL = dt.timedelta(minutes=15)
 FIGURE_COLUMNS = frozenset({"outcome", "survey_score", "wrap_up_s"})
 FIGURES = ("offered", "answered", "answered_within", "abandoned", "abandoned_short", "failed",
            "wait_sum", "wait_max", "talk_n", "talk_sum", "transfers", "csat_n", "csat_sum",
-           "csat_good", "wrap_n", "wrap_sum", "hold_sum")
+           "csat_good", "wrap_n", "wrap_sum", "hold_sum", "callbacks", "callbacks_connected")
 KEY = ("start", "queue", "tier")
 
-# What each call adds to the figures: its first answer (before any transfer) decides
-# whether it was answered and after how long.
+# What each call adds to the figures (its columns in the order of FIGURES: a rebuild
+# inserts them by position): its first answer (before any transfer) decides
+# whether it was answered and after how long. Callbacks are counted apart from the calls
+# that waited on the line (docs/reports.md): a call whose caller left for a callback
+# (outcome `callback`) was offered but is neither answered nor abandoned; the call that
+# placed a callback (`callback_id`) is not offered, answered or waited for, only counted
+# in `callbacks_connected` (its talk and wrap-up are agents' work like any other).
 _CONTRIBUTION = """
-SELECT call_id, start, queue, tier, 1 AS offered,
-  CASE WHEN first_answered IS NOT NULL THEN 1 ELSE 0 END AS answered,
-  CASE WHEN first_answered IS NOT NULL AND first_wait <= threshold THEN 1 ELSE 0 END
-    AS answered_within,
+SELECT call_id, start, queue, tier, CASE WHEN callback_id IS NULL THEN 1 ELSE 0 END AS offered,
+  CASE WHEN first_answered IS NOT NULL AND callback_id IS NULL THEN 1 ELSE 0 END AS answered,
+  CASE WHEN first_answered IS NOT NULL AND callback_id IS NULL AND first_wait <= threshold
+    THEN 1 ELSE 0 END AS answered_within,
   CASE WHEN first_answered IS NULL AND outcome = 'abandoned' AND first_wait >= :short
     THEN 1 ELSE 0 END AS abandoned,
   CASE WHEN first_answered IS NULL AND outcome = 'abandoned'
     AND (first_wait < :short OR first_wait IS NULL) THEN 1 ELSE 0 END AS abandoned_short,
   CASE WHEN first_answered IS NULL AND outcome = 'failed' THEN 1 ELSE 0 END AS failed,
-  CASE WHEN first_answered IS NOT NULL THEN COALESCE(first_wait, 0) ELSE 0 END AS wait_sum,
-  COALESCE(first_wait, 0) AS wait_max,
+  CASE WHEN first_answered IS NOT NULL AND callback_id IS NULL THEN COALESCE(first_wait, 0)
+    ELSE 0 END AS wait_sum,
+  CASE WHEN callback_id IS NULL THEN COALESCE(first_wait, 0) ELSE 0 END AS wait_max,
   CASE WHEN talk_s IS NULL THEN 0 ELSE 1 END AS talk_n, COALESCE(talk_s, 0) AS talk_sum,
   transfers,
   CASE WHEN survey_score IS NULL THEN 0 ELSE 1 END AS csat_n,
   COALESCE(survey_score, 0) AS csat_sum,
   CASE WHEN survey_score >= 4 THEN 1 ELSE 0 END AS csat_good,
   CASE WHEN wrap_up_s IS NULL THEN 0 ELSE 1 END AS wrap_n, COALESCE(wrap_up_s, 0) AS wrap_sum,
-  CASE WHEN talk_s IS NULL THEN 0 ELSE COALESCE(hold_s, 0) END AS hold_sum
+  CASE WHEN talk_s IS NULL THEN 0 ELSE COALESCE(hold_s, 0) END AS hold_sum,
+  CASE WHEN outcome = 'callback' THEN 1 ELSE 0 END AS callbacks,
+  CASE WHEN callback_id IS NOT NULL THEN 1 ELSE 0 END AS callbacks_connected
 FROM (
   SELECT i.call_id, i.queue, i.tier, i.outcome, i.talk_s, i.survey_score, i.wrap_up_s,
-         i.hold_s,
+         i.hold_s, i.callback_id,
          {bucket} AS start,
          COALESCE(f.answered_at, i.answered_at) AS first_answered,
          CASE WHEN f.event_id IS NULL THEN i.wait_s ELSE f.wait_s END AS first_wait,

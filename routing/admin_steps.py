@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from core.keys import Keys
-from routing.staffing import STAFF_LIB
+from routing.staffing import REPOOL_LIB
 from routing.states import AgentState
 from routing.transitions import LIB
 
@@ -26,26 +26,11 @@ from routing.transitions import LIB
 # KEYS: agent, set of live agents, configuration version; ARGV: pool prefix, agent id,
 # pools (";"), the version the node loaded, then field/value pairs.
 # {1, state, agent after} | {-2, version now}
-ADMIN_REPOOL = STAFF_LIB + """
+ADMIN_REPOOL = REPOOL_LIB + """
 local current = redis.call('GET', KEYS[3]) or '0'
 if current ~= ARGV[4] then return {-2, current} end
-local akey, pp = KEYS[1], ARGV[1]
-for pool in string.gmatch(redis.call('HGET', akey, 'pools') or '', '[^;]+') do
-  redis.call('ZREM', pp .. pool, ARGV[2])
-  redis.call('SREM', pp .. 'staff:' .. pool, ARGV[2])
-  redis.call('SREM', pp .. 'serving:' .. pool, ARGV[2])
-end
-redis.call('HSET', akey, 'id', ARGV[2], 'pools', ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('HSET', akey, ARGV[i], ARGV[i + 1]) end
-redis.call('HSETNX', akey, 'state', 'logged_out')
-redis.call('SADD', KEYS[2], ARGV[2])
-local state = redis.call('HGET', akey, 'state')
-staffing(akey, pp, state, redis.call('HGET', akey, 'reason') or '')
-if state == 'available' then
-  local idle = redis.call('HGET', akey, 'idle_since') or '0'
-  for pool in string.gmatch(ARGV[3], '[^;]+') do redis.call('ZADD', pp .. pool, idle, ARGV[2]) end
-end
-return {1, state, redis.call('HGETALL', akey)}
+local state = repool(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], 5)
+return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
 # A supervisor sets an agent's state. Free (not on a call): now, noting who (`by`, for the

@@ -34,28 +34,36 @@ local function staffing(akey, pp, state, reason)
 end
 """
 
-# Create or refresh an agent's live record (its pools may have changed with its skills):
-# out of its old pools' sets, into its new ones as its state says. A new agent starts
-# logged out. KEYS: agent hash, set of agent ids; ARGV: pool key prefix, agent id, pools
-# (";"), then field/value pairs.
-REGISTER_ROUTING_AGENT = STAFF_LIB + """
-local akey, pp = KEYS[1], ARGV[1]
-local old = redis.call('HGET', akey, 'pools') or ''
-for pool in string.gmatch(old, '[^;]+') do
-  redis.call('ZREM', pp .. pool, ARGV[2])
-  redis.call('SREM', pp .. 'staff:' .. pool, ARGV[2])
-  redis.call('SREM', pp .. 'serving:' .. pool, ARGV[2])
+# repool(akey, agents, pp, id, pools, first): create or refresh an agent's live record
+# (its pools may have changed with its skills): out of its old pools' sets, into its new
+# ones as its state says, with the field/value pairs of ARGV from `first` on. A new agent
+# starts logged out. agents: the set of agent ids; pp: the pool key prefix; pools: ";".
+# Answers the agent's state.
+REPOOL_LIB = STAFF_LIB + """
+local function repool(akey, agents, pp, id, pools, first)
+  for pool in string.gmatch(redis.call('HGET', akey, 'pools') or '', '[^;]+') do
+    redis.call('ZREM', pp .. pool, id)
+    redis.call('SREM', pp .. 'staff:' .. pool, id)
+    redis.call('SREM', pp .. 'serving:' .. pool, id)
+  end
+  redis.call('HSET', akey, 'id', id, 'pools', pools)
+  for i = first, #ARGV, 2 do redis.call('HSET', akey, ARGV[i], ARGV[i + 1]) end
+  redis.call('HSETNX', akey, 'state', 'logged_out')
+  redis.call('SADD', agents, id)
+  local state = redis.call('HGET', akey, 'state')
+  staffing(akey, pp, state, redis.call('HGET', akey, 'reason') or '')
+  if state == 'available' then
+    local idle = redis.call('HGET', akey, 'idle_since') or '0'
+    for pool in string.gmatch(pools, '[^;]+') do redis.call('ZADD', pp .. pool, idle, id) end
+  end
+  return state
 end
-redis.call('HSET', akey, 'id', ARGV[2], 'pools', ARGV[3])
-for i = 4, #ARGV, 2 do redis.call('HSET', akey, ARGV[i], ARGV[i + 1]) end
-redis.call('HSETNX', akey, 'state', 'logged_out')
-redis.call('SADD', KEYS[2], ARGV[2])
-local state = redis.call('HGET', akey, 'state')
-staffing(akey, pp, state, redis.call('HGET', akey, 'reason') or '')
-if state == 'available' then
-  local idle = redis.call('HGET', akey, 'idle_since') or '0'
-  for pool in string.gmatch(ARGV[3], '[^;]+') do redis.call('ZADD', pp .. pool, idle, ARGV[2]) end
-end
+"""
+
+# KEYS: agent hash, set of agent ids; ARGV: pool key prefix, agent id, pools (";"), then
+# field/value pairs.
+REGISTER_ROUTING_AGENT = REPOOL_LIB + """
+repool(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], 4)
 """
 
 

@@ -73,6 +73,9 @@ local function after_call(akey, now, prefix)
   end
   if after ~= '' and by ~= '' then redis.call('HSET', akey, 'by', by, 'by_since', now) end
 end
+-- States in which the caller is with its agent (held, consulting or in conference too).
+local WITH_AGENT = {connected = true, on_hold = true, consult_ringing = true,
+                    consulting = true, conference = true}
 local function holds(akey, call_id)
   return redis.call('HGET', akey, 'call_id') == call_id
 end
@@ -131,13 +134,15 @@ end
 return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 """
 
-# call.ended. A connected (or held) call goes to wrap-up with its agent (wrap-up timer started); any
+# call.ended. A call with its agent (connected, held, consulting, in conference) goes to
+# wrap-up with its agent (wrap-up timer started), and a consulted agent leaves it; any
 # other call is abandoned: out of Redis, its ringing agent freed.
-# KEYS: call, event key, agent (or the call again), timers, set of live calls;
+# KEYS: call, event key, agent (or the call again), timers, set of live calls, the
+# consulted agent (or the call again);
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
 # prefix, waiting prefix, wrap-up end, wrap-up timer, ring-no-answer timer, then call
-# field/value pairs. {1, state before, agent after, write number} | {0, state now} |
-# {2, seen}
+# field/value pairs. {1, state before, agent after, write number, consulted agent after
+# ({}: none)} | {0, state now} | {2, seen}
 HANG_UP = LIB + """
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[3], ARGV[1])
 if refused then return refused end
@@ -146,15 +151,22 @@ if agent ~= ARGV[2] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 local seq = next_seq(KEYS[1])
 mark(KEYS[2], ARGV[3], ARGV[4], seq)
-if (state == 'connected' or state == 'on_hold') and agent ~= '' then
+if WITH_AGENT[state] and agent ~= '' then
+  local consulted = redis.call('HGET', KEYS[1], 'consult_agent') or ''
   redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'wrap_until', ARGV[8], 'wrap_agent', agent,
-             unpack(ARGV, 11))
+             'consult_agent', '', unpack(ARGV, 11))
   redis.call('HINCRBY', KEYS[1], 'v', 1)
   if holds(KEYS[3], call_id) then
     go_unavailable(KEYS[3], 'wrap_up', '', ARGV[5], ARGV[6])
     redis.call('ZADD', KEYS[4], ARGV[8], ARGV[9])
   end
-  return {1, state, agent_of(KEYS[3]), seq}
+  local other = {}
+  if consulted ~= '' and redis.call('HGET', KEYS[6], 'id') == consulted
+     and holds(KEYS[6], call_id) then
+    after_call(KEYS[6], ARGV[5], ARGV[6])
+    other = agent_of(KEYS[6])
+  end
+  return {1, state, agent_of(KEYS[3]), seq, other}
 end
 drop(KEYS[1], call_id, ARGV[7], KEYS[5], ARGV[6])
 if agent == '' then return {1, state, {}, seq} end

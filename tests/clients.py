@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import websockets
 
+from demo.pbx import acted
+
 _ids = itertools.count(1)
 
 
@@ -131,17 +133,10 @@ class Ivr(_Client):
     async def act(self, command: dict[str, Any]) -> dict[str, Any] | None:
         """Do what a route.control asks, as a PBX would, by sending the event that says
         it happened; returns its ack (None for an action with no event)."""
-        event = _ACTED.get(command["action"])
+        event = acted(command)
         if event is None:
             return None
         type_, fields = event
-        if type_ == "call.answered":
-            fields = {"agent_id": command["agent_id"]}
-        if type_ == "call.transferred":
-            fields = {k: command[k] for k in ("to_queue", "to_agent_id", "to_number")
-                      if k in command}
-        if type_.startswith("recording."):
-            fields = {"command_id": command["command_id"]}
         return await self.event(type_, command["call_id"], **fields)
 
     def obey(self, refuse: dict[str, str] | None = None, confirm_first: bool = True
@@ -184,15 +179,6 @@ class Ivr(_Client):
                 await self.result(command, ok=not refuse, reason=refuse)
 
         return asyncio.create_task(loop())
-
-
-# What a PBX sends once it carried out a route.control action.
-_ACTED: dict[str, tuple[str, dict[str, Any]]] = {
-    "hold": ("call.held", {}), "resume": ("call.resumed", {}),
-    "hangup": ("call.ended", {"cause": "agent_hangup"}), "answer": ("call.answered", {}),
-    "transfer": ("call.transferred", {}),  # blind: where the command says
-    "recording.pause": ("recording.paused", {}), "recording.resume": ("recording.resumed", {}),
-}
 
 
 class AgentClient(_Client):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from callcenter.app import create_app
 from core import db
@@ -26,6 +27,9 @@ from core.settings import Settings
 from routing.service import Router
 from routing.store import RoutingStore
 from tests.routers import ROUTING_QUEUES
+
+# The browser tests' fixtures (Chromium, pages, screenshots).
+pytest_plugins = ("tests.browser",)
 
 POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
 # Set by ./test.sh: there the PostgreSQL variants must run, never be deselected.
@@ -109,6 +113,29 @@ def _database_url(kind: str, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     assert POSTGRES_URL is not None
     return POSTGRES_URL
+
+
+@pytest.fixture(params=_database_params())
+async def maker(request: pytest.FixtureRequest,
+                tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh schema: a SQLite file, or a PostgreSQL schema of its own per
+    test, so concurrent test runs on one server cannot collide."""
+    if request.param == "sqlite":
+        engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    else:
+        assert POSTGRES_URL is not None
+        schema = f"test_{uuid.uuid4().hex[:12]}"
+        engine = create_async_engine(
+            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield db.sessionmaker(engine)
+    if request.param == "postgres":
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()
 
 
 async def reset_schema(url: str, *, create: bool = True) -> None:

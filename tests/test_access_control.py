@@ -32,7 +32,7 @@ SHELLS = {("GET", "/"), ("GET", "/console"), ("GET", "/wallboard"), ("GET", "/re
 TELEPHONY_ALLOWED = {"/api/v1/login", "/api/v1/logout", "/api/v1/openapi.json"}
 SAMPLE = {"customer_id": "C1", "complaint_id": "1", "webhook_id": "1", "scope": "center",
           "call_id": "c-1", "form_id": "1", "evaluation_id": "1", "interaction_id": "1",
-          "agent_id": "1", "queue": "default", "kind": "not_ready"}
+          "agent_id": "1", "queue": "default", "kind": "not_ready", "callback_id": "cb-1"}
 
 
 def routes(app: Any) -> list[tuple[str, str]]:

@@ -13,13 +13,12 @@ from sqlalchemy import select
 
 from core.appkeys import ROUTER
 from core.models import Agent, Queue
+from tests.browser import sign_in
 from tests.conftest import make_settings
-from tests.test_console_browser import CHROMIUM, browser, new_page, shoot, sign_in  # noqa: F401
 from tests.waits import eventually
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqlalchemy import select
+
 from core import appkeys
+from core.models import AuditEntry
 from tests.fake_ari import FakeAri, Request
 from tests.rest import request
 from tests.test_ari import _connected_call, _ready, fake_ari, settings
@@ -147,5 +150,16 @@ async def test_the_supervisor_hanging_up_tears_the_monitoring_down(
     await fake_ari.hang_up(leg)
     await eventually(lambda: _live_snoops(fake_ari) == {}
                      and f"{caller}-monitor" not in fake_ari.bridges)
-    # The service still has it until stopped: stop is answered ok, nothing is left to do.
-    assert (await _monitor(center, caller, sup, "stop"))[0] == 200
+    # The service is told: the monitor is gone, audited, and the agent sees it end.
+    steps = center.server.app[appkeys.MONITOR].steps
+    await eventually(lambda: _cleared(steps, caller), what="the service forgot it")
+    await agent.inbox.expect("monitor.notice", call_id=caller, mode="whisper")
+    await agent.inbox.expect("monitor.notice", call_id=caller, mode="none")
+    status, body = await _monitor(center, caller, sup, "stop")
+    assert status == 409 and body["error"]["code"] == "not_monitoring", body
+    async with center.sessions() as session:
+        end = await session.scalar(select(AuditEntry).where(
+            AuditEntry.object_id == caller, AuditEntry.action == "monitor.end"))
+    assert end is not None and end.detail["reason"] == "supervisor_left"
+    # The supervisor may start again; the call is untouched.
+    assert (await _monitor(center, caller, sup, "listen"))[0] == 200

@@ -11,20 +11,11 @@ import pytest
 from playwright.async_api import Page, expect
 
 from core import appkeys
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    NewPage,
-    browser,
-    go_available,
-    new_page,
-    shoot,
-    sign_in,
-)
+from tests.browser import NewPage, go_available, sign_in
 from tests.waits import eventually
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

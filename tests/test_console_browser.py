@@ -1,93 +1,24 @@
 """The agent console and the wallboard in a real browser: Debian's Chromium, driven
 by Playwright, against a running service with a test IVR.
 
-Screenshots are taken as the tests go, into docs/screenshots/ when
-CALLCENTER_UPDATE_SCREENSHOTS=1 (so an ordinary run leaves the tree clean), else into
-the test's temporary directory.
+The launch fixture, pages and screenshots are shared by every browser test
+(tests/browser.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 from sqlalchemy import select
 
 from core.models import Complaint, Interaction
+from tests.browser import NewPage, go_available, sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
-]
-
-NewPage = Callable[..., Awaitable[Page]]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
-    """Pages in their own browser contexts (separate sessionStorage), each failing the
-    test on a JavaScript error or a Content-Security-Policy violation."""
-    problems: list[str] = []
-    contexts = []
-
-    async def make(width: int = 1440, height: int = 900) -> Page:
-        context = await browser.new_context(viewport={"width": width, "height": height},
-                                            locale="en-US")
-        contexts.append(context)
-        page = await context.new_page()
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("console", lambda m: problems.append(f"console: {m.text}")
-                if m.type == "error" and "Content Security Policy" in m.text else None)
-        return page
-
-    yield make
-    for context in contexts:
-        await context.close()
-    assert not problems, problems
-
-
-async def sign_in(page: Page, center, username: str, lands_on: str = "/console") -> None:
-    await page.goto(f"{center.url}/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", center.PASSWORD)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(re.compile(re.escape(lands_on)))
-
-
-async def go_available(page: Page) -> None:
-    await expect(page.locator("#btn-available")).to_be_enabled()
-    await page.click("#btn-available")
-    await expect(page.locator("#state-label")).to_have_text("Available")
-
-
-@pytest.fixture
-def shoot(tmp_path: Path) -> Callable[[Page, str], Awaitable[None]]:
-    folder = SHOTS if os.environ.get("CALLCENTER_UPDATE_SCREENSHOTS") == "1" else tmp_path
-
-    async def take(page: Page, name: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(folder / name), full_page=True)
-
-    return take
+pytestmark = pytest.mark.browser
 
 
 async def add_history(center, customer_id: str, agent_id: int) -> None:
@@ -105,6 +36,10 @@ async def add_history(center, customer_id: str, agent_id: int) -> None:
             disposition="follow_up", notes="Refund promised within 7 days",
             complaint_flag=True, transcript_status="done",
             transcript=[{"speaker": "customer", "start": 1.5, "text": "我的退款还没有到账"},
+                        # A PCI pause of the recording, as transcripts/pauses.py marks it.
+                        {"speaker": "system", "start": 4.0, "end": 4.0, "text": "",
+                         "words": [], "marker": "recording_paused", "paused_s": 42,
+                         "by": "agent:old"},
                         {"speaker": "agent", "start": 6.0, "text": "我帮您查一下"}]))
         session.add(Complaint(
             customer_id=customer_id, category="billing_refund", state="received",
@@ -177,8 +112,10 @@ async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_c
     await expect(history).to_have_count(2)
     await expect(history.first).to_contain_text("Resolved")
     await history.nth(1).locator("a").click()
-    await expect(console.locator(".transcript li")).to_have_count(2)
+    await expect(console.locator(".transcript li")).to_have_count(3)
     await expect(console.locator(".transcript")).to_contain_text("我的退款还没有到账")
+    await expect(console.locator(".transcript li.transcript-marker")).to_contain_text(
+        "[Recording paused for 42 s (PCI): nothing was recorded here]")
     await console.click(".back")
     await expect(console.locator("#view-call")).to_be_visible()
 

@@ -1,14 +1,10 @@
 import datetime as dt
 import json
-import os
-import uuid
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.db import create_engine, session_scope, sessionmaker
-from core.models import Base, Complaint, Customer, CustomerPhone, Interaction
+from core.db import session_scope
+from core.models import Complaint, Customer, CustomerPhone, Interaction
 from crm.store import (
     NoSuchCustomer,
     customer_profile,
@@ -21,37 +17,7 @@ from crm.store import (
     search_customers,
 )
 
-POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgres", marks=[
-        pytest.mark.postgres,
-        pytest.mark.skipif(not POSTGRES_URL, reason="CALLCENTER_TEST_POSTGRES_URL not set"),
-    ]),
-]
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-async def maker(request, tmp_path):
-    """A fresh schema: a SQLite file, or a PostgreSQL schema of its own per test."""
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
-    else:
-        # A schema per test, so concurrent test runs on one server cannot collide.
-        schema = f"test_{uuid.uuid4().hex[:12]}"
-        engine = create_async_engine(
-            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-        )
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield sessionmaker(engine)
-    if request.param == "postgres":
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -1,11 +1,8 @@
 import datetime as dt
-import os
-import uuid
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
 from core.auth import verify_password
 from core.db import create_engine, session_scope, sessionmaker
@@ -27,37 +24,7 @@ from crm.value import CustomerFacts, compute_profiles, fact_columns
 from crm.value import Order as ValueOrder
 from crm.value_columns import FactColumns
 
-POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgres", marks=[
-        pytest.mark.postgres,
-        pytest.mark.skipif(not POSTGRES_URL, reason="CALLCENTER_TEST_POSTGRES_URL not set"),
-    ]),
-]
 TODAY = dt.date(2025, 3, 1)
-
-
-@pytest.fixture(params=BACKENDS)
-async def maker(request, tmp_path):
-    """A fresh schema: a SQLite file, or a PostgreSQL schema of its own per test."""
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
-    else:
-        # A schema per test, so concurrent test runs on one server cannot collide.
-        schema = f"test_{uuid.uuid4().hex[:12]}"
-        engine = create_async_engine(
-            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-        )
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield sessionmaker(engine)
-    if request.param == "postgres":
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
 
 
 async def scalars(maker, statement):

@@ -19,18 +19,11 @@ from sqlalchemy import select
 from core.models import Agent, Customer, Interaction
 from crm.demo import DEMO_PASSWORD, load_demo
 from demo.center import PEOPLE, DemoCenter
+from tests.browser import go_available
 from tests.conftest import make_settings
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    browser,
-    go_available,
-    new_page,
-    shoot,
-)
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

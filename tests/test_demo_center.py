@@ -121,3 +121,99 @@ async def test_a_person_answers_holds_and_hangs_up_through_the_demo_pbx(
         await asyncio.gather(task, return_exceptions=True)
         await demo.stop()
         await person.close()
+
+
+async def _people_on_a_call(center: Any, settings: Any, tmp_path: Path
+                            ) -> tuple[DemoCenter, asyncio.Task[None], AgentClient, AgentClient,
+                                       str]:
+    """The demo running with both people signed in; the first has answered a call."""
+    await load_demo(center.sessions, customers=200)
+    first = await AgentClient.login(center.url, PEOPLE[0], DEMO_PASSWORD)
+    second = await AgentClient.login(center.url, PEOPLE[1], DEMO_PASSWORD)
+    await first.available()  # before the colleagues: the longest idle takes a call first
+    demo = DemoCenter(center.sessions, settings.secret_key, center.url, calls_per_min=6,
+                      recordings=tmp_path / "rec" / "demo",
+                      recordings_root=tmp_path / "rec", seed=5, scale=0.5)
+    task = asyncio.create_task(demo.run())
+    pop = await first.inbox.expect("screen_pop", timeout=60)
+    call_id = pop["call_id"]
+    assert (await first.control(call_id, "answer"))["type"] == "ack"
+    await first.inbox.expect("call.connected", call_id=call_id, timeout=30)
+    await second.available()
+    return demo, task, first, second, call_id
+
+
+async def _stop(demo: DemoCenter, task: asyncio.Task[None], *people: AgentClient) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await demo.stop()
+    for person in people:
+        await person.close()
+
+
+async def test_a_person_consults_another_who_takes_the_call_through_the_demo_pbx(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    demo, task, first, second, call_id = await _people_on_a_call(center, settings, tmp_path)
+    try:
+        reply = await first.control(call_id, "transfer", mode="consult",
+                                    to_agent_id=second.agent_id, notes="billing question")
+        assert reply["type"] == "ack", reply
+        pop = await second.inbox.expect("screen_pop", call_id=call_id, timeout=30)
+        assert pop["consult"]["notes"] == "billing question"
+        assert (await second.control(call_id, "answer"))["type"] == "ack"
+        await first.inbox.expect("call.consult", call_id=call_id, state="talking", timeout=30)
+        assert (await first.control(call_id, "conference"))["type"] == "ack"
+        await second.inbox.expect("call.consult", call_id=call_id, state="conference",
+                                  timeout=30)
+        assert (await first.control(call_id, "consult.complete"))["type"] == "ack"
+        ended = await first.inbox.expect("call.ended", call_id=call_id, timeout=30)
+        assert ended["wrap_up_until"]
+        await second.inbox.expect("call.connected", call_id=call_id, timeout=30)
+        assert (await second.control(call_id, "hangup"))["type"] == "ack"
+        record = await eventually(lambda: _record(center, call_id), 30,
+                                  what="the call's record ended")
+        assert record.agent_id == second.agent_id and record.conference_s is not None
+        assert [leg["agent_id"] for leg in record.legs] == [first.agent_id, second.agent_id]
+        assert record.legs[0]["kind"] == "consult"
+    finally:
+        await _stop(demo, task, first, second)
+
+
+async def test_a_person_transfers_blind_to_another_through_the_demo_pbx(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    demo, task, first, second, call_id = await _people_on_a_call(center, settings, tmp_path)
+    try:
+        reply = await first.control(call_id, "transfer", to_agent_id=second.agent_id)
+        assert reply["type"] == "ack", reply
+        await first.inbox.expect("call.ended", call_id=call_id, timeout=30)
+        pop = await second.inbox.expect("screen_pop", call_id=call_id, timeout=30)
+        assert pop["transferred_from"] == first.agent_id
+        assert (await second.control(call_id, "answer"))["type"] == "ack"
+        await second.inbox.expect("call.connected", call_id=call_id, timeout=30)
+        assert (await second.control(call_id, "hangup"))["type"] == "ack"
+        record = await eventually(lambda: _record(center, call_id), 30,
+                                  what="the call's record ended")
+        assert record.agent_id == second.agent_id
+        assert record.legs[0]["kind"] == "blind" and record.legs[0]["to"] == \
+            f"agent:{second.agent_id}"
+    finally:
+        await _stop(demo, task, first, second)
+
+
+async def test_an_admin_monitors_a_persons_call_through_the_demo_pbx(
+        center: Any, settings: Any, tmp_path: Path) -> None:
+    """The demo PBX confirms route.monitor (issue 20): listen, whisper shown to the
+    person, stop."""
+    from tests.rest import request
+
+    demo, task, first, second, call_id = await _people_on_a_call(center, settings, tmp_path)
+    try:
+        admin = await center.login_token("ada", "admin")
+        for mode in ("listen", "whisper", "stop"):
+            status, body = await request(center, "POST", f"/api/v1/calls/{call_id}/monitor",
+                                         admin, json={"mode": mode})
+            assert status == 200 and body["mode"] == mode, (mode, body)
+        await first.inbox.expect("monitor.notice", call_id=call_id, mode="whisper")
+        await first.inbox.expect("monitor.notice", call_id=call_id, mode="none")
+    finally:
+        await _stop(demo, task, first, second)

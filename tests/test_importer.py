@@ -1,50 +1,15 @@
 import datetime as dt
-import os
-import uuid
 from pathlib import Path
 
-import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
 from core.db import create_engine, session_scope, sessionmaker
-from core.models import Base, Customer, CustomerPhone, Order
+from core.models import Customer, CustomerPhone, Order
 from crm import importer
 from crm.importer import RowError, import_customers
 
-POSTGRES_URL = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgres", marks=[
-        pytest.mark.postgres,
-        pytest.mark.skipif(not POSTGRES_URL, reason="CALLCENTER_TEST_POSTGRES_URL not set"),
-    ]),
-]
-
 CUSTOMERS_HEADER = "id,name,phones,email,company,tags,lifecycle_stage\n"
 ORDERS_HEADER = "customer_id,date,amount,cost,order_id\n"
-
-
-@pytest.fixture(params=BACKENDS)
-async def maker(request, tmp_path):
-    """A fresh schema: a SQLite file, or a PostgreSQL schema of its own per test."""
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
-    else:
-        # A schema per test, so concurrent test runs on one server cannot collide.
-        schema = f"test_{uuid.uuid4().hex[:12]}"
-        engine = create_async_engine(
-            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-        )
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield sessionmaker(engine)
-    if request.param == "postgres":
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
 
 
 def write(path: Path, content: str, encoding: str = "utf-8") -> Path:

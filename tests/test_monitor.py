@@ -221,6 +221,34 @@ async def test_the_calls_end_or_transfer_ends_its_monitor_and_the_agents_notice(
     obeying2.cancel()
 
 
+async def test_a_completed_consult_transfer_ends_the_monitor_of_the_first_agent(
+        center: Any) -> None:
+    amy, ivr = await center.answered_call("amy", "c8", "+8613800000008")
+    obeying = ivr.obey_monitor()
+    sup = await center.login_token("sue", "supervisor")
+    assert (await _monitor(center, "c8", sup, "whisper"))[0] == 200
+    bob = await center.agent("bob")
+    await bob.available()
+    asked = asyncio.create_task(amy.control("c8", "transfer", mode="consult",
+                                            to_agent_id=bob.agent_id))
+    command = await ivr.command(call_id="c8")
+    await ivr.result(command)
+    assert (await asked)["type"] == "ack"
+    await ivr.event("consult.answered", "c8", agent_id=bob.agent_id)
+    # Monitoring goes on while amy consults bob.
+    assert (await _monitor_hash(center, "c8"))["mode"] == "whisper"
+    await ivr.event("consult.completed", "c8", agent_id=bob.agent_id)
+    await amy.inbox.expect("monitor.notice", call_id="c8", mode="none")
+    assert await _monitor_hash(center, "c8") == {}
+    end = (await _audit(center, "c8"))[-1]
+    assert (end.action, end.detail["reason"], end.detail["agent_id"]) == (
+        "monitor.end", "transferred", amy.agent_id)
+    # The call is bob's now: monitoring it is monitoring bob.
+    assert (await _monitor(center, "c8", sup, "listen"))[0] == 200
+    assert ivr.monitored[-1]["agent_id"] == bob.agent_id
+    obeying.cancel()
+
+
 # Races: two supervisors at once, and a monitor against the call's end ------------------
 
 
@@ -304,6 +332,37 @@ async def test_a_monitor_racing_the_calls_end_leaves_nothing_behind(nodes: Any) 
         assert done["type"] == "ack", done
         await eventually(lambda: _free(a, agent.agent_id), what="agent back from wrap-up")
     obeying.cancel()
+
+
+async def test_the_pbx_confirming_as_the_call_ends_leaves_nothing_behind(nodes: Any) -> None:
+    """The command reached the PBX; its result and the caller's hang-up race."""
+    a, b = nodes
+    agent = await a.agent("amy")
+    ivr = await a.ivr()
+    sue = await a.login_token("sue")
+    for n in range(ROUNDS):
+        call_id = f"r5-{n}"
+        await agent.available()
+        await ivr.offer(call_id, f"+86138000003{n:02d}")
+        await ivr.inbox.expect("route.connect", call_id=call_id)
+        await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+        asking = asyncio.create_task(_monitor(b, call_id, sue, "listen"))
+        command = await ivr.command(type_="route.monitor", call_id=call_id)
+        ending = ivr.event("call.ended", call_id, cause="caller_hangup")
+        if n % 2:  # both at once
+            await asyncio.gather(ivr.result(command), ending)
+        else:  # the end first: the result comes too late
+            await ending
+            assert (await ivr.result(command))["code"] == "command_expired"
+        status, body = await asking
+        assert status == 200 or body["error"]["code"] == "call_ended", body
+        assert status != 200 or n % 2, "a result after the end is not a success"
+        assert await _monitor_hash(a, call_id) == {}
+        audited = sorted(e.action for e in await _audit(a, call_id))
+        assert audited == (["monitor.end", "monitor.start"] if status == 200 else []), audited
+        done = await agent.request("wrapup.done", call_id=call_id, disposition="resolved")
+        assert done["type"] == "ack", done
+        await eventually(lambda: _free(a, agent.agent_id), what="agent back from wrap-up")
 
 
 async def test_a_monitor_racing_a_transfer_never_outlives_the_agents_leg(nodes: Any) -> None:

@@ -9,19 +9,10 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    NewPage,
-    browser,
-    go_available,
-    new_page,
-    shoot,
-    sign_in,
-)
+from tests.browser import NewPage, go_available, sign_in
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

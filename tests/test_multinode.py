@@ -45,6 +45,7 @@ from tests.multinode import (
     until_drained,
     until_quiet,
 )
+from tests.waits import eventually
 
 # Fewer calls for a quick look at a change: CALLCENTER_TEST_MULTINODE_CALLS=300.
 CALLS = int(os.environ.get("CALLCENTER_TEST_MULTINODE_CALLS", "2000"))
@@ -385,3 +386,53 @@ async def test_a_caller_hanging_up_as_an_agent_is_reserved_frees_the_agent(cente
 
     amy = await center.server.app[ROUTER].store.agent(agent.agent_id)
     assert (amy["state"], amy["call_id"]) == ("available", "")
+
+
+async def test_recording_pause_against_hang_up_across_nodes_leaves_one_outcome(
+        cluster: Cluster):
+    """The PBX's recording.paused through one node and its call.ended through the other,
+    at once, round after round (issue 21): the call always ends in wrap-up with its agent,
+    a pause that won is on the record (closed by the hang-up, or open: to the call's end),
+    one that lost is refused as an illegal transition."""
+    cluster.agents = await cluster.deployment.prepare(agents=1, customers=1)
+    await cluster.start(2)
+    node_a, node_b = cluster.urls
+    agent = await AgentClient.login(node_b, "a0", "bench-password")
+    token = await cluster.pbx_token("pbx-a")
+    ivr_a, ivr_b = await Ivr.connect(node_a, token), await Ivr.connect(node_b, token)
+    won = {}
+    try:
+        await agent.available()
+        for n in range(6):
+            call_id = f"rp-{n}"
+            if n:
+                await agent.request("wrapup.done", call_id=f"rp-{n - 1}",
+                                    disposition="resolved")
+                await agent.inbox.expect("agent.state", state="available")
+            await ivr_a.offer(call_id, phone(0))
+            await ivr_a.inbox.expect("route.connect", call_id=call_id)
+            await ivr_a.event("call.answered", call_id, agent_id=agent.agent_id)
+            paused_id, ended_id = await asyncio.gather(
+                ivr_a.send("recording.paused", call_id), ivr_b.send("call.ended", call_id))
+            paused, ended = await asyncio.gather(ivr_a.reply_to(paused_id),
+                                                 ivr_b.reply_to(ended_id))
+            assert ended["type"] == "ack", ended
+            assert paused["type"] == "ack" or paused["code"] == "illegal_transition", paused
+            won[call_id] = paused["type"] == "ack"
+            await agent.inbox.expect("call.ended", call_id=call_id)
+            assert (await cluster.live_calls())[call_id]["state"] == "wrap_up"
+
+        async def recorded():
+            rows = {r.call_id: r for r in await cluster.interactions()}
+            return rows if all(rows.get(c) and rows[c].ended_at for c in won) else None
+
+        rows = await eventually(recorded, 30, what="every round's record ended")
+        for call_id, paused_won in won.items():
+            pauses = rows[call_id].recording_pauses or []
+            assert len(pauses) == int(paused_won), (call_id, pauses)
+            assert all(p["to_s"] is None or p["to_s"] <= rows[call_id].talk_s + 0.01
+                       for p in pauses)
+    finally:
+        await ivr_a.close()
+        await ivr_b.close()
+        await agent.close()

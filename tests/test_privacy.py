@@ -113,6 +113,29 @@ async def test_erasing_a_customer_on_a_live_call_is_refused_and_changes_nothing(
             AuditEntry.action == "erase"))).all() == []
 
 
+async def test_a_caller_still_waiting_or_ringing_is_not_erased_by_the_api_or_the_cli(
+        center: Any) -> None:
+    """A live call is any call not over: queued (nobody free) or ringing, too; and the CLI
+    refuses like the API (exit 1, the call named), nothing changed."""
+    await center.add_customer("C6", "Li Na", "+8613800000006")
+    await center.add_customer("C7", "Liu Yang", "+8613800000007")
+    _, ivr = await center.ringing_call("amy", "call-ringing", "+8613800000007")
+    await ivr.offer("call-queued", "+8613800000006")  # amy is busy: it waits
+    await ivr.inbox.expect("route.queued", call_id="call-queued")
+    admin = await center.login_token("root", role="admin")
+    status, body = await request(center, "DELETE", "/api/v1/customers/C6", admin)
+    assert status == 409 and "live call (call-queued)" in body["error"]["message"], body
+    env = {"CALLCENTER_REDIS_URL": center.settings.redis_url,
+           "CALLCENTER_REDIS_PREFIX": center.settings.redis_prefix}
+    code, _, stderr = await cli(center, "privacy", "erase", "C7", env=env)
+    assert code == 1 and "call-ringing" in stderr, stderr
+    async with center.sessions() as session:
+        assert await session.get(Customer, "C6") is not None
+        assert await session.get(Customer, "C7") is not None
+        assert (await session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "erase"))).all() == []
+
+
 async def test_erasure_drops_webhook_deliveries_that_name_the_customer(center: Any) -> None:
     await center.add_customer("C3", "Zhang San", "+8613800000003")
     async with db.session_scope(center.sessions) as session:

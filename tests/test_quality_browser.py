@@ -9,15 +9,14 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from tests.browser import sign_in
 from tests.conftest import make_settings
 from tests.quality_data import add_call
-from tests.test_console_browser import CHROMIUM, browser, new_page, shoot, sign_in  # noqa: F401
 from tests.test_quality_playback import wav
 from tests.waits import eventually
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 SLOW = 20000  # ms: the machine is shared
 

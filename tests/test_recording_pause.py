@@ -258,3 +258,31 @@ def test_the_transcript_marks_each_pause_at_its_cut_in_the_audio():
     assert first["by"] == "agent:amy" and first["speaker"] == "system"
     assert second["start"] == 12.0 and second["paused_s"] == 8.0
     assert with_markers(said, None, 50.0) == said
+
+
+async def test_a_paused_recording_resumes_by_itself_on_a_consult_transfer(center):
+    """Paused before a consult, still paused while consulting (it may be resumed then),
+    closed when the consult completes: the caller is the consulted agent's now."""
+    amy, ivr = await center.answered_call("ivy", "p7", "+8613800000307")
+    bob = await center.agent("jon")
+    await bob.available()
+    obeying = ivr.obey()
+    assert (await amy.control("p7", "recording.pause"))["type"] == "ack"
+    await amy.inbox.expect("recording.paused", call_id="p7")
+    reply = await amy.control("p7", "transfer", mode="consult", to_agent_id=bob.agent_id)
+    assert reply["type"] == "ack", reply
+    await ivr.event("consult.answered", "p7", agent_id=bob.agent_id)
+    await bob.inbox.expect("call.consult", call_id="p7", state="talking")
+    again = await amy.control("p7", "recording.pause")  # consulting: still paused
+    assert again["code"] == "recording_not_running" and "paused already" in again["message"]
+    assert (await amy.control("p7", "consult.complete"))["type"] == "ack"
+    await bob.inbox.expect("call.connected", call_id="p7")
+    obeying.cancel()
+    live = await _call(center, "p7")
+    assert live["state"] == "connected" and not live["rec_paused_at"]
+    record = await eventually(lambda: _record_with_pauses(center, "p7"))
+    [pause] = record.recording_pauses
+    assert pause["by"] == "agent:ivy" and pause["resumed_by"] == "transfer"
+    audit = await eventually(lambda: _audit(center, "p7"))
+    assert [(a.action, a.actor) for a in audit] == [
+        ("recording.paused", "ivy"), ("recording.resumed", "transfer")]

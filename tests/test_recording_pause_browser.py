@@ -11,19 +11,12 @@ import pytest
 from playwright.async_api import expect
 
 from core import appkeys
+from tests.browser import NewPage
 from tests.test_call_control_browser import ringing_console
-from tests.test_console_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    NewPage,
-    browser,
-    new_page,
-    shoot,
-)
 from tests.waits import eventually
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from tests.browser import sign_in
 from tests.conftest import make_settings
-from tests.test_console_browser import CHROMIUM, browser, new_page, shoot, sign_in  # noqa: F401
 from tests.test_reports import abandoned, answered, set_clock
 from tests.test_reports import at as at_time
+from tests.test_reports_customers import complaints, textbook_base, tier_history
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 
@@ -101,3 +101,65 @@ async def test_an_agent_opening_reports_gets_the_403_page(center, new_page):  # 
     await sign_in(page, center, "amy")
     await page.goto(f"{center.url}/reports")
     await page.wait_for_url("**/forbidden")
+
+
+async def surveyed_calls(center) -> None:
+    """Four answered calls in March with their survey answers: 5 and 2 in the week of
+    2 March (2026-W10), 4 and 5 in the week of 9 March."""
+    amy = await center.agent("amy")
+    set_clock(center, at(-9, "08:00:00"))
+    await amy.available()
+    ivr = await center.ivr()
+    for n, (day, score) in enumerate(((-8, 5), (-7, 2), (-1, 4), (0, 5))):
+        call_id = f"s{n}"
+        await answered(center, ivr, amy, call_id, f"+861380000030{n}", ("09:00:00", day),
+                       ("09:00:05", day), ("09:03:00", day))
+        await ivr.event("survey.result", call_id, score=score)
+        await amy.request("wrapup.done", call_id=call_id, disposition="resolved")
+        await amy.inbox.expect("agent.state", state="available")
+
+
+async def test_supervisor_reads_the_customer_report_in_two_languages(
+        center, new_page, shoot):
+    await textbook_base(center.sessions)
+    await tier_history(center.sessions)
+    await complaints(center.sessions)
+    await surveyed_calls(center)
+    await center.add_agent("sue", role="supervisor")
+    page = await new_page(width=1500, height=1400)
+    await sign_in(page, center, "sue", lands_on="/wallboard")
+    await page.goto(f"{center.url}/reports#scope=customers&from=2026-03-01&to=2026-03-31"
+                    "&interval=week")
+
+    await expect(page.locator("#kpi-churn-absolute .kpi-value")).to_have_text("10.0%")
+    await expect(page.locator("#kpi-churn-relative .kpi-value")).to_have_text("2.0%")
+    await expect(page.locator("#kpi-customers-lost .kpi-value")).to_have_text("100")
+    await expect(page.locator("#rp-churn-period")).to_contain_text("2026-03-01")
+    moves = page.locator("#rp-tier-moves tbody tr")
+    await expect(moves).to_have_count(2)
+    await expect(moves.nth(1)).to_contain_text("silver")
+    categories = page.locator("#rp-categories tbody tr")
+    await expect(categories).to_have_count(2)
+    billing = page.locator("#rp-categories tbody tr", has_text="billing_refund")
+    await expect(billing).to_contain_text("50.0%")
+    await expect(billing).to_contain_text("20.0 h")
+    # the trend: by week; the satisfied share's line and the complaints' bars
+    week = page.locator("#rp-table tbody tr").first
+    await expect(week).to_contain_text("2026-W10")
+    await expect(week).to_contain_text("3.50")  # 5 and 2
+    await expect(week).to_contain_text("50.0%")  # satisfied: one of two
+    await expect(page.locator("#rp-table thead")).to_contain_text("Survey answers")
+    await expect(page.locator("#chart path.sl-line")).to_have_count(1)
+    await expect(page.locator("#chart line.target")).to_have_count(0)
+    await expect(page.locator("#chart .legend")).to_contain_text("Complaints opened")
+    await shoot(page, "reports-customers.png")
+
+    await page.click("button[data-lang=zh]")
+    await expect(page.locator("#kpi-churn-absolute .kpi-label")).to_have_text("流失率")
+    await expect(page.locator("#rp-categories thead")).to_contain_text("时限内解决率")
+    await expect(page.locator("#rp-table-title")).to_have_text("各时段满意度与投诉")
+
+    await page.select_option("#rp-scope", "center")
+    await page.click("#rp-show")
+    await expect(page.locator("#rp-customers")).to_be_hidden()
+    await expect(page.locator("#rp-table thead")).to_contain_text("服务水平")

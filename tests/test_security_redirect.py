@@ -9,15 +9,10 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Page
 
-from tests import test_console_browser as in_browser
-from tests.test_console_browser import CHROMIUM, NewPage
-
-browser = in_browser.browser  # the fixtures, shared
-new_page = in_browser.new_page
+from tests.browser import NewPage
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 OFF_SITE = ["/\\evil.example/path", "/\t/evil.example/path", "//evil.example/path",

@@ -327,6 +327,29 @@ async def test_transient_failure_is_retried_with_backoff_then_fails_with_the_rea
     assert await queue.redis.zcard(queue.delayed) == 0
 
 
+async def test_the_stored_transcript_marks_where_the_recording_was_paused(
+        sessions, queue, start_worker):
+    """PCI pauses on the interaction (issue 21) become marker segments in the transcript,
+    at the cut in the audio, the spoken utterances kept as decoded."""
+    await add_call(sessions, "paused", "paused.wav")
+    async with db.session_scope(sessions) as session:
+        row = await session.scalar(select(Interaction).where(Interaction.call_id == "paused"))
+        row.talk_s, row.recording_pauses = 90.0, [
+            {"from_s": 0.5, "to_s": 30.5, "by": "agent:amy", "resumed_by": "agent:amy"}]
+    await queue.enqueue("paused", "paused.wav")
+    threads = ThreadPoolExecutor(1)
+    start_worker(threads, decode=flaky_decode)
+
+    [stored] = await settled(sessions, ["paused"], within=20)
+
+    threads.shutdown()
+    assert stored.transcript_status == "done", stored.transcript_error
+    assert [(u["speaker"], u.get("marker")) for u in stored.transcript] == [
+        ("customer", None), ("system", "recording_paused")]  # the word at 0.0 s, the cut at 0.5
+    marker = stored.transcript[1]
+    assert (marker["start"], marker["paused_s"], marker["by"]) == (0.5, 30.0, "agent:amy")
+
+
 # A worker dies mid-job ---------------------------------------------------------
 
 

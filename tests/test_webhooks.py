@@ -134,6 +134,11 @@ async def test_a_slow_receiver_does_not_slow_the_call_path(
     ({"url": "ftp://example.com/hook", "events": ["call.offered"]}, "http or https"),
     ({"url": "http://169.254.169.254/latest", "events": ["call.offered"]}, "link-local"),
     ({"url": "http://[fe80::1]:8000/", "events": ["call.offered"]}, "link-local"),
+    # Hosts that are not written as an address but resolve to the metadata service's.
+    ({"url": "http://2852039166/latest", "events": ["call.offered"]}, "link-local"),
+    ({"url": "http://0xa9.0xfe.0xa9.0xfe/latest", "events": ["call.offered"]}, "link-local"),
+    ({"url": "http://[::ffff:169.254.169.254]/", "events": ["call.offered"]}, "link-local"),
+    ({"url": "http://user:pw@127.0.0.1:9/x", "events": ["call.offered"]}, "credentials"),
     ({"url": "http://127.0.0.1:9/x", "events": ["call.nonsense"]}, "unknown event type"),
     ({"url": "http://127.0.0.1:9/x", "events": []}, "events"),
     ({"url": "http://no-such-host.invalid/x", "events": ["call.offered"]}, "resolve"),
@@ -154,6 +159,37 @@ async def test_a_webhook_pointing_at_the_service_itself_is_refused(center: Any) 
                                          "events": ["call.offered"]})
     assert status == 400, answer
     assert "this service itself" in answer["error"]["message"]
+
+
+async def test_a_webhook_naming_the_service_another_way_is_refused(center: Any) -> None:
+    """`localhost` instead of the address the service was reached at: the name resolves
+    to the service's own address and port."""
+    admin = await center.login_token("root", role="admin")
+    port = center.url.rsplit(":", 1)[1]
+    status, answer = await request(center, "POST", "/api/v1/webhooks", admin,
+                                   json={"url": f"http://localhost:{port}/hook",
+                                         "events": ["call.offered"]})
+    assert status == 400, answer
+    assert "this service itself" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"url": "ftp://example.com/hook"}, "http or https"),
+    ({"url": "http://169.254.169.254/latest"}, "link-local"),
+    ({"events": ["call.offered", "call.nonsense"]}, "unknown event type"),
+    ({"events": []}, "events"),
+])
+async def test_a_bad_change_is_refused_and_the_subscription_is_unchanged(
+        center: Any, receiver: Receiver, change: dict[str, Any], message: str) -> None:
+    admin = await center.login_token("root", role="admin")
+    hook = await subscribe(center, admin, receiver.url, ["call.offered"])
+    status, answer = await request(center, "PATCH", f"/api/v1/webhooks/{hook['id']}", admin,
+                                   json={**change, "active": False})
+    assert status == 400, answer
+    assert message in answer["error"]["message"]
+    status, now = await request(center, "GET", f"/api/v1/webhooks/{hook['id']}", admin)
+    assert status == 200
+    assert (now["url"], now["events"], now["active"]) == (receiver.url, ["call.offered"], True)
 
 
 async def test_only_admins_manage_webhooks_and_the_secret_is_shown_once(
@@ -211,3 +247,26 @@ async def test_complaint_transitions_and_new_customers_reach_the_receiver(
     assert receiver.types() == ["customer.created", "complaint.received",
                                 "complaint.validated"]
     assert receiver.received[0]["data"]["phone"] == "+8613900000009"
+
+
+async def test_a_callbacks_events_reach_the_receiver_under_callback_star(
+        center: Any, receiver: Receiver) -> None:
+    admin = await center.login_token("root", role="admin")
+    await subscribe(center, admin, receiver.url, ["callback.*"])
+    ivr = await center.ivr()
+    await ivr.offer("cb-hook", "+8613800000001")
+    await ivr.event("callback.requested", "cb-hook")
+    accepted = await ivr.inbox.expect("callback.accepted", call_id="cb-hook")
+    agent = await center.agent("carl")
+    await agent.available()
+    await ivr.inbox.expect("route.callback", callback_id=accepted["callback_id"])
+    await ivr.event("callback.result", accepted["callback_id"],
+                    callback_id=accepted["callback_id"], outcome="connected")
+    await wait_for(lambda: len(receiver.received) >= 2, what="two callback events")
+    assert receiver.types() == ["callback.requested", "callback.connected"]
+    requested, connected = (e["data"] for e in receiver.received)
+    assert requested["callback_id"] == accepted["callback_id"]
+    assert (requested["call_id"], requested["number"], requested["source"]) == (
+        "cb-hook", "+8613800000001", "caller")
+    assert (connected["agent_id"], connected["attempts"], connected["outcome"]) == (
+        agent.agent_id, 1, "connected")

@@ -16,15 +16,14 @@ from sqlalchemy import select
 
 from core.appkeys import WEBHOOKS
 from core.models import WebhookSubscription
+from tests.browser import sign_in
 from tests.rest import request
-from tests.test_console_browser import CHROMIUM, browser, new_page, shoot, sign_in  # noqa: F401
 from tests.test_webhooks import SECRET, _patient, _short_window, receiver, settings  # noqa: F401
 from tests.waits import eventually
 from tests.webhook_receiver import Receiver
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package"),
 ]
 
 

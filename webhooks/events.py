@@ -12,17 +12,22 @@ from typing import Any
 
 COMPLAINT_STATES = ("received", "validated", "resolving", "resolved", "follow_up_done",
                     "closed", "rejected", "assigned", "escalated")
+CALLBACK_EVENTS = ("requested", "scheduled", "connected", "retry", "failed", "cancelled",
+                   "reassigned")
 EVENT_TYPES = frozenset({
     "call.offered", "call.answered", "call.ended", "wrapup.done", "survey.result",
     "transcript.ready", "customer.created", "customer.erased",
-    *(f"complaint.{state}" for state in COMPLAINT_STATES)})
+    *(f"complaint.{state}" for state in COMPLAINT_STATES),
+    *(f"callback.{what}" for what in CALLBACK_EVENTS)})
 # A subscription may name these patterns besides exact types.
-PATTERNS = frozenset({"complaint.*", "*"})
+PATTERNS = frozenset({"complaint.*", "callback.*", "*"})
 
 # The call service's observer names -> webhook event types.
 _CALL_EVENTS = {"call.offered": "call.offered", "call.answered": "call.answered",
                 "call.ended": "call.ended", "call.completed": "wrapup.done",
                 "survey.result": "survey.result"}
+_CALLBACK_FIELDS = ("callback_id", "call_id", "number", "queue", "customer_id", "agent_id",
+                   "attempts", "outcome", "due_at", "source", "by")
 _CALL_FIELDS = ("queue", "tier", "ani", "dnis", "customer_id", "agent_id", "offered_at",
                 "answered_at", "ended_at", "end_cause", "outcome", "talk_s", "handle_s",
                 "score")
@@ -35,11 +40,15 @@ def invalid_types(names: list[str]) -> list[str]:
 def matches(subscribed: list[str], event_type: str) -> bool:
     if "*" in subscribed or event_type in subscribed:
         return True
-    return event_type.startswith("complaint.") and "complaint.*" in subscribed
+    family = event_type.split(".", 1)[0]
+    return family in ("complaint", "callback") and f"{family}.*" in subscribed
 
 
 def from_call_service(name: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(webhook type, payload) for a call-service event, or None if not one we send."""
+    if name.startswith("callback.") and name in EVENT_TYPES:
+        return name, {key: data[key] for key in _CALLBACK_FIELDS
+                      if data.get(key) not in (None, "")}
     kind = _CALL_EVENTS.get(name)
     if kind is None:
         return None

@@ -1,5 +1,6 @@
 // The call-control bar of the call in hand: answer, hold / resume with a hold timer, pause /
-// resume the recording (PCI: while a card number is read out), hang up.
+// resume the recording (PCI: while a card number is read out), hang up, transfer (blind or
+// consult), and the consult panel: both parties with complete / cancel / conference.
 //
 // Which buttons work follows the call's phase, and only the server's frames change the
 // phase (call.connected, call.held, call.resumed, call.ended; recording.paused and
@@ -17,20 +18,30 @@ export const LEGAL = {
   answer: new Set(["ringing"]),
   hold: new Set(["connected"]),
   resume: new Set(["on_hold"]),
-  hangup: new Set(["connected", "on_hold"]),
+  hangup: new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
   transfer: new Set(["connected", "on_hold"]),
-  "recording.pause": new Set(["connected", "on_hold"]),
-  "recording.resume": new Set(["connected", "on_hold"]),
+  "consult.complete": new Set(["consulting", "conference"]),
+  "consult.cancel": new Set(["consult_ringing", "consulting", "conference"]),
+  conference: new Set(["consulting"]),
+  "recording.pause": new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
+  "recording.resume": new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
 };
+// The phases of a consult, as the consulting agent (A) sees them; the consulted agent (B)
+// is "consulted" while it talks.
+export const CONSULT_PHASES = new Set(["consult_ringing", "consulting", "conference"]);
+const CONSULT_ACTIONS = [["btn-consult-complete", "consult.complete", "go"],
+  ["btn-consult-cancel", "consult.cancel", "bad"], ["btn-conference", "conference", ""]];
 
 export class CallControls {
   // send(call, action, fields) -> a promise of the ack, rejected with an Error that has
   // .code (and .reason when the PBX refused); isLive() -> whether the console is
   // connected; pickTransfer() -> a promise of the transfer's target fields, or null.
-  constructor({ send, isLive, pickTransfer }) {
+  // agentName(id) -> a colleague's name.
+  constructor({ send, isLive, pickTransfer, agentName }) {
     this.send = send;
     this.isLive = isLive;
     this.pickTransfer = pickTransfer;
+    this.agentName = agentName;
     this.call = null;
   }
 
@@ -48,9 +59,23 @@ export class CallControls {
       button("btn-recording", "recording", ""),
       h("span", { id: "recording-paused", class: "recording-paused", hidden: true }),
       button("btn-hangup", "hangup", "bad"),
-      h("span", { id: "control-message", class: "control-message", role: "status" }));
+      h("span", { id: "control-message", class: "control-message", role: "status" }),
+      this.consultPanel());
     this.update(call);
     return this.root;
+  }
+
+  consultPanel() {
+    const party = (id) => h("li", { id, class: "party" },
+      h("span", { class: "party-name" }), h("span", { class: "party-state muted" }));
+    return h("section", { id: "consult-panel", class: "consult-panel", hidden: true,
+      "aria-live": "polite" },
+      h("h3", { id: "consult-title" }),
+      h("ul", { class: "parties" }, party("consult-caller"), party("consult-agent")),
+      h("p", { id: "consult-notes", class: "consult-notes muted" }),
+      h("div", { class: "actions" }, CONSULT_ACTIONS.map(([id, action, kind]) =>
+        h("button", { id, type: "button", class: `btn ${kind}`,
+          onclick: () => this.act(action) }))));
   }
 
   update(call) {
@@ -83,8 +108,40 @@ export class CallControls {
     const hangup = $("#btn-hangup", this.root);
     hangup.disabled = !enabled("hangup");
     hangup.textContent = label(call, "hangup");
+    for (const [id, action] of CONSULT_ACTIONS) {
+      const b = $(`#${id}`, this.root);
+      b.disabled = !enabled(action);
+      b.textContent = label(call, action);
+    }
+    this.updateConsult(call);
     this.root.hidden = call.phase === "wrap_up";
     this.tick(call);
+  }
+
+  // Both parties of a consult: the caller, and the colleague consulted (for A), or the
+  // colleague who consults (for B, who has no buttons here).
+  updateConsult(call) {
+    const panel = $("#consult-panel", this.root);
+    const mine = CONSULT_PHASES.has(call.phase) && call.consult;
+    const theirs = call.phase === "consulted" && call.consultFrom;
+    panel.hidden = !(mine || theirs);
+    if (panel.hidden) return;
+    const set = (id, name, state) => {
+      $(`#${id} .party-name`, panel).textContent = name;
+      $(`#${id} .party-state`, panel).textContent = state;
+    };
+    const caller = call.pop.customer?.name || call.pop.ani || "";
+    const inConference = call.phase === "conference" || call.consult?.state === "conference";
+    set("consult-caller", t("consult.caller", { name: caller }),
+      t(inConference ? "consult.state.conference" : "consult.state.on_hold"));
+    const other = mine ? call.consult.agent_id : call.consultFrom.from_agent_id;
+    set("consult-agent", this.agentName(other),
+      t(`consult.state.${mine ? call.consult.state : "talking"}`));
+    $("#consult-title", panel).textContent = mine ? t("consult.title")
+      : t("consult.from", { name: this.agentName(other) });
+    $("#consult-notes", panel).textContent = theirs && call.consultFrom.notes
+      ? t("consult.notes", { notes: call.consultFrom.notes }) : "";
+    panel.querySelector(".actions").hidden = !mine;
   }
 
   tick(call) {
@@ -120,7 +177,8 @@ export class CallControls {
     this.update(call);
     try {
       await this.send(call, action, fields);
-      this.say(t(`control.done.${action}`), "ok");
+      const done = action === "transfer" && fields.mode === "consult" ? "consult" : action;
+      this.say(t(`control.done.${done}`), "ok");
     } catch (e) {
       this.say(failure(e), "bad");
     } finally {

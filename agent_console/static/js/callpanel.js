@@ -6,6 +6,7 @@
 import { clock } from "./api.js";
 import { $, fill, h } from "./dom.js";
 import { duration } from "./format.js";
+import { callbackMark, promiseForm } from "./callbacks.js";
 import { t, tOr } from "./i18n.js";
 import {
   churnWarning, complaintsList, facts, interactionsTable, routingReason, tierBadge,
@@ -57,6 +58,8 @@ export class CallPanel {
     $("#wrapup-form", this.side).hidden = call.phase !== "wrap_up";
     const complaint = $("#complaint-box", this.side);
     if (complaint) complaint.hidden = call.phase === "ringing";
+    const promise = $("#callback-form", this.side);
+    if (promise) promise.hidden = call.phase === "ringing";
     this.ctx.controls.update(call);
     this.tick(call, agentState);
   }
@@ -91,6 +94,7 @@ export class CallPanel {
         h("div", { class: "pop-badges" }, tierBadge(c.tier),
           h("a", { class: "btn ghost small", href: `#/customer/${encodeURIComponent(c.id)}`,
             text: t("pop.open_customer") }))),
+      callbackMark(pop.callback),
       churnWarning(c),
       facts(c),
       h("div", { class: "pop-grid" },
@@ -129,6 +133,7 @@ export class CallPanel {
           h("h2", { id: "pop-name", class: "pop-name", text: t("newcaller.title") }),
           h("div", { class: "pop-sub" }, h("span", { class: "phone current", text: pop.ani }))),
         h("div", { class: "pop-badges" }, tierBadge(pop.tier))),
+      callbackMark(pop.callback),
       h("div", { class: "pop-grid" }, this.ivrCard(pop), form),
     ];
   }
@@ -180,7 +185,8 @@ export class CallPanel {
     return h("section", { class: "work card" },
       wrapup,
       h("label", { class: "field notes" }, h("span", { text: t("notes.title") }), notes),
-      call.pop.customer ? this.complaintBox(call) : null);
+      call.pop.customer ? this.complaintBox(call) : null,
+      call.pop.customer ? promiseForm(call.pop.customer.id) : null);
   }
 
   complaintBox(call) {

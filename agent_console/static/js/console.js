@@ -1,7 +1,7 @@
 // The agent console: state bar, screen-pop and call handling, customer search.
 
 import { api, clock, goToLogin, session, signOut, whoAmI } from "./api.js";
-import { CallControls } from "./callcontrols.js";
+import { CONSULT_PHASES, CallControls } from "./callcontrols.js";
 import { CallPanel } from "./callpanel.js";
 import { CustomerPage, Search } from "./customers.js";
 import { $ } from "./dom.js";
@@ -18,6 +18,8 @@ const app = {
   agents: new Map(),
   state: { state: "logged_out", reason: null, since: 0, call_id: null },
   // { call_id, pop, phase, wrapUntil, notes, disposition, finishing, heldAt, pending,
+  //   consult: {agent_id, state} while this agent consults a colleague,
+  //   consultFrom: {from_agent_id, notes} while a colleague consults this agent,
   //   recordingPaused }
   call: null,
   synced: false,
@@ -42,6 +44,7 @@ function onMessage(message) {
     "recording.paused": (m) => onRecording(m, true),
     "recording.resumed": (m) => onRecording(m, false),
     "call.ended": onEnded,
+    "call.consult": onConsult,
     "monitor.notice": onMonitorNotice,
     error: (m) => toast(errorText(m), "error"),
   }[message.type];
@@ -69,8 +72,10 @@ function onAgentState(message) {
 
 // The call's phase from the agent's state. A held call's agent stays on_call, so a hold
 // is kept, except from a fresh snapshot: that one sends call.held again if still held.
+// A consult's phases are kept the same way (the snapshot sends call.consult again).
+const ON_CALL_PHASES = new Set(["on_hold", "consulted", ...CONSULT_PHASES]);
 function phaseOf(state, fallback, fresh = false) {
-  if (state === "on_call" && fallback === "on_hold" && !fresh) return "on_hold";
+  if (state === "on_call" && ON_CALL_PHASES.has(fallback) && !fresh) return fallback;
   return { ringing: "ringing", on_call: "connected", wrap_up: "wrap_up" }[state] || fallback;
 }
 
@@ -81,6 +86,7 @@ function onScreenPop(pop) {
     app.call = { call_id: pop.call_id, pop, phase: phaseOf(app.state.state, "ringing"),
       startedAt: Date.now() / 1000, notes: sessionStorage.getItem(notesKey(pop.call_id)) || "" };
   }
+  app.call.consultFrom = pop.consult || null;
   if (location.hash && location.hash !== "#/") location.hash = "#/";
   panel.show(app.call);
   showView("call");
@@ -97,6 +103,25 @@ function onConnected(message) {
 function onRecording(message, paused) {
   if (app.call?.call_id !== message.call_id) return;
   app.call.recordingPaused = paused;
+  renderCall();
+}
+
+// Where a consult stands: this agent consults a colleague (A), or is consulted (B).
+function onConsult(message) {
+  const call = app.call;
+  if (call?.call_id !== message.call_id) return;
+  if (message.from_agent_id === app.me.agent_id) {
+    const phase = { ringing: "consult_ringing", talking: "consulting",
+      conference: "conference" }[message.state];
+    call.consult = phase ? { agent_id: message.agent_id, state: message.state } : null;
+    call.phase = phase || "connected";
+    if (message.state === "ended") toast(t(`consult.ended.${message.cause || "cancelled"}`), "warn");
+  } else if (message.state === "completed") {
+    call.consultFrom = null; // the caller is ours now: call.connected follows
+  } else {
+    call.consultFrom = { ...(call.consultFrom || {}), from_agent_id: message.from_agent_id };
+    call.phase = "consulted";
+  }
   renderCall();
 }
 
@@ -118,7 +143,7 @@ function onResumed(message) {
 // a supervisor only listening is not shown.
 function onMonitorNotice(message) {
   const talking = app.call?.call_id === message.call_id
-    && (app.call.phase === "connected" || app.call.phase === "on_hold");
+    && app.call.phase !== "ringing" && app.call.phase !== "wrap_up";
   // A notice that arrives after its call moved on (ended, transferred) is stale.
   const shown = talking && (message.mode === "whisper" || message.mode === "barge");
   app.monitor = shown ? message : null;
@@ -178,8 +203,9 @@ async function setState(state, reason = "") {
 // A call-control command; resolves once the PBX agreed (the server waits for it, up to
 // CALLCENTER_CONTROL_TIMEOUT_S), so this waits longer than an ordinary request.
 function control(call, action, fields = {}) {
-  return socket.request({ type: "call.control", call_id: call.call_id, action, ...fields },
-    30000);
+  const notes = fields.mode === "consult" && call.notes ? { notes: call.notes.slice(0, 4000) } : {};
+  return socket.request({ type: "call.control", call_id: call.call_id, action, ...fields,
+    ...notes }, 30000);
 }
 
 // The colleagues a call can be transferred to, by name.
@@ -313,7 +339,7 @@ async function main() {
   $("#link-wallboard").hidden = app.me.role === "agent";
   stateBar = new StateBar($("#statebar"), app.me.not_ready_reasons, setState);
   controls = new CallControls({ send: control, isLive: () => socket?.isOpen && app.synced,
-    pickTransfer: transferTarget });
+    pickTransfer: transferTarget, agentName });
   panel = new CallPanel($("#view-call"), $("#call-work"), {
     controls,
     dispositions: app.me.dispositions, agentName, onWrapup: wrapup, onNotes: saveNotes,

@@ -1,9 +1,11 @@
 // Customer search (by name or phone) and the customer page with its full history.
 
 import { api } from "./api.js";
+import { promiseForm } from "./callbacks.js";
 import { $, fill, h } from "./dom.js";
 import { dateTime, duration } from "./format.js";
 import { t, tOr } from "./i18n.js";
+import { markerText } from "./marks.js";
 import { churnWarning, complaintsList, facts, interactionsTable, tierBadge } from "./parts.js";
 
 export class Search {
@@ -97,6 +99,7 @@ export class CustomerPage {
         facts(c),
         h("section", { class: "card" }, h("h3", { text: t("pop.open_complaints") }),
           complaintsList(c.open_complaints)),
+        h("section", { class: "card" }, promiseForm(c.id, "customer-callback-form")),
         h("section", { class: "card" },
           h("h3", { text: t("customer.history", { n: c.interactions.length }) }),
           interactionsTable(c.interactions, { agentName: this.agentName, link, full: true })),
@@ -138,7 +141,8 @@ function transcript(row) {
     if (typeof part === "string") return h("li", { text: part });
     const who = part.speaker ? tOr(`speaker.${part.speaker}`, part.speaker) : "";
     const at = typeof part.start === "number" ? duration(part.start) : "";
-    return h("li", {}, h("span", { class: "muted", text: [at, who].filter(Boolean).join(" · ") }),
-      " ", h("span", { text: part.text ?? JSON.stringify(part) }));
+    return h("li", { class: part.marker ? "transcript-marker" : undefined },
+      h("span", { class: "muted", text: [at, who].filter(Boolean).join(" · ") }),
+      " ", h("span", { text: markerText(part) ?? part.text ?? JSON.stringify(part) }));
   }));
 }

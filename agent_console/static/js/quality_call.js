@@ -6,6 +6,7 @@
 import { api } from "./api.js";
 import { h, fill } from "./dom.js";
 import { locale, t } from "./i18n.js";
+import { markerText } from "./marks.js";
 
 export function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds || 0));
@@ -40,7 +41,7 @@ function transcript(audio, lines) {
     } },
   h("span", { class: "q-time", text: clock(line.start) }),
   h("span", { class: "q-speaker", text: line.speaker || "" }),
-  h("span", { class: "q-text", text: line.text || "" })));
+  h("span", { class: "q-text", text: markerText(line) ?? (line.text || "") })));
   audio.addEventListener("timeupdate", () => {
     for (const button of buttons) {
       const start = Number(button.dataset.start);

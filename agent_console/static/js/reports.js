@@ -1,11 +1,13 @@
 // The supervisors' reports: figures by period from GET /api/v1/reports/{scope},
-// a chart, a table, and the same report as CSV. Definitions: docs/reports.md.
+// a chart, a table, and the same report as CSV; the customer report's own parts are in
+// reports_customers.js. Definitions: docs/reports.md.
 
 import { api, ApiError, session, signOut, whoAmI } from "./api.js";
 import { drawChart } from "./chart.js";
 import { $, fill, h } from "./dom.js";
 import { duration, number, percent } from "./format.js";
 import { languageSwitch, onLangChange, t, translate } from "./i18n.js";
+import { renderCustomers } from "./reports_customers.js";
 
 const VIEWERS = new Set(["supervisor", "admin"]);
 const SL_TARGET = 0.8;
@@ -52,9 +54,15 @@ function failed(e) {
 
 function render(report) {
   $("#rp-zone").textContent = t("reports.zone", { tz: report.timezone });
-  renderKpis(report);
-  renderChart(report);
-  renderTable(report);
+  const customers = report.scope === "customers";
+  $("#rp-customers").hidden = !customers;
+  $("#rp-table-title").textContent = t(customers ? "reports.trend" : "reports.table");
+  if (customers) renderCustomers(report);
+  else {
+    renderKpis(report);
+    renderChart(report);
+    renderTable(report);
+  }
   document.body.classList.remove("booting");
 }
 

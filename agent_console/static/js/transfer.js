@@ -1,8 +1,9 @@
-// The blind-transfer dialog: to a queue, to a colleague, or to a phone number.
-// Resolves with the target fields of `call.control` (to_queue | to_agent_id | to_number),
+// The transfer dialog: blind (the caller goes at once) or consult (talk to the colleague
+// first, the caller on hold), to a queue, to a colleague, or (blind only) to a number.
+// Resolves with the fields of `call.control` (mode, to_queue | to_agent_id | to_number),
 // or null when the agent cancels. The service checks the target (unknown_queue, ...).
 
-import { h } from "./dom.js";
+import { $, h } from "./dom.js";
 import { t } from "./i18n.js";
 
 const NUMBER = "^\\+?[0-9]{3,20}$";
@@ -11,8 +12,11 @@ const NUMBER = "^\\+?[0-9]{3,20}$";
 export function pickTransfer(agents) {
   const kind = (value, checked) => h("label", { class: "choice" },
     h("input", { type: "radio", name: "kind", value, checked }), t(`transfer.to_${value}`));
+  const mode = (value, checked) => h("label", { class: "choice" },
+    h("input", { type: "radio", name: "mode", value, checked }), t(`transfer.mode_${value}`));
   const form = h("form", { method: "dialog", class: "transfer-form" },
     h("h2", { text: t("transfer.title") }),
+    h("fieldset", { class: "modes" }, mode("blind", true), mode("consult", false)),
     h("fieldset", { class: "kinds" }, kind("queue", true), kind("agent", false),
       kind("number", false)),
     h("label", { class: "field", dataset: { kind: "queue" } }, h("span", { text: t("transfer.queue") }),
@@ -30,6 +34,11 @@ export function pickTransfer(agents) {
         text: t("common.cancel") })));
   const dialog = h("dialog", { id: "transfer-dialog", class: "transfer-dialog" }, form);
   const show = () => {
+    const consult = form.elements.mode.value === "consult";
+    const byNumber = form.querySelector("input[name=kind][value=number]");
+    byNumber.disabled = consult; // a consult goes to a colleague or a queue
+    if (consult && byNumber.checked) form.querySelector("input[name=kind][value=queue]").checked = true;
+    $("#btn-transfer-go", form).textContent = t(consult ? "transfer.consult" : "transfer.submit");
     const chosen = form.elements.kind.value;
     for (const field of form.querySelectorAll("[data-kind]")) {
       const on = field.dataset.kind === chosen;
@@ -51,7 +60,8 @@ export function pickTransfer(agents) {
 
 function target(form) {
   const data = Object.fromEntries(new FormData(form));
-  if (data.kind === "agent") return { to_agent_id: Number(data.agent) };
-  if (data.kind === "number") return { to_number: data.number.trim() };
-  return { to_queue: data.queue.trim() };
+  const mode = data.mode === "consult" ? "consult" : "blind";
+  if (data.kind === "agent") return { mode, to_agent_id: Number(data.agent) };
+  if (data.kind === "number") return { mode, to_number: data.number.trim() };
+  return { mode, to_queue: data.queue.trim() };
 }

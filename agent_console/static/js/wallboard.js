@@ -1,6 +1,7 @@
 // The supervisors' wallboard: today's figures, live from /ws/wallboard.
 
 import { goToLogin, signOut, whoAmI } from "./api.js";
+import { PendingCallbacks } from "./callbacks.js";
 import { drawChart } from "./chart.js";
 import { $, fill, h } from "./dom.js";
 import { clockTime, duration, number, percent } from "./format.js";
@@ -29,6 +30,8 @@ const level = {
 };
 
 let last = null;
+let pending = null;  // the supervisors' list of pending callbacks
+let pendingKey = "";
 
 function tile(id, label, value, { sub = "", tone = "" } = {}) {
   return h("div", { class: `kpi ${tone}`, id: `kpi-${id}` },
@@ -57,6 +60,10 @@ function renderKpis(s) {
       sub: t("kpi.aht_sub", { n: tot.handled }) }),
     tile("abandon", t("kpi.abandon"), percent(tot.abandon_rate, 1), {
       tone: level.abandon(tot.abandon_rate), sub: t("kpi.abandon_sub", { n: tot.abandoned + tot.abandoned_short }) }),
+    tile("callbacks", t("kpi.callbacks"), number(s.callbacks.waiting), {
+      sub: s.callbacks.waiting ? t("kpi.callbacks_sub", {
+        oldest: duration(s.callbacks.oldest_age_s), n: s.callbacks.callbacks_connected })
+        : t("kpi.callbacks_none", { n: s.callbacks.callbacks_connected }) }),
     tile("csat", t("kpi.csat"), percent(tot.csat.satisfied), { tone: level.csat(tot.csat.satisfied),
       sub: tot.csat.responses ? t("kpi.csat_sub", { avg: number(tot.csat.average, 1),
         n: tot.csat.responses }) : t("kpi.csat_none") }));
@@ -147,6 +154,18 @@ function render(snapshot) {
   drawChart($("#chart"), snapshot.intervals, snapshot.targets.sl);
   renderComplaints(snapshot);
   renderAgents(snapshot);
+  renderPending(snapshot);
+}
+
+// The list is read over REST, again whenever the callbacks changed (not on every
+// snapshot: a supervisor may be choosing an agent in it).
+function renderPending(s) {
+  const c = s.callbacks;
+  const key = [c.waiting, c.callbacks_requested, c.callbacks_connected, c.callbacks_failed]
+    .join("|");
+  if (key === pendingKey) return;
+  pendingKey = key;
+  pending.refresh();
 }
 
 function onStatus(status, error) {
@@ -176,7 +195,9 @@ async function main() {
   }
   setViewer(me);
   $("#wb-sign-out").addEventListener("click", signOut);
-  onLangChange(() => { if (last) render(last); });
+  pending = new PendingCallbacks($("#callbacks"));
+  setInterval(() => pending.refresh(), 15000);  // a reassignment elsewhere
+  onLangChange(() => { if (last) render(last); pending.render(); });
   const socket = new LiveSocket("/ws/wallboard", {
     onMessage: (m) => { if (m.type === "wallboard.snapshot") render(m); },
     onStatus, silentMs: 5000 });

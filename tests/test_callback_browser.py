@@ -1,0 +1,93 @@
+"""Callbacks in a real browser (Debian's Chromium, Playwright): an agent promises a
+callback from the wrap-up panel and from the customer page; a supervisor sees the
+pending callbacks on the wallboard, reassigns one and cancels another, in English and
+Chinese."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from core.appkeys import CALLBACKS
+from tests.browser import NewPage, go_available, sign_in
+
+pytestmark = [
+    pytest.mark.browser,
+]
+
+PHONE = "+8613800000401"
+
+
+async def test_an_agent_promises_callbacks_and_a_supervisor_reassigns_and_cancels_them(
+        center, new_page: NewPage, shoot) -> None:
+    await center.add_customer("CB1", "Callback Customer", PHONE)
+    await center.add_agent("amy")
+    await center.add_agent("bob")
+    await center.add_agent("sue", role="supervisor")
+    console = await new_page()
+    await sign_in(console, center, "amy")
+    await go_available(console)
+    ivr = await center.ivr()
+    await ivr.offer("cb-browser", PHONE)
+    await expect(console.locator("#pop-name")).to_have_text("Callback Customer")
+    agent_id = (await ivr.inbox.expect("route.connect", call_id="cb-browser"))["agent_id"]
+    await ivr.event("call.answered", "cb-browser", agent_id=agent_id)
+    await ivr.event("call.ended", "cb-browser")
+    form = console.locator("#callback-form")
+    await expect(form).to_be_visible()
+    await console.fill("#callback-form-note", "send the new quote")
+    await console.click("#callback-form button[type=submit]")
+    await expect(form.locator(".ok")).to_contain_text(f"Callback to {PHONE} scheduled")
+    await shoot(console, "console-callback-promised.png")
+    await console.select_option("#wrapup-disposition", "follow_up")
+    await console.click("#btn-wrapup-done")
+    # and from the customer page, at a time of the agent's choosing
+    await console.goto(f"{center.url}/console#/customer/CB1")
+    page_form = console.locator("#customer-callback-form")
+    await console.fill("#customer-callback-form-due", "2026-12-31T10:30")
+    await console.click("#customer-callback-form button[type=submit]")
+    await expect(page_form.locator(".ok")).to_contain_text("scheduled")
+
+    board = await new_page()
+    await sign_in(board, center, "sue", lands_on="/wallboard")
+    rows = board.locator("#callbacks-table tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(board.locator("#kpi-callbacks .kpi-value")).to_have_text("2")
+    await shoot(board, "wallboard-callbacks.png")
+    bob = await _agent_id(center, "bob")
+    first = rows.nth(0)
+    callback_id = await first.get_attribute("data-callback-id")
+    await first.locator("select.callback-agent").select_option(str(bob))
+    await first.locator("button.reassign").click()
+    desk = center.server.app[CALLBACKS]
+
+    async def promised_to() -> int | None:
+        return next(c["agent_id"] for c in await desk.pending() if c["callback_id"] == callback_id)
+
+    await _until(promised_to, bob)
+    await rows.nth(1).locator("button.cancel").click()
+    await expect(rows).to_have_count(1)
+    await board.click("button[data-lang=zh]")
+    await expect(board.locator("[data-i18n='wallboard.callbacks']")).to_have_text("待处理回拨")
+    await expect(board.locator("#callbacks-table tbody")).to_contain_text("改派")
+    assert re.search("待回拨", await board.locator("#kpi-callbacks").inner_text())
+
+
+async def _agent_id(center, username: str) -> int:
+    from sqlalchemy import select
+
+    from core.models import Agent
+
+    async with center.sessions() as session:
+        return int(await session.scalar(select(Agent.id).where(Agent.username == username)))
+
+
+async def _until(read, expected) -> None:
+    from tests.waits import eventually
+
+    async def check() -> bool:
+        return await read() == expected
+
+    await eventually(check, timeout=15, what=f"the callback promised to {expected}")

@@ -20,8 +20,10 @@ through the same functions the REST views call. Target: each under 1 s.
 
 measures instead what the rollups cost the call path: the ops of `--calls` whole calls
 (offer, answer, end, wrap-up: the writes the call path makes, one write each) through
-the record writer with the rollup hook and without it, alternated `--repeat` times;
-CPU time of this process (on SQLite that includes the database's work).
+the record writer with the rollup hook and without it, and with the rollups and the
+call's writes numbered as the call path now numbers them (core/sequenced.py: each
+numbered update first reads the row's number), alternated `--repeat` times; CPU time of
+this process (on SQLite that includes the database's work) and wall time.
 """
 
 from __future__ import annotations
@@ -158,28 +160,36 @@ async def run(args: argparse.Namespace) -> None:
               f"  max {max(times) * 1000:7.1f} ms  (target 1000 ms)")
 
 
-def call_ops(n: int, base: dt.datetime) -> list[list]:  # type: ignore[type-arg]
+def call_ops(n: int, base: dt.datetime, numbered: bool = False) -> list[list]:  # type: ignore[type-arg]
+    """The writes of `n` whole calls; `numbered`: as the call path writes them since the
+    writes of a call are numbered (core/sequenced.py: each update checks the row's
+    number first), else as plain updates."""
+    from core.writer import numbered as number
     from cti import records
+
+    def step(seq: int, ops: list) -> list:  # type: ignore[type-arg]
+        return number(ops, seq) if numbered else ops
 
     writes = []
     for i in range(n):
         call_id, offered = f"w{i}", (base + dt.timedelta(seconds=i * 3)).timestamp()
+        queue = ("sales", "support")[i % 2]
         writes.append(records.offer_ops(
-            event_id=f"o{i}", call_id=call_id, queue=("sales", "support")[i % 2], ani="+86",
+            event_id=f"o{i}", call_id=call_id, queue=queue, ani="+86",
             dnis="", customer_id=None, tier="standard", ivr={}, offered_at=offered,
             node_id="bench", integration="pbx"))
-        writes.append([records.event_op(f"a{i}", call_id, "call.answered"),
-                       records.call_op(call_id, state="connected", agent_id=1),
+        writes.append(step(2, [records.event_op(f"a{i}", call_id, "call.answered"),
+                       records.call_op(call_id, state="connected", queue=queue, agent_id=1),
                        records.interaction_op(call_id, answered_at=records.at(offered + 9),
-                                              wait_s=9.0, agent_id=1, agent_ids=[1])])
-        writes.append([records.event_op(f"e{i}", call_id, "call.ended"),
-                       records.call_op(call_id, state="wrap_up"),
+                                              wait_s=9.0, agent_id=1, agent_ids=[1])]))
+        writes.append(step(3, [records.event_op(f"e{i}", call_id, "call.ended"),
+                       records.call_op(call_id, state="wrap_up", queue=queue, agent_id=1),
                        records.interaction_op(call_id, ended_at=records.at(offered + 99),
                                               end_cause="normal", outcome="answered",
-                                              talk_s=90.0)])
-        writes.append([records.call_op(call_id, state="ended"),
+                                              talk_s=90.0)]))
+        writes.append(step(4, [records.call_op(call_id, state="ended", queue=queue, agent_id=1),
                        records.interaction_op(call_id, disposition="resolved", notes="",
-                                              wrap_up_s=12.0)])
+                                              wrap_up_s=12.0)]))
     return writes
 
 
@@ -191,7 +201,9 @@ async def writer_cost(url: str, calls: int, repeat: int) -> None:
     if url.startswith("postgresql"):
         async with create_async_engine(url).begin() as conn:
             await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {WRITER_SCHEMA}"))
-    results: dict[str, list[float]] = {"without rollups": [], "with rollups": []}
+    results: dict[str, list[float]] = {"without rollups": [], "with rollups": [],
+                                       "with rollups, numbered": []}
+    walls: dict[str, list[float]] = {name: [] for name in results}
     for round_ in range(repeat):
         for name in results:
             engine = engine_for(url)
@@ -199,20 +211,22 @@ async def writer_cost(url: str, calls: int, repeat: int) -> None:
                 await conn.run_sync(Base.metadata.drop_all)
                 await conn.run_sync(Base.metadata.create_all)
             sync = core_db.create_sync_engine(url) if url.startswith("sqlite") else None
-            hooks = [Rollups()] if name == "with rollups" else []
+            hooks = [Rollups()] if name.startswith("with rollups") else []
             writer = RecordWriter(engine, sync, hooks=hooks)
             base = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=round_)
-            writes = call_ops(calls, base)
-            began = time.process_time()
+            writes = call_ops(calls, base, numbered=name.endswith("numbered"))
+            began, wall = time.process_time(), time.perf_counter()
             for ops in writes:
                 await writer.write(ops)
             results[name].append((time.process_time() - began) * 1000 / calls)
+            walls[name].append((time.perf_counter() - wall) * 1000 / calls)
             await engine.dispose()
             if sync is not None:
                 sync.dispose()
     for name, values in results.items():
-        print(f"  {name:<16} CPU per call: median {statistics.median(values):.2f} ms "
-              f"({', '.join(f'{v:.2f}' for v in values)})")
+        print(f"  {name:<23} CPU per call: median {statistics.median(values):.2f} ms "
+              f"({', '.join(f'{v:.2f}' for v in values)}); wall per call: median "
+              f"{statistics.median(walls[name]):.2f} ms")
 
 
 def engine_for(url: str):  # type: ignore[no-untyped-def]

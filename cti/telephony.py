@@ -466,10 +466,17 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
         return Applied([], [])
 
     async def state_snapshot(self, integration: str) -> dict[str, Any]:
+        """This integration's live calls, and the callbacks it is asked to dial now (their
+        route.callback again: one sent while the PBX was away was not heard)."""
         calls = [c for c in await self.store.live_calls() if c.get("integration") == integration]
+        dialling = [c for c in await self.callbacks.pending()
+                    if c.get("integration") == integration and c.get("state") == "ringing"]
+        agents = {c["agent_id"]: await self.store.agent(int(c["agent_id"])) for c in dialling}
         return {"type": "state.snapshot", "calls": [
             {"call_id": c["id"], "state": c["state"], "queue": c.get("queue"),
-             "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls]}
+             "agent_id": messages.int_or_none(c.get("agent_id"))} for c in calls],
+            "callbacks": [messages.route_callback(c, int(c["agent_id"]), agents[c["agent_id"]]
+                                                  .get("extension", "")) for c in dialling]}
 
 
 def _wrap_timer(agent_id: int | None, call_id: str) -> str:

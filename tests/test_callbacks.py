@@ -295,3 +295,19 @@ async def test_reports_count_callbacks_apart_from_calls_that_waited_on_the_line(
         2, 0, 1, 1)
     assert row["abandoned"] + row["abandoned_short"] == 1
     assert row["avg_talk_s"] is not None  # the callback's talk is agents' work
+
+
+async def test_a_pbx_that_reconnects_hears_the_callbacks_it_is_to_dial(center):
+    agent = await center.agent("hal", extension="1009")
+    ivr = await center.ivr()
+    await ivr.offer("while-away", ANI)
+    callback_id = (await request(ivr, "while-away"))["callback_id"]
+    await ivr.close()  # the PBX is away when the callback reaches an agent
+    await agent.available()
+    await agent.inbox.expect("screen_pop", call_id=callback_id)
+    ivr = await center.ivr()
+    await ivr.ws.send(json.dumps({"type": "state.sync"}))
+    snapshot = await ivr.inbox.expect("state.snapshot")
+    assert snapshot["callbacks"] == [{
+        "type": "route.callback", "callback_id": callback_id, "call_id": "while-away",
+        "number": ANI, "agent_id": agent.agent_id, "extension": "1009", "attempt": 1}]

@@ -132,9 +132,11 @@ class AgentLifecycle(CallContext):
         if call_id:
             call = await self.store.call(call_id)
             if call and call.get("pop"):
-                talking = call.get("state") in (CallState.connected.value,
-                                                CallState.on_hold.value)
-                monitor = await self._monitor_notice(call_id) if talking else []
+                # The call's own agent, talking or consulting about it, is the one
+                # monitored (cti/monitor.py); a consulted colleague is not.
+                monitored = call.get("state") in {s.value for s in WITH_AGENT} and \
+                    call.get("agent_id") == str(agent_id)
+                monitor = await self._monitor_notice(call_id) if monitored else []
                 out += _call_snapshot(call, agent_id, monitor)
         return out
 

@@ -69,9 +69,10 @@ def closing(call: Mapping[str, Any], now: float, why: str
             ) -> tuple[dict[str, str], dict[str, Any], list[writer.Op]]:
     """A call that ends or is transferred while paused: the call fields that end the pause,
     the interaction's values (the intervals; one update per step, as numbered writes want:
-    core/sequenced.py) and the audit entry. Nothing if not paused."""
+    core/sequenced.py) and the audit entry. Not paused as read: the fields still clear a
+    pause a racing step may have set since (the PBX resumes on its own), nothing else."""
     if not call.get(PAUSED_AT):
-        return {}, {}, []
+        return {PAUSED_AT: "", PAUSED_BY: ""}, {}, []
     intervals = paused_intervals(call, now, why)
     fields = {PAUSED_AT: "", PAUSED_BY: "", PAUSES: orjson.dumps(intervals).decode()}
     return fields, {"recording_pauses": intervals}, [

@@ -237,6 +237,13 @@ async def test_a_completed_consult_transfer_ends_the_monitor_of_the_first_agent(
     await ivr.event("consult.answered", "c8", agent_id=bob.agent_id)
     # Monitoring goes on while amy consults bob.
     assert (await _monitor_hash(center, "c8"))["mode"] == "whisper"
+    # A console reconnecting during the consult: amy is told of the whisper, bob is not.
+    amy_again = await center.login("amy")
+    await amy_again.inbox.expect("monitor.notice", call_id="c8", mode="whisper",
+                                 supervisor="Sue")
+    bob_again = await center.login("bob")
+    await bob_again.inbox.expect("call.consult", call_id="c8")  # the snapshot's last frame
+    assert await _notices(bob_again) == []
     await ivr.event("consult.completed", "c8", agent_id=bob.agent_id)
     await amy.inbox.expect("monitor.notice", call_id="c8", mode="none")
     assert await _monitor_hash(center, "c8") == {}

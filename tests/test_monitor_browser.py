@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from core.models import Agent
 from tests.browser import NewPage, go_available, sign_in
 
 pytestmark = [
@@ -83,3 +84,27 @@ async def test_a_supervisor_monitors_from_the_wallboard_and_the_agent_sees_the_w
     await ivr.event("call.ended", "call-1", cause="caller_hangup")
     await expect(row.locator("button.mon-listen")).to_have_count(0)
     pbx.cancel()
+
+
+async def test_monitor_buttons_show_only_on_the_calls_the_viewer_may_monitor(
+        center: Any, new_page: NewPage) -> None:
+    amy, _ = await center.answered_call("amy", "call-2", "+8613800000002")
+    tom, _ = await center.answered_call("tom", "call-3", "+8613800000003")
+    async with center.sessions() as session, session.begin():
+        (await session.get(Agent, tom.agent_id)).team = "b"  # not sue's team
+    await center.add_agent("sue", role="supervisor")
+    await center.add_agent("ada", role="admin")
+
+    board = await new_page()
+    await sign_in(board, center, "sue", lands_on="/wallboard")
+    ours = board.locator(f"tr[data-agent-id='{amy.agent_id}']")
+    theirs = board.locator(f"tr[data-agent-id='{tom.agent_id}']")
+    await expect(ours.locator("button.mon-listen")).to_have_count(1)
+    await expect(theirs.locator("td.name")).to_have_text("Tom")
+    await expect(theirs.locator("button.mon-btn")).to_have_count(0)
+
+    admin = await new_page()
+    await sign_in(admin, center, "ada", lands_on="/wallboard")
+    for agent in (amy, tom):
+        row = admin.locator(f"tr[data-agent-id='{agent.agent_id}']")
+        await expect(row.locator("button.mon-btn")).to_have_count(4)

@@ -286,3 +286,39 @@ async def test_a_paused_recording_resumes_by_itself_on_a_consult_transfer(center
     audit = await eventually(lambda: _audit(center, "p7"))
     assert [(a.action, a.actor) for a in audit] == [
         ("recording.paused", "ivy"), ("recording.resumed", "transfer")]
+
+
+async def test_pause_events_against_a_transfer_never_leave_the_requeued_call_paused(center):
+    """recording.paused and call.transferred at once from two PBX connections: the call is
+    back in routing and its recording runs (the PBX resumes on a transfer), whichever won."""
+    second = await center.ivr()
+    agent, ivr = await center.answered_call("kim", "t0", "+8613800000330")
+    for n in range(8):
+        call_id = f"t{n}"
+        if n:
+            await agent.request("wrapup.done", call_id=f"t{n - 1}", disposition="resolved")
+            await agent.inbox.expect("agent.state", state="available")
+            await ivr.offer(call_id, "+8613800000330")
+            await ivr.inbox.expect("route.connect", call_id=call_id)
+            await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+        paused_id, moved_id = await asyncio.gather(
+            ivr.send("recording.paused", call_id),
+            second.send("call.transferred", call_id, to_queue="default"))
+        paused, moved = await asyncio.gather(ivr.reply_to(paused_id), second.reply_to(moved_id))
+        assert moved["type"] == "ack", moved
+        assert paused["type"] == "ack" or paused["code"] == "illegal_transition", paused
+        live = await _call(center, call_id)
+        assert live["state"] == "queued" and not live.get("rec_paused_at"), live
+        await agent.inbox.expect("call.ended", call_id=call_id)
+        await ivr.event("call.ended", call_id, cause="caller_hangup")  # out of the queue
+
+
+async def test_another_integration_cannot_pause_or_resume_a_calls_recording(center):
+    agent, owner = await center.answered_call("lea", "p8", "+8613800000308")
+    other = await center.ivr("pbx-2")
+    for type_ in ("recording.paused", "recording.resumed"):
+        reply = await other.reply_to(await other.send(type_, "p8"))
+        assert (reply["type"], reply["code"]) == ("error", "wrong_integration"), reply
+    assert not (await _call(center, "p8")).get("rec_paused_at")
+    await owner.event("recording.paused", "p8")  # the owner still may
+    await agent.inbox.expect("recording.paused", call_id="p8")

@@ -9,12 +9,31 @@ const MODES = ["listen", "whisper", "barge", "stop"];
 
 let me = null;
 let busy = false;
+// The agents a supervisor may monitor (its team's: the agents GET /api/v1/admin/agents
+// shows it); null for an admin, who may monitor every call.
+let team = new Set();
 
-export function setViewer(viewer) {
+export async function setViewer(viewer) {
   me = viewer;
+  team = viewer.role === "admin" ? null : team;
+  if (team) await loadTeam();
 }
 
-// The cell of an agent's row: who monitors its call, and the buttons.
+// Read again now and then: an admin may move an agent into or out of the team.
+export async function loadTeam() {
+  if (!team) return;
+  try {
+    const { agents } = await api("/api/v1/admin/agents");
+    team = new Set(agents.map((a) => a.id));
+  } catch {
+    // keep the last known team; the server refuses what it must anyway
+  }
+}
+
+const mayMonitor = (agent) => !team || team.has(agent.agent_id);
+
+// The cell of an agent's row: who monitors its call, and the buttons (only where the
+// viewer may monitor).
 export function monitorCell(agent) {
   if (!agent.call_id) return h("td", { class: "text monitor" });
   const m = agent.monitor;
@@ -22,6 +41,7 @@ export function monitorCell(agent) {
   const who = m ? h("span", { class: `monitor-who ${m.mode}`, text: t("monitor.by", {
     name: mine ? t("monitor.you") : m.supervisor, mode: t(`monitor.mode.${m.mode}`) }) })
     : null;
+  if (!mayMonitor(agent)) return h("td", { class: "text monitor" }, who);
   const buttons = MODES.map((mode) => h("button", {
     type: "button", class: `wb-btn mon-btn mon-${mode}${mine && m.mode === mode ? " on" : ""}`,
     text: t(`monitor.${mode}`), disabled: busy || (mode === "stop" && !m),

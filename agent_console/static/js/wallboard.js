@@ -6,7 +6,7 @@ import { drawChart } from "./chart.js";
 import { $, fill, h } from "./dom.js";
 import { clockTime, duration, number, percent } from "./format.js";
 import { languageSwitch, onLangChange, t, tOr, translate } from "./i18n.js";
-import { monitorCell, setViewer } from "./monitor.js";
+import { loadTeam, monitorCell, setViewer } from "./monitor.js";
 import { LiveSocket } from "./socket.js";
 
 const VIEWERS = new Set(["supervisor", "admin"]);
@@ -193,7 +193,8 @@ async function main() {
     location.replace("/forbidden");
     return;
   }
-  setViewer(me);
+  await setViewer(me);
+  setInterval(loadTeam, 30000);
   $("#wb-sign-out").addEventListener("click", signOut);
   pending = new PendingCallbacks($("#callbacks"));
   setInterval(() => pending.refresh(), 15000);  // a reassignment elsewhere

@@ -30,6 +30,7 @@ from core.keys import Keys
 from core.redisconn import OUTAGES, open_redis
 from core.settings import Settings
 from core.supervise import Supervisor
+from core.tickpipe import TickPipe
 from core.timers import Timers
 from core.web import TokenWatch, errors, redact_access_log, response_headers, signed_in
 from core.writer import Hook, RecordWriter
@@ -98,7 +99,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = Keys(settings.redis_prefix)
     bus = Bus(redis, f"{keys.prefix}:ch:node:{settings.node_id}")
     timers = Timers(redis, keys.timers)
-    router = Router(RoutingStore(redis, keys))
+    pipe = TickPipe.for_client(redis)  # the call path's commands, pipelined by loop turn
+    router = Router(RoutingStore(redis, keys, pipe))
     admin_steps = AdminSteps(redis, keys)
     console = AgentDirectory(app[appkeys.SESSIONS], router, admin_steps)
     await console.load_queues()
@@ -159,6 +161,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     await commands.stop()
     await wallboard.close()
     await bus.close()
+    if pipe is not None:
+        await pipe.close()
 
 
 async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:

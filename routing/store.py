@@ -17,6 +17,7 @@ from redis.asyncio.client import Pipeline
 
 from core.keys import Keys
 from core.tickbatch import TickBatch
+from core.tickpipe import TickPipe
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.estimate import DEFAULT_AHT_S
@@ -259,29 +260,33 @@ def _pairs(flat: list[str] | None) -> dict[str, str]:
 
 
 class RoutingStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, pipe: TickPipe | None = None) -> None:
+        """`pipe`: the call path's scripts and reads pipelined by loop turn
+        (core/tickpipe.py) instead of through redis-py."""
         self.redis = redis
         self.keys = keys
+        self._pipe = pipe
+        scripts: Redis | TickPipe = pipe or redis
         # Marks written after records are stored ("stored" on event keys), batched per
         # loop turn.
         self.marks = TickBatch(redis)
-        self._make_available = redis.register_script(_MAKE_AVAILABLE)
-        self._make_unavailable = redis.register_script(_MAKE_UNAVAILABLE)
-        self._reserve = redis.register_script(_RESERVE)
-        self._ring = redis.register_script(_RING)
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._drop_call = redis.register_script(_DROP_CALL)
-        self._heads = redis.register_script(_HEADS)
-        self._answer = redis.register_script(lua.ANSWER)
-        self._ring_no_answer = redis.register_script(lua.RING_NO_ANSWER)
-        self._hang_up = redis.register_script(lua.HANG_UP)
-        self._transfer = redis.register_script(lua.TRANSFER)
-        self._end_wrap_up = redis.register_script(lua.END_WRAP_UP)
-        self._set_state = redis.register_script(lua.SET_STATE)
-        self._console_gone = redis.register_script(lua.CONSOLE_GONE)
-        self._console_back = redis.register_script(lua.CONSOLE_BACK)
-        self._queued_notice = redis.register_script(lua.QUEUED_NOTICE)
-        self._requeue = redis.register_script(lua.REQUEUE)
+        self._make_available = scripts.register_script(_MAKE_AVAILABLE)
+        self._make_unavailable = scripts.register_script(_MAKE_UNAVAILABLE)
+        self._reserve = scripts.register_script(_RESERVE)
+        self._ring = scripts.register_script(_RING)
+        self._enqueue = scripts.register_script(_ENQUEUE)
+        self._drop_call = scripts.register_script(_DROP_CALL)
+        self._heads = scripts.register_script(_HEADS)
+        self._answer = scripts.register_script(lua.ANSWER)
+        self._ring_no_answer = scripts.register_script(lua.RING_NO_ANSWER)
+        self._hang_up = scripts.register_script(lua.HANG_UP)
+        self._transfer = scripts.register_script(lua.TRANSFER)
+        self._end_wrap_up = scripts.register_script(lua.END_WRAP_UP)
+        self._set_state = scripts.register_script(lua.SET_STATE)
+        self._console_gone = scripts.register_script(lua.CONSOLE_GONE)
+        self._console_back = scripts.register_script(lua.CONSOLE_BACK)
+        self._queued_notice = scripts.register_script(lua.QUEUED_NOTICE)
+        self._requeue = scripts.register_script(lua.REQUEUE)
         self.index = QueueIndex(redis, keys)
         self.staffing = Staffing(redis, keys)
         self._register_agent = redis.register_script(REGISTER_ROUTING_AGENT)
@@ -304,7 +309,7 @@ class RoutingStore:
             self._pool_prefix, agent_id, ";".join(pools), *_flat(fields)])
 
     async def agent(self, agent_id: int) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
+        return await self._hgetall(self.keys.agent(agent_id))
 
     async def agents(self) -> list[dict[str, str]]:
         ids = cast(set[str], await self.redis.smembers(self.keys.agents))
@@ -367,7 +372,12 @@ class RoutingStore:
                                         args=args))
 
     async def call(self, call_id: str) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(self.keys.call(call_id)))
+        return await self._hgetall(self.keys.call(call_id))
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        if self._pipe is None:
+            return cast(dict[str, str], await self.redis.hgetall(key))
+        return _pairs(await self._pipe.execute("HGETALL", key))
 
     async def drop_call(self, call_id: str, queue: str, *,
                         handle_s: float | None = None) -> None:

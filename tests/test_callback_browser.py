@@ -91,3 +91,23 @@ async def _until(read, expected) -> None:
         return await read() == expected
 
     await eventually(check, timeout=15, what=f"the callback promised to {expected}")
+
+
+async def test_a_callback_pops_on_the_console_marked_as_one(center, new_page: NewPage) -> None:
+    await center.add_customer("CB2", "Called Back", PHONE)
+    await center.add_agent("dee")
+    ivr = await center.ivr()
+    await ivr.offer("cb-pop", PHONE)
+    await ivr.event("callback.requested", "cb-pop")
+    callback_id = (await ivr.inbox.expect("callback.accepted"))["callback_id"]
+    console = await new_page()
+    await sign_in(console, center, "dee")
+    await expect(console.locator("#btn-available")).to_be_enabled()
+    await console.click("#btn-available")  # it takes the callback at once
+    await ivr.inbox.expect("route.callback", callback_id=callback_id)
+    mark = console.locator("#pop-callback")
+    await expect(mark).to_contain_text(f"Callback to {PHONE}")
+    await expect(mark).to_contain_text("asked for by the caller in the queue")
+    await expect(console.locator("#pop-name")).to_have_text("Called Back")
+    await console.click("button[data-lang=zh]")
+    await expect(mark).to_contain_text(f"回拨 {PHONE}")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from callcenter.app import create_app
-from core.appkeys import CALLS, DIRECTORY
+from core.appkeys import CALLBACKS, CALLS, DIRECTORY
 from core.models import Callback
 from core.settings import Settings
 from core.timers import Timer
@@ -143,4 +143,38 @@ async def test_one_result_counts_against_another_and_the_attempts_timeout(pair: 
             await pair.a.callbacks.withdraw(callback_id, Timer("cbdue", callback_id).member)
             agent = await pair.a.store.agent(agent_id)
             assert agent["call_id"] == "", agent
+        await pair.a.set_agent_state(agent_id, AgentState.not_ready, "break")
+
+
+async def test_a_cancel_against_an_agent_taking_the_callback_has_one_winner(pair: Pair) -> None:
+    from cti.callback_desk import CallbackDialling
+
+    agent_id = await pair.agent("cal")
+    desk = pair.app[CALLBACKS]
+    for n in range(ROUNDS):
+        callback_id = await pair.callback(f"cancel-{n}")
+
+        async def cancel(callback_id: str) -> bool:
+            try:
+                await desk.cancel(callback_id, None)
+            except CallbackDialling:
+                return False
+            return True
+
+        cancelled, _ = await asyncio.gather(cancel(callback_id),
+                                            pair.available(pair.b, agent_id))
+        live = await pair.a.callbacks.get(callback_id)
+        dialled = pair.notes["call.routed", callback_id]
+        async with pair.center.sessions() as session:  # type: ignore[operator]
+            row = await session.get(Callback, callback_id)
+        assert row is not None
+        if cancelled:  # never dialled, nothing left of it
+            assert (dialled, live, row.state) == (0, {}, "cancelled")
+            agent = await pair.a.store.agent(agent_id)
+            assert agent["call_id"] == "", agent
+        else:  # the agent took it first: it is dialled once, and stays pending
+            assert (dialled, live["state"], row.state) == (1, "ringing", "pending")
+            assert await pair.result(pair.a, callback_id, "connected", f"c-{n}")
+            await pair.a.store.drop_call(callback_id, "default")
+            await pair.a.store.make_available(agent_id, 0.0, force=True)
         await pair.a.set_agent_state(agent_id, AgentState.not_ready, "break")

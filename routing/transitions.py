@@ -178,19 +178,24 @@ return {1, state, agent_of(KEYS[3]), seq}
 # call.transferred (of a connected or held call): the call goes back into routing
 # (keeping its place in time), its agent into wrap-up. KEYS: call, event key, agent (or
 # the call again), timers, set of queues; ARGV: expected agent id, event value, its TTL,
-# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, then call
-# field/value pairs.
-# {1, state before, agent after, write number} | {0, state now} | {2, seen}
+# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, the call's
+# version as read ('': any), then call field/value pairs. The version makes the fields
+# decided from the read (a pause closed, the legs) apply only to the call as read: a step
+# in between (a `recording.paused`) makes this one stale, to be decided again.
+# {1, state before, agent after, write number} | {0, state now} | {2, seen} | {3, stale}
 TRANSFER = LIB + """
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[2], 'connected;on_hold')
 if refused then return refused end
+if ARGV[11] ~= '' and (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[11] then
+  return {3, state}
+end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
 if agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 local seq = next_seq(KEYS[1])
 mark(KEYS[2], ARGV[2], ARGV[3], seq)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
-           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 12))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
 index_call(KEYS[1], call_id, ARGV[4], ARGV[5])

@@ -456,8 +456,10 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
                 "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
         numbered = writer.numbered(ops, step.seq)
         # The call left its agent: what was tied to the agent's leg (a monitor) ends.
-        await self._notify("call.transferred", {"call_id": frame.call_id, "queue": queue,
-                                                "agent_id": previous_agent})
+        await self._notify("call.transferred", {
+            "call_id": frame.call_id, "queue": queue, "agent_id": previous_agent,
+            "from_queue": call["queue"], "tier": call.get("tier"),
+            "answered_at": call.get("answered_at"), "at": now})
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
             return Applied([await self._dispatch(assignment, integration, reply=True)],

@@ -574,8 +574,8 @@ class RoutingStore:
         """Where a waiting call stands and its estimated wait, noted on it as announced;
         None when it no longer waits."""
         result = await self._queued_notice(
-            keys=[self.keys.call(call_id), self.keys.stats],
-            args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S])
+            keys=[self.keys.call(call_id), self.keys.stats, self.keys.callbacks],
+            args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S, self.keys.call("")])
         if not result[0]:
             return None
         return QueuedAt(result[1], int(result[2]), int(result[3]), int(result[4]))

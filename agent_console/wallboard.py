@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 15 * 60
 KEEP_DAYS_S = 8 * 86400
 WAITING_STATES = ("offered", "queued", "ringing")
+# Events that end one agent's leg of a call that goes on with another agent.
+_LEG_ENDS = ("call.transferred", "consult.completed")
 REFRESH_S = 5.0  # complaints and queue settings: slow-moving, read from the database
 MIN_GAP_S = 0.2  # coalesce bursts of events into one push
 FLUSH_S = 0.2  # gather counts this long before adding them to Redis
@@ -175,6 +177,8 @@ class Wallboard:
                          "all|csat_good": 1 if score >= 4 else 0}
         if name == "call.completed":
             return now, self._completed(data)
+        if name in _LEG_ENDS:
+            return now, self._leg_handled(data, now, other_queue=name == "call.transferred")
         if name in _CALLBACK_COUNTS:  # apart from the calls that waited on the line
             return now, self._scoped(data, None, **{_CALLBACK_COUNTS[name]: 1})
         # A transferred call was counted when first answered; it is not offered twice.
@@ -201,6 +205,21 @@ class Wallboard:
         counts = self._scoped(data, None, handled=1, handle_sum=handle)
         if agent:
             counts |= {f"a:{agent}|handled": 1, f"a:{agent}|handle_sum": handle}
+        return counts
+
+    def _leg_handled(self, data: dict[str, Any], now: float, *,
+                     other_queue: bool) -> dict[str, float]:
+        """An agent's leg that ended with a transfer: the agent handled the call. The
+        queue it leaves counts it too when the call moves to another queue (the call's
+        completion counts it only in the queue it ends in)."""
+        agent = data.get("agent_id")
+        if not agent or not data.get("answered_at"):
+            return {}
+        handle = max(0.0, float(data.get("at") or now) - float(data["answered_at"]))
+        counts: dict[str, float] = {f"a:{agent}|handled": 1, f"a:{agent}|handle_sum": handle}
+        left = data.get("from_queue") or data.get("queue") or "default"
+        if other_queue and left != (data.get("queue") or "default"):
+            counts |= self._scoped({**data, "queue": left}, None, handled=1, handle_sum=handle)
         return counts
 
     def _scoped(self, data: dict[str, Any], offered_at: float | None,

@@ -9,7 +9,9 @@ at least 30 s and 25%), moved enough to be worth announcing.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+from collections import defaultdict
 from typing import cast
 
 from core.redisconn import OUTAGES
@@ -56,25 +58,41 @@ def due(announced: tuple[str | None, str | None], position: int, estimate_s: int
 async def _announce_all(calls: CallService) -> None:
     store = calls.store
     aht = await store.average_handle_s()
+    ahead = await _callbacks_by_queue(calls)
     for queue in await store.queue_names():
         pool = engine.queue_pool(queue)
         serving = (await store.staffing.serving([pool]))[pool]
-        await _announce_queue(calls, queue, aht, serving)
+        await _announce_queue(calls, queue, aht, serving, ahead[queue])
+
+
+async def _callbacks_by_queue(calls: CallService) -> dict[str, list[float]]:
+    """The places (scores, sorted) of the callbacks waiting for an agent, by queue: a
+    caller on the line behind one counts it (as QUEUED_NOTICE does)."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for row in await calls.callbacks.pending():
+        if row.get("state") == "queued" and "score" in row:
+            scores[row.get("queue", "")].append(float(row["score"]))
+    for queue_scores in scores.values():
+        queue_scores.sort()
+    return scores
 
 
 async def _announce_queue(calls: CallService, queue: str, aht: float | None,
-                          serving: int) -> None:
+                          serving: int, callbacks: list[float]) -> None:
     redis, keys = calls.store.redis, calls.keys
-    heads = cast(list[str], await redis.zrange(keys.waiting(queue), 0, ANNOUNCE_DEPTH - 1))
-    if not heads:
+    scored = cast(list[tuple[str, float]], await redis.zrange(
+        keys.waiting(queue), 0, ANNOUNCE_DEPTH - 1, withscores=True))
+    if not scored:
         return
+    heads = [call_id for call_id, _ in scored]
     async with redis.pipeline(transaction=False) as pipe:
         for call_id in heads:
             pipe.hmget(keys.call(call_id), "announced_position", "announced_wait",
                        "integration")
         rows = await pipe.execute()
-    for position, (call_id, (said, wait, integration)) in enumerate(zip(heads, rows,
-                                                                        strict=True), 1):
+    for rank, ((call_id, score), (said, wait, integration)) in enumerate(
+            zip(scored, rows, strict=True), 1):
+        position = rank + bisect.bisect_left(callbacks, score)
         if integration is None or not due((said, wait), position,
                                           estimated_wait_s(position, aht, serving)):
             continue

@@ -10,7 +10,9 @@ answered with one `control.result` (docs/asterisk.md, "Live monitoring").
 - the supervisor hanging up its phone (or not answering it) tears it down too, and the
   service is told (`MonitorService.supervisor_left`: the wallboard stops showing it).
 - a switch tears down what the previous mode made (the snoop channel, the monitor bridge,
-  or the supervisor's place in the call's bridge) and makes the new mode's; stop tears
+  or the supervisor's place in the call's bridge) and makes the new mode's; a switch
+  Asterisk refuses goes back to the previous mode (or, refused again, tears it all
+  down and tells the service, reason `failed`); stop tears
   everything down and hangs up the supervisor's phone. The call's end or transfer does
   the same (`CallControl.end_monitor`), so no snoop channel outlives its call.
 
@@ -67,17 +69,33 @@ class AriMonitor:
         if command.mode != "stop" and (legs.agent_channel is None or not legs.answered):
             await self.commands.answer(command.command_id, "no_agent_leg")
             return
-        starting = legs.monitor is None
+        previous = legs.monitor.mode if legs.monitor is not None else None
         try:
             await self._switch(legs, command)
         except AriError as e:
             log.info("call %s: monitor %s refused by Asterisk: %s", legs.call_id,
                      command.mode, e)
-            if starting or command.mode == "stop":
+            if previous is None or command.mode == "stop":
                 await self.calls.end_monitor(legs)  # nothing half-made is left
+            else:
+                await self._restore(legs, command.model_copy(update={"mode": previous}))
             await self.commands.answer(command.command_id, reason_for(e))
             return
         await self.commands.answer(command.command_id, "")
+
+    async def _restore(self, legs: Legs, back: MonitorMessage) -> None:
+        """A refused switch: what it made is torn down and the previous mode made again,
+        as the service still has it. If Asterisk refuses that too, nothing of the
+        monitoring is left, and the service is told it ended."""
+        try:
+            await self._switch(legs, back)
+        except AriError as e:
+            log.warning("call %s: monitoring could not go back to %s (%s); torn down",
+                        legs.call_id, back.mode, e)
+            await self.calls.end_monitor(legs)
+            if self.monitors is not None:
+                await self.monitors.supervisor_left(legs.call_id, back.supervisor_id,
+                                                    reason="failed")
 
     async def _switch(self, legs: Legs, command: MonitorMessage) -> None:
         if command.mode == "stop":

@@ -20,7 +20,7 @@ import orjson
 from core import writer
 from core.models import Callback
 from core.timers import Timer
-from cti import messages, records
+from cti import callback_records, messages
 from cti.agents import AgentLifecycle
 from cti.calls import CallError, CallState, NoSuchCall
 from cti.schemas import CallbackRequested, CallbackResult
@@ -117,7 +117,8 @@ class CallbackEvents(AgentLifecycle):
         pop = {**orjson.loads(call["pop"]), "call_id": callback_id, "ani": number,
                "callback": {"callback_id": callback_id, "call_id": frame.call_id,
                             "number": number, "requested_at": now, "source": "caller"}}
-        ops = _request_ops(frame, call, callback_id, number, integration, now, due)
+        ops = callback_records.request_ops(frame, call, callback_id, number, integration,
+                                           now, due)
         won, after, seq = await self.callbacks.request(
             frame.call_id, callback_id, number, now, due, orjson.dumps(pop).decode(),
             due_timer(callback_id).member, self._mark(frame, ops), EVENT_TTL_S,
@@ -171,7 +172,7 @@ class CallbackEvents(AgentLifecycle):
         for _ in range(_ROUNDS):
             live = await self._dialling(frame.callback_id)
             agent_id = int(live["agent_id"])
-            ops = _result_ops(frame, live, now, self.callback_attempts)
+            ops = callback_records.result_ops(frame, live, now, self.callback_attempts)
             result = await self._attempt_ends(live, frame.outcome, now, event=self._mark(
                 frame, ops), agent_after="")
             if result.won:
@@ -216,7 +217,7 @@ class CallbackEvents(AgentLifecycle):
                 "type": "call.ended", "call_id": callback_id, "reason": f"callback_{outcome}"})
             await self._offer_next_call(agent_id, result.agent, now)
         await self._notify(f"callback.{result.state}", {
-            **_public(result.callback), "outcome": outcome, "agent_id": agent_id})
+            **callback_records.public(result.callback), "outcome": outcome, "agent_id": agent_id})
 
     # Scheduled and restored callbacks -------------------------------------------
 
@@ -224,10 +225,10 @@ class CallbackEvents(AgentLifecycle):
         """Put a recorded callback in the live state, due at its time (or now): one
         scheduled by an agent, or one Redis lost. False when it is there already."""
         now = self.clock()
-        pop = callback_pop(row, customer)
+        pop = callback_records.callback_pop(row, customer)
         return await self.callbacks.schedule(
             row.id, max(row.due_at.timestamp(), now), now, due_timer(row.id).member,
-            **callback_fields(row, pop))
+            **callback_records.callback_fields(row, pop))
 
     async def callback_changed(self, name: str, data: dict[str, Any]) -> None:
         """Tell the observers (wallboard, webhooks) of a change made outside the call path."""
@@ -253,105 +254,6 @@ class CallbackEvents(AgentLifecycle):
         if not result.won:
             log.debug("callback %s attempt decided before its timeout", callback_id)
             return
-        await self.writer.write(_outcome_ops(callback_id, result, "no_answer", now))
+        await self.writer.write(callback_records.outcome_ops(callback_id, result, "no_answer",
+                                                             now))
         await self._after_attempt(callback_id, int(agent_id), "no_answer", result, now)
-
-
-def callback_pop(row: Callback, customer: dict[str, Any] | None) -> dict[str, Any]:
-    """The agent's screen-pop of a callback: the customer, marked as a callback."""
-    return {"call_id": row.id, "ani": row.number, "customer": customer, "ivr": {},
-            "tier": row.tier, "queue": row.queue,
-            "callback": {"callback_id": row.id, "call_id": row.call_id, "number": row.number,
-                         "requested_at": row.requested_at.timestamp(), "source": row.source,
-                         **({"note": row.note} if row.note else {})}}
-
-
-def callback_fields(row: Callback, pop: dict[str, Any]) -> dict[str, str | int | float]:
-    """A recorded callback's live fields (routing/callbacks.py)."""
-    return {"call_id": row.call_id or "", "number": row.number, "ani": row.number,
-            "queue": row.queue, "score": row.score, "rings": row.rings,
-            "offered_at": row.offered_at.timestamp(), "tier": row.tier,
-            "integration": row.integration, "customer_id": row.customer_id or "",
-            "source": row.source, "promised_to": row.agent_id or "",
-            "attempts": row.attempts, "pop": orjson.dumps(pop).decode()}
-
-
-def _public(callback: dict[str, str]) -> dict[str, Any]:
-    return {"callback_id": callback.get("id"), "call_id": callback.get("call_id"),
-            "number": callback.get("number"), "queue": callback.get("queue"),
-            "customer_id": callback.get("customer_id") or None,
-            "attempts": int(callback.get("attempts") or 0)}
-
-
-def _request_ops(frame: CallbackRequested, call: dict[str, str], callback_id: str,
-                 number: str, integration: str, now: float,
-                 due: float | None) -> list[writer.Op]:
-    """The call ends as converted (not abandoned); the callback is recorded."""
-    return [
-        records.event_op(frame.event_id, frame.call_id, frame.type),
-        records.call_op(frame.call_id, state=CallState.callback.value),
-        records.interaction_op(frame.call_id, ended_at=records.at(now), end_cause="callback",
-                               outcome="callback",
-                               wait_s=now - float(call.get("offered_at") or now),
-                               **messages.routing_record(call)),
-        writer.Insert("callbacks", {
-            "id": callback_id, "call_id": frame.call_id, "source": "caller", "number": number,
-            "queue": call["queue"], "customer_id": call.get("customer_id") or None,
-            "tier": call.get("tier") or "standard", "state": "pending", "attempts": 0,
-            "agent_id": None, "requested_by": None, "note": "", "integration": integration,
-            "score": float(call["score"]), "rings": call.get("rings", ""),
-            "offered_at": records.at(float(call["offered_at"])),
-            "requested_at": records.at(now), "due_at": records.at(due or now)}),
-    ]
-
-
-def _result_ops(frame: CallbackResult, live: dict[str, str], now: float,
-                max_attempts: int) -> list[writer.Op]:
-    attempts = int(live.get("attempts") or 0) + 1
-    state = "connected" if frame.outcome == "connected" else (
-        "pending" if attempts < max_attempts else "failed")
-    ops = [records.event_op(frame.event_id, frame.callback_id, frame.type),
-           _callback_op(frame.callback_id, state, attempts, frame.outcome, live, now)]
-    if state == "connected":
-        ops += call_ops(live, now)
-    return ops
-
-
-def _outcome_ops(callback_id: str, result: Result, outcome: str,
-                 now: float) -> list[writer.Op]:
-    state = "pending" if result.state == "retry" else result.state
-    return [_callback_op(callback_id, state, int(result.callback.get("attempts") or 0),
-                         outcome, result.callback, now)]
-
-
-def _callback_op(callback_id: str, state: str, attempts: int, outcome: str,
-                 live: dict[str, str], now: float) -> writer.Op:
-    values: dict[str, Any] = {"state": state, "attempts": attempts, "last_outcome": outcome,
-                              "agent_id": int(live["agent_id"]) if live.get("agent_id")
-                              else None}
-    if state != "pending":
-        values["ended_at"] = records.at(now)
-    return writer.Update("callbacks", "id", callback_id, values)
-
-
-def call_ops(live: dict[str, str], now: float) -> list[writer.Op]:
-    """A connected callback is a call of its own (id: the callback's), answered now."""
-    when, agent_id = records.at(now), int(live["agent_id"])
-    queue, customer = live.get("queue") or "default", live.get("customer_id") or None
-    ivr = {"callback_of": live.get("call_id") or None, "callback_id": live["id"]}
-    return [
-        writer.Insert("calls", {"id": live["id"], "state": "connected", "queue": queue,
-                                "ani": live.get("number", ""), "dnis": "",
-                                "customer_id": customer, "tier": live.get("tier", "standard"),
-                                "ivr": {**ivr, "_integration": live.get("integration", "")},
-                                "offered_at": when, "updated_at": when, "node_id": None,
-                                "agent_id": agent_id, "seq": records.OFFER_SEQ},
-                      skip_existing=True),
-        writer.Insert("interactions", {
-            "call_id": live["id"], "customer_id": customer, "queue": queue,
-            "tier": live.get("tier", "standard"), "ani": live.get("number", ""), "ivr": ivr,
-            "offered_at": when, "answered_at": when, "wait_s": 0.0, "agent_id": agent_id,
-            "agent_ids": [agent_id], "routing_reason": orjson.loads(live.get("reason") or "{}"),
-            "transcript_status": "none", "complaint_flag": False, "callback_id": live["id"],
-            "seq": records.OFFER_SEQ}, skip_existing=True),
-    ]

@@ -35,6 +35,13 @@ from routing.store import RoutingStore
 
 log = logging.getLogger(__name__)
 
+# How often an event's versioned step decides again when the call kept moving on.
+STEP_ROUNDS = 5
+# For the call as read and now: the state it must be in, the state after, the fields the
+# step sets on it, and the writes the event owes (CallContext._versioned_step).
+StepWrites = Callable[[dict[str, str], float],
+                      tuple[str, str, dict[str, Any], list[Op]]]
+
 Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
@@ -195,6 +202,26 @@ class CallContext:
         log.debug("%s for call %s refused: it is %s now", frame.type, frame.call_id, state)
         check(frame.call_id, state, frame.type)
         raise IllegalTransition(frame.call_id, state, frame.type)
+
+    async def _versioned_step(self, frame: Frame, writes: StepWrites
+                              ) -> tuple[dict[str, str], list[Op], float]:
+        """An event's versioned step on a live call (routing/legs.py): `writes` says, for
+        the call as read now, the state it must be in, the state after, the fields the
+        step sets and the writes the event owes (or refuses). A loser only because the
+        call moved on (its version) reads it again and decides again. Answers the call as
+        it was read, the owed writes with their number, and now."""
+        for _ in range(STEP_ROUNDS):
+            now = self.clock()
+            call = await self._live(frame.call_id)
+            before, after, fields, ops = writes(call, now)
+            step = await self.legs.step(frame.call_id, [before], call.get("v", "0"), after,
+                                        fields, event=self._mark(frame, ops))
+            if step.won:
+                return call, writer.numbered(ops, step.seq), now
+            if not step.stale:
+                await self._refuse(frame, step.state)
+            log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
+        raise IllegalTransition(frame.call_id, call["state"], frame.type)
 
     async def _to_agent(self, agent_id: int, message: dict[str, Any]) -> None:
         await self.bus.publish(self.keys.agent_channel(agent_id), message)

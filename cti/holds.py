@@ -8,19 +8,14 @@ versioned step (routing/legs.py): a loser reads the call again and decides again
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from core import writer
 from cti import messages, records
 from cti.agents import AgentLifecycle
-from cti.calls import CallState, IllegalTransition, check
+from cti.calls import CallState, check
 from cti.schemas import CallHeld, CallResumed
-
-log = logging.getLogger(__name__)
-
-_ROUNDS = 5
 
 
 def hold_figures(call: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -40,28 +35,19 @@ class HoldEvents(AgentLifecycle):
 
     async def _hold_step(self, frame: CallHeld | CallResumed, before: CallState,
                          after: CallState) -> list[writer.Op]:
-        for _ in range(_ROUNDS):
-            now = self.clock()
-            call = await self._live(frame.call_id)
+        def writes(call: dict[str, str], now: float
+                   ) -> tuple[str, str, dict[str, Any], list[writer.Op]]:
             check(frame.call_id, call["state"], frame.type)
             fields = _hold_fields(call, after, now)
-            ops = [records.event_op(frame.event_id, frame.call_id, frame.type),
-                   records.call_op(frame.call_id, state=after.value, queue=call.get("queue", ""),
-                                   agent_id=messages.int_or_none(call.get("agent_id"))),
-                   records.interaction_op(frame.call_id, **hold_figures(fields, now))]
-            step = await self.legs.step(frame.call_id, [before.value], call.get("v", "0"),
-                                        after.value, fields,
-                                        event=(self.keys.event(frame.event_id),
-                                               writer.dumps(ops)))
-            if step.won:
-                break
-            if not step.stale:
-                await self._refuse(frame, step.state)
-            log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
-        else:
-            raise IllegalTransition(frame.call_id, call["state"], frame.type)
+            return before.value, after.value, fields, [
+                records.event_op(frame.event_id, frame.call_id, frame.type),
+                records.call_op(frame.call_id, state=after.value, queue=call.get("queue", ""),
+                                agent_id=messages.int_or_none(call.get("agent_id"))),
+                records.interaction_op(frame.call_id, **hold_figures(fields, now))]
+
+        call, ops, now = await self._versioned_step(frame, writes)
         await self._held_or_resumed(frame, call, now)
-        return writer.numbered(ops, step.seq)
+        return ops
 
     async def _held_or_resumed(self, frame: CallHeld | CallResumed, call: dict[str, str],
                                now: float) -> None:

@@ -204,11 +204,13 @@ class MonitorService:
         gone = await self.steps.clear(call_id, None if name == "call.ended" else agent_id)
         await self._ended(call_id, gone, LEFT_AGENT.get(name, "call_ended"))
 
-    async def supervisor_left(self, call_id: str, supervisor_id: int) -> None:
+    async def supervisor_left(self, call_id: str, supervisor_id: int,
+                              reason: str = "supervisor_left") -> None:
         """The PBX says the supervisor's phone left the monitoring (hung up, or never
-        answered): that supervisor's monitor of the call is gone."""
+        answered; `failed`: the PBX could not keep it up): that supervisor's monitor of
+        the call is gone."""
         gone = await self.steps.clear(call_id, supervisor_id=supervisor_id)
-        await self._ended(call_id, gone, "supervisor_left")
+        await self._ended(call_id, gone, reason)
 
     async def _ended(self, call_id: str, gone: Monitor | None, reason: str) -> None:
         if gone is None or not gone.mode:

@@ -13,7 +13,6 @@ to a race with the call's end) lasts until the call ended.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -26,11 +25,8 @@ from cti.agents import AgentLifecycle
 from cti.calls import CallError, IllegalTransition, check
 from cti.schemas import RecordingPaused, RecordingResumed
 
-log = logging.getLogger(__name__)
-
 # Fields of the call's hash.
 PAUSED_AT, PAUSED_BY, PAUSES, BASE = "rec_paused_at", "rec_paused_by", "rec_pauses", "rec_base"
-_ROUNDS = 5
 
 
 class RecordingNotRunning(CallError):
@@ -111,22 +107,13 @@ class RecordingPauseEvents(AgentLifecycle):
 
     async def _pause_step(self, frame: RecordingPaused | RecordingResumed,
                           by: str) -> list[writer.Op]:
-        for _ in range(_ROUNDS):
-            now = self.clock()
-            call = await self._live(frame.call_id)
+        def writes(call: dict[str, str], now: float
+                   ) -> tuple[str, str, dict[str, Any], list[writer.Op]]:
             state = check(frame.call_id, call["state"], frame.type).value
             fields, ops = _step_writes(frame, call, by, now)
-            step = await self.legs.step(frame.call_id, [state], call.get("v", "0"), state,
-                                        fields, event=(self.keys.event(frame.event_id),
-                                                       writer.dumps(ops)))
-            if step.won:
-                break
-            if not step.stale:
-                await self._refuse(frame, step.state)
-            log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
-        else:
-            raise IllegalTransition(frame.call_id, call["state"], frame.type)
-        ops = writer.numbered(ops, step.seq)
+            return state, state, fields, ops
+
+        call, ops, now = await self._versioned_step(frame, writes)
         agent_id = messages.int_or_none(call.get("agent_id"))
         if agent_id is not None:
             await self._to_agent(agent_id, {"type": frame.type, "call_id": frame.call_id})

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import AgentStateChange, Call, Callback, Interaction
 from core.redisconn import OUTAGES
+from core.sequenced import PLACEHOLDER
 from core.timers import Timer
 from crm import store as crm
 from cti.calls import CallState
@@ -99,7 +100,8 @@ class Recovery:
         async with self.maker() as session:
             rows = (await session.execute(
                 select(Call, Interaction).join(Interaction, Interaction.call_id == Call.id)
-                .where(Call.state.in_(LIVE_IN_DB)).order_by(Call.offered_at))).all()
+                .where(Call.state.in_(LIVE_IN_DB), Call.seq != PLACEHOLDER)  # an offer stored
+                .order_by(Call.offered_at))).all()
             pops = {call.id: await _pop(session, call) for call, _ in rows}
         for call, record in rows:
             if call.state in (CallState.queued.value, CallState.ringing.value):

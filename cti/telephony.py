@@ -31,7 +31,7 @@ from cti.calls import (
     check,
 )
 from cti.consult import ConsultEvents, conference_figures
-from cti.context import PREFETCHED
+from cti.context import PREFETCHED, STEP_ROUNDS
 from cti.holds import HoldEvents, hold_figures
 from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
@@ -54,9 +54,9 @@ from cti.schemas import (
     SurveyResult,
 )
 from routing import engine
-from routing.engine import CallProfile
+from routing.engine import CallProfile, Ring
 from routing.service import CallLive, RoutingError
-from routing.store import EVENT_TTL_S, EventSeen
+from routing.store import EVENT_TTL_S, STALE, EventSeen, Step
 
 log = logging.getLogger(__name__)
 
@@ -389,9 +389,20 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
     async def _call_transferred(self, frame: CallTransferred, integration: str) -> Applied:
         if frame.to_number is not None:
             return await self._call_ended(frame, integration)
-        now = self.clock()
-        call = await self._live(frame.call_id)
-        check(frame.call_id, call["state"], frame.type)
+        for _ in range(STEP_ROUNDS):
+            now = self.clock()
+            call = await self._live(frame.call_id)
+            check(frame.call_id, call["state"], frame.type)
+            moved = await self._transfer_step(frame, call, now)
+            if moved is not None:
+                return await self._transferred(frame, integration, call, now, *moved)
+            log.debug("call %s moved on under %s; deciding again", frame.call_id, frame.type)
+        raise IllegalTransition(frame.call_id, call["state"], frame.type)
+
+    async def _transfer_step(self, frame: CallTransferred, call: dict[str, str], now: float
+                             ) -> tuple[Step, list[writer.Op], list[Ring], float] | None:
+        """The transfer decided on the call as read, as one step at the version read (so a
+        pause that landed since is closed, not left open); None when the call moved on."""
         queue = frame.to_queue or call["queue"]
         leg = legs.ended_leg(call, now, "transferred", kind="blind",
                              to=legs.target(frame.to_queue, frame.to_agent_id, None))
@@ -414,24 +425,38 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
         step = await self.store.transfer(
             frame.call_id, previous_agent, queue, score, now, timers=self.timers.key,
             wrap_until=until, wrap_timer=_wrap_timer(previous_agent, frame.call_id),
-            event=self._mark(frame, ops), rings=engine.encode_rings(rings), offered_at=now,
+            event=self._mark(frame, ops), version=call.get("v", "0"),
+            rings=engine.encode_rings(rings), offered_at=now,
             transferred_from=previous_agent or "", held_at="",
             hold_s=hold_figures(call, now)["hold_s"], legs=orjson.dumps(all_legs).decode(),
             **unpaused)
+        if step.state == STALE:
+            return None
         if not step.won:
             await self._refuse(frame, step.state)
+        return step, ops, rings, until
+
+    async def _transferred(self, frame: CallTransferred, integration: str,
+                           call: dict[str, str], now: float, step: Step,
+                           ops: list[writer.Op], rings: list[Ring], until: float) -> Applied:
+        """What the transfer's winner does: tell the agent, route the call again."""
+        previous_agent = messages.int_or_none(call.get("agent_id"))
+        queue = frame.to_queue or call["queue"]
         if previous_agent is not None and step.agent:
             await self._agent_changed(previous_agent, step.agent, {
                 "type": "call.ended", "call_id": frame.call_id, "wrap_up_until": until})
-        ops = writer.numbered(ops, step.seq)
+        numbered = writer.numbered(ops, step.seq)
         # The call left its agent: what was tied to the agent's leg (a monitor) ends.
-        await self._notify("call.transferred", {"call_id": frame.call_id, "queue": queue,
-                                                "agent_id": previous_agent})
+        await self._notify("call.transferred", {
+            "call_id": frame.call_id, "queue": queue, "agent_id": previous_agent,
+            "from_queue": call["queue"], "tier": call.get("tier"),
+            "answered_at": call.get("answered_at"), "at": now})
         assignment = await self.router.route_call(frame.call_id, now)
         if assignment is not None:
-            return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
+            return Applied([await self._dispatch(assignment, integration, reply=True)],
+                           numbered)
         await self._schedule_widening(frame.call_id, rings, now, now)
-        return Applied([await self._queued_notice(frame.call_id)], ops)
+        return Applied([await self._queued_notice(frame.call_id)], numbered)
 
     async def _recording_ready(self, frame: RecordingReady, integration: str) -> Applied:
         """Keep the recording, queue its transcription, and only then mark the event

@@ -1,6 +1,8 @@
 """How long a waiting caller will wait, as `route.queued` tells the PBX (`estimated_wait_s`).
 
-A caller at position k waits for k calls to finish among the N agents serving the queue
+A caller at position k (counting the callbacks of the queue waiting for an agent with a
+better place: the callers who left the line kept it) waits for k calls to finish among the
+N agents serving the queue
 (routing/staffing.py: available, ringing, on a call or in wrap-up). With the recent
 average handle time h (talk and wrap-up, exponentially weighted: routing/store.py), calls
 finish at about N / h a second, so the wait is about::

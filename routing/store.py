@@ -202,6 +202,11 @@ class Reservation:
     call: dict[str, str]  # both after the reservation
 
 
+# The state a lost step answers when it lost only because the call moved on since it was
+# read (its version): decide again on a fresh read.
+STALE = "stale"
+
+
 class Step(NamedTuple):
     """The outcome of a transition of a call and its agent: whether this caller won, the
     call's state before (or now, when it lost), its agent after (empty when the step
@@ -512,14 +517,18 @@ class RoutingStore:
 
     async def transfer(self, call_id: str, agent_id: int | None, queue: str, score: float,
                        now: float, *, timers: str, wrap_until: float, wrap_timer: str,
-                       event: tuple[str, bytes] | None = None,
+                       event: tuple[str, bytes] | None = None, version: str | None = None,
                        **fields: str | int | float) -> Step:
-        """Connected to `agent_id` -> queued in `queue`, the agent into wrap-up."""
+        """Connected to `agent_id` -> queued in `queue`, the agent into wrap-up; only at
+        `version` when given (else lost with state "stale": the call moved on)."""
         keys = [self.keys.call(call_id), self._event_key(call_id, event),
                 self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.queues]
         result = await self._transfer(keys=keys, args=[
             "" if agent_id is None else agent_id, *_event_args(event), now, self._pool_prefix,
-            self.keys.waiting(""), queue, score, wrap_until, wrap_timer, *_flat(fields)])
+            self.keys.waiting(""), queue, score, wrap_until, wrap_timer,
+            "" if version is None else version, *_flat(fields)])
+        if int(result[0]) == 3:
+            return Step(False, STALE, {})
         return self._step(result)
 
     async def end_wrap_up(self, agent_id: int, call_id: str, now: float, *, timers: str,
@@ -565,8 +574,8 @@ class RoutingStore:
         """Where a waiting call stands and its estimated wait, noted on it as announced;
         None when it no longer waits."""
         result = await self._queued_notice(
-            keys=[self.keys.call(call_id), self.keys.stats],
-            args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S])
+            keys=[self.keys.call(call_id), self.keys.stats, self.keys.callbacks],
+            args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S, self.keys.call("")])
         if not result[0]:
             return None
         return QueuedAt(result[1], int(result[2]), int(result[3]), int(result[4]))

@@ -178,19 +178,24 @@ return {1, state, agent_of(KEYS[3]), seq}
 # call.transferred (of a connected or held call): the call goes back into routing
 # (keeping its place in time), its agent into wrap-up. KEYS: call, event key, agent (or
 # the call again), timers, set of queues; ARGV: expected agent id, event value, its TTL,
-# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, then call
-# field/value pairs.
-# {1, state before, agent after, write number} | {0, state now} | {2, seen}
+# now, pool prefix, waiting prefix, queue, score, wrap-up end, wrap-up timer, the call's
+# version as read ('': any), then call field/value pairs. The version makes the fields
+# decided from the read (a pause closed, the legs) apply only to the call as read: a step
+# in between (a `recording.paused`) makes this one stale, to be decided again.
+# {1, state before, agent after, write number} | {0, state now} | {2, seen} | {3, stale}
 TRANSFER = LIB + """
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[2], 'connected;on_hold')
 if refused then return refused end
+if ARGV[11] ~= '' and (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[11] then
+  return {3, state}
+end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
 if agent ~= ARGV[1] then return {0, state} end
 local call_id = redis.call('HGET', KEYS[1], 'id')
 local seq = next_seq(KEYS[1])
 mark(KEYS[2], ARGV[2], ARGV[3], seq)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'queue', ARGV[7], 'score', ARGV[8],
-           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 11))
+           'agent_id', '', 'queued_at', clock(), unpack(ARGV, 12))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('ZADD', ARGV[6] .. ARGV[7], ARGV[8], call_id)
 index_call(KEYS[1], call_id, ARGV[4], ARGV[5])
@@ -287,19 +292,29 @@ return 1
 
 # Where a waiting call stands and how long it will wait (routing/estimate.py: position x
 # average handle time / agents serving the queue), noted on the call as announced, only
-# while it waits (a call that hung up meanwhile gets no key back). KEYS: call, stats;
-# ARGV: waiting prefix, pool prefix, the handle time to assume before any call was handled.
+# while it waits (a call that hung up meanwhile gets no key back). Callbacks of its queue
+# waiting for an agent with a better place (routing/callbacks.py) are ahead of it too.
+# KEYS: call, stats, pending callbacks; ARGV: waiting prefix, pool prefix, the handle time
+# to assume before any call was handled, call key prefix.
 # {1, queue, position, estimated wait (s), agents serving} | {0}
 QUEUED_NOTICE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0} end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 local rank = redis.call('ZRANK', ARGV[1] .. queue, redis.call('HGET', KEYS[1], 'id'))
 if not rank then return {0} end
+-- callbacks waiting for an agent of this queue with a better place count as ahead
+local score, position = tonumber(redis.call('HGET', KEYS[1], 'score')), rank + 1
+for _, cb in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local f = redis.call('HMGET', ARGV[4] .. cb, 'state', 'queue', 'score')
+  if f[1] == 'queued' and f[2] == queue and tonumber(f[3]) < score then
+    position = position + 1
+  end
+end
 local aht = tonumber(redis.call('HGET', KEYS[2], 'aht') or ARGV[3])
 local serving = redis.call('SCARD', ARGV[2] .. 'serving:queue:' .. queue)
-local wait = math.floor((rank + 1) * aht / math.max(1, serving) + 0.5)
-redis.call('HSET', KEYS[1], 'announced_position', rank + 1, 'announced_wait', wait)
-return {1, queue, rank + 1, wait, serving}
+local wait = math.floor(position * aht / math.max(1, serving) + 0.5)
+redis.call('HSET', KEYS[1], 'announced_position', position, 'announced_wait', wait)
+return {1, queue, position, wait, serving}
 """
 
 # A call back into a queue from the states in ARGV[1] (";"), in one step.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,8 @@ class FakeAri:
         self.outside: set[str] = set()  # channels alive but no longer in the Stasis app
         # snoop channel id -> {"target", "spy", "whisper"}, while the snoop channel lives
         self.snoops: dict[str, dict[str, str]] = {}
+        # Requests Asterisk refuses with a 500: (method, path regex) -> how many more times
+        self.refusing: dict[tuple[str, str], int] = {}
         self.connections = 0
         self.accepting = True
         self._ws: web.WebSocketResponse | None = None
@@ -181,10 +184,14 @@ class FakeAri:
     async def _record_request(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != _basic(self.user, self.password):
             return _error(401, "Authentication required")
+        path = request.path.removeprefix("/ari")
         async with self._changed:
-            self.requests.append(Request(request.method, request.path.removeprefix("/ari"),
-                                         dict(request.query)))
+            self.requests.append(Request(request.method, path, dict(request.query)))
             self._changed.notify_all()
+        for (method, pattern), times in self.refusing.items():
+            if times > 0 and method == request.method and re.fullmatch(pattern, path):
+                self.refusing[(method, pattern)] = times - 1
+                return _error(500, "Allocation failed")
         return None
 
     async def _list_channels(self, request: web.Request) -> web.Response:

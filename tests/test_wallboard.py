@@ -246,3 +246,52 @@ async def test_the_wallboard_shows_agents_whose_caller_is_on_hold(center):
     snap = await board(center).snapshot()
     assert snap["agent_states"]["on_hold"] == 0
     assert row(snap["agents"], "name", "Hana")["on_hold"] is False
+
+
+async def test_a_transferred_call_is_offered_once_and_handled_once_per_queue(center):
+    """Amy answers in `default` and transfers to `billing`, where Bob ends it: the call
+    was offered once (in `default`) and handled once in each queue; each agent handled
+    it once. A transfer within a queue is handled once there."""
+    await center.add_queue("billing", ("billing",))
+    amy, ivr = await center.answered_call("amy", "wb-t1", "+8613800000098")
+    bob = await center.agent("bob", skills=("billing",))
+    await bob.available()
+    await ivr.event("call.transferred", "wb-t1", to_queue="billing")
+    await bob.inbox.expect("screen_pop", call_id="wb-t1")
+    await ivr.event("call.answered", "wb-t1", agent_id=bob.agent_id)
+    await ivr.event("call.ended", "wb-t1")
+    await bob.inbox.expect("call.ended", call_id="wb-t1")
+    done = await bob.request("wrapup.done", call_id="wb-t1", disposition="resolved")
+    assert done["type"] == "ack", done
+    done = await amy.request("wrapup.done", call_id="wb-t1", disposition="resolved")
+    assert done["type"] == "ack", done
+
+    snap = await board(center).snapshot()
+    totals = snap["totals"]
+    assert (totals["offered"], totals["answered"], totals["handled"]) == (1, 1, 2)
+    default, billing = row(snap["queues"], "queue", "default"), row(snap["queues"], "queue",
+                                                                     "billing")
+    assert (default["offered"], default["answered"], default["handled"]) == (1, 1, 1)
+    assert (billing["offered"], billing["answered"], billing["handled"]) == (0, 0, 1)
+    assert row(snap["agents"], "name", "Amy")["handled"] == 1
+    assert row(snap["agents"], "name", "Bob")["handled"] == 1
+
+
+async def test_a_transfer_within_its_queue_counts_the_call_handled_there_once(center):
+    amy, ivr = await center.answered_call("amy", "wb-t2", "+8613800000097")
+    bob = await center.agent("bob")
+    await bob.available()
+    await ivr.event("call.transferred", "wb-t2", to_agent_id=bob.agent_id)
+    await bob.inbox.expect("screen_pop", call_id="wb-t2")
+    await ivr.event("call.answered", "wb-t2", agent_id=bob.agent_id)
+    await ivr.event("call.ended", "wb-t2")
+    await bob.inbox.expect("call.ended", call_id="wb-t2")
+    done = await bob.request("wrapup.done", call_id="wb-t2", disposition="resolved")
+    assert done["type"] == "ack", done
+
+    snap = await board(center).snapshot()
+    default = row(snap["queues"], "queue", "default")
+    assert (default["offered"], default["answered"], default["handled"]) == (1, 1, 1)
+    assert snap["totals"]["handled"] == 1
+    assert row(snap["agents"], "name", "Amy")["handled"] == 1
+    assert row(snap["agents"], "name", "Bob")["handled"] == 1

@@ -308,6 +308,8 @@ export default {
   "callback.source.caller": "asked for by the caller in the queue",
   "callback.source.agent": "promised by an agent",
   "callback.source.winback": "win-back",
+  "callbacks.mine": "My callbacks",
+  "callbacks.mine_none": "No callbacks promised to you.",
   "callbacks.none": "No callbacks pending.",
   "callbacks.due": "Due",
   "callbacks.number": "Number",

@@ -307,6 +307,8 @@ export default {
   "callback.source.caller": "来电者排队时申请",
   "callback.source.agent": "坐席预约",
   "callback.source.winback": "客户挽回",
+  "callbacks.mine": "我的回拨",
+  "callbacks.mine_none": "没有约定给你的回拨。",
   "callbacks.none": "没有待处理的回拨。",
   "callbacks.due": "预约时间",
   "callbacks.number": "号码",

@@ -286,7 +286,7 @@ class RoutingStore:
         scripts: Redis | TickPipe = pipe or redis
         # Marks written after records are stored ("stored" on event keys), batched per
         # loop turn.
-        self.marks = TickBatch(redis)
+        self.marks = TickBatch(redis, pipe)
         self._make_available = scripts.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = scripts.register_script(_MAKE_UNAVAILABLE)
         self._reserve = scripts.register_script(_RESERVE)
@@ -434,6 +434,21 @@ class RoutingStore:
                 args += [name, value]
         keys = [self.keys.call(call_id), timers, self.keys.agent_log]
         return bool(await self._ring(keys=keys, args=args))
+
+    async def tell_agent(self, channel: str, payloads: Iterable[bytes],
+                         log: Mapping[str, str | int | float]) -> None:
+        """Publish `payloads` on an agent's channel, in order, and add `log` to the agent
+        state log, in one round trip."""
+        if self._pipe is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.publish(channel, payload)
+                self.log_agent_state(pipe, log)
+                await pipe.execute()
+            return
+        await self._pipe.execute_many([
+            *(("PUBLISH", channel, payload) for payload in payloads),
+            ("XADD", self.keys.agent_log, "MAXLEN", "~", AGENT_LOG_MAXLEN, "*", *_flat(log))])
 
     def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
         """Add an agent state change to the log that reports are built from (stored in the

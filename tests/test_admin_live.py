@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from callcenter.app import create_app
-from core.appkeys import CALLS, CODES, DIRECTORY, ROUTER
+from core.appkeys import CALLS, CODES, DIRECTORY, ROUTER, WALLBOARD
 from core.settings import Settings
 from routing.states import AgentState
 from tests.conftest import Center
@@ -66,6 +66,12 @@ async def test_a_queue_change_on_one_node_is_loaded_by_the_other(two: Any) -> No
     assert other[ROUTER].policy_for("vip").tier_boost_s["gold"] == 300
     assert other[CALLS].wrap_up_by_queue["vip"] == 5
     assert other[DIRECTORY].version == a.server.app[DIRECTORY].version
+    # The wallboard's service level there: threshold and target (0 is a target too).
+    status, _ = await request(a, "PATCH", "/api/v1/admin/queues/vip", admin,
+                              json={"sl_threshold_s": 15, "sl_target": 0})
+    assert status == 200
+    await eventually(lambda: _sl(other, "vip") == (15, 0), 20,
+                     what="node b's wallboard has the new service-level target")
 
     status, _ = await request(a, "PUT", "/api/v1/admin/codes/not_ready", admin,
                               json={"codes": [{"code": "coaching", "label": "Coaching"}]})
@@ -142,6 +148,11 @@ async def test_a_forced_sign_out_of_an_agent_on_a_call_applies_after_it(two: Any
     live = await a.server.app[ROUTER].store.agent(agent.agent_id)
     assert live["by"] == "sue" and live["by_since"] == live["since"]
     assert (await request(b, "GET", "/api/v1/me", agent.token))[0] == 401  # tokens revoked
+
+
+def _sl(app: Any, queue: str) -> tuple[float, float]:
+    target = app[WALLBOARD].target(queue)
+    return target.threshold_s, target.target
 
 
 async def _state(center: Center, agent_id: int, state: str) -> bool:

@@ -58,13 +58,16 @@ async def test_a_calls_events_reach_the_receiver_signed_and_in_order(
     reply = await agent.request("wrapup.done", call_id="call-1", disposition="resolved",
                                 notes="refund sent")
     assert reply["type"] == "ack", reply
-    await wait_for(lambda: len(receiver.received) >= 4, what="four events")
-    assert receiver.types() == ["call.offered", "call.answered", "call.ended", "wrapup.done"]
+    await ivr.event("survey.result", "call-1", score=4)
+    await wait_for(lambda: len(receiver.received) >= 5, what="five events")
+    assert receiver.types() == ["call.offered", "call.answered", "call.ended", "wrapup.done",
+                                "survey.result"]
     assert receiver.bad_signatures == 0
-    wrap = receiver.received[-1]["data"]
+    wrap = receiver.received[3]["data"]
     assert wrap["call_id"] == "call-1"
     assert (wrap["disposition"], wrap["notes"]) == ("resolved", "refund sent")
-    assert len({e["id"] for e in receiver.received}) == 4
+    assert receiver.received[4]["data"] == {"call_id": "call-1", "score": 4}
+    assert len({e["id"] for e in receiver.received}) == 5
 
 
 async def test_a_failing_receiver_gets_the_event_after_retries_and_the_log_says_so(

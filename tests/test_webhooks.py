@@ -270,3 +270,30 @@ async def test_a_callbacks_events_reach_the_receiver_under_callback_star(
         "cb-hook", "+8613800000001", "caller")
     assert (connected["agent_id"], connected["attempts"], connected["outcome"]) == (
         agent.agent_id, 1, "connected")
+
+
+async def test_a_complaint_the_sla_sweep_escalates_reaches_the_receiver(
+        center: Any, receiver: Receiver) -> None:
+    """Escalation by the SLA sweep (no person involved) is a `complaint.escalated` like a
+    supervisor's."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from core.appkeys import COMPLAINTS
+    from core.models import Complaint
+
+    admin = await center.login_token("root", role="admin")
+    await subscribe(center, admin, receiver.url, ["complaint.escalated"])
+    await center.add_customer("SLA1", "Zhao Lei", "+8613900000077")
+    status, complaint = await request(center, "POST", "/api/v1/complaints", admin,
+                                      json={"customer_id": "SLA1", "summary": "no refund"})
+    assert status == 201, complaint
+    async with center.sessions() as session, session.begin():
+        await session.execute(update(Complaint).where(Complaint.id == complaint["id"]).values(
+            sla_due_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+    [escalation] = await center.server.app[COMPLAINTS].sweep()
+    await wait_for(lambda: receiver.types() == ["complaint.escalated"], what="the escalation")
+    data = receiver.received[0]["data"]
+    assert (data["complaint_id"], data["escalation_level"]) == (complaint["id"],
+                                                                escalation.level)

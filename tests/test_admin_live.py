@@ -157,3 +157,26 @@ def _sl(app: Any, queue: str) -> tuple[float, float]:
 
 async def _state(center: Center, agent_id: int, state: str) -> bool:
     return (await center.server.app[ROUTER].store.agent(agent_id)).get("state") == state
+
+
+async def test_a_queues_wrap_up_time_set_on_one_node_is_the_wrap_up_on_another(
+        two: Any) -> None:
+    a, b = two
+    admin = await a.login_token("ada", "admin")
+    await request(a, "PUT", "/api/v1/admin/skills", admin, json={"skills": ["vip"]})
+    status, _ = await request(a, "POST", "/api/v1/admin/queues", admin,
+                              json={"name": "vip", "skills": ["vip"], "wrap_up_s": 5})
+    assert status == 201
+    other = b.server.app
+    await eventually(lambda: other[CALLS].wrap_up_by_queue.get("vip") == 5, 20)
+    agent = await b.agent("fay", skills=("vip",))  # its console on node b
+    await agent.available()
+    ivr = await b.ivr()  # the call's events handled on node b
+    await ivr.offer("c-w", "+8613800000010", queue="vip")
+    await ivr.inbox.expect("route.connect", call_id="c-w")
+    await ivr.event("call.answered", "c-w", agent_id=agent.agent_id)
+    await ivr.event("call.ended", "c-w", cause="normal")
+    ended = await agent.inbox.expect("call.ended", call_id="c-w")
+    live = await other[ROUTER].store.agent(agent.agent_id)
+    # 5 s after the agent went to wrap-up, not the center's 30 s
+    assert abs(ended["wrap_up_until"] - float(live["since"]) - 5) < 1, (ended, live)

@@ -188,3 +188,36 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     policy = Policy(backoff_s=10, backoff_max_s=60)
     assert [policy.delay(n).total_seconds() for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
     assert policy.lease > dt.timedelta(seconds=policy.timeout_s)
+
+
+async def test_a_failing_receiver_is_retried_with_doubling_gaps_for_the_hours_set_then_dead(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    """The settings' backoff (10 min, doubled, at most an hour) and retry window (3 h) on
+    the sender's injected clock: each failed attempt is due again after the doubled gap,
+    and the delivery stays pending until its next try would pass the window."""
+    from webhooks.plugin import policy
+
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    receiver.fail_first = 1000
+    hooks = node(redis, settings, sessions, http, "n1", clock)
+    hooks.sender.policy = policy(settings.model_copy(update={
+        "webhook_backoff_s": 600.0, "webhook_backoff_max_s": 3600.0,
+        "webhook_retry_hours": 3.0, "webhook_timeout_s": 5.0}))
+    await hooks.fanout.ensure_group()
+    await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c6"}, "c6")
+    assert await hooks.fanout.step() == 1
+    gaps, statuses = [], []
+    while "dead" not in statuses:
+        assert len(statuses) < 10, statuses
+        assert await hooks.sender.step(await hooks.fanout.watermark()) == 1
+        await asyncio.gather(*hooks.sender.inflight)
+        [row] = await rows(sessions)
+        statuses.append(row.status)
+        due = row.next_attempt_at.replace(tzinfo=dt.UTC).timestamp()
+        gaps.append(round(due - clock()))
+        clock.offset += due - clock()  # skip ahead to when it is due again
+    assert gaps[:4] == [600, 1200, 2400, 3600], gaps
+    assert statuses == ["pending"] * 4 + ["dead"]
+    assert receiver.requests == 5

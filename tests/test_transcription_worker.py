@@ -224,7 +224,8 @@ async def test_recording_ready_stores_a_word_timed_transcript_and_opens_a_compla
         center, recordings, receiver):
     status, _ = await request(center, "POST", "/api/v1/webhooks",
                               await center.login_token("root", role="admin"),
-                              json={"url": receiver.url, "events": ["complaint.*"],
+                              json={"url": receiver.url,
+                                    "events": ["complaint.*", "transcript.ready"],
                                     "secret": SECRET})
     assert status == 201
     await center.add_customer("K1", "박지훈", "+821012345678", tier="vip")
@@ -254,10 +255,13 @@ async def test_recording_ready_stores_a_word_timed_transcript_and_opens_a_compla
     assert complaint.interaction_id == row.id and complaint.source == "detected"
     assert complaint.category == "delivery" and complaint.tier == "vip"
     assert complaint.evidence and complaint.evidence[0]["speaker"] == "customer"
-    # The detected complaint reaches the webhooks like one opened over the API.
-    await wait_for(lambda: receiver.types() == ["complaint.received"], timeout=30,
-                   what="complaint.received")
-    announced = receiver.received[0]["data"]
+    # The transcript and the detected complaint reach the webhooks (the complaint like one
+    # opened over the API).
+    await wait_for(lambda: len(receiver.received) == 2, timeout=30, what="two events")
+    events = {e["type"]: e["data"] for e in receiver.received}
+    assert events["transcript.ready"] == {"call_id": "rec-1", "complaint": True,
+                                          "utterances": len(utterances)}
+    announced = events["complaint.received"]
     assert (announced["complaint_id"], announced["source"]) == (complaint.id, "detected")
 
 

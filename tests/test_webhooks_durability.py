@@ -221,3 +221,25 @@ async def test_a_failing_receiver_is_retried_with_doubling_gaps_for_the_hours_se
     assert gaps[:4] == [600, 1200, 2400, 3600], gaps
     assert statuses == ["pending"] * 4 + ["dead"]
     assert receiver.requests == 5
+
+
+def test_the_receiver_example_in_the_docs_verifies_our_signature() -> None:
+    """The Python receiver in docs/webhooks.md, run as written (but for starting its
+    server), accepts a delivery signed by the sender and refuses a tampered or old one."""
+    import re
+    from pathlib import Path
+
+    from webhooks import signing
+
+    doc = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(code.replace("web.run_app(app, port=9000)", ""), namespace)  # noqa: S102
+    secret = namespace["SECRET"].decode()
+    body = b'{"id":"evt_1","type":"call.ended","data":{}}'
+    now = int(time.time())
+    valid = namespace["valid"]
+    assert valid(signing.header(secret, now, body), body)
+    assert not valid(signing.header(secret, now, body), body + b" ")
+    assert not valid(signing.header(secret, now - 3600, body), body)
+    assert not valid(signing.header("whsec_other", now, body), body)

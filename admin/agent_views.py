@@ -89,9 +89,16 @@ async def change_agent(request: web.Request) -> web.Response:
     if agent.active:
         await parts.calls.offer_waiting(agent.id, await parts.directory.register(agent))
     else:  # gone home for good: out of routing now, or after its call
-        await parts.calls.supervise_state(agent.id, AgentState.logged_out, "",
-                                          viewer(request).actor)
+        await _leave_routing(request, agent.id)
     return web.json_response((await _with_live(request, [agent]))[0])
+
+
+async def _leave_routing(request: web.Request, ident: int) -> None:
+    try:
+        await request.app[PARTS].calls.supervise_state(ident, AgentState.logged_out, "",
+                                                       viewer(request).actor)
+    except UnknownAgent:  # never signed in since the live state began: not in routing
+        pass
 
 
 async def reset_password(request: web.Request) -> web.Response:

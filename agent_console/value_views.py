@@ -102,7 +102,10 @@ async def _schedule_win_back(request: web.Request, action: dict[str, Any], due: 
             note=action["note"] or "win-back", source="winback", by=by))
     except CallError as e:
         return {"callback": None, "callback_error": {"code": e.code, "message": str(e)}}
-    return {"callback": callback}
+    async with request.app[appkeys.SESSIONS]() as session, session.begin():
+        await value_reports.note_win_back_callback(session, action["id"],
+                                                   callback["callback_id"])
+    return {"callback": callback, "callback_id": callback["callback_id"]}
 
 
 async def churn_rates(request: web.Request) -> web.Response:

@@ -46,6 +46,10 @@ class Keys:
     def call(self, call_id: str) -> str:
         return f"{self.prefix}:call:{call_id}"
 
+    def erasing(self, customer_id: str) -> str:
+        """Set while a customer is being erased: a call offered meanwhile is a new caller."""
+        return f"{self.prefix}:erasing:{customer_id}"
+
     @property
     def calls(self) -> str:
         return f"{self.prefix}:calls"  # set of live call ids

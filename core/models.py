@@ -398,6 +398,8 @@ class WinBackAction(Base):
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
     requested_by: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # the callback it scheduled (None: it could not be scheduled)
+    callback_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Callback(Base):

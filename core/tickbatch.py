@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from core.tickpipe import TickPipe
+
 
 @dataclass
 class TickBatch:
     redis: Redis
+    pipe: TickPipe | None = None  # sent through it when given (core/tickpipe.py)
     _pending: list[tuple[str, str, int, asyncio.Future[None]]] = field(
         default_factory=list, init=False)
     _flushing: asyncio.Task[None] | None = field(default=None, init=False)
@@ -41,10 +44,14 @@ class TickBatch:
 
     async def _send(self, batch: list[tuple[str, str, int, asyncio.Future[None]]]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key, value, ex, _ in batch:
-                    pipe.set(key, value, ex=ex)
-                await pipe.execute()
+            if self.pipe is not None:
+                await self.pipe.execute_many([("SET", key, value, "EX", ex)
+                                              for key, value, ex, _ in batch])
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, value, ex, _ in batch:
+                        pipe.set(key, value, ex=ex)
+                    await pipe.execute()
         except Exception as e:
             _fail(batch, e)
             return

@@ -114,6 +114,15 @@ class TickPipe:
             protocol = await self._connected()
         return await protocol.send(args)
 
+    async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands sent together, in order; their replies (the first error
+        raised, after all were answered)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connected()
+        sent = [protocol.send(args) for args in commands]
+        return list(await asyncio.gather(*sent))
+
     def register_script(self, text: str) -> Script:
         return Script(self, text)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Complaint, Customer, ValueRun, WinBackAction
@@ -79,7 +79,14 @@ async def schedule_win_back(session: AsyncSession, customer_id: str, due_at: dt.
     return action
 
 
+async def note_win_back_callback(session: AsyncSession, action_id: int,
+                                 callback_id: str) -> None:
+    """Keep on the win-back action the id of the callback it scheduled."""
+    await session.execute(update(WinBackAction).where(WinBackAction.id == action_id)
+                          .values(callback_id=callback_id))
+
+
 def win_back_dict(action: WinBackAction) -> dict[str, Any]:
     return {"id": action.id, "customer_id": action.customer_id, "reasons": action.reasons,
             "note": action.note, "due_at": action.due_at.isoformat(), "state": action.state,
-            "requested_by": action.requested_by}
+            "requested_by": action.requested_by, "callback_id": action.callback_id}

@@ -235,12 +235,9 @@ class CallContext:
         state) in one round trip, log the state for reports (persisted in batches), and
         tell the observers."""
         state = messages.agent_state(agent_id, agent)
-        channel = self.keys.agent_channel(agent_id)
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for message in (*before, state):
-                pipe.publish(channel, orjson.dumps(message))
-            self.store.log_agent_state(pipe, self._log_entry(state))
-            await pipe.execute()
+        await self.store.tell_agent(self.keys.agent_channel(agent_id),
+                                    [orjson.dumps(message) for message in (*before, state)],
+                                    self._log_entry(state))
         await self._notify("agent.state", state)
 
     def _log_entry(self, state: dict[str, Any]) -> dict[str, str | int | float]:

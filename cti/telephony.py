@@ -56,7 +56,7 @@ from cti.schemas import (
 from routing import engine
 from routing.engine import CallProfile, Ring
 from routing.service import CallLive, RoutingError
-from routing.store import EVENT_TTL_S, STALE, EventSeen, Step
+from routing.store import EVENT_TTL_S, STALE, CustomerErasing, EventSeen, Step
 
 log = logging.getLogger(__name__)
 
@@ -260,9 +260,18 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
 
         The screen-pop does not wait for the write; the ack does.
         """
+        profile = await self._lookup(partial(crm.profile_of_number, ani=frame.ani))
+        try:
+            return await self._offer(frame, integration, profile)
+        except CustomerErasing:
+            # Found before their erasure was committed: the caller is a new one now.
+            log.debug("call %s: its customer is being erased; a new caller", frame.call_id)
+            return await self._offer(frame, integration, None)
+
+    async def _offer(self, frame: CallOffered, integration: str,
+                     profile: dict[str, Any] | None) -> Applied:
         now = self.clock()
         ivr = frame.ivr.model_dump(exclude_none=True)
-        profile = await self._lookup(partial(crm.profile_of_number, ani=frame.ani))
         customer_id = profile["id"] if profile else None
         tier = profile["tier"] if profile else engine.DEFAULT_TIER
         call = CallProfile(

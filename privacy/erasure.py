@@ -6,7 +6,10 @@ interactions and call records (no number, no notes, no transcript, no IVR input,
 customer id), their complaints (texts replaced, evidence removed). One database
 transaction, so a failure leaves nothing half-done; files are removed after it
 commits. The audit log keeps that an erasure happened and who did it, with counts,
-not the data. A customer on a live call is refused (`CustomerOnLiveCall`).
+not the data. A customer on a live call is refused (`CustomerOnLiveCall`): the check and
+a "being erased" mark are one step in Redis (privacy/records.py `begin_erasure`), which
+a call offer respects, so a call offered meanwhile is a new caller, never one that
+pops or records the customer being erased.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from core.models import (
 )
 from cti.calls import FINAL
 from privacy.exceptions import CustomerOnLiveCall
-from privacy.records import Footprint, footprint, live_calls
+from privacy.records import Footprint, begin_erasure, end_erasure, footprint
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +70,19 @@ class Eraser:
     recordings_dir: Path | None = None
 
     async def erase(self, customer_id: str, viewer: audit.Viewer) -> Erasure:
-        async with self.maker() as session, session.begin():
+        async with self.maker() as session:
             found = await footprint(session, customer_id)
-            live = await live_calls(self.redis, self.keys, customer_id, found.phones)
+            live = await begin_erasure(self.redis, self.keys, customer_id, found.phones)
             if live:
                 raise CustomerOnLiveCall(customer_id, live)
-            result, paths = await _erase_rows(session, found)
-            audit.record(session, viewer, "erase", [("customer", customer_id)],
-                         result.summary())
+            try:  # in the transaction the footprint's reads began
+                result, paths = await _erase_rows(session, found)
+                audit.record(session, viewer, "erase", [("customer", customer_id)],
+                             result.summary())
+                await session.commit()
+            except BaseException:
+                await end_erasure(self.redis, self.keys, customer_id)
+                raise
         await self._forget_live_state(found.call_ids)
         await self._remove_files(result, paths)
         await outbox.emit_quietly(self.redis, self.keys.webhook_events, "customer.erased",

@@ -43,15 +43,45 @@ async def footprint(session: AsyncSession, customer_id: str) -> Footprint:
     return Footprint(customer, phones, interactions, calls, complaints)
 
 
-async def live_calls(redis: Redis, keys: Keys, customer_id: str, phones: list[str]) -> list[str]:
-    """Live calls (in Redis) of the customer or from one of their numbers."""
-    call_ids = sorted(cast(set[str], await redis.smembers(keys.calls)))
-    if not call_ids:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for call_id in call_ids:
-            pipe.hmget(keys.call(call_id), ["customer_id", "ani", "state"])
-        found = await pipe.execute()
-    live = {state.value for state in LIVE}
-    return [call_id for call_id, (owner, ani, state) in zip(call_ids, found, strict=True)
-            if state in live and (owner == customer_id or (ani and ani in phones))]
+# How long a customer stays marked as being erased: longer than any erasure and any
+# offer's gap between its customer lookup and its step in Redis. The mark is dropped at
+# once when the erasure fails; after one that succeeded it just lapses (the customer is
+# gone, so no later lookup finds them).
+ERASING_TTL_S = 600
+
+# The erasure's step in Redis, one winner against call offers (routing/store.py
+# _ENQUEUE): refuse when a live call is the customer's or from one of their numbers
+# (the ids of those calls), else mark the customer as being erased ({}). KEYS: set of
+# live calls, the customer's erasing mark; ARGV: call key prefix, customer id, the mark's
+# TTL, live states (";"), then the customer's phone numbers.
+_BEGIN = """
+local phones, live = {}, {}
+for i = 5, #ARGV do phones[ARGV[i]] = true end
+for s in string.gmatch(ARGV[4], '[^;]+') do live[s] = true end
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = redis.call('HMGET', ARGV[1] .. id, 'customer_id', 'state', 'ani')
+  if c[2] and live[c[2]] and (c[1] == ARGV[2] or (c[3] and phones[c[3]])) then
+    table.insert(found, id)
+  end
+end
+if #found > 0 then table.sort(found) return found end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+return {}
+"""
+
+
+async def begin_erasure(redis: Redis, keys: Keys, customer_id: str,
+                        phones: list[str]) -> list[str]:
+    """Mark the customer as being erased unless they are on a live call: then the ids of
+    those calls, and nothing marked. One step, so a call offered at the same moment is
+    either live here (and the erasure refused) or offered as a new caller."""
+    found = await redis.eval(_BEGIN, 2, keys.calls, keys.erasing(customer_id),
+                             keys.call(""), customer_id, ERASING_TTL_S,
+                             ";".join(sorted(s.value for s in LIVE)), *phones)
+    return [str(c) for c in cast(list[str], found)]
+
+
+async def end_erasure(redis: Redis, keys: Keys, customer_id: str) -> None:
+    """An erasure that failed: the customer's calls find them again."""
+    await redis.delete(keys.erasing(customer_id))

@@ -123,8 +123,11 @@ return 1
 # applied before ({2, what the event key holds}, as routing/transitions.py guard_call).
 # The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
 # calls are stamped in the order they really joined; it joins the index of waiting calls
-# by pool (routing/queue_index.py) in the same step.
-# KEYS: call hash, waiting set, set of live calls, set of queues, event key;
+# by pool (routing/queue_index.py) in the same step. A call of a customer being erased
+# (its mark set by privacy/erasure.py in the step that found them on no live call) is
+# refused (3) and offered again as a new caller: erasure and offer have one winner.
+# KEYS: call hash, waiting set, set of live calls, set of queues, event key, the erasing
+# mark of the call's customer;
 # ARGV: call id, score, queue, event key value ("" = none), its time to live, now, pool
 # key prefix, then field/value pairs of the call.
 _ENQUEUE = INDEX_LIB + """
@@ -133,6 +136,7 @@ if ARGV[4] ~= '' then
   if seen then return {2, seen} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[6]) == 1 then return 3 end
 for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSETNX', KEYS[1], 'seq', 1)  -- the offer's writes are the call's first
 local t = redis.call('TIME')
@@ -183,6 +187,14 @@ local t = redis.call('TIME')
 table.insert(out, string.format('%d.%06d', t[1], t[2]))
 return out
 """
+
+
+class CustomerErasing(Exception):
+    """The call's customer is being erased (privacy/): offer it as a new caller."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} is being erased")
+        self.customer_id = customer_id
 
 
 class EventSeen(Exception):
@@ -274,7 +286,7 @@ class RoutingStore:
         scripts: Redis | TickPipe = pipe or redis
         # Marks written after records are stored ("stored" on event keys), batched per
         # loop turn.
-        self.marks = TickBatch(redis)
+        self.marks = TickBatch(redis, pipe)
         self._make_available = scripts.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = scripts.register_script(_MAKE_UNAVAILABLE)
         self._reserve = scripts.register_script(_RESERVE)
@@ -359,10 +371,13 @@ class RoutingStore:
                             "rings": encode_rings(rings), "state": "queued", **fields}.items():
             args += [name, value]
         keys = [self.keys.call(call_id), self.keys.waiting(queue), self.keys.calls,
-                self.keys.queues, event[0] if event else self.keys.call(call_id)]
+                self.keys.queues, event[0] if event else self.keys.call(call_id),
+                self.keys.erasing(str(fields.get("customer_id") or ""))]
         result = await self._enqueue(keys=keys, args=args)
         if isinstance(result, list):
             raise EventSeen(result[1])
+        if result == 3:
+            raise CustomerErasing(str(fields["customer_id"]))
         return bool(result)
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
@@ -419,6 +434,21 @@ class RoutingStore:
                 args += [name, value]
         keys = [self.keys.call(call_id), timers, self.keys.agent_log]
         return bool(await self._ring(keys=keys, args=args))
+
+    async def tell_agent(self, channel: str, payloads: Iterable[bytes],
+                         log: Mapping[str, str | int | float]) -> None:
+        """Publish `payloads` on an agent's channel, in order, and add `log` to the agent
+        state log, in one round trip."""
+        if self._pipe is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    pipe.publish(channel, payload)
+                self.log_agent_state(pipe, log)
+                await pipe.execute()
+            return
+        await self._pipe.execute_many([
+            *(("PUBLISH", channel, payload) for payload in payloads),
+            ("XADD", self.keys.agent_log, "MAXLEN", "~", AGENT_LOG_MAXLEN, "*", *_flat(log))])
 
     def log_agent_state(self, pipe: Pipeline, fields: Mapping[str, str | int | float]) -> None:
         """Add an agent state change to the log that reports are built from (stored in the

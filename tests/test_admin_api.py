@@ -267,3 +267,17 @@ async def _snapshot(center: Any) -> Any:
         audits = len((await session.scalars(select(AuditEntry).where(
             AuditEntry.action != "view"))).all())
     return agents, queues, audits
+
+
+async def test_deactivating_an_agent_who_never_signed_in_is_done_and_answered(
+        center: Any) -> None:
+    admin, _, _ = await _staff(center)
+    never = await center.add_agent("nev")
+    status, body = await request(center, "PATCH", f"/api/v1/admin/agents/{never}", admin,
+                                 json={"active": False})
+    assert status == 200 and body["active"] is False and body["state"] == "logged_out", body
+    assert (await login(center, "nev", center.PASSWORD))[0] == 401
+    status, body = await request(center, "PATCH", f"/api/v1/admin/agents/{never}", admin,
+                                 json={"active": True})
+    assert status == 200 and body["active"] is True, body
+    assert (await login(center, "nev", center.PASSWORD))[0] == 200

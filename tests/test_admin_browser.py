@@ -11,10 +11,11 @@ import pytest
 from playwright.async_api import expect
 from sqlalchemy import select
 
-from core.appkeys import ROUTER
-from core.models import Agent, Queue
+from core.appkeys import CODES, ROUTER
+from core.models import Agent, AuditEntry, CenterSetting, Queue
 from tests.browser import sign_in
 from tests.conftest import make_settings
+from tests.rest import login
 from tests.waits import eventually
 
 pytestmark = [
@@ -71,6 +72,65 @@ async def test_admin_creates_an_agent_and_changes_a_queue_in_the_browser(
     await shoot(page, "admin-zh.png")
 
 
+async def test_admin_edits_people_codes_skills_policy_and_boosts_in_the_browser(
+        center, new_page):
+    await center.add_agent("ada", role="admin", skills=("billing",))
+    await center.add_agent("bob")
+    await center.add_agent("cal")
+    await center.add_queue("billing", ("billing",))
+    page = await new_page(width=1600, height=1200)
+    await sign_in(page, center, "ada", lands_on="/wallboard")
+    await page.goto(f"{center.url}/admin")
+    app = center.server.app
+
+    bob = page.locator("#ad-agent-table tbody tr[data-agent=bob]")
+    await bob.locator("[name=display_name]").fill("Bobby")
+    await bob.locator("[name=extension]").fill("2002")
+    await bob.locator("[name=skills]").fill("billing")
+    await bob.locator("[name=level]").fill("4")
+    await bob.locator("[name=role]").select_option("supervisor")
+    await _saved(page, bob.locator("button", has_text="Save"))
+    cal = page.locator("#ad-agent-table tbody tr[data-agent=cal]")
+    await cal.locator("[name=active]").uncheck()
+    await _saved(page, cal.locator("button", has_text="Save"))
+    await cal.locator("[name=new_password]").fill("fresh-pass-1")
+    await _saved(page, cal.locator("button", has_text="Set password"), "Password set")
+    async with center.sessions() as session:
+        people = {a.username: a for a in await session.scalars(select(Agent))}
+    assert (people["bob"].display_name, people["bob"].extension, people["bob"].skills,
+            people["bob"].level, people["bob"].role) == ("Bobby", "2002", ["billing"], 4,
+                                                         "supervisor")
+    assert people["cal"].active is False
+    assert (await login(center, "cal", "fresh-pass-1"))[0] == 401  # deactivated
+    await cal.locator("[name=active]").check()
+    await _saved(page, cal.locator("button", has_text="Save"))
+    assert (await login(center, "cal", "fresh-pass-1"))[0] == 200
+
+    queue = page.locator("#ad-queue-table tbody tr[data-queue=billing]")
+    await queue.locator("[name=tier_boost_s]").fill("vip=300, gold=60")
+    await _saved(page, queue.locator("button", has_text="Save"))
+    assert app[ROUTER].policy_for("billing").tier_boost_s["vip"] == 300
+    await expect(queue.locator("[name=tier_boost_s]")).to_have_value("vip=300, gold=60")
+
+    await page.fill("#ad-codes [name=not_ready]", "coaching = Coaching\nlunch = Lunch")
+    await _saved(page, page.locator("#ad-codes button[type=submit]"))
+    assert await _audited(center, "codes.change", 2)  # both lists, then one banner
+    await eventually(lambda: app[CODES].not_ready_reasons == ("coaching", "lunch"), 20)
+    await page.fill("#ad-skills [name=skills]", "billing, vip")
+    await _saved(page, page.locator("#ad-skills button[type=submit]"))
+    await page.fill("#ad-policy [name=intent_wait_s]", "7")
+    await page.fill("#ad-policy [name='sticky_wait_s.vip']", "9")
+    await _saved(page, page.locator("#ad-policy button[type=submit]"))
+    assert (app[ROUTER].policy.intent_wait_s, app[ROUTER].policy.sticky_wait_s["vip"]) == (7, 9)
+    async with center.sessions() as session:
+        assert sorted((await session.get(CenterSetting, "skills")).value["skills"]) == [
+            "billing", "vip"]
+
+    await page.click("button[data-lang=zh]")
+    await expect(page.locator("#ad-queue-table thead")).to_contain_text("客户等级优先量（秒）")
+    await expect(cal.locator("button", has_text="重设密码")).to_have_count(1)
+
+
 async def test_supervisor_logs_an_agent_out_and_the_console_names_the_supervisor(
         center, new_page, shoot):  # noqa: F811
     await center.add_agent("sue", role="supervisor")
@@ -98,6 +158,20 @@ async def test_supervisor_logs_an_agent_out_and_the_console_names_the_supervisor
         return (await center.server.app[ROUTER].store.agent(
             await _id(center, "amy")))["state"] == "not_ready"
     await eventually(out, 20)
+
+
+async def _saved(page, button, text: str = "Saved: every node uses it now.") -> None:
+    """Click and wait for this change's banner (the last one's is cleared first)."""
+    await page.locator("#ad-message").evaluate("e => { e.hidden = true; e.textContent = ''; }")
+    await button.click()
+    await expect(page.locator("#ad-message")).to_contain_text(text)
+
+
+async def _audited(center, action: str, count: int) -> bool:
+    async with center.sessions() as session:
+        found = (await session.scalars(select(AuditEntry).where(
+            AuditEntry.action == action))).all()
+    return len(found) == count
 
 
 async def _id(center, username: str) -> int:

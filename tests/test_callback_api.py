@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.appkeys import CALLBACKS, CALLS
-from core.models import Callback
+from core.models import Callback, WinBackAction
 from core.settings import Settings
 from tests.conftest import make_settings
 from tests.rest import request
@@ -146,6 +146,9 @@ async def test_the_win_back_action_schedules_a_callback(center):
     callback = action["callback"]
     assert (callback["source"], callback["customer_id"], callback["note"]) == (
         "winback", "W1", "offer a voucher")
+    async with center.sessions() as session:  # the action keeps the callback it scheduled
+        stored = await session.get(WinBackAction, action["id"])
+    assert stored.callback_id == action["callback_id"] == callback["callback_id"]
     await agent.available()
     pop = await agent.inbox.expect("screen_pop", call_id=callback["callback_id"])
     assert pop["callback"]["source"] == "winback"

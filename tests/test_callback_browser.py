@@ -6,18 +6,28 @@ Chinese."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
 
 from core.appkeys import CALLBACKS
+from core.settings import Settings
 from tests.browser import NewPage, go_available, sign_in
+from tests.conftest import make_settings
 
 pytestmark = [
     pytest.mark.browser,
 ]
 
 PHONE = "+8613800000401"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
+    # the PBX that places a callback for a customer who never called
+    return make_settings(database_url, redis_url, redis_prefix, tmp_path,
+                         callback_integration="pbx-1")
 
 
 async def test_an_agent_promises_callbacks_and_a_supervisor_reassigns_and_cancels_them(
@@ -111,3 +121,27 @@ async def test_a_callback_pops_on_the_console_marked_as_one(center, new_page: Ne
     await expect(console.locator("#pop-name")).to_have_text("Called Back")
     await console.click("button[data-lang=zh]")
     await expect(mark).to_contain_text(f"回拨 {PHONE}")
+
+
+async def test_an_agent_sees_the_callbacks_promised_to_them_in_the_console(
+        center, new_page: NewPage, shoot) -> None:
+    await center.add_customer("CB3", "Promised", "+8613800000403")
+    await center.add_agent("eli")
+    console = await new_page()
+    await sign_in(console, center, "eli")
+    mine = console.locator("#my-callbacks")
+    await expect(mine).to_contain_text("No callbacks promised to you.")
+    await console.goto(f"{center.url}/console#/customer/CB3")
+    await console.fill("#customer-callback-form-due", "2026-12-31T10:30")
+    await console.fill("#customer-callback-form-note", "the refund")
+    await console.click("#customer-callback-form button[type=submit]")
+    await expect(console.locator("#customer-callback-form .ok")).to_contain_text("scheduled")
+    rows = mine.locator("li")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("+8613800000403")
+    await expect(rows.first).to_contain_text("the refund")
+    await expect(rows.first).to_contain_text("scheduled")
+    await shoot(console, "console-my-callbacks.png")
+    await console.click("button[data-lang=zh]")
+    await expect(mine.locator("h3")).to_have_text("我的回拨")
+    await expect(rows.first).to_contain_text("已预约")

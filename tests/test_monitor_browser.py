@@ -59,6 +59,8 @@ async def test_a_supervisor_monitors_from_the_wallboard_and_the_agent_sees_the_w
     await board.click("button[data-lang=zh]")
     await expect(row.locator("button.mon-barge")).to_have_text("强插")
     await expect(row.locator(".monitor-who")).to_have_text("您：密语中")
+    await shoot(board, "wallboard-monitor-zh.png")
+    await shoot(console, "console-whisper-notice-zh.png")
 
     pbx.cancel()
     refusing = ivr.obey_monitor(refuse="busy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
-from core import db
+from core import appkeys, db
 from core.models import (
     AuditEntry,
     Complaint,
@@ -22,6 +23,7 @@ from core.models import (
     WebhookSubscription,
 )
 from core.settings import Settings
+from privacy.records import begin_erasure, end_erasure
 from tests.conftest import _database_params, _database_url, make_settings
 from tests.rest import cli, request
 
@@ -91,6 +93,9 @@ async def test_an_erased_customer_is_gone_anonymised_and_their_number_is_a_new_c
     assert "Li Lei" not in dumped and PHONE not in dumped
     status, found = await request(center, "GET", "/api/v1/customers", setup["admin"],
                                   params={"q": "Li Lei"})
+    assert (status, found) == (200, {"customers": []})
+    status, found = await request(center, "GET", "/api/v1/customers", setup["admin"],
+                                  params={"q": PHONE})
     assert (status, found) == (200, {"customers": []})
     await setup["agent"].available()
     await setup["ivr"].offer("call-2", PHONE)
@@ -207,3 +212,72 @@ async def test_the_cli_exports_then_erases_a_customer(center: Any, tmp_path: Pat
         actors = (await session.scalars(select(AuditEntry.actor).where(
             AuditEntry.action == "erase"))).all()
     assert len(actors) == 1 and actors[0].startswith("cli:")
+
+
+async def _live_call(center: Any, call_id: str) -> dict[str, str]:
+    return await center.server.app[appkeys.ROUTER].store.call(call_id)
+
+
+async def test_a_call_offered_while_its_customer_is_being_erased_is_a_new_caller(
+        center: Any) -> None:
+    """The erasure marks the customer in the step that finds them on no live call; an
+    offer whose lookup still found them (the deletion not committed yet) is refused by
+    Redis and offered again as a new caller: it never pops or records them."""
+    await center.add_customer("C8", "Zhou Jie", "+8613800000008")
+    app = center.server.app
+    redis, keys = app[appkeys.REDIS], app[appkeys.KEYS]
+    assert await begin_erasure(redis, keys, "C8", ["+8613800000008"]) == []
+    agent = await center.agent("ann")
+    await agent.available()
+    ivr = await center.ivr()
+    await ivr.offer("call-erasing", "+8613800000008")
+    pop = await agent.inbox.expect("screen_pop", call_id="call-erasing")
+    assert pop["new_caller"] is True and pop["customer"] is None
+    assert not (await _live_call(center, "call-erasing")).get("customer_id")
+    # Now the erasure cannot go on past a call it did not see: it was marked before.
+    await end_erasure(redis, keys, "C8")  # (as a failed erasure does)
+    status, body = await request(center, "DELETE", "/api/v1/customers/C8",
+                                 await center.login_token("root", role="admin"))
+    assert status == 409 and "call-erasing" in body["error"]["message"], body
+
+
+async def test_erasure_and_an_offer_at_once_have_one_winner(center: Any) -> None:
+    """DELETE and call.offered from the customer's number at the same moment, many
+    rounds: either the erasure is refused (the call was live first) and the customer is
+    intact, or it went through and the call is a new caller's, never the erased one's."""
+    admin = await center.login_token("root", role="admin")
+    ivr = await center.ivr()
+    outcomes = set()
+    for n in range(12):
+        customer_id, phone, call_id = f"R{n}", f"+86139000001{n:02d}", f"race-{n}"
+        await center.add_customer(customer_id, f"Race {n}", phone)
+        (status, body), _ = await asyncio.gather(
+            request(center, "DELETE", f"/api/v1/customers/{customer_id}", admin),
+            ivr.offer(call_id, phone))
+        await ivr.inbox.expect("route.queued", call_id=call_id)
+        live = await _live_call(center, call_id)
+        async with center.sessions() as session:
+            kept = await session.get(Customer, customer_id)
+        if status == 409:
+            assert kept is not None and live["customer_id"] == customer_id, live
+        else:
+            assert status == 200, body
+            assert kept is None and not live.get("customer_id"), live
+            assert orjson.loads(live["pop"])["customer"] is None
+        outcomes.add(status)
+        await ivr.event("call.ended", call_id, cause="caller_hangup")
+    assert outcomes <= {200, 409}
+
+
+async def test_erasure_clears_a_finished_calls_lingering_live_state(center: Any) -> None:
+    """A finished call's hash still in Redis (a callback's marker is kept for a day) holds
+    the number and the screen pop: the erasure deletes it."""
+    setup = await served_customer(center)
+    app = center.server.app
+    redis, keys = app[appkeys.REDIS], app[appkeys.KEYS]
+    await redis.hset(keys.call("call-1"), mapping={
+        "state": "callback", "ani": PHONE, "customer_id": "C1",
+        "pop": orjson.dumps({"customer": {"name": "Li Lei"}}).decode()})
+    status, body = await request(center, "DELETE", "/api/v1/customers/C1", setup["admin"])
+    assert status == 200, body
+    assert await redis.exists(keys.call("call-1")) == 0

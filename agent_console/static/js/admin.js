@@ -21,8 +21,12 @@ function say(text, ok = false) {
 }
 
 async function send(path, method, body, done) {
+  await apply(() => api(path, { method, body }), done);
+}
+
+async function apply(work, done) {
   try {
-    await api(path, { method, body });
+    await work();
     await load();  // the tables show the change before the banner says so
     say(t(done), true);
   } catch (e) {
@@ -72,8 +76,19 @@ function agentRow(agent) {
           state: "not_ready", reason: $("select[name=reason]", row).value }, "admin.done") }),
       h("button", { type: "button", class: "wb-btn", text: t("admin.sign_out"),
         onclick: () => send(`/api/v1/admin/agents/${agent.id}/sign-out`, "POST", {},
-          "admin.done") })));
+          "admin.done") }),
+      isAdmin() ? passwordReset(agent) : null));
   return row;
+}
+
+// A new password for the agent: its open consoles sign out (its tokens are revoked).
+function passwordReset(agent) {
+  const field = h("input", { name: "new_password", type: "password", minlength: 8,
+    autocomplete: "new-password", placeholder: t("admin.new_password") });
+  return h("span", { class: "ad-password" }, field,
+    h("button", { type: "button", class: "wb-btn", text: t("admin.set_password"),
+      onclick: () => send(`/api/v1/admin/agents/${agent.id}/password`, "POST", {
+        password: field.value }, "admin.password_set") }));
 }
 
 function saveAgent(agent, row) {
@@ -104,6 +119,8 @@ function queueRow(queue) {
     h("td", {}, input("sl_target", queue.sl_target, { type: "number", min: 0, max: 1,
       step: 0.01 })),
     h("td", {}, input("wrap_up_s", queue.wrap_up_s, { type: "number", min: 0 })),
+    h("td", {}, input("tier_boost_s", boostsText(queue.tier_boost_s), {
+      placeholder: t("admin.boost_lines") })),
     h("td", { text: String(queue.waiting ?? 0) }),
     h("td", { class: "actions" }, isAdmin() ? [
       h("button", { type: "button", class: "wb-btn", text: t("admin.save"),
@@ -114,18 +131,28 @@ function queueRow(queue) {
   return row;
 }
 
+// A queue's head starts per tier, "vip=300, gold=60"; empty: the routing policy's.
+const boostsText = (boosts) => Object.entries(boosts || {}).map(([k, v]) => `${k}=${v}`)
+  .join(", ");
+
+function boostsOf(text) {
+  const pairs = list(text).map((item) => item.split("=").map((x) => x.trim()));
+  return pairs.length ? Object.fromEntries(pairs.map(([k, v]) => [k, Number(v)])) : null;
+}
+
 function saveQueue(queue, row) {
   const value = (name) => $(`[name=${name}]`, row).value.trim();
   const wrap = value("wrap_up_s");
   send(`/api/v1/admin/queues/${encodeURIComponent(queue.name)}`, "PATCH", {
     skills: list(value("skills")), sl_threshold_s: Number(value("sl_threshold_s")),
     sl_target: Number(value("sl_target")), wrap_up_s: wrap === "" ? null : Number(wrap),
+    tier_boost_s: boostsOf(value("tier_boost_s")),
   }, "admin.saved");
 }
 
 function renderQueues() {
   const heads = ["admin.queue_name", "admin.skills", "admin.sl_threshold", "admin.sl_target",
-    "admin.wrap_up", "admin.waiting", "admin.actions"];
+    "admin.wrap_up", "admin.tier_boost", "admin.waiting", "admin.actions"];
   fill($("#ad-queues"), h("table", { class: "wb-table ad-table", id: "ad-queue-table" },
     h("thead", {}, h("tr", {}, heads.map((k) => h("th", { text: t(k) })))),
     h("tbody", {}, data.queues.map(queueRow))));
@@ -185,12 +212,14 @@ function wireForms() {
     send("/api/v1/admin/queues", "POST", { name: form.get("name").trim(),
       skills: list(form.get("skills")) }, "admin.created");
   });
-  $("#ad-codes").addEventListener("submit", async (event) => {
+  $("#ad-codes").addEventListener("submit", (event) => {
     event.preventDefault();
-    for (const kind of ["not_ready", "disposition"]) {
-      await send(`/api/v1/admin/codes/${kind}`, "PUT", {
-        codes: codesOf($(`#ad-codes [name=${kind}]`).value) }, "admin.saved");
-    }
+    apply(async () => {
+      for (const kind of ["not_ready", "disposition"]) {
+        await api(`/api/v1/admin/codes/${kind}`, { method: "PUT", body: {
+          codes: codesOf($(`#ad-codes [name=${kind}]`).value) } });
+      }
+    }, "admin.saved");
   });
   $("#ad-skills").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -40,6 +40,7 @@ export function promiseForm(customerId, id = "callback-form") {
       done.textContent = t("callback.promised", {
         at: dateTime(new Date(made.due_at * 1000).toISOString()), number: made.number });
       done.hidden = false;
+      document.dispatchEvent(new CustomEvent("callbacks-changed"));
     } catch (e) {
       error.textContent = e.message || String(e);
       error.hidden = false;
@@ -58,6 +59,45 @@ export function callbackMark(callback) {
     h("span", { class: "muted", text: tOr(`callback.source.${callback.source}`,
       callback.source) }),
     callback.note ? h("span", { text: callback.note }) : null);
+}
+
+// The signed-in agent's own pending callbacks (the console's sidebar), soonest first:
+// refreshed when the agent promises one, and every minute.
+export class MyCallbacks {
+  constructor(root) {
+    this.root = root;
+    this.rows = [];
+    this.error = "";
+    document.addEventListener("callbacks-changed", () => this.refresh());
+  }
+
+  async refresh() {
+    try {
+      this.rows = (await api("/api/v1/callbacks")).callbacks;
+      this.error = "";
+    } catch (e) {
+      this.error = e.message || String(e);
+    }
+    this.render();
+  }
+
+  render() {
+    let body = h("ul", { class: "my-callbacks-list" }, this.rows.map((c) => this.item(c)));
+    if (this.error) body = h("p", { class: "form-error", text: this.error });
+    else if (!this.rows.length) body = h("p", { class: "muted", text: t("callbacks.mine_none") });
+    fill(this.root, h("h3", { text: t("callbacks.mine") }), body);
+  }
+
+  item(c) {
+    const who = c.customer_id
+      ? h("a", { href: `#/customer/${encodeURIComponent(c.customer_id)}`, text: c.number })
+      : h("span", { text: c.number });
+    return h("li", { dataset: { callbackId: c.callback_id } },
+      h("span", { class: "due", text: dateTime(new Date(c.due_at * 1000).toISOString()) }),
+      " ", who, " ",
+      h("span", { class: "muted", text: tOr(`callbacks.live.${c.live_state}`, c.live_state || "") }),
+      c.note ? h("div", { class: "muted", text: c.note }) : null);
+  }
 }
 
 // The supervisors' panel: pending callbacks, each reassigned or cancelled in place.

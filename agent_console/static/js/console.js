@@ -1,6 +1,7 @@
 // The agent console: state bar, screen-pop and call handling, customer search.
 
 import { api, clock, goToLogin, session, signOut, whoAmI } from "./api.js";
+import { MyCallbacks } from "./callbacks.js";
 import { CONSULT_PHASES, CallControls } from "./callcontrols.js";
 import { CallPanel } from "./callpanel.js";
 import { CustomerPage, Search } from "./customers.js";
@@ -31,6 +32,7 @@ let controls;
 let stateBar;
 let customerPage;
 let search;
+let myCallbacks;
 
 // Messages from the server ------------------------------------------------
 
@@ -347,6 +349,7 @@ async function main() {
   });
   customerPage = new CustomerPage($("#view-customer"), { agentName });
   search = new Search($("#search-form"), $("#search-results"));
+  myCallbacks = new MyCallbacks($("#my-callbacks"));
   $("#btn-sign-out").addEventListener("click", async () => {
     if (socket.isOpen) await setState("logged_out");
     socket.stop();
@@ -357,6 +360,7 @@ async function main() {
     renderCall(true);
     customerPage.refresh();
     search.refresh();
+    myCallbacks.render();
     renderMonitor();
   });
   window.addEventListener("hashchange", route);
@@ -368,6 +372,8 @@ async function main() {
   document.body.classList.remove("booting");
   socket.start();
   loadAgents();
+  myCallbacks.refresh();
+  setInterval(() => myCallbacks.refresh(), 60000);
   setInterval(() => {
     stateBar.tick(app.state);
     if (app.call) panel.tick(app.call, app.state);

@@ -134,6 +134,12 @@ async def test_without_a_pbx_the_console_says_so_and_shortcuts_are_listed(
 
 async def test_blind_transfer_to_a_colleague_from_the_dialog(
         center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+    """The dialog lists queues with their waiting callers and colleagues with their live
+    states, available first (cy is on a break, bob available, dan logged out)."""
+    cy = await center.agent("cy")
+    await cy.available()
+    await cy.not_ready()
+    await center.add_agent("dan")
     bob = await center.agent("bob")
     console, ivr, amy = await ringing_console(center, new_page)
     await bob.available()
@@ -144,13 +150,11 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         await console.click("#btn-transfer")
         dialog = console.locator("#transfer-dialog")
         await expect(dialog).to_be_visible()
-        await console.fill("#transfer-queue", "no-such-queue")
-        await console.click("#btn-transfer-go")
-        await expect(console.locator("#control-message")).to_have_text("There is no such queue.")
-        assert await call_state(center, "call-1") == "connected"
-
-        await console.keyboard.press("Alt+T")
+        await expect(console.locator("#transfer-queue option")).to_have_text(
+            ["default (0 waiting)"])
         await dialog.locator("input[value=agent]").check()
+        await expect(console.locator("#transfer-agent option")).to_have_text(
+            ["Bob — Available", "Cy — Not ready"])
         await expect(console.locator("#transfer-agent")).to_have_value(str(bob.agent_id))
         await shoot(console, "console-transfer.png")
         await console.click("#btn-transfer-go")

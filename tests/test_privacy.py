@@ -267,3 +267,17 @@ async def test_erasure_and_an_offer_at_once_have_one_winner(center: Any) -> None
         outcomes.add(status)
         await ivr.event("call.ended", call_id, cause="caller_hangup")
     assert outcomes <= {200, 409}
+
+
+async def test_erasure_clears_a_finished_calls_lingering_live_state(center: Any) -> None:
+    """A finished call's hash still in Redis (a callback's marker is kept for a day) holds
+    the number and the screen pop: the erasure deletes it."""
+    setup = await served_customer(center)
+    app = center.server.app
+    redis, keys = app[appkeys.REDIS], app[appkeys.KEYS]
+    await redis.hset(keys.call("call-1"), mapping={
+        "state": "callback", "ani": PHONE, "customer_id": "C1",
+        "pop": orjson.dumps({"customer": {"name": "Li Lei"}}).decode()})
+    status, body = await request(center, "DELETE", "/api/v1/customers/C1", setup["admin"])
+    assert status == 200, body
+    assert await redis.exists(keys.call("call-1")) == 0

@@ -163,3 +163,31 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         assert pop["transferred_from"] == amy
     finally:
         pbx.cancel()
+
+
+async def test_blind_transfer_to_a_queue_lands_on_a_second_agents_screen(
+        center: Any, new_page: NewPage) -> None:  # noqa: F811
+    """Amy picks the billing queue in the dialog (it shows the callers waiting there);
+    Bob, the billing agent, gets the caller's screen-pop with the customer."""
+    await center.add_queue("billing", ("billing",))
+    await center.add_agent("bob", skills=("billing",))
+    console, ivr, amy = await ringing_console(center, new_page)
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    other = await new_page()
+    await sign_in(other, center, "bob")
+    await go_available(other)
+    pbx = ivr.obey()
+    try:
+        await console.click("#btn-transfer")
+        await expect(console.locator("#transfer-queue option")).to_have_text(
+            ["billing (0 waiting)", "default (0 waiting)"])
+        await console.select_option("#transfer-queue", "billing")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#wrapup-form")).to_be_visible()
+        await expect(other.locator("#call-status")).to_have_text("Incoming call")
+        await expect(other.locator("#pop-name")).to_have_text("张伟")
+        call = await center.server.app[appkeys.ROUTER].store.call("call-1")
+        assert call["queue"] == "billing" and call["transferred_from"] == str(amy)
+    finally:
+        pbx.cancel()

@@ -133,6 +133,8 @@ export default {
   "transfer.to_number": "To a number",
   "transfer.queue": "Queue",
   "transfer.agent": "Colleague",
+  "transfer.queue_option": "{name} ({n} waiting)",
+  "transfer.agent_option": "{name} — {state}",
   "transfer.number": "Phone number",
   "transfer.submit": "Transfer",
   "call.wrap_left": "{t} left",

@@ -132,6 +132,8 @@ export default {
   "transfer.to_number": "转到号码",
   "transfer.queue": "队列",
   "transfer.agent": "同事",
+  "transfer.queue_option": "{name}（{n} 人等待）",
+  "transfer.agent_option": "{name} — {state}",
   "transfer.number": "电话号码",
   "transfer.submit": "转接",
   "call.wrap_left": "剩余 {t}",

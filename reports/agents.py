@@ -1,26 +1,28 @@
 """The agent report: calls handled and time in each state, per agent and period.
 
-Calls are read from the records (interactions, call_transfers): an agent's calls are
-counted in the period the call was offered in. Time in each state comes from the
-agent-state rollup (reports/agent_states.py), and each agent's current state from its
-last change, split at period boundaries. A call transferred between agents is a handled
-call for each agent who answered a leg of it.
+Calls are read from the agent call rollup (reports/agent_rollup.py): an agent's calls
+are counted in the period the call was offered in, once the call has ended. Time in each
+state comes from the agent-state rollup (reports/agent_states.py), and each agent's
+current state from its last change, split at period boundaries. A call transferred
+between agents is a handled call for each agent who answered a leg of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text
 
 from core.models import Agent, UTCDateTime
+from reports.agent_rollup import FIGURES as CALL_FIGURES
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
 from reports.sql import moment_of, period_sql
 
-WORKING = ("ringing", "on_call", "wrap_up")
 # Each agent's last change: its state since then is not in the rollup yet.
 _LAST = text("""
 SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
@@ -32,8 +34,9 @@ SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
 
 def agent_report(conn: Connection, rng: Range) -> dict[str, Any]:
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    _calls(conn, rng, sums)
-    _states(conn, rng, sums)
+    name = _namer(rng)
+    _calls(conn, rng, sums, name)
+    _states(conn, rng, sums, name)
     names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
     rows = [{"period": p, "agent_id": a, "name": names.get(a) or str(a), **figures(s)}
             for (p, a), s in sorted(sums.items())]
@@ -41,58 +44,54 @@ def agent_report(conn: Connection, rng: Range) -> dict[str, Any]:
 
 
 def figures(s: dict[str, float]) -> dict[str, Any]:
-    working = sum(s.get(f"state_{w}", 0.0) for w in WORKING)
-    signed_in = sum(v for k, v in s.items() if k.startswith("state_")
-                    and k != "state_logged_out")
-    reasons = {k.removeprefix("not_ready_"): round(v, 1) for k, v in s.items()
-               if k.startswith("not_ready_")}
+    get = s.get
+    available = get("state_available", 0.0)
+    working = get("state_ringing", 0.0) + get("state_on_call", 0.0) + get("state_wrap_up", 0.0)
+    signed_in, reasons = _state_totals(s)
     return {
-        "handled": int(s.get("handled", 0)), "transfers_made": int(s.get("transfers", 0)),
+        "handled": int(get("handled", 0)), "transfers_made": int(get("transfers", 0)),
         **handle_figures(s),
-        "csat_responses": int(s.get("csat_n", 0)),
-        "csat_average": ratio(s.get("csat_sum", 0), s.get("csat_n", 0), 2),
+        "csat_responses": int(get("csat_n", 0)),
+        "csat_average": ratio(get("csat_sum", 0), get("csat_n", 0), 2),
         "signed_in_s": round(signed_in, 1),
-        "available_s": round(s.get("state_available", 0.0), 1),
-        "on_call_s": round(s.get("state_on_call", 0.0) + s.get("state_ringing", 0.0), 1),
-        "wrap_up_s": round(s.get("state_wrap_up", 0.0), 1),
-        "not_ready_s": round(s.get("state_not_ready", 0.0), 1),
+        "available_s": round(available, 1),
+        "on_call_s": round(get("state_on_call", 0.0) + get("state_ringing", 0.0), 1),
+        "wrap_up_s": round(get("state_wrap_up", 0.0), 1),
+        "not_ready_s": round(get("state_not_ready", 0.0), 1),
         "not_ready_by_reason": reasons,
-        "occupancy": ratio(working, working + s.get("state_available", 0.0)),
+        "occupancy": ratio(working, working + available),
     }
 
 
-_CALLS = """
-SELECT {p} AS p, i.agent_id, count(*), count(i.talk_s), sum(i.talk_s), count(i.wrap_up_s),
-       sum(i.wrap_up_s), count(i.survey_score), sum(i.survey_score),
-       sum(CASE WHEN i.talk_s IS NULL THEN 0 ELSE COALESCE(i.hold_s, 0) END)
-FROM interactions i
-WHERE i.offered_at >= :since AND i.offered_at < :until AND i.agent_id IS NOT NULL
-  AND i.answered_at IS NOT NULL
-GROUP BY 1, 2
-"""
-_LEGS = """
-SELECT {p} AS p, t.agent_id, count(*) FROM call_transfers t
-JOIN interactions i ON i.call_id = t.call_id
-WHERE i.offered_at >= :since AND i.offered_at < :until AND t.agent_id IS NOT NULL
-GROUP BY 1, 2
-"""
-_CALL_FIGURES = ("handled", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n", "csat_sum",
-                 "hold_sum")
+def _state_totals(s: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Signed-in seconds and not-ready seconds by reason, in one pass over the sums."""
+    signed_in, reasons = 0.0, {}
+    for k, v in s.items():
+        if k[:6] == "state_":
+            if k != "state_logged_out":
+                signed_in += v
+        elif k[:10] == "not_ready_":
+            reasons[k[10:]] = round(v, 1)
+    return signed_in, reasons
 
 
-def _calls(conn: Connection, rng: Range, sums: Any) -> None:
-    """Each agent's calls, summed by the database per period of the offer (the final
-    leg's talk, wrap-up and survey) and its transfer legs (handled and transfers made)."""
-    period = period_sql(conn, rng, "i.offered_at")
+_CALLS = ("SELECT {p} AS p, agent_id, " + ", ".join(f"sum({f})" for f in CALL_FIGURES)
+          + " FROM report_agent_intervals WHERE start >= :since AND start < :until "
+          "GROUP BY 1, 2")
+
+
+def _calls(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+    """Each agent's call figures from the agent call rollup, summed by the database per
+    period of the offer."""
     params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
-    for p, agent, *values in conn.execute(_statement(_CALLS, period), params):
-        s = sums[(rng.period(moment_of(p, rng)), agent)]
-        for name, value in zip(_CALL_FIGURES, values, strict=True):
-            s[name] += float(value or 0)
-    for p, agent, legs in conn.execute(_statement(_LEGS, period), params):
-        s = sums[(rng.period(moment_of(p, rng)), agent)]
-        s["handled"] += legs
-        s["transfers"] += legs
+    for p, agent, *values in conn.execute(_statement(_CALLS, period_sql(conn, rng)), params):
+        key = (name(p), agent)
+        s = sums.get(key)
+        if s is None:  # the common case: one row per period and agent
+            sums[key] = defaultdict(float, zip(CALL_FIGURES, map(float, values), strict=True))
+            continue
+        for figure, value in zip(CALL_FIGURES, values, strict=True):
+            s[figure] += float(value)
 
 
 def _statement(sql: str, period: str) -> Any:
@@ -100,7 +99,16 @@ def _statement(sql: str, period: str) -> Any:
                                                   bindparam("until", type_=UTCDateTime()))
 
 
-def _states(conn: Connection, rng: Range, sums: Any) -> None:
+def _namer(rng: Range) -> Callable[[Any], str]:
+    """A period's name from its start as the database gives it, computed once per start:
+    a report's rows share few starts."""
+    @functools.cache
+    def name(value: Any) -> str:
+        return rng.period(moment_of(value, rng))
+    return name
+
+
+def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
     """Closed segments from the rollup; each agent's open one (its last change) up to now."""
     statement = text(
         f"SELECT {period_sql(conn, rng)} AS p, agent_id, state, reason, sum(seconds) "
@@ -109,7 +117,7 @@ def _states(conn: Connection, rng: Range, sums: Any) -> None:
                                           bindparam("until", type_=UTCDateTime()))
     for p, agent, state, reason, seconds in conn.execute(
             statement, {"since": rng.since, "until": rng.until, "tz": rng.zone.key}):
-        s = sums[(rng.period(moment_of(p, rng)), agent)]
+        s = sums[(name(p), agent)]
         s[f"state_{state}"] += seconds
         if state == "not_ready" and reason:
             s[f"not_ready_{reason}"] += seconds

@@ -12,6 +12,7 @@ advisory lock per call makes two writers of the same call take turns). A call's
 interval, queue and tier are written once, at the offer, so a call never moves rows.
 
 `rebuild` recomputes both tables of a range from the records in two statements.
+Each agent's call figures (reports/agent_rollup.py) are kept and rebuilt with them.
 The longest wait is a maximum: a delta can raise it, only a rebuild lowers it.
 """
 
@@ -28,6 +29,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
+from reports import agent_rollup
 
 INTERVAL = dt.timedelta(minutes=15)
 # A call is counted when it ends (its outcome is written), and again when a survey
@@ -187,10 +189,11 @@ class Rollups:
             # Its own statement: a statement's snapshot is taken before it would wait.
             conn.execute(_LOCK, {"keys": [zlib.crc32(c.encode()) for c in call_ids]})
             conn.execute(_one_statement(), params)
-            return
-        add, keep = _statements(dialect)
-        conn.execute(add, params)
-        conn.execute(keep, params)
+        else:
+            add, keep = _statements(dialect)
+            conn.execute(add, params)
+            conn.execute(keep, params)
+        agent_rollup.count(conn, call_ids)
 
     def rebuild(self, conn: Connection, since: dt.datetime, until: dt.datetime) -> None:
         """Recompute the rollups of the intervals in [since, until) from the records."""
@@ -212,6 +215,7 @@ class Rollups:
             f"SELECT start, queue, tier, {sums} FROM report_calls "
             f"WHERE start >= :since AND start < :until GROUP BY start, queue, tier"
         ).bindparams(*_RANGE), bounds)
+        agent_rollup.rebuild(conn, since, until)
 
 
 def touched_calls(ops: Iterable[Op]) -> set[str]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from callcenter.app import create_app
-from core.appkeys import CALLS, CODES, DIRECTORY, ROUTER
+from core.appkeys import CALLS, CODES, DIRECTORY, ROUTER, WALLBOARD
 from core.settings import Settings
 from routing.states import AgentState
 from tests.conftest import Center
@@ -66,6 +66,12 @@ async def test_a_queue_change_on_one_node_is_loaded_by_the_other(two: Any) -> No
     assert other[ROUTER].policy_for("vip").tier_boost_s["gold"] == 300
     assert other[CALLS].wrap_up_by_queue["vip"] == 5
     assert other[DIRECTORY].version == a.server.app[DIRECTORY].version
+    # The wallboard's service level there: threshold and target (0 is a target too).
+    status, _ = await request(a, "PATCH", "/api/v1/admin/queues/vip", admin,
+                              json={"sl_threshold_s": 15, "sl_target": 0})
+    assert status == 200
+    await eventually(lambda: _sl(other, "vip") == (15, 0), 20,
+                     what="node b's wallboard has the new service-level target")
 
     status, _ = await request(a, "PUT", "/api/v1/admin/codes/not_ready", admin,
                               json={"codes": [{"code": "coaching", "label": "Coaching"}]})
@@ -144,5 +150,33 @@ async def test_a_forced_sign_out_of_an_agent_on_a_call_applies_after_it(two: Any
     assert (await request(b, "GET", "/api/v1/me", agent.token))[0] == 401  # tokens revoked
 
 
+def _sl(app: Any, queue: str) -> tuple[float, float]:
+    target = app[WALLBOARD].target(queue)
+    return target.threshold_s, target.target
+
+
 async def _state(center: Center, agent_id: int, state: str) -> bool:
     return (await center.server.app[ROUTER].store.agent(agent_id)).get("state") == state
+
+
+async def test_a_queues_wrap_up_time_set_on_one_node_is_the_wrap_up_on_another(
+        two: Any) -> None:
+    a, b = two
+    admin = await a.login_token("ada", "admin")
+    await request(a, "PUT", "/api/v1/admin/skills", admin, json={"skills": ["vip"]})
+    status, _ = await request(a, "POST", "/api/v1/admin/queues", admin,
+                              json={"name": "vip", "skills": ["vip"], "wrap_up_s": 5})
+    assert status == 201
+    other = b.server.app
+    await eventually(lambda: other[CALLS].wrap_up_by_queue.get("vip") == 5, 20)
+    agent = await b.agent("fay", skills=("vip",))  # its console on node b
+    await agent.available()
+    ivr = await b.ivr()  # the call's events handled on node b
+    await ivr.offer("c-w", "+8613800000010", queue="vip")
+    await ivr.inbox.expect("route.connect", call_id="c-w")
+    await ivr.event("call.answered", "c-w", agent_id=agent.agent_id)
+    await ivr.event("call.ended", "c-w", cause="normal")
+    ended = await agent.inbox.expect("call.ended", call_id="c-w")
+    live = await other[ROUTER].store.agent(agent.agent_id)
+    # 5 s after the agent went to wrap-up, not the center's 30 s
+    assert abs(ended["wrap_up_until"] - float(live["since"]) - 5) < 1, (ended, live)

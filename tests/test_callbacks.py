@@ -329,3 +329,27 @@ async def test_a_caller_on_the_line_behind_a_callback_counts_it_ahead(center):
     await agent.inbox.expect("screen_pop", call_id=callback_id)
     again = await ivr.inbox.expect("route.queued", call_id="behind", timeout=20)
     assert again["position"] == 1
+
+
+async def test_a_callback_keeps_the_priority_of_its_call_so_a_later_vip_goes_first(center):
+    """The callback waits with its call's score: a VIP caller arriving after it (whose tier
+    puts them ahead) is answered first, and the callback is placed next."""
+    await center.add_customer("V1", "Very Important", "+8613800000110", tier="vip")
+    agent = await center.agent("vic")
+    ivr = await center.ivr()
+    redis, keys = center.server.app[REDIS], Keys(center.settings.redis_prefix)
+    await ivr.offer("standard", ANI)
+    await ivr.inbox.expect("route.queued", call_id="standard")
+    score = await redis.hget(keys.call("standard"), "score")
+    callback_id = (await request(ivr, "standard"))["callback_id"]
+    live = await center.server.app[CALLS].callbacks.get(callback_id)
+    assert live["score"] == score  # its place as of its offer
+    await ivr.offer("vip", "+8613800000110")
+    assert float(await redis.zscore(keys.waiting("default"), "vip")) < float(live["score"])
+    await agent.available()
+    await ivr.inbox.expect("route.connect", call_id="vip")
+    await ivr.inbox.nothing("route.callback", callback_id=callback_id)
+    await ivr.event("call.answered", "vip", agent_id=agent.agent_id)
+    await ivr.event("call.ended", "vip")
+    await agent.request("wrapup.done", call_id="vip", disposition="resolved")
+    await ivr.inbox.expect("route.callback", callback_id=callback_id)

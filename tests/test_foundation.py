@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
+import redis as sync_redis
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from core import db
 from core.models import Base
-from core.redisconn import open_redis
+from core.redisconn import EmbeddedRedis, open_redis
 from core.settings import Settings
 
 CLI = [sys.executable, "-m", "callcenter"]
@@ -72,6 +74,39 @@ async def test_embedded_redis_starts_and_answers(tmp_path):
     async with open_redis(None, tmp_path / "embedded.rdb") as redis:
         await redis.set("k", "v")
         assert await redis.get("k") == "v"
+
+
+
+def test_stopping_the_embedded_redis_ends_its_server_with_the_data_saved(tmp_path):
+    """Stop ends the server this process started though other clients are still connected
+    (a worker, the CLI), so the next start is a new server; a process that reused the
+    server leaves it running (issue 22)."""
+    path = tmp_path / "embedded.rdb"
+    owner = EmbeddedRedis(path)
+    socket = owner.start()
+    pid = owner.pid
+    other = sync_redis.Redis(unix_socket_path=socket)
+    try:
+        other.set("live", "call")
+        reuser = EmbeddedRedis(path)
+        assert reuser.start() == socket and reuser.pid == pid
+        reuser.stop()
+        assert other.get("live") == b"call", "a reusing process leaves the server running"
+        owner.stop()
+        assert not psutil.pid_exists(pid) and not Path(socket).exists()
+    finally:
+        other.close()
+    again = EmbeddedRedis(path)
+    again_socket = again.start()
+    again_pid = again.pid
+    try:
+        assert again_pid not in (0, pid)
+        client = sync_redis.Redis(unix_socket_path=again_socket)
+        assert client.get("live") == b"call", "the data was saved at stop"
+        client.close()
+    finally:
+        again.stop()
+    assert not psutil.pid_exists(again_pid)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path,

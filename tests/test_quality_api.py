@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 
 import pytest
 from sqlalchemy import func, select
@@ -247,3 +248,34 @@ async def test_an_evaluation_outlives_its_call_record_deleted_by_retention(cente
     _, scores = await request(center, "GET", f"/api/v1/quality/stats?{span}", sue)
     assert [r["average"] for r in scores["rows"]] == [100]
     assert (await request(center, "GET", f"/api/v1/quality/calls/{call}", sue))[0] == 404
+
+
+async def test_agents_reach_no_manager_endpoint_and_no_other_agents_evaluation(center):
+    sue, amy, bob, ids = await people(center)
+    form = await new_form(center, sue)
+    call = await add_call(center, "call-1", ids["amy"])
+    _, done = await evaluate(center, sue, form["id"], call, ANSWERS)
+    evaluation = f"/api/v1/quality/evaluations/{done['id']}"
+    for method, path, body in (
+            ("GET", f"/api/v1/quality/forms/{form['id']}", None),
+            ("PUT", f"/api/v1/quality/forms/{form['id']}", FORM),
+            ("POST", f"{evaluation}/resolve", {"outcome": "upheld", "note": "x"}),
+            ("GET", "/api/v1/quality/sample", None)):
+        status, answer = await request(center, method, path, amy, json=body)
+        assert status == 403, (method, path, answer)
+    for method, path, body in (  # amy's evaluation and call, asked by bob
+            ("GET", evaluation, None),
+            ("POST", f"{evaluation}/acknowledge", {}),
+            ("POST", f"{evaluation}/dispute", {"reason": "not me"}),
+            ("GET", f"/api/v1/quality/calls/{call}", None),
+            ("POST", f"/api/v1/quality/calls/{call}/recording-ticket", {})):
+        status, answer = await request(center, method, path, bob, json=body)
+        assert status in (403, 404), (method, path, answer)
+    today = dt.date.today()
+    stats = (f"/api/v1/quality/stats?from={today - dt.timedelta(days=60)}"
+             f"&to={today + dt.timedelta(days=60)}&by=agent&interval=month")
+    status, body = await request(center, "GET", stats, sue)
+    assert status == 200 and {r["agent_id"] for r in body["rows"]} == {ids["amy"]}, body
+    status, body = await request(center, "GET", stats, bob)
+    assert status == 200 and body["rows"] == [], body  # amy's scores are not bob's to see
+    assert (await request(center, "GET", evaluation, amy))[0] == 200  # amy's own

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 from playwright.async_api import expect
+from sqlalchemy import select
 
+from core.models import QualityForm
 from tests.browser import sign_in
 from tests.conftest import make_settings
 from tests.quality_data import add_call
@@ -125,3 +127,35 @@ async def test_a_supervisor_scores_a_call_beside_its_recording_and_the_agent_dis
     await page.click("#q-stats-form button[type=submit]")
     await expect(page.locator("#q-stats-table tbody tr")).to_have_count(1, timeout=SLOW)
     await expect(page.locator("#q-stats-table tbody")).to_contain_text("62.5")
+
+
+async def test_a_form_with_a_scale_and_a_critical_question_is_built_in_the_browser(
+        center, new_page):
+    await center.add_agent("sue", role="supervisor")
+    page = await new_page(width=1500, height=1000)
+    await sign_in(page, center, "sue", lands_on="/wallboard")
+    await page.goto(f"{center.url}/quality")
+    await page.click("#q-tabs [data-tab=forms]")
+    await page.fill("#qb-name", "Compliance")
+    section = page.locator(".qb-section").first
+    await section.locator(".qb-title").fill("Rules")
+    await section.locator(".qb-add-question").click()
+    first, second = section.locator(".qb-question").nth(0), section.locator(".qb-question").nth(1)
+    await first.locator(".qb-text").fill("Read the disclosure")
+    await first.locator(".qb-weight").fill("60")
+    await first.locator(".qb-critical").check()
+    await second.locator(".qb-text").fill("Courtesy")
+    await second.locator(".qb-weight").fill("0")
+    await second.locator(".qb-kind").select_option("scale")
+    await page.click("#qb-save")  # a weight of 0 is refused, nothing stored
+    await expect(page.locator("#q-error")).to_contain_text("weight", timeout=SLOW)
+    async with center.sessions() as session:
+        assert (await session.scalars(select(QualityForm))).all() == []
+    await second.locator(".qb-weight").fill("40")
+    await page.click("#qb-save")
+    await expect(page.locator("#q-form-list")).to_contain_text("Compliance · v1", timeout=SLOW)
+    async with center.sessions() as session:
+        [form] = (await session.scalars(select(QualityForm))).all()
+    questions = form.sections[0]["questions"]
+    assert [(q["kind"], q["weight"], bool(q.get("critical"))) for q in questions] == [
+        ("yes_no", 60, True), ("scale", 40, False)]

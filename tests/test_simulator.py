@@ -271,7 +271,7 @@ def test_scenario_reads_from_toml_as_from_yaml(tmp_path):
 
 async def test_skipping_empty_rings_answers_callers_sooner_on_the_same_calls(
         redis_url, redis_prefix):
-    from routing.sim_empty_rings import compare_empty_rings
+    from routing.sim_empty_rings import compare_empty_rings, format_empty_rings
 
     # Every caller asks the IVR for billing, and no agent has that skill.
     scenario = small_center(streams=(Stream("default", "standard", 50.0, intent="billing"),),
@@ -285,6 +285,9 @@ async def test_skipping_empty_rings_answers_callers_sooner_on_the_same_calls(
     assert skip.overall.p_wait < 1.0 and skip.overall.asa < hold.overall.asa
     assert skip.overall.service_level >= hold.overall.service_level
     assert skip.overall.preferred_calls == hold.overall.preferred_calls == 200
+    # nobody has the skill: no call can reach its best-match agent, either way
+    assert skip.overall.best_matches == hold.overall.best_matches == 0
+    assert "best skip" in format_empty_rings(skip, hold)
 
 
 def test_simulate_command_compares_skipped_and_held_empty_rings(

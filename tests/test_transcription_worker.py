@@ -29,6 +29,8 @@ from core.keys import Keys
 from core.models import Complaint, Customer, Interaction
 from core.redisconn import client_from_url
 from tests.conftest import make_settings
+from tests.rest import request
+from tests.webhook_receiver import Receiver, wait_for
 from transcripts.decode import DecodeRequest, DecodeResult, process_pool
 from transcripts.jobs import JobQueue
 from transcripts.models import LanguageModels
@@ -131,6 +133,16 @@ def settings(database_url, redis_url, redis_prefix, tmp_path, recordings):
                          transcribe_max_attempts=3)
 
 
+SECRET = "whsec_transcripts_0123456789"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver(secret=SECRET).start()
+    yield server
+    await server.close()
+
+
 @pytest.fixture
 async def redis(redis_url) -> AsyncIterator[Redis]:
     client = client_from_url(redis_url)
@@ -209,7 +221,13 @@ async def complaints_of(sessions, customer_id: str) -> list[Complaint]:
 
 
 async def test_recording_ready_stores_a_word_timed_transcript_and_opens_a_complaint(
-        center, recordings):
+        center, recordings, receiver):
+    status, _ = await request(center, "POST", "/api/v1/webhooks",
+                              await center.login_token("root", role="admin"),
+                              json={"url": receiver.url,
+                                    "events": ["complaint.*", "transcript.ready"],
+                                    "secret": SECRET})
+    assert status == 201
     await center.add_customer("K1", "박지훈", "+821012345678", tier="vip")
     agent = await center.agent("amy")
     await agent.available()
@@ -237,6 +255,14 @@ async def test_recording_ready_stores_a_word_timed_transcript_and_opens_a_compla
     assert complaint.interaction_id == row.id and complaint.source == "detected"
     assert complaint.category == "delivery" and complaint.tier == "vip"
     assert complaint.evidence and complaint.evidence[0]["speaker"] == "customer"
+    # The transcript and the detected complaint reach the webhooks (the complaint like one
+    # opened over the API).
+    await wait_for(lambda: len(receiver.received) == 2, timeout=30, what="two events")
+    events = {e["type"]: e["data"] for e in receiver.received}
+    assert events["transcript.ready"] == {"call_id": "rec-1", "complaint": True,
+                                          "utterances": len(utterances)}
+    announced = events["complaint.received"]
+    assert (announced["complaint_id"], announced["source"]) == (complaint.id, "detected")
 
 
 # Idempotency and failures ----------------------------------------------------

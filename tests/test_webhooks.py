@@ -58,13 +58,16 @@ async def test_a_calls_events_reach_the_receiver_signed_and_in_order(
     reply = await agent.request("wrapup.done", call_id="call-1", disposition="resolved",
                                 notes="refund sent")
     assert reply["type"] == "ack", reply
-    await wait_for(lambda: len(receiver.received) >= 4, what="four events")
-    assert receiver.types() == ["call.offered", "call.answered", "call.ended", "wrapup.done"]
+    await ivr.event("survey.result", "call-1", score=4)
+    await wait_for(lambda: len(receiver.received) >= 5, what="five events")
+    assert receiver.types() == ["call.offered", "call.answered", "call.ended", "wrapup.done",
+                                "survey.result"]
     assert receiver.bad_signatures == 0
-    wrap = receiver.received[-1]["data"]
+    wrap = receiver.received[3]["data"]
     assert wrap["call_id"] == "call-1"
     assert (wrap["disposition"], wrap["notes"]) == ("resolved", "refund sent")
-    assert len({e["id"] for e in receiver.received}) == 4
+    assert receiver.received[4]["data"] == {"call_id": "call-1", "score": 4}
+    assert len({e["id"] for e in receiver.received}) == 5
 
 
 async def test_a_failing_receiver_gets_the_event_after_retries_and_the_log_says_so(
@@ -115,9 +118,11 @@ async def test_a_receiver_that_never_answers_in_time_is_dead_lettered_then_repla
     assert "call.offered" in receiver.types()
 
 
+@pytest.mark.parametrize("failing", [False, True], ids=["slow", "slow-and-failing"])
 async def test_a_slow_receiver_does_not_slow_the_call_path(
-        center: Any, receiver: Receiver) -> None:
+        center: Any, receiver: Receiver, failing: bool) -> None:
     receiver.stall_s = 0.4
+    receiver.fail_first = 1000 if failing else 0  # then every answer is a 500, late
     admin = await center.login_token("root", role="admin")
     await subscribe(center, admin, receiver.url, ["*"])
     ivr = await center.ivr()
@@ -127,6 +132,9 @@ async def test_a_slow_receiver_does_not_slow_the_call_path(
     elapsed = time.monotonic() - started
     # Twenty offers acknowledged while each delivery takes 0.4 s to be answered.
     assert elapsed < 20 * 0.4 / 2, elapsed
+    if failing:  # being retried meanwhile, and the calls went on
+        await wait_for(lambda: receiver.requests >= 20, timeout=30, what="all attempts")
+        return
     await wait_for(lambda: len(receiver.received) == 20, timeout=30, what="all offers")
 
 
@@ -270,3 +278,30 @@ async def test_a_callbacks_events_reach_the_receiver_under_callback_star(
         "cb-hook", "+8613800000001", "caller")
     assert (connected["agent_id"], connected["attempts"], connected["outcome"]) == (
         agent.agent_id, 1, "connected")
+
+
+async def test_a_complaint_the_sla_sweep_escalates_reaches_the_receiver(
+        center: Any, receiver: Receiver) -> None:
+    """Escalation by the SLA sweep (no person involved) is a `complaint.escalated` like a
+    supervisor's."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from core.appkeys import COMPLAINTS
+    from core.models import Complaint
+
+    admin = await center.login_token("root", role="admin")
+    await subscribe(center, admin, receiver.url, ["complaint.escalated"])
+    await center.add_customer("SLA1", "Zhao Lei", "+8613900000077")
+    status, complaint = await request(center, "POST", "/api/v1/complaints", admin,
+                                      json={"customer_id": "SLA1", "summary": "no refund"})
+    assert status == 201, complaint
+    async with center.sessions() as session, session.begin():
+        await session.execute(update(Complaint).where(Complaint.id == complaint["id"]).values(
+            sla_due_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+    [escalation] = await center.server.app[COMPLAINTS].sweep()
+    await wait_for(lambda: receiver.types() == ["complaint.escalated"], what="the escalation")
+    data = receiver.received[0]["data"]
+    assert (data["complaint_id"], data["escalation_level"]) == (complaint["id"],
+                                                                escalation.level)

@@ -188,3 +188,58 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     policy = Policy(backoff_s=10, backoff_max_s=60)
     assert [policy.delay(n).total_seconds() for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
     assert policy.lease > dt.timedelta(seconds=policy.timeout_s)
+
+
+async def test_a_failing_receiver_is_retried_with_doubling_gaps_for_the_hours_set_then_dead(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    """The settings' backoff (10 min, doubled, at most an hour) and retry window (3 h) on
+    the sender's injected clock: each failed attempt is due again after the doubled gap,
+    and the delivery stays pending until its next try would pass the window."""
+    from webhooks.plugin import policy
+
+    clock = Clock()
+    await subscribe(sessions, receiver.url)
+    receiver.fail_first = 1000
+    hooks = node(redis, settings, sessions, http, "n1", clock)
+    hooks.sender.policy = policy(settings.model_copy(update={
+        "webhook_backoff_s": 600.0, "webhook_backoff_max_s": 3600.0,
+        "webhook_retry_hours": 3.0, "webhook_timeout_s": 5.0}))
+    await hooks.fanout.ensure_group()
+    await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c6"}, "c6")
+    assert await hooks.fanout.step() == 1
+    gaps, statuses = [], []
+    while "dead" not in statuses:
+        assert len(statuses) < 10, statuses
+        assert await hooks.sender.step(await hooks.fanout.watermark()) == 1
+        await asyncio.gather(*hooks.sender.inflight)
+        [row] = await rows(sessions)
+        statuses.append(row.status)
+        due = row.next_attempt_at.replace(tzinfo=dt.UTC).timestamp()
+        gaps.append(round(due - clock()))
+        clock.offset += due - clock()  # skip ahead to when it is due again
+    assert gaps[:4] == [600, 1200, 2400, 3600], gaps
+    assert statuses == ["pending"] * 4 + ["dead"]
+    assert receiver.requests == 5
+
+
+def test_the_receiver_example_in_the_docs_verifies_our_signature() -> None:
+    """The Python receiver in docs/webhooks.md, run as written (but for starting its
+    server), accepts a delivery signed by the sender and refuses a tampered or old one."""
+    import re
+    from pathlib import Path
+
+    from webhooks import signing
+
+    doc = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(code.replace("web.run_app(app, port=9000)", ""), namespace)  # noqa: S102
+    secret = namespace["SECRET"].decode()
+    body = b'{"id":"evt_1","type":"call.ended","data":{}}'
+    now = int(time.time())
+    valid = namespace["valid"]
+    assert valid(signing.header(secret, now, body), body)
+    assert not valid(signing.header(secret, now, body), body + b" ")
+    assert not valid(signing.header(secret, now - 3600, body), body)
+    assert not valid(signing.header("whsec_other", now, body), body)

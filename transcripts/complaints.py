@@ -334,6 +334,8 @@ class ComplaintService:
     policy: SlaPolicy = field(default_factory=SlaPolicy)
     clock: Callable[[], dt.datetime] = utcnow
     notify: Notify | None = None
+    # The webhooks: `complaint.escalated` for each complaint the sweep escalated.
+    webhooks: Callable[[str, Complaint], Awaitable[None]] | None = None
 
     async def sweep(self) -> list[Escalation]:
         async with self.maker() as session, session.begin():
@@ -342,6 +344,11 @@ class ComplaintService:
             log.info("complaint %d overdue: escalated to level %d",
                      escalation.complaint_id, escalation.level)
             await self.announce(escalation)
+        if escalations and self.webhooks is not None:
+            async with self.maker() as session:
+                for complaint in await session.scalars(select(Complaint).where(
+                        Complaint.id.in_([e.complaint_id for e in escalations]))):
+                    await self.webhooks("escalated", complaint)
         return escalations
 
     async def announce(self, escalation: Escalation) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from core import appkeys
-from transcripts import views
+from core.models import Complaint
+from transcripts import complaint_events, views
 from transcripts.complaints import ComplaintService, run_sla_sweep
 from transcripts.exceptions import ModelNotFound
 from transcripts.jobs import JobQueue
@@ -50,8 +51,12 @@ async def complaints_ctx(app: web.Application) -> AsyncIterator[None]:
     async def to_wallboard(message: dict[str, Any]) -> None:
         await bus.publish(keys.wallboard_channel, message)
 
+    async def to_webhooks(kind: str, complaint: Complaint) -> None:
+        await complaint_events.announce(app[appkeys.REDIS], keys.webhook_events, kind,
+                                        complaint)
+
     service = ComplaintService(app[appkeys.SESSIONS], sla_policy(settings),
-                               notify=to_wallboard)
+                               notify=to_wallboard, webhooks=to_webhooks)
     app[appkeys.COMPLAINTS] = service
     supervisor = app[appkeys.SUPERVISOR]
     task = supervisor.start("complaint-sla",

@@ -14,14 +14,16 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from core import access, appkeys, outbox
+from core import access, appkeys
 from core.audit_views import viewed
 from core.auth import Forbidden, Principal
 from core.models import Agent, Complaint, ComplaintEvent, Interaction, Role
 from core.web import Invalid, NotFound, authenticate
 from crm.open_complaints import is_open_complaint
 from cti.schemas import describe
-from transcripts import complaints, stats
+from transcripts import complaint_events, complaints, stats
+from transcripts.complaint_events import complaint_dict
+from transcripts.complaint_events import iso as _iso
 from transcripts.complaints import CATEGORIES, Actor, ComplaintState, Escalation
 
 STAFF = (Role.agent, Role.supervisor, Role.admin)
@@ -77,23 +79,6 @@ def _id(request: web.Request) -> int:
     return complaint_id
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def complaint_dict(c: Complaint) -> dict[str, Any]:
-    return {
-        "id": c.id, "customer_id": c.customer_id, "interaction_id": c.interaction_id,
-        "category": c.category, "state": c.state, "source": c.source, "summary": c.summary,
-        "score": c.score, "evidence": c.evidence, "cause_side": c.cause_side,
-        "resolution": c.resolution, "rejection_reason": c.rejection_reason,
-        "assigned_agent_id": c.assigned_agent_id, "tier": c.tier,
-        "sla_due_at": _iso(c.sla_due_at), "escalation_level": c.escalation_level,
-        "created_by": c.created_by, "created_at": _iso(c.created_at),
-        "updated_at": _iso(c.updated_at), "closed_at": _iso(c.closed_at),
-    }
-
-
 def event_dict(e: ComplaintEvent) -> dict[str, Any]:
     return {"from": e.from_state, "to": e.to_state, "actor": e.actor, "note": e.note,
             "at": _iso(e.at)}
@@ -135,10 +120,8 @@ async def _visible(request: web.Request, session: Any, principal: Principal) -> 
 
 async def _announce(request: web.Request, kind: str, complaint: Complaint) -> None:
     """Tell the webhooks (`complaint.<state>`, `complaint.assigned`, `complaint.escalated`)."""
-    await outbox.emit_quietly(
-        request.app[appkeys.REDIS], request.app[appkeys.KEYS].webhook_events,
-        f"complaint.{kind}", {**complaint_dict(complaint), "complaint_id": complaint.id},
-        order_key=f"complaint:{complaint.id}")
+    await complaint_events.announce(request.app[appkeys.REDIS],
+                                    request.app[appkeys.KEYS].webhook_events, kind, complaint)
 
 
 async def create_complaint(request: web.Request) -> web.Response:

@@ -36,7 +36,7 @@ from core import outbox
 from core.keys import Keys
 from core.models import Interaction, utcnow
 from core.settings import Settings
-from transcripts import complaints
+from transcripts import complaint_events, complaints
 from transcripts.complaints import SlaPolicy
 from transcripts.decode import DecodeRequest, DecodeResult, decode_recording, process_pool
 from transcripts.exceptions import Unreadable
@@ -238,9 +238,10 @@ class TranscriptionWorker:
             record = await session.scalar(select(Interaction).where(
                 Interaction.call_id == job.call_id))
             assert record is not None
+            opened = None
             if detection.get("is_complaint"):
                 record.complaint_flag = True
-                await complaints.open_detected(
+                opened = await complaints.open_detected(
                     session, record, category=detection.get("category") or "other",
                     score=float(detection.get("score") or 0), now=now, policy=self.policy,
                     evidence=detection.get("evidence") or [])
@@ -251,6 +252,9 @@ class TranscriptionWorker:
             await outbox.emit_quietly(self.queue.redis, self.events, "transcript.ready", {
                 "call_id": job.call_id, "utterances": len(result.utterances),
                 "complaint": bool(detection.get("is_complaint"))}, order_key=job.call_id)
+            if opened is not None:
+                await complaint_events.announce(self.queue.redis, self.events, opened.state,
+                                                opened)
         return "stored"
 
     async def _retry(self, job: Job, attempt: int, reason: str) -> str:

@@ -15,6 +15,7 @@ from agent_console import (
     control_views,
     customer_views,
     pages,
+    transfer_views,
     value_views,
     wallboard_ws,
 )
@@ -226,6 +227,7 @@ def create_app(settings: Settings) -> web.Application:
     agent_gateway.setup(app)
     agent_views.setup(app)
     control_views.setup(app)
+    transfer_views.setup(app)
     callback_views.setup(app)
     customer_views.setup(app)
     value_views.setup(app)

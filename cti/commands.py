@@ -43,7 +43,8 @@ KEEP_S = 3600
 # prefix of integrations, pending-key TTL (ms), hash TTL (s), guard ("1" = check the call),
 # allowed states (";"), agent the call must be with ("" = any), exclusive ("1"), call id,
 # type, action, sent at, the outcome when nobody listens (JSON), who asks, a call field the
-# guard looks at ("" = none), whether it must be set ("1") or blank ("0").
+# guard looks at ("" = none), whether it must be set ("1") or blank ("0"), the call field
+# naming the agent the guard checks.
 # {1} sent | {0, state}: not in an allowed state ('unknown': no such call) |
 # {3, agent}: another agent's call | {4, command}: a command is pending | {5}: nobody listens
 # | {6, 'set' or 'blank'}: the guard's field is not as it must be
@@ -55,7 +56,7 @@ if ARGV[8] == '1' then
   local ok = false
   for s in string.gmatch(ARGV[9], '[^;]+') do if s == state then ok = true end end
   if not ok then return {0, state} end
-  local agent = redis.call('HGET', KEYS[4], 'agent_id') or ''
+  local agent = redis.call('HGET', KEYS[4], ARGV[20]) or ''
   if ARGV[10] ~= '' and agent ~= ARGV[10] then return {3, agent} end
   if ARGV[18] ~= '' then
     local value = redis.call('HGET', KEYS[4], ARGV[18]) or ''
@@ -135,13 +136,15 @@ class Guard:
     """What the call must be when the command is sent, checked in the same step: in one of
     `states`; with `agent_id` (None: any agent); and, `exclusive`, with no other exclusive
     command pending (one call-control command at a time per call); `field` (a field of
-    the call's hash) set, `field_set`, or blank, not."""
+    the call's hash) set, `field_set`, or blank, not. `agent_field`: the call's field
+    naming the agent (`consult_agent` for the consulted agent's own requests)."""
 
     states: Iterable[str]
     agent_id: int | None = None
     exclusive: bool = True
     field: str = ""
     field_set: bool = False
+    agent_field: str = "agent_id"  # the call's field `agent_id` must match
 
 
 class CommandError(CallError):
@@ -259,7 +262,8 @@ class PbxCommands:
                   "" if guard is None or guard.agent_id is None else str(guard.agent_id),
                   "1" if guard and guard.exclusive else "", call_id, frame["type"], action,
                   repr(self.clock()), unheard.dumps(), by, guard.field if guard else "",
-                  "1" if guard and guard.field_set else "0"])
+                  "1" if guard and guard.field_set else "0",
+                  guard.agent_field if guard else "agent_id"])
         code = int(answer[0])
         if code == 0:
             if answer[1] == "unknown":

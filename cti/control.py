@@ -91,6 +91,22 @@ def _guard(request: Request, states: frozenset[CallState]) -> Guard:
                  field=PAUSED_AT if paused is not None else "", field_set=bool(paused))
 
 
+def _consulted_leaves(request: Request, extra: dict[str, Any]) -> bool:
+    """The consulted agent hangs up its consult leg (or cancels the consult) from its
+    console: it leaves the consult, which ends as a `consult.cancel` does."""
+    return request.action in ("hangup", "consult.cancel") and request.agent_id is not None \
+        and request.agent_id == extra.get("consult_agent_id") \
+        and request.agent_id != extra.get("agent_id")
+
+
+def _leave_consult(request: Request) -> tuple[Request, Guard]:
+    """`consult.cancel` as the consulted agent asks it: checked against the call's
+    consulted agent, in the consult's states."""
+    left = Request(request.call_id, "consult.cancel", request.agent_id, request.by)
+    return left, Guard([s.value for s in CONSULT], request.agent_id,
+                       agent_field="consult_agent")
+
+
 def _recording_refusal(request: Request, error: CommandError) -> CallError:
     """A refused recording action says what is wrong with the recording."""
     if request.action == "recording.pause":
@@ -172,6 +188,8 @@ class ControlService:
             return await self._consult(request, {**extra, **fields}, notes)
         if request.action == "answer" and state == CallState.consult_ringing.value:
             extra, guard = self._consult_answer(request, extra)
+        elif _consulted_leaves(request, extra):
+            request, guard = _leave_consult(request)
         try:
             outcome = await self.commands.send(
                 ROUTE_CONTROL, {"action": request.action, **extra, **fields},

@@ -11,8 +11,10 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy import select
@@ -51,6 +53,13 @@ class DemoCenter:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._offering.set()
+
+    @property
+    def integration(self) -> str:
+        """The demo PBX's integration, this node's own (its host and port, the same after
+        a restart): it ends that integration's calls left from before a restart, never
+        another demo node's on the same Redis."""
+        return f"demo-pbx@{socket.gethostname()}:{urlsplit(self.url).port}"
 
     def pause(self) -> None:
         """No new calls; those under way play to the end."""
@@ -105,7 +114,7 @@ class DemoCenter:
         """The PBX's token, the simulated colleagues' (agent id, token), the people's ids."""
         async with db.session_scope(self.maker) as session:
             pbx = await issue_token(session, self.secret_key, role=Role.telephony,
-                                    name="demo-pbx", ttl=TOKEN_TTL)
+                                    name=self.integration, ttl=TOKEN_TTL)
             rows = (await session.execute(
                 select(Agent.id, Agent.username).where(Agent.role == Role.agent.value,
                                                        Agent.active.is_(True))

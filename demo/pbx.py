@@ -5,7 +5,9 @@ held, resumed and hung up from their console; simulated colleagues pick up by th
 A supervisor's `route.monitor` is confirmed for any call it is playing (no audio here).
 
 Every event is kept until acknowledged and sent again after a retryable error or a
-reconnect, so the demo never loses a call when the service restarts. Each call is one
+reconnect, so the demo never loses a call when the service restarts. On each connection it
+asks for the integration's live calls (`state.sync`) and ends those it does not play: the
+calls of a demo that stopped with its node, which the persisted Redis still holds. Each call is one
 task that plays its `CallPlan`: wait for an agent (or give up), ring, talk, hang up.
 """
 
@@ -86,6 +88,7 @@ class DemoPbx:
         self._ids = itertools.count()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
+        self._ended: set[str] = set()  # calls from before a restart this PBX ended
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         """Stay connected (reconnecting after a drop) and deliver what arrives."""
@@ -98,6 +101,7 @@ class DemoPbx:
                     self._connected.set()
                     for frame in list(self.unacked.values()):
                         await ws.send_str(frame)
+                    await ws.send_str('{"type": "state.sync"}')
                     async for message in ws:
                         if message.type is aiohttp.WSMsgType.TEXT:
                             self._on(orjson.loads(message.data))
@@ -122,6 +126,8 @@ class DemoPbx:
             self.unacked.pop(message["event_id"], None)
         elif kind == "error":
             self._refused(message)
+        elif kind == "state.snapshot":
+            self._end_strays(message.get("calls") or [])
         elif kind in ("route.connect", "route.queued", "route.control") \
                 and message.get("call_id") in self.calls:
             self.calls[message["call_id"]].put_nowait(message)
@@ -131,6 +137,17 @@ class DemoPbx:
             live = message.get("call_id") in self.calls
             asyncio.ensure_future(self._result(message, ok=live,
                                                reason="" if live else "no_such_call"))
+
+    def _end_strays(self, calls: list[dict[str, Any]]) -> None:
+        """End the live calls of this integration that this PBX does not play: those in
+        flight when the node (and the demo with it) stopped, kept by a Redis that persists.
+        Their callers are long gone; left live, they would hold their agents for ever."""
+        strays = {c["call_id"] for c in calls} - self.calls.keys() - self._ended
+        if strays:
+            log.info("demo PBX: ending %d calls left from before a restart", len(strays))
+        for call_id in strays:
+            self._ended.add(call_id)
+            asyncio.ensure_future(self.send("call.ended", call_id, cause="failed"))
 
     def _refused(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")

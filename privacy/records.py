@@ -51,8 +51,9 @@ ERASING_TTL_S = 600
 
 # The erasure's step in Redis, one winner against call offers (routing/store.py
 # _ENQUEUE): refuse when a live call is the customer's or from one of their numbers
-# (the ids of those calls), else mark the customer as being erased ({}). KEYS: set of
-# live calls, the customer's erasing mark; ARGV: call key prefix, customer id, the mark's
+# or a pending callback is theirs (the ids of those calls and callbacks), else mark the
+# customer as being erased ({}). KEYS: set of live calls, the customer's erasing mark,
+# pending callbacks; ARGV: call key prefix, customer id, the mark's
 # TTL, live states (";"), then the customer's phone numbers.
 _BEGIN = """
 local phones, live = {}, {}
@@ -65,6 +66,11 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     table.insert(found, id)
   end
 end
+-- a pending callback (scheduled or waiting for an agent) would dial them and pop them
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local c = redis.call('HMGET', ARGV[1] .. id, 'customer_id', 'number')
+  if c[1] == ARGV[2] or (c[2] and phones[c[2]]) then table.insert(found, id) end
+end
 if #found > 0 then table.sort(found) return found end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
 return {}
@@ -76,7 +82,7 @@ async def begin_erasure(redis: Redis, keys: Keys, customer_id: str,
     """Mark the customer as being erased unless they are on a live call: then the ids of
     those calls, and nothing marked. One step, so a call offered at the same moment is
     either live here (and the erasure refused) or offered as a new caller."""
-    found = await redis.eval(_BEGIN, 2, keys.calls, keys.erasing(customer_id),
+    found = await redis.eval(_BEGIN, 3, keys.calls, keys.erasing(customer_id), keys.callbacks,
                              keys.call(""), customer_id, ERASING_TTL_S,
                              ";".join(sorted(s.value for s in LIVE)), *phones)
     return [str(c) for c in cast(list[str], found)]

@@ -103,6 +103,24 @@ async def test_the_consulted_agent_hanging_up_gives_the_caller_back(center, fake
     assert (await amy.control(caller, "hold"))["type"] == "ack"  # the call goes on
 
 
+async def test_the_consulted_agent_leaving_from_its_console_gives_the_caller_back(
+        center, fake_ari):
+    """B hangs up its consult leg from the console (not its phone): the adapter drops B's
+    channel and puts the caller back with A, as a cancel does."""
+    amy, bob, caller, amy_channel, consulted = await _consult(
+        center, fake_ari, "+8613800000207", "1211", "1212")
+    await _answered(fake_ari, amy, caller, consulted)
+
+    assert (await bob.control(caller, "hangup"))["type"] == "ack"
+
+    await amy.inbox.expect("call.consult", call_id=caller, state="ended")
+    await bob.inbox.expect("call.ended", call_id=caller, reason="consult_ended")
+    assert consulted not in fake_ari.channels
+    assert amy_channel in fake_ari.bridges[f"{caller}-bridge"]["channels"]
+    assert caller not in fake_ari.held
+    assert (await amy.control(caller, "hold"))["type"] == "ack"  # the call goes on
+
+
 async def test_the_caller_hanging_up_mid_consult_releases_every_leg(center, fake_ari):
     amy, bob, caller, amy_channel, consulted = await _consult(
         center, fake_ari, "+8613800000204", "1207", "1208")

@@ -134,6 +134,12 @@ async def test_without_a_pbx_the_console_says_so_and_shortcuts_are_listed(
 
 async def test_blind_transfer_to_a_colleague_from_the_dialog(
         center: Any, new_page: NewPage, shoot: Any) -> None:  # noqa: F811
+    """The dialog lists queues with their waiting callers and colleagues with their live
+    states, available first (cy is on a break, bob available, dan logged out)."""
+    cy = await center.agent("cy")
+    await cy.available()
+    await cy.not_ready()
+    await center.add_agent("dan")
     bob = await center.agent("bob")
     console, ivr, amy = await ringing_console(center, new_page)
     await bob.available()
@@ -144,18 +150,44 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         await console.click("#btn-transfer")
         dialog = console.locator("#transfer-dialog")
         await expect(dialog).to_be_visible()
-        await console.fill("#transfer-queue", "no-such-queue")
-        await console.click("#btn-transfer-go")
-        await expect(console.locator("#control-message")).to_have_text("There is no such queue.")
-        assert await call_state(center, "call-1") == "connected"
-
-        await console.keyboard.press("Alt+T")
+        await expect(console.locator("#transfer-queue option")).to_have_text(
+            ["default (0 waiting)"])
         await dialog.locator("input[value=agent]").check()
+        await expect(console.locator("#transfer-agent option")).to_have_text(
+            ["Bob — Available", "Cy — Not ready"])
         await expect(console.locator("#transfer-agent")).to_have_value(str(bob.agent_id))
         await shoot(console, "console-transfer.png")
         await console.click("#btn-transfer-go")
         await expect(console.locator("#wrapup-form")).to_be_visible()
         pop = await bob.inbox.expect("screen_pop", call_id="call-1", timeout=30)
         assert pop["transferred_from"] == amy
+    finally:
+        pbx.cancel()
+
+
+async def test_blind_transfer_to_a_queue_lands_on_a_second_agents_screen(
+        center: Any, new_page: NewPage) -> None:  # noqa: F811
+    """Amy picks the billing queue in the dialog (it shows the callers waiting there);
+    Bob, the billing agent, gets the caller's screen-pop with the customer."""
+    await center.add_queue("billing", ("billing",))
+    await center.add_agent("bob", skills=("billing",))
+    console, ivr, amy = await ringing_console(center, new_page)
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    other = await new_page()
+    await sign_in(other, center, "bob")
+    await go_available(other)
+    pbx = ivr.obey()
+    try:
+        await console.click("#btn-transfer")
+        await expect(console.locator("#transfer-queue option")).to_have_text(
+            ["billing (0 waiting)", "default (0 waiting)"])
+        await console.select_option("#transfer-queue", "billing")
+        await console.click("#btn-transfer-go")
+        await expect(console.locator("#wrapup-form")).to_be_visible()
+        await expect(other.locator("#call-status")).to_have_text("Incoming call")
+        await expect(other.locator("#pop-name")).to_have_text("张伟")
+        call = await center.server.app[appkeys.ROUTER].store.call("call-1")
+        assert call["queue"] == "billing" and call["transferred_from"] == str(amy)
     finally:
         pbx.cancel()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from core import appkeys
 from core.models import Interaction
 from tests.conftest import make_settings
+from tests.rest import request
 from tests.waits import eventually
 
 
@@ -199,3 +200,27 @@ async def _not_on(store, agent_id: int, call_id: str) -> bool:
 async def _idle(store, *agent_ids: int) -> bool:
     states = [(await store.agent(a))["state"] for a in agent_ids]
     return all(s in ("available", "not_ready", "wrap_up") for s in states)
+
+
+async def test_transfer_targets_list_queues_and_colleagues_available_first(center):
+    """GET /api/v1/transfer-targets: queues with their waiting callers; logged-in
+    colleagues (not the asker, not logged out), available first."""
+    await center.add_queue("billing", ("billing",))
+    cy = await center.agent("cy")
+    await cy.available()
+    await cy.not_ready()
+    await center.add_agent("dan")  # never logged in
+    amy, ivr = await center.answered_call("amy", "t9", "+8613800000009")
+    bob = await center.agent("bob")
+    await bob.available()
+    await ivr.offer("t10", "+8613800000010", queue="billing")  # nobody has the skill
+    await ivr.inbox.expect("route.queued", call_id="t10")
+    status, body = await request(center, "GET", "/api/v1/transfer-targets", amy.token)
+    assert status == 200, body
+    assert body["queues"] == [
+        {"name": "billing", "display_name": "billing", "waiting": 1},
+        {"name": "default", "display_name": "default", "waiting": 0}]
+    assert [(a["name"], a["state"]) for a in body["agents"]] == [
+        ("Bob", "available"), ("Cy", "not_ready")]
+    status, _ = await request(center, "GET", "/api/v1/transfer-targets")
+    assert status == 401

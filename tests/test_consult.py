@@ -381,3 +381,39 @@ async def test_a_consult_lost_with_the_live_state_leaves_the_caller_held_with_a(
     await ivr.event("call.ended", "k16", cause="caller_hangup")
     record = await eventually(lambda: _record(center, "k16", lambda r: r.ended_at))
     assert record.agent_id == amy.agent_id and record.hold_count == 1
+
+
+async def test_b_leaves_the_consult_by_hanging_up_its_own_leg(center):
+    """The consulted agent hangs up from its console: its leg is hung up as a
+    consult.cancel would (the PBX is told which leg), the caller goes back to A, B is
+    freed. B still cannot act for A (complete the consult), nor leave a consult it is
+    no longer in."""
+    amy, bob, ivr = await _consulting(center, "k20", "+8613800000020")
+    completed = await bob.control("k20", "consult.complete")
+    assert completed["code"] == "not_your_call", completed
+    asked = asyncio.create_task(bob.control("k20", "hangup"))
+    command = await ivr.command(call_id="k20")
+    assert command["action"] == "consult.cancel"
+    assert command["consult_agent_id"] == bob.agent_id and command["agent_id"] == amy.agent_id
+    await ivr.result(command)
+    assert (await asked)["type"] == "ack"
+    await ivr.act(command)
+    await amy.inbox.expect("call.consult", call_id="k20", state="ended")
+    await bob.inbox.expect("call.ended", call_id="k20", reason="consult_ended")
+    await bob.inbox.expect("agent.state", state="available")
+    assert await _states(center, "k20", amy, bob) == ("connected", "on_call", "available")
+    again = await bob.control("k20", "hangup")
+    assert again["code"] == "not_your_call", again
+    await ivr.inbox.nothing("route.control")
+
+
+async def test_b_leaves_a_conference_and_the_caller_stays_with_a(center):
+    amy, bob, ivr = await _consulting(center, "k21", "+8613800000021")
+    obeying = ivr.obey()
+    assert (await amy.control("k21", "conference"))["type"] == "ack"
+    await bob.inbox.expect("call.consult", call_id="k21", state="conference")
+    assert (await bob.control("k21", "consult.cancel"))["type"] == "ack"
+    await bob.inbox.expect("call.ended", call_id="k21", reason="consult_ended")
+    await amy.inbox.expect("call.consult", call_id="k21", state="ended")
+    obeying.cancel()
+    assert await _states(center, "k21", amy, bob) == ("connected", "on_call", "available")

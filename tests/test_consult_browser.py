@@ -106,3 +106,24 @@ async def test_a_cancelled_consult_gives_the_caller_back_and_frees_the_colleague
         await state_becomes(center, "call-1", "connected")
     finally:
         pbx.cancel()
+
+
+async def test_the_colleague_leaves_the_consult_from_its_console(
+        center: Any, new_page: NewPage) -> None:
+    """B hangs up its own consult leg ("Leave consult"): the caller is back with A, B is
+    free; in Chinese B's button says so too."""
+    a, b, ivr, pbx = await consulting(center, new_page)
+    try:
+        await expect(b.locator("#btn-hangup")).to_have_text("Leave consult")
+        await b.click("[data-lang=zh]")
+        await expect(b.locator("#btn-hangup")).to_have_text("退出咨询")
+        await b.click("[data-lang=en]")
+        await expect(b.locator("#btn-hold")).to_be_disabled()
+        await b.click("#btn-hangup")
+        await expect(b.locator("#call-status")).to_have_count(0)
+        await expect(a.locator("#call-status")).to_have_text("On call")
+        await expect(a.locator("#consult-panel")).to_be_hidden()
+        await expect(a.locator("#btn-hold")).to_be_enabled()
+        await state_becomes(center, "call-1", "connected")
+    finally:
+        pbx.cancel()

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from callcenter.app import create_app
 from core.models import Interaction
+from core.redisconn import client_from_url, close_client
 from crm.demo import DEMO_PASSWORD, load_demo
 from demo.callers import Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
@@ -217,3 +219,65 @@ async def test_an_admin_monitors_a_persons_call_through_the_demo_pbx(
         await first.inbox.expect("monitor.notice", call_id=call_id, mode="none")
     finally:
         await _stop(demo, task, first, second)
+
+
+async def _live_calls(redis: Any, prefix: str) -> dict[str, dict[str, str]]:
+    ids = await redis.smembers(f"{prefix}:calls")
+    rows = [await redis.hgetall(f"{prefix}:call:{call_id}") for call_id in ids]
+    return {row["id"]: row for row in rows if row}
+
+
+async def _answered(center: Any) -> set[str]:
+    async with center.sessions() as session:
+        return set(await session.scalars(
+            select(Interaction.call_id).where(Interaction.outcome == "answered",
+                                              Interaction.ended_at.is_not(None))))
+
+
+async def test_a_restarted_demo_center_ends_the_calls_left_from_before_and_answers_new_ones(
+        center: Any, settings: Any, tmp_path: Path, aiohttp_server: Any) -> None:
+    """Calls in flight when the node stops stay live in the Redis that persists: the demo
+    PBX ends them when it connects again, so their colleagues wrap up and take new calls
+    (issue 22: after restarts, calls were left live and colleagues on a call for ever)."""
+    await load_demo(center.sessions, customers=200)
+    redis = client_from_url(settings.redis_url)
+
+    def start_demo(url: str, seed: int) -> tuple[DemoCenter, asyncio.Task[None]]:
+        demo = DemoCenter(center.sessions, settings.secret_key, url, calls_per_min=240,
+                          recordings=tmp_path / "rec" / "demo",
+                          recordings_root=tmp_path / "rec", seed=seed, scale=0.05)
+        return demo, asyncio.create_task(demo.run())
+
+    demo, task = start_demo(center.url, seed=5)
+    again = None
+    try:
+        async def talking() -> dict[str, dict[str, str]] | None:
+            calls = await _live_calls(redis, settings.redis_prefix)
+            on_call = [c for c in calls.values() if c.get("state") == "connected"]
+            return calls if len(on_call) >= 2 else None
+
+        await eventually(talking, 90, what="demo calls in flight, two of them talking")
+        await _stop(demo, task)
+        port = center.server.port
+        await center.server.close()
+        before = await _live_calls(redis, settings.redis_prefix)
+        assert any(c.get("agent_id") for c in before.values()), before
+        answered_before = await _answered(center)
+
+        server = await aiohttp_server(create_app(settings), port=port)
+        again, task = start_demo(str(server.make_url("")).rstrip("/"), seed=6)
+        assert again.integration == demo.integration, "the same node's integration"
+
+        async def recovered() -> bool:
+            left = before.keys() & (await _live_calls(redis, settings.redis_prefix)).keys()
+            new = await _answered(center) - answered_before - before.keys()
+            return not left and len(new) >= 5
+
+        await eventually(recovered, 120, what="no call left from before, five new answered")
+        for agent_id in {int(c["agent_id"]) for c in before.values() if c.get("agent_id")}:
+            agent = await redis.hgetall(f"{settings.redis_prefix}:agent:{agent_id}")
+            assert agent.get("call_id", "") not in before, (agent_id, agent)
+    finally:
+        if again is not None:
+            await _stop(again, task)
+        await close_client(redis)

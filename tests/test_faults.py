@@ -211,6 +211,67 @@ async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, ow
         await engine.dispose()
 
 
+async def test_a_webhook_delivery_cut_off_by_a_killed_node_is_sent_by_the_next(
+        tmp_path, own_redis, redis_prefix, database_url):
+    """A node SIGKILLed while its POST waits on the receiver: the delivery is not lost;
+    the node started next sends it once the dead node's lease has run out."""
+    from tests.webhook_receiver import Receiver
+
+    await reset_schema(database_url, create=False)
+    await asyncio.to_thread(db.upgrade, database_url)
+    settings = make_settings(database_url, own_redis.url, redis_prefix, tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},
+           "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": own_redis.url,
+           "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
+           "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false",
+           "CALLCENTER_WEBHOOK_TIMEOUT_S": "3"}  # a lease of 2 x 3 + 5 s
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
+                                 str(port)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    from tests.conftest import Center
+
+    engine = db.create_engine(database_url)
+    helper = Center.__new__(Center)
+    helper.sessions, helper.settings, helper.url = db.sessionmaker(engine), settings, url
+    helper._clients = []
+    receiver = await Receiver(secret="whsec_killed_node_0123456789").start()
+    server = start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _eventually(lambda: _healthy(http, url), timeout=30)
+            token = await helper.login_token("root", role="admin")
+            async with http.post(f"{url}/api/v1/webhooks", json={
+                    "url": receiver.url, "events": ["call.offered"],
+                    "secret": receiver.secret},
+                    headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 201, await r.text()
+        receiver.stall_s = 60.0  # the first node never hears back
+        ivr = await helper.ivr()
+        await ivr.offer("hooked", "+8613800000005")
+        await _eventually(lambda: _true(receiver.requests == 1), timeout=30)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        receiver.stall_s = 0.0
+        server = start()
+        await _eventually(lambda: _true(receiver.types() == ["call.offered"]), timeout=60)
+        assert receiver.received[0]["data"]["call_id"] == "hooked"
+        await helper.close()
+    finally:
+        server.kill()
+        server.wait()
+        await receiver.close()
+        await engine.dispose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 class TcpCutter:
     """A TCP proxy to PostgreSQL that the test can cut and restore: the database away."""
 

@@ -39,7 +39,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def settings(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
     (tmp_path / "rec").mkdir()
     return make_settings(database_url, redis_url, redis_prefix, tmp_path,
-                         recordings_dir=tmp_path / "rec")
+                         recordings_dir=tmp_path / "rec", callback_integration="pbx-1")
 
 
 async def served_customer(center: Any) -> dict[str, Any]:
@@ -281,3 +281,19 @@ async def test_erasure_clears_a_finished_calls_lingering_live_state(center: Any)
     status, body = await request(center, "DELETE", "/api/v1/customers/C1", setup["admin"])
     assert status == 200, body
     assert await redis.exists(keys.call("call-1")) == 0
+
+
+async def test_a_customer_with_a_pending_callback_is_not_erased(center: Any) -> None:
+    """A callback promised to the customer would dial their number and pop them: the
+    erasure is refused naming it, like a live call, and nothing changes."""
+    await center.add_customer("C10", "Sun Li", "+8613800000010")
+    agent = await center.agent("pam")
+    status, made = await request(center, "POST", "/api/v1/callbacks", agent.token, json={
+        "customer_id": "C10", "due_at": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+        .isoformat()})
+    assert status == 201, made
+    admin = await center.login_token("root", role="admin")
+    status, body = await request(center, "DELETE", "/api/v1/customers/C10", admin)
+    assert status == 409 and made["callback_id"] in body["error"]["message"], body
+    async with center.sessions() as session:
+        assert await session.get(Customer, "C10") is not None

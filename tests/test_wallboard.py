@@ -295,3 +295,26 @@ async def test_a_transfer_within_its_queue_counts_the_call_handled_there_once(ce
     assert snap["totals"]["handled"] == 1
     assert row(snap["agents"], "name", "Amy")["handled"] == 1
     assert row(snap["agents"], "name", "Bob")["handled"] == 1
+
+
+async def test_a_consult_transfer_counts_each_agent_once_and_the_call_handled_once(center):
+    amy, ivr = await center.answered_call("amy", "wb-c1", "+8613800000096")
+    bob = await center.agent("bob")
+    await bob.available()
+    obeying = ivr.obey()
+    reply = await amy.control("wb-c1", "transfer", mode="consult", to_agent_id=bob.agent_id)
+    assert reply["type"] == "ack", reply
+    await ivr.event("consult.answered", "wb-c1", agent_id=bob.agent_id)
+    assert (await amy.control("wb-c1", "consult.complete"))["type"] == "ack"
+    await bob.inbox.expect("call.connected", call_id="wb-c1")
+    await ivr.event("call.ended", "wb-c1")
+    await bob.inbox.expect("call.ended", call_id="wb-c1")
+    obeying.cancel()
+    done = await bob.request("wrapup.done", call_id="wb-c1", disposition="resolved")
+    assert done["type"] == "ack", done
+
+    snap = await board(center).snapshot()
+    default = row(snap["queues"], "queue", "default")
+    assert (default["offered"], default["answered"], default["handled"]) == (1, 1, 1)
+    assert row(snap["agents"], "name", "Amy")["handled"] == 1
+    assert row(snap["agents"], "name", "Bob")["handled"] == 1

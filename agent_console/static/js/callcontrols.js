@@ -18,7 +18,9 @@ export const LEGAL = {
   answer: new Set(["ringing"]),
   hold: new Set(["connected"]),
   resume: new Set(["on_hold"]),
-  hangup: new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference"]),
+  // The consulted agent (B) hangs up its own consult leg: it leaves the consult.
+  hangup: new Set(["connected", "on_hold", "consult_ringing", "consulting", "conference",
+    "consulted"]),
   transfer: new Set(["connected", "on_hold"]),
   "consult.complete": new Set(["consulting", "conference"]),
   "consult.cancel": new Set(["consult_ringing", "consulting", "conference"]),
@@ -173,11 +175,13 @@ export class CallControls {
     const call = this.call;
     if (!call || call.pending || !LEGAL[action].has(call.phase) || !this.isLive()) return;
     call.pending = action;
+    const leaving = call.phase === "consulted" && action === "hangup";
     this.say("");
     this.update(call);
     try {
       await this.send(call, action, fields);
-      const done = action === "transfer" && fields.mode === "consult" ? "consult" : action;
+      const done = action === "transfer" && fields.mode === "consult" ? "consult"
+        : leaving ? "leave_consult" : action;
       this.say(t(`control.done.${done}`), "ok");
     } catch (e) {
       this.say(failure(e), "bad");
@@ -200,7 +204,8 @@ const pauseOrResume = (call) => (call.recordingPaused ? "recording.resume" : "re
 const pick = (call, action) => ({ hold: holdOrResume, recording: pauseOrResume }[action]?.(call) || action);
 
 function label(call, action) {
-  return call.pending === action ? t(`control.pending.${action}`) : t(`control.${action}`);
+  const key = call.phase === "consulted" && action === "hangup" ? "leave_consult" : action;
+  return call.pending === action ? t(`control.pending.${key}`) : t(`control.${key}`);
 }
 
 // What to tell the agent when a command failed: the code in words, with the PBX's reason.

@@ -210,11 +210,17 @@ function control(call, action, fields = {}) {
     ...notes }, 30000);
 }
 
-// The colleagues a call can be transferred to, by name.
-function transferTarget() {
-  const others = [...app.agents].filter(([id]) => id !== app.me.agent_id)
-    .sort((a, b) => a[1].localeCompare(b[1]));
-  return pickTransfer(others);
+// The queues and colleagues a call can be transferred to, as they are now (available
+// colleagues first).
+async function transferTarget() {
+  let targets;
+  try {
+    targets = await api("/api/v1/transfer-targets");
+  } catch (e) {
+    toast(errorText(e), "bad");
+    return null;
+  }
+  return pickTransfer(targets);
 }
 
 async function wrapup(call, { disposition, notes }) {

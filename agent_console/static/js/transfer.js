@@ -8,8 +8,9 @@ import { t } from "./i18n.js";
 
 const NUMBER = "^\\+?[0-9]{3,20}$";
 
-// agents: [[id, name]] of the colleagues to offer (not the agent itself).
-export function pickTransfer(agents) {
+// targets: {queues: [{name, display_name, waiting}], agents: [{agent_id, name, state}]}
+// from GET /api/v1/transfer-targets: live, colleagues available first.
+export function pickTransfer({ queues, agents }) {
   const kind = (value, checked) => h("label", { class: "choice" },
     h("input", { type: "radio", name: "kind", value, checked }), t(`transfer.to_${value}`));
   const mode = (value, checked) => h("label", { class: "choice" },
@@ -20,10 +21,12 @@ export function pickTransfer(agents) {
     h("fieldset", { class: "kinds" }, kind("queue", true), kind("agent", false),
       kind("number", false)),
     h("label", { class: "field", dataset: { kind: "queue" } }, h("span", { text: t("transfer.queue") }),
-      h("input", { id: "transfer-queue", name: "queue", autocomplete: "off", maxlength: "64" })),
+      h("select", { id: "transfer-queue", name: "queue" }, queues.map((q) => h("option", {
+        value: q.name, text: t("transfer.queue_option", { name: q.display_name, n: q.waiting }) })))),
     h("label", { class: "field", dataset: { kind: "agent" } }, h("span", { text: t("transfer.agent") }),
       h("select", { id: "transfer-agent", name: "agent" },
-        agents.map(([id, name]) => h("option", { value: String(id), text: name })))),
+        agents.map((a) => h("option", { value: String(a.agent_id), dataset: { state: a.state },
+          text: t("transfer.agent_option", { name: a.name, state: t(`state.${a.state}`) }) })))),
     h("label", { class: "field", dataset: { kind: "number" } }, h("span", { text: t("transfer.number") }),
       h("input", { id: "transfer-number", name: "number", type: "tel", pattern: NUMBER,
         placeholder: "+8610…" })),

@@ -166,8 +166,15 @@ export class CallControls {
   }
 
   async transfer() {
-    if (document.getElementById("transfer-dialog") || this.call?.pending) return;
-    const target = await this.pickTransfer();
+    // The dialog opens once the live list of targets arrived: one request at a time.
+    if (this.picking || document.getElementById("transfer-dialog") || this.call?.pending) return;
+    this.picking = true;
+    let target;
+    try {
+      target = await this.pickTransfer();
+    } finally {
+      this.picking = false;
+    }
     if (target) await this.act("transfer", { mode: "blind", ...target });
   }
 

@@ -1,6 +1,7 @@
 """`GET /api/v1/transfer-targets`: what the console's transfer dialog offers, live: the
-queues (with how many callers wait in each) and the colleagues with their states,
-available ones first (then by how long they have been available, then by name)."""
+queues (with how many callers wait in each and how many agents are available for it) and
+the colleagues with their states, available ones first (then by how long they have been
+available, then by name). The dialog reads it again every few seconds while open."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from agent_console.control_views import STAFF
 from core import appkeys
 from core.web import authenticate
+from routing.engine import queue_pool
 
 # How the dialog orders colleagues: who can take the call now first.
 _STATE_ORDER = {"available": 0, "wrap_up": 1, "on_call": 2, "ringing": 2, "not_ready": 3}
@@ -32,12 +34,15 @@ async def transfer_targets(request: web.Request) -> web.Response:
     router = request.app[appkeys.ROUTER]
     names = {q.name: q.display_name or q.name for q in request.app[appkeys.DIRECTORY].queue_rows}
     queue_names = sorted(router.queues)
+    keys = router.store.keys
     async with router.store.redis.pipeline(transaction=False) as pipe:
-        for name in queue_names:
-            pipe.zcard(router.store.keys.waiting(name))
-        waiting = await pipe.execute()
-    queues = [{"name": name, "display_name": names.get(name, name), "waiting": int(count)}
-              for name, count in zip(queue_names, waiting, strict=True)]
+        for name in queue_names:  # a queue's pool holds the agents available for it
+            pipe.zcard(keys.waiting(name)).zcard(keys.pool(queue_pool(name)))
+        counts = await pipe.execute()
+    queues = [{"name": name, "display_name": names.get(name, name), "waiting": int(waiting),
+               "available": int(available)}
+              for name, waiting, available in zip(queue_names, counts[::2], counts[1::2],
+                                                  strict=True)]
     agents = agent_rows(await router.store.agents(), principal.agent_id)
     return web.json_response({"queues": queues, "agents": agents})
 

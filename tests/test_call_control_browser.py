@@ -151,7 +151,7 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         dialog = console.locator("#transfer-dialog")
         await expect(dialog).to_be_visible()
         await expect(console.locator("#transfer-queue option")).to_have_text(
-            ["default (0 waiting)"])
+            ["default (0 waiting, 1 available)"])
         await dialog.locator("input[value=agent]").check()
         await expect(console.locator("#transfer-agent option")).to_have_text(
             ["Bob — Available", "Cy — Not ready"])
@@ -163,6 +163,35 @@ async def test_blind_transfer_to_a_colleague_from_the_dialog(
         assert pop["transferred_from"] == amy
     finally:
         pbx.cancel()
+
+
+async def test_transfer_dialog_stays_live_and_keeps_the_choice(
+        center: Any, new_page: NewPage) -> None:  # noqa: F811
+    """While the dialog is open, Bob comes back from his break: without reopening, the
+    dialog lists him first as available and counts him for the queue, and Amy's choice
+    (Cy) stays chosen."""
+    bob = await center.agent("bob")
+    await bob.available()
+    await bob.not_ready()
+    cy = await center.agent("cy")
+    await cy.available()
+    await cy.not_ready()
+    console, ivr, amy = await ringing_console(center, new_page)
+    await ivr.event("call.answered", "call-1", agent_id=amy)
+    await expect(console.locator("#call-status")).to_have_text("On call")
+    await console.click("#btn-transfer")
+    dialog = console.locator("#transfer-dialog")
+    await dialog.locator("input[value=agent]").check()
+    options = console.locator("#transfer-agent option")
+    await expect(options).to_have_text(["Bob — Not ready", "Cy — Not ready"])
+    await console.select_option("#transfer-agent", str(cy.agent_id))
+    await bob.available()
+    await expect(options).to_have_text(["Bob — Available", "Cy — Not ready"], timeout=30000)
+    await expect(console.locator("#transfer-agent")).to_have_value(str(cy.agent_id))
+    await expect(console.locator("#transfer-queue option")).to_have_text(
+        ["default (0 waiting, 1 available)"])
+    await dialog.locator("button[value=cancel]").click()
+    await expect(dialog).to_have_count(0)
 
 
 async def test_blind_transfer_to_a_queue_lands_on_a_second_agents_screen(
@@ -181,7 +210,7 @@ async def test_blind_transfer_to_a_queue_lands_on_a_second_agents_screen(
     try:
         await console.click("#btn-transfer")
         await expect(console.locator("#transfer-queue option")).to_have_text(
-            ["billing (0 waiting)", "default (0 waiting)"])
+            ["billing (0 waiting, 1 available)", "default (0 waiting, 1 available)"])
         await console.select_option("#transfer-queue", "billing")
         await console.click("#btn-transfer-go")
         await expect(console.locator("#wrapup-form")).to_be_visible()

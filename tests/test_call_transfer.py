@@ -203,8 +203,9 @@ async def _idle(store, *agent_ids: int) -> bool:
 
 
 async def test_transfer_targets_list_queues_and_colleagues_available_first(center):
-    """GET /api/v1/transfer-targets: queues with their waiting callers; logged-in
-    colleagues (not the asker, not logged out), available first."""
+    """GET /api/v1/transfer-targets: queues with their waiting callers and available
+    agents (bob lacks the billing skill); logged-in colleagues (not the asker, not logged
+    out), available first."""
     await center.add_queue("billing", ("billing",))
     cy = await center.agent("cy")
     await cy.available()
@@ -218,8 +219,8 @@ async def test_transfer_targets_list_queues_and_colleagues_available_first(cente
     status, body = await request(center, "GET", "/api/v1/transfer-targets", amy.token)
     assert status == 200, body
     assert body["queues"] == [
-        {"name": "billing", "display_name": "billing", "waiting": 1},
-        {"name": "default", "display_name": "default", "waiting": 0}]
+        {"name": "billing", "display_name": "billing", "waiting": 1, "available": 0},
+        {"name": "default", "display_name": "default", "waiting": 0, "available": 1}]
     assert [(a["name"], a["state"]) for a in body["agents"]] == [
         ("Bob", "available"), ("Cy", "not_ready")]
     status, _ = await request(center, "GET", "/api/v1/transfer-targets")

@@ -210,8 +210,8 @@ function control(call, action, fields = {}) {
     ...notes }, 30000);
 }
 
-// The queues and colleagues a call can be transferred to, as they are now (available
-// colleagues first).
+// The queues and colleagues a call can be transferred to, live while the dialog is open
+// (available colleagues first).
 async function transferTarget() {
   let targets;
   try {
@@ -220,7 +220,7 @@ async function transferTarget() {
     toast(errorText(e), "bad");
     return null;
   }
-  return pickTransfer(targets);
+  return pickTransfer(targets, () => api("/api/v1/transfer-targets"));
 }
 
 async function wrapup(call, { disposition, notes }) {

@@ -8,9 +8,13 @@ import { t } from "./i18n.js";
 
 const NUMBER = "^\\+?[0-9]{3,20}$";
 
-// targets: {queues: [{name, display_name, waiting}], agents: [{agent_id, name, state}]}
-// from GET /api/v1/transfer-targets: live, colleagues available first.
-export function pickTransfer({ queues, agents }) {
+// How often the open dialog reads its lists again, so colleagues' states stay live.
+const REFRESH_MS = 3000;
+
+// targets: {queues: [{name, display_name, waiting, available}], agents: [{agent_id, name,
+// state}]} from GET /api/v1/transfer-targets: live, colleagues available first.
+// reload(): a promise of fresh targets, read every REFRESH_MS while the dialog is open.
+export function pickTransfer({ queues, agents }, reload = null) {
   const kind = (value, checked) => h("label", { class: "choice" },
     h("input", { type: "radio", name: "kind", value, checked }), t(`transfer.to_${value}`));
   const mode = (value, checked) => h("label", { class: "choice" },
@@ -21,12 +25,9 @@ export function pickTransfer({ queues, agents }) {
     h("fieldset", { class: "kinds" }, kind("queue", true), kind("agent", false),
       kind("number", false)),
     h("label", { class: "field", dataset: { kind: "queue" } }, h("span", { text: t("transfer.queue") }),
-      h("select", { id: "transfer-queue", name: "queue" }, queues.map((q) => h("option", {
-        value: q.name, text: t("transfer.queue_option", { name: q.display_name, n: q.waiting }) })))),
+      h("select", { id: "transfer-queue", name: "queue" }, queueOptions(queues))),
     h("label", { class: "field", dataset: { kind: "agent" } }, h("span", { text: t("transfer.agent") }),
-      h("select", { id: "transfer-agent", name: "agent" },
-        agents.map((a) => h("option", { value: String(a.agent_id), dataset: { state: a.state },
-          text: t("transfer.agent_option", { name: a.name, state: t(`state.${a.state}`) }) })))),
+      h("select", { id: "transfer-agent", name: "agent" }, agentOptions(agents))),
     h("label", { class: "field", dataset: { kind: "number" } }, h("span", { text: t("transfer.number") }),
       h("input", { id: "transfer-number", name: "number", type: "tel", pattern: NUMBER,
         placeholder: "+8610…" })),
@@ -53,12 +54,51 @@ export function pickTransfer({ queues, agents }) {
   show();
   document.body.append(dialog);
   dialog.showModal();
+  const stop = reload ? keepLive(form, reload) : () => {};
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => {
+      stop();
       dialog.remove();
       resolve(dialog.returnValue === "go" ? target(form) : null);
     });
   });
+}
+
+function queueOptions(queues) {
+  return queues.map((q) => h("option", { value: q.name, text: t("transfer.queue_option",
+    { name: q.display_name, n: q.waiting, a: q.available ?? 0 }) }));
+}
+
+function agentOptions(agents) {
+  return agents.map((a) => h("option", { value: String(a.agent_id), dataset: { state: a.state },
+    text: t("transfer.agent_option", { name: a.name, state: t(`state.${a.state}`) }) }));
+}
+
+// Reads the targets again every REFRESH_MS (one read at a time) until the returned stop()
+// is called; a failed read keeps the lists as they are and tries again.
+function keepLive(form, reload) {
+  let timer = null;
+  let stopped = false;
+  const tick = async () => {
+    try {
+      const { queues, agents } = await reload();
+      if (stopped) return;
+      replaceOptions(form.elements.queue, queueOptions(queues));
+      replaceOptions(form.elements.agent, agentOptions(agents));
+    } catch {
+      // a refresh that failed is tried again at the next tick
+    }
+    if (!stopped) timer = setTimeout(tick, REFRESH_MS);
+  };
+  timer = setTimeout(tick, REFRESH_MS);
+  return () => { stopped = true; clearTimeout(timer); };
+}
+
+// New options for a list, keeping the agent's choice when it is still offered.
+function replaceOptions(select, options) {
+  const chosen = select.value;
+  select.replaceChildren(...options);
+  if (options.some((o) => o.value === chosen)) select.value = chosen;
 }
 
 function target(form) {

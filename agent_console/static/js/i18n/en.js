@@ -133,7 +133,7 @@ export default {
   "transfer.to_number": "To a number",
   "transfer.queue": "Queue",
   "transfer.agent": "Colleague",
-  "transfer.queue_option": "{name} ({n} waiting)",
+  "transfer.queue_option": "{name} ({n} waiting, {a} available)",
   "transfer.agent_option": "{name} — {state}",
   "transfer.number": "Phone number",
   "transfer.submit": "Transfer",

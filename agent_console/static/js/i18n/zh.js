@@ -132,7 +132,7 @@ export default {
   "transfer.to_number": "转到号码",
   "transfer.queue": "队列",
   "transfer.agent": "同事",
-  "transfer.queue_option": "{name}（{n} 人等待）",
+  "transfer.queue_option": "{name}（{n} 人等待，{a} 人空闲）",
   "transfer.agent_option": "{name} — {state}",
   "transfer.number": "电话号码",
   "transfer.submit": "转接",

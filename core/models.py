@@ -529,32 +529,9 @@ class ReportAgentState(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-class ReportCallAgent(Base):
-    """What one call adds to one agent's rollup row, as last counted (as `ReportCall`)."""
+class AgentCallFigures:
+    """The call figures an agent's rollup rows sum (`transfers`: legs the agent answered)."""
 
-    __tablename__ = "report_call_agents"
-
-    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[dt.datetime] = mapped_column(index=True)
-    handled: Mapped[int] = mapped_column(Integer, default=0)
-    transfers: Mapped[int] = mapped_column(Integer, default=0)  # legs the agent answered
-    talk_n: Mapped[int] = mapped_column(Integer, default=0)
-    talk_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    wrap_n: Mapped[int] = mapped_column(Integer, default=0)
-    wrap_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    csat_n: Mapped[int] = mapped_column(Integer, default=0)
-    csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    hold_sum: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-class ReportAgentInterval(Base):
-    """The call figures of one agent for the calls offered in one 15-minute interval (UTC)."""
-
-    __tablename__ = "report_agent_intervals"
-
-    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
-    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     handled: Mapped[int] = mapped_column(Integer, default=0)
     transfers: Mapped[int] = mapped_column(Integer, default=0)
     talk_n: Mapped[int] = mapped_column(Integer, default=0)
@@ -564,6 +541,25 @@ class ReportAgentInterval(Base):
     csat_n: Mapped[int] = mapped_column(Integer, default=0)
     csat_sum: Mapped[float] = mapped_column(Float, default=0.0)
     hold_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportCallAgent(AgentCallFigures, Base):
+    """What one call adds to one agent's rollup row, as last counted (as `ReportCall`)."""
+
+    __tablename__ = "report_call_agents"
+
+    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class ReportAgentInterval(AgentCallFigures, Base):
+    """The call figures of one agent for the calls offered in one 15-minute interval (UTC)."""
+
+    __tablename__ = "report_agent_intervals"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class CustomerTierChange(Base):

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core import appkeys
 from core.bus import Bus
@@ -207,29 +207,20 @@ class AriAdapter:
         """A routing decision published later (an agent freed up, a ring timed out), a
         desktop's call-control command (`route.control`), or a callback to place
         (`route.callback`)."""
-        if message.get("type") == "route.monitor":
+        commands: dict[str, tuple[type[BaseModel], str, Callable[..., Awaitable[None]]]] = {
+            "route.monitor": (MonitorMessage, "call_id", self.monitor.carry_out),
+            "route.callback": (CallbackMessage, "callback_id", self.callbacks.place),
+            "route.control": (ControlMessage, "call_id", self.commands.carry_out),
+        }
+        kind = message.get("type")
+        if isinstance(kind, str) and kind in commands:
+            model, key, carry_out = commands[kind]
             try:
-                monitor = MonitorMessage.model_validate(message)
+                command = model.model_validate(message)
             except ValidationError as e:
-                log.warning("ARI %s: malformed route.monitor ignored: %s", self.config.app, e)
+                log.warning("ARI %s: malformed %s ignored: %s", self.config.app, kind, e)
                 return
-            self._submit(monitor.call_id, self.monitor.carry_out, monitor)
-            return
-        if message.get("type") == "route.callback":
-            try:
-                callback = CallbackMessage.model_validate(message)
-            except ValidationError as e:
-                log.warning("ARI %s: malformed route.callback ignored: %s", self.config.app, e)
-                return
-            self._submit(callback.callback_id, self.callbacks.place, callback)
-            return
-        if message.get("type") == "route.control":
-            try:
-                command = ControlMessage.model_validate(message)
-            except ValidationError as e:
-                log.warning("ARI %s: malformed route.control ignored: %s", self.config.app, e)
-                return
-            self._submit(command.call_id, self.commands.carry_out, command)
+            self._submit(getattr(command, key), carry_out, command)
             return
         try:
             route = RouteMessage.model_validate(message)

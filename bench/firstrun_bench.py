@@ -77,10 +77,9 @@ class Run:
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            now = time.monotonic() - self.t0
-            self.lines.append((now, line.rstrip("\n")))
+            self.lines.append((time.monotonic() - self.t0, line.rstrip("\n")))
             if line.startswith("Agent console:"):
-                self.marks.setdefault("console line", now)
+                self.mark("console line")
 
     def mark(self, name: str) -> None:
         if name not in self.marks:

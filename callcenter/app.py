@@ -84,7 +84,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s),
                          AgentStates()] if settings.report_rollups else []
     app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
-    app[appkeys.WRITER].start()
+    app[appkeys.WRITER].start(app[appkeys.SUPERVISOR])
     yield
     await app[appkeys.WRITER].stop()
     await engine.dispose()

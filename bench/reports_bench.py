@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.models import Base
 from core.servicelevel import DEFAULT
+from reports import agent_days
 from reports.agents import agent_report
 from reports.periods import Interval, Range
 from reports.queries import Scope, interval_report
@@ -109,11 +110,60 @@ async def fill(url: str, records: int, days: int, start: dt.datetime) -> None:
     await db.dispose()
 
 
+# Each of 200 agents works an 8-hour shift a day (three shifts): per 15 minutes of it,
+# seconds available, ringing, on a call and in wrap-up, and every fourth quarter hour a
+# not-ready reason; one state change a day per agent (the last one is each agent's open
+# state). The rollup rows are written directly: a rebuild from millions of changes would
+# only time the rebuild.
+_AGENTS = """
+INSERT INTO agents (id, username, display_name, password_hash, role, skills, level, active,
+                    created_at, queues)
+SELECT a, 'agent' || a, 'Agent ' || a, '-', 'agent', '[]', 1, true, :start, '[]'
+FROM generate_series(1, 200) a
+"""
+_STATES = """
+INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
+SELECT q, a, s.state, CASE WHEN s.state = 'not_ready'
+         THEN (ARRAY['break','lunch','training'])[1 + (a + k) % 3] ELSE '' END, s.seconds
+FROM generate_series(1, 200) a, generate_series(0, CAST(:days AS int) - 1) d,
+     generate_series(0, 31) k,
+     LATERAL (SELECT CAST(:start AS timestamptz) + d * interval '1 day'
+                     + (a % 3) * interval '8 hours' + k * interval '15 minutes' AS q) t,
+     LATERAL (VALUES ('available', 300.0), ('ringing', 30.0), ('on_call', 420.0),
+                     ('wrap_up', 90.0), ('not_ready', 60.0)) s(state, seconds)
+WHERE s.state <> 'not_ready' OR k % 4 = 0
+"""
+_CHANGES = """
+INSERT INTO agent_state_changes (agent_id, state, reason, at)
+SELECT a, 'available', NULL, CAST(:start AS timestamptz) + d * interval '1 day'
+                             + (a % 3) * interval '8 hours'
+FROM generate_series(1, 200) a, generate_series(0, CAST(:days AS int) - 1) d
+"""
+
+
+async def fill_agents(url: str, days: int, start: dt.datetime) -> None:
+    """The agents and their states, and the agents' days (an older schema gains the
+    tables it lacks)."""
+    db = engine(url)
+    async with db.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(agent_days.rebuild_calls, ZONE.key, start,
+                            start + dt.timedelta(days=days))
+        for statement in ("DELETE FROM report_agent_states", "DELETE FROM agent_state_changes",
+                          "DELETE FROM agents", _AGENTS, _STATES, _CHANGES):
+            await conn.execute(text(statement), {"start": start, "days": days})
+        await conn.run_sync(agent_days.rebuild_states, ZONE.key, start,
+                            start + dt.timedelta(days=days))
+        await conn.execute(text("ANALYZE"))
+    await db.dispose()
+
+
 async def rebuild(url: str, start: dt.datetime, days: int) -> float:
     db = engine(url)
     began = time.perf_counter()
     async with db.begin() as conn:
-        await conn.run_sync(Rollups().rebuild, start, start + dt.timedelta(days=days))
+        await conn.run_sync(Rollups(zone=ZONE.key).rebuild, start,
+                            start + dt.timedelta(days=days))
         await conn.execute(text("ANALYZE report_intervals"))
         await conn.execute(text("ANALYZE report_agent_intervals"))
     await db.dispose()
@@ -128,7 +178,7 @@ async def timed(url: str, rng: Range, scope: Scope, queue: str | None,
         began = time.perf_counter()
         async with db.connect() as conn:
             if scope is Scope.agents:
-                result = await conn.run_sync(agent_report, rng)
+                result = await conn.run_sync(agent_report, rng, ZONE.key)
             else:
                 result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
         times.append(time.perf_counter() - began)
@@ -146,6 +196,10 @@ async def run(args: argparse.Namespace) -> None:
         await fill(url, args.records, args.days, start)
         print(f"filled in {time.perf_counter() - began:.0f} s", flush=True)
         print(f"rollups rebuilt from the records in {await rebuild(url, start, args.days):.1f} s")
+    if not args.reuse or args.agents:
+        began = time.perf_counter()
+        await fill_agents(url, args.days, start)
+        print(f"200 agents' states filled in {time.perf_counter() - began:.0f} s", flush=True)
     quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
     month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
                   Interval.m15, ZONE)
@@ -245,6 +299,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="keep the filled schema")
+    parser.add_argument("--agents", action="store_true",
+                        help="with --reuse: fill the agents' states again")
     parser.add_argument("--writer", action="store_true", help="the rollups' cost per call")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()

@@ -562,6 +562,31 @@ class ReportAgentInterval(AgentCallFigures, Base):
     agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+class ReportAgentDay(AgentCallFigures, Base):
+    """An agent's call figures of one local day of `zone` (the center's time zone when
+    written): the sum of its `ReportAgentInterval` rows of that day (PostgreSQL only)."""
+
+    __tablename__ = "report_agent_days"
+
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class ReportAgentDayState(Base):
+    """An agent's seconds in a state (and not-ready reason) on one local day of `zone`:
+    the sum of its `ReportAgentState` rows of that day (PostgreSQL only)."""
+
+    __tablename__ = "report_agent_day_states"
+
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class CustomerTierChange(Base):
     """A customer's tier changed (a segmentation run): the tier movements of reports."""
 

@@ -3,7 +3,9 @@
 Calls are read from the agent call rollup (reports/agent_rollup.py): an agent's calls
 are counted in the period the call was offered in, once the call has ended. Time in each
 state comes from the agent-state rollup (reports/agent_states.py), and each agent's
-current state from its last change, split at period boundaries. A call transferred
+current state from its last change, split at period boundaries. A report by day, week or
+month of whole local days in the center's time zone reads both from the agents' day rows
+on PostgreSQL (reports/agent_days.py), any other from the 15-minute rows. A call transferred
 between agents is a handled call for each agent who answered a leg of it.
 """
 
@@ -18,10 +20,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, text
 
 from core.models import Agent, UTCDateTime
+from reports import agent_days
 from reports.agent_rollup import FIGURES as CALL_FIGURES
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
-from reports.sql import moment_of, period_sql
+from reports.sql import TRUNC, moment_of, period_sql
+
+DAYS = (Interval.day, Interval.week, Interval.month)
 
 # Each agent's last change: its state since then is not in the rollup yet.
 _LAST = text("""
@@ -32,11 +37,13 @@ SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
 """)
 
 
-def agent_report(conn: Connection, rng: Range) -> dict[str, Any]:
+def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dict[str, Any]:
+    """`center`: the center's time zone, whose local days are summed in the day rows."""
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     name = _namer(rng)
-    _calls(conn, rng, sums, name)
-    _states(conn, rng, sums, name)
+    source = _Source.days if _by_days(conn, rng, center) else _Source.quarters
+    _calls(conn, rng, sums, name, source)
+    _states(conn, rng, sums, name, source)
     names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
     rows = [{"period": p, "agent_id": a, "name": names.get(a) or str(a), **figures(s)}
             for (p, a), s in sorted(sums.items())]
@@ -75,16 +82,46 @@ def _state_totals(s: dict[str, float]) -> tuple[float, dict[str, float]]:
     return signed_in, reasons
 
 
+class _Source:
+    """Where a report's rows are read: (call figures, state seconds) tables and range."""
+
+    quarters = ("report_agent_intervals", "report_agent_states",
+                "start >= :since AND start < :until")
+    days = ("report_agent_days", "report_agent_day_states",
+            "zone = :tz AND day >= :first AND day < :end")
+
+
+def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
+    """Whole local days of the center's zone, by day or longer, on PostgreSQL."""
+    return (agent_days.kept(conn) and center == rng.zone.key and rng.interval in DAYS
+            and all(_midnight(m.astimezone(rng.zone)) for m in (rng.since, rng.until)))
+
+
+def _midnight(local: dt.datetime) -> bool:
+    return local.time() == dt.time()
+
+
+def _where(rng: Range, source: tuple[str, str, str]) -> tuple[str, dict[str, Any]]:
+    """The period of a row and the statement's parameters."""
+    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key,
+              "first": rng.since.astimezone(rng.zone).date(),
+              "end": rng.until.astimezone(rng.zone).date()}
+    if source is _Source.days:
+        return f"date_trunc('{TRUNC[rng.interval]}', CAST(day AS timestamp))", params
+    return "{p}", params
+
+
 _CALLS = ("SELECT {p} AS p, agent_id, " + ", ".join(f"sum({f})" for f in CALL_FIGURES)
-          + " FROM report_agent_intervals WHERE start >= :since AND start < :until "
-          "GROUP BY 1, 2")
+          + " FROM {table} WHERE {where} GROUP BY 1, 2")
 
 
-def _calls(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+def _calls(conn: Connection, rng: Range, sums: Any, name: Any,
+           source: tuple[str, str, str]) -> None:
     """Each agent's call figures from the agent call rollup, summed by the database per
     period of the offer."""
-    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
-    for p, agent, *values in conn.execute(_statement(_CALLS, period_sql(conn, rng)), params):
+    period, params = _where(rng, source)
+    sql = _CALLS.format(p=period, table=source[0], where=source[2])
+    for p, agent, *values in conn.execute(_statement(sql, period_sql(conn, rng)), params):
         key = (name(p), agent)
         s = sums.get(key)
         if s is None:  # the common case: one row per period and agent
@@ -95,8 +132,11 @@ def _calls(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
 
 
 def _statement(sql: str, period: str) -> Any:
-    return text(sql.format(p=period)).bindparams(bindparam("since", type_=UTCDateTime()),
-                                                  bindparam("until", type_=UTCDateTime()))
+    statement = text(sql.format(p=period))
+    if ":since" not in sql:
+        return statement
+    return statement.bindparams(bindparam("since", type_=UTCDateTime()),
+                                bindparam("until", type_=UTCDateTime()))
 
 
 def _namer(rng: Range) -> Callable[[Any], str]:
@@ -108,15 +148,14 @@ def _namer(rng: Range) -> Callable[[Any], str]:
     return name
 
 
-def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+def _states(conn: Connection, rng: Range, sums: Any, name: Any,
+            source: tuple[str, str, str]) -> None:
     """Closed segments from the rollup; each agent's open one (its last change) up to now."""
-    statement = text(
-        f"SELECT {period_sql(conn, rng)} AS p, agent_id, state, reason, sum(seconds) "
-        "FROM report_agent_states WHERE start >= :since AND start < :until "
-        "GROUP BY 1, 2, 3, 4").bindparams(bindparam("since", type_=UTCDateTime()),
-                                          bindparam("until", type_=UTCDateTime()))
+    period, params = _where(rng, source)
+    sql = (f"SELECT {period} AS p, agent_id, state, reason, sum(seconds) "
+           f"FROM {source[1]} WHERE {source[2]} GROUP BY 1, 2, 3, 4")
     for p, agent, state, reason, seconds in conn.execute(
-            statement, {"since": rng.since, "until": rng.until, "tz": rng.zone.key}):
+            _statement(sql, period_sql(conn, rng)), params):
         s = sums[(name(p), agent)]
         s[f"state_{state}"] += seconds
         if state == "not_ready" and reason:

@@ -1,0 +1,48 @@
+"""agent day rollup: report_agent_days and report_agent_day_states (reports/agent_days.py)
+
+Each agent's call figures and state seconds per local day of the center's time zone,
+on PostgreSQL. After upgrading a database that already holds calls or agent states, or
+after changing `CALLCENTER_CENTER_TIMEZONE`, fill them with `callcenter report rebuild`:
+until then the agent report by day, week or month reads them and shows nothing for
+those days.
+
+Revision ID: 0806_agent_day_rollup
+Revises: 0805_agent_call_rollup
+Create Date: 2026-12-03 11:00:00
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0806_agent_day_rollup'
+down_revision = '0805_agent_call_rollup'
+branch_labels = None
+depends_on = None
+
+_FIGURES = (('handled', sa.Integer), ('transfers', sa.Integer), ('talk_n', sa.Integer),
+            ('talk_sum', sa.Float), ('wrap_n', sa.Integer), ('wrap_sum', sa.Float),
+            ('csat_n', sa.Integer), ('csat_sum', sa.Float), ('hold_sum', sa.Float))
+
+
+def _day_key() -> list[sa.Column]:
+    return [sa.Column('zone', sa.String(length=64), nullable=False),
+            sa.Column('day', sa.Date(), nullable=False),
+            sa.Column('agent_id', sa.Integer(), nullable=False)]
+
+
+def upgrade() -> None:
+    op.create_table('report_agent_days', *_day_key(),
+    *[sa.Column(name, kind(), nullable=False) for name, kind in _FIGURES],
+    sa.PrimaryKeyConstraint('zone', 'day', 'agent_id', name=op.f('pk_report_agent_days'))
+    )
+    op.create_table('report_agent_day_states', *_day_key(),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=32), nullable=False),
+    sa.Column('seconds', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('zone', 'day', 'agent_id', 'state', 'reason',
+                            name=op.f('pk_report_agent_day_states'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('report_agent_day_states')
+    op.drop_table('report_agent_days')

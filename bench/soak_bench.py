@@ -63,8 +63,8 @@ class Backends:
     missed; the node pools keep their connections, so that is the odd overflow one.
     """
 
-    def __init__(self, url: str | None) -> None:
-        self.url = url
+    def __init__(self, url: str | None, renice: bool = False) -> None:
+        self.url, self.renice = url, renice
         self.seen: dict[int, tuple[float, float]] = {}  # pid -> (first, last)
 
     async def __aenter__(self) -> Backends:
@@ -95,6 +95,8 @@ class Backends:
                     "pid <> pg_backend_pid()"), {"d": self.name})).all()
             for pid in pids:
                 with contextlib.suppress(OSError):
+                    if self.renice and pid not in self.seen:
+                        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0))
                     now = cpu_s(pid)
                     first = self.seen.get(pid, (0.0 if born else now, 0.0))[0]
                     self.seen[pid] = (first, now)
@@ -207,22 +209,25 @@ async def drive(args: argparse.Namespace, deployment: Deployment,
                 redis_pid: int | None) -> dict[str, Any]:
     pids = [p.pid for p in deployment.procs]
     async with front(args, deployment.workdir, urls) as client_urls, \
-            Backends(args.postgres) as backends, \
+            Backends(args.postgres, args.renice_backends) as backends, \
             LoadRun(client_urls, tokens, deployment.pbx_token,
                     talk_s=args.talk) as run:
         await asyncio.sleep(3)
+        offered = 0
+        if args.warmup:
+            offered = await run.offer_at_rate(args.rate, args.warmup, args.customers, tag="w")
+            print(f"warm-up: {offered} calls in {args.warmup:g} s", flush=True)
         start_rss = [rss_mb(pid) for pid in pids]
         print(f"start: {' + '.join(f'{m:.1f}' for m in start_rss)} MB resident; "
               f"load average {os.getloadavg()[0]:.1f}\n{HEADER}", flush=True)
         minutes = Minutes(run, pids, redis_pid, backends)
-        offered = 0
         for minute in range(1, args.minutes + 1):
             minutes.start()
             count = await run.offer_at_rate(args.rate, 60, args.customers, tag=f"m{minute}")
             offered += count
             minutes.end(minute, count)
         # Let the last calls finish: talk time plus wrap-up.
-        await drained(run, offered, args.talk * 6 + 10)
+        await drained(run, offered, args.talk * 6 + 250)
         end_rss = [rss_mb(pid) for pid in pids]
         return {"offered": offered, "errors": run.stats.errors, "start_rss": start_rss,
                 "end_rss": end_rss, "rows": minutes.rows}
@@ -291,6 +296,10 @@ def parse() -> argparse.Namespace:
                         help="one node on a redis-server started here, not its embedded one")
     parser.add_argument("--postgres", default=None, metavar="URL",
                         help="PostgreSQL database to use (its public schema is recreated)")
+    parser.add_argument("--warmup", type=float, default=0.0,
+                        help="seconds of calls before the start memory is read (checked too)")
+    parser.add_argument("--renice-backends", action="store_true",
+                        help="give the database's PostgreSQL backends this process's priority")
     parser.add_argument("--workdir", type=Path, default=None)
     return parser.parse_args()
 

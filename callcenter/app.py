@@ -76,7 +76,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     reader = db.create_read_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
-    app[appkeys.READER] = db.sessionmaker(reader or engine)
+    app[appkeys.READER] = db.sessionmaker(reader)
     sync_engine = db.create_sync_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
@@ -91,8 +91,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
     if sync_engine is not None:
         sync_engine.dispose()
-    if reader is not None:
-        await reader.dispose()
+    await reader.dispose()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:

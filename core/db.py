@@ -74,16 +74,29 @@ def create_engine(url: str) -> AsyncEngine:
                                      max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                               pool_pre_ping=True)
 
 
-def create_read_engine(url: str) -> AsyncEngine | None:
-    """A separate pool for reads on SQLite, whose WAL lets readers run beside the writer.
+# Connections per node on PostgreSQL (docs/deploy.md, "Sizing"): the main pool (the
+# record writer's batches, the API's transactions) and the read pool (the call path's and
+# the sign-in's lookups). A node opens at most the sum of both.
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+READ_POOL_SIZE, READ_POOL_OVERFLOW = 4, 6
 
-    None elsewhere: PostgreSQL's one pool serves both.
+
+def create_read_engine(url: str) -> AsyncEngine:
+    """A separate pool for the reads of the call path and the sign-in.
+
+    SQLite: its WAL lets readers run beside the writer. PostgreSQL: the reads run in
+    autocommit, a lookup being its SELECTs alone, without the BEGIN and ROLLBACK round
+    trips (and transactions) a session adds; under READ COMMITTED each statement takes
+    its own snapshot anyway, so what a lookup sees is the same. Only reads use it.
     """
     if not url.startswith("sqlite"):
-        return None
+        return create_async_engine(url, isolation_level="AUTOCOMMIT",
+                                   pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_OVERFLOW,
+                                   pool_pre_ping=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4,
                                  max_overflow=4)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -347,7 +347,8 @@ async def serve_worker(settings: Settings, concurrency: int) -> None:
     from core.redisconn import open_redis
 
     engine = db.create_engine(settings.database_url)
-    await db.check(engine)
+    async with db.first_start(engine):  # after any node starting beside it has migrated
+        pass
     try:
         async with open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
             worker = build_worker(settings, redis, db.sessionmaker(engine), concurrency)

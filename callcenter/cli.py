@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import getpass
+import importlib.util
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -517,6 +518,9 @@ def simulate(
         fail(str(e))
     if empty_rings is not None and empty_rings not in MODES:
         fail(f"--empty-rings: one of {', '.join(MODES)}, not {empty_rings!r}")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        fail("--plot draws with matplotlib, which is not installed: "
+             "pip install -e '.[plots]'")
     if empty_rings in ("skip", "hold"):
         sc = with_empty_rings(sc, str(empty_rings))
     s = settings()

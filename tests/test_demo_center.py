@@ -18,6 +18,7 @@ from callcenter.cli import what_is_on
 from core.models import Interaction
 from core.redisconn import client_from_url, close_client
 from crm.demo import DEMO_PASSWORD, load_demo
+from demo.background import Background
 from demo.callers import FIRST_SHORT_CALLS, Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
 from demo.speech import DemoRecorder, record
@@ -52,6 +53,27 @@ def test_a_demo_recording_is_a_stereo_wav_agent_left_caller_right(tmp_path: Path
     with wave.open(str(path), "rb") as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (2, 2)
         assert wav.getnframes() > wav.getframerate()  # over a second of speech
+
+
+async def test_a_demo_step_is_kept_until_done_and_its_failure_logged_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the demo PBX and colleagues fired `asyncio.ensure_future` and kept nothing:
+    a step could be collected mid-way, and its failure was seen only at collection."""
+    background, gate = Background("demo agent 7"), asyncio.Event()
+
+    async def fails() -> None:
+        raise ConnectionResetError("the node went away")
+
+    background.spawn(gate.wait())
+    background.spawn(fails())
+    await eventually(lambda: any("a background step failed" in r.getMessage()
+                                 for r in caplog.records))
+    failure = next(r for r in caplog.records if "background step failed" in r.getMessage())
+    assert failure.levelname == "ERROR" and "demo agent 7" in failure.getMessage()
+    assert isinstance(failure.exc_info[1], ConnectionResetError)  # type: ignore[index]
+    assert len(background) == 1  # the waiting step is still held
+    gate.set()
+    await eventually(lambda: len(background) == 0)
 
 
 def test_the_first_demo_calls_are_short_so_the_first_transcript_comes_early() -> None:

@@ -192,11 +192,18 @@ class Race:
                 assert await self.store.redis.zscore(timers, timer) is not None, agent
 
     async def _no_leftovers(self) -> None:
+        """Every key of a call (its hash, monitor, pending commands) belongs to a live call
+        or expires; every event key and command expires."""
         live = set(await self.store.redis.smembers(self.keys.calls))
-        async for key in self.store.redis.scan_iter(self.keys.call("*"), count=1000):
-            call_id = key.removeprefix(self.keys.call(""))
-            ttl = await self.store.redis.ttl(key)
-            assert call_id in live or ttl > 0, f"{key} left behind (ttl {ttl})"
+        per_call = [self.keys.call, self.keys.monitor, self.keys.call_command,
+                    self.keys.calls_commands]
+        for key_of in [*per_call, self.keys.event, self.keys.command]:
+            prefix = key_of("")
+            async for key in self.store.redis.scan_iter(f"{prefix}*", count=1000):
+                owner = key.removeprefix(prefix)
+                ttl = await self.store.redis.ttl(key)
+                assert (key_of in per_call and owner in live) or ttl > 0, \
+                    f"{key} left behind (ttl {ttl})"
 
     async def _completed_once(self, call_ids: list[str]) -> None:
         async with self.center.sessions() as session:  # type: ignore[operator]

@@ -75,22 +75,22 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
     reader = db.create_read_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
-    app[appkeys.READER] = db.sessionmaker(reader or engine)
+    app[appkeys.READER] = db.sessionmaker(reader)
     sync_engine = db.create_sync_engine(app[appkeys.SETTINGS].database_url)
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
     settings = app[appkeys.SETTINGS]
-    hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s),
-                         AgentStates()] if settings.report_rollups else []
+    hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s,
+                                 settings.center_timezone),
+                         AgentStates(settings.center_timezone)] if settings.report_rollups else []
     app[appkeys.WRITER] = RecordWriter(engine, sync_engine, hooks=hooks)
-    app[appkeys.WRITER].start()
+    app[appkeys.WRITER].start(app[appkeys.SUPERVISOR])
     yield
     await app[appkeys.WRITER].stop()
     await engine.dispose()
     if sync_engine is not None:
         sync_engine.dispose()
-    if reader is not None:
-        await reader.dispose()
+    await reader.dispose()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -26,10 +26,13 @@ wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "Installing the service's packages into .venv (first start, or pyproject.toml changed)"
   [ -x .venv/bin/python ] || python3 -m venv --without-pip .venv
-  if ! install_with_uv; then
+  said=$(mktemp)  # what uv's way says is shown only if it fails
+  if ! install_with_uv 2>"$said"; then
+    cat "$said" >&2
     echo "uv could not install them; installing with pip instead (slower)"
     install_with_pip
   fi
+  rm -f "$said"
   echo "$wanted" > "$stamp"
 fi
 exec .venv/bin/callcenter serve --demo "$@"

@@ -99,7 +99,7 @@ def phone(i: int) -> str:
     return f"+86138{i:08d}"
 
 
-async def wait_healthy(url: str, timeout: float = 60) -> None:
+async def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -377,6 +378,15 @@ async def test_csv_exports_neutralise_formula_like_cells(center, tmp_path):
     assert "exported 1 call records" in stdout and "100%" in err  # the progress bar
     row = out.read_text().splitlines()[1]
     assert row.startswith("'=1+1,") and ",'=cmd," in row and ",'+8613800000199," in row
+
+    lines = tmp_path / "cdr.jsonl"  # JSON is no spreadsheet: values as they are
+    code, stdout, err = await cli(center, "cdr", "export", "--from", "2026-03-10", "--to",
+                                  "2026-03-10", "--format", "jsonl", "--output", str(lines),
+                                  env={"CALLCENTER_CENTER_TIMEZONE": "Asia/Shanghai"})
+    assert code == 0, err
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [(r["call_id"], r["ani"], r["outcome"]) for r in records] == [
+        ("=1+1", "+8613800000199", "answered")]
 
     code, stdout, err = await cli(center, "report", "show", "center", "--from", "2026-03-10",
                                   "--to", "2026-03-10", "--format", "csv",

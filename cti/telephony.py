@@ -278,8 +278,6 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             call_id=frame.call_id, queue=frame.queue, tier=tier,
             queue_skills=self.router.queues.get(frame.queue, ()),
             sticky_agent_id=profile["last_agent_id"] if profile else None,
-            sticky_agent_working=await self.router.sticky_working(
-                profile["last_agent_id"] if profile else None),
             open_complaint=bool(profile and profile["open_complaints"]),
             intent_skill=ivr.get("intent"))
         pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
@@ -290,7 +288,8 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             node_id=self.node_id, integration=integration)
         try:
             rings, assignment = await self.router.offer(
-                call, now, now, event=self._mark(frame, ops), integration=integration,
+                call, now, now, event=self._mark(frame, ops), read_sticky=True,
+                integration=integration,
                 ani=frame.ani, dnis=frame.dnis, customer_id=customer_id or "",
                 pop=orjson.dumps(pop).decode())
         except CallLive as e:

@@ -160,6 +160,9 @@ class Step(NamedTuple):
     seq: int = 0  # the number of the writes the step owes (core/sequenced.py)
     # A consulted agent the step freed too (call.ended during a consult), after.
     other: dict[str, str] = {}  # noqa: RUF012 - never mutated
+    # Whether one of the keys the step was asked about exists (hang_up's `watched`);
+    # True when it was not asked.
+    watched: bool = True
 
 
 class WrapUpEnd(NamedTuple):
@@ -499,13 +502,15 @@ class RoutingStore:
     async def hang_up(self, call_id: str, expected: str, agent_id: int | None, now: float, *,
                       timers: str, wrap_until: float, wrap_timer: str, rona: str,
                       event: tuple[str, bytes] | None = None, consulted: int | None = None,
-                      **fields: str | int | float) -> Step:
+                      watched: Iterable[str] = (), **fields: str | int | float) -> Step:
         """call.ended on a call in state `expected` ringing or talking to `agent_id`:
         connected (held, consulting) -> wrap_up with the agent, the `consulted` agent
-        freed; else abandoned (out of Redis, agent freed)."""
+        freed; else abandoned (out of Redis, agent freed). The step also says whether any
+        key of `watched` exists (Step.watched)."""
         keys = [self.keys.call(call_id), self._event_key(call_id, event),
                 self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.calls,
-                self.keys.call(call_id) if consulted is None else self.keys.agent(consulted)]
+                self.keys.call(call_id) if consulted is None else self.keys.agent(consulted),
+                *watched]
         result = await self._hang_up(keys=keys, args=[
             expected, "" if agent_id is None else agent_id, *_event_args(event), now,
             self._pool_prefix, self.keys.waiting(""), wrap_until, wrap_timer, rona,
@@ -595,4 +600,5 @@ class RoutingStore:
         if code != 1:
             return Step(False, result[1], {})
         other = _pairs(result[4]) if len(result) > 4 else {}
-        return Step(True, result[1], _pairs(result[2]), int(result[3]), other)
+        watched = bool(int(result[5])) if len(result) > 5 else True
+        return Step(True, result[1], _pairs(result[2]), int(result[3]), other, watched)

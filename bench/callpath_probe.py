@@ -14,7 +14,11 @@ Trees are alternated in one run so that other work on the machine hits each alik
     .venv/bin/python bench/callpath_probe.py --tree /tmp/old-tree --tree . --rounds 3
 
 (a tree is put first on the node's PYTHONPATH; `git archive <commit> | tar -x -C DIR`
-makes one.)
+makes one). Settings are alternated the same way, each `--setting` a variant of every
+tree (`NAME=VALUE[,NAME=VALUE]`; none: the defaults):
+
+    .venv/bin/python bench/callpath_probe.py --setting CALLCENTER_REPORT_ROLLUPS=false \
+        --setting CALLCENTER_REPORT_ROLLUPS=true --rounds 4
 """
 
 from __future__ import annotations
@@ -206,12 +210,14 @@ async def prepare(tree: Path, dep: Deployment, agents: int) -> list[tuple[int, s
     return [(agent_id, token) for agent_id, token in made["tokens"]]
 
 
-async def one(tree: Path, args: argparse.Namespace, redis_url: str, redis_pid: int) -> dict:
+async def one(tree: Path, args: argparse.Namespace, redis_url: str, redis_pid: int,
+              settings: dict[str, str]) -> dict:
     with workdir(None) as tmp:
         dep = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'probe.db'}", redis_url)
         tokens = await prepare(tree, dep, args.agents)
         url = dep.start_node(free_port(), PYTHONPATH=str(tree),
-                             CALLCENTER_WRAP_UP_S="30", CALLCENTER_RING_TIMEOUT_S="30")
+                             CALLCENTER_WRAP_UP_S="30", CALLCENTER_RING_TIMEOUT_S="30",
+                             **settings)
         try:
             await wait_healthy(url)
             per = await count_phase(url, redis_url, dep, tokens, args.calls)
@@ -237,16 +243,18 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE,...")
     args = parser.parse_args()
-    trees = [t.resolve() for t in args.tree or [Path(".")]]
-    results: dict[Path, list[dict]] = {t: [] for t in trees}
+    variants = [(t.resolve(), s) for t in args.tree or [Path(".")] for s in args.setting or [""]]
+    results: dict[tuple[Path, str], list[dict]] = {v: [] for v in variants}
     with workdir(None) as tmp, redis_server(tmp) as (redis_url, redis_pid):
         for r in range(args.rounds):
-            for tree in trees:
-                res = await one(tree, args, redis_url, redis_pid)
-                results[tree].append(res)
+            for tree, setting in variants:
+                env = dict(item.split("=", 1) for item in setting.split(",") if item)
+                res = await one(tree, args, redis_url, redis_pid, env)
+                results[(tree, setting)].append(res)
                 per = {k: v["(round trips)"] / args.calls for k, v in res["per"].items()}
-                print(f"round {r + 1} {tree}: round trips per event "
+                print(f"round {r + 1} {tree} {setting}: round trips per event "
                       + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
                       + f" (call {sum(per.values()):.1f}); CPU per call node "
                       f"{res['node_ms']:.2f} ms, redis {res['redis_ms']:.2f} ms "
@@ -258,8 +266,9 @@ async def main() -> None:
                             f"{c} {n / args.calls:.1f}" for c, n in v.most_common()))
                 await aioredis.from_url(redis_url).flushall()
     print("\nmedians:")
-    for tree, rs in results.items():
-        print(f"  {tree}: node {statistics.median(r['node_ms'] for r in rs):.2f} ms, redis "
+    for (tree, setting), rs in results.items():
+        print(f"  {tree} {setting}: node "
+              f"{statistics.median(r['node_ms'] for r in rs):.2f} ms, redis "
               f"{statistics.median(r['redis_ms'] for r in rs):.2f} ms per call; idle "
               f"{statistics.median(r['idle_pct'] for r in rs):.2f}%")
 

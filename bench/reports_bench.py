@@ -34,6 +34,7 @@ import datetime as dt
 import os
 import statistics
 import time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.models import Base
 from core.servicelevel import DEFAULT
+from reports import agent_days
 from reports.agents import agent_report
 from reports.periods import Interval, Range
 from reports.queries import Scope, interval_report
@@ -109,32 +111,102 @@ async def fill(url: str, records: int, days: int, start: dt.datetime) -> None:
     await db.dispose()
 
 
+# Each of 200 agents works an 8-hour shift a day (three shifts): per 15 minutes of it,
+# seconds available, ringing, on a call and in wrap-up, and every fourth quarter hour a
+# not-ready reason; one state change a day per agent (the last one is each agent's open
+# state). The rollup rows are written directly: a rebuild from millions of changes would
+# only time the rebuild.
+_AGENTS = """
+INSERT INTO agents (id, username, display_name, password_hash, role, skills, level, active,
+                    created_at, queues)
+SELECT a, 'agent' || a, 'Agent ' || a, '-', 'agent', '[]', 1, true, :start, '[]'
+FROM generate_series(1, 200) a
+"""
+_STATES = """
+INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
+SELECT q, a, s.state, CASE WHEN s.state = 'not_ready'
+         THEN (ARRAY['break','lunch','training'])[1 + (a + k) % 3] ELSE '' END, s.seconds
+FROM generate_series(1, 200) a, generate_series(0, CAST(:days AS int) - 1) d,
+     generate_series(0, 31) k,
+     LATERAL (SELECT CAST(:start AS timestamptz) + d * interval '1 day'
+                     + (a % 3) * interval '8 hours' + k * interval '15 minutes' AS q) t,
+     LATERAL (VALUES ('available', 300.0), ('ringing', 30.0), ('on_call', 420.0),
+                     ('wrap_up', 90.0), ('not_ready', 60.0)) s(state, seconds)
+WHERE s.state <> 'not_ready' OR k % 4 = 0
+"""
+_CHANGES = """
+INSERT INTO agent_state_changes (agent_id, state, reason, at)
+SELECT a, 'available', NULL, CAST(:start AS timestamptz) + d * interval '1 day'
+                             + (a % 3) * interval '8 hours'
+FROM generate_series(1, 200) a, generate_series(0, CAST(:days AS int) - 1) d
+"""
+
+
+async def fill_agents(url: str, days: int, start: dt.datetime) -> None:
+    """The agents and their states, and the agents' days (an older schema gains the
+    tables it lacks)."""
+    db = engine(url)
+    async with db.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(agent_days.rebuild_calls, ZONE.key, start,
+                            start + dt.timedelta(days=days))
+        for statement in ("DELETE FROM report_agent_states", "DELETE FROM agent_state_changes",
+                          "DELETE FROM agents", _AGENTS, _STATES, _CHANGES):
+            await conn.execute(text(statement), {"start": start, "days": days})
+        await conn.run_sync(agent_days.rebuild_states, ZONE.key, start,
+                            start + dt.timedelta(days=days))
+        await conn.execute(text("ANALYZE"))
+    await db.dispose()
+
+
 async def rebuild(url: str, start: dt.datetime, days: int) -> float:
     db = engine(url)
     began = time.perf_counter()
     async with db.begin() as conn:
-        await conn.run_sync(Rollups().rebuild, start, start + dt.timedelta(days=days))
+        await conn.run_sync(Rollups(zone=ZONE.key).rebuild, start,
+                            start + dt.timedelta(days=days))
         await conn.execute(text("ANALYZE report_intervals"))
         await conn.execute(text("ANALYZE report_agent_intervals"))
     await db.dispose()
     return time.perf_counter() - began
 
 
-async def timed(url: str, rng: Range, scope: Scope, queue: str | None,
-                repeat: int) -> tuple[list[float], int]:
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds of the PostgreSQL backend serving this bench's connection, when the
+    server runs on this machine (its share of the work is not in this process's CPU)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(url: str, rng: Range, scope: Scope, queue: str | None, repeat: int,
+                center: str | None = ZONE.key) -> tuple[list[tuple[float, float, float]], int]:
+    """Per run: wall, this process's CPU and the database backend's CPU (seconds)."""
     db = engine(url)
     times, rows = [], 0
     for _ in range(repeat):
-        began = time.perf_counter()
         async with db.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            began, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
             if scope is Scope.agents:
-                result = await conn.run_sync(agent_report, rng)
+                result = await conn.run_sync(agent_report, rng, center)
             else:
                 result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
-        times.append(time.perf_counter() - began)
+            after = backend_cpu(pid)
+            times.append((time.perf_counter() - began, time.process_time() - cpu,
+                          after - server if after is not None and server is not None else 0.0))
         rows = len(result["rows"])
     await db.dispose()
     return times, rows
+
+
+def summary(times: list[tuple[float, float, float]]) -> str:
+    def ms(k: int) -> float:
+        return statistics.median(t[k] for t in times) * 1000
+    return (f"median wall {ms(0):7.1f} ms (max {max(t[0] for t in times) * 1000:7.1f}), "
+            f"CPU client {ms(1):6.1f} + database {ms(2):6.1f} ms")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -146,19 +218,27 @@ async def run(args: argparse.Namespace) -> None:
         await fill(url, args.records, args.days, start)
         print(f"filled in {time.perf_counter() - began:.0f} s", flush=True)
         print(f"rollups rebuilt from the records in {await rebuild(url, start, args.days):.1f} s")
+    if not args.reuse or args.agents:
+        began = time.perf_counter()
+        await fill_agents(url, args.days, start)
+        print(f"200 agents' states filled in {time.perf_counter() - began:.0f} s", flush=True)
     quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
     month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
                   Interval.m15, ZONE)
     week = Range(start + dt.timedelta(days=40), start + dt.timedelta(days=47),
                  Interval.hour, ZONE)
-    for name, rng, scope, queue in [("90 days by day and queue", quarter, Scope.queues, None),
-                                    ("a month by 15 minutes, one queue", month, Scope.center,
-                                     "support"),
-                                    ("agents, 90 days by day", quarter, Scope.agents, None),
-                                    ("agents, a week by hour", week, Scope.agents, None)]:
-        times, rows = await timed(url, rng, scope, queue, args.repeat)
-        print(f"{name:<34} rows {rows:>6}  median {statistics.median(times) * 1000:7.1f} ms"
-              f"  max {max(times) * 1000:7.1f} ms  (target 1000 ms)")
+    cases = [("90 days by day and queue", quarter, Scope.queues, None, ZONE.key),
+             ("a month by 15 minutes, one queue", month, Scope.center, "support", ZONE.key),
+             ("agents, 90 days by day", quarter, Scope.agents, None, ZONE.key),
+             ("agents, a week by hour", week, Scope.agents, None, ZONE.key)]
+    if args.agents_both:  # the day rows against the 15-minute rows, alternated
+        cases = [(f"agents, 90 days by day, {k}", quarter, Scope.agents, None, c)
+                 for _ in range(args.repeat) for k, c in (("day rows", ZONE.key),
+                                                          ("15-minute rows", None))]
+    for name, rng, scope, queue, center in cases:
+        times, rows = await timed(url, rng, scope, queue,
+                                  1 if args.agents_both else args.repeat, center)
+        print(f"{name:<42} rows {rows:>6}  {summary(times)}", flush=True)
 
 
 def call_ops(n: int, base: dt.datetime, numbered: bool = False) -> list[list]:  # type: ignore[type-arg]
@@ -245,6 +325,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="keep the filled schema")
+    parser.add_argument("--agents-both", action="store_true",
+                        help="the agent report from the day rows and from the 15-minute "
+                             "rows, alternated --repeat times")
+    parser.add_argument("--agents", action="store_true",
+                        help="with --reuse: fill the agents' states again")
     parser.add_argument("--writer", action="store_true", help="the rollups' cost per call")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()

@@ -81,14 +81,13 @@ async def service(args: argparse.Namespace, rates: list[float]) -> list[dict[str
     with workdir(args.workdir) as tmp:
         deployment = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None)
         tokens = await deployment.prepare(args.agents, args.customers)
-        before = embedded_redis()
         settings = dict(item.split("=", 1) for item in args.setting)
         url = deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="30",
                                     CALLCENTER_WRAP_UP_S="5", **settings)
         try:
             await wait_healthy(url)
             pid = deployment.procs[0].pid
-            redis_pids = embedded_redis() - before
+            redis_pids = embedded_redis(tmp)
             async with LoadRun([url], tokens, deployment.pbx_token, talk_s=args.talk) as run:
                 await asyncio.sleep(2)  # every agent available
                 idle = cpu_s(pid)

@@ -74,16 +74,29 @@ def create_engine(url: str) -> AsyncEngine:
                                      max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                               pool_pre_ping=True)
 
 
-def create_read_engine(url: str) -> AsyncEngine | None:
-    """A separate pool for reads on SQLite, whose WAL lets readers run beside the writer.
+# Connections per node on PostgreSQL (docs/deploy.md, "Sizing"): the main pool (the
+# record writer's batches, the API's transactions) and the read pool (the call path's and
+# the sign-in's lookups). A node opens at most the sum of both.
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+READ_POOL_SIZE, READ_POOL_OVERFLOW = 4, 6
 
-    None elsewhere: PostgreSQL's one pool serves both.
+
+def create_read_engine(url: str) -> AsyncEngine:
+    """A separate pool for the reads of the call path and the sign-in.
+
+    SQLite: its WAL lets readers run beside the writer. PostgreSQL: the reads run in
+    autocommit, a lookup being its SELECTs alone, without the BEGIN and ROLLBACK round
+    trips (and transactions) a session adds; under READ COMMITTED each statement takes
+    its own snapshot anyway, so what a lookup sees is the same. Only reads use it.
     """
     if not url.startswith("sqlite"):
-        return None
+        return create_async_engine(url, isolation_level="AUTOCOMMIT",
+                                   pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_OVERFLOW,
+                                   pool_pre_ping=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4,
                                  max_overflow=4)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -167,17 +180,35 @@ FIRST_START_LOCK = 0x63616C6C636E7472
 
 
 @asynccontextmanager
-async def first_start_lock(url: str) -> AsyncIterator[None]:
-    """Held while a node migrates the schema and loads seed data, so that nodes started
+async def first_start(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The first-start lock, then the check that the database answers, made inside it.
+
+    Held while a node migrates the schema and loads seed data, so that nodes started
     together against an empty database take turns: the first does the work, the others
-    wait and then find it done."""
+    wait and then find it done. The check comes after the lock because on SQLite a
+    node's first connection switches a new file to WAL, which SQLite refuses at once
+    ("database is locked", no busy wait) while another node is doing the same.
+    """
+    url = engine.url.render_as_string(hide_password=False)
     if url.startswith("sqlite"):
         async with _file_lock(make_url(url).database):
+            await check(engine)
             yield
         return
+    async with _advisory_lock(url):
+        await check(engine)
+        yield
+
+
+@asynccontextmanager
+async def _advisory_lock(url: str) -> AsyncIterator[None]:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
-        async with engine.connect() as conn:
+        try:
+            conn = await engine.connect()
+        except Exception as e:  # the same meaning as a failed check
+            raise DatabaseUnavailable(url, f"{type(e).__name__}: {e}") from e
+        try:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
                                      {"k": FIRST_START_LOCK}):
@@ -188,6 +219,8 @@ async def first_start_lock(url: str) -> AsyncIterator[None]:
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"),
                                    {"k": FIRST_START_LOCK})
+        finally:
+            await conn.close()
     finally:
         await engine.dispose()
 

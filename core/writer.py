@@ -16,7 +16,6 @@ reports/rollup.py) is kept there, without the kernel knowing the feature.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core import sequenced
 from core.ops import Insert, Op, Update, dumps, loads, numbered
 from core.ops import table as _table
+from core.supervise import Supervised, Supervisor
 
 __all__ = ["Hook", "Insert", "Op", "RecordWriter", "Update", "dumps", "loads", "numbered"]
 
@@ -59,7 +59,8 @@ class RecordWriter:
     hooks: list[Hook] = field(default_factory=list)
     _queue: list[_Pending] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task[None] | None = None
+    _supervisor: Supervisor | None = None
+    _entry: Supervised | None = None
 
     async def write(self, ops: Iterable[Op]) -> None:
         """Store `ops` in one transaction with whatever else is waiting; raises what the
@@ -67,7 +68,7 @@ class RecordWriter:
         ops = list(ops)
         if not ops:
             return
-        if self._task is None:  # not started (a script, a test): write directly
+        if self._entry is None:  # not started (a script, a test): write directly
             await self._commit(ops)
             return
         pending = _Pending(ops, asyncio.get_running_loop().create_future())
@@ -75,27 +76,36 @@ class RecordWriter:
         self._wake.set()
         await pending.done
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="record-writer")
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Run the writer's loop under `supervisor` (the node's: a fault is logged with its
+        traceback, the loop restarted and /healthz says so meanwhile); its own if none."""
+        self._supervisor = supervisor or Supervisor()
+        self._entry = self._supervisor.start("record-writer", self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        entry, self._entry = self._entry, None
+        if entry is not None and self._supervisor is not None:
+            await self._supervisor.stop(entry)
         for pending in self._queue:  # what arrived while stopping is written directly
             await self._write_alone(pending)
         self._queue.clear()
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             while self._queue:
                 batch = self._queue[:self.max_batch]
                 del self._queue[:self.max_batch]
-                await self._write_batch(batch)
+                try:
+                    await self._write_batch(batch)
+                except Exception as e:
+                    # A fault of ours, not the database's (that one settles its batch):
+                    # the batch's callers get it rather than waiting for ever, and the
+                    # supervisor logs it and starts the loop again.
+                    for pending in batch:
+                        _settle(pending, e)
+                    raise
+            await self._wake.wait()
+            self._wake.clear()
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
         try:

@@ -8,6 +8,8 @@ the difference from what it added before goes to the agent's row
 talk, hold, wrap-up and survey); each transfer leg an agent answered counts as a call
 handled and a transfer made by that agent. One statement per batch on PostgreSQL,
 three otherwise; a replayed event adds nothing. `rebuild` recomputes a range from the records.
+On PostgreSQL the same statement adds the same differences to the agents' local days
+(`report_agent_days`, reports/agent_days.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any
 from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
+from reports import agent_days
 from reports.sql import bucket
 
-FIGURES = ("handled", "transfers", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n",
-           "csat_sum", "hold_sum")
+FIGURES = agent_days.CALL_FIGURES
 
 # Per call and agent: the last leg's answering agent, then each transfer leg's agent.
 _CONTRIBUTION = """
@@ -73,40 +75,44 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
 
 @functools.cache
 def _one_statement() -> Any:
-    """PostgreSQL: the three in one statement; the main query reads the kept figures as
-    they were (a data-modifying WITH and its statement see the same snapshot)."""
+    """PostgreSQL: the three in one statement, and the days; the main query reads the
+    kept figures as they were (a data-modifying WITH and its statement see the same
+    snapshot)."""
     names = ", ".join(FIGURES)
     new = _contribution("postgresql", "i.call_id IN :ids")
     negated = ", ".join(f"-{f}" for f in FIGURES)
-    sums = ", ".join(f"sum({f})" for f in FIGURES)
+    sums = ", ".join(f"sum({f}) AS {f}" for f in FIGURES)
     return text(
         f"WITH n AS ({new}), "
         f"gone AS (DELETE FROM report_call_agents r WHERE r.call_id IN :ids AND NOT EXISTS "
         f"(SELECT 1 FROM n WHERE n.call_id = r.call_id AND n.agent_id = r.agent_id)), "
         f"kept AS (INSERT INTO report_call_agents (call_id, agent_id, start, {names}) "
         f"SELECT call_id, agent_id, start, {names} FROM n ON CONFLICT (call_id, agent_id) "
-        f"DO UPDATE SET " + ", ".join(f"{f} = excluded.{f}" for f in FIGURES) + ") "
-        f"INSERT INTO report_agent_intervals (start, agent_id, {names}) "
-        f"SELECT start, agent_id, {sums} FROM ("
+        f"DO UPDATE SET " + ", ".join(f"{f} = excluded.{f}" for f in FIGURES) + "), "
+        f"d AS (SELECT start, agent_id, {sums} FROM ("
         f"SELECT start, agent_id, {names} FROM n UNION ALL "
         f"SELECT start, agent_id, {negated} FROM report_call_agents WHERE call_id IN :ids"
-        f") d GROUP BY start, agent_id ON CONFLICT (start, agent_id) DO UPDATE SET "
+        f") x GROUP BY start, agent_id), "
+        f"days AS ({agent_days.add_calls_sql('d')}) "
+        f"INSERT INTO report_agent_intervals (start, agent_id, {names}) "
+        f"SELECT start, agent_id, {names} FROM d ON CONFLICT (start, agent_id) DO UPDATE SET "
         + ", ".join(f"{f} = report_agent_intervals.{f} + excluded.{f}" for f in FIGURES)
     ).bindparams(bindparam("ids", expanding=True))
 
 
-def count(conn: Connection, call_ids: list[str]) -> None:
+def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:
     """Bring the agents' rows up to date with these calls' records (the caller holds the
-    calls' locks)."""
+    calls' locks); `zone`: the center's, whose local days are kept on PostgreSQL."""
     if conn.dialect.name == "postgresql":
-        conn.execute(_one_statement(), {"ids": call_ids})
+        conn.execute(_one_statement(), {"ids": call_ids, "zone": zone})
         return
     for statement in _statements(conn.dialect.name):
         conn.execute(statement, {"ids": call_ids})
 
 
-def rebuild(conn: Connection, since: Any, until: Any) -> None:
-    """Recompute the intervals in [since, until) (15-minute aligned) from the records."""
+def rebuild(conn: Connection, since: Any, until: Any, zone: str = "UTC") -> None:
+    """Recompute the intervals in [since, until) (15-minute aligned) from the records,
+    then the local days of `zone` they touch."""
     bounds = {"since": since, "until": until}
     for table in ("report_agent_intervals", "report_call_agents"):
         conn.execute(text(f"DELETE FROM {table} WHERE start >= :since AND start < :until")
@@ -122,3 +128,4 @@ def rebuild(conn: Connection, since: Any, until: Any) -> None:
         f"SELECT start, agent_id, {sums} FROM report_call_agents "
         f"WHERE start >= :since AND start < :until GROUP BY start, agent_id"
     ).bindparams(*_RANGE), bounds)
+    agent_days.rebuild_calls(conn, zone, since, until)

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from core.models import UTCDateTime
 from core.writer import Insert, Op
+from reports import agent_days
 
 INTERVAL = dt.timedelta(minutes=15)
 TABLE = "agent_state_changes"
@@ -94,7 +95,10 @@ def segments(agent: int, changes: list[Change], since: dt.datetime | None = None
 
 @dataclass(frozen=True)
 class AgentStates:
-    """The record-writer hook."""
+    """The record-writer hook; `zone`: the center's time zone, whose local days are kept
+    on PostgreSQL (reports/agent_days.py)."""
+
+    zone: str = "UTC"
 
     def __call__(self, conn: Connection, ops: list[Op]) -> None:
         stored: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -115,6 +119,8 @@ class AgentStates:
             _merge(delta, segments(agent, now))
             _merge(delta, segments(agent, before), -1.0)
         add(conn, delta)
+        if agent_days.kept(conn):
+            agent_days.add_states(conn, self.zone, delta)
 
     def rebuild(self, conn: Connection, since: dt.datetime, until: dt.datetime) -> None:
         """Recompute the intervals in [since, until) (15-minute aligned) from the log."""
@@ -129,6 +135,7 @@ class AgentStates:
             for agent, changes in _window(conn, agents[k:k + 500], since, until).items():
                 _merge(total, segments(agent, changes, since, until))
         add(conn, total)
+        agent_days.rebuild_states(conn, self.zone, since, until)
 
 
 def _merge(into: Seconds, other: Seconds, sign: float = 1.0) -> None:

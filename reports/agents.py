@@ -3,7 +3,10 @@
 Calls are read from the agent call rollup (reports/agent_rollup.py): an agent's calls
 are counted in the period the call was offered in, once the call has ended. Time in each
 state comes from the agent-state rollup (reports/agent_states.py), and each agent's
-current state from its last change, split at period boundaries. A call transferred
+current state from its last change, split at period boundaries. A report by day, week or
+month of whole local days in the center's time zone reads both from the agents' day rows
+on PostgreSQL (reports/agent_days.py): one row per agent and day, and one per not-ready
+reason, instead of one per 15 minutes and state. A call transferred
 between agents is a handled call for each agent who answered a leg of it.
 """
 
@@ -18,10 +21,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, text
 
 from core.models import Agent, UTCDateTime
+from reports import agent_days
 from reports.agent_rollup import FIGURES as CALL_FIGURES
 from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
-from reports.sql import moment_of, period_sql
+from reports.sql import TRUNC, moment_of, period_sql
 
 # Each agent's last change: its state since then is not in the rollup yet.
 _LAST = text("""
@@ -32,11 +36,16 @@ SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
 """)
 
 
-def agent_report(conn: Connection, rng: Range) -> dict[str, Any]:
+def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dict[str, Any]:
+    """`center`: the center's time zone, the one the day rows are summed in."""
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     name = _namer(rng)
-    _calls(conn, rng, sums, name)
-    _states(conn, rng, sums, name)
+    if _by_days(conn, rng, center):
+        _days(conn, rng, sums, name)
+    else:
+        _calls(conn, rng, sums, name)
+        _states(conn, rng, sums, name)
+    _open_states(conn, rng, sums)
     names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
     rows = [{"period": p, "agent_id": a, "name": names.get(a) or str(a), **figures(s)}
             for (p, a), s in sorted(sums.items())]
@@ -108,8 +117,44 @@ def _namer(rng: Range) -> Callable[[Any], str]:
     return name
 
 
+def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
+    """Whole local days of the center's zone, by day or longer, on PostgreSQL."""
+    return (agent_days.kept(conn) and center == rng.zone.key and rng.interval in TRUNC
+            and rng.interval is not Interval.hour
+            and all(m.astimezone(rng.zone).time() == dt.time() for m in (rng.since, rng.until)))
+
+
+_DAY_FIGURES = (*CALL_FIGURES, *(f"state_{s}" for s in agent_days.STATES))
+# Per period and agent: the sums of its day rows, and its not-ready reasons with their
+# seconds as two arrays (one row per period and agent).
+_DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
+         + ", ".join(f"sum({c})" for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
+         + " FROM report_agent_days WHERE zone = :tz AND day >= :first AND day < :end "
+         "GROUP BY 1, 2) d LEFT JOIN ("
+         "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, reason, "
+         "sum(seconds) AS seconds FROM report_agent_day_reasons WHERE zone = :tz "
+         "AND day >= :first AND day < :end GROUP BY 1, 2, 3) x GROUP BY 1, 2) r "
+         "ON r.p = d.p AND r.agent_id = d.agent_id")
+
+
+def _days(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+    """Call figures and closed state segments from the agents' day rows (every reason's
+    seconds are in the not-ready seconds of its day row: no reason without a row)."""
+    params = {"tz": rng.zone.key, "first": rng.since.astimezone(rng.zone).date(),
+              "end": rng.until.astimezone(rng.zone).date()}
+    # Rows fetched at once: fetching them one by one costs more than summing them.
+    for p, agent, *values, reasons, seconds in conn.execute(
+            text(_DAYS.format(trunc=TRUNC[rng.interval])), params).all():
+        s = sums[(name(p), agent)] = defaultdict(
+            float, zip(_DAY_FIGURES, map(float, values), strict=True))
+        if reasons:
+            s.update(zip(["not_ready_" + r for r in reasons], seconds, strict=True))
+
+
 def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
-    """Closed segments from the rollup; each agent's open one (its last change) up to now."""
+    """Closed segments from the 15-minute rollup."""
     statement = text(
         f"SELECT {period_sql(conn, rng)} AS p, agent_id, state, reason, sum(seconds) "
         "FROM report_agent_states WHERE start >= :since AND start < :until "
@@ -121,6 +166,10 @@ def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
         s[f"state_{state}"] += seconds
         if state == "not_ready" and reason:
             s[f"not_ready_{reason}"] += seconds
+
+
+def _open_states(conn: Connection, rng: Range, sums: Any) -> None:
+    """Each agent's open state (since its last change) up to now."""
     now = dt.datetime.now(dt.UTC)
     for agent, state, reason, at in conn.execute(_LAST):
         start = moment_of(at, rng).astimezone(dt.UTC)

@@ -80,14 +80,16 @@ async def rebuild(engine: AsyncEngine, settings: Settings, since: dt.datetime,
                   until: dt.datetime, progress: Progress) -> int:
     """Recompute the rollups of [since, until) from the records, a day per transaction;
     returns the number of days."""
-    rollups = Rollups(settings.service_level_threshold_s, settings.short_abandon_s)
+    rollups = Rollups(settings.service_level_threshold_s, settings.short_abandon_s,
+                      settings.center_timezone)
+    states = AgentStates(settings.center_timezone)
     days = 0
     start = since
     while start < until:
         end = min(until, start + dt.timedelta(days=1))
         async with engine.begin() as conn:
             await conn.run_sync(rollups.rebuild, start, end)
-            await conn.run_sync(AgentStates().rebuild, start, end)
+            await conn.run_sync(states.rebuild, start, end)
         days += 1
         progress(1)
         start = end

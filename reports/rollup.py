@@ -165,10 +165,12 @@ def _one_statement() -> Any:
 @dataclass(frozen=True)
 class Rollups:
     """The record-writer hook. `threshold_s` is the service-level threshold of a queue
-    without its own; `short_abandon_s` the setting of that name."""
+    without its own; `short_abandon_s` the setting of that name; `zone` the center's
+    time zone (the agents' days)."""
 
     threshold_s: float = 20.0
     short_abandon_s: float = 5.0
+    zone: str = "UTC"
 
     def __call__(self, conn: Connection, ops: list[Op]) -> None:
         transfers = [op.values for op in ops if isinstance(op, Insert)
@@ -193,7 +195,7 @@ class Rollups:
             add, keep = _statements(dialect)
             conn.execute(add, params)
             conn.execute(keep, params)
-        agent_rollup.count(conn, call_ids)
+        agent_rollup.count(conn, call_ids, self.zone)
 
     def rebuild(self, conn: Connection, since: dt.datetime, until: dt.datetime) -> None:
         """Recompute the rollups of the intervals in [since, until) from the records."""
@@ -215,7 +217,7 @@ class Rollups:
             f"SELECT start, queue, tier, {sums} FROM report_calls "
             f"WHERE start >= :since AND start < :until GROUP BY start, queue, tier"
         ).bindparams(*_RANGE), bounds)
-        agent_rollup.rebuild(conn, since, until)
+        agent_rollup.rebuild(conn, since, until, self.zone)
 
 
 def touched_calls(ops: Iterable[Op]) -> set[str]:

@@ -14,6 +14,9 @@ from sqlalchemy import Connection
 
 from reports.periods import Interval, Range
 
+# PostgreSQL: the center's zone and a 15-minute row's local day in it (the agents' days;
+# one type for :zone in both places).
+DAY = "CAST(:zone AS text), CAST(start AT TIME ZONE CAST(:zone AS text) AS date)"
 TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
          Interval.month: "month"}
 

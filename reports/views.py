@@ -46,7 +46,7 @@ async def report(request: web.Request) -> web.StreamResponse:
     if queue is not None and ("\x00" in queue or len(queue) > 64):
         raise BadReport("queue must be a queue name")
     if scope is Scope.agents:
-        work = partial(agents.agent_report, rng=rng)
+        work = partial(agents.agent_report, rng=rng, center=settings.center_timezone)
     elif scope is Scope.customers:
         work = partial(customers.customer_report, rng=rng,
                        formula=settings.service_level_formula)

@@ -19,7 +19,7 @@ from core.keys import Keys
 from core.models import AgentStateChange
 from core.supervise import Backoff, Supervisor, TaskState
 
-APP_TASKS = {"bus", "timers", "agent-log", "recovery", "announce", "wallboard",
+APP_TASKS = {"record-writer", "bus", "timers", "agent-log", "recovery", "announce", "wallboard",
              "token-watch", "presence", "complaint-sla"}
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import db
 from core.models import Call, Interaction, ProcessedEvent
+from core.supervise import Backoff, Supervisor, TaskState
 from core.writer import Insert, RecordWriter, Update, dumps, loads
 from cti import records
 from tests.conftest import reset_schema
@@ -94,6 +95,34 @@ async def test_a_replayed_event_is_stored_once(engine, writer):
     await writer.write(loads(dumps(ops)))
 
     assert await count(engine, ProcessedEvent) == 1
+
+
+async def test_a_fault_in_the_writers_loop_fails_its_batch_and_the_supervisor_restarts_it(
+        engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the writer's loop was a bare task; a fault escaping it ended the loop, and
+    every write after it (every telephony event's ack) waited for ever, unseen by /healthz."""
+    supervisor = Supervisor(Backoff(initial_s=0.01, max_s=0.01))
+    writer = RecordWriter(engine)
+    writer.start(supervisor)
+    real, faults = writer._write_batch, [RuntimeError("a bug in the writer")]
+
+    async def faulty(batch):  # type: ignore[no-untyped-def]
+        if faults:
+            raise faults.pop()
+        await real(batch)
+
+    monkeypatch.setattr(writer, "_write_batch", faulty)
+    try:
+        with pytest.raises(RuntimeError):
+            await asyncio.wait_for(writer.write(offer(1)), 10)
+        await asyncio.wait_for(writer.write(offer(2)), 10)
+        entry = supervisor.tasks["record-writer"]
+        assert entry.restarts == 1 and entry.state is TaskState.running
+    finally:
+        await writer.stop()
+    assert await count(engine, Call) == 1
+    failure = next(r for r in caplog.records if "record-writer failed" in r.getMessage())
+    assert failure.levelname == "ERROR" and failure.exc_info is not None
 
 
 async def test_writes_kept_in_redis_come_back_as_they_were():

@@ -1,0 +1,43 @@
+"""The read pool (core/db.py): on PostgreSQL a lookup is its statements alone."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, text
+
+from core import db
+from tests.conftest import POSTGRES_URL
+
+
+@pytest.mark.postgres
+async def test_a_lookup_on_postgresql_opens_no_transaction_of_its_own() -> None:
+    assert POSTGRES_URL is not None
+    engine = db.create_read_engine(POSTGRES_URL)
+    sent: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: sent.append(statement))
+    try:
+        async with db.sessionmaker(engine)() as session:
+            # Each statement is its own transaction: two statements, two transaction ids.
+            first = await session.scalar(text("SELECT pg_current_xact_id()::text"))
+            second = await session.scalar(text("SELECT pg_current_xact_id()::text"))
+            in_block = await session.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = pg_backend_pid() "
+                "AND backend_xid IS NOT NULL"))
+    finally:
+        await engine.dispose()
+    assert first != second
+    assert in_block == 0, "the connection still held a transaction between statements"
+    assert len(sent) == 3
+
+
+async def test_on_sqlite_the_read_pool_is_a_pool_of_its_own(tmp_path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}"
+    writer, reader = db.create_engine(url), db.create_read_engine(url)
+    try:
+        assert reader.pool is not writer.pool
+        async with db.sessionmaker(reader)() as session:
+            assert await session.scalar(text("SELECT 1")) == 1
+    finally:
+        await writer.dispose()
+        await reader.dispose()

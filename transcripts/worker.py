@@ -332,7 +332,8 @@ async def serve_worker(settings: Settings, concurrency: int) -> None:
     from core import db
     from core.redisconn import open_redis
 
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, settings.db_pool_size,
+                              settings.db_pool_overflow)
     await db.check(engine)
     try:
         async with open_redis(settings.redis_url, settings.embedded_redis_path) as redis:

@@ -64,7 +64,7 @@ def create_private_sqlite(url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-def create_engine(url: str, size: int = 10, overflow: int = 20) -> AsyncEngine:
+def create_engine(url: str, size: int = 10, overflow: int = 10) -> AsyncEngine:
     """`size` and `overflow`: PostgreSQL's pool (CALLCENTER_DB_POOL_SIZE and _OVERFLOW)."""
     if url.startswith("sqlite"):
         create_private_sqlite(url)
@@ -79,7 +79,7 @@ def create_engine(url: str, size: int = 10, overflow: int = 20) -> AsyncEngine:
                                pool_pre_ping=True)
 
 
-def create_read_engine(url: str, size: int = 4, overflow: int = 6) -> AsyncEngine:
+def create_read_engine(url: str, size: int = 5, overflow: int = 15) -> AsyncEngine:
     """A separate pool for the reads of the call path and the sign-in.
 
     SQLite: its WAL lets readers run beside the writer. PostgreSQL: the reads run in

@@ -26,11 +26,18 @@ fi
 
 # PostgreSQL: the production database, in every run. Start (and install) one when none
 # answers; a set CALLCENTER_TEST_POSTGRES_URL names a server of the caller's instead.
+# Each run gets a database of its own, dropped at exit, so two suites at once on one
+# machine never drop each other's schema.
 if [ -z "${CALLCENTER_TEST_POSTGRES_URL:-}" ]; then
   # shellcheck source=.ci/postgres.sh
   source .ci/postgres.sh
-  ensure_postgres 5432 test || { echo "no PostgreSQL for the tests" >&2; exit 1; }
-  export CALLCENTER_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+  ensure_postgres 5432 postgres || { echo "no PostgreSQL for the tests" >&2; exit 1; }
+  drop_stale_run_databases 5432
+  run_database=$(create_run_database 5432)
+  trap 'drop_run_database 5432 "$run_database"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  export CALLCENTER_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/$run_database"
 fi
 # The postgres-marked tests fail, rather than being deselected, when the URL is missing.
 export CALLCENTER_REQUIRE_POSTGRES=1
@@ -40,4 +47,5 @@ echo "PostgreSQL tests: $CALLCENTER_TEST_POSTGRES_URL"
 
 .venv/bin/ruff check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -ra "$@"
+# Not exec: the EXIT trap drops the run's database when pytest is done.
+.venv/bin/python -m pytest -ra "$@"

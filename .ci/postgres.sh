@@ -83,3 +83,35 @@ ensure_postgres() {
     return 1
   fi
 }
+
+# A database per test run: cctest_<pid of the run>_<random>. Usage: create_run_database PORT
+# (prints the name). Runs killed before their EXIT trap leave theirs behind:
+# drop_stale_run_databases PORT drops those whose run's process is gone.
+_pg_sql() {  # PORT SQL: as postgres over TCP, on the maintenance database
+  psql -h 127.0.0.1 -p "$1" -U postgres -w -d postgres -qtAc "$2"
+}
+
+create_run_database() {
+  local name i
+  name="cctest_$$_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+  # A server shared with other runs may be at max_connections for a moment: try for 60 s.
+  for i in $(seq 60); do
+    _pg_sql "$1" "CREATE DATABASE $name" >/dev/null 2>&1 && { echo "$name"; return 0; }
+    sleep 1
+  done
+  _pg_sql "$1" "CREATE DATABASE $name" >/dev/null && echo "$name"
+}
+
+drop_run_database() {  # PORT NAME
+  _pg_sql "$1" "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+drop_stale_run_databases() {  # PORT
+  local name pid
+  for name in $(_pg_sql "$1" "SELECT datname FROM pg_database WHERE datname LIKE 'cctest\_%'"); do
+    pid=${name#cctest_}
+    pid=${pid%%_*}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    kill -0 "$pid" 2>/dev/null || drop_run_database "$1" "$name"
+  done
+}

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ports import free_port  # noqa: E402,F401  (re-exported)
 from core import db  # noqa: E402
 from core.auth import hash_password, issue_token  # noqa: E402
 from core.models import Agent, Customer, CustomerPhone, Role  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -105,7 +99,7 @@ def phone(i: int) -> str:
     return f"+86138{i:08d}"
 
 
-async def wait_healthy(url: str, timeout: float = 60) -> None:
+async def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:

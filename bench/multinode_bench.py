@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,16 +252,35 @@ class Burst:
                                       "call_id": call_id, "cause": "normal"}))
 
 
+def profile(args: argparse.Namespace, pids: list[int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each node over the steady window (`--profile DIR`): collapsed stacks of
+    the samples holding the GIL, one file per node, `n<nodes>-<i>-<time>.txt`."""
+    if args.profile is None:
+        return []
+    args.profile.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    stamp = time.strftime("%H%M%S")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--gil", "--nonblocking",
+                              "--rate", "200", "--duration", str(int(args.duration)),
+                              "--format", "raw", "-o",
+                              str(args.profile / f"n{len(pids)}-{i}-{stamp}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, pid in enumerate(pids)]
+
+
 async def steady(run: LoadRun, args: argparse.Namespace,
                  cpu: CpuWindow) -> dict[str, Any]:
     await cpu.start()
     await asyncio.sleep(args.idle)
     idle = await cpu.stop()
     await run.offer_at_rate(args.rate, args.warmup, args.customers, tag="warm")
+    spies = profile(args, cpu.nodes)
     await cpu.start()
     begun = time.perf_counter()
     offered = await run.offer_at_rate(args.rate, args.duration, args.customers, tag="steady")
     used = await cpu.stop()
+    for spy in spies:
+        await asyncio.to_thread(spy.wait)
     await asyncio.sleep(1)  # the last pops of the window
     window = [s for sent, s in run.stats.pop_latency if sent >= begun]
     return {"offered": offered, "popped": len(window), "cpu": used, "idle": idle,
@@ -289,6 +309,8 @@ async def configuration(args: argparse.Namespace, nodes: int, redis: tuple[str, 
                     result["burst"] = await Burst(run, args)(urls, burst_tokens)
                     result["burst"]["cpu"] = await cpu.stop()
                     result["errors"] = len(run.stats.errors)
+                    result["error_codes"] = dict(Counter(
+                        e.get("code", "?") for e in run.stats.errors))
                 result["rss_mb"] = sum(rss_mb(p.pid) for p in deployment.procs)
         finally:
             deployment.stop()
@@ -319,7 +341,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         b = r["burst"]
         print(f"\n{r['nodes']} node(s), load average {r['load']:.1f} at start, "
-              f"RSS {r['rss_mb']:.0f} MB, {r['errors']} error frames")
+              f"RSS {r['rss_mb']:.0f} MB, {r['errors']} error frames {r['error_codes']}")
         idle = r["idle"]
         print(f"  idle:   CPU nodes {' + '.join(f'{s:.2f}' for s in idle['nodes'])} s, redis "
               f"{idle['redis']:.2f} s, postgres {idle['database']:.2f} s in {args.idle:g} s")
@@ -360,6 +382,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--limit", type=float, default=300.0,
                         help="seconds one configuration may take before it is abandoned")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy each node over the steady window into this directory")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,11 +27,11 @@ from core import appkeys, audit_views, db, gctune, health, metrics
 from core.bus import Bus
 from core.codes import Codes
 from core.keys import Keys
-from core.redisconn import OUTAGES, open_redis
+from core.redisconn import open_redis
 from core.settings import Settings
 from core.supervise import Supervisor
 from core.tickpipe import TickPipe
-from core.timers import Timers
+from core.timers import TimerLoop, Timers
 from core.web import TokenWatch, errors, redact_access_log, response_headers, signed_in
 from core.writer import Hook, RecordWriter
 from core.ws_auth import ConnectionSlots
@@ -149,7 +148,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.WS_SLOTS] = ConnectionSlots(settings.ws_connections_per_token)
     supervisor = app[appkeys.SUPERVISOR]
     tasks = [supervisor.start("bus", bus.run),
-             supervisor.start("timers", lambda: run_timers(calls, timers)),
+             supervisor.start("timers", TimerLoop(timers, calls.on_timer,
+                                                        lambda: calls.clock()).run),
              supervisor.start("agent-log", calls.persist_agent_log),
              supervisor.start("recovery", recovery.watch),
              supervisor.start("announce", lambda: announce_positions(calls)),
@@ -173,27 +173,6 @@ async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.SUPERVISOR] = supervisor = Supervisor()
     yield
     await supervisor.stop()
-
-
-async def run_timers(calls: CallService, timers: Timers, interval: float = 0.1) -> None:
-    """Fire due timers (ring-no-answer, wrap-up, ring widening) on whichever node polls."""
-    # Not `while True`: the Redis client can swallow a cancellation mid-command, and the
-    # loop would run on; checking `cancelling()` lets shutdown finish anyway.
-    while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-        try:
-            claimed_at = calls.clock()
-            for timer in await timers.claim_due(claimed_at):
-                try:
-                    await calls.on_timer(timer)
-                except Exception:
-                    log.exception("timer %s failed; it fires again after its lease", timer.member)
-                    continue
-                await timers.done(timer, claimed_at)
-        except OUTAGES as e:
-            log.warning("timer poll failed: %s", e)
-            await asyncio.sleep(1)
-        # Anything else is a fault: it reaches the supervisor, logged with its traceback.
-        await asyncio.sleep(interval)
 
 
 async def demo_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import getpass
+import importlib.util
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -84,13 +85,12 @@ async def prepare_database(s: Settings,
                            seed: Callable[[Any], Awaitable[T]] | None = None) -> Any:
     """Check the database answers and (unless told not to) bring its schema up to date.
 
-    Migrating, and `seed(engine)` if given, run under the first-start lock: nodes started
-    together against an empty database take turns, and the later ones find the work
-    done. Returns the engine, or `(engine, seed's result)` when seeding.
+    The check, migrating, and `seed(engine)` if given, run under the first-start lock:
+    nodes started together against an empty database take turns, and the later ones find
+    the work done. Returns the engine, or `(engine, seed's result)` when seeding.
     """
     engine = db.create_engine(s.database_url)
-    await db.check(engine)
-    async with db.first_start_lock(s.database_url):
+    async with db.first_start(engine):
         if s.auto_migrate:
             await asyncio.to_thread(db.upgrade, s.database_url)
         if seed is not None:
@@ -189,10 +189,11 @@ def db_upgrade(revision: str = "head") -> None:
 
     async def go() -> None:
         engine = db.create_engine(s.database_url)
-        await db.check(engine)
-        await engine.dispose()
-        async with db.first_start_lock(s.database_url):
-            await asyncio.to_thread(db.upgrade, s.database_url, revision)
+        try:
+            async with db.first_start(engine):
+                await asyncio.to_thread(db.upgrade, s.database_url, revision)
+        finally:
+            await engine.dispose()
 
     run(go)
     typer.echo(f"database {db.safe_url(s.database_url)} is at {revision}")
@@ -517,6 +518,9 @@ def simulate(
         fail(str(e))
     if empty_rings is not None and empty_rings not in MODES:
         fail(f"--empty-rings: one of {', '.join(MODES)}, not {empty_rings!r}")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        fail("--plot draws with matplotlib, which is not installed: "
+             "pip install -e '.[plots]'")
     if empty_rings in ("skip", "hold"):
         sc = with_empty_rings(sc, str(empty_rings))
     s = settings()

@@ -173,17 +173,35 @@ FIRST_START_LOCK = 0x63616C6C636E7472
 
 
 @asynccontextmanager
-async def first_start_lock(url: str) -> AsyncIterator[None]:
-    """Held while a node migrates the schema and loads seed data, so that nodes started
+async def first_start(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The first-start lock, then the check that the database answers, made inside it.
+
+    Held while a node migrates the schema and loads seed data, so that nodes started
     together against an empty database take turns: the first does the work, the others
-    wait and then find it done."""
+    wait and then find it done. The check comes after the lock because on SQLite a
+    node's first connection switches a new file to WAL, which SQLite refuses at once
+    ("database is locked", no busy wait) while another node is doing the same.
+    """
+    url = engine.url.render_as_string(hide_password=False)
     if url.startswith("sqlite"):
         async with _file_lock(make_url(url).database):
+            await check(engine)
             yield
         return
+    async with _advisory_lock(url):
+        await check(engine)
+        yield
+
+
+@asynccontextmanager
+async def _advisory_lock(url: str) -> AsyncIterator[None]:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
-        async with engine.connect() as conn:
+        try:
+            conn = await engine.connect()
+        except Exception as e:  # the same meaning as a failed check
+            raise DatabaseUnavailable(url, f"{type(e).__name__}: {e}") from e
+        try:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
                                      {"k": FIRST_START_LOCK}):
@@ -194,6 +212,8 @@ async def first_start_lock(url: str) -> AsyncIterator[None]:
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"),
                                    {"k": FIRST_START_LOCK})
+        finally:
+            await conn.close()
     finally:
         await engine.dispose()
 

@@ -275,7 +275,7 @@ class Interaction(Base):
     # Call control (cti/holds.py, cti/control.py): holds and seconds on hold (part of
     # talk_s), seconds in conference, and the call's legs in order (agents, transfers).
     hold_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    hold_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    hold_s: Mapped[float] = mapped_column(Float, default=0.0)
     conference_s: Mapped[float | None] = mapped_column(Float)
     legs: Mapped[list[Any] | None] = mapped_column(JSON)
     # The callback this call placed (cti/callbacks.py): reports count it apart.
@@ -563,26 +563,31 @@ class ReportAgentInterval(AgentCallFigures, Base):
 
 
 class ReportAgentDay(AgentCallFigures, Base):
-    """An agent's call figures of one local day of `zone` (the center's time zone when
-    written): the sum of its `ReportAgentInterval` rows of that day (PostgreSQL only)."""
+    """An agent's call figures and seconds in each state on one local day of `zone` (the
+    center's time zone when written): the sums of its `ReportAgentInterval` and
+    `ReportAgentState` rows of that day (PostgreSQL only). The call figures and the
+    seconds are added by different hooks: each inserts its own columns."""
 
     __tablename__ = "report_agent_days"
 
     zone: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    available_s: Mapped[float] = mapped_column(Float, default=0.0)
+    ringing_s: Mapped[float] = mapped_column(Float, default=0.0)
+    on_call_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_up_s: Mapped[float] = mapped_column(Float, default=0.0)
+    not_ready_s: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-class ReportAgentDayState(Base):
-    """An agent's seconds in a state (and not-ready reason) on one local day of `zone`:
-    the sum of its `ReportAgentState` rows of that day (PostgreSQL only)."""
+class ReportAgentDayReason(Base):
+    """An agent's not-ready seconds with one reason on one local day of `zone`."""
 
-    __tablename__ = "report_agent_day_states"
+    __tablename__ = "report_agent_day_reasons"
 
     zone: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
 

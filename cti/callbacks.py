@@ -196,13 +196,15 @@ class CallbackEvents(AgentLifecycle):
                             event: tuple[str, bytes] | None,
                             agent_after: str) -> Result:
         callback_id, agent_id = live["id"], live["agent_id"]
-        return await self.callbacks.result(
+        result = await self.callbacks.result(
             callback_id, int(agent_id), outcome, now,
             attempt_timer=attempt_timer(callback_id, agent_id).member,
             retry_timer=due_timer(callback_id).member, retry_due=now + self.callback_retry_s,
             max_attempts=self.callback_attempts, event=event, ttl=EVENT_TTL_S,
             agent_after=agent_after, expect_agent=agent_id,
             expect_attempts=live.get("attempts", "0"))
+        self.timers.expect(now + self.callback_retry_s)
+        return result
 
     async def _after_attempt(self, callback_id: str, agent_id: int, outcome: str,
                              result: Result, now: float) -> None:

@@ -256,6 +256,7 @@ class ConsultEvents(AgentLifecycle):
         call, step, ops = await self._pbx_step(
             frame, move, wrap=lambda call: (Timer("wrapup", call["agent_id"], frame.call_id)
                                             .member, until))
+        self.timers.expect(until)
         a = int(call["agent_id"])
         if step.a_after:
             await self._agent_changed(a, step.a_after, {

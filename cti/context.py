@@ -138,6 +138,7 @@ class CallContext:
         if not rang:
             log.debug("call %s ended before it rang agent %s", a.call_id, a.agent_id)
             return {}
+        self.timers.expect(deadline)
         await self._notify("agent.state", state)
         await self._notify("call.routed", {**call, "reason": reason})
         return connect

@@ -374,6 +374,7 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
                       state.value, step.state)
         else:
             raise IllegalTransition(frame.call_id, step.state, frame.type)
+        self.timers.expect(until)
         if agent_id is not None and step.agent:
             await self._agent_left_call(agent_id, step.agent, frame.call_id, final, until, now)
         if consulted is not None and step.other:  # a consulted agent freed with the call
@@ -443,6 +444,7 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             return None
         if not step.won:
             await self._refuse(frame, step.state)
+        self.timers.expect(until)
         return step, ops, rings, until
 
     async def _transferred(self, frame: CallTransferred, integration: str,

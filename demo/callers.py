@@ -16,6 +16,10 @@ from core.models import Complaint, Customer, CustomerPhone
 INTENTS = {"sales": "sales", "billing": "billing", "support": "default",
            "complaint": "default"}
 OPEN_COMPLAINT_STATES = ("received", "validated", "resolving")
+# The first calls of a demo are short, so its first recording (and transcript) comes
+# within the first minute; later ones talk for a realistic time.
+FIRST_SHORT_CALLS = 3
+SHORT_TALK_S = (6.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,12 @@ def plan_call(rng: random.Random, n: int, callers: list[Caller], scale: float = 
     intent = "complaint" if caller.complaint and rng.random() < 0.6 else \
         rng.choice(["sales", "billing", "support", "support"])
     language = rng.choice(["zh", "zh", "zh", "en"])
+    talk_s = rng.uniform(15, 75)
+    if n < FIRST_SHORT_CALLS:  # the same draw, mapped onto the short range
+        low, high = SHORT_TALK_S
+        talk_s = low + (talk_s - 15) / 60 * (high - low)
     return CallPlan(
         call_id=f"demo-{n}-{rng.randrange(16**6):06x}", caller=caller,
         queue=INTENTS[intent], ivr={"language": language, "intent": intent},
         patience_s=scale * (rng.uniform(15, 120) if rng.random() < 0.15 else 600.0),
-        talk_s=scale * rng.uniform(15, 75), survey=rng.choice([None, 3, 4, 5, 5, 2]))
+        talk_s=scale * talk_s, survey=rng.choice([None, 3, 4, 5, 5, 2]))

@@ -130,3 +130,6 @@ class DemoCenter:
         for task in list(self._calls):
             task.cancel()
         await asyncio.gather(*self._calls, return_exceptions=True)
+        for person in [self.pbx, *self.colleagues]:
+            if person is not None:
+                await person.background.cancel()

@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from demo.background import Background
+
 log = logging.getLogger(__name__)
 
 WRAP_S = (4.0, 15.0)
@@ -28,6 +30,7 @@ class Colleague:
         self.scale = scale
         self.calls_taken = 0
         self._ids = itertools.count()
+        self.background = Background(f"demo agent {agent_id}")
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def run(self, http: aiohttp.ClientSession) -> None:
@@ -54,10 +57,10 @@ class Colleague:
         kind = message.get("type")
         if kind == "call.ended" and message.get("wrap_up_until"):
             self.calls_taken += 1
-            asyncio.ensure_future(self._wrap_up(message["call_id"]))
+            self.background.spawn(self._wrap_up(message["call_id"]))
         elif kind == "agent.state" and message["state"] == "not_ready" \
                 and message.get("reason") in ("missed", "disconnected"):
-            asyncio.ensure_future(self._request("agent.state.set", state="available"))
+            self.background.spawn(self._request("agent.state.set", state="available"))
 
     async def _wrap_up(self, call_id: str) -> None:
         await asyncio.sleep(self.scale * self.rng.uniform(*WRAP_S))
@@ -65,7 +68,7 @@ class Colleague:
             await self._request("agent.state.set", state="not_ready", reason="break")
             asyncio.get_running_loop().call_later(
                 self.scale * self.rng.uniform(*BREAK_S),
-                lambda: asyncio.ensure_future(self._request("agent.state.set",
+                lambda: self.background.spawn(self._request("agent.state.set",
                                                             state="available")))
         await self._request("wrapup.done", call_id=call_id,
                             disposition=self.rng.choice(DISPOSITIONS), notes="")

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from demo.background import Background
 from demo.callers import CallPlan
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class DemoPbx:
         self.calls: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.completed = 0
         self._ids = itertools.count()
+        self.background = Background("demo PBX")
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
         self._ended: set[str] = set()  # calls from before a restart this PBX ended
@@ -132,10 +134,10 @@ class DemoPbx:
                 and message.get("call_id") in self.calls:
             self.calls[message["call_id"]].put_nowait(message)
         elif kind == "route.control":  # a call this PBX has finished with
-            asyncio.ensure_future(self._result(message, ok=False, reason="no_such_call"))
+            self.background.spawn(self._result(message, ok=False, reason="no_such_call"))
         elif kind == "route.monitor":  # a supervisor's phone joins the call (as if it did)
             live = message.get("call_id") in self.calls
-            asyncio.ensure_future(self._result(message, ok=live,
+            self.background.spawn(self._result(message, ok=live,
                                                reason="" if live else "no_such_call"))
 
     def _end_strays(self, calls: list[dict[str, Any]]) -> None:
@@ -147,7 +149,7 @@ class DemoPbx:
             log.info("demo PBX: ending %d calls left from before a restart", len(strays))
         for call_id in strays:
             self._ended.add(call_id)
-            asyncio.ensure_future(self.send("call.ended", call_id, cause="failed"))
+            self.background.spawn(self.send("call.ended", call_id, cause="failed"))
 
     def _refused(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")
@@ -160,7 +162,7 @@ class DemoPbx:
 
     def _resend(self, event_id: str) -> None:
         if event_id in self.unacked and self._ws is not None and not self._ws.closed:
-            asyncio.ensure_future(self._ws.send_str(self.unacked[event_id]))
+            self.background.spawn(self._ws.send_str(self.unacked[event_id]))
 
     async def play(self, plan: CallPlan) -> None:
         """One call, from the caller dialling in to the survey after it."""

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
-from reports.sql import DAY, bucket
+from reports import agent_days
+from reports.sql import bucket
 
-FIGURES = ("handled", "transfers", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n",
-           "csat_sum", "hold_sum")
+FIGURES = agent_days.CALL_FIGURES
 
 # Per call and agent: the last leg's answering agent, then each transfer leg's agent.
 _CONTRIBUTION = """
@@ -93,21 +93,11 @@ def _one_statement() -> Any:
         f"SELECT start, agent_id, {names} FROM n UNION ALL "
         f"SELECT start, agent_id, {negated} FROM report_call_agents WHERE call_id IN :ids"
         f") x GROUP BY start, agent_id), "
-        f"days AS ({_add_days('d')}) "
+        f"days AS ({agent_days.add_calls_sql('d')}) "
         f"INSERT INTO report_agent_intervals (start, agent_id, {names}) "
         f"SELECT start, agent_id, {names} FROM d ON CONFLICT (start, agent_id) DO UPDATE SET "
         + ", ".join(f"{f} = report_agent_intervals.{f} + excluded.{f}" for f in FIGURES)
     ).bindparams(bindparam("ids", expanding=True))
-
-
-def _add_days(source: str) -> str:
-    """Add `source`'s rows (start, agent_id, figures...) to the agents' days in :zone."""
-    names = ", ".join(FIGURES)
-    sums = ", ".join(f"sum({f})" for f in FIGURES)
-    adds = ", ".join(f"{f} = report_agent_days.{f} + excluded.{f}" for f in FIGURES)
-    return (f"INSERT INTO report_agent_days (zone, day, agent_id, {names}) "
-            f"SELECT {DAY}, agent_id, {sums} FROM {source} GROUP BY 2, 3 "
-            f"ON CONFLICT (zone, day, agent_id) DO UPDATE SET {adds}")
 
 
 def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:
@@ -120,8 +110,9 @@ def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:
         conn.execute(statement, {"ids": call_ids})
 
 
-def rebuild(conn: Connection, since: Any, until: Any) -> None:
-    """Recompute the intervals in [since, until) (15-minute aligned) from the records."""
+def rebuild(conn: Connection, since: Any, until: Any, zone: str = "UTC") -> None:
+    """Recompute the intervals in [since, until) (15-minute aligned) from the records,
+    then the local days of `zone` they touch."""
     bounds = {"since": since, "until": until}
     for table in ("report_agent_intervals", "report_call_agents"):
         conn.execute(text(f"DELETE FROM {table} WHERE start >= :since AND start < :until")
@@ -137,3 +128,4 @@ def rebuild(conn: Connection, since: Any, until: Any) -> None:
         f"SELECT start, agent_id, {sums} FROM report_call_agents "
         f"WHERE start >= :since AND start < :until GROUP BY start, agent_id"
     ).bindparams(*_RANGE), bounds)
+    agent_days.rebuild_calls(conn, zone, since, until)

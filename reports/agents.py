@@ -5,7 +5,8 @@ are counted in the period the call was offered in, once the call has ended. Time
 state comes from the agent-state rollup (reports/agent_states.py), and each agent's
 current state from its last change, split at period boundaries. A report by day, week or
 month of whole local days in the center's time zone reads both from the agents' day rows
-on PostgreSQL (reports/agent_days.py), any other from the 15-minute rows. A call transferred
+on PostgreSQL (reports/agent_days.py): one row per agent and day, and one per not-ready
+reason, instead of one per 15 minutes and state. A call transferred
 between agents is a handled call for each agent who answered a leg of it.
 """
 
@@ -26,8 +27,6 @@ from reports.figures import handle_figures, ratio
 from reports.periods import Interval, Range
 from reports.sql import TRUNC, moment_of, period_sql
 
-DAYS = (Interval.day, Interval.week, Interval.month)
-
 # Each agent's last change: its state since then is not in the rollup yet.
 _LAST = text("""
 SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
@@ -38,12 +37,15 @@ SELECT agent_id, state, reason, at FROM agent_state_changes WHERE id IN (
 
 
 def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dict[str, Any]:
-    """`center`: the center's time zone, whose local days are summed in the day rows."""
+    """`center`: the center's time zone, the one the day rows are summed in."""
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     name = _namer(rng)
-    source = _Source.days if _by_days(conn, rng, center) else _Source.quarters
-    _calls(conn, rng, sums, name, source)
-    _states(conn, rng, sums, name, source)
+    if _by_days(conn, rng, center):
+        _days(conn, rng, sums, name)
+    else:
+        _calls(conn, rng, sums, name)
+        _states(conn, rng, sums, name)
+    _open_states(conn, rng, sums)
     names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
     rows = [{"period": p, "agent_id": a, "name": names.get(a) or str(a), **figures(s)}
             for (p, a), s in sorted(sums.items())]
@@ -82,46 +84,16 @@ def _state_totals(s: dict[str, float]) -> tuple[float, dict[str, float]]:
     return signed_in, reasons
 
 
-class _Source:
-    """Where a report's rows are read: (call figures, state seconds) tables and range."""
-
-    quarters = ("report_agent_intervals", "report_agent_states",
-                "start >= :since AND start < :until")
-    days = ("report_agent_days", "report_agent_day_states",
-            "zone = :tz AND day >= :first AND day < :end")
-
-
-def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
-    """Whole local days of the center's zone, by day or longer, on PostgreSQL."""
-    return (agent_days.kept(conn) and center == rng.zone.key and rng.interval in DAYS
-            and all(_midnight(m.astimezone(rng.zone)) for m in (rng.since, rng.until)))
-
-
-def _midnight(local: dt.datetime) -> bool:
-    return local.time() == dt.time()
-
-
-def _where(rng: Range, source: tuple[str, str, str]) -> tuple[str, dict[str, Any]]:
-    """The period of a row and the statement's parameters."""
-    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key,
-              "first": rng.since.astimezone(rng.zone).date(),
-              "end": rng.until.astimezone(rng.zone).date()}
-    if source is _Source.days:
-        return f"date_trunc('{TRUNC[rng.interval]}', CAST(day AS timestamp))", params
-    return "{p}", params
-
-
 _CALLS = ("SELECT {p} AS p, agent_id, " + ", ".join(f"sum({f})" for f in CALL_FIGURES)
-          + " FROM {table} WHERE {where} GROUP BY 1, 2")
+          + " FROM report_agent_intervals WHERE start >= :since AND start < :until "
+          "GROUP BY 1, 2")
 
 
-def _calls(conn: Connection, rng: Range, sums: Any, name: Any,
-           source: tuple[str, str, str]) -> None:
+def _calls(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
     """Each agent's call figures from the agent call rollup, summed by the database per
     period of the offer."""
-    period, params = _where(rng, source)
-    sql = _CALLS.format(p=period, table=source[0], where=source[2])
-    for p, agent, *values in conn.execute(_statement(sql, period_sql(conn, rng)), params):
+    params = {"since": rng.since, "until": rng.until, "tz": rng.zone.key}
+    for p, agent, *values in conn.execute(_statement(_CALLS, period_sql(conn, rng)), params):
         key = (name(p), agent)
         s = sums.get(key)
         if s is None:  # the common case: one row per period and agent
@@ -132,11 +104,8 @@ def _calls(conn: Connection, rng: Range, sums: Any, name: Any,
 
 
 def _statement(sql: str, period: str) -> Any:
-    statement = text(sql.format(p=period))
-    if ":since" not in sql:
-        return statement
-    return statement.bindparams(bindparam("since", type_=UTCDateTime()),
-                                bindparam("until", type_=UTCDateTime()))
+    return text(sql.format(p=period)).bindparams(bindparam("since", type_=UTCDateTime()),
+                                                  bindparam("until", type_=UTCDateTime()))
 
 
 def _namer(rng: Range) -> Callable[[Any], str]:
@@ -148,18 +117,59 @@ def _namer(rng: Range) -> Callable[[Any], str]:
     return name
 
 
-def _states(conn: Connection, rng: Range, sums: Any, name: Any,
-            source: tuple[str, str, str]) -> None:
-    """Closed segments from the rollup; each agent's open one (its last change) up to now."""
-    period, params = _where(rng, source)
-    sql = (f"SELECT {period} AS p, agent_id, state, reason, sum(seconds) "
-           f"FROM {source[1]} WHERE {source[2]} GROUP BY 1, 2, 3, 4")
+def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
+    """Whole local days of the center's zone, by day or longer, on PostgreSQL."""
+    return (agent_days.kept(conn) and center == rng.zone.key and rng.interval in TRUNC
+            and rng.interval is not Interval.hour
+            and all(m.astimezone(rng.zone).time() == dt.time() for m in (rng.since, rng.until)))
+
+
+_DAY_FIGURES = (*CALL_FIGURES, *(f"state_{s}" for s in agent_days.STATES))
+# Per period and agent: the sums of its day rows, and its not-ready reasons with their
+# seconds as two arrays (one row per period and agent).
+_DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
+         + ", ".join(f"sum({c})" for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
+         + " FROM report_agent_days WHERE zone = :tz AND day >= :first AND day < :end "
+         "GROUP BY 1, 2) d LEFT JOIN ("
+         "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds FROM ("
+         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, reason, "
+         "sum(seconds) AS seconds FROM report_agent_day_reasons WHERE zone = :tz "
+         "AND day >= :first AND day < :end GROUP BY 1, 2, 3) x GROUP BY 1, 2) r "
+         "ON r.p = d.p AND r.agent_id = d.agent_id")
+
+
+def _days(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+    """Call figures and closed state segments from the agents' day rows (every reason's
+    seconds are in the not-ready seconds of its day row: no reason without a row)."""
+    params = {"tz": rng.zone.key, "first": rng.since.astimezone(rng.zone).date(),
+              "end": rng.until.astimezone(rng.zone).date()}
+    # Rows fetched at once: fetching them one by one costs more than summing them.
+    for p, agent, *values, reasons, seconds in conn.execute(
+            text(_DAYS.format(trunc=TRUNC[rng.interval])), params).all():
+        s = sums[(name(p), agent)] = defaultdict(
+            float, zip(_DAY_FIGURES, map(float, values), strict=True))
+        if reasons:
+            s.update(zip(["not_ready_" + r for r in reasons], seconds, strict=True))
+
+
+def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
+    """Closed segments from the 15-minute rollup."""
+    statement = text(
+        f"SELECT {period_sql(conn, rng)} AS p, agent_id, state, reason, sum(seconds) "
+        "FROM report_agent_states WHERE start >= :since AND start < :until "
+        "GROUP BY 1, 2, 3, 4").bindparams(bindparam("since", type_=UTCDateTime()),
+                                          bindparam("until", type_=UTCDateTime()))
     for p, agent, state, reason, seconds in conn.execute(
-            _statement(sql, period_sql(conn, rng)), params):
+            statement, {"since": rng.since, "until": rng.until, "tz": rng.zone.key}):
         s = sums[(name(p), agent)]
         s[f"state_{state}"] += seconds
         if state == "not_ready" and reason:
             s[f"not_ready_{reason}"] += seconds
+
+
+def _open_states(conn: Connection, rng: Range, sums: Any) -> None:
+    """Each agent's open state (since its last change) up to now."""
     now = dt.datetime.now(dt.UTC)
     for agent, state, reason, at in conn.execute(_LAST):
         start = moment_of(at, rng).astimezone(dt.UTC)

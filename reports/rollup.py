@@ -29,7 +29,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
-from reports import agent_days, agent_rollup
+from reports import agent_rollup
 
 INTERVAL = dt.timedelta(minutes=15)
 # A call is counted when it ends (its outcome is written), and again when a survey
@@ -217,8 +217,7 @@ class Rollups:
             f"SELECT start, queue, tier, {sums} FROM report_calls "
             f"WHERE start >= :since AND start < :until GROUP BY start, queue, tier"
         ).bindparams(*_RANGE), bounds)
-        agent_rollup.rebuild(conn, since, until)
-        agent_days.rebuild_calls(conn, self.zone, since, until)
+        agent_rollup.rebuild(conn, since, until, self.zone)
 
 
 def touched_calls(ops: Iterable[Op]) -> set[str]:

@@ -5,7 +5,6 @@ loopback port in a temporary folder."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,13 +13,9 @@ from typing import Any
 
 import redis as sync_redis
 
+from bench.ports import free_port
+
 MASTER = "callcenter"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _binary(name: str) -> str:

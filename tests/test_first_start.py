@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import sqlite3
 import subprocess
@@ -23,8 +24,13 @@ from bench.harness import Deployment, free_port
 from core import db
 from core.models import Agent, Customer
 from tests.conftest import POSTGRES_URL
+from tests.waits import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
+# Connections of this database waiting for an advisory lock (a node for the start lock).
+WAITERS = text("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+               " WHERE l.locktype = 'advisory' AND NOT l.granted"
+               " AND d.datname = current_database()")
 
 
 @pytest.fixture
@@ -108,6 +114,107 @@ async def test_two_nodes_started_together_on_an_empty_database_both_come_up(
     assert demo_agents == 1
     assert customers == 3000
     assert len(versions) == 1
+
+
+@contextlib.contextmanager
+def sqlite_node_mid_first_start(path: Path) -> Iterator[None]:
+    """What a node holds while it starts on a new SQLite file: the lock file beside it
+    (the cross-node contract, docs/architecture.md) and an open write on the database,
+    still in its first journal mode: the moment SQLite refuses another node's connection
+    at once with "database is locked"."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("CREATE TABLE starting (x INTEGER)")
+        yield
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        os.close(fd)
+
+
+def holds_open(proc: subprocess.Popen[bytes], path: Path) -> bool:
+    """Has `proc` opened `path` (a node waiting on the lock file)?"""
+    with contextlib.suppress(OSError):  # the process, or one of its descriptors, is gone
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(path):
+                    return True
+    return False
+
+
+@pytest.mark.timeout(300)
+async def test_a_node_started_while_another_writes_a_new_sqlite_file_waits_then_comes_up(
+        tmp_path: Path, redis_url: str) -> None:
+    path = tmp_path / "fresh.db"
+    path.touch()
+    env = Deployment(tmp_path, f"sqlite+aiosqlite:///{path}", redis_url).env(
+        CALLCENTER_AUTO_MIGRATE="true",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    port = free_port()
+    with open(tmp_path / "node.log", "wb") as log:
+        with sqlite_node_mid_first_start(path):
+            proc = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
+                                     str(port)], env=env, cwd=tmp_path,
+                                    stdout=subprocess.DEVNULL, stderr=log)
+            try:
+                await eventually(lambda: proc.poll() is not None
+                                 or holds_open(proc, Path(f"{path}.lock")), 120)
+                assert proc.poll() is None, (tmp_path / "node.log").read_text()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        try:
+            state = await up_or_exited(f"http://127.0.0.1:{port}", proc, 240)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    stderr = (tmp_path / "node.log").read_text(errors="replace")
+    assert state == "healthy", stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+async def test_a_node_started_while_another_holds_the_postgres_start_lock_waits_then_comes_up(
+        fresh_postgres: str, redis_url: str, tmp_path: Path) -> None:
+    env = Deployment(tmp_path, fresh_postgres, redis_url).env(
+        CALLCENTER_AUTO_MIGRATE="true",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    port = free_port()
+    engine = db.create_engine(fresh_postgres)
+    try:
+        with open(tmp_path / "node.log", "wb") as log:
+            async with engine.connect() as holder:
+                await holder.execute(text("SELECT pg_advisory_lock(:k)"),
+                                     {"k": db.FIRST_START_LOCK})
+                proc = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
+                                         str(port)], env=env, cwd=tmp_path,
+                                        stdout=subprocess.DEVNULL, stderr=log)
+                try:
+                    async with asyncio.timeout(120):
+                        while proc.poll() is None and not await holder.scalar(WAITERS):
+                            await asyncio.sleep(0.05)
+                    assert proc.poll() is None, (tmp_path / "node.log").read_text()
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                await holder.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                     {"k": db.FIRST_START_LOCK})
+            try:
+                state = await up_or_exited(f"http://127.0.0.1:{port}", proc, 240)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    finally:
+        await engine.dispose()
+    stderr = (tmp_path / "node.log").read_text(errors="replace")
+    assert state == "healthy", stderr
+    assert "Traceback" not in stderr
 
 
 def test_a_database_that_cannot_be_migrated_is_one_clear_line_not_a_traceback(

@@ -1,5 +1,8 @@
 """Colliding transitions of the call path, driven from two sides at once.
 
+The later features' transitions (hold, the recording's PCI pause, a supervisor setting
+an agent's state) are raced against the call path's the same way at the end.
+
 Each pair runs for many rounds, on one node (both sides on the same CallService) and on
 two nodes (two apps sharing one Redis and one database), against SQLite and PostgreSQL.
 After every round the invariants hold whatever the interleaving: each call completed at
@@ -23,11 +26,19 @@ from sqlalchemy import func, select
 from callcenter.app import create_app
 from core.appkeys import CALLS, DIRECTORY, WALLBOARD
 from core.keys import Keys
-from core.models import Call
+from core.models import Call, Interaction
 from core.settings import Settings
 from core.timers import Timer
 from cti.calls import CallError
-from cti.schemas import CallAnswered, CallEnded, CallOffered, CallTransferred, RecordingReady
+from cti.schemas import (
+    CallAnswered,
+    CallEnded,
+    CallHeld,
+    CallOffered,
+    CallTransferred,
+    RecordingPaused,
+    RecordingReady,
+)
 from cti.service import CallService, Outcome
 from routing.service import RoutingError
 from routing.states import AgentState
@@ -99,6 +110,20 @@ class Race:
             type="call.transferred", event_id=f"t-{call_id}", call_id=call_id,
             to_queue="default"))
 
+    async def hold(self, side: Side, call_id: str) -> Outcome | None:
+        return await self.event(side, CallHeld(type="call.held", event_id=f"h-{call_id}",
+                                               call_id=call_id))
+
+    async def pause(self, side: Side, call_id: str) -> Outcome | None:
+        return await self.event(side, RecordingPaused(
+            type="recording.paused", event_id=f"p-{call_id}", call_id=call_id))
+
+    async def interaction(self, call_id: str) -> Interaction:
+        async with self.center.sessions() as session:  # type: ignore[operator]
+            row = await session.scalar(select(Interaction).where(Interaction.call_id == call_id))
+        assert row is not None, call_id
+        return row
+
     async def state(self, side: Side, agent_id: int, state: AgentState,
                     reason: str = "") -> None:
         with contextlib.suppress(RoutingError):
@@ -167,11 +192,18 @@ class Race:
                 assert await self.store.redis.zscore(timers, timer) is not None, agent
 
     async def _no_leftovers(self) -> None:
+        """Every key of a call (its hash, monitor, pending commands) belongs to a live call
+        or expires; every event key and command expires."""
         live = set(await self.store.redis.smembers(self.keys.calls))
-        async for key in self.store.redis.scan_iter(self.keys.call("*"), count=1000):
-            call_id = key.removeprefix(self.keys.call(""))
-            ttl = await self.store.redis.ttl(key)
-            assert call_id in live or ttl > 0, f"{key} left behind (ttl {ttl})"
+        per_call = [self.keys.call, self.keys.monitor, self.keys.call_command,
+                    self.keys.calls_commands]
+        for key_of in [*per_call, self.keys.event, self.keys.command]:
+            prefix = key_of("")
+            async for key in self.store.redis.scan_iter(f"{prefix}*", count=1000):
+                owner = key.removeprefix(prefix)
+                ttl = await self.store.redis.ttl(key)
+                assert (key_of in per_call and owner in live) or ttl > 0, \
+                    f"{key} left behind (ttl {ttl})"
 
     async def _completed_once(self, call_ids: list[str]) -> None:
         async with self.center.sessions() as session:  # type: ignore[operator]
@@ -337,3 +369,57 @@ async def test_a_recording_whose_transcription_could_not_be_queued_is_queued_on_
     assert queued == ["failed", "/r/rec-1.wav"]
     again = await race.a.calls.handle(frame, PBX)
     assert again.ack["duplicate"] is True and len(queued) == 2
+
+
+async def test_hold_against_hang_up(race: Race) -> None:
+    agent = await race.new_agent("hal")
+    for n in range(ROUNDS):
+        call_id = f"hold-{n}"
+        await race.connected(call_id, agent)
+        held, ended = await asyncio.gather(race.hold(race.a, call_id), race.end(race.b, call_id))
+        assert ended is not None  # a hang-up ends a held call as it does a connected one
+        hal, call = await race.store.agent(agent), await race.store.call(call_id)
+        assert (hal["state"], hal["call_id"], call["state"]) == ("wrap_up", call_id, "wrap_up")
+        await race.check([call_id])
+        await race.finish(call_id, agent)
+        await race.check([call_id])
+        record = await race.interaction(call_id)
+        assert record.hold_count == (held is not None), (call_id, record.hold_count, held)
+
+
+async def test_recording_pause_against_hang_up(race: Race) -> None:
+    agent = await race.new_agent("ivy")
+    for n in range(ROUNDS):
+        call_id = f"pause-{n}"
+        await race.connected(call_id, agent)
+        paused, ended = await asyncio.gather(race.pause(race.a, call_id),
+                                             race.end(race.b, call_id))
+        assert ended is not None
+        call = await race.store.call(call_id)
+        assert (call["state"], call.get("rec_paused_at") or "") == ("wrap_up", ""), call
+        await race.check([call_id])
+        await race.finish(call_id, agent)
+        await race.check([call_id])
+        intervals = (await race.interaction(call_id)).recording_pauses or []
+        assert len(intervals) == (paused is not None), (call_id, intervals, paused)
+
+
+async def test_supervisor_state_against_reservation(race: Race) -> None:
+    agent = await race.new_agent("jon")
+    for n in range(ROUNDS):
+        call_id = f"sup-{n}"
+        await race.state(race.a, agent, AgentState.available)
+        await race.both(race.offer(race.a, call_id), race.b.calls.supervise_state(
+            agent, AgentState.not_ready, "meeting", "supervisor:sue"))
+        jon, call = await race.store.agent(agent), await race.store.call(call_id)
+        if jon["state"] == "ringing":  # reserved first: the supervisor's state waits
+            assert (call["agent_id"], jon["after_wrap"], jon["after_wrap_by"]) == (
+                str(agent), "not_ready", "supervisor:sue"), (jon, call)
+        else:
+            assert (jon["state"], jon["reason"], call["state"]) == (
+                "not_ready", "meeting", "queued"), (jon, call)
+        await race.check([call_id])
+        await race.end(race.a, call_id)
+        jon = await race.store.agent(agent)
+        assert (jon["state"], jon["reason"], jon["call_id"]) == ("not_ready", "meeting", ""), jon
+        await race.check([call_id])

@@ -10,6 +10,7 @@ threshold of 20 s, short abandons under 5 s. Local times of day D = 2026-03-10:
   c3 09:10:00 abandoned 09:10:03 (3 s: short)
   c4 09:12:00 abandoned 09:12:40 (40 s: long)
   c5 09:14:50 answered 09:15:05 (15 s, within)  ended 09:20:05 talk 300  (spans 09:15)
+              on hold 09:16:00-09:16:30 (30 s of the 300)
   c6 10:00:00 answered 10:00:10 by amy (10 s, within), transferred 10:02:00 to the queue,
               answered 10:02:50 by bob, ended 10:05:00 talk 130, CSAT 2
   c7 23:59:50 answered 00:00:15 (25 s, beyond)  ended 00:02:00 talk 105  (spans midnight)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -61,12 +63,15 @@ def set_clock(center, moment: float) -> None:
 
 
 async def answered(center, ivr, agent, call_id, ani, offered, answer, end,
-                   wrapped=None) -> None:
+                   wrapped=None, hold=()) -> None:
     set_clock(center, at(*offered))
     await ivr.offer(call_id, ani)
     await agent.inbox.expect("screen_pop", call_id=call_id)
     set_clock(center, at(*answer))
     await ivr.event("call.answered", call_id, agent_id=agent.agent_id)
+    for moment, event in zip(hold, ("call.held", "call.resumed"), strict=False):
+        set_clock(center, at(moment))
+        await ivr.event(event, call_id)  # acknowledged once the call path applied it
     set_clock(center, at(*end))
     await ivr.event("call.ended", call_id)
     await wrap_up(agent, call_id, center, wrapped)
@@ -104,7 +109,7 @@ async def crafted_day(center) -> tuple:
     await abandoned(center, ivr, "c4", "+8613800000004", "09:12:00", "09:12:40")
     await amy.available()
     await answered(center, ivr, amy, "c5", "+8613800000005", ("09:14:50",), ("09:15:05",),
-                   ("09:20:05",))
+                   ("09:20:05",), hold=("09:16:00", "09:16:30"))
     await transferred_call(center, ivr, amy, bob)
     await answered(center, ivr, amy, "c7", "+8613800000007", ("23:59:50",), ("00:00:15", 1),
                    ("00:02:00", 1))
@@ -143,7 +148,8 @@ async def until_available(center, agent_id: int) -> None:
 DAY_D = {"offered": 7, "answered": 5, "answered_within": 3, "answered_beyond": 2,
          "abandoned": 1, "abandoned_short": 1, "failed": 0,
          "service_level": round(3 / 7, 4), "asa_s": 17.6, "longest_wait_s": 40.0,
-         "avg_talk_s": 167.0, "avg_hold_s": 0.0, "avg_wrap_up_s": 10.0, "aht_s": 177.0,
+         # talk 180+120+300+130+105 less c5's 30 s on hold, over 5 calls; hold 30 / 5
+         "avg_talk_s": 161.0, "avg_hold_s": 6.0, "avg_wrap_up_s": 10.0, "aht_s": 177.0,
          "transfers": 1,
          "csat_responses": 2, "csat_average": 3.5,
          "csat_satisfied": 0.5, "abandon_rate": round(2 / 7, 4)}
@@ -154,7 +160,7 @@ DAY_D = {"offered": 7, "answered": 5, "answered_within": 3, "answered_beyond": 2
 # on a call 180+120+300+110; wrap-up 20+30+0+5280 (c6, transfer to timer); lunch 280.
 AMY_AVAILABLE = 1800 + 5492 + 130 + 2395 + 44990
 AMY_WORKING = 73 + 710 + 5330
-AMY_D = {"handled": 5, "transfers_made": 1, "avg_talk_s": 176.25, "avg_hold_s": 0.0,
+AMY_D = {"handled": 5, "transfers_made": 1, "avg_talk_s": 168.75, "avg_hold_s": 7.5,
          "avg_wrap_up_s": 12.5,
          "aht_s": 188.75, "csat_responses": 1, "csat_average": 5.0,
          "signed_in_s": 17 * 3600.0, "available_s": float(AMY_AVAILABLE),
@@ -372,6 +378,15 @@ async def test_csv_exports_neutralise_formula_like_cells(center, tmp_path):
     assert "exported 1 call records" in stdout and "100%" in err  # the progress bar
     row = out.read_text().splitlines()[1]
     assert row.startswith("'=1+1,") and ",'=cmd," in row and ",'+8613800000199," in row
+
+    lines = tmp_path / "cdr.jsonl"  # JSON is no spreadsheet: values as they are
+    code, stdout, err = await cli(center, "cdr", "export", "--from", "2026-03-10", "--to",
+                                  "2026-03-10", "--format", "jsonl", "--output", str(lines),
+                                  env={"CALLCENTER_CENTER_TIMEZONE": "Asia/Shanghai"})
+    assert code == 0, err
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [(r["call_id"], r["ani"], r["outcome"]) for r in records] == [
+        ("=1+1", "+8613800000199", "answered")]
 
     code, stdout, err = await cli(center, "report", "show", "center", "--from", "2026-03-10",
                                   "--to", "2026-03-10", "--format", "csv",

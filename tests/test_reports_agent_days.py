@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, insert, select
 from core.models import (
     Agent,
     ReportAgentDay,
-    ReportAgentDayState,
+    ReportAgentDayReason,
     ReportAgentInterval,
     ReportAgentState,
     ReportCallAgent,
@@ -85,13 +85,13 @@ async def test_day_rows_give_the_report_of_the_quarter_hours(settings, sessions)
                                                                    {"lunch": 1200.0})
     async with sessions() as session:
         days = await session.scalar(select(func.count()).select_from(ReportAgentDay))
-        state_days = await session.scalar(select(func.count()).select_from(ReportAgentDayState))
+        state_days = await session.scalar(select(func.count()).select_from(ReportAgentDayReason))
     postgres = engine.dialect.name == "postgresql"
     assert (days > 0, state_days > 0) == (postgres, postgres)  # SQLite: quarter hours only
 
     async with engine.begin() as conn:
         for table in (ReportAgentInterval, ReportCallAgent, ReportAgentState, ReportAgentDay,
-                      ReportAgentDayState):
+                      ReportAgentDayReason):
             await conn.execute(delete(table))
         await conn.run_sync(Rollups(zone=CENTER).rebuild, SINCE, UNTIL)
         await conn.run_sync(AgentStates(CENTER).rebuild, SINCE, UNTIL)

@@ -80,6 +80,16 @@ async def test_supervisor_reads_charts_and_tables_and_downloads_csv_in_two_langu
     await expect(page.locator("#rp-table thead")).to_contain_text("Tier")
     await expect(page.locator("#rp-table tbody")).to_contain_text("gold")
 
+    await page.select_option("#rp-scope", "agents")  # Amy, one row a day
+    await page.click("#rp-show")
+    await expect(page.locator("#rp-table tbody tr")).to_have_count(3)
+    for column in ("AHT", "CSAT", "Not ready by reason", "Occupancy"):
+        await expect(page.locator("#rp-table thead")).to_contain_text(column)
+    await expect(page.locator("#rp-table tbody tr").nth(2)).to_contain_text("Amy")
+    await page.select_option("#rp-scope", "tiers")
+    await page.click("#rp-show")
+    await expect(page.locator("#rp-table thead")).to_contain_text("Tier")
+
     await page.click("button[data-lang=zh]")
     await expect(page.locator("h1")).to_have_text("历史报表")
     await expect(page.locator("#rp-table thead")).to_contain_text("服务水平")

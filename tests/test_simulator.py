@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +48,7 @@ from routing.store import RoutingStore
 
 AHT, THRESHOLD, AGENTS = 180.0, 20.0, 10
 EXAMPLE = Path(__file__).parent.parent / "examples" / "scenario.yaml"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fifo_queue_waits(arrivals: np.ndarray, handles: np.ndarray, agents: int) -> np.ndarray:
@@ -256,6 +260,20 @@ def test_simulate_command_prints_service_levels_and_writes_a_plot(
     assert result.exit_code == 0, result.output
     assert "routing: value" in result.output and "routing: fifo" in result.output
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_simulate_plot_without_matplotlib_says_how_to_install_it_before_simulating(
+        tmp_path):
+    """`./run.sh` installs no matplotlib (the `plots` extra): `--plot` says what to do."""
+    plot = tmp_path / "waits.png"
+    hide = ("import sys; sys.modules['matplotlib'] = None; "  # as if not installed
+            "from callcenter.cli import main; sys.argv[0] = 'callcenter'; main()")
+    done = subprocess.run([sys.executable, "-c", hide, "simulate", "--calls", "50",
+                           "--plot", str(plot)], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "CALLCENTER_SECRET_KEY": "x" * 32})
+    assert done.returncode == 1, done.stderr
+    assert "pip install -e '.[plots]'" in done.stderr and "Traceback" not in done.stderr
+    assert not plot.exists()
 
 
 def test_scenario_reads_from_toml_as_from_yaml(tmp_path):

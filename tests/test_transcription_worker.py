@@ -424,6 +424,18 @@ async def test_worker_killed_mid_job_loses_no_recording(
         assert await session.scalar(select(func.count()).select_from(Complaint)) == 1
 
 
+async def test_a_warm_worker_starts_its_decoders_before_the_first_recording(
+        start_worker) -> None:
+    """Under demo traffic (`warm`) the decoders start, and load their model, with the
+    worker: the first recording does not wait for them."""
+    import threading
+
+    started = threading.Event()  # the pool's initializer, as `_warm_up` is for processes
+    with ThreadPoolExecutor(1, initializer=started.set) as executor:
+        start_worker(executor, warm=True)
+        await until(started.is_set, within=30)
+
+
 async def test_each_call_is_decoded_with_the_model_of_its_ivr_language(
         start_worker, queue, sessions, recordings, model, tmp_path) -> None:
     """Two model entries (the registry model under a second name for `zh`): a zh call is

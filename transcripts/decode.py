@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -59,7 +60,12 @@ def decode_recording(request: DecodeRequest) -> DecodeResult:
 
 
 def _warm_up(model: str) -> None:
-    """Pool initializer: load the model (and the detector's lexicons) once per process."""
+    """Pool initializer: load the model (and the detector's lexicons) once per process.
+
+    Ctrl-C reaches the whole process group: the decoder ignores it and the parent shuts
+    the pool down (a decode under way finishes, its job stays pending), rather than a
+    KeyboardInterrupt traceback from the middle of Kaldi."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from transcripts.asr import load_model
     from transcripts.complaint_detector import default_detector
 

@@ -34,8 +34,10 @@ async def transcription_ctx(app: web.Application) -> AsyncIterator[None]:
     supervisor, task = app[appkeys.SUPERVISOR], None
     if settings.transcribe_in_process:
         try:
+            # The demo's calls bring recordings within a minute: be ready for them.
             worker = build_worker(settings, app[appkeys.REDIS], app[appkeys.SESSIONS],
-                                  settings.transcribe_concurrency)
+                                  settings.transcribe_concurrency,
+                                  warm=settings.demo_calls_per_min > 0)
             task = supervisor.start("transcription-worker", worker.run)
         except ModelNotFound as e:
             # Jobs still queue up for a `callcenter worker` that has the model.

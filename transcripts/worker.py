@@ -63,6 +63,9 @@ class WorkerConfig:
     max_bytes: int | None = None
     max_seconds: float | None = None
     models: dict[str, str] = field(default_factory=dict)  # IVR language -> model
+    # Start the decoder processes (each loads its model) with the worker, not with the
+    # first recording: the demo's first transcript comes half a minute sooner.
+    warm: bool = False
 
     def model_for(self, language: str | None) -> str:
         return LanguageModels(self.model, self.models).for_language(language)
@@ -112,6 +115,8 @@ class TranscriptionWorker:
     async def run(self) -> None:
         """Take jobs until cancelled; unfinished jobs stay pending for another worker."""
         await self.queue.ensure_group()
+        if self.config.warm:
+            self._warm()
         slots = asyncio.Semaphore(self.config.concurrency)
         upkeep = asyncio.create_task(self._upkeep(), name="transcribe-upkeep")
         try:
@@ -135,6 +140,13 @@ class TranscriptionWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.close()
+
+    def _warm(self) -> None:
+        """Spawn the decoder processes now; each loads its model as it starts (the pool's
+        initializer). A model that fails to load breaks the pool, as on a first job."""
+        self._executor = self._executor or self.executor_factory()
+        for _ in range(self.config.concurrency):
+            self._executor.submit(os.getpid)
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
@@ -296,7 +308,7 @@ def _unfinished(job: Job) -> Any:
 
 
 def config_from(settings: Settings, concurrency: int,
-                models: LanguageModels) -> WorkerConfig:
+                models: LanguageModels, warm: bool = False) -> WorkerConfig:
     return WorkerConfig(
         model=models.default, models=models.by_language, concurrency=concurrency,
         agent_channel=settings.agent_channel,
@@ -305,18 +317,20 @@ def config_from(settings: Settings, concurrency: int,
         max_attempts=settings.transcribe_max_attempts, retry_base_s=settings.transcribe_retry_s,
         recordings_dir=settings.recordings_dir,
         also_dirs=(settings.ari_recordings_dir,) if settings.ari_url else (),
-        max_bytes=settings.recording_max_bytes, max_seconds=settings.recording_max_s)
+        max_bytes=settings.recording_max_bytes, max_seconds=settings.recording_max_s,
+        warm=warm)
 
 
 def build_worker(settings: Settings, redis: Redis, maker: async_sessionmaker[AsyncSession],
-                 concurrency: int) -> TranscriptionWorker:
-    """A worker with `concurrency` decoder processes, as this node's consumer."""
+                 concurrency: int, warm: bool = False) -> TranscriptionWorker:
+    """A worker with `concurrency` decoder processes, as this node's consumer (started
+    with it when `warm`)."""
     # Every model located now: a bad setting fails here, not per job.
     models = LanguageModels.locate(settings.vosk_model, settings.vosk_models)
     return TranscriptionWorker(
         JobQueue(redis, Keys(settings.redis_prefix).transcribe_stream), maker,
         lambda: process_pool(models.default, concurrency),
-        config_from(settings, concurrency, models),
+        config_from(settings, concurrency, models, warm),
         consumer=f"{settings.node_id}-{os.getpid()}", policy=sla_policy(settings),
         patterns=settings.redaction_patterns,
         events=Keys(settings.redis_prefix).webhook_events)
@@ -334,7 +348,8 @@ async def serve_worker(settings: Settings, concurrency: int) -> None:
 
     engine = db.create_engine(settings.database_url, settings.db_pool_size,
                               settings.db_pool_overflow)
-    await db.check(engine)
+    async with db.first_start(engine):  # after any node starting beside it has migrated
+        pass
     try:
         async with open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
             worker = build_worker(settings, redis, db.sessionmaker(engine), concurrency)

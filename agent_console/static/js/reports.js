@@ -20,9 +20,12 @@ const QUEUE_COLUMNS = [["offered", count], ["answered", count], ["answered_withi
   ["abandoned", count], ["abandoned_short", count], ["service_level", share],
   ["asa_s", secs], ["longest_wait_s", secs], ["avg_talk_s", secs], ["transfers", count],
   ["csat_average", (v) => (v === null ? "—" : number(v, 2))]];
+const byReason = (v) => Object.entries(v || {}).map(([r, s]) => `${r} ${secs(s)}`).join(", ")
+  || "—";
 const AGENT_COLUMNS = [["handled", count], ["transfers_made", count], ["avg_talk_s", secs],
+  ["aht_s", secs], ["csat_average", (v) => (v === null ? "—" : number(v, 2))],
   ["signed_in_s", secs], ["available_s", secs], ["on_call_s", secs], ["wrap_up_s", secs],
-  ["not_ready_s", secs], ["occupancy", share]];
+  ["not_ready_s", secs], ["not_ready_by_reason", byReason], ["occupancy", share]];
 const GROUP = { center: null, queues: "queue", tiers: "tier", agents: "name" };
 
 let last = null;

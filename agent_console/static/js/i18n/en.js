@@ -441,6 +441,7 @@ export default {
   "col.longest_wait_s": "Longest wait",
   "col.avg_talk_s": "Avg. talk",
   "col.transfers": "Transfers",
+  "col.aht_s": "AHT",
   "col.csat_average": "CSAT",
   "col.transfers_made": "Transfers made",
   "col.signed_in_s": "Signed in",
@@ -448,6 +449,7 @@ export default {
   "col.on_call_s": "On calls",
   "col.wrap_up_s": "Wrap-up",
   "col.not_ready_s": "Not ready",
+  "col.not_ready_by_reason": "Not ready by reason",
   "col.occupancy": "Occupancy",
 
   "nav.quality": "Quality",

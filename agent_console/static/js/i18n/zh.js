@@ -440,6 +440,7 @@ export default {
   "col.longest_wait_s": "最长等待",
   "col.avg_talk_s": "平均通话",
   "col.transfers": "转接",
+  "col.aht_s": "平均处理时长",
   "col.csat_average": "满意度",
   "col.transfers_made": "发起转接",
   "col.signed_in_s": "在线时长",
@@ -447,6 +448,7 @@ export default {
   "col.on_call_s": "通话中",
   "col.wrap_up_s": "话后处理",
   "col.not_ready_s": "未就绪",
+  "col.not_ready_by_reason": "未就绪原因",
   "col.occupancy": "占用率",
 
   "nav.quality": "质检",

@@ -8,9 +8,12 @@ cd "$(dirname "$0")"
 # than pip on a fresh machine (bench/README.md, first run); pip is the fallback. Either
 # way .venv gets pip too, for ./test.sh and for people.
 install_with_uv() {
-  python3 -m pip --python .venv/bin/python install -q --disable-pip-version-check \
-    --root-user-action=ignore uv &&
-    .venv/bin/uv pip install -q --python .venv/bin/python --link-mode copy -e . pip
+  local uv
+  uv=$(command -v uv) || {  # a uv of the machine's, else one from PyPI into .venv
+    python3 -m pip --python .venv/bin/python install -q --disable-pip-version-check \
+      --root-user-action=ignore uv && uv=.venv/bin/uv
+  } || return 1
+  "$uv" pip install -q --python .venv/bin/python --link-mode copy -e . pip
 }
 
 install_with_pip() {

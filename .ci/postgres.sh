@@ -92,10 +92,14 @@ _pg_sql() {  # PORT SQL: as postgres over TCP, on the maintenance database
 }
 
 create_run_database() {
-  local name
+  local name i
   name="cctest_$$_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
-  _pg_sql "$1" "CREATE DATABASE $name" >/dev/null
-  echo "$name"
+  # A server shared with other runs may be at max_connections for a moment: try for 60 s.
+  for i in $(seq 60); do
+    _pg_sql "$1" "CREATE DATABASE $name" >/dev/null 2>&1 && { echo "$name"; return 0; }
+    sleep 1
+  done
+  _pg_sql "$1" "CREATE DATABASE $name" >/dev/null && echo "$name"
 }
 
 drop_run_database() {  # PORT NAME

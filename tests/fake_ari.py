@@ -294,25 +294,21 @@ class FakeAri:
         return web.json_response(bridge)
 
     async def _add_channel(self, request: web.Request) -> web.Response:
-        if problem := await self._bridge_problem(request):
-            return problem
-        bridge = self.bridges[request.match_info["id"]]
-        ids = request.query.get("channel", "").split(",")
-        if not all(i in self.channels for i in ids):
-            return _error(400, "Channel not found")
-        for channel_id in ids:
+        found = await self._bridge_and_channels(request)
+        if isinstance(found, web.Response):
+            return found
+        bridge, ids = found
+        for channel_id in ids:  # each event shows the bridge as it is at that moment
             bridge["channels"].append(channel_id)
             await self.send("ChannelEnteredBridge", bridge=bridge,
                             channel=self.channels[channel_id])
         return web.Response(status=204)
 
     async def _remove_channel(self, request: web.Request) -> web.Response:
-        if problem := await self._bridge_problem(request):
-            return problem
-        bridge = self.bridges[request.match_info["id"]]
-        ids = request.query.get("channel", "").split(",")
-        if not all(i in self.channels for i in ids):
-            return _error(400, "Channel not found")
+        found = await self._bridge_and_channels(request)
+        if isinstance(found, web.Response):
+            return found
+        bridge, ids = found
         if not all(i in bridge["channels"] for i in ids):
             return _error(422, "Channel not in this bridge")
         for channel_id in ids:
@@ -320,6 +316,17 @@ class FakeAri:
             await self.send("ChannelLeftBridge", bridge=bridge,
                             channel=self.channels[channel_id])
         return web.Response(status=204)
+
+    async def _bridge_and_channels(self, request: web.Request
+                                   ) -> tuple[dict[str, Any], list[str]] | web.Response:
+        """The bridge a request names and the channels of its `channel` list, or the error
+        to answer (no such bridge, an unknown channel)."""
+        if problem := await self._bridge_problem(request):
+            return problem
+        ids = request.query.get("channel", "").split(",")
+        if not all(i in self.channels for i in ids):
+            return _error(400, "Channel not found")
+        return self.bridges[request.match_info["id"]], ids
 
     async def _bridge_ok(self, request: web.Request) -> web.Response:
         return await self._bridge_problem(request) or web.Response(status=204)

@@ -25,7 +25,7 @@ from core.models import Interaction, ProcessedEvent
 from core.writer import numbered
 from cti import records
 from tests.clients import AgentClient, Ivr
-from tests.conftest import make_settings, reset_schema
+from tests.conftest import Center, make_settings, reset_schema
 
 # A node process up: imports, the database check, Redis. On a loaded 2-core machine (a second
 # suite beside this one) that is most of a minute.
@@ -148,124 +148,118 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
     assert record.disposition == "resolved" and record.ended_at is not None
 
 
-@pytest.mark.timeout(420)
-async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, own_redis,
-                                                                    redis_prefix,
-                                                                    database_url):
+class KillableNode:
+    """A `callcenter serve` process on the test's database and Redis, for the tests that
+    SIGKILL it and start it again; `helper` signs people in and plays the PBX through it."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, redis_prefix: str, database_url: str,
+                 **env: str) -> None:
+        settings = make_settings(database_url, redis_url, redis_prefix, tmp_path)
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},
+                    "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": redis_url,
+                    "CALLCENTER_REDIS_PREFIX": redis_prefix,
+                    "CALLCENTER_SECRET_KEY": settings.secret_key,
+                    "CALLCENTER_AUTO_MIGRATE": "false",
+                    "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false", **env}
+        self.cwd, self.port = tmp_path, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.engine = db.create_engine(database_url)
+        self.sessions = db.sessionmaker(self.engine)
+        self.helper = Center.__new__(Center)
+        self.helper.sessions, self.helper.settings = self.sessions, settings
+        self.helper.url, self.helper._clients = self.url, []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "callcenter", "serve", "--port", str(self.port)],
+            env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        async with aiohttp.ClientSession() as http:
+            await _eventually(lambda: _healthy(http, self.url), timeout=NODE_START_S)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    async def close(self) -> None:
+        await self.helper.close()
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        await self.engine.dispose()
+
+
+@pytest.fixture
+async def migrated(database_url: str) -> str:
     await reset_schema(database_url, create=False)
     await asyncio.to_thread(db.upgrade, database_url)
-    settings = make_settings(database_url, own_redis.url, redis_prefix, tmp_path)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},
-           "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": own_redis.url,
-           "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
-           "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false"}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    return database_url
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
-                                 str(port)], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    from tests.conftest import Center
-
-    engine = db.create_engine(database_url)
-    maker = db.sessionmaker(engine)
-    helper = Center.__new__(Center)
-    helper.sessions, helper.settings, helper.url, helper._clients = maker, settings, url, []
-    await helper.add_agent("dee")
-    server = start()
+@pytest.mark.timeout(420)
+async def test_killed_server_restarts_and_its_calls_finish_complete(tmp_path, own_redis,
+                                                                    redis_prefix, migrated):
+    node = KillableNode(tmp_path, own_redis.url, redis_prefix, migrated)
     try:
-        async with aiohttp.ClientSession() as http:
-            await _eventually(lambda: _healthy(http, url), timeout=NODE_START_S)
-        agent = await helper.login("dee")
+        await node.helper.add_agent("dee")
+        await node.start()
+        agent = await node.helper.login("dee")
         await agent.available()
-        ivr = await helper.ivr()
+        ivr = await node.helper.ivr()
         await ivr.offer("survivor", "+8613800000004")
         await ivr.inbox.expect("route.connect", call_id="survivor")
         await ivr.event("call.answered", "survivor", agent_id=agent.agent_id)
 
-        server.send_signal(signal.SIGKILL)
-        server.wait()
-        server = start()
-        async with aiohttp.ClientSession() as http:
-            await _eventually(lambda: _healthy(http, url), timeout=NODE_START_S)
+        node.kill()
+        await node.start()
 
-        back = await helper.login("dee")
+        back = await node.helper.login("dee")
         await back.inbox.expect("screen_pop", call_id="survivor")
         await back.inbox.expect("call.connected", call_id="survivor")
-        pbx = await helper.ivr()
+        pbx = await node.helper.ivr()
         await pbx.event("call.ended", "survivor", cause="normal")
         reply = await back.request("wrapup.done", call_id="survivor", disposition="sale")
         assert reply["type"] == "ack", reply
-        async with maker() as session:
+        async with node.sessions() as session:
             record = await session.scalar(
                 select(Interaction).where(Interaction.call_id == "survivor"))
         assert record.answered_at and record.ended_at and record.disposition == "sale"
         assert record.agent_id == agent.agent_id and record.routing_reason["rule"] == "queue"
-        await helper.close()
     finally:
-        server.kill()
-        server.wait()
-        await engine.dispose()
+        await node.close()
 
 
 @pytest.mark.timeout(420)
 async def test_a_webhook_delivery_cut_off_by_a_killed_node_is_sent_by_the_next(
-        tmp_path, own_redis, redis_prefix, database_url):
+        tmp_path, own_redis, redis_prefix, migrated):
     """A node SIGKILLed while its POST waits on the receiver: the delivery is not lost;
     the node started next sends it once the dead node's lease has run out."""
     from tests.webhook_receiver import Receiver
 
-    await reset_schema(database_url, create=False)
-    await asyncio.to_thread(db.upgrade, database_url)
-    settings = make_settings(database_url, own_redis.url, redis_prefix, tmp_path)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")},
-           "CALLCENTER_DATABASE_URL": database_url, "CALLCENTER_REDIS_URL": own_redis.url,
-           "CALLCENTER_REDIS_PREFIX": redis_prefix, "CALLCENTER_SECRET_KEY": settings.secret_key,
-           "CALLCENTER_AUTO_MIGRATE": "false", "CALLCENTER_TRANSCRIBE_IN_PROCESS": "false",
-           "CALLCENTER_WEBHOOK_TIMEOUT_S": "3"}  # a lease of 2 x 3 + 5 s
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port",
-                                 str(port)], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    from tests.conftest import Center
-
-    engine = db.create_engine(database_url)
-    helper = Center.__new__(Center)
-    helper.sessions, helper.settings, helper.url = db.sessionmaker(engine), settings, url
-    helper._clients = []
+    node = KillableNode(tmp_path, own_redis.url, redis_prefix, migrated,
+                        CALLCENTER_WEBHOOK_TIMEOUT_S="3")  # a lease of 2 x 3 + 5 s
     receiver = await Receiver(secret="whsec_killed_node_0123456789").start()
-    server = start()
     try:
-        async with aiohttp.ClientSession() as http:
-            await _eventually(lambda: _healthy(http, url), timeout=NODE_START_S)
-            token = await helper.login_token("root", role="admin")
-            async with http.post(f"{url}/api/v1/webhooks", json={
-                    "url": receiver.url, "events": ["call.offered"],
-                    "secret": receiver.secret},
-                    headers={"Authorization": f"Bearer {token}"}) as r:
-                assert r.status == 201, await r.text()
+        await node.start()
+        token = await node.helper.login_token("root", role="admin")
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{node.url}/api/v1/webhooks", json={
+                    "url": receiver.url, "events": ["call.offered"], "secret": receiver.secret},
+                headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 201, await r.text()
         receiver.stall_s = 60.0  # the first node never hears back
-        ivr = await helper.ivr()
+        ivr = await node.helper.ivr()
         await ivr.offer("hooked", "+8613800000005")
         await _eventually(lambda: _true(receiver.requests == 1), timeout=30)
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        node.kill()
         receiver.stall_s = 0.0
-        server = start()
+        await node.start()
         await _eventually(lambda: _true(receiver.types() == ["call.offered"]), timeout=60)
         assert receiver.received[0]["data"]["call_id"] == "hooked"
-        await helper.close()
     finally:
-        server.kill()
-        server.wait()
+        await node.close()
         await receiver.close()
-        await engine.dispose()
 
 
 async def _true(value: bool) -> bool:

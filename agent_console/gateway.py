@@ -109,7 +109,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     agent_id = principal.agent_id
     conn = Connection(ws, f"agent {agent_id}")
     conn.start()
-    deliver = ScreenPopAudit(request, principal, conn.send)
+    deliver = ScreenPopAudit(request, principal, conn)
     calls, bus = app[appkeys.CALLS], app[appkeys.BUS]
     channel = app[appkeys.KEYS].agent_channel(agent_id)
     await bus.subscribe(channel, deliver)

@@ -178,9 +178,12 @@ class StatementLog:
             m = _LINE.match(line)
             if m and m.group(2) == self.database:
                 # A statement that starts with a line break: its text is on the next lines.
-                head = f"{m.group(3)}{m.group(4)}".strip() or " ".join(lines[n + 1:n + 3])
+                head = f"{m.group(3)}{m.group(4)}".strip().rstrip(";")
+                if not head:
+                    head = " ".join(lines[n + 1:n + 3])
                 kind = head.split()[0].upper() if head.split() else "?"
-                table = _TABLE.search(" ".join([head, *lines[n + 1:n + 3]]))
+                follows = lines[n + 1:n + 3] if kind in ("SELECT", "WITH") else []
+                table = _TABLE.search(" ".join([head, *follows]))
                 seen[f"{kind} {table.group(1)}" if table else kind] += 1
         return seen
 

@@ -70,16 +70,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
-    engine = db.create_engine(app[appkeys.SETTINGS].database_url)
+    settings = app[appkeys.SETTINGS]
+    engine = db.create_engine(settings.database_url, settings.db_pool_size,
+                              settings.db_pool_overflow)
     await db.check(engine)
-    reader = db.create_read_engine(app[appkeys.SETTINGS].database_url)
+    reader = db.create_read_engine(settings.database_url, settings.db_read_pool_size,
+                                   settings.db_read_pool_overflow)
     app[appkeys.ENGINE] = engine
     app[appkeys.SESSIONS] = db.sessionmaker(engine)
     app[appkeys.READER] = db.sessionmaker(reader)
-    sync_engine = db.create_sync_engine(app[appkeys.SETTINGS].database_url)
+    sync_engine = db.create_sync_engine(settings.database_url)
     app[appkeys.READ] = db.thread_reader(sync_engine) if sync_engine is not None \
         else db.session_reader(app[appkeys.READER])
-    settings = app[appkeys.SETTINGS]
     hooks: list[Hook] = [Rollups(settings.service_level_threshold_s, settings.short_abandon_s,
                                  settings.center_timezone),
                          AgentStates(settings.center_timezone)] if settings.report_rollups else []

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from core import appkeys, audit
 from core.auth import Principal
+from core.bus import Relay
 from core.models import Role
 from core.web import PRINCIPAL, Invalid, authenticate, client_address
 from core.writer import Insert
+from core.ws import Connection
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,25 @@ async def viewed(request: web.Request, objects: Iterable[tuple[str, str]],
         audit.record(session, viewer(request), action, objects, detail)
 
 
-class ScreenPopAudit:
-    """Wraps a websocket's `send`: every screen pop with a customer is recorded."""
+class ScreenPopAudit(Relay):
+    """Wraps a websocket's connection: every screen pop with a customer sent on it is
+    recorded."""
 
-    def __init__(self, request: web.Request, principal: Principal,
-                 send: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, request: web.Request, principal: Principal, conn: Connection) -> None:
         self._writer = request.app[appkeys.WRITER]
         self._viewer = viewer(request, principal)
-        self._send = send
+        self._conn = conn
         self._pending: set[asyncio.Task[None]] = set()
 
     def __call__(self, message: dict[str, Any]) -> None:
-        self._send(message)
+        self._conn.send(message)
+        self._audit(message)
+
+    def relay(self, message: dict[str, Any], text: str) -> None:
+        self._conn.relay(message, text)
+        self._audit(message)
+
+    def _audit(self, message: dict[str, Any]) -> None:
         customer = message.get("customer") if message.get("type") == "screen_pop" else None
         if isinstance(customer, dict) and customer.get("id"):
             task = asyncio.create_task(self._record(str(customer["id"]),

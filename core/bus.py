@@ -23,6 +23,19 @@ Callback = Callable[[dict[str, Any]], Awaitable[None] | None]
 Resync = Callable[[], Awaitable[None]]
 
 
+class Relay:
+    """A subscriber that passes messages on as they came (a websocket's outbox): it gets
+    the decoded message to look at and the text as published, to send without encoding
+    it again. The bus still decodes every message first, so a malformed one is dropped
+    before it reaches anyone."""
+
+    def relay(self, message: dict[str, Any], text: str) -> None:
+        raise NotImplementedError
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        self.relay(message, orjson.dumps(message).decode())
+
+
 class Bus:
     def __init__(self, redis: Redis, node_channel: str) -> None:
         self.redis = redis
@@ -104,6 +117,9 @@ class Bus:
             return
         for callback in list(self._callbacks.get(channel, ())):
             try:
+                if isinstance(callback, Relay):
+                    callback.relay(payload, data if isinstance(data, str) else data.decode())
+                    continue
                 result = callback(payload)
                 if result is not None:
                     await result

@@ -64,7 +64,8 @@ def create_private_sqlite(url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, size: int = 10, overflow: int = 10) -> AsyncEngine:
+    """`size` and `overflow`: PostgreSQL's pool (CALLCENTER_DB_POOL_SIZE and _OVERFLOW)."""
     if url.startswith("sqlite"):
         create_private_sqlite(url)
         # One connection: SQLite takes one writer at a time, and queueing for the
@@ -74,18 +75,11 @@ def create_engine(url: str) -> AsyncEngine:
                                      max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+    return create_async_engine(url, pool_size=size, max_overflow=overflow,
                                pool_pre_ping=True)
 
 
-# Connections per node on PostgreSQL (docs/deploy.md, "Sizing"): the main pool (the
-# record writer's batches, the API's transactions) and the read pool (the call path's and
-# the sign-in's lookups). A node opens at most the sum of both.
-POOL_SIZE, POOL_OVERFLOW = 10, 20
-READ_POOL_SIZE, READ_POOL_OVERFLOW = 4, 6
-
-
-def create_read_engine(url: str) -> AsyncEngine:
+def create_read_engine(url: str, size: int = 5, overflow: int = 15) -> AsyncEngine:
     """A separate pool for the reads of the call path and the sign-in.
 
     SQLite: its WAL lets readers run beside the writer. PostgreSQL: the reads run in
@@ -94,9 +88,8 @@ def create_read_engine(url: str) -> AsyncEngine:
     its own snapshot anyway, so what a lookup sees is the same. Only reads use it.
     """
     if not url.startswith("sqlite"):
-        return create_async_engine(url, isolation_level="AUTOCOMMIT",
-                                   pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_OVERFLOW,
-                                   pool_pre_ping=True)
+        return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_size=size,
+                                   max_overflow=overflow, pool_pre_ping=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4,
                                  max_overflow=4)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
 
     # Storage. The defaults need nothing started: a SQLite file and an embedded Redis.
     database_url: str = "sqlite+aiosqlite:///callcenter.db"
+    # PostgreSQL connections per process (docs/deploy.md, "Sizing"): the main pool and its
+    # overflow, and the read pool (the call path's lookups, in autocommit) and its overflow.
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+    db_read_pool_size: int = 5
+    db_read_pool_overflow: int = 15
     redis_url: str | None = None
     embedded_redis_path: Path = Path("callcenter-redis.db")
     # Prefix for every Redis key, so several deployments (or tests) can share one Redis.

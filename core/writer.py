@@ -22,12 +22,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Enum,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    insert,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import sequenced
+from core.models import UTCDateTime
 from core.ops import Insert, Op, Update, dumps, loads, numbered
 from core.ops import table as _table
 from core.supervise import Supervised, Supervisor
@@ -194,8 +207,12 @@ def _apply(conn: Connection, ops: list[Op]) -> list[Op]:
             numbered_updates.append(op)
         else:
             updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
-    for (name, _, skip_existing), rows in inserts.items():
-        conn.execute(_insert(conn.dialect.name, name, skip_existing), rows)
+    for (name, columns, skip_existing), rows in inserts.items():
+        if len(rows) > 1 and conn.dialect.name == "postgresql" and _flat(name, columns):
+            conn.execute(_insert_unnest(name, columns, skip_existing),
+                         {c: [row[c] for row in rows] for c in columns})
+        else:
+            conn.execute(_insert(conn.dialect.name, name, skip_existing), rows)
     shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for (name, key, ident), values in updates.items():
         update_shape = (name, key, tuple(sorted(values)))
@@ -219,6 +236,34 @@ def _update(name: str, key: str, columns: tuple[str, ...]) -> Any:
     table = _table(name)
     return update(table).where(table.c[key] == bindparam("_ident")).values(
         {c: bindparam(f"_v_{c}") for c in columns})
+
+
+# PostgreSQL: rows of one shape as one statement, whatever their number: one array per
+# column, unnested. An executemany would run the statement once per row; a multi-row
+# VALUES list would be a new statement (a new prepare) for every row count.
+_FLAT_TYPES = (String, Integer, Boolean, Float, UTCDateTime)
+
+
+@functools.cache
+def _flat(name: str, columns: tuple[str, ...]) -> bool:
+    """Whether every column is a scalar that a PostgreSQL array carries as it is."""
+    table = _table(name)
+    return all(isinstance(table.c[c].type, _FLAT_TYPES)
+               and not isinstance(table.c[c].type, Enum) for c in columns)
+
+
+@functools.cache
+def _insert_unnest(name: str, columns: tuple[str, ...], skip_existing: bool) -> Any:
+    table = _table(name)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(
+        f"CAST(:{c} AS {postgresql.ARRAY(table.c[c].type).compile(dialect=dialect)})"
+        for c in columns)
+    conflict = " ON CONFLICT DO NOTHING" if skip_existing else ""
+    statement = text(f"INSERT INTO {name} ({', '.join(columns)}) "
+                     f"SELECT * FROM unnest({arrays}){conflict}")
+    return statement.bindparams(*(bindparam(c, type_=postgresql.ARRAY(table.c[c].type))
+                                  for c in columns))
 
 
 @functools.cache

@@ -11,18 +11,24 @@ import logging
 from typing import Any
 
 import orjson
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from core.bus import Relay
 
 log = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 1024
 
 
-class Connection:
+class Connection(Relay):
+    """Also a bus subscriber (`Relay`): a message published for this socket is sent as
+    the text it was published in."""
+
     def __init__(self, ws: web.WebSocketResponse, label: str) -> None:
         self.ws = ws
         self.label = label
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX_SIZE)
+        # JSON to send: encoded here (bytes), or as relayed from the bus (str)
+        self._outbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(OUTBOX_SIZE)
         self._writer: asyncio.Task[None] | None = None
         self._dropping: asyncio.Task[None] | None = None  # closing a client too slow
 
@@ -30,10 +36,16 @@ class Connection:
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer {self.label}")
 
     def send(self, message: dict[str, Any]) -> None:
+        self._put(orjson.dumps(message))
+
+    def relay(self, message: dict[str, Any], text: str) -> None:
+        self._put(text)
+
+    def _put(self, data: bytes | str) -> None:
         if self._dropping is not None:
             return  # being disconnected: one log line and one close, whatever comes after
         try:
-            self._outbox.put_nowait(orjson.dumps(message))
+            self._outbox.put_nowait(data)
         except asyncio.QueueFull:
             log.warning("%s is not reading; disconnecting it", self.label)
             self._dropping = asyncio.create_task(self._drop(), name=f"ws-drop {self.label}")
@@ -44,7 +56,10 @@ class Connection:
     async def _drain(self) -> None:
         while (data := await self._outbox.get()) is not None:
             try:
-                await self.ws.send_str(data.decode())
+                if isinstance(data, str):
+                    await self.ws.send_str(data)
+                else:
+                    await self.ws.send_frame(data, WSMsgType.TEXT)
             except (ConnectionResetError, RuntimeError):
                 log.debug("%s went away while we wrote", self.label)
                 return

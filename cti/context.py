@@ -46,6 +46,10 @@ Observer = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 RecordingHandler = Callable[[str, str, int | None], Awaitable[Any]]
 
+# In a `call.ended` notice: False when the hang-up step found nothing following the call
+# (no monitor, no PBX command pending): the observers that would clear them need not look.
+FOLLOWED = "_followed"
+
 # A live call's hash read just before its handler runs (the owner check of a telephony
 # event): the handler's first `_live` takes it instead of reading it again. Per task, so
 # each frame sees only its own read.

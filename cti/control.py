@@ -27,6 +27,7 @@ from cti.commands import (
     UnknownCommand,
 )
 from cti.consult import ConsultEvents
+from cti.context import FOLLOWED
 from cti.recording_pauses import PAUSED_AT, RecordingNotPaused, RecordingNotRunning
 from cti.schemas import ControlResult
 from routing.service import Router
@@ -290,6 +291,8 @@ class ControlService:
         """A call observer: the commands pending on a call that ended fail at once; a
         consulted agent who did not answer is hung up on (the PBX gives the caller back)."""
         if name == "call.ended":
+            if data.get(FOLLOWED) is False:  # its hang-up found no command pending
+                return
             await self.commands.call_gone(str(data.get("id") or data.get("call_id")))
         elif name == "consult.no_answer":
             task = asyncio.create_task(self._cancel_unanswered(data))

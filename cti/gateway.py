@@ -46,7 +46,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     conn.start()
     channel = app[appkeys.KEYS].telephony_channel(principal.name)
     bus = app[appkeys.BUS]
-    await bus.subscribe(channel, conn.send)
+    await bus.subscribe(channel, conn)
     log.info("telephony integration %s connected", principal.name)
     lanes = CallLanes()
     app[appkeys.METRICS].websockets.labels("telephony").inc()
@@ -64,7 +64,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
         watch.cancel()
         app[appkeys.METRICS].websockets.labels("telephony").dec()
         await lanes.drain()
-        await bus.unsubscribe(channel, conn.send)
+        await bus.unsubscribe(channel, conn)
         await conn.close()
         log.info("telephony integration %s disconnected", principal.name)
     return ws

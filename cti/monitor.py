@@ -25,6 +25,7 @@ from core.keys import Keys
 from core.models import Call
 from cti.calls import CONSULT, TALKING, CallError, NoSuchCall
 from cti.commands import CommandError, Guard, Outcome, PbxCommands
+from cti.context import FOLLOWED
 from cti.control import ControlFailed, ControlService
 from cti.monitor_steps import Claim, Monitor, MonitorSteps
 
@@ -197,6 +198,8 @@ class MonitorService:
         """A call observer: the call's end, or its agent handing it on (a transfer, a
         completed consult transfer), ends its monitor."""
         if name != "call.ended" and name not in LEFT_AGENT:
+            return
+        if data.get(FOLLOWED) is False:  # its hang-up found no monitor
             return
         call_id = str(data.get("id") or data.get("call_id"))
         agent = data.get("agent_id")

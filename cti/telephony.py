@@ -31,7 +31,7 @@ from cti.calls import (
     check,
 )
 from cti.consult import ConsultEvents, conference_figures
-from cti.context import PREFETCHED, STEP_ROUNDS
+from cti.context import FOLLOWED, PREFETCHED, STEP_ROUNDS
 from cti.holds import HoldEvents, hold_figures
 from cti.recording_pauses import RecordingPauseEvents, closing
 from cti.schemas import (
@@ -278,8 +278,6 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             call_id=frame.call_id, queue=frame.queue, tier=tier,
             queue_skills=self.router.queues.get(frame.queue, ()),
             sticky_agent_id=profile["last_agent_id"] if profile else None,
-            sticky_agent_working=await self.router.sticky_working(
-                profile["last_agent_id"] if profile else None),
             open_complaint=bool(profile and profile["open_complaints"]),
             intent_skill=ivr.get("intent"))
         pop = {"call_id": frame.call_id, "ani": frame.ani, "customer": profile, "ivr": ivr,
@@ -290,7 +288,8 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             node_id=self.node_id, integration=integration)
         try:
             rings, assignment = await self.router.offer(
-                call, now, now, event=self._mark(frame, ops), integration=integration,
+                call, now, now, event=self._mark(frame, ops), read_sticky=True,
+                integration=integration,
                 ani=frame.ani, dnis=frame.dnis, customer_id=customer_id or "",
                 pop=orjson.dumps(pop).decode())
         except CallLive as e:
@@ -363,7 +362,7 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
                 wrap_until=until, wrap_timer=_wrap_timer(agent_id, frame.call_id),
                 rona=Timer("rona", frame.call_id, str(agent_id)).member,
                 event=self._mark(frame, ops), consulted=consulted, ended_at=now,
-                end_cause=cause, **kept)
+                end_cause=cause, watched=self._followers(frame.call_id), **kept)
             if step.won:
                 break
             if step.state == "unknown":
@@ -381,8 +380,13 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             await self._agent_left_call(consulted, step.other, frame.call_id,
                                         CallState.abandoned, until, now)
         await self._notify("call.ended", {**call, "ended_at": now, "outcome": outcome,
-                                          "final": final.value})
+                                          "final": final.value, FOLLOWED: step.watched})
         return Applied([], writer.numbered(ops, step.seq))
+
+    def _followers(self, call_id: str) -> list[str]:
+        """What may follow a call and must end with it: its monitor, its PBX commands
+        (cti/monitor.py, cti/commands.py clear them when told the call ended)."""
+        return [self.keys.monitor(call_id), self.keys.calls_commands(call_id)]
 
     async def _agent_left_call(self, agent_id: int, agent: dict[str, str], call_id: str,
                                final: CallState, wrap_until: float, now: float) -> None:

@@ -15,6 +15,8 @@ from routing.store import RoutingStore
 
 log = logging.getLogger(__name__)
 
+_WORKING = frozenset(s.value for s in WORKING)
+
 
 class RoutingError(Exception):
     code = "routing_error"
@@ -123,21 +125,41 @@ class Router:
         empty = await self.store.staffing.empty([r.pool for r in rings[:-1]])
         return engine.skip_empty(rings, empty)
 
+    async def arrival_rings(self, call: CallProfile) -> list[engine.Ring]:
+        """The rings of an arriving call, its sticky agent's state read in the same round
+        trip as the staffing of the pools (rings_for with `sticky_agent_working` read)."""
+        sticky = call.sticky_agent_id
+        rings = engine.rings_for(replace(call, sticky_agent_working=sticky is not None),
+                                 self.policy)
+        skip = self.policy.skip_empty_rings and len(rings) >= 2
+        pools = list(dict.fromkeys(r.pool for r in rings[:-1])) if skip else []
+        state, empty = await self.store.ring_facts(sticky, pools)
+        if sticky is not None and state not in _WORKING:
+            rings = engine.rings_for(replace(call, sticky_agent_working=False), self.policy)
+        return engine.skip_empty(rings, empty) if skip and len(rings) >= 2 else rings
+
     async def offer(self, call: CallProfile, offered_at: float, now: float, *,
-                    event: tuple[str, bytes] | None = None,
+                    event: tuple[str, bytes] | None = None, read_sticky: bool = False,
                     **fields: str | int | float) -> tuple[list[engine.Ring], Assignment | None]:
-        """Queue a new call and give it an agent if one is free; `event` is stored in the
-        same step (see RoutingStore.enqueue)."""
-        rings = await self.rings_for(call)
+        """Queue a new call and give it an agent if one is free, in one step; `event` is
+        stored in the same step (see RoutingStore.offer). `read_sticky`: whether its
+        sticky agent works is read here, not taken from `call`."""
+        rings = await (self.arrival_rings(call) if read_sticky else self.rings_for(call))
         score = engine.call_priority(call, offered_at, self.policy_for(call.queue))
-        if not await self.store.enqueue(call.call_id, call.queue, score, rings, {
-                "offered_at": offered_at, "tier": call.tier, **fields},
-                now=now, event=event):
+        waited = now - offered_at
+        opened = engine.open_rings(rings, waited)
+        queued, reservation = await self.store.offer(
+            call.call_id, call.queue, score, rings,
+            {"offered_at": offered_at, "tier": call.tier, **fields}, now=now, event=event,
+            pools=[r.pool for r in opened])
+        if not queued:
             raise CallLive(call.call_id)
-        queued = {"queue": call.queue, "rings": engine.encode_rings(rings), "state": "queued",
-                  "offered_at": offered_at, "tier": call.tier, "score": score}
-        assignment = await self.route_call(call.call_id, now, queued)
-        return rings, assignment and replace(assignment, on="arrival")
+        if reservation is None:
+            return rings, None
+        ring = next(r for r in opened if r.pool == reservation.pool)
+        return rings, Assignment(call.call_id, reservation.agent_id, ring.rule, ring.pool,
+                                 waited, call.tier, score, reservation.agent,
+                                 reservation.call, on="arrival")
 
     async def route_call(self, call_id: str, now: float,
                          call: dict[str, Any] | None = None) -> Assignment | None:

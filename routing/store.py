@@ -18,6 +18,7 @@ from redis.asyncio.client import Pipeline
 from core.keys import Keys
 from core.tickbatch import TickBatch
 from core.tickpipe import TickPipe
+from routing import arrival
 from routing import transitions as lua
 from routing.engine import Ring, WaitingCall, decode_rings, encode_rings
 from routing.estimate import DEFAULT_AHT_S
@@ -59,47 +60,6 @@ staffing(KEYS[1], ARGV[4], ARGV[1], ARGV[2])
 return {1, state, redis.call('HGETALL', KEYS[1])}
 """
 
-# Reserve one agent for one call, atomically; answers the agent and the call as they are
-# now, so the caller need not read them again.
-# KEYS: call hash, waiting set of the call's queue, then candidate pool keys in order.
-# ARGV: now, agent key prefix, pool key prefix, agent id ("" = take the first pool member).
-_RESERVE = INDEX_LIB + """
-if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0, 'call_not_queued'} end
-local function take(agent_id)
-  local akey = ARGV[2] .. agent_id
-  if redis.call('HGET', akey, 'state') ~= 'available' then return false end
-  local pools = redis.call('HGET', akey, 'pools') or ''
-  for pool in string.gmatch(pools, '[^;]+') do
-    redis.call('ZREM', ARGV[3] .. pool, agent_id)
-  end
-  local call_id = redis.call('HGET', KEYS[1], 'id')
-  redis.call('HSET', akey, 'state', 'ringing', 'reason', '', 'since', ARGV[1], 'call_id', call_id)
-  redis.call('HSET', KEYS[1], 'state', 'ringing', 'agent_id', agent_id, 'ring_started', ARGV[1])
-  redis.call('ZREM', KEYS[2], call_id)
-  unindex_call(KEYS[1], call_id, ARGV[3])
-  return true
-end
-if ARGV[4] ~= '' then
-  if take(ARGV[4]) then
-    return {1, ARGV[4], '', redis.call('HGETALL', ARGV[2] .. ARGV[4]),
-            redis.call('HGETALL', KEYS[1])}
-  end
-  return {0, 'agent_not_available'}
-end
-for i = 3, #KEYS do
-  local first = redis.call('ZRANGE', KEYS[i], 0, 0)
-  if first[1] then
-    if take(first[1]) then
-      return {1, first[1], KEYS[i], redis.call('HGETALL', ARGV[2] .. first[1]),
-              redis.call('HGETALL', KEYS[1])}
-    end
-    -- a stale member: drop it so the next decision does not trip over it
-    redis.call('ZREM', KEYS[i], first[1])
-  end
-end
-return {0, 'no_agent'}
-"""
-
 # Ring a reserved agent: note on the call why it was chosen, start the ring-no-answer
 # clock, log the agent's change and publish its messages, unless the call moved on since
 # the reservation (the caller hung up: the hang-up has freed the agent and told it) --
@@ -116,36 +76,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 7, entry - 1))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, entry, messages - 1))
 for i = messages, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
-return 1
-"""
-
-# A new call joins its queue, unless a call with its id is live already or its event was
-# applied before ({2, what the event key holds}, as routing/transitions.py guard_call).
-# The call notes when it joined the queue (`queued_at`) by Redis's clock, so every node's
-# calls are stamped in the order they really joined; it joins the index of waiting calls
-# by pool (routing/queue_index.py) in the same step. A call of a customer being erased
-# (its mark set by privacy/erasure.py in the step that found them on no live call) is
-# refused (3) and offered again as a new caller: erasure and offer have one winner.
-# KEYS: call hash, waiting set, set of live calls, set of queues, event key, the erasing
-# mark of the call's customer;
-# ARGV: call id, score, queue, event key value ("" = none), its time to live, now, pool
-# key prefix, then field/value pairs of the call.
-_ENQUEUE = INDEX_LIB + """
-if ARGV[4] ~= '' then
-  local seen = redis.call('GET', KEYS[5])
-  if seen then return {2, seen} end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[6]) == 1 then return 3 end
-for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSETNX', KEYS[1], 'seq', 1)  -- the offer's writes are the call's first
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-index_call(KEYS[1], ARGV[1], ARGV[6], ARGV[7])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[3])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5]) end
 return 1
 """
 
@@ -230,6 +160,9 @@ class Step(NamedTuple):
     seq: int = 0  # the number of the writes the step owes (core/sequenced.py)
     # A consulted agent the step freed too (call.ended during a consult), after.
     other: dict[str, str] = {}  # noqa: RUF012 - never mutated
+    # Whether one of the keys the step was asked about exists (hang_up's `watched`);
+    # True when it was not asked.
+    watched: bool = True
 
 
 class WrapUpEnd(NamedTuple):
@@ -289,9 +222,10 @@ class RoutingStore:
         self.marks = TickBatch(redis, pipe)
         self._make_available = scripts.register_script(_MAKE_AVAILABLE)
         self._make_unavailable = scripts.register_script(_MAKE_UNAVAILABLE)
-        self._reserve = scripts.register_script(_RESERVE)
+        self._reserve = scripts.register_script(arrival.RESERVE)
         self._ring = scripts.register_script(_RING)
-        self._enqueue = scripts.register_script(_ENQUEUE)
+        self._enqueue = scripts.register_script(arrival.ENQUEUE)
+        self._offer = scripts.register_script(arrival.OFFER)
         self._drop_call = scripts.register_script(_DROP_CALL)
         self._heads = scripts.register_script(_HEADS)
         self._answer = scripts.register_script(lua.ANSWER)
@@ -365,20 +299,68 @@ class RoutingStore:
                       event: tuple[str, bytes] | None = None) -> bool:
         """Queue a new call (its rings open as of `now`); False when a call with this id is
         live already. Raises EventSeen when `event` was applied before."""
-        args: list[str | int | float | bytes] = [call_id, score, queue, *_event_args(event),
-                                                 now, self._pool_prefix]
-        for name, value in {"id": call_id, "queue": queue, "score": score,
-                            "rings": encode_rings(rings), "state": "queued", **fields}.items():
-            args += [name, value]
-        keys = [self.keys.call(call_id), self.keys.waiting(queue), self.keys.calls,
-                self.keys.queues, event[0] if event else self.keys.call(call_id),
-                self.keys.erasing(str(fields.get("customer_id") or ""))]
+        args, keys = self._arrival(call_id, queue, score, rings, fields, now, event)
         result = await self._enqueue(keys=keys, args=args)
         if isinstance(result, list):
             raise EventSeen(result[1])
         if result == 3:
             raise CustomerErasing(str(fields["customer_id"]))
         return bool(result)
+
+    async def offer(self, call_id: str, queue: str, score: float, rings: list[Ring],
+                    fields: Mapping[str, str | int | float], *, now: float,
+                    pools: Iterable[str], event: tuple[str, bytes] | None = None,
+                    ) -> tuple[bool, Reservation | None]:
+        """Queue a new call and, in the same step, reserve the first available agent of
+        `pools` (its open rings' pools, innermost first): (False, None) when a call with
+        this id is live already, else (True, the reservation or None). Raises EventSeen
+        when `event` was applied before, CustomerErasing when its customer is being
+        erased."""
+        args, keys = self._arrival(call_id, queue, score, rings, fields, now, event)
+        result = await self._offer(keys=[*keys, *(self.keys.pool(p) for p in pools)],
+                                   args=[*args[:7], self._agent_prefix, *args[7:]])
+        code = int(result[0])
+        if code == 2:
+            raise EventSeen(result[1])
+        if code == 3:
+            raise CustomerErasing(str(fields["customer_id"]))
+        if code == 4:
+            return False, None
+        return True, self._reservation(result)
+
+    def _arrival(self, call_id: str, queue: str, score: float, rings: list[Ring],
+                 fields: Mapping[str, str | int | float], now: float,
+                 event: tuple[str, bytes] | None) -> tuple[Args, list[str]]:
+        """The ARGV and KEYS of a call joining its queue (routing/arrival.py enqueue)."""
+        args: Args = [call_id, score, queue, *_event_args(event), now, self._pool_prefix]
+        for name, value in {"id": call_id, "queue": queue, "score": score,
+                            "rings": encode_rings(rings), "state": "queued", **fields}.items():
+            args += [name, value]
+        keys = [self.keys.call(call_id), self.keys.waiting(queue), self.keys.calls,
+                self.keys.queues, event[0] if event else self.keys.call(call_id),
+                self.keys.erasing(str(fields.get("customer_id") or ""))]
+        return args, keys
+
+    async def ring_facts(self, agent_id: int | None,
+                         pools: list[str]) -> tuple[str | None, frozenset[str]]:
+        """What a call's rings depend on, in one round trip: the state of its sticky
+        agent (`agent_id`; None when there is none or it is not logged in to routing),
+        and which of `pools` nobody is signed in to (routing/staffing.py)."""
+        commands: list[tuple[str | int, ...]] = [("SCARD", self.keys.pool_staff(p))
+                                                 for p in pools]
+        if agent_id is not None:
+            commands.append(("HGET", self.keys.agent(agent_id), "state"))
+        if not commands:
+            return None, frozenset()
+        if self._pipe is not None:
+            replies = await self._pipe.execute_many(commands)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute()
+        empty = frozenset(p for p, n in zip(pools, replies, strict=False) if int(n) == 0)
+        return (replies[-1] if agent_id is not None else None), empty
 
     async def requeue(self, call_id: str, queue: str, score: float, rings: list[Ring] | None,
                       expected: Iterable[str], now: float, **fields: str | int | float) -> bool:
@@ -414,7 +396,10 @@ class RoutingStore:
         keys += [self.keys.pool(p) for p in pools]
         result = await self._reserve(keys=keys, args=[
             now, self._agent_prefix, self._pool_prefix, "" if agent_id is None else agent_id])
-        if not result[0]:
+        return self._reservation(result)
+
+    def _reservation(self, result: list) -> Reservation | None:  # type: ignore[type-arg]
+        if not int(result[0]):
             return None
         pool = result[2].removeprefix(self._pool_prefix) if result[2] else f"agent:{result[1]}"
         return Reservation(int(result[1]), pool, _pairs(result[3]), _pairs(result[4]))
@@ -517,13 +502,15 @@ class RoutingStore:
     async def hang_up(self, call_id: str, expected: str, agent_id: int | None, now: float, *,
                       timers: str, wrap_until: float, wrap_timer: str, rona: str,
                       event: tuple[str, bytes] | None = None, consulted: int | None = None,
-                      **fields: str | int | float) -> Step:
+                      watched: Iterable[str] = (), **fields: str | int | float) -> Step:
         """call.ended on a call in state `expected` ringing or talking to `agent_id`:
         connected (held, consulting) -> wrap_up with the agent, the `consulted` agent
-        freed; else abandoned (out of Redis, agent freed)."""
+        freed; else abandoned (out of Redis, agent freed). The step also says whether any
+        key of `watched` exists (Step.watched)."""
         keys = [self.keys.call(call_id), self._event_key(call_id, event),
                 self.keys.agent("" if agent_id is None else agent_id), timers, self.keys.calls,
-                self.keys.call(call_id) if consulted is None else self.keys.agent(consulted)]
+                self.keys.call(call_id) if consulted is None else self.keys.agent(consulted),
+                *watched]
         result = await self._hang_up(keys=keys, args=[
             expected, "" if agent_id is None else agent_id, *_event_args(event), now,
             self._pool_prefix, self.keys.waiting(""), wrap_until, wrap_timer, rona,
@@ -613,4 +600,5 @@ class RoutingStore:
         if code != 1:
             return Step(False, result[1], {})
         other = _pairs(result[4]) if len(result) > 4 else {}
-        return Step(True, result[1], _pairs(result[2]), int(result[3]), other)
+        watched = bool(int(result[5])) if len(result) > 5 else True
+        return Step(True, result[1], _pairs(result[2]), int(result[3]), other, watched)

@@ -138,12 +138,20 @@ return {1, redis.call('HGETALL', KEYS[1]), agent_of(KEYS[2])}
 # wrap-up with its agent (wrap-up timer started), and a consulted agent leaves it; any
 # other call is abandoned: out of Redis, its ringing agent freed.
 # KEYS: call, event key, agent (or the call again), timers, set of live calls, the
-# consulted agent (or the call again);
+# consulted agent (or the call again), then keys whose existence the step reports;
 # ARGV: expected state, expected agent id ("" = none), event value, its TTL, now, pool
 # prefix, waiting prefix, wrap-up end, wrap-up timer, ring-no-answer timer, then call
 # field/value pairs. {1, state before, agent after, write number, consulted agent after
-# ({}: none)} | {0, state now} | {2, seen}
+# ({}: none), 1 when one of the reported keys exists} | {0, state now} | {2, seen}
 HANG_UP = LIB + """
+-- 1 when any of KEYS[7..] exists (what else follows the call: its monitor, its pending
+-- PBX commands), looked at in this step: nothing can start following an ended call.
+local function watched()
+  for i = 7, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then return 1 end
+  end
+  return 0
+end
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[3], ARGV[1])
 if refused then return refused end
 local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
@@ -166,13 +174,13 @@ if WITH_AGENT[state] and agent ~= '' then
     after_call(KEYS[6], ARGV[5], ARGV[6])
     other = agent_of(KEYS[6])
   end
-  return {1, state, agent_of(KEYS[3]), seq, other}
+  return {1, state, agent_of(KEYS[3]), seq, other, watched()}
 end
 drop(KEYS[1], call_id, ARGV[7], KEYS[5], ARGV[6])
-if agent == '' then return {1, state, {}, seq} end
+if agent == '' then return {1, state, {}, seq, {}, watched()} end
 redis.call('ZREM', KEYS[4], ARGV[10])
 if holds(KEYS[3], call_id) then after_call(KEYS[3], ARGV[5], ARGV[6]) end
-return {1, state, agent_of(KEYS[3]), seq}
+return {1, state, agent_of(KEYS[3]), seq, {}, watched()}
 """
 
 # call.transferred (of a connected or held call): the call goes back into routing

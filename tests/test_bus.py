@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core import appkeys
-from core.bus import Bus
+from core.bus import Bus, Relay
 from core.keys import Keys
 
 
@@ -69,3 +69,36 @@ async def test_garbage_on_an_agents_channel_does_not_stop_their_screen_pops(cent
     assert pop["call_id"] == "after-garbage"
     supervisor = center.server.app[appkeys.SUPERVISOR]
     assert supervisor.tasks["bus"].restarts == 0, "the bus survived without a restart"
+
+
+class _Relayed(Relay):
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, object], str]] = []
+
+    def relay(self, message: dict[str, object], text: str) -> None:
+        self.got.append((message, text))
+
+
+async def test_a_relay_gets_the_text_as_published_and_no_malformed_message(
+        redis_url: str, redis_prefix: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    bus = Bus(redis, f"{redis_prefix}:ch:node:n1")
+    relay, decoded = _Relayed(), list[dict[str, object]]()
+    channel = f"{redis_prefix}:ch:agent:8"
+    await bus.subscribe(channel, relay)
+    await bus.subscribe(channel, decoded.append)
+    task = asyncio.create_task(bus.run())
+    text = '{"type":  "screen_pop", "call_id": "c-\u00e9", "n": 1.50}'
+    try:
+        await _until(bus._ready.is_set)
+        await redis.publish(channel, "[1, 2]")
+        await redis.publish(channel, text)
+        await _until(lambda: relay.got and decoded)
+        expected = {"type": "screen_pop", "call_id": "c-\u00e9", "n": 1.5}
+        assert relay.got == [(expected, text)], "relayed as published, never re-encoded"
+        assert decoded == [expected]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await bus.close()
+        await redis.aclose()

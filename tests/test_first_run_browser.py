@@ -88,9 +88,9 @@ def node(tmp_path: Path, redis_url: str) -> Iterator[Node]:
         yield node
     finally:
         assert node.proc is not None
-        if node.proc.poll() is None:
-            node.proc.kill()
-            node.proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # its decoder processes too
+            os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait()
 
 
 async def sign_in(page: Page, url: str, username: str, lands_on: str, timeout_s: float) -> None:

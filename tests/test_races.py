@@ -423,3 +423,20 @@ async def test_supervisor_state_against_reservation(race: Race) -> None:
         jon = await race.store.agent(agent)
         assert (jon["state"], jon["reason"], jon["call_id"]) == ("not_ready", "meeting", ""), jon
         await race.check([call_id])
+
+
+async def test_console_back_against_wrap_up_done(race: Race) -> None:
+    agent = await race.new_agent("kim")
+    for n in range(ROUNDS):
+        call_id = f"back-{n}"
+        await race.wrapping(call_id, agent)
+        await race.a.calls.console_gone(agent, race.a.calls.clock())  # not ready after it
+        await race.both(race.wrapup_done(race.a, agent, call_id),
+                        race.b.calls.console_back(agent))
+        kim = await race.store.agent(agent)
+        # Back first: the wrap-up frees the agent; wrap-up first: the absence applied.
+        assert (kim["state"], kim["reason"]) in (("available", ""),
+                                                 ("not_ready", "disconnected")), kim
+        assert kim["call_id"] == "" and race.notes["call.completed", call_id] == 1, kim
+        await race.check([call_id])
+        await race.state(race.a, agent, AgentState.available)

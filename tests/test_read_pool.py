@@ -41,3 +41,23 @@ async def test_on_sqlite_the_read_pool_is_a_pool_of_its_own(tmp_path) -> None:
     finally:
         await writer.dispose()
         await reader.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_pools_take_their_sizes_from_the_settings(monkeypatch) -> None:
+    from core.settings import Settings
+
+    assert POSTGRES_URL is not None
+    monkeypatch.setenv("CALLCENTER_DB_POOL_SIZE", "3")
+    monkeypatch.setenv("CALLCENTER_DB_READ_POOL_OVERFLOW", "2")
+    settings = Settings(database_url=POSTGRES_URL)
+    assert (settings.db_pool_size, settings.db_pool_overflow) == (3, 10)
+    engine = db.create_engine(POSTGRES_URL, settings.db_pool_size, settings.db_pool_overflow)
+    reader = db.create_read_engine(POSTGRES_URL, settings.db_read_pool_size,
+                                   settings.db_read_pool_overflow)
+    try:
+        assert (engine.pool.size(), reader.pool.size()) == (3, 5)  # type: ignore[attr-defined]
+        assert reader.pool._max_overflow == 2  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+        await reader.dispose()

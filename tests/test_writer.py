@@ -172,3 +172,29 @@ async def test_on_sqlite_batches_are_written_in_a_worker_thread_on_the_sync_driv
         assert await count(engine, Call) == 40
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_rows_of_one_shape_are_one_statement_on_postgresql():
+    from tests.conftest import POSTGRES_URL
+
+    assert POSTGRES_URL is not None
+    await reset_schema(POSTGRES_URL)
+    engine = db.create_engine(POSTGRES_URL)
+    inserts: list[bool] = []  # executemany or not, per INSERT of processed_events
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO processed_events"):
+            inserts.append(executemany)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    writer = RecordWriter(engine)
+    try:
+        # A replayed event beside its first copy in one batch is stored once.
+        ops = [records.event_op(f"ev-{n}", f"c-{n}", "call.answered") for n in range(40)]
+        await writer.write([*ops, records.event_op("ev-0", "c-0", "call.answered")])
+        stored = await count(engine, ProcessedEvent)
+    finally:
+        await engine.dispose()
+    assert stored == 40
+    assert inserts == [False]

@@ -346,7 +346,8 @@ async def serve_worker(settings: Settings, concurrency: int) -> None:
     from core import db
     from core.redisconn import open_redis
 
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, settings.db_pool_size,
+                              settings.db_pool_overflow)
     async with db.first_start(engine):  # after any node starting beside it has migrated
         pass
     try:

@@ -24,6 +24,13 @@ the record writer with the rollup hook and without it, and with the rollups and 
 call's writes numbered as the call path now numbers them (core/sequenced.py: each
 numbered update first reads the row's number), alternated `--repeat` times; CPU time of
 this process (on SQLite that includes the database's work) and wall time.
+
+    .venv/bin/python bench/reports_bench.py --reuse --agents-old OLD.py [--repeat N]
+
+times the agent report for 90 days by day (day rows) with the `agent_report` of an older
+reports/agents.py (`git show COMMIT:reports/agents.py > OLD.py`) and with this one,
+alternated `--repeat` times in one process after one untimed run of each, and checks
+that both give the same report.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.util
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -182,24 +192,25 @@ def backend_cpu(pid: int) -> float | None:
 
 
 async def timed(url: str, rng: Range, scope: Scope, queue: str | None, repeat: int,
-                center: str | None = ZONE.key) -> tuple[list[tuple[float, float, float]], int]:
-    """Per run: wall, this process's CPU and the database backend's CPU (seconds)."""
+                center: str | None = ZONE.key, report: Callable[..., Any] = agent_report,
+                ) -> tuple[list[tuple[float, float, float]], dict[str, Any]]:
+    """Per run: wall, this process's CPU and the database backend's CPU (seconds); and
+    the last run's report."""
     db = engine(url)
-    times, rows = [], 0
+    times, result = [], {}
     for _ in range(repeat):
         async with db.connect() as conn:
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             began, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
             if scope is Scope.agents:
-                result = await conn.run_sync(agent_report, rng, center)
+                result = await conn.run_sync(report, rng, center)
             else:
                 result = await conn.run_sync(interval_report, rng, scope, DEFAULT, queue)
             after = backend_cpu(pid)
             times.append((time.perf_counter() - began, time.process_time() - cpu,
                           after - server if after is not None and server is not None else 0.0))
-        rows = len(result["rows"])
     await db.dispose()
-    return times, rows
+    return times, result
 
 
 def summary(times: list[tuple[float, float, float]]) -> str:
@@ -235,10 +246,31 @@ async def run(args: argparse.Namespace) -> None:
         cases = [(f"agents, 90 days by day, {k}", quarter, Scope.agents, None, c)
                  for _ in range(args.repeat) for k, c in (("day rows", ZONE.key),
                                                           ("15-minute rows", None))]
+    if args.agents_old:
+        await old_and_new(url, quarter, args.agents_old, args.repeat)
+        return
     for name, rng, scope, queue, center in cases:
-        times, rows = await timed(url, rng, scope, queue,
-                                  1 if args.agents_both else args.repeat, center)
-        print(f"{name:<42} rows {rows:>6}  {summary(times)}", flush=True)
+        times, result = await timed(url, rng, scope, queue,
+                                    1 if args.agents_both else args.repeat, center)
+        print(f"{name:<42} rows {len(result['rows']):>6}  {summary(times)}", flush=True)
+
+
+async def old_and_new(url: str, rng: Range, old_file: str, repeat: int) -> None:
+    """The agent report by an older reports/agents.py and by this one, alternated."""
+    spec = importlib.util.spec_from_file_location("old_agents", old_file)
+    assert spec and spec.loader
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    versions = (("old", old.agent_report), ("new", agent_report))
+    reports = [(await timed(url, rng, Scope.agents, None, 1, ZONE.key, f))[1]
+               for _, f in versions]
+    print(f"untimed run of each: {len(reports[0]['rows'])} rows, "
+          f"{'the same report' if reports[0] == reports[1] else 'REPORTS DIFFER'}", flush=True)
+    del reports  # a report held would make the timed runs' garbage collections dearer
+    for _ in range(repeat):
+        for label, f in versions:
+            times = (await timed(url, rng, Scope.agents, None, 1, ZONE.key, f))[0]
+            print(f"agents, 90 days by day, day rows, {label:<4} {summary(times)}", flush=True)
 
 
 def call_ops(n: int, base: dt.datetime, numbered: bool = False) -> list[list]:  # type: ignore[type-arg]
@@ -330,6 +362,9 @@ def main() -> None:
                              "rows, alternated --repeat times")
     parser.add_argument("--agents", action="store_true",
                         help="with --reuse: fill the agents' states again")
+    parser.add_argument("--agents-old", metavar="FILE",
+                        help="an older reports/agents.py: its agent report alternated with "
+                             "this one --repeat times")
     parser.add_argument("--writer", action="store_true", help="the rollups' cost per call")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()

@@ -40,16 +40,21 @@ def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dic
     """`center`: the center's time zone, the one the day rows are summed in."""
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     name = _namer(rng)
+    names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
     if _by_days(conn, rng, center):
-        _days(conn, rng, sums, name)
+        _open_states(conn, rng, sums)
+        rows = _days(conn, rng, sums, name, names)
     else:
         _calls(conn, rng, sums, name)
         _states(conn, rng, sums, name)
-    _open_states(conn, rng, sums)
-    names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
-    rows = [{"period": p, "agent_id": a, "name": names.get(a) or str(a), **figures(s)}
-            for (p, a), s in sorted(sums.items())]
-    return {"scope": "agents", **rng.bounds(), "rows": rows}
+        _open_states(conn, rng, sums)
+        rows = {key: _row(key, names, figures(s)) for key, s in sums.items()}
+    return {"scope": "agents", **rng.bounds(), "rows": [rows[k] for k in sorted(rows)]}
+
+
+def _row(key: tuple[str, int], names: dict[int, str], figures: dict[str, Any]) -> dict[str, Any]:
+    return {"period": key[0], "agent_id": key[1], "name": names.get(key[1]) or str(key[1]),
+            **figures}
 
 
 def figures(s: dict[str, float]) -> dict[str, Any]:
@@ -125,11 +130,12 @@ def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
 
 
 _DAY_FIGURES = (*CALL_FIGURES, *(f"state_{s}" for s in agent_days.STATES))
-# Per period and agent: the sums of its day rows, and its not-ready reasons with their
-# seconds as two arrays (one row per period and agent).
+# Per period and agent: the sums of its day rows (as floats), and its not-ready reasons
+# with their seconds as two arrays (one row per period and agent).
 _DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
          "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
-         + ", ".join(f"sum({c})" for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
+         + ", ".join(f"CAST(sum({c}) AS float8)"
+                     for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
          + " FROM report_agent_days WHERE zone = :tz AND day >= :first AND day < :end "
          "GROUP BY 1, 2) d LEFT JOIN ("
          "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds FROM ("
@@ -139,18 +145,60 @@ _DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
          "ON r.p = d.p AND r.agent_id = d.agent_id")
 
 
-def _days(conn: Connection, rng: Range, sums: Any, name: Any) -> None:
-    """Call figures and closed state segments from the agents' day rows (every reason's
-    seconds are in the not-ready seconds of its day row: no reason without a row)."""
+def _days(conn: Connection, rng: Range, opened: Any, name: Any,
+          names: dict[int, str]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The report's rows from the agents' day rows (every reason's seconds are in the
+    not-ready seconds of its day row: no reason without a row), plus `opened`, the open
+    states' seconds per period and agent. A row without open seconds is made straight
+    from the database's tuple (`_day_row`, the same figures as `figures`)."""
     params = {"tz": rng.zone.key, "first": rng.since.astimezone(rng.zone).date(),
               "end": rng.until.astimezone(rng.zone).date()}
-    # Rows fetched at once: fetching them one by one costs more than summing them.
+    rows = {}
+    # Rows fetched at once: fetching them one by one costs more than making them.
     for p, agent, *values, reasons, seconds in conn.execute(
             text(_DAYS.format(trunc=TRUNC[rng.interval])), params).all():
-        s = sums[(name(p), agent)] = defaultdict(
-            float, zip(_DAY_FIGURES, map(float, values), strict=True))
+        key = (name(p), agent)
+        extra = opened.pop(key, None)
+        if extra is None:
+            rows[key] = _day_row(key, names.get(agent) or str(agent), values, reasons, seconds)
+            continue
+        s = defaultdict(float, zip(_DAY_FIGURES, values, strict=True))
         if reasons:
             s.update(zip(["not_ready_" + r for r in reasons], seconds, strict=True))
+        for figure, value in extra.items():
+            s[figure] += value
+        rows[key] = _row(key, names, figures(s))
+    rows.update((key, _row(key, names, figures(s))) for key, s in opened.items())
+    return rows
+
+
+def _day_row(key: tuple[str, int], name: str, values: list[float], reasons: list[str] | None,
+             seconds: list[float] | None) -> dict[str, Any]:
+    """`figures` of one period's day sums, computed in the same order (the same floats)
+    without the dictionary of sums: this is most of a long report's time."""
+    (handled, transfers, talk_n, talk_sum, wrap_n, wrap_sum, csat_n, csat_sum, hold_sum,
+     available, ringing, on_call, wrap_up, not_ready) = values
+    hold = round(hold_sum / talk_n, 2) if talk_n else None
+    talk = round((talk_sum - hold_sum) / talk_n, 2) if talk_n else None
+    wrap = round(wrap_sum / wrap_n, 2) if wrap_n else None
+    working = ringing + on_call + wrap_up
+    by_reason = ({r: round(v, 1) for r, v in zip(reasons, seconds or (), strict=True)}
+                 if reasons else {})
+    return {
+        "period": key[0], "agent_id": key[1], "name": name,
+        "handled": int(handled), "transfers_made": int(transfers),
+        "avg_talk_s": talk, "avg_hold_s": hold, "avg_wrap_up_s": wrap,
+        "aht_s": None if talk is None else round(talk + (hold or 0.0) + (wrap or 0.0), 2),
+        "csat_responses": int(csat_n),
+        "csat_average": round(csat_sum / csat_n, 2) if csat_n else None,
+        "signed_in_s": round(0.0 + available + ringing + on_call + wrap_up + not_ready, 1),
+        "available_s": round(available, 1),
+        "on_call_s": round(on_call + ringing, 1),
+        "wrap_up_s": round(wrap_up, 1),
+        "not_ready_s": round(not_ready, 1),
+        "not_ready_by_reason": by_reason,
+        "occupancy": round(working / (working + available), 4) if working + available else None,
+    }
 
 
 def _states(conn: Connection, rng: Range, sums: Any, name: Any) -> None:

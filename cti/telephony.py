@@ -302,11 +302,12 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
         return Applied([await self._queued_notice(frame.call_id)], ops)
 
     async def _route_notice(self, call_id: str) -> dict[str, Any]:
-        """Where a live call stands, as the PBX hears it: queued, or ringing an agent."""
+        """Where a live call stands, as the PBX hears it: queued, or ringing an agent.
+        A call already answered (or past it) owes the PBX nothing."""
         live = await self.store.call(call_id)
         if live.get("state") == CallState.queued.value:
             return await self._queued_notice(call_id)
-        if live.get("agent_id"):
+        if live.get("state") == CallState.ringing.value and live.get("agent_id"):
             agent = await self.store.agent(int(live["agent_id"]))
             return messages.route_connect(call_id, int(live["agent_id"]),
                                           agent.get("extension", ""))

@@ -295,6 +295,7 @@ async def test_a_node_killed_mid_run_loses_nothing(cluster: Cluster):
 async def test_an_event_applied_just_before_its_node_died_is_a_duplicate_when_resent(
         center, kind):
     from core.appkeys import KEYS, REDIS
+    from cti.telephony import scoped_event_id
 
     agent = await center.agent("amy")
     await agent.available()
@@ -305,7 +306,8 @@ async def test_an_event_applied_just_before_its_node_died_is_a_duplicate_when_re
         event_id = await ivr.send(type_, "d-1", **fields)
         assert (await ivr.reply_to(event_id))["type"] == "ack"
     app = center.server.app
-    await app[REDIS].delete(app[KEYS].event(event_id))  # died before setting it
+    scoped = scoped_event_id("pbx-1", event_id)
+    assert await app[REDIS].delete(app[KEYS].event(scoped)) == 1  # died before setting it
 
     await ivr.send(kind, "d-1", event_id=event_id, **fields)
 
@@ -438,3 +440,29 @@ async def test_recording_pause_against_hang_up_across_nodes_leaves_one_outcome(
         await ivr_a.close()
         await ivr_b.close()
         await agent.close()
+
+
+async def test_a_resent_offer_owing_its_writes_after_the_answer_rings_nobody_again(center):
+    """Resending an offer whose writes were owed tells the PBX where the call stands:
+    once the call is answered that is nothing, not a second route.connect."""
+    from core.appkeys import KEYS, REDIS
+    from cti.telephony import scoped_event_id
+
+    agent = await center.agent("amy")
+    await agent.available()
+    ivr = await center.ivr()
+    offer = await ivr.send("call.offered", "o-1", ani="+8613900000001", queue="default")
+    await ivr.inbox.expect("route.connect", call_id="o-1")
+    answer = await ivr.send("call.answered", "o-1", agent_id=agent.agent_id)
+    assert (await ivr.reply_to(answer))["type"] == "ack"
+    app = center.server.app
+    key = app[KEYS].event(scoped_event_id("pbx-1", offer))
+    assert await app[REDIS].set(key, "[]", xx=True)  # applied, its writes owed
+
+    await ivr.send("call.offered", "o-1", event_id=offer, ani="+8613900000001",
+                   queue="default")
+    assert (await ivr.reply_to(offer))["type"] == "ack"
+    # A later reply comes after whatever was sent with that ack (one outbox, in order).
+    await ivr.send("call.answered", "o-1", event_id=answer, agent_id=agent.agent_id)
+    assert (await ivr.reply_to(answer))["duplicate"] is True
+    assert not [m for m in ivr.inbox.messages if m.get("type") == "route.connect"]

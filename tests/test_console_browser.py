@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from core.models import Complaint, Interaction
 from tests.browser import NewPage, go_available, sign_in
+from tests.waits import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -98,8 +99,13 @@ async def test_agent_takes_a_call_from_screen_pop_to_wrap_up_and_the_wallboard_c
     await expect(console.locator("#state-label")).to_have_text("Available")
     await expect(console.locator("#screen-pop")).to_have_count(0)
 
-    async with center.sessions() as session:
-        record = await session.scalar(select(Interaction).where(Interaction.call_id == "call-1"))
+    async def wrapped_up() -> Interaction | None:  # the record writer commits soon after
+        async with center.sessions() as session:
+            record = await session.scalar(
+                select(Interaction).where(Interaction.call_id == "call-1"))
+        return record if record and record.disposition else None
+
+    record = await eventually(wrapped_up, what="the wrap-up stored")
     assert record.disposition == "resolved"
     assert record.notes == "Refund status checked; customer satisfied"
 

@@ -37,6 +37,13 @@ from routing.engine import RoutingPolicy, decode_rings, matching_ring
 # Errors that say "not stored, send it again" (docs/protocol.md).
 RETRYABLE = ("unavailable", "storage_unavailable")
 
+# PostgreSQL connections per test node: at most 20, so three nodes stay far inside the
+# server's 100 even with another suite beside them. The defaults (40 per node) took a
+# three-node run past it: "too many clients", offers refused (docs/deploy.md, "Sizing").
+TEST_POOLS = {"CALLCENTER_DB_POOL_SIZE": "5", "CALLCENTER_DB_POOL_OVERFLOW": "5",
+              "CALLCENTER_DB_READ_POOL_SIZE": "5", "CALLCENTER_DB_READ_POOL_OVERFLOW": "5"}
+
+
 @dataclass
 class Cluster:
     deployment: Deployment
@@ -46,6 +53,7 @@ class Cluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     async def start(self, nodes: int, **env: str) -> None:
+        env = {**TEST_POOLS, **env}
         ports = [free_port() for _ in range(nodes)]
         for port in ports:
             with open(self.deployment.workdir / f"node-{port}.log", "wb") as log:

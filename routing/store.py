@@ -286,9 +286,6 @@ class RoutingStore:
         result = await self._make_unavailable(keys=[self.keys.agent(agent_id)], args=args)
         return AgentChange(bool(result[0]), result[1], _pairs(result[2:3] and result[2]))
 
-    async def set_agent_fields(self, agent_id: int, **fields: str | int | float) -> None:
-        await self.redis.hset(self.keys.agent(agent_id), mapping=cast(_Mapping, fields))
-
     async def pool_size(self, pool: str) -> int:
         return await self.redis.zcard(self.keys.pool(pool))
 

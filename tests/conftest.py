@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -22,7 +23,7 @@ from callcenter.app import create_app
 from core import db
 from core.keys import Keys
 from core.models import Base
-from core.redisconn import EmbeddedRedis, client_from_url
+from core.redisconn import EmbeddedRedis, client_from_url, close_client
 from core.settings import Settings
 from routing.service import Router
 from routing.store import RoutingStore
@@ -80,6 +81,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     socket = embedded.start()
     yield f"unix://{socket}"
     embedded.stop(force=True)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the tests' Redis, as the service makes them (core/redisconn.py)."""
+    client = client_from_url(redis_url)
+    yield client
+    await close_client(client)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ class Clock:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """SQLite and PostgreSQL: the claims and conflicts are database-specific SQL."""
     return _database_url(request.param, tmp_path)
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def node(redis: Redis, settings: Settings, sessions: Any, clock: Clock,

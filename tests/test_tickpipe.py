@@ -17,13 +17,6 @@ from tests.waits import eventually
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def pipe(redis: Redis) -> AsyncIterator[TickPipe]:
     made = TickPipe.for_client(redis)
     assert made is not None

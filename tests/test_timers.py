@@ -18,13 +18,6 @@ from tests.waits import eventually
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def key(redis_prefix: str) -> str:
     return f"{redis_prefix}:timers"
 

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from core import db
 from core.keys import Keys
 from core.models import Complaint, Customer, Interaction
-from core.redisconn import client_from_url
 from tests.conftest import make_settings
 from tests.rest import request
 from tests.webhook_receiver import Receiver, wait_for
@@ -141,13 +139,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     server = await Receiver(secret=SECRET).start()
     yield server
     await server.close()
-
-
-@pytest.fixture
-async def redis(redis_url) -> AsyncIterator[Redis]:
-    client = client_from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ this process (on SQLite that includes the database's work) and wall time.
 
     .venv/bin/python bench/reports_bench.py --reuse --agents-old OLD.py [--repeat N]
 
-times the agent report for 90 days by day (day rows) with the `agent_report` of an older
-reports/agents.py (`git show COMMIT:reports/agents.py > OLD.py`) and with this one,
-alternated `--repeat` times in one process after one untimed run of each, and checks
-that both give the same report.
+times the agent report for 90 days by day and for a week by hour with the
+`agent_report` of an older reports/agents.py (`git show COMMIT:reports/agents.py >
+OLD.py`) and with this one, alternated `--repeat` times in one process after one untimed
+run of each, and checks that both give the same report.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import datetime as dt
 import importlib.util
+import json
 import os
 import statistics
 import time
@@ -52,7 +53,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.models import Base
 from core.servicelevel import DEFAULT
-from reports import agent_days
+from reports import agent_days, views
 from reports.agents import agent_report
 from reports.periods import Interval, Range
 from reports.queries import Scope, interval_report
@@ -65,14 +66,14 @@ ZONE = ZoneInfo("Asia/Shanghai")
 _FILL = """
 INSERT INTO interactions (call_id, queue, tier, ani, ivr, offered_at, answered_at, ended_at,
     outcome, wait_s, talk_s, agent_id, agent_ids, routing_reason, transcript_status,
-    complaint_flag, survey_score, wrap_up_s)
+    complaint_flag, survey_score, wrap_up_s, hold_s)
 SELECT 'b' || g, (ARRAY['sales','support','billing','vip','default'])[1 + g % 5],
        (ARRAY['vip','gold','standard','low'])[1 + (g / 5) % 4], '+8613800000000', '{}',
        at, CASE WHEN answered THEN at + wait * interval '1 second' END,
        at + (wait + talk) * interval '1 second',
        CASE WHEN answered THEN 'answered' ELSE 'abandoned' END, wait,
        CASE WHEN answered THEN talk END, 1 + g % 200, '[]', '{}', 'none', false,
-       CASE WHEN g % 7 = 0 THEN 1 + g % 5 END, CASE WHEN answered THEN g % 30 END
+       CASE WHEN g % 7 = 0 THEN 1 + g % 5 END, CASE WHEN answered THEN g % 30 END, 0
 FROM (SELECT g, CAST(:start AS timestamptz)
                     + (g * CAST(:span AS bigint) / CAST(:n AS bigint)) * interval '1 second' AS at,
              (g * 7919 % 1000) < 900 AS answered, (g * 104729 % 60)::float AS wait,
@@ -152,14 +153,15 @@ FROM generate_series(1, 200) a, generate_series(0, CAST(:days AS int) - 1) d
 """
 
 
-async def fill_agents(url: str, days: int, start: dt.datetime) -> None:
-    """The agents and their states, and the agents' days (an older schema gains the
-    tables it lacks)."""
+async def fill_agents(url: str, days: int, start: dt.datetime, calls: bool) -> None:
+    """The agents and their states, and the agents' days and hours; `calls`: their call
+    figures too (an older schema gains the tables it lacks)."""
     db = engine(url)
     async with db.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-        await conn.run_sync(agent_days.rebuild_calls, ZONE.key, start,
-                            start + dt.timedelta(days=days))
+        if calls:
+            await conn.run_sync(agent_days.rebuild_calls, ZONE.key, start,
+                                start + dt.timedelta(days=days))
         for statement in ("DELETE FROM report_agent_states", "DELETE FROM agent_state_changes",
                           "DELETE FROM agents", _AGENTS, _STATES, _CHANGES):
             await conn.execute(text(statement), {"start": start, "days": days})
@@ -176,7 +178,8 @@ async def rebuild(url: str, start: dt.datetime, days: int) -> float:
         await conn.run_sync(Rollups(zone=ZONE.key).rebuild, start,
                             start + dt.timedelta(days=days))
         await conn.execute(text("ANALYZE report_intervals"))
-        await conn.execute(text("ANALYZE report_agent_intervals"))
+        for table in ("report_agent_intervals", "report_agent_days", "report_agent_hours"):
+            await conn.execute(text(f"ANALYZE {table}"))
     await db.dispose()
     return time.perf_counter() - began
 
@@ -231,7 +234,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"rollups rebuilt from the records in {await rebuild(url, start, args.days):.1f} s")
     if not args.reuse or args.agents:
         began = time.perf_counter()
-        await fill_agents(url, args.days, start)
+        await fill_agents(url, args.days, start, calls=args.reuse)
         print(f"200 agents' states filled in {time.perf_counter() - began:.0f} s", flush=True)
     quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
     month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
@@ -247,15 +250,29 @@ async def run(args: argparse.Namespace) -> None:
                  for _ in range(args.repeat) for k, c in (("day rows", ZONE.key),
                                                           ("15-minute rows", None))]
     if args.agents_old:
-        await old_and_new(url, quarter, args.agents_old, args.repeat)
+        for name, rng in (("90 days by day", quarter), ("a week by hour", week)):
+            await old_and_new(url, name, rng, args.agents_old, args.repeat)
         return
     for name, rng, scope, queue, center in cases:
         times, result = await timed(url, rng, scope, queue,
                                     1 if args.agents_both else args.repeat, center)
         print(f"{name:<42} rows {len(result['rows']):>6}  {summary(times)}", flush=True)
+        print(f"{'':<42} the answer's JSON: {serialized(result)}", flush=True)
 
 
-async def old_and_new(url: str, rng: Range, old_file: str, repeat: int) -> None:
+def serialized(result: dict[str, Any]) -> str:
+    """What serializing the report costs the view: with orjson (reports/views.py), and
+    with json.dumps (aiohttp's json_response, what the view used before)."""
+    began = time.process_time()
+    size = len(views.json_body(result))
+    fast = time.process_time() - began
+    began = time.process_time()
+    json.dumps(result)
+    return (f"{size / 1e6:.1f} MB, orjson {fast * 1000:.1f} ms CPU, json.dumps "
+            f"{(time.process_time() - began) * 1000:.1f} ms CPU")
+
+
+async def old_and_new(url: str, name: str, rng: Range, old_file: str, repeat: int) -> None:
     """The agent report by an older reports/agents.py and by this one, alternated."""
     spec = importlib.util.spec_from_file_location("old_agents", old_file)
     assert spec and spec.loader
@@ -264,13 +281,13 @@ async def old_and_new(url: str, rng: Range, old_file: str, repeat: int) -> None:
     versions = (("old", old.agent_report), ("new", agent_report))
     reports = [(await timed(url, rng, Scope.agents, None, 1, ZONE.key, f))[1]
                for _, f in versions]
-    print(f"untimed run of each: {len(reports[0]['rows'])} rows, "
+    print(f"agents, {name}, untimed run of each: {len(reports[0]['rows'])} rows, "
           f"{'the same report' if reports[0] == reports[1] else 'REPORTS DIFFER'}", flush=True)
     del reports  # a report held would make the timed runs' garbage collections dearer
     for _ in range(repeat):
         for label, f in versions:
             times = (await timed(url, rng, Scope.agents, None, 1, ZONE.key, f))[0]
-            print(f"agents, 90 days by day, day rows, {label:<4} {summary(times)}", flush=True)
+            print(f"agents, {name}, {label:<4} {summary(times)}", flush=True)
 
 
 def call_ops(n: int, base: dt.datetime, numbered: bool = False) -> list[list]:  # type: ignore[type-arg]

@@ -592,6 +592,33 @@ class ReportAgentDayReason(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ReportAgentHour(AgentCallFigures, Base):
+    """An agent's call figures and seconds in each state in one hour (UTC): the sums of
+    its `ReportAgentInterval` and `ReportAgentState` rows of that hour (PostgreSQL only),
+    added by the two hooks as `ReportAgentDay`'s."""
+
+    __tablename__ = "report_agent_hours"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    available_s: Mapped[float] = mapped_column(Float, default=0.0)
+    ringing_s: Mapped[float] = mapped_column(Float, default=0.0)
+    on_call_s: Mapped[float] = mapped_column(Float, default=0.0)
+    wrap_up_s: Mapped[float] = mapped_column(Float, default=0.0)
+    not_ready_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportAgentHourReason(Base):
+    """An agent's not-ready seconds with one reason in one hour (UTC)."""
+
+    __tablename__ = "report_agent_hour_reasons"
+
+    start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class CustomerTierChange(Base):
     """A customer's tier changed (a segmentation run): the tier movements of reports."""
 

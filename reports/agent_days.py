@@ -1,28 +1,34 @@
-"""The agent day rollup: each agent's call figures, seconds in each state and not-ready
-seconds by reason per local day of the center's time zone, on PostgreSQL.
+"""The agents' coarser rows, on PostgreSQL: each agent's call figures, seconds in each
+state and not-ready seconds by reason per local day of the center's time zone (`DAYS`)
+and per hour (UTC, `HOURS`).
 
-An agent report by day, week or month over a quarter then reads one row per agent and
-day (and one per not-ready reason) instead of 96 times as many. The day rows are the
+An agent report over a quarter then reads one row per agent and day (and one per
+not-ready reason) instead of 96 times as many; a report by hour, or by day in another
+zone, reads one per agent and hour instead of four times as many. Both levels are the
 sums of the 15-minute rows, kept with them: the call rollup adds the same differences
-to the day in its one statement (reports/agent_rollup.py), the state hook the same
-seconds (reports/agent_states.py); each writes only its own columns of the shared row.
-`rebuild_calls` and `rebuild_states` recompute the local days a range touches from the
-15-minute rows. Rows carry the zone they were summed in; the report reads them only for
-that zone, and only on PostgreSQL (SQLite cannot name a local day in SQL: its reports
-group the 15-minute rows, as a report in another zone does).
+to the day and the hour in its one statement (reports/agent_rollup.py), the state hook
+the same seconds (reports/agent_states.py); each writes only its own columns of the
+shared rows. `rebuild_calls` and `rebuild_states` recompute the days and hours a range
+touches from the 15-minute rows. Day rows carry the zone they were summed in; the report
+reads them only for that zone. Hour rows serve any zone whose offset is a whole number
+of hours. Only on PostgreSQL (SQLite cannot name a local day in SQL: its reports group
+the 15-minute rows).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, text
 
 from core.models import UTCDateTime
-from reports.sql import DAY
+from reports.sql import DAY, HOUR
 
 # The call figures of the agent rollups (reports/agent_rollup.py imports them from here).
 CALL_FIGURES = ("handled", "transfers", "talk_n", "talk_sum", "wrap_n", "wrap_sum", "csat_n",
@@ -30,85 +36,142 @@ CALL_FIGURES = ("handled", "transfers", "talk_n", "talk_sum", "wrap_n", "wrap_su
 STATES = ("available", "ringing", "on_call", "wrap_up", "not_ready")
 STATE_COLUMNS = tuple(f"{s}_s" for s in STATES)
 _RANGE = [bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime())]
-_REASONS_ADD = text("""
-INSERT INTO report_agent_day_reasons (zone, day, agent_id, reason, seconds)
-VALUES (:zone, :day, :agent_id, :reason, :seconds)
-ON CONFLICT (zone, day, agent_id, reason)
-DO UPDATE SET seconds = report_agent_day_reasons.seconds + excluded.seconds
-""")
+
+
+def _day_of(zone: ZoneInfo, start: dt.datetime) -> tuple[Any, ...]:
+    return zone.key, start.astimezone(zone).date()
+
+
+def _hour_of(zone: ZoneInfo, start: dt.datetime) -> tuple[Any, ...]:
+    return (start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0),)
+
+
+def _days_touched(zone: ZoneInfo, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    first = since.astimezone(zone).date()
+    last = (until - dt.timedelta.resolution).astimezone(zone).date()
+    return {"zone": zone.key, "first": first, "last": last,
+            "lo": dt.datetime.combine(first, dt.time(), zone),
+            "hi": dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone)}
+
+
+def _hours_touched(zone: ZoneInfo, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    def hour(moment: dt.datetime) -> dt.datetime:
+        return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return {"lo": hour(since), "hi": hour(until - dt.timedelta.resolution)
+            + dt.timedelta(hours=1)}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One coarser level: its tables, the key columns before `agent_id`, and how a
+    15-minute row's `start` maps to them."""
+
+    table: str
+    reasons: str
+    key: tuple[str, ...]
+    of_start: str  # SQL: the key of a 15-minute row (`start`; the center's zone :zone)
+    grouped: str  # the positions of `of_start`'s columns and agent_id to group by
+    of_params: str  # SQL: the key from bound parameters named as its columns
+    where: str  # SQL: the rows of the range `touched` gives
+    of: Callable[[ZoneInfo, dt.datetime], tuple[Any, ...]]  # the key in Python
+    touched: Callable[[ZoneInfo, dt.datetime, dt.datetime], dict[str, Any]]
+
+
+DAYS = Level("report_agent_days", "report_agent_day_reasons", ("zone", "day"), DAY, "2, 3",
+             "CAST(:zone AS text), CAST(:day AS date)",
+             "zone = :zone AND day >= :first AND day <= :last", _day_of, _days_touched)
+HOURS = Level("report_agent_hours", "report_agent_hour_reasons", ("start",), HOUR, "1, 2",
+              "CAST(:start AS timestamptz)", "start >= :lo AND start < :hi", _hour_of,
+              _hours_touched)
+LEVELS = (DAYS, HOURS)
 
 
 def kept(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _upsert(columns: tuple[str, ...], select: str, *, add: bool) -> str:
-    """Insert the day rows of `select` (zone, day, agent_id, then `columns`), the other
+def _upsert(level: Level, columns: tuple[str, ...], select: str, *, add: bool) -> str:
+    """Insert the rows of `select` (the level's key, agent_id, then `columns`), the other
     figures of a new row 0 (the other hook's columns); on a kept row, add to `columns`
     or replace them."""
     others = [c for c in (*CALL_FIGURES, *STATE_COLUMNS) if c not in columns]
     zeros = "".join(", 0" for _ in others)
-    names = ", ".join((*columns, *others))
-    sets = ", ".join(f"{c} = report_agent_days.{c} + excluded.{c}" if add
+    names = ", ".join((*level.key, "agent_id", *columns, *others))
+    sets = ", ".join(f"{c} = {level.table}.{c} + excluded.{c}" if add
                      else f"{c} = excluded.{c}" for c in columns)
-    return (f"INSERT INTO report_agent_days (zone, day, agent_id, {names}) "
-            f"SELECT s.*{zeros} FROM ({select}) s "
-            f"ON CONFLICT (zone, day, agent_id) DO UPDATE SET {sets}")
+    return (f"INSERT INTO {level.table} ({names}) SELECT s.*{zeros} FROM ({select}) s "
+            f"ON CONFLICT ({', '.join(level.key)}, agent_id) DO UPDATE SET {sets}")
 
 
-_ADD_STATES = text(_upsert(STATE_COLUMNS, "VALUES (CAST(:zone AS text), CAST(:day AS date), "
-                           "CAST(:agent_id AS integer), "
-                           + ", ".join(f"CAST(:{c} AS float)" for c in STATE_COLUMNS) + ")",
-                           add=True))
-
-
-def add_calls_sql(source: str) -> str:
+def add_calls_sql(level: Level, source: str) -> str:
     """A data-modifying WITH term adding `source`'s rows (start, agent_id, call
-    figures...) to the agents' days in :zone."""
+    figures...) to the agents' rows of `level` (days: in :zone)."""
     sums = ", ".join(f"sum({f})" for f in CALL_FIGURES)
-    return _upsert(CALL_FIGURES, f"SELECT {DAY}, agent_id, {sums} FROM {source} GROUP BY 2, 3",
-                   add=True)
+    return _upsert(level, CALL_FIGURES, f"SELECT {level.of_start}, agent_id, {sums} "
+                   f"FROM {source} GROUP BY {level.grouped}", add=True)
 
 
 def rebuild_calls(conn: Connection, zone: str, since: dt.datetime, until: dt.datetime,
                   ) -> None:
-    """Recompute the agents' call figures of the local days of `zone` that [since, until)
-    touches from the 15-minute rows."""
+    """Recompute the agents' call figures of the local days of `zone`, and the hours,
+    that [since, until) touches from the 15-minute rows."""
     if not kept(conn):
         return
-    figures = CALL_FIGURES
-    bounds = _bounds(zone, since, until)
-    conn.execute(text("UPDATE report_agent_days SET " + ", ".join(f"{f} = 0" for f in figures)
-                      + " WHERE zone = :zone AND day >= :first AND day <= :last"), bounds)
-    sums = ", ".join(f"sum({f})" for f in figures)
-    conn.execute(text(_upsert(
-        figures, f"SELECT {DAY}, agent_id, {sums} FROM report_agent_intervals "
-        "WHERE start >= :lo AND start < :hi GROUP BY 2, 3", add=False)).bindparams(*_RANGE),
-        bounds)
-    _drop_empty(conn, bounds)
+    sums = ", ".join(f"sum({f})" for f in CALL_FIGURES)
+    for level in LEVELS:
+        bounds = level.touched(ZoneInfo(zone), since, until)
+        _zero(conn, level, CALL_FIGURES, bounds)
+        conn.execute(_text(_upsert(
+            level, CALL_FIGURES, f"SELECT {level.of_start}, agent_id, {sums} "
+            f"FROM report_agent_intervals WHERE start >= :lo AND start < :hi "
+            f"GROUP BY {level.grouped}", add=False)), bounds)
+        _drop_empty(conn, level, bounds)
 
 
 def add_states(conn: Connection, zone: str,
                seconds: dict[tuple[dt.datetime, int, str, str], float]) -> None:
-    """Add the 15-minute (UTC) rows' seconds to their local days."""
-    where = ZoneInfo(zone)
-    days: dict[tuple[dt.date, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    reasons: dict[tuple[dt.date, int, str], float] = defaultdict(float)
+    """Add the 15-minute (UTC) rows' seconds to their local days and their hours."""
+    for level in LEVELS:
+        _add_states(conn, level, ZoneInfo(zone), seconds)
+
+
+def _add_states(conn: Connection, level: Level, zone: ZoneInfo,
+                seconds: dict[tuple[dt.datetime, int, str, str], float]) -> None:
+    rows: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    reasons: dict[tuple[Any, ...], float] = defaultdict(float)
     for (start, agent, state, reason), value in seconds.items():
-        day = start.astimezone(where).date()
+        key = (*level.of(zone, start), agent)
         if state in STATES:
-            days[(day, agent)][state] += value
+            rows[key][state] += value
         if state == "not_ready" and reason:
-            reasons[(day, agent, reason)] += value
-    rows = [{"zone": zone, "day": d, "agent_id": a,
-             **{f"{s}_s": round(by_state.get(s, 0.0), 6) for s in STATES}}
-            for (d, a), by_state in sorted(days.items())]
-    if rows:
-        conn.execute(_ADD_STATES, rows)
-    kept_reasons = [{"zone": zone, "day": d, "agent_id": a, "reason": r, "seconds": round(v, 6)}
-                    for (d, a, r), v in sorted(reasons.items()) if abs(v) > 1e-9]
+            reasons[(*key, reason)] += value
+    columns = (*level.key, "agent_id")
+    kept_rows = [{**dict(zip(columns, key, strict=True)),
+                  **{f"{s}_s": round(by_state.get(s, 0.0), 6) for s in STATES}}
+                 for key, by_state in sorted(rows.items())]
+    if kept_rows:
+        conn.execute(_add_states_statement(level), kept_rows)
+    kept_reasons = [{**dict(zip((*columns, "reason"), key, strict=True)),
+                     "seconds": round(v, 6)}
+                    for key, v in sorted(reasons.items()) if abs(v) > 1e-9]
     if kept_reasons:
-        conn.execute(_REASONS_ADD, kept_reasons)
+        conn.execute(_add_reasons_statement(level), kept_reasons)
+
+
+@functools.cache
+def _add_states_statement(level: Level) -> Any:
+    values = ", ".join((level.of_params, "CAST(:agent_id AS integer)",
+                        *(f"CAST(:{c} AS float)" for c in STATE_COLUMNS)))
+    return text(_upsert(level, STATE_COLUMNS, f"VALUES ({values})", add=True))
+
+
+@functools.cache
+def _add_reasons_statement(level: Level) -> Any:
+    key = ", ".join((*level.key, "agent_id", "reason"))
+    return text(
+        f"INSERT INTO {level.reasons} ({key}, seconds) "
+        f"VALUES ({level.of_params}, :agent_id, :reason, :seconds) ON CONFLICT ({key}) "
+        f"DO UPDATE SET seconds = {level.reasons}.seconds + excluded.seconds")
 
 
 def rebuild_states(conn: Connection, zone: str, since: dt.datetime, until: dt.datetime,
@@ -116,38 +179,39 @@ def rebuild_states(conn: Connection, zone: str, since: dt.datetime, until: dt.da
     """The same for the seconds in each state and by not-ready reason."""
     if not kept(conn):
         return
-    bounds = _bounds(zone, since, until)
-    conn.execute(text("UPDATE report_agent_days SET "
-                      + ", ".join(f"{c} = 0" for c in STATE_COLUMNS)
-                      + " WHERE zone = :zone AND day >= :first AND day <= :last"), bounds)
     sums = ", ".join(f"COALESCE(sum(seconds) FILTER (WHERE state = '{s}'), 0)"
                      for s in STATES)
-    conn.execute(text(_upsert(
-        STATE_COLUMNS, f"SELECT {DAY}, agent_id, {sums} FROM report_agent_states "
-        "WHERE start >= :lo AND start < :hi GROUP BY 2, 3", add=False)).bindparams(*_RANGE),
-        bounds)
-    _drop_empty(conn, bounds)
-    conn.execute(text("DELETE FROM report_agent_day_reasons WHERE zone = :zone "
-                      "AND day >= :first AND day <= :last"), bounds)
-    conn.execute(text(
-        f"INSERT INTO report_agent_day_reasons (zone, day, agent_id, reason, seconds) "
-        f"SELECT {DAY}, agent_id, reason, sum(seconds) FROM report_agent_states "
-        "WHERE state = 'not_ready' AND reason <> '' AND start >= :lo AND start < :hi "
-        "GROUP BY 2, 3, 4").bindparams(*_RANGE), bounds)
+    for level in LEVELS:
+        bounds = level.touched(ZoneInfo(zone), since, until)
+        _zero(conn, level, STATE_COLUMNS, bounds)
+        conn.execute(_text(_upsert(
+            level, STATE_COLUMNS, f"SELECT {level.of_start}, agent_id, {sums} "
+            f"FROM report_agent_states WHERE start >= :lo AND start < :hi "
+            f"GROUP BY {level.grouped}", add=False)), bounds)
+        _drop_empty(conn, level, bounds)
+        conn.execute(_text(f"DELETE FROM {level.reasons} WHERE {level.where}"), bounds)
+        key = ", ".join((*level.key, "agent_id", "reason"))
+        conn.execute(_text(
+            f"INSERT INTO {level.reasons} ({key}, seconds) "
+            f"SELECT {level.of_start}, agent_id, reason, sum(seconds) "
+            "FROM report_agent_states WHERE state = 'not_ready' AND reason <> '' "
+            f"AND start >= :lo AND start < :hi GROUP BY {level.grouped}, "
+            f"{len(level.key) + 2}"), bounds)
 
 
-def _drop_empty(conn: Connection, bounds: dict[str, Any]) -> None:
+def _zero(conn: Connection, level: Level, columns: tuple[str, ...],
+          bounds: dict[str, Any]) -> None:
+    conn.execute(_text(f"UPDATE {level.table} SET " + ", ".join(f"{c} = 0" for c in columns)
+                       + f" WHERE {level.where}"), bounds)
+
+
+def _drop_empty(conn: Connection, level: Level, bounds: dict[str, Any]) -> None:
     """Rows a rebuild left at 0 everywhere: the 15-minute rows have none."""
-    conn.execute(text("DELETE FROM report_agent_days WHERE zone = :zone AND day >= :first "
-                      "AND day <= :last AND "
-                      + " AND ".join(f"{c} = 0" for c in (*CALL_FIGURES, *STATE_COLUMNS))),
+    conn.execute(_text(f"DELETE FROM {level.table} WHERE {level.where} AND "
+                       + " AND ".join(f"{c} = 0" for c in (*CALL_FIGURES, *STATE_COLUMNS))),
                  bounds)
 
 
-def _bounds(zone: str, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
-    where = ZoneInfo(zone)
-    first = since.astimezone(where).date()
-    last = (until - dt.timedelta.resolution).astimezone(where).date()
-    return {"zone": zone, "first": first, "last": last,
-            "lo": dt.datetime.combine(first, dt.time(), where),
-            "hi": dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), where)}
+def _text(sql: str) -> Any:
+    """A statement with the range's bounds typed as UTC times where it uses them."""
+    return text(sql).bindparams(*(p for p in _RANGE if f":{p.key}" in sql))

@@ -9,7 +9,7 @@ talk, hold, wrap-up and survey); each transfer leg an agent answered counts as a
 handled and a transfer made by that agent. One statement per batch on PostgreSQL,
 three otherwise; a replayed event adds nothing. `rebuild` recomputes a range from the records.
 On PostgreSQL the same statement adds the same differences to the agents' local days
-(`report_agent_days`, reports/agent_days.py).
+and hours (`report_agent_days`, `report_agent_hours`: reports/agent_days.py).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
 
 @functools.cache
 def _one_statement() -> Any:
-    """PostgreSQL: the three in one statement, and the days; the main query reads the
+    """PostgreSQL: the three in one statement, and the days and hours; the main query reads the
     kept figures as they were (a data-modifying WITH and its statement see the same
     snapshot)."""
     names = ", ".join(FIGURES)
@@ -93,7 +93,8 @@ def _one_statement() -> Any:
         f"SELECT start, agent_id, {names} FROM n UNION ALL "
         f"SELECT start, agent_id, {negated} FROM report_call_agents WHERE call_id IN :ids"
         f") x GROUP BY start, agent_id), "
-        f"days AS ({agent_days.add_calls_sql('d')}) "
+        f"days AS ({agent_days.add_calls_sql(agent_days.DAYS, 'd')}), "
+        f"hours AS ({agent_days.add_calls_sql(agent_days.HOURS, 'd')}) "
         f"INSERT INTO report_agent_intervals (start, agent_id, {names}) "
         f"SELECT start, agent_id, {names} FROM d ON CONFLICT (start, agent_id) DO UPDATE SET "
         + ", ".join(f"{f} = report_agent_intervals.{f} + excluded.{f}" for f in FIGURES)
@@ -112,7 +113,7 @@ def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:
 
 def rebuild(conn: Connection, since: Any, until: Any, zone: str = "UTC") -> None:
     """Recompute the intervals in [since, until) (15-minute aligned) from the records,
-    then the local days of `zone` they touch."""
+    then the local days of `zone` and the hours they touch."""
     bounds = {"since": since, "until": until}
     for table in ("report_agent_intervals", "report_call_agents"):
         conn.execute(text(f"DELETE FROM {table} WHERE start >= :since AND start < :until")

@@ -95,8 +95,8 @@ def segments(agent: int, changes: list[Change], since: dt.datetime | None = None
 
 @dataclass(frozen=True)
 class AgentStates:
-    """The record-writer hook; `zone`: the center's time zone, whose local days are kept
-    on PostgreSQL (reports/agent_days.py)."""
+    """The record-writer hook; `zone`: the center's time zone, whose local days are kept,
+    with the hours, on PostgreSQL (reports/agent_days.py)."""
 
     zone: str = "UTC"
 

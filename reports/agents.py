@@ -3,11 +3,12 @@
 Calls are read from the agent call rollup (reports/agent_rollup.py): an agent's calls
 are counted in the period the call was offered in, once the call has ended. Time in each
 state comes from the agent-state rollup (reports/agent_states.py), and each agent's
-current state from its last change, split at period boundaries. A report by day, week or
-month of whole local days in the center's time zone reads both from the agents' day rows
-on PostgreSQL (reports/agent_days.py): one row per agent and day, and one per not-ready
-reason, instead of one per 15 minutes and state. A call transferred
-between agents is a handled call for each agent who answered a leg of it.
+current state from its last change, split at period boundaries. On PostgreSQL a report
+reads both from the coarsest rollup whose rows fall whole into its periods
+(reports/agent_days.py): the center's local days for a report by day, week or month of
+whole local days in the center's zone; else the UTC hours for any report but by 15
+minutes whose periods start on whole UTC hours (zones with whole-hour offsets). A call
+transferred between agents is a handled call for each agent who answered a leg of it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dic
     sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     name = _namer(rng)
     names = dict(conn.execute(select(Agent.id, Agent.display_name)).all())
-    if _by_days(conn, rng, center):
+    level = _coarsest(conn, rng, center)
+    if level is not None:
         _open_states(conn, rng, sums)
-        rows = _days(conn, rng, sums, name, names)
+        rows = _summed(conn, rng, level, sums, name, names)
     else:
         _calls(conn, rng, sums, name)
         _states(conn, rng, sums, name)
@@ -122,41 +124,77 @@ def _namer(rng: Range) -> Callable[[Any], str]:
     return name
 
 
-def _by_days(conn: Connection, rng: Range, center: str | None) -> bool:
-    """Whole local days of the center's zone, by day or longer, on PostgreSQL."""
-    return (agent_days.kept(conn) and center == rng.zone.key and rng.interval in TRUNC
-            and rng.interval is not Interval.hour
-            and all(m.astimezone(rng.zone).time() == dt.time() for m in (rng.since, rng.until)))
+def _coarsest(conn: Connection, rng: Range, center: str | None) -> agent_days.Level | None:
+    """The coarsest rollup above the 15-minute rows whose rows fall whole into the
+    report's periods, on PostgreSQL: the center's local days for a report by day, week
+    or month of whole local days in its zone; else the UTC hours for a report by hour or
+    longer whose periods start on whole UTC hours."""
+    if not agent_days.kept(conn) or rng.interval is Interval.m15:
+        return None
+    ends = (rng.since, rng.until)
+    if (center == rng.zone.key and rng.interval is not Interval.hour
+            and all(m.astimezone(rng.zone).time() == dt.time() for m in ends)):
+        return agent_days.DAYS
+    if all(m.timestamp() % 3600 == 0 for m in ends) and _whole_hours(rng):
+        return agent_days.HOURS
+    return None
+
+
+def _whole_hours(rng: Range) -> bool:
+    """Whether the zone's offset is a whole number of hours over the range (every local
+    hour and midnight then starts a UTC hour), looked at every 12 hours: no zone keeps
+    an offset for less."""
+    moment, step = rng.since, dt.timedelta(hours=12)
+    while True:
+        offset = moment.astimezone(rng.zone).utcoffset()
+        if offset is None or offset % dt.timedelta(hours=1):
+            return False
+        if moment >= rng.until:
+            return True
+        moment = min(moment + step, rng.until)
 
 
 _DAY_FIGURES = (*CALL_FIGURES, *(f"state_{s}" for s in agent_days.STATES))
-# Per period and agent: the sums of its day rows (as floats), and its not-ready reasons
-# with their seconds as two arrays (one row per period and agent).
-_DAYS = ("SELECT d.*, r.reasons, r.seconds FROM ("
-         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, "
-         + ", ".join(f"CAST(sum({c}) AS float8)"
-                     for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
-         + " FROM report_agent_days WHERE zone = :tz AND day >= :first AND day < :end "
-         "GROUP BY 1, 2) d LEFT JOIN ("
-         "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds FROM ("
-         "SELECT date_trunc('{trunc}', CAST(day AS timestamp)) AS p, agent_id, reason, "
-         "sum(seconds) AS seconds FROM report_agent_day_reasons WHERE zone = :tz "
-         "AND day >= :first AND day < :end GROUP BY 1, 2, 3) x GROUP BY 1, 2) r "
-         "ON r.p = d.p AND r.agent_id = d.agent_id")
+_SUMS = ", ".join(f"CAST(sum({c}) AS float8)" for c in (*CALL_FIGURES, *agent_days.STATE_COLUMNS))
 
 
-def _days(conn: Connection, rng: Range, opened: Any, name: Any,
-          names: dict[int, str]) -> dict[tuple[str, int], dict[str, Any]]:
-    """The report's rows from the agents' day rows (every reason's seconds are in the
-    not-ready seconds of its day row: no reason without a row), plus `opened`, the open
-    states' seconds per period and agent. A row without open seconds is made straight
-    from the database's tuple (`_day_row`, the same figures as `figures`)."""
-    params = {"tz": rng.zone.key, "first": rng.since.astimezone(rng.zone).date(),
+# Per level: the report period of a row (in :tz), and the rows of the range.
+_READ = {agent_days.DAYS: ("date_trunc('{trunc}', CAST(day AS timestamp))",
+                           "zone = :tz AND day >= :first AND day < :end"),
+         agent_days.HOURS: ("date_trunc('{trunc}', start AT TIME ZONE :tz)",
+                            "start >= :since AND start < :until")}
+
+
+@functools.cache
+def _level_statement(level: agent_days.Level, trunc: str) -> Any:
+    """Per period and agent: the sums of its rows of `level` (as floats), and its
+    not-ready reasons with their seconds as two arrays (one row per period and agent)."""
+    period, where = _READ[level]
+    period = period.format(trunc=trunc)
+    statement = text(
+        f"SELECT d.*, r.reasons, r.seconds FROM (SELECT {period} AS p, agent_id, {_SUMS} "
+        f"FROM {level.table} WHERE {where} GROUP BY 1, 2) d LEFT JOIN ("
+        "SELECT p, agent_id, array_agg(reason) AS reasons, array_agg(seconds) AS seconds "
+        f"FROM (SELECT {period} AS p, agent_id, reason, sum(seconds) AS seconds "
+        f"FROM {level.reasons} WHERE {where} GROUP BY 1, 2, 3) x GROUP BY 1, 2) r "
+        "ON r.p = d.p AND r.agent_id = d.agent_id")
+    return statement.bindparams(*(bindparam(b, type_=UTCDateTime()) for b in ("since", "until")
+                                  if f":{b}" in where))
+
+
+def _summed(conn: Connection, rng: Range, level: agent_days.Level, opened: Any, name: Any,
+            names: dict[int, str]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The report's rows from the agents' day or hour rows (every reason's seconds are
+    in the not-ready seconds of its row: no reason without a row), plus `opened`, the
+    open states' seconds per period and agent. A row without open seconds is made
+    straight from the database's tuple (`_day_row`, the same figures as `figures`)."""
+    params = {"tz": rng.zone.key, "since": rng.since, "until": rng.until,
+              "first": rng.since.astimezone(rng.zone).date(),
               "end": rng.until.astimezone(rng.zone).date()}
     rows = {}
     # Rows fetched at once: fetching them one by one costs more than making them.
     for p, agent, *values, reasons, seconds in conn.execute(
-            text(_DAYS.format(trunc=TRUNC[rng.interval])), params).all():
+            _level_statement(level, TRUNC[rng.interval]), params).all():
         key = (name(p), agent)
         extra = opened.pop(key, None)
         if extra is None:

@@ -33,7 +33,8 @@ async def show(engine: AsyncEngine, settings: Settings, rng: Range, scope: Scope
                queue: str | None, fmt: str, out: TextIO) -> int:
     async with engine.connect() as conn:
         if scope is Scope.agents:
-            result = await conn.run_sync(agents.agent_report, rng)
+            result = await conn.run_sync(agents.agent_report, rng,
+                                          settings.center_timezone)
         elif scope is Scope.customers:
             result = await conn.run_sync(customers.customer_report, rng,
                                          settings.service_level_formula)

@@ -17,6 +17,8 @@ from reports.periods import Interval, Range
 # PostgreSQL: the center's zone and a 15-minute row's local day in it (the agents' days;
 # one type for :zone in both places).
 DAY = "CAST(:zone AS text), CAST(start AT TIME ZONE CAST(:zone AS text) AS date)"
+# PostgreSQL: the UTC hour a 15-minute row is in (the agents' hours).
+HOUR = "to_timestamp(floor(extract(epoch FROM start) / 3600) * 3600)"
 TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
          Interval.month: "month"}
 

@@ -12,6 +12,7 @@ import io
 from functools import partial
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from core import appkeys
@@ -58,7 +59,13 @@ async def report(request: web.Request) -> web.StreamResponse:
                  format="csv" if as_csv else "json", queue=queue, **rng.bounds())
     if as_csv:
         return csv_response(result["rows"], f"report-{scope.value}.csv")
-    return web.json_response(result)
+    return web.Response(body=json_body(result), content_type="application/json")
+
+
+def json_body(result: dict[str, Any]) -> bytes:
+    """orjson: a quarter's agent report (18,000 rows) serializes several times faster
+    than with json.dumps, on the event loop (bench/README.md)."""
+    return orjson.dumps(result)
 
 
 async def call_records(request: web.Request) -> web.StreamResponse:

@@ -21,6 +21,8 @@ from core.models import (
     Agent,
     ReportAgentDay,
     ReportAgentDayReason,
+    ReportAgentHour,
+    ReportAgentHourReason,
     ReportAgentInterval,
     ReportAgentState,
     ReportCallAgent,
@@ -91,17 +93,18 @@ async def test_day_rows_give_the_report_of_the_quarter_hours(settings, sessions)
 
     async with engine.begin() as conn:
         for table in (ReportAgentInterval, ReportCallAgent, ReportAgentState, ReportAgentDay,
-                      ReportAgentDayReason):
+                      ReportAgentDayReason, ReportAgentHour, ReportAgentHourReason):
             await conn.execute(delete(table))
         await conn.run_sync(Rollups(zone=CENTER).rebuild, SINCE, UNTIL)
         await conn.run_sync(AgentStates(CENTER).rebuild, SINCE, UNTIL)
     assert await reports(engine, CENTER) == from_days
 
 
-async def test_a_report_in_another_zone_or_of_part_days_reads_the_quarter_hours(settings,
-                                                                               sessions):
-    """Day rows of Kolkata cannot be split into UTC days or at 06:00: those reports sum
-    the 15-minute rows, and give what the whole-day figures add up to."""
+async def test_a_report_in_another_zone_or_of_part_days_reads_finer_rows(settings, sessions):
+    """Day rows of Kolkata cannot be split into UTC days or at 06:00: the UTC report sums
+    the hour rows (tests/test_reports_agent_hours.py), the one from 06:00 Kolkata (00:30
+    UTC, not a whole hour) the 15-minute rows, and both give what the whole-day figures
+    add up to."""
     engine = sessions.kw["bind"]
     await write(engine)
     utc = ZoneInfo("UTC")

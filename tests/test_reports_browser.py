@@ -86,6 +86,7 @@ async def test_supervisor_reads_charts_and_tables_and_downloads_csv_in_two_langu
     for column in ("AHT", "CSAT", "Not ready by reason", "Occupancy"):
         await expect(page.locator("#rp-table thead")).to_contain_text(column)
     await expect(page.locator("#rp-table tbody tr").nth(2)).to_contain_text("Amy")
+    await shoot(page, "reports-agents.png")
     await page.select_option("#rp-scope", "tiers")
     await page.click("#rp-show")
     await expect(page.locator("#rp-table thead")).to_contain_text("Tier")

@@ -236,15 +236,27 @@ class Wallboard:
 
     # Pushing to wallboards ----------------------------------------------
 
+    async def watch(self, viewer: Viewer) -> None:
+        """A wallboard connected here. Only a node with viewers hears the other nodes'
+        counts (a word on the wallboard channel at each flush): with none it would wake
+        for every flush of every node, a cost that grows with the number of nodes."""
+        self.viewers.add(viewer)
+        await self.bus.subscribe(self.keys.wallboard_channel, self._changed)
+        self._dirty.set()
+
+    async def unwatch(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+        if not self.viewers:
+            await self.bus.unsubscribe(self.keys.wallboard_channel, self._changed)
+
     async def run(self) -> None:
         """Push a snapshot to this node's wallboards at least every `interval_s`, and
-        soon after any node counted something."""
-        await self.bus.subscribe(self.keys.wallboard_channel, self._changed)
+        soon after any node counted something; asleep while no wallboard is connected."""
         loop = asyncio.get_running_loop()
         last = 0.0
         # The Redis client can swallow a cancellation mid-command: check `cancelling()`.
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-            timeout = max(0.0, last + self.interval_s - loop.time())
+            timeout = max(0.0, last + self.interval_s - loop.time()) if self.viewers else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout)
             await asyncio.sleep(max(0.0, last + MIN_GAP_S - loop.time()))

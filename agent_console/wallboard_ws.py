@@ -39,12 +39,12 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     watch = watch_token(app, principal, ws)
     try:
         conn.send(await wallboard.snapshot())
-        wallboard.viewers.add(conn)
+        await wallboard.watch(conn)
         async for _ in ws:
             pass  # nothing to say to us; reading keeps the heartbeat going
     finally:
         watch.cancel()
-        wallboard.viewers.discard(conn)
+        await wallboard.unwatch(conn)
         await conn.close()
     return ws
 

@@ -154,11 +154,22 @@ class Stats:
 
 
 class LoadRun:
-    """Agents that take every call they are given, and a PBX that answers and hangs up."""
+    """Agents that take every call they are given, and a PBX that answers and hangs up.
 
-    def __init__(self, urls: list[str], tokens: list[tuple[int, str]], pbx_token: str,
-                 talk_s: float = 8.0, ring_s: float = 0.1, seed: int = 1) -> None:
-        self.urls, self.tokens, self.pbx_token = urls, tokens, pbx_token
+    `pbx_token` is one telephony token per PBX connection (connection i goes to
+    `urls[i % len(urls)]`), or one token for a connection to each URL. One token is one
+    integration: a `route.connect` published for it (a call that waited, taken when an
+    agent freed) reaches every connection holding it, and each would answer the call, so
+    a PBX connection per node needs tokens of its own to model one PBX per node. Calls
+    are offered round-robin over the connections; each call's events go on the
+    connection that offered it.
+    """
+
+    def __init__(self, urls: list[str], tokens: list[tuple[int, str]],
+                 pbx_token: str | list[str], talk_s: float = 8.0, ring_s: float = 0.1,
+                 seed: int = 1) -> None:
+        self.urls, self.tokens = urls, tokens
+        self.pbx_tokens = [pbx_token] * len(urls) if isinstance(pbx_token, str) else pbx_token
         self.talk_s, self.ring_s = talk_s, ring_s
         self.random = random.Random(seed)
         self.stats = Stats()
@@ -179,8 +190,9 @@ class LoadRun:
             self.agents[agent_id] = ws
             self._spawn(self._agent(agent_id, ws))
             await ws.send_str(json.dumps({"type": "agent.state.set", "state": "available"}))
-        self.pbx = [await self.http.ws_connect(f"{url}/ws/telephony", headers=_auth(
-            self.pbx_token), heartbeat=30) for url in self.urls]
+        self.pbx = [await self.http.ws_connect(
+            f"{self.urls[i % len(self.urls)]}/ws/telephony", headers=_auth(token), heartbeat=30)
+            for i, token in enumerate(self.pbx_tokens)]
         for ws in self.pbx:
             self._spawn(self._pbx(ws))
         return self

@@ -6,6 +6,14 @@ prefix on one redis-server started here. The same simulated PBX and agents
 (bench/harness.py) drive it; with two nodes the agents and PBX connections are spread
 over both, so about half the screen-pops cross nodes over Redis pub/sub.
 
+The steady phase has `--pbx` PBX integrations (2), each with a token of its own, as
+separate PBXs (or trunks) would have: with one node all connect to it, with two one to
+each. A call's events go on the connection that offered it, and a `route.connect`
+published for a call that waited reaches only that integration. (Until 2026-12-03 every
+connection shared one token, so with two nodes both fake PBXs heard such a
+`route.connect` and both answered and hung up the call: `wrong_agent` and
+`illegal_transition` error frames and extra work only the two-node runs paid for.)
+
 - latency: calls offered at a steady rate (default 25/s), `call.offered` sent to
   `screen_pop` read, p50 and p99; CPU per call over that window, per process;
 - throughput: with the agents still connected, a burst of calls offered as fast as the
@@ -17,6 +25,8 @@ the bench database (a backend that exits inside a window is not counted), over t
 window, the burst, and a few idle seconds with the agents connected and no calls.
 
     nice -n 19 .venv/bin/python bench/multinode_bench.py
+    nice -n -15 .venv/bin/python bench/multinode_bench.py --no-burst --rate 15 --talk 3 \
+        --warmup 12 --idle 10 --repeat 3 --tree /tmp/base --tree .
     .venv/bin/python bench/multinode_bench.py --database sqlite --agents 300 --burst 500
 """
 
@@ -172,13 +182,14 @@ class CpuWindow:
             await self._sample()
 
 
-async def telephony_tokens(deployment: Deployment, count: int) -> list[str]:
-    """One PBX integration per node for the burst, so each hears only its own calls."""
+async def telephony_tokens(deployment: Deployment, count: int, name: str) -> list[str]:
+    """`count` PBX integrations of their own (`<name>-<i>`): each connection hears only
+    the calls it offered, as a PBX does in a deployment."""
     engine = db.create_engine(deployment.database_url)
     try:
         async with db.session_scope(db.sessionmaker(engine)) as session:
             return [await issue_token(session, deployment.secret_key, role=Role.telephony,
-                                      name=f"bench-burst-{i}", ttl=dt.timedelta(hours=1))
+                                      name=f"{name}-{i}", ttl=dt.timedelta(hours=1))
                     for i in range(count)]
     finally:
         await engine.dispose()
@@ -284,80 +295,102 @@ async def steady(run: LoadRun, args: argparse.Namespace,
     await asyncio.sleep(1)  # the last pops of the window
     window = [s for sent, s in run.stats.pop_latency if sent >= begun]
     return {"offered": offered, "popped": len(window), "cpu": used, "idle": idle,
+            "idle_s": args.idle,
             "p50_ms": percentile(window, 50) * 1000, "p99_ms": percentile(window, 99) * 1000}
 
 
 async def configuration(args: argparse.Namespace, nodes: int, redis: tuple[str, int],
-                        tmp: Path) -> dict[str, Any]:
+                        tmp: Path, tree: Path | None = None) -> dict[str, Any]:
     redis_url, redis_pid = redis
     async with Database(args.database, tmp, f"n{nodes}") as database:
         deployment = Deployment(tmp, database.url, redis_url)
         tokens = await deployment.prepare(args.agents, args.customers)
-        burst_tokens = await telephony_tokens(deployment, nodes)
+        pbx_tokens = await telephony_tokens(deployment, args.pbx, "bench-pbx")
+        burst_tokens = await telephony_tokens(deployment, nodes, "bench-burst")
+        code = {"PYTHONPATH": str(tree)} if tree else {}
         urls = [deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="60",
-                                      CALLCENTER_WRAP_UP_S="5") for _ in range(nodes)]
+                                      CALLCENTER_WRAP_UP_S="5", **code) for _ in range(nodes)]
         try:
             async with asyncio.timeout(args.limit):
                 await asyncio.gather(*(wait_healthy(url) for url in urls))
                 load = os.getloadavg()[0]  # other work on the machine skews what follows
                 cpu = CpuWindow([p.pid for p in deployment.procs], redis_pid, database)
-                async with LoadRun(urls, tokens, deployment.pbx_token, talk_s=args.talk) as run:
+                async with LoadRun(urls, tokens, pbx_tokens, talk_s=args.talk) as run:
                     await asyncio.sleep(2)  # every agent available
                     result = await steady(run, args, cpu)
-                    await asyncio.sleep(args.talk + 6)  # the steady calls drain
-                    await cpu.start()
-                    result["burst"] = await Burst(run, args)(urls, burst_tokens)
-                    result["burst"]["cpu"] = await cpu.stop()
+                    if args.burst:
+                        await asyncio.sleep(args.talk + 6)  # the steady calls drain
+                        await cpu.start()
+                        result["burst"] = await Burst(run, args)(urls, burst_tokens)
+                        result["burst"]["cpu"] = await cpu.stop()
                     result["errors"] = len(run.stats.errors)
                     result["error_codes"] = dict(Counter(
                         e.get("code", "?") for e in run.stats.errors))
                 result["rss_mb"] = sum(rss_mb(p.pid) for p in deployment.procs)
         finally:
             deployment.stop()
-    return {"nodes": nodes, "load": load, **result}
+    return {"nodes": nodes, "tree": str(tree or "."), "load": load,
+            "load_end": os.getloadavg()[0], **result}
 
 
-def per_call_ms(cpu: dict[str, Any], calls: float) -> float:
-    return (sum(cpu["nodes"]) + cpu["redis"] + cpu["database"]) / max(calls, 1) * 1000
+def per_call_ms(cpu: dict[str, Any], calls: float, database: bool = True) -> float:
+    used = sum(cpu["nodes"]) + cpu["redis"] + (cpu["database"] if database else 0.0)
+    return used / max(calls, 1) * 1000
 
 
 def cpu_text(cpu: dict[str, Any], calls: float, unit: str) -> str:
     nodes = " + ".join(f"{s:.1f}" for s in cpu["nodes"])
     return (f"CPU nodes {nodes} s, redis {cpu['redis']:.1f} s, postgres "
-            f"{cpu['database']:.1f} s = {per_call_ms(cpu, calls):.1f} ms per {unit}")
+            f"{cpu['database']:.1f} s = {per_call_ms(cpu, calls, False):.2f} ms per {unit} "
+            f"(nodes + redis), {per_call_ms(cpu, calls):.2f} with postgres")
 
 
 def figures(r: dict[str, Any]) -> dict[str, float]:
-    b = r["burst"]
-    return {"throughput": b["throughput"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-            "steady_cpu_ms": per_call_ms(r["cpu"], r["offered"]),
-            "burst_cpu_ms": per_call_ms(b["cpu"], b["acked"])}
+    found = {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+             "steady_cpu_ms": per_call_ms(r["cpu"], r["offered"], False),
+             "steady_all_ms": per_call_ms(r["cpu"], r["offered"]),
+             "idle_cpu_pct": (sum(r["idle"]["nodes"]) + r["idle"]["redis"]) / r["idle_s"] * 100}
+    if b := r.get("burst"):
+        found |= {"throughput": b["throughput"], "burst_cpu_ms": per_call_ms(b["cpu"], b["acked"])}
+    return found
+
+
+LABELS = (("steady_cpu_ms", "CPU ms per call, nodes + redis"),
+          ("steady_all_ms", "CPU ms per call, with postgres"),
+          ("idle_cpu_pct", "idle CPU, % of a core"),
+          ("p50_ms", "screen-pop p50 ms"), ("p99_ms", "screen-pop p99 ms"),
+          ("throughput", "burst offers acked/s"), ("burst_cpu_ms", "CPU ms per burst offer"))
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"\n{args.agents} agents, {args.database}, one redis-server; latency at "
-          f"{args.rate:g} calls/s for {args.duration:g} s; burst of {args.burst} offers, "
-          f"{args.window} in flight per PBX connection")
+    print(f"\n{args.agents} agents, {args.database}, one redis-server, {args.pbx} PBX "
+          f"integrations; latency at {args.rate:g} calls/s for {args.duration:g} s after "
+          f"{args.warmup:g} s; burst of {args.burst} offers, {args.window} in flight per PBX "
+          "connection")
     for r in results:
-        b = r["burst"]
-        print(f"\n{r['nodes']} node(s), load average {r['load']:.1f} at start, "
-              f"RSS {r['rss_mb']:.0f} MB, {r['errors']} error frames {r['error_codes']}")
+        print(f"\n{r['nodes']} node(s) {r['tree']}, load average {r['load']:.1f} at start, "
+              f"{r['load_end']:.1f} at end, RSS {r['rss_mb']:.0f} MB, {r['errors']} error "
+              f"frames {r['error_codes']}")
         idle = r["idle"]
         print(f"  idle:   CPU nodes {' + '.join(f'{s:.2f}' for s in idle['nodes'])} s, redis "
-              f"{idle['redis']:.2f} s, postgres {idle['database']:.2f} s in {args.idle:g} s")
+              f"{idle['redis']:.2f} s, postgres {idle['database']:.2f} s in {r['idle_s']:g} s")
         print(f"  steady: screen-pop p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
               f"popped {r['popped']}/{r['offered']}")
         print(f"          {cpu_text(r['cpu'], r['offered'], 'call offered')}")
-        print(f"  burst:  {b['throughput']:.0f} offers acked/s ({b['acked']}/{args.burst} "
-              f"in {b['seconds']:.1f} s, {b['popped']} popped)")
-        print(f"          {cpu_text(b['cpu'], b['acked'], 'offer acked')}")
-    one, two = ([figures(r) for r in results if r["nodes"] == n] for n in (1, 2))
-    print(f"\nmedian of {len(one)} run(s) each: one node -> two nodes")
-    for key, label in (("throughput", "burst offers acked/s"), ("p50_ms", "screen-pop p50 ms"),
-                       ("p99_ms", "screen-pop p99 ms"), ("steady_cpu_ms", "CPU ms per call"),
-                       ("burst_cpu_ms", "CPU ms per burst offer")):
-        a, b = (statistics.median(f[key] for f in rows) for rows in (one, two))
-        print(f"  {label:23s} {a:8.1f} -> {b:8.1f}   x{b / a:.2f}")
+        if b := r.get("burst"):
+            print(f"  burst:  {b['throughput']:.0f} offers acked/s ({b['acked']}/{args.burst} "
+                  f"in {b['seconds']:.1f} s, {b['popped']} popped)")
+            print(f"          {cpu_text(b['cpu'], b['acked'], 'offer acked')}")
+    for tree in dict.fromkeys(r["tree"] for r in results):
+        one, two = ([figures(r) for r in results if r["nodes"] == n and r["tree"] == tree]
+                    for n in (1, 2))
+        print(f"\n{tree}: median of {len(one)} run(s) each, one node -> two nodes")
+        for key, label in LABELS:
+            if key not in one[0]:
+                continue
+            a, b = (statistics.median(f[key] for f in rows) for rows in (one, two))
+            pairs = ", ".join(f"x{y[key] / x[key]:.2f}" for x, y in zip(one, two, strict=True))
+            print(f"  {label:32s} {a:8.2f} -> {b:8.2f}   x{b / a:.2f}  (rounds: {pairs})")
 
 
 def parse() -> argparse.Namespace:
@@ -374,6 +407,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=3.0,
                         help="seconds with agents connected and no calls, for idle CPU")
     parser.add_argument("--talk", type=float, default=8.0, help="mean talk time, seconds")
+    parser.add_argument("--pbx", type=int, default=2,
+                        help="PBX integrations in the steady phase, each its own token, "
+                             "spread over the nodes (with one node, all on it)")
+    parser.add_argument("--no-burst", dest="burst", action="store_const", const=0,
+                        help="skip the burst")
     parser.add_argument("--burst", type=int, default=2000, help="calls in the burst")
     parser.add_argument("--window", type=int, default=64,
                         help="unacknowledged offers per PBX connection in the burst")
@@ -384,6 +422,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy each node over the steady window into this directory")
+    parser.add_argument("--tree", type=Path, action="append", default=[],
+                        help="run the nodes from this source tree (first on PYTHONPATH); "
+                             "repeat to alternate trees in one run")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -399,10 +440,12 @@ def main() -> None:
 
     async def run_all(redis: tuple[str, int], tmp: Path) -> list[dict[str, Any]]:
         results = []
+        trees = args.tree or [None]
         for _ in range(args.repeat):  # interleaved, so a burst of other work hits both
-            for nodes in (1, 2):
-                print(f"{nodes} node(s)...", flush=True)
-                results.append(await configuration(args, nodes, redis, tmp))
+            for tree in trees:
+                for nodes in (1, 2):
+                    print(f"{nodes} node(s) {tree or ''}...", flush=True)
+                    results.append(await configuration(args, nodes, redis, tmp, tree))
         return results
 
     with workdir(args.workdir) as tmp, redis_server(tmp) as redis:

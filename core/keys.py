@@ -137,6 +137,11 @@ class Keys:
         """Stream of events for outbound webhooks, fanned out to deliveries by any node."""
         return f"{self.prefix}:webhooks:events"
 
+    @property
+    def webhooks_channel(self) -> str:
+        """Words between the nodes' webhook loops (webhooks/service.py)."""
+        return f"{self.prefix}:ch:webhooks"
+
     # Pub/sub channels for fan-out to whichever node holds the connection.
     def agent_channel(self, agent_id: int | str) -> str:
         return f"{self.prefix}:ch:agent:{agent_id}"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -33,6 +34,8 @@ class AgentLogConsumer:
     stream: str
     writer: writer.RecordWriter
     consumer: str  # this node's name in the group
+    claim_idle_ms: int = 30_000  # an entry taken this long ago and not stored is claimed
+    _claimed: float = field(default=float("-inf"), init=False)
 
     async def run(self, interval: float = 1.0, batch: int = 500) -> None:
         # redis-py can swallow a cancellation inside a command; look before each round.
@@ -55,9 +58,7 @@ class AgentLogConsumer:
 
     async def persist_batch(self, batch: int = 500) -> int:
         """Store one batch; returns how many entries were stored."""
-        # Entries a node took and never stored (it died): Redis 6 answers two fields, 7 three.
-        claimed: list[Entry] = (await self.redis.xautoclaim(
-            self.stream, GROUP, self.consumer, 30_000, "0-0", count=batch))[1]
+        claimed = await self._claim(batch)
         fresh = cast(list[tuple[str, list[Entry]]], await self.redis.xreadgroup(
             GROUP, self.consumer, {self.stream: ">"}, count=batch))
         entries = list(claimed) + [e for _, items in fresh for e in items]
@@ -70,6 +71,19 @@ class AgentLogConsumer:
             pipe.xdel(self.stream, *ids)
             await pipe.execute()
         return len(entries)
+
+
+    async def _claim(self, batch: int) -> list[Entry]:
+        """Entries a node took and never stored (it died). They are claimable only after
+        `claim_idle_ms`, so looking twice in that time is enough (not every round: each
+        look is a round trip per node, idle or not)."""
+        now = time.monotonic()
+        if now - self._claimed < self.claim_idle_ms / 2000:
+            return []
+        self._claimed = now
+        # Redis 6 answers two fields, 7 three.
+        return list((await self.redis.xautoclaim(self.stream, GROUP, self.consumer,
+                                                 self.claim_idle_ms, "0-0", count=batch))[1])
 
 
 def _insert(f: dict[str, Any]) -> writer.Op:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ from agent_console.wallboard import interval_of
 from core import db
 from core.appkeys import CALLS, DIRECTORY, WALLBOARD
 from core.models import Complaint, Queue
+from tests.waits import eventually
 
 
 def board(center):
@@ -223,6 +225,28 @@ async def test_a_new_call_reaches_the_wallboard_stream_without_waiting_a_full_ti
         async with asyncio.timeout(5):
             while (await ws.receive_json())["totals"]["offered"] != 1:
                 pass
+
+
+async def test_only_a_node_with_wallboards_listens_for_the_counts_of_every_node(center):
+    """Each node's flush says so on the wallboard channel; a node without viewers would
+    wake for every flush of every node (a cost growing with the number of nodes)."""
+    wallboard = board(center)
+    channel = wallboard.keys.wallboard_channel
+
+    async def listeners() -> int:
+        return int(dict(await wallboard.redis.pubsub_numsub(channel))[channel])
+
+    assert await listeners() == 0
+    token = await center.login_token("sid", role="supervisor")
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{center.url}/ws/wallboard", headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.receive_json(timeout=5)
+        await eventually(lambda: listeners(), what="the node listening")
+    await eventually(lambda: _is_zero(listeners()), what="the node no longer listening")
+
+
+async def _is_zero(count: Awaitable[int]) -> bool:
+    return await count == 0
 
 
 @pytest.mark.parametrize(("role", "status"), [("agent", 403), (None, 401)])

@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core import outbox
+from core.bus import Bus
 from core.keys import Keys
 from core.models import WebhookDelivery, WebhookSubscription
 from core.settings import Settings
@@ -236,3 +237,90 @@ def test_the_receiver_example_in_the_docs_verifies_our_signature() -> None:
     assert not valid(signing.header(secret, now, body), body + b" ")
     assert not valid(signing.header(secret, now - 3600, body), body)
     assert not valid(signing.header("whsec_other", now, body), body)
+
+
+class Pair:
+    """Two nodes' webhook loops, each with its own Redis client and bus, wired as
+    webhooks/plugin.py wires them (a word on the webhooks channel reaches both)."""
+
+    def __init__(self, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+                 **loop: Any) -> None:
+        self.keys = Keys(settings.redis_prefix)
+        self.clients = [Redis.from_url(settings.redis_url, decode_responses=True)
+                        for _ in range(2)]
+        self.buses = [Bus(r, f"{self.keys.prefix}:ch:node:n{i}")
+                      for i, r in enumerate(self.clients)]
+        self.nodes = [node(r, settings, sessions, http, f"n{i}", Clock(), concurrency=2)
+                      for i, r in enumerate(self.clients)]
+        for hooks, bus in zip(self.nodes, self.buses, strict=True):
+            hooks.announce = self._announcer(bus)
+            for name, value in loop.items():
+                setattr(hooks, name, value)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _announcer(self, bus: Bus) -> Any:
+        async def announce(message: dict[str, Any]) -> None:
+            await bus.publish(self.keys.webhooks_channel, message)
+        return announce
+
+    async def __aenter__(self) -> Pair:
+        for hooks, bus in zip(self.nodes, self.buses, strict=True):
+            await bus.subscribe(self.keys.webhooks_channel, hooks.heard)
+            self.tasks.append(asyncio.create_task(bus.run()))
+            await wait_for(bus._ready.is_set)
+            await hooks.fanout.ensure_group()
+            self.tasks.append(asyncio.create_task(hooks.run()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for hooks, bus, client in zip(self.nodes, self.buses, self.clients, strict=True):
+            await hooks.close()
+            await bus.close()
+            await client.aclose()
+
+
+async def test_events_queued_on_one_of_two_nodes_are_each_delivered_once(
+        settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    receiver.stall_s = 0.02  # node 0's two senders are soon busy: it asks node 1 for help
+    # Neither node polls within the test: only the blocked read and the words wake them.
+    async with Pair(settings, sessions, http, idle_poll_s=60.0) as pair:
+        first, second = pair.nodes
+        await wait_for(lambda: first.looks and second.looks)  # both asleep now
+        await subscribe(sessions, receiver.url)
+        await first.changed()  # as the API does after committing a change
+        # The other node heard of the subscription at once (it looks again only when told).
+        await wait_for(lambda: second.looks >= 2 and second.wants("call.offered"))
+        for n in range(40):
+            await outbox.emit(first.redis, first.stream, "call.offered", {"call_id": f"c{n}"},
+                              f"c{n}")
+        await wait_for(lambda: len(receiver.received) == 40, timeout=20)
+    delivered = await rows(sessions)
+    assert [(r.status, r.attempts) for r in delivered] == [("delivered", 1)] * 40
+    assert receiver.requests == 40
+    assert len({e["id"] for e in receiver.received}) == 40
+
+
+async def test_an_idle_node_sleeps_until_told_instead_of_polling_the_database(
+        settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    began = time.monotonic()
+    async with Pair(settings, sessions, http, db_poll_s=0.01, idle_poll_s=0.5,
+                    block_s=0.5) as pair:
+        idle = pair.nodes[0]
+        await wait_for(lambda: idle.looks >= 3)
+        # Nothing pending: it slept `idle_poll_s` between looks, not `db_poll_s`.
+        assert time.monotonic() - began >= 2 * 0.5
+        for hooks in pair.nodes:
+            hooks.idle_poll_s = 60.0
+        # Told of a subscription, it fans out at once; a failed send is retried when due
+        # (the backoff is 0.01 s), not at the next idle look a minute away.
+        receiver.fail_first = 2
+        await subscribe(sessions, receiver.url)
+        await pair.nodes[1].changed()
+        await outbox.emit(idle.redis, idle.stream, "call.offered", {"call_id": "c1"}, "c1")
+        await wait_for(lambda: receiver.types() == ["call.offered"])
+        assert receiver.requests == 3

@@ -60,7 +60,7 @@ class Sender:
     own: Iterable[tuple[str, int]] = ()
     clock: Callable[[], float] = time.time
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # a send ended
+    on_finished: Callable[[], None] = lambda: None  # a send ended: look for the next
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
@@ -84,6 +84,17 @@ class Sender:
                 started += 1
         return started
 
+    async def next_due(self) -> float | None:
+        """When the next pending delivery of an active subscription may be sent (its
+        retry time, or its lease's end), as a `clock()` time; None when there is none."""
+        async with self.maker() as session:
+            due: dt.datetime | None = await session.scalar(store.next_due())
+        if due is None:
+            return None
+        if due.tzinfo is None:  # SQLite keeps no zone: the stored times are UTC
+            due = due.replace(tzinfo=dt.UTC)
+        return due.timestamp()
+
     async def send(self, delivery_id: int) -> None:
         try:
             async with self.maker() as session:
@@ -101,7 +112,7 @@ class Sender:
             # The lease runs out and the delivery is sent again.
             log.exception("webhook delivery %d failed to run", delivery_id)
         finally:
-            self.finished.set()
+            self.on_finished()
 
     async def post(self, subscription: WebhookSubscription,
                    delivery: WebhookDelivery) -> Attempt:

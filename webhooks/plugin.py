@@ -2,13 +2,15 @@
 
 Every node runs the loop: fan-out is shared through a consumer group and sending
 through leases, so any number of nodes deliver each event to each subscription once
-(at least once if a node dies mid-send).
+(at least once if a node dies mid-send). The nodes' loops speak on one bus channel
+(a subscription changed; a node's senders are all busy) instead of polling.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,13 +49,25 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         fanout = FanOut(redis, keys.webhook_events, app[appkeys.SESSIONS], settings.node_id)
         sender = Sender(app[appkeys.SESSIONS], http, policy(settings), own(settings),
                         clock=lambda: calls.clock())
-        hooks = Webhooks(redis, keys.webhook_events, fanout, sender)
+        bus = app[appkeys.BUS]
+
+        async def announce(message: dict[str, Any]) -> None:
+            await bus.publish(keys.webhooks_channel, message)
+
+        async def resubscribed() -> None:  # words may have been lost meanwhile
+            hooks.forget_subscriptions()
+
+        hooks = Webhooks(redis, keys.webhook_events, fanout, sender, announce=announce)
         calls.observers.append(hooks.observe)
         app[appkeys.WEBHOOKS] = hooks
+        await bus.subscribe(keys.webhooks_channel, hooks.heard)
+        bus.on_resubscribed(resubscribed)
         supervisor = app[appkeys.SUPERVISOR]
         entry = supervisor.start("webhooks", hooks.run, required=False)
         yield
         await supervisor.stop(entry)
+        bus.forget(resubscribed)
+        await bus.unsubscribe(keys.webhooks_channel, hooks.heard)
         await hooks.close()
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, exists, select, update
+from sqlalchemy import CursorResult, and_, case, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,20 +60,34 @@ async def add_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> N
         index_elements=["subscription_id", "event_id"]))
 
 
+def _first_of_its_call() -> Any:
+    """A pending delivery with no earlier pending one of its call for its subscription."""
+    earlier = aliased(D)
+    return ~exists().where(and_(earlier.subscription_id == D.subscription_id,
+                                earlier.order_key == D.order_key, earlier.status == PENDING,
+                                earlier.seq < D.seq))
+
+
 def due(now: dt.datetime, before_seq: str | None, limit: int) -> Any:
     """Deliveries to send now: pending, due, not leased, of an active subscription, and
     the oldest pending one of their call (so a call's events arrive in order)."""
-    earlier = aliased(D)
     stmt = select(D.id).join(WebhookSubscription, WebhookSubscription.id == D.subscription_id)
     stmt = stmt.where(
         D.status == PENDING, D.next_attempt_at <= now, WebhookSubscription.active.is_(True),
-        (D.lease_until.is_(None)) | (D.lease_until < now),
-        ~exists().where(and_(earlier.subscription_id == D.subscription_id,
-                             earlier.order_key == D.order_key, earlier.status == PENDING,
-                             earlier.seq < D.seq)))
+        (D.lease_until.is_(None)) | (D.lease_until < now), _first_of_its_call())
     if before_seq is not None:
         stmt = stmt.where(D.seq < before_seq)
     return stmt.order_by(D.next_attempt_at, D.seq).limit(limit)
+
+
+def next_due() -> Any:
+    """The earliest time a delivery `due` may return becomes due: its retry time, or the
+    end of its lease when a sender holds it (a later event of a call waits for the
+    earlier one, so only the first pending one of each call counts)."""
+    at = case((D.lease_until > D.next_attempt_at, D.lease_until), else_=D.next_attempt_at)
+    return select(func.min(at)).join(
+        WebhookSubscription, WebhookSubscription.id == D.subscription_id).where(
+        D.status == PENDING, WebhookSubscription.active.is_(True), _first_of_its_call())
 
 
 async def claim(session: AsyncSession, delivery_id: int, now: dt.datetime,

@@ -62,7 +62,13 @@ async def check(request: web.Request, url: str | None, names: list[str] | None) 
 def _audit(request: web.Request, session: Any, action: str, subscription_id: int,
            **detail: Any) -> None:
     audit.record(session, viewer(request), action, [("webhook", str(subscription_id))], detail)
-    request.app[appkeys.WEBHOOKS].forget_subscriptions()  # every change passes here
+    # Every change passes here: events are queued from now on, whatever the change.
+    request.app[appkeys.WEBHOOKS].forget_subscriptions()
+
+
+async def _changed(request: web.Request) -> None:
+    """After the change is committed: every node looks the subscriptions up again."""
+    await request.app[appkeys.WEBHOOKS].changed()
 
 async def create(request: web.Request) -> web.Response:
     principal = await authenticate(request, Role.admin)
@@ -76,9 +82,10 @@ async def create(request: web.Request) -> web.Response:
         session.add(sub)
         await session.flush()
         _audit(request, session, "webhook.create", sub.id, url=body.url)
-        # The secret is shown once, here; later reads leave it out.
-        return web.json_response({**store.subscription_dict(sub), "secret": secret},
-                                 status=201)
+        created = store.subscription_dict(sub)
+    await _changed(request)
+    # The secret is shown once, here; later reads leave it out.
+    return web.json_response({**created, "secret": secret}, status=201)
 
 async def list_all(request: web.Request) -> web.Response:
     await authenticate(request, Role.admin)
@@ -106,7 +113,9 @@ async def change(request: web.Request) -> web.Response:
             setattr(sub, name, value)
         _audit(request, session, "webhook.change", sub.id,
                fields=sorted(k for k in values if k != "secret"))
-        return web.json_response(store.subscription_dict(sub))
+        changed = store.subscription_dict(sub)
+    await _changed(request)
+    return web.json_response(changed)
 
 async def delete(request: web.Request) -> web.Response:
     await authenticate(request, Role.admin)
@@ -114,6 +123,7 @@ async def delete(request: web.Request) -> web.Response:
     async with request.app[appkeys.SESSIONS]() as session, session.begin():
         await session.delete(await store.get(session, subscription_id))
         _audit(request, session, "webhook.delete", subscription_id)
+    await _changed(request)
     return web.Response(status=204)
 
 async def deliveries(request: web.Request) -> web.Response:
@@ -139,6 +149,7 @@ async def replay(request: web.Request) -> web.Response:
         await store.get(session, subscription_id)
         count = await store.replay(session, subscription_id, body.delivery_id, now)
         _audit(request, session, "webhook.replay", subscription_id, count=count)
+    await _changed(request)  # replayed deliveries are due now, on whichever node
     return web.json_response({"replayed": count})
 
 async def event_types(request: web.Request) -> web.Response:

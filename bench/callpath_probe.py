@@ -166,17 +166,28 @@ async def cpu_phase(url: str, dep: Deployment, tokens: list[tuple[int, str]], no
         await run.offer_at_rate(rate, 3, 1000, tag="w")
         await _drain(run, 15)
         before = (cpu_s(node_pid), cpu_s(redis_pid), run.stats.completed)
+        calls0 = syscalls(node_pid)
         offered = await run.offer_at_rate(rate, duration, 1000, tag=f"c{time.time_ns()}")
         await _drain(run, 30)
         await asyncio.sleep(1)  # the last wrap-ups
         node, red = cpu_s(node_pid) - before[0], cpu_s(redis_pid) - before[1]
+        writes, reads = (b - a for a, b in zip(calls0, syscalls(node_pid), strict=True))
         done = run.stats.completed - before[2]
         idle0 = cpu_s(node_pid)
         await asyncio.sleep(idle_s)
         idle = (cpu_s(node_pid) - idle0) / idle_s
         return {"offered": offered, "completed": done, "node_ms": node * 1000 / offered,
                 "redis_ms": red * 1000 / offered, "idle_pct": idle * 100,
+                "writes": writes / offered, "reads": reads / offered,
                 "errors": len(run.stats.errors)}
+
+
+def syscalls(pid: int) -> tuple[int, int]:
+    """The write and read system calls a process has made so far (`/proc/<pid>/io`:
+    write/writev and read/readv, which uvloop's sockets and SQLite's files use; not
+    send/recv)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscw"]), int(fields["syscr"])
 
 
 async def _drain(run: LoadRun, timeout: float) -> None:
@@ -259,7 +270,8 @@ async def main() -> None:
                       + f" (call {sum(per.values()):.1f}); CPU per call node "
                       f"{res['node_ms']:.2f} ms, redis {res['redis_ms']:.2f} ms "
                       f"({res['completed']}/{res['offered']} done, {res['errors']} errors); "
-                      f"idle {res['idle_pct']:.2f}% of a core", flush=True)
+                      f"idle {res['idle_pct']:.2f}% of a core; node system calls per call: "
+                      f"{res['writes']:.1f} writes, {res['reads']:.1f} reads", flush=True)
                 if r == 0:
                     for k, v in res["per"].items():
                         print(f"    {k}: " + ", ".join(
@@ -270,7 +282,8 @@ async def main() -> None:
         print(f"  {tree} {setting}: node "
               f"{statistics.median(r['node_ms'] for r in rs):.2f} ms, redis "
               f"{statistics.median(r['redis_ms'] for r in rs):.2f} ms per call; idle "
-              f"{statistics.median(r['idle_pct'] for r in rs):.2f}%")
+              f"{statistics.median(r['idle_pct'] for r in rs):.2f}%; write system calls "
+              f"{statistics.median(r['writes'] for r in rs):.1f} per call")
 
 
 if __name__ == "__main__":

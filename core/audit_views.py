@@ -2,8 +2,9 @@
 
 `viewed` writes the entries for a REST view before its data is returned, so no
 customer, transcript or complaint is shown without a record. Screen pops are
-recorded right after they are handed to the agent's socket: a call is never held
-up by the audit log. `GET /api/v1/audit` lets admins read the log.
+recorded right after they are handed to the agent's socket, with the next batch of the
+call records (core/writer.py `write_later`, at most half a second later): a call is
+never held up by the audit log. `GET /api/v1/audit` lets admins read the log.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class ScreenPopAudit(Relay):
 
     async def _record(self, customer_id: str, call_id: str) -> None:
         try:
-            # Through the group writer: a screen pop is on every call, in the call's rush.
-            await self._writer.write(Insert("audit_log", row) for row in audit.rows(
+            # Through the group writer, with the next batch: a screen pop is on every
+            # call, in the call's rush, and nothing waits for its audit row.
+            await self._writer.write_later(Insert("audit_log", row) for row in audit.rows(
                 self._viewer, "screen_pop", [("customer", customer_id)], {"call_id": call_id}))
         except Exception:
             log.exception("could not record the screen pop of %s in the audit log", call_id)

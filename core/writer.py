@@ -8,6 +8,11 @@ and each event's caller is woken when the transaction holding its rows commits.
 A batch that fails is retried one event at a time, so one bad event (another node
 stored the same call first) fails alone and the others still commit.
 
+Writes that nobody waits on to go on (`write_later`: a screen pop's audit row) start no
+batch of their own: they go with the next event's, or after `LATER_S` when none comes.
+Each batch is a transaction, a thread hop on SQLite and the hooks' statements; a call's
+screen pop otherwise costs one more of them.
+
 Hooks (`RecordWriter.hooks`) run in each batch's transaction after its ops, with the
 ops: what must change with the records and commit with them (the report rollups,
 reports/rollup.py) is kept there, without the kernel knowing the feature.
@@ -50,6 +55,9 @@ __all__ = ["Hook", "Insert", "Op", "RecordWriter", "Update", "dumps", "loads", "
 log = logging.getLogger(__name__)
 
 
+# The longest a `write_later` waits for a batch to go with.
+LATER_S = 0.5
+
 # Runs in the batch's transaction (a synchronous connection) after its ops.
 Hook = Callable[[Connection, list[Op]], None]
 Execute = Callable[[Connection, list[Op], Sequence[Hook]], None]
@@ -72,13 +80,22 @@ class RecordWriter:
     hooks: list[Hook] = field(default_factory=list)
     _queue: list[_Pending] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _due: bool = False  # something queued must go now (not only later writes)
+    _later: asyncio.TimerHandle | None = None
     _supervisor: Supervisor | None = None
     _entry: Supervised | None = None
 
     async def write(self, ops: Iterable[Op]) -> None:
         """Store `ops` in one transaction with whatever else is waiting; raises what the
         database raised when they could not be stored."""
-        ops = list(ops)
+        await self._queued(list(ops), now=True)
+
+    async def write_later(self, ops: Iterable[Op]) -> None:
+        """As `write`, for writes that can wait: stored with the next batch that goes,
+        or after `LATER_S`."""
+        await self._queued(list(ops), now=False)
+
+    async def _queued(self, ops: list[Op], now: bool) -> None:
         if not ops:
             return
         if self._entry is None:  # not started (a script, a test): write directly
@@ -86,8 +103,15 @@ class RecordWriter:
             return
         pending = _Pending(ops, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
-        self._wake.set()
+        if now:
+            self._go()
+        elif self._later is None:
+            self._later = asyncio.get_running_loop().call_later(LATER_S, self._go)
         await pending.done
+
+    def _go(self) -> None:
+        self._due = True
+        self._wake.set()
 
     def start(self, supervisor: Supervisor | None = None) -> None:
         """Run the writer's loop under `supervisor` (the node's: a fault is logged with its
@@ -99,15 +123,17 @@ class RecordWriter:
         entry, self._entry = self._entry, None
         if entry is not None and self._supervisor is not None:
             await self._supervisor.stop(entry)
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         for pending in self._queue:  # what arrived while stopping is written directly
             await self._write_alone(pending)
         self._queue.clear()
 
     async def _run(self) -> None:
         while True:
-            while self._queue:
-                batch = self._queue[:self.max_batch]
-                del self._queue[:self.max_batch]
+            while self._queue and self._due:
+                batch = self._take()
                 try:
                     await self._write_batch(batch)
                 except Exception as e:
@@ -119,6 +145,16 @@ class RecordWriter:
                     raise
             await self._wake.wait()
             self._wake.clear()
+
+    def _take(self) -> list[_Pending]:
+        batch = self._queue[:self.max_batch]
+        del self._queue[:self.max_batch]
+        if not self._queue:  # the later writes went too
+            self._due = False
+            if self._later is not None:
+                self._later.cancel()
+                self._later = None
+        return batch
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
         try:

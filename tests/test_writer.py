@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core import db
 from core.models import Call, Interaction, ProcessedEvent
 from core.supervise import Backoff, Supervisor, TaskState
-from core.writer import Insert, RecordWriter, Update, dumps, loads
+from core.writer import LATER_S, Insert, RecordWriter, Update, dumps, loads
 from cti import records
 from tests.conftest import reset_schema
 
@@ -198,3 +199,26 @@ async def test_rows_of_one_shape_are_one_statement_on_postgresql():
         await engine.dispose()
     assert stored == 40
     assert inserts == [False]
+
+
+async def test_a_write_that_can_wait_goes_with_the_next_batch(engine):
+    batches: list[list[str]] = []
+    writer = RecordWriter(engine, hooks=[lambda conn, ops: batches.append(
+        [op.values.get("event_id", op.table) for op in ops if isinstance(op, Insert)])])
+    writer.start()
+    started = time.monotonic()
+    # the later write is queued first, and starts nothing; the offer takes it along
+    await asyncio.gather(writer.write_later([records.event_op("audit", "c-1", "x")]),
+                         writer.write(offer(1)))
+    await writer.stop()
+
+    assert time.monotonic() - started < LATER_S
+    assert len(batches) == 1 and "audit" in batches[0] and "e-1" in batches[0]
+
+
+async def test_a_write_that_can_wait_alone_is_stored_after_its_bound(engine, writer):
+    started = time.monotonic()
+    await writer.write_later([records.event_op("alone", "c-2", "x")])
+
+    assert time.monotonic() - started >= LATER_S - 0.01  # call_later never fires early
+    assert await count(engine, ProcessedEvent) == 1

@@ -9,7 +9,10 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -46,6 +49,12 @@ async def server(aiohttp_server) -> AsyncIterator[tuple[Server, str, int]]:  # t
         if request.transport is not None:
             request.transport.abort()
     await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def aiohttp_client_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def silent_client(host: str, port: int) -> tuple[asyncio.StreamReader,
@@ -108,3 +117,53 @@ async def test_close_passes_on_its_callers_cancellation(
     assert closing.cancelled()
     writer.close()
     await writer.wait_closed()
+
+
+async def _received(client: aiohttp.ClientWebSocketResponse, n: int) -> list[Any]:
+    return [(await client.receive_json(timeout=5)) for _ in range(n)]
+
+
+async def test_frames_queued_together_reach_the_client_in_order_in_one_write(
+        server: tuple[Server, str, int], aiohttp_client_session: aiohttp.ClientSession) -> None:
+    state, host, port = server
+    client = await aiohttp_client_session.ws_connect(f"http://{host}:{port}/ws")
+    conn = await state.conns.get()
+    transport = state.requests[-1].transport
+    assert transport is not None
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def counting_write(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    for i in range(40):  # as encoded here, and as relayed from the bus
+        if i % 2:
+            conn.send({"type": "tick", "n": i})
+        else:
+            conn.relay({}, orjson.dumps({"type": "tick", "n": i}).decode())
+    conn.start()
+    assert [m["n"] for m in await _received(client, 40)] == list(range(40))
+    assert len(writes) == 1
+    await conn.close()
+    await client.close()
+
+
+@pytest.mark.parametrize("compress", [0, 15])
+async def test_frames_of_every_length_arrive_whole_with_or_without_compression(
+        server: tuple[Server, str, int], aiohttp_client_session: aiohttp.ClientSession,
+        compress: int) -> None:
+    state, host, port = server
+    client = await aiohttp_client_session.ws_connect(f"http://{host}:{port}/ws",
+                                                     compress=compress)
+    conn = await state.conns.get()
+    # one header length each (RFC 6455: 7 bits, 16 bits, 64 bits), and a batch cut short
+    sizes = [10, 300, 70_000, 5, 20_000, 1, 9_000, 9_000, 9_000]
+    for i, size in enumerate(sizes):
+        conn.send({"n": i, "data": "x" * size})
+    conn.start()
+    got = await _received(client, len(sizes))
+    assert [(m["n"], len(m["data"])) for m in got] == list(enumerate(sizes))
+    await conn.close()
+    await client.close()

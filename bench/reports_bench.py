@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core import gctune
 from core.models import Base
 from core.servicelevel import DEFAULT
 from reports import agent_days, views
@@ -171,6 +172,24 @@ async def fill_agents(url: str, days: int, start: dt.datetime, calls: bool) -> N
     await db.dispose()
 
 
+# The rollup tables the timed reports read.
+_READ_TABLES = ("report_intervals", "report_agent_days", "report_agent_day_reasons",
+                "report_agent_hours", "report_agent_hour_reasons")
+
+
+async def settle(url: str) -> None:
+    """Lay the rollups the reports read out in time order, as rows written while the days
+    pass are (and `report rebuild`'s day-per-transaction), then VACUUM ANALYZE them: one
+    rebuild of 120 days in one statement scatters a week's rows over a page each (12,587
+    pages for 33,600 hour rows: 480 ms to read them instead of ~40 ms)."""
+    db = engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    async with db.connect() as conn:
+        for table in _READ_TABLES:
+            await conn.execute(text(f"CLUSTER {table} USING pk_{table}"))
+            await conn.execute(text(f"VACUUM ANALYZE {table}"))
+    await db.dispose()
+
+
 async def rebuild(url: str, start: dt.datetime, days: int) -> float:
     db = engine(url)
     began = time.perf_counter()
@@ -202,6 +221,9 @@ async def timed(url: str, rng: Range, scope: Scope, queue: str | None, repeat: i
     db = engine(url)
     times, result = [], {}
     for _ in range(repeat):
+        # As a node's heap is (core/gctune.py: frozen every 10 s): unfrozen, each of the
+        # report's automatic collections would walk the whole heap again.
+        gctune.freeze_now()
         async with db.connect() as conn:
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             began, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
@@ -236,6 +258,10 @@ async def run(args: argparse.Namespace) -> None:
         began = time.perf_counter()
         await fill_agents(url, args.days, start, calls=args.reuse)
         print(f"200 agents' states filled in {time.perf_counter() - began:.0f} s", flush=True)
+        began = time.perf_counter()
+        await settle(url)
+        print(f"rollups clustered and vacuumed in {time.perf_counter() - began:.0f} s",
+              flush=True)
     quarter = Range(start, start + dt.timedelta(days=90), Interval.day, ZONE)
     month = Range(start + dt.timedelta(days=31), start + dt.timedelta(days=59),
                   Interval.m15, ZONE)

@@ -9,6 +9,11 @@ their timer back, and each node re-registers the agents connected to it.
 An epoch key marks a live state that is whole. When it is missing, one node
 (holding a short lock) rebuilds the calls and sets a new epoch; every node that
 sees a new epoch re-registers its connected agents.
+
+The nodes serve meanwhile, so the rebuild races the PBX's events and agents signing
+in: each call goes back in one step that refuses when its live state exists already,
+an answered one together with its agent (routing/restore.py), so whatever reached the
+live state first wins (docs/architecture.md, the transitions table).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from cti.service import CallService
 from routing import engine
 from routing.directory import AgentDirectory
 from routing.engine import CallProfile
+from routing.restore import LiveRestore
+from routing.service import RoutingError
 from routing.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,10 @@ class Recovery:
     maker: async_sessionmaker[AsyncSession]
     connected: Counter[int] = field(default_factory=Counter)  # agents on this node
     epoch: str | None = None
+    restore: LiveRestore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.restore = LiveRestore(self.calls.store.redis, self.calls.keys)
 
     @property
     def _redis(self):  # type: ignore[no-untyped-def]
@@ -103,11 +114,15 @@ class Recovery:
                 .where(Call.state.in_(LIVE_IN_DB), Call.seq != PLACEHOLDER)  # an offer stored
                 .order_by(Call.offered_at))).all()
             pops = {call.id: await _pop(session, call) for call, _ in rows}
+        waiting = {CallState.queued.value, CallState.ringing.value}
+        # Answered calls first, with their agents: an agent signing in meanwhile is not
+        # given a waiting call while the call it is on is still to be written back.
         for call, record in rows:
-            if call.state in (CallState.queued.value, CallState.ringing.value):
-                await self._requeue(call, pops[call.id])
-            else:
+            if call.state not in waiting:
                 await self._restore_answered(call, record, pops[call.id])
+        for call, _ in rows:
+            if call.state in waiting:
+                await self._requeue(call, pops[call.id])
         now = self.calls.clock()
         for queue in {call.queue for call, _ in rows}:
             for assignment in await self.calls.router.route_waiting(queue, now):
@@ -132,11 +147,14 @@ class Recovery:
                               self.calls.router.queues.get(call.queue, ()))
         rings = engine.rings_for(profile, self.calls.router.policy)
         score = engine.priority_score(offered, call.tier, self.calls.router.policy)
-        await self.calls.store.enqueue(call.id, call.queue, score, rings, _fields(call, pop),
-                                       now=self.calls.clock())
+        # The record first: until the call is live again every event of it is refused, so
+        # no event's write can come before this one (and be undone by it).
         async with self.maker() as session, session.begin():
             await session.execute(update(Call).where(Call.id == call.id)
                                   .values(state=CallState.queued.value, agent_id=None))
+        if not await self.calls.store.enqueue(call.id, call.queue, score, rings,
+                                              _fields(call, pop), now=self.calls.clock()):
+            log.debug("call %s was live again before its rebuild", call.id)
 
     async def _restore_answered(self, call: Call, record: Interaction, pop: dict[str, Any]) -> None:
         state = _RESTORED_AS.get(call.state, call.state)
@@ -153,23 +171,27 @@ class Recovery:
                   else "", "legs": orjson.dumps(record.legs or []).decode()}
         if record.ended_at is not None:
             fields["ended_at"] = record.ended_at.timestamp()
-        keys, redis = self.calls.keys, self._redis
-        await redis.hset(keys.call(call.id), mapping={"id": call.id, "queue": call.queue,
-                                                      "state": state, **fields})
-        await redis.sadd(keys.calls, call.id)
-        if call.agent_id is None:
-            return
-        await self.console.ensure_registered(call.agent_id)
-        agent_state = AgentState.on_call if state in (CallState.connected.value,
-                                                      CallState.on_hold.value) else \
-            AgentState.wrap_up
-        await self.calls.store.make_unavailable(call.agent_id, agent_state, "",
-                                                self.calls.clock(), force=True, call_id=call.id)
-        if agent_state is AgentState.wrap_up:
-            until = self.calls.clock() + self.calls.wrap_up_s
-            await redis.hset(keys.call(call.id), mapping={"wrap_until": until,
-                                                          "wrap_agent": call.agent_id})
-            await self.calls.timers.schedule(Timer("wrapup", str(call.agent_id), call.id), until)
+        agent_state, wrap, now = None, None, self.calls.clock()
+        if call.agent_id is not None:
+            await self.console.ensure_registered(call.agent_id)
+            talking = state in (CallState.connected.value, CallState.on_hold.value)
+            agent_state = AgentState.on_call if talking else AgentState.wrap_up
+            if not talking:
+                wrap = (now + self.calls.wrap_up_s,
+                        Timer("wrapup", str(call.agent_id), call.id).member)
+        outcome = await self.restore.answered(
+            call.id, {"id": call.id, "queue": call.queue, "state": state, **fields},
+            agent_id=call.agent_id, agent_state=agent_state, now=now,
+            timers=self.calls.timers.key, wrap=wrap)
+        if outcome == "restored" and wrap is not None:
+            self.calls.timers.expect(wrap[0])
+        elif outcome == "agent_busy":
+            # The agent was given another call while this one waited for its rebuild: the
+            # first there keeps the agent; this call's events are refused from now on.
+            log.warning("call %s not rebuilt: its agent %s took another call meanwhile",
+                        call.id, call.agent_id)
+        elif outcome != "restored":
+            log.debug("call %s not rebuilt: %s", call.id, outcome)
 
     async def _reregister_agents(self) -> None:
         """Agents connected here get their live record back, in their last logged state."""
@@ -180,10 +202,13 @@ class Recovery:
                 await self.calls._record_agent_state(agent_id)
                 continue
             state, reason = await self._last_state(agent_id)
-            if state is AgentState.available:
-                await self.calls.set_agent_state(agent_id, state, "")
-            elif state is AgentState.not_ready:
-                await self.calls.set_agent_state(agent_id, state, reason)
+            if state in (AgentState.available, AgentState.not_ready):
+                try:  # guarded: refused when a call reached the agent since the read
+                    await self.calls.set_agent_state(
+                        agent_id, state, reason if state is AgentState.not_ready else "")
+                except RoutingError as e:
+                    log.debug("agent %s not set %s after the rebuild: %s", agent_id,
+                              state.value, e)
             else:
                 await self.calls._record_agent_state(agent_id)
         log.info("re-registered %d agents after the live state was rebuilt", len(self.connected))

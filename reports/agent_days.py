@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,9 +129,26 @@ def rebuild_calls(conn: Connection, zone: str, since: dt.datetime, until: dt.dat
         _drop_empty(conn, level, bounds)
 
 
+# The days' and hours' rows are added to by two writers, each in its own transaction:
+# the call rollup (reports/agent_rollup.py, the record writer's) and the state rollup
+# (reports/agent_states.py, the agent-log consumer's). Each touches many agents' rows of
+# both tables in its own order, so on PostgreSQL they take turns, or they deadlock (seen:
+# one waiting on report_agent_days, the other on report_agent_hours) and a batch of
+# telephony events fails to store.
+_TURN = text("SELECT pg_advisory_xact_lock(:key)")
+_TURN_KEY = zlib.crc32(b"report_agent_days+hours")
+
+
+def take_turns(conn: Connection) -> None:
+    """Before adding to the days or hours: wait for the other writer's transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_TURN, {"key": _TURN_KEY})
+
+
 def add_states(conn: Connection, zone: str,
                seconds: dict[tuple[dt.datetime, int, str, str], float]) -> None:
     """Add the 15-minute (UTC) rows' seconds to their local days and their hours."""
+    take_turns(conn)
     for level in LEVELS:
         _add_states(conn, level, ZoneInfo(zone), seconds)
 

@@ -104,7 +104,8 @@ def _one_statement() -> Any:
 def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:
     """Bring the agents' rows up to date with these calls' records (the caller holds the
     calls' locks); `zone`: the center's, whose local days are kept on PostgreSQL."""
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":  # the days and hours too: agent_days.take_turns
+        agent_days.take_turns(conn)
         conn.execute(_one_statement(), {"ids": call_ids, "zone": zone})
         return
     for statement in _statements(conn.dialect.name):

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text
 
+from core import gctune
 from core.models import Agent, UTCDateTime
 from reports import agent_days
 from reports.agent_rollup import FIGURES as CALL_FIGURES
@@ -191,10 +192,17 @@ def _summed(conn: Connection, rng: Range, level: agent_days.Level, opened: Any, 
     params = {"tz": rng.zone.key, "since": rng.since, "until": rng.until,
               "first": rng.since.astimezone(rng.zone).date(),
               "end": rng.until.astimezone(rng.zone).date()}
+    result = conn.execute(_level_statement(level, TRUNC[rng.interval]), params)
+    with gctune.paused():  # tens of thousands of rows of dicts, none in a cycle
+        return _made(result.all(), opened, name, names)
+
+
+def _made(fetched: Any, opened: Any, name: Any, names: dict[int, str],
+          ) -> dict[tuple[str, int], dict[str, Any]]:
+    """`_summed`'s rows from the fetched sums."""
     rows = {}
     # Rows fetched at once: fetching them one by one costs more than making them.
-    for p, agent, *values, reasons, seconds in conn.execute(
-            _level_statement(level, TRUNC[rng.interval]), params).all():
+    for p, agent, *values, reasons, seconds in fetched:
         key = (name(p), agent)
         extra = opened.pop(key, None)
         if extra is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 
@@ -35,6 +36,35 @@ def frozen(ref: weakref.ref[Node]) -> bool:
 
 def cycle() -> weakref.ref[Node]:
     return weakref.ref(Node())
+
+
+def test_a_pause_stops_collections_until_the_last_overlapping_pause_ends() -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def report() -> None:
+        with gctune.paused():
+            inside.set()
+            leave.wait(5)
+
+    other = threading.Thread(target=report)
+    with gctune.paused():
+        assert not gc.isenabled()
+        other.start()
+        assert inside.wait(5)
+    assert not gc.isenabled()  # the thread's pause goes on
+    leave.set()
+    other.join(5)
+    assert gc.isenabled()
+
+
+def test_a_pause_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        with gctune.paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_freeze_takes_the_live_heap_out_of_collections() -> None:

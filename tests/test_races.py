@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from callcenter.app import create_app
-from core.appkeys import CALLS, DIRECTORY, WALLBOARD
+from core.appkeys import CALLS, DIRECTORY, RECOVERY, WALLBOARD
 from core.keys import Keys
 from core.models import Call, Interaction
 from core.settings import Settings
@@ -44,8 +44,11 @@ from routing.service import RoutingError
 from routing.states import AgentState
 from routing.store import RoutingStore
 from tests.conftest import Center
+from tests.waits import eventually
 
 ROUNDS = 50
+# Talking calls written back at once in each round of the live state's rebuild.
+REBUILT_CALLS = 4
 PBX = "pbx-1"
 ANI = "+8613900000001"
 
@@ -157,10 +160,25 @@ class Race:
         await asyncio.gather(first, second)
 
     async def check(self, call_ids: list[str]) -> None:
+        await self.check_calls(call_ids)
+        await self._wallboard_equals_records()
+
+    async def check_calls(self, call_ids: list[str]) -> None:
+        """The invariants but the wallboard's (its counters are live state too)."""
         await self._one_place_each()
         await self._no_leftovers()
         await self._completed_once(call_ids)
-        await self._wallboard_equals_records()
+
+    async def lose_live_state(self) -> None:
+        """Redis restarted empty: every key of the center gone."""
+        keys = [k async for k in self.store.redis.scan_iter(f"{self.keys.prefix}:*")]
+        await self.store.redis.delete(*keys)
+
+    async def rebuilt(self) -> bool:
+        """A node wrote the live state back (cti/recovery.py) and let go of it."""
+        redis, prefix = self.store.redis, self.keys.prefix
+        return bool(await redis.exists(f"{prefix}:epoch")
+                    and not await redis.exists(f"{prefix}:lock:rebuild"))
 
     async def _one_place_each(self) -> None:
         live = await self.store.live_calls()
@@ -180,6 +198,8 @@ class Race:
                 agent = await self.store.agent(int(call["agent_id"]))
                 assert agent["call_id"] == call["id"], (call, agent)
         assert all(n == 1 for n in holders.values()), holders
+        await self._held_calls_wait_nowhere({c["id"] for c in live
+                                             if c["state"] != "queued"})
         timers = self.a.calls.timers.key
         for agent in await self.store.agents():
             if agent["state"] in ("ringing", "on_call"):
@@ -190,6 +210,13 @@ class Race:
                 timer = Timer("wrapup", agent["id"], agent["call_id"]).member
                 assert agent["state"] == "wrap_up", agent
                 assert await self.store.redis.zscore(timers, timer) is not None, agent
+
+    async def _held_calls_wait_nowhere(self, held: set[str]) -> None:
+        """A call an agent holds (or that ended) is in no queue's index of waiting calls
+        (routing/queue_index.py)."""
+        async for key in self.store.redis.scan_iter(self.keys.pool_waiting("*")):
+            waiting = set(await self.store.redis.zrange(key, 0, -1))
+            assert not waiting & held, (key, waiting & held)
 
     async def _no_leftovers(self) -> None:
         """Every key of a call (its hash, monitor, pending commands) belongs to a live call
@@ -345,6 +372,91 @@ async def test_console_gone_against_call_offered(race: Race) -> None:
         await race.check([call_id])
 
 
+async def test_ring_no_answer_against_reservation_by_another_agent(race: Race) -> None:
+    """The ring times out (the call back in its queue, then routed again) while another
+    agent goes available (and takes the best waiting call): whichever comes first, the
+    other agent ends up ringing with the call, once."""
+
+    async def ring_no_answer(call_id: str, agent_id: int) -> None:
+        await race.a.calls.on_timer(Timer("rona", call_id, str(agent_id)))
+
+    await _requeue_against_reservation(race, "rona", ring_no_answer, routes_again=True)
+
+
+async def test_requeue_against_reservation_by_another_agent(race: Race) -> None:
+    """The simulator's and benches' requeue (`REQUEUE`: the agent did not take the call)
+    raced with another agent going available: the call is reserved only once it is back
+    in its queue, never left in a waiting set or index while it rings."""
+
+    async def requeue(call_id: str, agent_id: int) -> None:
+        call, now = await race.store.call(call_id), race.a.calls.clock()
+        if await race.store.requeue(call_id, call["queue"], float(call["score"]), None,
+                                    ["ringing"], now):
+            await race.store.make_unavailable(agent_id, AgentState.not_ready, "missed", now,
+                                              force=True, call_id="")
+
+    await _requeue_against_reservation(race, "requeue", requeue, routes_again=False)
+
+
+async def _requeue_against_reservation(
+        race: Race, name: str, requeue: Callable[[str, int], Awaitable[None]], *,
+        routes_again: bool) -> None:
+    ringing, other = await race.new_agent(f"{name}-a"), await race.new_agent(f"{name}-b")
+    for n in range(ROUNDS):
+        call_id = f"{name}-{n}"
+        await race.state(race.a, other, AgentState.not_ready, "break")
+        await race.ringing(call_id, ringing)
+        await race.both(requeue(call_id, ringing),
+                        race.state(race.b, other, AgentState.available))
+        missed, taker = await race.store.agent(ringing), await race.store.agent(other)
+        call = await race.store.call(call_id)
+        assert (missed["state"], missed["reason"], missed["call_id"]) == (
+            "not_ready", "missed", ""), missed
+        if taker["state"] == "ringing":
+            assert (call["state"], call["agent_id"], taker["call_id"]) == (
+                "ringing", str(other), call_id), (call, taker)
+        else:  # went available before the call was back: nothing waited then
+            assert not routes_again, (call, taker)
+            assert (taker["state"], call["state"]) == ("available", "queued"), (call, taker)
+        await race.check([call_id])
+        await race.end(race.a, call_id)
+        await race.check([call_id])
+
+
+async def test_live_state_rebuild_against_the_calls_events(race: Race) -> None:
+    """Redis lost the live state. While a node writes it back from the records, the PBX's
+    hang-ups of those calls arrive: refused while their call is not back (the PBX sends
+    them again), applied once it is. Whichever reaches a call first, a talking call is
+    ended once with its agent, a waiting one abandoned, and nothing is left behind."""
+    agents = [await race.new_agent(f"reb{i}") for i in range(REBUILT_CALLS)]
+    for n in range(ROUNDS // 2):
+        talking = [f"reb-{n}-{i}" for i in range(len(agents))]
+        for agent in agents:  # each call rings the agent meant for it
+            await race.state(race.a, agent, AgentState.not_ready, "break")
+        for call_id, agent in zip(talking, agents, strict=True):
+            await race.connected(call_id, agent)
+        waiting = f"reb-{n}-w"
+        await race.offer(race.a, waiting)  # everybody is busy: it waits
+        await race.lose_live_state()
+        await race.both(race.a.app[RECOVERY].check(), asyncio.gather(*(
+            eventually(lambda c=call_id: race.end(race.b, c), 60, interval=0.02,
+                       what=f"{call_id} ended")
+            for call_id in [*talking, waiting])))
+        await eventually(race.rebuilt, 60, what="the live state rebuilt")
+        for call_id, agent in zip(talking, agents, strict=True):
+            held_by, call = await race.store.agent(agent), await race.store.call(call_id)
+            assert (held_by["state"], held_by["call_id"], call["state"]) == (
+                "wrap_up", call_id, "wrap_up"), (held_by, call)
+        assert await race.store.call(waiting) == {}
+        await race.check_calls([*talking, waiting])
+        for call_id, agent in zip(talking, agents, strict=True):
+            await race.finish(call_id, agent)
+        await race.check_calls([*talking, waiting])
+        async with race.center.sessions() as session:  # type: ignore[operator]
+            assert await session.scalar(select(Call.state).where(Call.id == waiting)) == \
+                "abandoned"
+
+
 async def test_a_recording_whose_transcription_could_not_be_queued_is_queued_on_resend(
         race: Race) -> None:
     agent = await race.new_agent("gus")
@@ -372,36 +484,34 @@ async def test_a_recording_whose_transcription_could_not_be_queued_is_queued_on_
 
 
 async def test_hold_against_hang_up(race: Race) -> None:
-    agent = await race.new_agent("hal")
+    await _call_step_against_hang_up(race, "hal", race.hold, lambda r: r.hold_count)
+
+
+async def test_recording_pause_against_hang_up(race: Race) -> None:
+    await _call_step_against_hang_up(race, "ivy", race.pause,
+                                     lambda r: len(r.recording_pauses or []))
+
+
+async def _call_step_against_hang_up(race: Race, name: str,
+                                     step: Callable[[Side, str], Awaitable[Outcome | None]],
+                                     counted: Callable[[Interaction], int]) -> None:
+    """A step of a talking call (hold, the recording's pause) raced with its hang-up: the
+    hang-up always ends the call (closing what the step opened), and the record counts
+    the step exactly when it won."""
+    agent = await race.new_agent(name)
     for n in range(ROUNDS):
-        call_id = f"hold-{n}"
+        call_id = f"{name}-{n}"
         await race.connected(call_id, agent)
-        held, ended = await asyncio.gather(race.hold(race.a, call_id), race.end(race.b, call_id))
-        assert ended is not None  # a hang-up ends a held call as it does a connected one
-        hal, call = await race.store.agent(agent), await race.store.call(call_id)
-        assert (hal["state"], hal["call_id"], call["state"]) == ("wrap_up", call_id, "wrap_up")
+        stepped, ended = await asyncio.gather(step(race.a, call_id), race.end(race.b, call_id))
+        assert ended is not None
+        held_by, call = await race.store.agent(agent), await race.store.call(call_id)
+        assert (held_by["state"], held_by["call_id"], call["state"],
+                call.get("rec_paused_at") or "") == ("wrap_up", call_id, "wrap_up", ""), call
         await race.check([call_id])
         await race.finish(call_id, agent)
         await race.check([call_id])
         record = await race.interaction(call_id)
-        assert record.hold_count == (held is not None), (call_id, record.hold_count, held)
-
-
-async def test_recording_pause_against_hang_up(race: Race) -> None:
-    agent = await race.new_agent("ivy")
-    for n in range(ROUNDS):
-        call_id = f"pause-{n}"
-        await race.connected(call_id, agent)
-        paused, ended = await asyncio.gather(race.pause(race.a, call_id),
-                                             race.end(race.b, call_id))
-        assert ended is not None
-        call = await race.store.call(call_id)
-        assert (call["state"], call.get("rec_paused_at") or "") == ("wrap_up", ""), call
-        await race.check([call_id])
-        await race.finish(call_id, agent)
-        await race.check([call_id])
-        intervals = (await race.interaction(call_id)).recording_pauses or []
-        assert len(intervals) == (paused is not None), (call_id, intervals, paused)
+        assert counted(record) == (stepped is not None), (call_id, record, stepped)
 
 
 async def test_supervisor_state_against_reservation(race: Race) -> None:

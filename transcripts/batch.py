@@ -22,6 +22,7 @@ import typer
 from tqdm import tqdm
 
 from transcripts import asr
+from transcripts.decode import die_with_parent
 from transcripts.exceptions import TranscriptionError
 from transcripts.redaction import Pattern, redact_transcript
 
@@ -119,11 +120,17 @@ def _run(jobs: list[tuple[Any, ...]], workers: int, bar: tqdm) -> Iterable[FileR
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         min(workers, len(jobs)), mp_context=context,
-        initializer=asr.load_model, initargs=(jobs[0][2],),
+        initializer=_start_worker, initargs=(jobs[0][2], os.getpid()),
     ) as pool:  # fmt: skip
         futures = {pool.submit(_transcribe_one, *job): job[0] for job in jobs}
         for future in as_completed(futures):
             yield _tick(_collect(future, futures[future]), bar)
+
+
+def _start_worker(model: str, parent: int) -> None:
+    """Pool initializer: end with this process however it ends, then load the model."""
+    die_with_parent(parent)
+    asr.load_model(model)
 
 
 def _collect(future: Future[FileResult], path: Path) -> FileResult:

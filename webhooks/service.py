@@ -42,8 +42,9 @@ class Webhooks:
     fanout: FanOut
     sender: Sender
     # The longest one blocked read of the stream waits; it returns as soon as an entry
-    # comes, so this only bounds how often an idle node asks Redis.
-    block_s: float = 5.0
+    # comes, so this only bounds how often an idle node asks Redis. Well below the
+    # client's socket timeout (redis-py's default, 5 s), which a blocked read also obeys.
+    block_s: float = 2.0
     # Due deliveries are looked for in the database at once after a fan-out, a finished
     # send or a word from another node; while sends are in flight or a due delivery waits
     # behind another (a call's earlier event, an entry still being fanned out), this often.

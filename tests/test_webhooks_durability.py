@@ -21,6 +21,7 @@ from core.keys import Keys
 from core.models import WebhookDelivery, WebhookSubscription
 from core.settings import Settings
 from tests.conftest import _database_params, _database_url
+from tests.waits import eventually
 from tests.webhook_receiver import Receiver, wait_for
 from webhooks.delivery import Policy, Sender
 from webhooks.fanout import GROUP, FanOut
@@ -202,17 +203,22 @@ async def test_a_failing_receiver_is_retried_with_doubling_gaps_for_the_hours_se
     await hooks.fanout.ensure_group()
     await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c6"}, "c6")
     assert await hooks.fanout.step() == 1
-    gaps, statuses = [], []
+    # Each attempt is made between `before` and `after`: it is due again its gap later.
+    spans: list[tuple[float, float, float]] = []  # (due - before, due - after, due)
+    statuses: list[str] = []
     while "dead" not in statuses:
         assert len(statuses) < 10, statuses
+        before = clock()
         assert await hooks.sender.step(await hooks.fanout.watermark()) == 1
         await asyncio.gather(*hooks.sender.inflight)
+        after = clock()
         [row] = await rows(sessions)
         statuses.append(row.status)
         due = row.next_attempt_at.replace(tzinfo=dt.UTC).timestamp()
-        gaps.append(round(due - clock()))
+        spans.append((due - before, due - after, due))
         clock.offset += due - clock()  # skip ahead to when it is due again
-    assert gaps[:4] == [600, 1200, 2400, 3600], gaps
+    for gap, (most, least, _) in zip([600, 1200, 2400, 3600], spans, strict=False):
+        assert least - 0.01 <= gap <= most + 0.01, (gap, spans)
     assert statuses == ["pending"] * 4 + ["dead"]
     assert receiver.requests == 5
 
@@ -298,10 +304,17 @@ async def test_events_queued_on_one_of_two_nodes_are_each_delivered_once(
             await outbox.emit(first.redis, first.stream, "call.offered", {"call_id": f"c{n}"},
                               f"c{n}")
         await wait_for(lambda: len(receiver.received) == 40, timeout=20)
-    delivered = await rows(sessions)
+        # A send is marked delivered just after its request is answered.
+        delivered = await eventually(lambda: _all_delivered(sessions, 40), timeout=20)
     assert [(r.status, r.attempts) for r in delivered] == [("delivered", 1)] * 40
     assert receiver.requests == 40
     assert len({e["id"] for e in receiver.received}) == 40
+
+
+async def _all_delivered(sessions: Any, count: int) -> list[WebhookDelivery] | None:
+    found = await rows(sessions)
+    done = len(found) == count and all(r.status != "pending" for r in found)
+    return found if done else None
 
 
 async def test_an_idle_node_sleeps_until_told_instead_of_polling_the_database(
@@ -324,3 +337,34 @@ async def test_an_idle_node_sleeps_until_told_instead_of_polling_the_database(
         await outbox.emit(idle.redis, idle.stream, "call.offered", {"call_id": "c1"}, "c1")
         await wait_for(lambda: receiver.types() == ["call.offered"])
         assert receiver.requests == 3
+
+
+async def test_a_stream_lost_by_redis_is_recreated_without_a_failed_round(
+        redis: Redis, settings: Settings, sessions: Any, http: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    """Redis came back empty (a flush, a failover to an empty replica): the send loop's
+    look at what is in flight and a fan-out read blocked at that moment both recreate
+    the group; neither fails its round (each logged an ERROR and slept a second)."""
+    await subscribe(sessions, receiver.url)
+    hooks = node(redis, settings, sessions, http, "n1", Clock())
+    await hooks.fanout.ensure_group()
+
+    await redis.delete(hooks.stream)
+    assert await hooks.fanout.watermark() is None
+    assert (await redis.xinfo_groups(hooks.stream))[0]["name"] == GROUP
+
+    blocked = asyncio.create_task(hooks.fanout.step(block_ms=3000))  # < socket timeout
+    await _until_blocked(redis)
+    await redis.delete(hooks.stream)  # the blocked read is let go with UNBLOCKED
+    assert await asyncio.wait_for(blocked, timeout=10) == 0
+
+    await outbox.emit(redis, hooks.stream, "call.offered", {"call_id": "c1"}, "c1")
+    await run_until(hooks, lambda: receiver.types() == ["call.offered"])
+
+
+async def _until_blocked(redis: Redis) -> None:
+    deadline = time.monotonic() + 10
+    while not [c for c in await redis.client_list()
+               if c["cmd"] == "xreadgroup" and "b" in c["flags"]]:
+        assert time.monotonic() < deadline, "the fan-out's read never blocked"
+        await asyncio.sleep(0.01)

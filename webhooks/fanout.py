@@ -60,6 +60,12 @@ def seq(entry_id: str) -> str:
     return f"{int(ms):014d}-{int(n or 0):010d}"
 
 
+def group_gone(error: ResponseError) -> bool:
+    """Redis lost the stream (a flush, a failover to an empty replica): a read finds no
+    group (NOGROUP), and a read blocked at that moment is let go (UNBLOCKED)."""
+    return any(word in str(error) for word in ("NOGROUP", "UNBLOCKED"))
+
+
 @dataclass
 class FanOut:
     redis: Redis
@@ -82,7 +88,13 @@ class FanOut:
     async def watermark(self) -> str | None:
         """Deliveries from entries before this one are all stored: a later entry's
         rows may be sent. None when no entry is in flight."""
-        info = await self.redis.xpending(self.stream, GROUP)
+        try:
+            info = await self.redis.xpending(self.stream, GROUP)
+        except ResponseError as e:
+            if not group_gone(e):
+                raise
+            await self.ensure_group()  # Redis came back empty: nothing is in flight
+            return None
         return seq(info["min"]) if info and info.get("pending") else None
 
     async def step(self, block_ms: int | None = None) -> int:
@@ -91,7 +103,7 @@ class FanOut:
         try:
             entries = await self._read(block_ms)
         except ResponseError as e:
-            if "NOGROUP" not in str(e):
+            if not group_gone(e):
                 raise
             await self.ensure_group()  # Redis came back empty
             return 0

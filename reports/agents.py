@@ -199,7 +199,9 @@ def _summed(conn: Connection, rng: Range, level: agent_days.Level, opened: Any, 
               "end": rng.until.astimezone(rng.zone).date()}
     result = conn.execute(_level_statement(level, TRUNC[rng.interval]), params)
     with gctune.paused():  # tens of thousands of rows of dicts, none in a cycle
-        return db.off_loop(_made, result.all(), opened, name, names)
+        # `all()` too: the rows are fetched already (a buffered cursor), but making
+        # SQLAlchemy's rows of them is a good part of the CPU.
+        return db.off_loop(lambda: _made(result.all(), opened, name, names))
 
 
 def _made(fetched: Any, opened: Any, name: Any, names: dict[int, str],

@@ -166,12 +166,13 @@ async def cpu_phase(url: str, dep: Deployment, tokens: list[tuple[int, str]], no
         await run.offer_at_rate(rate, 3, 1000, tag="w")
         await _drain(run, 15)
         before = (cpu_s(node_pid), cpu_s(redis_pid), run.stats.completed)
-        calls0 = syscalls(node_pid)
+        calls0, switches0 = syscalls(node_pid), switches(node_pid)
         offered = await run.offer_at_rate(rate, duration, 1000, tag=f"c{time.time_ns()}")
         await _drain(run, 30)
         await asyncio.sleep(1)  # the last wrap-ups
         node, red = cpu_s(node_pid) - before[0], cpu_s(redis_pid) - before[1]
         writes, reads = (b - a for a, b in zip(calls0, syscalls(node_pid), strict=True))
+        switched = switches(node_pid) - switches0
         done = run.stats.completed - before[2]
         idle0 = cpu_s(node_pid)
         await asyncio.sleep(idle_s)
@@ -179,6 +180,7 @@ async def cpu_phase(url: str, dep: Deployment, tokens: list[tuple[int, str]], no
         return {"offered": offered, "completed": done, "node_ms": node * 1000 / offered,
                 "redis_ms": red * 1000 / offered, "idle_pct": idle * 100,
                 "writes": writes / offered, "reads": reads / offered,
+                "switches": switched / offered,
                 "errors": len(run.stats.errors)}
 
 
@@ -188,6 +190,17 @@ def syscalls(pid: int) -> tuple[int, int]:
     send/recv)."""
     fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
     return int(fields["syscw"]), int(fields["syscr"])
+
+
+def switches(pid: int) -> int:
+    """Context switches of all the process's threads so far: the event loop's and the
+    worker threads' (SQLite's writes and reads), each hop between them a few."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
 
 
 async def _drain(run: LoadRun, timeout: float) -> None:
@@ -271,7 +284,8 @@ async def main() -> None:
                       f"{res['node_ms']:.2f} ms, redis {res['redis_ms']:.2f} ms "
                       f"({res['completed']}/{res['offered']} done, {res['errors']} errors); "
                       f"idle {res['idle_pct']:.2f}% of a core; node system calls per call: "
-                      f"{res['writes']:.1f} writes, {res['reads']:.1f} reads", flush=True)
+                      f"{res['writes']:.1f} writes, {res['reads']:.1f} reads; "
+                      f"{res['switches']:.0f} context switches", flush=True)
                 if r == 0:
                     for k, v in res["per"].items():
                         print(f"    {k}: " + ", ".join(
@@ -283,7 +297,8 @@ async def main() -> None:
               f"{statistics.median(r['node_ms'] for r in rs):.2f} ms, redis "
               f"{statistics.median(r['redis_ms'] for r in rs):.2f} ms per call; idle "
               f"{statistics.median(r['idle_pct'] for r in rs):.2f}%; write system calls "
-              f"{statistics.median(r['writes'] for r in rs):.1f} per call")
+              f"{statistics.median(r['writes'] for r in rs):.1f} per call, context switches "
+              f"{statistics.median(r['switches'] for r in rs):.0f}")
 
 
 if __name__ == "__main__":

@@ -149,12 +149,20 @@ def session_reader(maker: async_sessionmaker[AsyncSession]) -> Read[Any]:
     return read
 
 
+# How much of a SQLite database file is read through a memory map (its size or less).
+SQLITE_MMAP_BYTES = 1 << 30
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets the transcription worker and the server read while the other writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Pages read through a memory map, not a pread system call each: every commit of the
+    # writer makes the other connections read the pages it changed again (about fifty
+    # preads per call on the call path, bench/README.md).
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 

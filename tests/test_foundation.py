@@ -157,3 +157,17 @@ def test_cli_help_lists_every_command(tmp_path):
 def test_cli_refuses_a_short_password(tmp_path, bad):
     result = _cli("agents", "add", "bob", cwd=tmp_path, stdin=bad + "\n")
     assert result.returncode == 1 and "at least 8" in result.stderr
+
+
+async def test_sqlite_connections_read_pages_through_a_memory_map(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mapped.db'}"
+    engine, sync_engine = db.create_engine(url), db.create_sync_engine(url)
+    assert sync_engine is not None
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("PRAGMA mmap_size")) == db.SQLITE_MMAP_BYTES
+        with sync_engine.connect() as sync_conn:
+            assert sync_conn.scalar(text("PRAGMA mmap_size")) == db.SQLITE_MMAP_BYTES
+    finally:
+        await engine.dispose()
+        sync_engine.dispose()

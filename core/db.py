@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,6 +126,19 @@ def thread_reader(engine: Engine) -> Read[Any]:
                 return query(conn)
         return await asyncio.to_thread(run)
     return read
+
+
+def off_loop(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)`, from a read's query function, off the event loop: CPU-heavy Python
+    (a long report's rows) there would stall every request of the node meanwhile.
+
+    On PostgreSQL the query function runs on the loop, in SQLAlchemy's greenlet
+    (`session_reader`, `AsyncConnection.run_sync`): `work` then runs in a worker thread
+    while the loop carries on. Elsewhere (SQLite's `thread_reader`) the query function is
+    already in a worker thread, and `work` is simply called."""
+    if not in_greenlet():
+        return work(*args)
+    return await_only(asyncio.to_thread(work, *args))
 
 
 def session_reader(maker: async_sessionmaker[AsyncSession]) -> Read[Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, text
 
-from core import gctune
+from core import db, gctune
 from core.models import Agent, UTCDateTime
 from reports import agent_days
 from reports.agent_rollup import FIGURES as CALL_FIGURES
@@ -51,8 +51,13 @@ def agent_report(conn: Connection, rng: Range, center: str | None = None) -> dic
         _calls(conn, rng, sums, name)
         _states(conn, rng, sums, name)
         _open_states(conn, rng, sums)
-        rows = {key: _row(key, names, figures(s)) for key, s in sums.items()}
+        rows = db.off_loop(_rows, sums, names)
     return {"scope": "agents", **rng.bounds(), "rows": [rows[k] for k in sorted(rows)]}
+
+
+def _rows(sums: dict[tuple[str, int], dict[str, float]], names: dict[int, str],
+          ) -> dict[tuple[str, int], dict[str, Any]]:
+    return {key: _row(key, names, figures(s)) for key, s in sums.items()}
 
 
 def _row(key: tuple[str, int], names: dict[int, str], figures: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +199,9 @@ def _summed(conn: Connection, rng: Range, level: agent_days.Level, opened: Any, 
               "end": rng.until.astimezone(rng.zone).date()}
     result = conn.execute(_level_statement(level, TRUNC[rng.interval]), params)
     with gctune.paused():  # tens of thousands of rows of dicts, none in a cycle
-        return _made(result.all(), opened, name, names)
+        # `all()` too: the rows are fetched already (a buffered cursor), but making
+        # SQLAlchemy's rows of them is a good part of the CPU.
+        return db.off_loop(lambda: _made(result.all(), opened, name, names))
 
 
 def _made(fetched: Any, opened: Any, name: Any, names: dict[int, str],

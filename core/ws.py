@@ -88,8 +88,11 @@ class Connection(Relay):
         """Text frames to the socket in order: in one transport write when the socket is a
         server's without compression (a frame is then a header and the bytes), through
         aiohttp frame by frame otherwise."""
-        writer = self.ws._writer  # aiohttp writes one frame per call; no public batch
-        if len(frames) == 1 or writer is None or self.ws.compress or writer.use_mask:
+        # aiohttp writes one frame per call and has no public batch: its writer's insides
+        # are used when they are as this code knows them (aiohttp 3.9-3.14), else frames go
+        # one by one.
+        writer: Any = getattr(self.ws, "_writer", None)
+        if len(frames) == 1 or self.ws.compress or not _knows(writer) or writer.use_mask:
             for frame in frames:
                 await self.ws.send_frame(frame, WSMsgType.TEXT)
             return
@@ -113,6 +116,13 @@ class Connection(Relay):
             self._writer.cancel()
             if _cancelling():
                 raise  # our caller's cancellation, not the writer's: pass it on
+
+
+def _knows(writer: Any) -> bool:
+    """Whether aiohttp's websocket writer has the parts `_write` uses."""
+    protocol = getattr(writer, "protocol", None)
+    return (hasattr(writer, "transport") and hasattr(writer, "use_mask")
+            and hasattr(protocol, "writing_paused") and hasattr(protocol, "_drain_helper"))
 
 
 def _encoded(data: bytes | str) -> bytes:

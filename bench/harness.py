@@ -79,6 +79,19 @@ class Deployment:
         self.pbx_token = pbx
         return tokens
 
+    async def telephony_tokens(self, count: int, name: str) -> list[str]:
+        """`count` PBX integrations of their own (`<name>-<i>`): each connection hears only
+        the calls it offered, as a PBX does in a deployment (connections sharing one
+        integration all hear a published `route.connect`, and each would answer it)."""
+        engine = db.create_engine(self.database_url)
+        try:
+            async with db.session_scope(db.sessionmaker(engine)) as session:
+                return [await issue_token(session, self.secret_key, role=Role.telephony,
+                                          name=f"{name}-{i}", ttl=dt.timedelta(hours=6))
+                        for i in range(count)]
+        finally:
+            await engine.dispose()
+
     def start_node(self, port: int, **extra: str) -> str:
         proc = subprocess.Popen(
             [sys.executable, "-m", "callcenter", "serve", "--port", str(port)],

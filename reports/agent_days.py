@@ -120,13 +120,20 @@ def rebuild_calls(conn: Connection, zone: str, since: dt.datetime, until: dt.dat
         return
     sums = ", ".join(f"sum({f})" for f in CALL_FIGURES)
     for level in LEVELS:
-        bounds = level.touched(ZoneInfo(zone), since, until)
-        _zero(conn, level, CALL_FIGURES, bounds)
-        conn.execute(_text(_upsert(
-            level, CALL_FIGURES, f"SELECT {level.of_start}, agent_id, {sums} "
-            f"FROM report_agent_intervals WHERE start >= :lo AND start < :hi "
-            f"GROUP BY {level.grouped}", add=False)), bounds)
-        _drop_empty(conn, level, bounds)
+        _recompute(conn, level, CALL_FIGURES, sums, "report_agent_intervals",
+                   level.touched(ZoneInfo(zone), since, until))
+
+
+def _recompute(conn: Connection, level: Level, columns: tuple[str, ...], sums: str,
+               source: str, bounds: dict[str, Any]) -> None:
+    """`columns` of `level`'s rows within `bounds` set anew to `sums` of the 15-minute
+    rows of `source` (rows left all zero are dropped)."""
+    _zero(conn, level, columns, bounds)
+    conn.execute(_text(_upsert(
+        level, columns, f"SELECT {level.of_start}, agent_id, {sums} "
+        f"FROM {source} WHERE start >= :lo AND start < :hi "
+        f"GROUP BY {level.grouped}", add=False)), bounds)
+    _drop_empty(conn, level, bounds)
 
 
 # The days' and hours' rows are added to by two writers, each in its own transaction:
@@ -201,12 +208,7 @@ def rebuild_states(conn: Connection, zone: str, since: dt.datetime, until: dt.da
                      for s in STATES)
     for level in LEVELS:
         bounds = level.touched(ZoneInfo(zone), since, until)
-        _zero(conn, level, STATE_COLUMNS, bounds)
-        conn.execute(_text(_upsert(
-            level, STATE_COLUMNS, f"SELECT {level.of_start}, agent_id, {sums} "
-            f"FROM report_agent_states WHERE start >= :lo AND start < :hi "
-            f"GROUP BY {level.grouped}", add=False)), bounds)
-        _drop_empty(conn, level, bounds)
+        _recompute(conn, level, STATE_COLUMNS, sums, "report_agent_states", bounds)
         conn.execute(_text(f"DELETE FROM {level.reasons} WHERE {level.where}"), bounds)
         key = ", ".join((*level.key, "agent_id", "reason"))
         conn.execute(_text(

@@ -104,7 +104,8 @@ async def test_pbx_reconnects_resends_unacked_events_and_syncs_state(center):
     await agent.inbox.expect("call.ended", call_id="live")
 
 
-async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
+async def talking_and_waiting(center) -> tuple[AgentClient, Ivr]:
+    """bob on the call `talk`, and the call `wait` queued behind it."""
     talking: AgentClient = await center.agent("bob")
     await talking.available()
     ivr = await center.ivr()
@@ -113,6 +114,11 @@ async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
     await ivr.event("call.answered", "talk", agent_id=talking.agent_id)
     await ivr.offer("wait", "+8613800000003")
     await ivr.inbox.expect("route.queued", call_id="wait")
+    return talking, ivr
+
+
+async def test_redis_restarted_empty_loses_no_accepted_call(center, own_redis):
+    talking, ivr = await talking_and_waiting(center)
 
     # A write that came before its call's offer was stored: a placeholder row in a live
     # state (core/sequenced.py), which the rebuild must not take for a call.
@@ -153,14 +159,7 @@ async def test_a_call_whose_agent_was_deactivated_does_not_stop_the_rebuild(
     """An answered call whose agent an administrator deactivated meanwhile has nobody to
     go back to: it is left out, and the rebuild goes on with the other calls (it failed
     as a whole and started again for ever, and the waiting call was never requeued)."""
-    gone: AgentClient = await center.agent("bob")
-    await gone.available()
-    ivr = await center.ivr()
-    await ivr.offer("talk", "+8613800000002")
-    await ivr.inbox.expect("route.connect", call_id="talk")
-    await ivr.event("call.answered", "talk", agent_id=gone.agent_id)
-    await ivr.offer("wait", "+8613800000003")
-    await ivr.inbox.expect("route.queued", call_id="wait")
+    gone, _ = await talking_and_waiting(center)
     async with center.sessions() as session, session.begin():
         await session.execute(update(Agent).where(Agent.id == gone.agent_id)
                               .values(active=False))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from core.models import UTCDateTime
 from core.writer import Insert, Op
@@ -35,7 +36,7 @@ Seconds = dict[Key, float]
 # The changes of the agents in [lo, hi], and the one before and the one after of each.
 _WINDOW = """
 SELECT agent_id, at, id, state, reason FROM agent_state_changes
- WHERE agent_id IN ({agents}) AND at >= :lo AND at <= :hi
+ WHERE {agents} AND at >= :lo AND at <= :hi
 UNION ALL
 SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
@@ -44,12 +45,20 @@ SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
            AND x.at > :hi ORDER BY x.at, x.id LIMIT 1) FROM ({table}) a)
 """
-_ADD = text("""
+_ADD = """
 INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
-VALUES (:start, :agent_id, :state, :reason, :seconds)
+{rows}
 ON CONFLICT (start, agent_id, state, reason)
 DO UPDATE SET seconds = report_agent_states.seconds + excluded.seconds
-""").bindparams(bindparam("start", type_=UTCDateTime()))
+"""
+_ADD_ROWS = text(_ADD.format(rows="VALUES (:start, :agent_id, :state, :reason, :seconds)")
+                 ).bindparams(bindparam("start", type_=UTCDateTime()))
+# PostgreSQL: every row in one statement, a column per array (an executemany runs the
+# statement once per row).
+_ADD_ARRAYS = text(_ADD.format(rows=(
+    "SELECT * FROM unnest(CAST(:start AS timestamptz[]), CAST(:agent_id AS integer[]), "
+    "CAST(:state AS text[]), CAST(:reason AS text[]), CAST(:seconds AS float[]))"))
+).bindparams(bindparam("start", type_=ARRAY(UTCDateTime())))
 _AGENTS = text(
     "SELECT id FROM agents UNION SELECT DISTINCT agent_id FROM agent_state_changes "
     "WHERE at >= :since AND at < :until").bindparams(
@@ -146,24 +155,41 @@ def _merge(into: Seconds, other: Seconds, sign: float = 1.0) -> None:
 def add(conn: Connection, delta: Seconds) -> None:
     rows = [{"start": s, "agent_id": a, "state": st, "reason": r, "seconds": round(v, 6)}
             for (s, a, st, r), v in sorted(delta.items()) if abs(v) > 1e-9]
-    if rows:
-        conn.execute(_ADD, rows)
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_ADD_ARRAYS, {k: [row[k] for row in rows] for k in rows[0]})
+    else:
+        conn.execute(_ADD_ROWS, rows)
 
 
 @functools.cache
 def _window_statement(n: int) -> Any:
+    """SQLite: a statement per number of agents, each agent a parameter."""
     names = [f"a{k}" for k in range(n)]
     table = " UNION ALL ".join(f"SELECT CAST(:{a} AS INTEGER) AS agent_id" for a in names)
-    return text(_WINDOW.format(agents=", ".join(f":{a}" for a in names), table=table)) \
-        .bindparams(bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+    agents = f"agent_id IN ({', '.join(f':{a}' for a in names)})"
+    return text(_WINDOW.format(agents=agents, table=table)).bindparams(*_WINDOW_BOUNDS)
+
+
+# PostgreSQL: one statement whatever the number of agents (one array), so one prepare.
+_WINDOW_BOUNDS = (bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+_WINDOW_ARRAY = text(_WINDOW.format(
+    agents="agent_id = ANY(CAST(:agents AS integer[]))",
+    table="SELECT unnest(CAST(:agents AS integer[])) AS agent_id")).bindparams(*_WINDOW_BOUNDS)
 
 
 def _window(conn: Connection, agents: list[int], lo: dt.datetime, hi: dt.datetime,
             ) -> dict[int, list[Change]]:
     found: dict[int, set[Change]] = defaultdict(set)
-    params: dict[str, Any] = {f"a{k}": a for k, a in enumerate(agents)}
+    params: dict[str, Any]
+    if conn.dialect.name == "postgresql":
+        statement, params = _WINDOW_ARRAY, {"agents": agents}
+    else:
+        statement = _window_statement(len(agents))
+        params = {f"a{k}": a for k, a in enumerate(agents)}
     for agent, at, ident, state, reason in conn.execute(
-            _window_statement(len(agents)), {**params, "lo": lo, "hi": hi}):
+            statement, {**params, "lo": lo, "hi": hi}):
         found[agent].add(Change(_aware(at), ident, state, reason or ""))
     return {agent: sorted(changes) for agent, changes in found.items()}
 

@@ -103,6 +103,7 @@ FROM interactions i WHERE i.call_id = :call_id
 ON CONFLICT (event_id) DO NOTHING
 """).bindparams(bindparam("at", type_=UTCDateTime()))
 
+_ANY_ID = "i.call_id = ANY(CAST(:ids AS varchar[]))"
 _LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 _RANGE = [bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())]
 
@@ -142,7 +143,8 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 def _one_statement() -> Any:
     """PostgreSQL: both in one statement; the main query still reads the old figures
     (a data-modifying WITH and its statement see the same snapshot)."""
-    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where="i.call_id IN :ids")
+    # One array, not an IN list: one statement (one prepare) whatever the number of calls.
+    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where=_ANY_ID)
     names = ", ".join(("call_id", *KEY, *FIGURES))
     changes = ", ".join(
         "max(n.wait_max)" if f == "wait_max" else f"sum(n.{f} - COALESCE(o.{f}, 0))"
@@ -158,8 +160,7 @@ def _one_statement() -> Any:
         f"SELECT n.start, n.queue, n.tier, {changes} FROM n "
         f"LEFT JOIN report_calls o ON o.call_id = n.call_id "
         f"GROUP BY n.start, n.queue, n.tier "
-        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}"
-    ).bindparams(bindparam("ids", expanding=True))
+        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}")
 
 
 @dataclass(frozen=True)

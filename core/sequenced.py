@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core import plans
 from core.models import Base, ParkedUpdate, UTCDateTime
 from core.ops import Update, dumps, loads
 
@@ -143,12 +144,10 @@ def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
     changed = 0
     for columns, rows in shapes.items():
         if len(rows) > 1 and conn.dialect.name == "postgresql" and _flat(name, columns):
-            result = conn.execute(_unnest_statement(name, key, columns),
-                                  _arrays(conn, name, rows))
+            changed += conn.execute(_unnest_statement(name, key, columns),
+                                    _arrays(conn, name, rows)).rowcount
         else:
-            result = conn.execute(_statement(name, key, columns), rows[0] if len(rows) == 1
-                                  else rows)
-        changed += result.rowcount
+            changed += plans.execute(conn, _statement(name, key, columns), rows)
     return changed
 
 

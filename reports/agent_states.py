@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from core import plans
 from core.models import UTCDateTime
 from core.writer import Insert, Op
 from reports import agent_days
@@ -45,17 +46,17 @@ SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
            AND x.at > :hi ORDER BY x.at, x.id LIMIT 1) FROM ({table}) a)
 """
-_ADD = """
+_UPSERT = """
 INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
 {rows}
 ON CONFLICT (start, agent_id, state, reason)
 DO UPDATE SET seconds = report_agent_states.seconds + excluded.seconds
 """
-_ADD_ROWS = text(_ADD.format(rows="VALUES (:start, :agent_id, :state, :reason, :seconds)")
+_ADD = text(_UPSERT.format(rows="VALUES (:start, :agent_id, :state, :reason, :seconds)")
                  ).bindparams(bindparam("start", type_=UTCDateTime()))
 # PostgreSQL: every row in one statement, a column per array (an executemany runs the
 # statement once per row).
-_ADD_ARRAYS = text(_ADD.format(rows=(
+_ADD_ARRAYS = text(_UPSERT.format(rows=(
     "SELECT * FROM unnest(CAST(:start AS timestamptz[]), CAST(:agent_id AS integer[]), "
     "CAST(:state AS text[]), CAST(:reason AS text[]), CAST(:seconds AS float[]))"))
 ).bindparams(bindparam("start", type_=ARRAY(UTCDateTime())))
@@ -158,9 +159,9 @@ def add(conn: Connection, delta: Seconds) -> None:
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        conn.execute(_ADD_ARRAYS, {k: [row[k] for row in rows] for k in rows[0]})
+        plans.execute(conn, _ADD_ARRAYS, [{k: [row[k] for row in rows] for k in rows[0]}])
     else:
-        conn.execute(_ADD_ROWS, rows)
+        plans.execute(conn, _ADD, rows)
 
 
 @functools.cache

@@ -30,6 +30,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, text
 from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
 from reports import agent_rollup
+from reports.sql import IDS
 
 INTERVAL = dt.timedelta(minutes=15)
 # A call is counted when it ends (its outcome is written), and again when a survey
@@ -103,7 +104,6 @@ FROM interactions i WHERE i.call_id = :call_id
 ON CONFLICT (event_id) DO NOTHING
 """).bindparams(bindparam("at", type_=UTCDateTime()))
 
-_ANY_ID = "i.call_id = ANY(CAST(:ids AS varchar[]))"
 _LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 _RANGE = [bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())]
 
@@ -143,8 +143,7 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 def _one_statement() -> Any:
     """PostgreSQL: both in one statement; the main query still reads the old figures
     (a data-modifying WITH and its statement see the same snapshot)."""
-    # One array, not an IN list: one statement (one prepare) whatever the number of calls.
-    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where=_ANY_ID)
+    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where=f"i.call_id = {IDS}")
     names = ", ".join(("call_id", *KEY, *FIGURES))
     changes = ", ".join(
         "max(n.wait_max)" if f == "wait_max" else f"sum(n.{f} - COALESCE(o.{f}, 0))"

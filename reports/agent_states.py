@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from core import plans
 from core.models import UTCDateTime
 from core.writer import Insert, Op
 from reports import agent_days
@@ -157,7 +158,7 @@ def add(conn: Connection, delta: Seconds) -> None:
     rows = [{"start": s, "agent_id": a, "state": st, "reason": r, "seconds": round(v, 6)}
             for (s, a, st, r), v in sorted(delta.items()) if abs(v) > 1e-9]
     if rows:
-        conn.execute(_ADD, rows)
+        plans.execute(conn, _ADD, rows)
 
 
 @functools.cache

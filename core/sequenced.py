@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core import plans
 from core.models import Base, ParkedUpdate
 from core.ops import Update, dumps, loads
 
@@ -134,9 +135,7 @@ def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
              **{f"_v_{k}": v for k, v in op.values.items()}})
     changed = 0
     for columns, rows in shapes.items():
-        result = conn.execute(_statement(name, key, columns), rows[0] if len(rows) == 1
-                              else rows)
-        changed += result.rowcount
+        changed += plans.execute(conn, _statement(name, key, columns), rows)
     return changed
 
 

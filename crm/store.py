@@ -7,6 +7,7 @@ pop is on the caller's critical path.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,10 +47,17 @@ def normalise_phone(raw: str, default_region: str | None = DEFAULT_REGION) -> st
 def phone_candidates(ani: str, default_region: str = DEFAULT_REGION) -> list[str]:
     """The E.164 numbers an ANI may stand for: as dialled in the default region, or
     as an international number whose trunk dropped the leading '+'."""
+    return list(_candidates(ani, default_region))
+
+
+@functools.lru_cache(maxsize=4096)
+def _candidates(ani: str, default_region: str) -> tuple[str, ...]:
+    # Parsing was a sixth of a screen pop's lookup (bench/README.md, issue 23); a number
+    # that calls again is parsed once.
     candidates = [normalise_phone(ani, default_region)]
     if not ani.strip().startswith("+"):
         candidates.append(normalise_phone("+" + ani.strip(), None))
-    return list(dict.fromkeys(c for c in candidates if c))
+    return tuple(dict.fromkeys(c for c in candidates if c))
 
 
 async def find_customer_by_phone(

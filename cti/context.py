@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core import writer
 from core.bus import Bus
 from core.db import Read, session_reader
+from core.gathered import GatheredReads
 from core.keys import Keys
 from core.models import Call
 from core.timers import Timer, Timers
@@ -86,6 +87,8 @@ class CallContext:
     legs: LegStore = field(init=False)
     callbacks: CallbackStore = field(init=False)
     consults: ConsultStore = field(init=False)
+    # The screen pops' caller lookups, gathered per loop turn (core/gathered.py).
+    lookups: GatheredReads = field(init=False)
 
     def __post_init__(self) -> None:
         self.legs = LegStore(self.router.store.redis, self.keys)
@@ -95,15 +98,11 @@ class CallContext:
             self.reader = self.maker
         if self.read is None:
             self.read = session_reader(self.reader)
+        self.lookups = GatheredReads(self.read)
 
     @property
     def store(self) -> RoutingStore:
         return self.router.store
-
-    @property
-    def _lookup(self) -> Read[Any]:
-        """Run a read in the reader's session (see core/db.py)."""
-        return self.read or session_reader(self._reader)
 
     @property
     def _reader(self) -> async_sessionmaker[AsyncSession]:

@@ -260,7 +260,8 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
 
         The screen-pop does not wait for the write; the ack does.
         """
-        profile = await self._lookup(partial(crm.profile_of_number, ani=frame.ani))
+        profile = await self.lookups(("profile", frame.ani),
+                                     partial(crm.profile_of_number, ani=frame.ani))
         try:
             return await self._offer(frame, integration, profile)
         except CustomerErasing:

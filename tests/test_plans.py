@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import (
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import db, plans, sequenced, writer
 from core.models import Base, UTCDateTime
+from reports import agent_days, agent_states
 from tests.conftest import reset_schema
 
 Fill = Callable[[Connection], Any]
@@ -237,3 +239,30 @@ async def test_unnested_inserts_store_what_sqlalchemy_stores(engine):
     statement = writer._insert_unnest("processed_events", columns, False)
     arrays = [{c: [row[c] for row in rows] for c in columns}]
     await both_ways(engine, statement, arrays, "processed_events")
+
+
+async def test_the_agent_state_rollups_add_what_sqlalchemy_adds(engine):
+    rows = [{"start": dt.datetime(2026, 12, 3, 17, 45, tzinfo=SHANGHAI), "agent_id": n % 2,
+             "state": "ready", "reason": "", "seconds": 1.5 + n} for n in range(3)]
+    await both_ways(engine, agent_states._ADD, rows, "report_agent_states")
+
+
+@pytest.mark.parametrize("level", agent_days.LEVELS, ids=lambda level: level.table)
+async def test_the_agent_day_and_hour_rows_add_what_sqlalchemy_adds(engine, level):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("kept on PostgreSQL only (reports/agent_days.py)")
+    seconds = {(dt.datetime(2026, 12, 3, 17, 45, tzinfo=dt.UTC), n % 2, state, reason): 1.5
+               for n in range(3) for state, reason in (("ready", ""), ("not_ready", "lunch"))}
+
+    def add(execute: Callable[[Connection, Any, list[dict[str, Any]]], Any]) -> Fill:
+        def run(conn: Connection) -> None:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(agent_days.plans, "execute", execute)
+                agent_days._add_states(conn, level, ZoneInfo("Asia/Shanghai"), seconds)
+        return run
+
+    names = (level.table, level.reasons)
+    by_sqlalchemy = await stored(engine, add(
+        lambda conn, statement, rows: conn.execute(statement, rows)), names)
+    by_plan = await stored(engine, add(plans.execute), names)
+    assert by_plan == by_sqlalchemy and all(by_plan)

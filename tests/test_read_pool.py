@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
+from sqlalchemy.orm import Session
 
 from core import db
 from tests.conftest import POSTGRES_URL
@@ -29,6 +30,28 @@ async def test_a_lookup_on_postgresql_opens_no_transaction_of_its_own() -> None:
     assert first != second
     assert in_block == 0, "the connection still held a transaction between statements"
     assert len(sent) == 3
+
+
+async def test_a_read_runs_its_query_on_a_connection_without_an_orm_session(
+        any_database_url) -> None:
+    """The call path's reads (the screen-pop's profile) are Core queries: they run on a
+    pooled connection of the read engine, without an ORM session's setup and teardown."""
+    engine = db.create_read_engine(any_database_url)
+    begun: list[object] = []
+
+    def began(session, transaction, connection):  # type: ignore[no-untyped-def]
+        begun.append(session)
+
+    event.listen(Session, "after_begin", began)
+    try:
+        read = db.session_reader(db.sessionmaker(engine))
+        got = await read(lambda conn: (isinstance(conn, Connection),
+                                       conn.execute(text("SELECT 41 + 1")).scalar()))
+    finally:
+        event.remove(Session, "after_begin", began)
+        await engine.dispose()
+    assert got == (True, 42)
+    assert begun == [], "the read went through an ORM session"
 
 
 async def test_on_sqlite_the_read_pool_is_a_pool_of_its_own(tmp_path) -> None:

@@ -119,9 +119,11 @@ def _until_gone(pid: int, timeout_s: float = 10.0) -> None:
 
 # More connections than the frames one PBX connection serves at once (cti.gateway),
 # so a burst of frames is never refused for want of a connection.
+# A reply not come within `socket_timeout` fails the command (redis-py's default, said here
+# so that the call path's pipe, core/tickpipe.py, reads the same bound).
 _CLIENT_OPTIONS: dict[str, object] = dict(
     decode_responses=True, health_check_interval=10, socket_connect_timeout=5,
-    retry_on_timeout=True, max_connections=1024)
+    socket_timeout=5, retry_on_timeout=True, max_connections=1024)
 
 SENTINEL_SCHEME = "redis+sentinel"
 

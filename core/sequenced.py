@@ -24,6 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Table,
+    any_,
     bindparam,
     case,
     delete,
@@ -34,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core import plans
 from core.models import Base, ParkedUpdate
 from core.ops import Update, dumps, loads
 
@@ -75,7 +77,7 @@ def _apply_group(conn: Connection, name: str, key: str, group: list[Update]) -> 
         return []
     table = _table(name)
     found: dict[Any, int] = {row[0]: row[1] for row in conn.execute(
-        select(table.c[key], table.c.seq).where(table.c[key].in_([op.ident for op in group])))}
+        _numbers(conn.dialect.name, name, key), {"idents": [op.ident for op in group]})}
     ready: list[Update] = []
     parked: list[Update] = []
     for op in group:
@@ -134,10 +136,22 @@ def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
              **{f"_v_{k}": v for k, v in op.values.items()}})
     changed = 0
     for columns, rows in shapes.items():
-        result = conn.execute(_statement(name, key, columns), rows[0] if len(rows) == 1
-                              else rows)
-        changed += result.rowcount
+        changed += plans.execute(conn, _statement(name, key, columns), rows)
     return changed
+
+
+@functools.cache
+def _numbers(dialect: str, name: str, key: str) -> Any:
+    """The rows' numbers, by key. On PostgreSQL the keys are one array parameter: one SQL
+    text (one prepared statement per pooled connection) whatever their number, where an
+    `IN` list is a new text per length."""
+    table = _table(name)
+    column = table.c[key]
+    if dialect == "postgresql":
+        match = column == any_(bindparam("idents", type_=postgresql.ARRAY(column.type)))
+    else:
+        match = column.in_(bindparam("idents", expanding=True))
+    return select(column, table.c.seq).where(match)
 
 
 @functools.cache

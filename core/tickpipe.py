@@ -9,6 +9,11 @@ hiredis's, the same parser redis-py uses; errors are redis-py's exceptions.
 
 Used for a plain Redis URL (or the embedded server's socket); behind Sentinel the service
 keeps redis-py's client, which follows a failover (`for_client` answers None).
+
+A Redis that stops answering (stopped, or its host gone without closing the connection)
+fails the commands waiting on it after the client's socket timeout, as redis-py does: the
+connection is dropped and the next command connects again. Without that a call path's
+frame would wait for ever, and the PBX never hear that it was not served.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
-from redis.asyncio.connection import UnixDomainSocketConnection
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +39,27 @@ Arg = str | bytes | int | float
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float | None = None) -> None:
         self.reader = hiredis.Reader(encoding="utf-8")
         self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.sent_at: deque[float] = deque()  # when each waiting command was sent
         self.out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.timeout_s = timeout_s
+        self._watch: asyncio.TimerHandle | None = None
+        self._overdue: asyncio.Future[Any] | None = None  # seen overdue by the last look
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.timeout_s is not None:
+            self._watch = asyncio.get_running_loop().call_later(self.timeout_s / 4, self._check)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             done = self.waiting.popleft()
+            self.sent_at.popleft()
             if done.done():  # its caller was cancelled
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -55,21 +68,47 @@ class _Protocol(asyncio.Protocol):
                 done.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = RedisConnectionError(f"connection to Redis lost: {exc}")
+        if self._watch is not None:
+            self._watch.cancel()
+        self._fail(RedisConnectionError(f"connection to Redis lost: {exc}"))
+
+    def _check(self) -> None:
+        """Give up on a Redis whose oldest reply is overdue, and still is at the next look:
+        a loop held up (a full collection on a loaded host) between sending and writing a
+        command, or before reading its reply, gets a turn to write and read first."""
+        assert self.timeout_s is not None and self.transport is not None
+        loop = asyncio.get_running_loop()
+        oldest = self.waiting[0] if self.waiting else None
+        if oldest is None or loop.time() - self.sent_at[0] <= self.timeout_s:
+            self._overdue = None
+        elif oldest is not self._overdue:
+            self._overdue = oldest
+        else:
+            self._fail(RedisTimeoutError(f"no reply from Redis within {self.timeout_s:g} s"))
+            self.transport.abort()
+            return
+        self._watch = loop.call_later(self.timeout_s / 4, self._check)
+
+    def _fail(self, error: Exception) -> None:
+        """No more commands on this connection; those waiting get `error`."""
+        self.lost = self.lost or error
+        self.sent_at.clear()
         while self.waiting:
             done = self.waiting.popleft()
             if not done.done():
-                done.set_exception(self.lost)
+                done.set_exception(error)
 
     def send(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
         if self.lost is not None or self.transport is None:
             done.set_exception(self.lost or RedisConnectionError("not connected"))
             return done
         if not self.out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self.out.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
         self.waiting.append(done)
+        self.sent_at.append(loop.time())
         return done
 
     def _flush(self) -> None:
@@ -84,29 +123,41 @@ def _error(message: str) -> Exception:
     return cast(Exception, BaseParser.parse_error(message))  # type: ignore[no-untyped-call]
 
 
+def connect_args(redis: Redis) -> dict[str, Any] | None:
+    """Where and how to connect to the one server `redis` talks to (a Unix socket or
+    host and port, db, credentials); None unless it is one fixed server reached without
+    TLS (Sentinel and TLS stay with redis-py)."""
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    if pool.connection_class is UnixDomainSocketConnection:
+        where: dict[str, Any] = {"path": kwargs["path"]}
+    elif (type(pool).__name__ == "ConnectionPool" and pool.connection_class is Connection
+          and "host" in kwargs):  # not TLS, not Sentinel
+        where = {"host": kwargs["host"], "port": kwargs.get("port", 6379)}
+    else:
+        return None
+    where.update(db=kwargs.get("db") or 0, username=kwargs.get("username"),
+                 password=kwargs.get("password"))
+    return where
+
+
 class TickPipe:
     """Commands to one Redis server over one connection, pipelined by loop turn;
     connected on first use and again after a loss."""
 
-    def __init__(self, connect: dict[str, Any]) -> None:
+    def __init__(self, connect: dict[str, Any], timeout_s: float | None = None) -> None:
         self._connect = connect
+        self.timeout_s = timeout_s  # for a reply, and to connect; None: no bound
         self._protocol: _Protocol | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
     def for_client(cls, redis: Redis) -> TickPipe | None:
         """A pipe to the server `redis` talks to; None unless it is one fixed server."""
-        pool = redis.connection_pool
-        kwargs = pool.connection_kwargs
-        if pool.connection_class is UnixDomainSocketConnection:
-            where: dict[str, Any] = {"path": kwargs["path"]}
-        elif type(pool).__name__ == "ConnectionPool" and "host" in kwargs:
-            where = {"host": kwargs["host"], "port": kwargs.get("port", 6379)}
-        else:
+        where = connect_args(redis)
+        if where is None:
             return None
-        where.update(db=kwargs.get("db") or 0, username=kwargs.get("username"),
-                     password=kwargs.get("password"))
-        return cls(where)
+        return cls(where, redis.connection_pool.connection_kwargs.get("socket_timeout"))
 
     async def execute(self, *args: Arg) -> Any:
         protocol = self._protocol
@@ -135,15 +186,8 @@ class TickPipe:
         async with self._lock:
             if self._protocol is not None and self._protocol.lost is None:
                 return self._protocol
-            loop = asyncio.get_running_loop()
+            protocol = await self._connect_once()
             c = self._connect
-            try:
-                if "path" in c:
-                    _, protocol = await loop.create_unix_connection(_Protocol, c["path"])
-                else:
-                    _, protocol = await loop.create_connection(_Protocol, c["host"], c["port"])
-            except OSError as e:
-                raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
             if c["password"]:
                 auth = [c["username"], c["password"]] if c["username"] else [c["password"]]
                 await protocol.send(["AUTH", *auth])
@@ -151,6 +195,22 @@ class TickPipe:
                 await protocol.send(["SELECT", c["db"]])
             self._protocol = protocol
             return protocol
+
+    async def _connect_once(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        c, made = self._connect, lambda: _Protocol(self.timeout_s)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if "path" in c:
+                    _, protocol = await loop.create_unix_connection(made, c["path"])
+                else:
+                    _, protocol = await loop.create_connection(made, c["host"], c["port"])
+        except TimeoutError as e:  # before OSError, of which it is one
+            raise RedisTimeoutError(f"cannot connect to Redis within {self.timeout_s:g} s"
+                                    ) from e
+        except OSError as e:
+            raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
+        return protocol
 
 
 class Script:

@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core import sequenced
+from core import plans, sequenced
 from core.models import UTCDateTime
 from core.ops import Insert, Op, Update, dumps, loads, numbered
 from core.ops import table as _table
@@ -245,17 +245,17 @@ def _apply(conn: Connection, ops: list[Op]) -> list[Op]:
             updates.setdefault((op.table, op.key, op.ident), {}).update(op.values)
     for (name, columns, skip_existing), rows in inserts.items():
         if len(rows) > 1 and conn.dialect.name == "postgresql" and _flat(name, columns):
-            conn.execute(_insert_unnest(name, columns, skip_existing),
-                         {c: [row[c] for row in rows] for c in columns})
+            plans.execute(conn, _insert_unnest(name, columns, skip_existing),
+                          [{c: [row[c] for row in rows] for c in columns}])
         else:
-            conn.execute(_insert(conn.dialect.name, name, skip_existing), rows)
+            plans.execute(conn, _insert(conn.dialect.name, name, skip_existing), rows)
     shapes: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for (name, key, ident), values in updates.items():
         update_shape = (name, key, tuple(sorted(values)))
         shapes.setdefault(update_shape, []).append({"_ident": ident, **{f"_v_{k}": v
                                                                  for k, v in values.items()}})
     for (name, key, columns), rows in shapes.items():
-        conn.execute(_update(name, key, columns), rows)
+        plans.execute(conn, _update(name, key, columns), rows)
     parked = sequenced.apply(conn, numbered_updates)
     if not parked:
         return ops
@@ -264,8 +264,7 @@ def _apply(conn: Connection, ops: list[Op]) -> list[Op]:
                                      and (op.table, op.ident) in waiting)]
 
 
-# Statements are built once per shape: SQLAlchemy then finds them in its compiled cache
-# by identity instead of rebuilding each statement and its cache key per batch.
+# Statements are built once per shape: their plans (core/plans.py) are found by identity.
 
 @functools.cache
 def _update(name: str, key: str, columns: tuple[str, ...]) -> Any:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, text
 
+from core import plans
 from core.models import UTCDateTime
 from reports.sql import DAY, HOUR
 
@@ -175,12 +176,12 @@ def _add_states(conn: Connection, level: Level, zone: ZoneInfo,
                   **{f"{s}_s": round(by_state.get(s, 0.0), 6) for s in STATES}}
                  for key, by_state in sorted(rows.items())]
     if kept_rows:
-        conn.execute(_add_states_statement(level), kept_rows)
+        plans.execute(conn, _add_states_statement(level), kept_rows)
     kept_reasons = [{**dict(zip((*columns, "reason"), key, strict=True)),
                      "seconds": round(v, 6)}
                     for key, v in sorted(reasons.items()) if abs(v) > 1e-9]
     if kept_reasons:
-        conn.execute(_add_reasons_statement(level), kept_reasons)
+        plans.execute(conn, _add_reasons_statement(level), kept_reasons)
 
 
 @functools.cache

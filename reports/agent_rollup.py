@@ -21,7 +21,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, text
 
 from core.models import UTCDateTime
 from reports import agent_days
-from reports.sql import bucket
+from reports.sql import IDS, bucket
 
 FIGURES = agent_days.CALL_FIGURES
 
@@ -79,26 +79,25 @@ def _one_statement() -> Any:
     kept figures as they were (a data-modifying WITH and its statement see the same
     snapshot)."""
     names = ", ".join(FIGURES)
-    new = _contribution("postgresql", "i.call_id IN :ids")
+    new = _contribution("postgresql", f"i.call_id = {IDS}")
     negated = ", ".join(f"-{f}" for f in FIGURES)
     sums = ", ".join(f"sum({f}) AS {f}" for f in FIGURES)
     return text(
         f"WITH n AS ({new}), "
-        f"gone AS (DELETE FROM report_call_agents r WHERE r.call_id IN :ids AND NOT EXISTS "
+        f"gone AS (DELETE FROM report_call_agents r WHERE r.call_id = {IDS} AND NOT EXISTS "
         f"(SELECT 1 FROM n WHERE n.call_id = r.call_id AND n.agent_id = r.agent_id)), "
         f"kept AS (INSERT INTO report_call_agents (call_id, agent_id, start, {names}) "
         f"SELECT call_id, agent_id, start, {names} FROM n ON CONFLICT (call_id, agent_id) "
         f"DO UPDATE SET " + ", ".join(f"{f} = excluded.{f}" for f in FIGURES) + "), "
         f"d AS (SELECT start, agent_id, {sums} FROM ("
         f"SELECT start, agent_id, {names} FROM n UNION ALL "
-        f"SELECT start, agent_id, {negated} FROM report_call_agents WHERE call_id IN :ids"
+        f"SELECT start, agent_id, {negated} FROM report_call_agents WHERE call_id = {IDS}"
         f") x GROUP BY start, agent_id), "
         f"days AS ({agent_days.add_calls_sql(agent_days.DAYS, 'd')}), "
         f"hours AS ({agent_days.add_calls_sql(agent_days.HOURS, 'd')}) "
         f"INSERT INTO report_agent_intervals (start, agent_id, {names}) "
         f"SELECT start, agent_id, {names} FROM d ON CONFLICT (start, agent_id) DO UPDATE SET "
-        + ", ".join(f"{f} = report_agent_intervals.{f} + excluded.{f}" for f in FIGURES)
-    ).bindparams(bindparam("ids", expanding=True))
+        + ", ".join(f"{f} = report_agent_intervals.{f} + excluded.{f}" for f in FIGURES))
 
 
 def count(conn: Connection, call_ids: list[str], zone: str = "UTC") -> None:

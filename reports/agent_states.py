@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from core import plans
 from core.models import UTCDateTime
 from core.writer import Insert, Op
 from reports import agent_days
@@ -35,7 +37,7 @@ Seconds = dict[Key, float]
 # The changes of the agents in [lo, hi], and the one before and the one after of each.
 _WINDOW = """
 SELECT agent_id, at, id, state, reason FROM agent_state_changes
- WHERE agent_id IN ({agents}) AND at >= :lo AND at <= :hi
+ WHERE {match} AND at >= :lo AND at <= :hi
 UNION ALL
 SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
@@ -44,6 +46,15 @@ SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
            AND x.at > :hi ORDER BY x.at, x.id LIMIT 1) FROM ({table}) a)
 """
+# The agents as one parameter, so that the statement's text is the same whatever their
+# number (one prepared statement per pooled connection on PostgreSQL, not one per count):
+# an array on PostgreSQL, a JSON list on SQLite. (match, the agents as a table)
+_AGENTS_PARAM = {
+    "postgresql": ("agent_id = ANY(CAST(:agents AS INTEGER[]))",
+                   "SELECT agent_id FROM unnest(CAST(:agents AS INTEGER[])) AS u(agent_id)"),
+    "sqlite": ("agent_id IN (SELECT value FROM json_each(:agents))",
+               "SELECT value AS agent_id FROM json_each(:agents)"),
+}
 _ADD = text("""
 INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
 VALUES (:start, :agent_id, :state, :reason, :seconds)
@@ -147,23 +158,23 @@ def add(conn: Connection, delta: Seconds) -> None:
     rows = [{"start": s, "agent_id": a, "state": st, "reason": r, "seconds": round(v, 6)}
             for (s, a, st, r), v in sorted(delta.items()) if abs(v) > 1e-9]
     if rows:
-        conn.execute(_ADD, rows)
+        plans.execute(conn, _ADD, rows)
 
 
 @functools.cache
-def _window_statement(n: int) -> Any:
-    names = [f"a{k}" for k in range(n)]
-    table = " UNION ALL ".join(f"SELECT CAST(:{a} AS INTEGER) AS agent_id" for a in names)
-    return text(_WINDOW.format(agents=", ".join(f":{a}" for a in names), table=table)) \
-        .bindparams(bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+def _window_statement(dialect: str) -> Any:
+    match, table = _AGENTS_PARAM[dialect]
+    return text(_WINDOW.format(match=match, table=table)).bindparams(
+        bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
 
 
 def _window(conn: Connection, agents: list[int], lo: dt.datetime, hi: dt.datetime,
             ) -> dict[int, list[Change]]:
     found: dict[int, set[Change]] = defaultdict(set)
-    params: dict[str, Any] = {f"a{k}": a for k, a in enumerate(agents)}
+    dialect = conn.dialect.name
+    listed: Any = agents if dialect == "postgresql" else json.dumps(agents)
     for agent, at, ident, state, reason in conn.execute(
-            _window_statement(len(agents)), {**params, "lo": lo, "hi": hi}):
+            _window_statement(dialect), {"agents": listed, "lo": lo, "hi": hi}):
         found[agent].add(Change(_aware(at), ident, state, reason or ""))
     return {agent: sorted(changes) for agent, changes in found.items()}
 

@@ -30,6 +30,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, text
 from core.models import UTCDateTime
 from core.writer import Insert, Op, Update
 from reports import agent_rollup
+from reports.sql import IDS
 
 INTERVAL = dt.timedelta(minutes=15)
 # A call is counted when it ends (its outcome is written), and again when a survey
@@ -142,7 +143,7 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 def _one_statement() -> Any:
     """PostgreSQL: both in one statement; the main query still reads the old figures
     (a data-modifying WITH and its statement see the same snapshot)."""
-    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where="i.call_id IN :ids")
+    calls = _CONTRIBUTION.format(bucket=_BUCKET["postgresql"], where=f"i.call_id = {IDS}")
     names = ", ".join(("call_id", *KEY, *FIGURES))
     changes = ", ".join(
         "max(n.wait_max)" if f == "wait_max" else f"sum(n.{f} - COALESCE(o.{f}, 0))"
@@ -158,8 +159,7 @@ def _one_statement() -> Any:
         f"SELECT n.start, n.queue, n.tier, {changes} FROM n "
         f"LEFT JOIN report_calls o ON o.call_id = n.call_id "
         f"GROUP BY n.start, n.queue, n.tier "
-        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}"
-    ).bindparams(bindparam("ids", expanding=True))
+        f"ON CONFLICT (start, queue, tier) DO UPDATE SET {adds}")
 
 
 @dataclass(frozen=True)

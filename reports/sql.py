@@ -19,6 +19,12 @@ from reports.periods import Interval, Range
 DAY = "CAST(:zone AS text), CAST(start AT TIME ZONE CAST(:zone AS text) AS date)"
 # PostgreSQL: the UTC hour a 15-minute row is in (the agents' hours).
 HOUR = "to_timestamp(floor(extract(epoch FROM start) / 3600) * 3600)"
+# PostgreSQL: a batch's calls (`:ids`) as one array parameter, so that a statement's text
+# is the same whatever their number. An expanding `IN :ids` is a new text per list length,
+# each prepared again and kept by every pooled connection (up to 100-150 prepared
+# statements each, in SQLAlchemy's asyncpg adapter): a node's memory grew for the first
+# quarter hour of a soak (bench/README.md, "One SQL text per statement shape").
+IDS = "ANY(CAST(:ids AS VARCHAR[]))"
 TRUNC = {Interval.hour: "hour", Interval.day: "day", Interval.week: "week",
          Interval.month: "month"}
 

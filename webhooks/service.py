@@ -24,6 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from core import outbox
+from core.redisconn import OUTAGES
 from webhooks import events
 from webhooks.delivery import Sender
 from webhooks.fanout import FanOut
@@ -120,7 +121,14 @@ class Webhooks:
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
                 wait = await one(wait)
-            except Exception:  # Redis or the database away: try again shortly
+            except OUTAGES as e:
+                # Redis away, or a reply later than the socket timeout: the fan-out's read
+                # blocks for `block_s` of it, so a loop held up for seconds on a loaded host
+                # times it out. The next round reads again.
+                log.warning("webhook %s round: Redis unavailable (%s); again in 1 s", what, e)
+                wait = 1.0
+                await asyncio.sleep(1)
+            except Exception:  # the database away, or a fault of ours: try again shortly
                 log.exception("webhook %s round failed", what)
                 wait = 1.0
                 await asyncio.sleep(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
@@ -11,7 +12,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from sqlalchemy import or_, select
+from sqlalchemy import any_, bindparam, or_, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from core import appkeys, auth
@@ -257,10 +259,10 @@ class TokenWatch:
         ids = list(self._sockets)
         valid: set[str] = set()
         async with self._maker() as session:
+            statement = _valid_tokens(session.get_bind().dialect.name)
             for start in range(0, len(ids), 500):
-                valid.update(await session.scalars(select(ApiToken.id).where(
-                    ApiToken.id.in_(ids[start:start + 500]), ApiToken.revoked_at.is_(None),
-                    or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()))))
+                valid.update(await session.scalars(
+                    statement, {"ids": ids[start:start + 500], "now": utcnow()}))
         for token_id in set(ids) - valid:
             sockets = self._sockets.pop(token_id, set())
             if sockets:
@@ -268,6 +270,21 @@ class TokenWatch:
                          len(sockets))
             for ws in list(sockets):
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token revoked")
+
+
+@functools.cache
+def _valid_tokens(dialect: str) -> Any:
+    """The tokens of `:ids` neither revoked nor expired at `:now`. On PostgreSQL the ids
+    are one array: one SQL text (one prepared statement per pooled connection) whatever
+    their number, where an `IN` list is a new text per count of connected tokens."""
+    if dialect == "postgresql":
+        listed = ApiToken.id == any_(bindparam("ids", type_=postgresql.ARRAY(ApiToken.id.type)))
+    else:
+        listed = ApiToken.id.in_(bindparam("ids", expanding=True))
+    return select(ApiToken.id).where(
+        listed, ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None),
+            ApiToken.expires_at > bindparam("now", type_=ApiToken.expires_at.type)))
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from core import plans
 from core.models import UTCDateTime
@@ -36,7 +38,7 @@ Seconds = dict[Key, float]
 # The changes of the agents in [lo, hi], and the one before and the one after of each.
 _WINDOW = """
 SELECT agent_id, at, id, state, reason FROM agent_state_changes
- WHERE agent_id IN ({agents}) AND at >= :lo AND at <= :hi
+ WHERE {match} AND at >= :lo AND at <= :hi
 UNION ALL
 SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
@@ -45,12 +47,29 @@ SELECT agent_id, at, id, state, reason FROM agent_state_changes WHERE id IN (
   SELECT (SELECT x.id FROM agent_state_changes x WHERE x.agent_id = a.agent_id
            AND x.at > :hi ORDER BY x.at, x.id LIMIT 1) FROM ({table}) a)
 """
-_ADD = text("""
+# The agents as one parameter, so that the statement's text is the same whatever their
+# number (one prepared statement per pooled connection on PostgreSQL, not one per count):
+# an array on PostgreSQL, a JSON list on SQLite. (match, the agents as a table)
+_AGENTS_PARAM = {
+    "postgresql": ("agent_id = ANY(CAST(:agents AS INTEGER[]))",
+                   "SELECT agent_id FROM unnest(CAST(:agents AS INTEGER[])) AS u(agent_id)"),
+    "sqlite": ("agent_id IN (SELECT value FROM json_each(:agents))",
+               "SELECT value AS agent_id FROM json_each(:agents)"),
+}
+_UPSERT = """
 INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
-VALUES (:start, :agent_id, :state, :reason, :seconds)
+{rows}
 ON CONFLICT (start, agent_id, state, reason)
 DO UPDATE SET seconds = report_agent_states.seconds + excluded.seconds
-""").bindparams(bindparam("start", type_=UTCDateTime()))
+"""
+_ADD = text(_UPSERT.format(rows="VALUES (:start, :agent_id, :state, :reason, :seconds)")
+            ).bindparams(bindparam("start", type_=UTCDateTime()))
+# PostgreSQL: every row in one statement, a column per array (an executemany runs the
+# statement once per row).
+_ADD_ARRAYS = text(_UPSERT.format(rows=(
+    "SELECT * FROM unnest(CAST(:start AS timestamptz[]), CAST(:agent_id AS integer[]), "
+    "CAST(:state AS text[]), CAST(:reason AS text[]), CAST(:seconds AS float[]))"))
+).bindparams(bindparam("start", type_=ARRAY(UTCDateTime())))
 _AGENTS = text(
     "SELECT id FROM agents UNION SELECT DISTINCT agent_id FROM agent_state_changes "
     "WHERE at >= :since AND at < :until").bindparams(
@@ -147,24 +166,28 @@ def _merge(into: Seconds, other: Seconds, sign: float = 1.0) -> None:
 def add(conn: Connection, delta: Seconds) -> None:
     rows = [{"start": s, "agent_id": a, "state": st, "reason": r, "seconds": round(v, 6)}
             for (s, a, st, r), v in sorted(delta.items()) if abs(v) > 1e-9]
-    if rows:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        plans.execute(conn, _ADD_ARRAYS, [{k: [row[k] for row in rows] for k in rows[0]}])
+    else:
         plans.execute(conn, _ADD, rows)
 
 
 @functools.cache
-def _window_statement(n: int) -> Any:
-    names = [f"a{k}" for k in range(n)]
-    table = " UNION ALL ".join(f"SELECT CAST(:{a} AS INTEGER) AS agent_id" for a in names)
-    return text(_WINDOW.format(agents=", ".join(f":{a}" for a in names), table=table)) \
-        .bindparams(bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
+def _window_statement(dialect: str) -> Any:
+    match, table = _AGENTS_PARAM[dialect]
+    return text(_WINDOW.format(match=match, table=table)).bindparams(
+        bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime()))
 
 
 def _window(conn: Connection, agents: list[int], lo: dt.datetime, hi: dt.datetime,
             ) -> dict[int, list[Change]]:
     found: dict[int, set[Change]] = defaultdict(set)
-    params: dict[str, Any] = {f"a{k}": a for k, a in enumerate(agents)}
+    dialect = conn.dialect.name
+    listed: Any = agents if dialect == "postgresql" else json.dumps(agents)
     for agent, at, ident, state, reason in conn.execute(
-            _window_statement(len(agents)), {**params, "lo": lo, "hi": hi}):
+            _window_statement(dialect), {"agents": listed, "lo": lo, "hi": hi}):
         found[agent].add(Change(_aware(at), ident, state, reason or ""))
     return {agent: sorted(changes) for agent, changes in found.items()}
 

@@ -63,13 +63,14 @@ class Database:
     """A fresh database, its backends' CPU, its transactions; administered from `postgres`
     so that the sampling adds no transaction of its own to the database's count."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, admin: str = ADMIN) -> None:
         self.name = f"{prefix}_{secrets.token_hex(3)}"
-        self.url = make_url(ADMIN).set(database=self.name).render_as_string(
+        self.admin_url = admin
+        self.url = make_url(admin).set(database=self.name).render_as_string(
             hide_password=False)
 
     async def __aenter__(self) -> Database:
-        self.admin = create_async_engine(ADMIN, isolation_level="AUTOCOMMIT")
+        self.admin = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         await self.execute(f'CREATE DATABASE "{self.name}"')
         return self
 

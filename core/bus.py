@@ -17,6 +17,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core.subscription import Subscription, subscription_for
+
 log = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -41,7 +43,7 @@ class Bus:
         self.redis = redis
         self._node_channel = node_channel
         self._callbacks: dict[str, set[Callback]] = defaultdict(set)
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._subscription: Subscription = subscription_for(redis, f"bus:{node_channel}")
         self._ready = asyncio.Event()
         self._resync: set[Resync] = set()
 
@@ -61,7 +63,7 @@ class Bus:
         first = not self._callbacks.get(channel)
         self._callbacks[channel].add(callback)
         if first:
-            await self._pubsub.subscribe(channel)
+            await self._subscription.subscribe(channel)
 
     async def unsubscribe(self, channel: str, callback: Callback) -> None:
         callbacks = self._callbacks.get(channel)
@@ -71,36 +73,32 @@ class Bus:
         if not callbacks:
             del self._callbacks[channel]
             try:
-                await self._pubsub.unsubscribe(channel)
+                await self._subscription.unsubscribe(channel)
             except RedisConnectionError:
                 log.debug("unsubscribe from %s during a Redis outage", channel)
 
     async def run(self) -> None:
         """Deliver messages until cancelled, resubscribing after a Redis outage."""
-        await self._pubsub.subscribe(self._node_channel)
+        await self._subscription.subscribe(self._node_channel)
         self._ready.set()
         # redis-py can swallow a cancellation inside a command; look before each round.
         while not asyncio.current_task().cancelling():  # type: ignore[union-attr]
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                batch = await self._subscription.next()
             except (RedisConnectionError, OSError, RuntimeError) as e:
                 log.warning("pub/sub connection lost (%s); reconnecting", e)
                 await asyncio.sleep(0.5)
                 await self._resubscribe()
                 continue
             except UnicodeDecodeError as e:  # bytes no client of ours sends; the rest flows
-                log.warning("dropped a message that is not UTF-8 (its channel is unknown): %r",
-                            _truncated(e.object))
+                _drop_not_utf8(e.object)
                 continue
-            if message is not None:
-                await self._dispatch(message["channel"], message["data"])
+            for channel, data in batch:
+                await self._dispatch(channel, data)
 
     async def _resubscribe(self) -> None:
         try:
-            # PubSub.aclose is unannotated in redis-py.
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self._node_channel, *self._callbacks)
+            await self._subscription.reconnect([self._node_channel, *self._callbacks])
         except (RedisConnectionError, OSError):
             log.debug("Redis still unreachable")
             return
@@ -112,13 +110,21 @@ class Bus:
                 log.exception("resync after a pub/sub outage failed")
 
     async def _dispatch(self, channel: str, data: str | bytes) -> None:
-        payload = decode(channel, data)
+        if isinstance(data, bytes):  # as read by the raw subscription (core/subscription.py)
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                _drop_not_utf8(data, channel)
+                return
+        else:
+            text = data
+        payload = decode(channel, text)
         if payload is None:
             return
         for callback in list(self._callbacks.get(channel, ())):
             try:
                 if isinstance(callback, Relay):
-                    callback.relay(payload, data if isinstance(data, str) else data.decode())
+                    callback.relay(payload, text)
                     continue
                 result = callback(payload)
                 if result is not None:
@@ -127,8 +133,7 @@ class Bus:
                 log.exception("bus callback for %s failed", channel)
 
     async def close(self) -> None:
-        # PubSub.aclose is unannotated in redis-py.
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._subscription.close()
 
 
 def decode(channel: str, data: str | bytes) -> dict[str, Any] | None:
@@ -143,6 +148,11 @@ def decode(channel: str, data: str | bytes) -> dict[str, Any] | None:
         return payload
     log.warning("dropped a malformed message on %s: %r", channel, _truncated(data))
     return None
+
+
+def _drop_not_utf8(data: bytes, channel: str = "unknown") -> None:
+    log.warning("dropped a message that is not UTF-8 (channel %s): %r", channel,
+                _truncated(data))
 
 
 def _truncated(data: str | bytes, limit: int = 200) -> str | bytes:

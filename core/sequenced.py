@@ -20,10 +20,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Boolean,
     Column,
     ColumnElement,
     Connection,
+    Enum,
+    Float,
+    Integer,
+    String,
     Table,
+    Text,
     any_,
     bindparam,
     case,
@@ -31,12 +38,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core import plans
-from core.models import Base, ParkedUpdate
+from core.models import Base, ParkedUpdate, UTCDateTime
 from core.ops import Update, dumps, loads
 
 PLACEHOLDER = -1
@@ -136,7 +144,11 @@ def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
              **{f"_v_{k}": v for k, v in op.values.items()}})
     changed = 0
     for columns, rows in shapes.items():
-        changed += plans.execute(conn, _statement(name, key, columns), rows)
+        if len(rows) > 1 and conn.dialect.name == "postgresql" and _flat(name, columns):
+            changed += plans.execute(conn, _unnest_statement(name, key, columns),
+                                     [_arrays(conn, name, rows)])
+        else:
+            changed += plans.execute(conn, _statement(name, key, columns), rows)
     return changed
 
 
@@ -168,6 +180,66 @@ def _statement(name: str, key: str, columns: tuple[str, ...]) -> Any:
     statement = update(table).where(table.c[key] == bindparam("_ident"),
                                     table.c.seq != PLACEHOLDER).values(values)
     return statement if name in FILLED_IN else statement.where(newer)
+
+
+# PostgreSQL: the rows of one shape as one statement, joined to one array per column
+# (an executemany runs the statement once per row). Columns of these types travel as
+# arrays as they are; JSON values as the text the column's type makes of them.
+_FLAT_TYPES = (String, Integer, Boolean, Float, UTCDateTime, JSON)
+
+
+@functools.cache
+def _flat(name: str, columns: tuple[str, ...]) -> bool:
+    table = _table(name)
+    return all(isinstance(table.c[c].type, _FLAT_TYPES) and not isinstance(table.c[c].type, Enum)
+               for c in columns)
+
+
+@functools.cache
+def _unnest_statement(name: str, key: str, columns: tuple[str, ...]) -> Any:
+    """As `_statement`, for many rows: `UPDATE ... FROM unnest(...)`."""
+    table = _table(name)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    params = {"_ident": _array_item(table.c[key]), "_seq": _array_item(table.c.seq),
+              **{f"_v_{c}": _array_item(table.c[c]) for c in columns}}
+    arrays = ", ".join(f"CAST(:{p} AS {postgresql.ARRAY(kind).compile(dialect=dialect)})"
+                       for p, kind in params.items())
+    newer = f"{name}.seq <= v._seq"
+
+    def value(c: str) -> str:
+        return f"CAST(v._v_{c} AS JSON)" if isinstance(table.c[c].type, JSON) else f"v._v_{c}"
+    sets = [f"{c} = CASE WHEN {newer} THEN {value(c)} ELSE "
+            + (f"COALESCE({name}.{c}, {value(c)})" if name in FILLED_IN else f"{name}.{c}")
+            + " END" for c in columns]
+    sets.append(f"seq = CASE WHEN {newer} THEN v._seq ELSE {name}.seq END")
+    where = f"{name}.{key} = v._ident AND {name}.seq != {PLACEHOLDER}"
+    if name not in FILLED_IN:
+        where += f" AND {newer}"
+    statement = text(f"UPDATE {name} SET {', '.join(sets)} FROM unnest({arrays}) "
+                     f"AS v({', '.join(params)}) WHERE {where}")
+    return statement.bindparams(*(bindparam(p, type_=postgresql.ARRAY(kind))
+                                  for p, kind in params.items()))
+
+
+def _array_item(column: Column[Any]) -> Any:
+    """A column's type as an array's item: JSON as its text (a JSON list in an array
+    would be taken for a dimension of it)."""
+    return Text() if isinstance(column.type, JSON) else column.type
+
+
+def _arrays(conn: Connection, name: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per parameter; JSON values as the text their column's type makes."""
+    table = _table(name)
+    arrays = {}
+    for p in rows[0]:
+        values = [row[p] for row in rows]
+        column = table.c.get(p.removeprefix("_v_"))
+        if p.startswith("_v_") and column is not None and isinstance(column.type, JSON):
+            process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if process is not None:
+                values = [process(v) for v in values]
+        arrays[p] = values
+    return arrays
 
 
 def _value(column: Column[Any]) -> ColumnElement[Any]:

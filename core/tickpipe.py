@@ -28,7 +28,7 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
-from redis.asyncio.connection import UnixDomainSocketConnection
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -123,6 +123,24 @@ def _error(message: str) -> Exception:
     return cast(Exception, BaseParser.parse_error(message))  # type: ignore[no-untyped-call]
 
 
+def connect_args(redis: Redis) -> dict[str, Any] | None:
+    """Where and how to connect to the one server `redis` talks to (a Unix socket or
+    host and port, db, credentials); None unless it is one fixed server reached without
+    TLS (Sentinel and TLS stay with redis-py)."""
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    if pool.connection_class is UnixDomainSocketConnection:
+        where: dict[str, Any] = {"path": kwargs["path"]}
+    elif (type(pool).__name__ == "ConnectionPool" and pool.connection_class is Connection
+          and "host" in kwargs):  # not TLS, not Sentinel
+        where = {"host": kwargs["host"], "port": kwargs.get("port", 6379)}
+    else:
+        return None
+    where.update(db=kwargs.get("db") or 0, username=kwargs.get("username"),
+                 password=kwargs.get("password"))
+    return where
+
+
 class TickPipe:
     """Commands to one Redis server over one connection, pipelined by loop turn;
     connected on first use and again after a loss."""
@@ -136,17 +154,10 @@ class TickPipe:
     @classmethod
     def for_client(cls, redis: Redis) -> TickPipe | None:
         """A pipe to the server `redis` talks to; None unless it is one fixed server."""
-        pool = redis.connection_pool
-        kwargs = pool.connection_kwargs
-        if pool.connection_class is UnixDomainSocketConnection:
-            where: dict[str, Any] = {"path": kwargs["path"]}
-        elif type(pool).__name__ == "ConnectionPool" and "host" in kwargs:
-            where = {"host": kwargs["host"], "port": kwargs.get("port", 6379)}
-        else:
+        where = connect_args(redis)
+        if where is None:
             return None
-        where.update(db=kwargs.get("db") or 0, username=kwargs.get("username"),
-                     password=kwargs.get("password"))
-        return cls(where, kwargs.get("socket_timeout"))
+        return cls(where, redis.connection_pool.connection_kwargs.get("socket_timeout"))
 
     async def execute(self, *args: Arg) -> Any:
         protocol = self._protocol

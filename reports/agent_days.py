@@ -73,17 +73,17 @@ class Level:
     key: tuple[str, ...]
     of_start: str  # SQL: the key of a 15-minute row (`start`; the center's zone :zone)
     grouped: str  # the positions of `of_start`'s columns and agent_id to group by
-    of_params: str  # SQL: the key from bound parameters named as its columns
+    of_arrays: str  # SQL: the key from array parameters named as its columns
     where: str  # SQL: the rows of the range `touched` gives
     of: Callable[[ZoneInfo, dt.datetime], tuple[Any, ...]]  # the key in Python
     touched: Callable[[ZoneInfo, dt.datetime, dt.datetime], dict[str, Any]]
 
 
 DAYS = Level("report_agent_days", "report_agent_day_reasons", ("zone", "day"), DAY, "2, 3",
-             "CAST(:zone AS text), CAST(:day AS date)",
+             "CAST(:zone AS text[]), CAST(:day AS date[])",
              "zone = :zone AND day >= :first AND day <= :last", _day_of, _days_touched)
 HOURS = Level("report_agent_hours", "report_agent_hour_reasons", ("start",), HOUR, "1, 2",
-              "CAST(:start AS timestamptz)", "start >= :lo AND start < :hi", _hour_of,
+              "CAST(:start AS timestamptz[])", "start >= :lo AND start < :hi", _hour_of,
               _hours_touched)
 LEVELS = (DAYS, HOURS)
 
@@ -176,27 +176,34 @@ def _add_states(conn: Connection, level: Level, zone: ZoneInfo,
                   **{f"{s}_s": round(by_state.get(s, 0.0), 6) for s in STATES}}
                  for key, by_state in sorted(rows.items())]
     if kept_rows:
-        plans.execute(conn, _add_states_statement(level), kept_rows)
+        plans.execute(conn, _add_states_statement(level), [_arrays(kept_rows)])
     kept_reasons = [{**dict(zip((*columns, "reason"), key, strict=True)),
                      "seconds": round(v, 6)}
                     for key, v in sorted(reasons.items()) if abs(v) > 1e-9]
     if kept_reasons:
-        plans.execute(conn, _add_reasons_statement(level), kept_reasons)
+        plans.execute(conn, _add_reasons_statement(level), [_arrays(kept_reasons)])
+
+
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows as one array per column: all of them in one statement (an executemany runs
+    the statement once per row)."""
+    return {k: [row[k] for row in rows] for k in rows[0]}
 
 
 @functools.cache
 def _add_states_statement(level: Level) -> Any:
-    values = ", ".join((level.of_params, "CAST(:agent_id AS integer)",
-                        *(f"CAST(:{c} AS float)" for c in STATE_COLUMNS)))
-    return text(_upsert(level, STATE_COLUMNS, f"VALUES ({values})", add=True))
+    arrays = ", ".join((level.of_arrays, "CAST(:agent_id AS integer[])",
+                        *(f"CAST(:{c} AS float[])" for c in STATE_COLUMNS)))
+    return text(_upsert(level, STATE_COLUMNS, f"SELECT * FROM unnest({arrays})", add=True))
 
 
 @functools.cache
 def _add_reasons_statement(level: Level) -> Any:
     key = ", ".join((*level.key, "agent_id", "reason"))
     return text(
-        f"INSERT INTO {level.reasons} ({key}, seconds) "
-        f"VALUES ({level.of_params}, :agent_id, :reason, :seconds) ON CONFLICT ({key}) "
+        f"INSERT INTO {level.reasons} ({key}, seconds) SELECT * FROM unnest("
+        f"{level.of_arrays}, CAST(:agent_id AS integer[]), CAST(:reason AS text[]), "
+        f"CAST(:seconds AS float[])) ON CONFLICT ({key}) "
         f"DO UPDATE SET seconds = {level.reasons}.seconds + excluded.seconds")
 
 

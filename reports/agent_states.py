@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from core import plans
 from core.models import UTCDateTime
@@ -55,12 +56,20 @@ _AGENTS_PARAM = {
     "sqlite": ("agent_id IN (SELECT value FROM json_each(:agents))",
                "SELECT value AS agent_id FROM json_each(:agents)"),
 }
-_ADD = text("""
+_UPSERT = """
 INSERT INTO report_agent_states (start, agent_id, state, reason, seconds)
-VALUES (:start, :agent_id, :state, :reason, :seconds)
+{rows}
 ON CONFLICT (start, agent_id, state, reason)
 DO UPDATE SET seconds = report_agent_states.seconds + excluded.seconds
-""").bindparams(bindparam("start", type_=UTCDateTime()))
+"""
+_ADD = text(_UPSERT.format(rows="VALUES (:start, :agent_id, :state, :reason, :seconds)")
+            ).bindparams(bindparam("start", type_=UTCDateTime()))
+# PostgreSQL: every row in one statement, a column per array (an executemany runs the
+# statement once per row).
+_ADD_ARRAYS = text(_UPSERT.format(rows=(
+    "SELECT * FROM unnest(CAST(:start AS timestamptz[]), CAST(:agent_id AS integer[]), "
+    "CAST(:state AS text[]), CAST(:reason AS text[]), CAST(:seconds AS float[]))"))
+).bindparams(bindparam("start", type_=ARRAY(UTCDateTime())))
 _AGENTS = text(
     "SELECT id FROM agents UNION SELECT DISTINCT agent_id FROM agent_state_changes "
     "WHERE at >= :since AND at < :until").bindparams(
@@ -157,7 +166,11 @@ def _merge(into: Seconds, other: Seconds, sign: float = 1.0) -> None:
 def add(conn: Connection, delta: Seconds) -> None:
     rows = [{"start": s, "agent_id": a, "state": st, "reason": r, "seconds": round(v, 6)}
             for (s, a, st, r), v in sorted(delta.items()) if abs(v) > 1e-9]
-    if rows:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        plans.execute(conn, _ADD_ARRAYS, [{k: [row[k] for row in rows] for k in rows[0]}])
+    else:
         plans.execute(conn, _ADD, rows)
 
 

@@ -102,3 +102,73 @@ async def test_a_relay_gets_the_text_as_published_and_no_malformed_message(
         await asyncio.gather(task, return_exceptions=True)
         await bus.close()
         await redis.aclose()
+
+
+async def _running_bus(redis: Redis, prefix: str) -> tuple[Bus, asyncio.Task[None]]:
+    bus = Bus(redis, f"{prefix}:ch:node:n1")
+    task = asyncio.create_task(bus.run())
+    await _until(bus._ready.is_set)
+    return bus, task
+
+
+async def _stop(bus: Bus, task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await bus.close()
+
+
+async def test_messages_published_together_arrive_in_order(
+        redis_url: str, redis_prefix: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    bus, task = await _running_bus(redis, redis_prefix)
+    received: list[dict[str, object]] = []
+    channel = f"{redis_prefix}:ch:agent:9"
+    try:
+        await bus.subscribe(channel, received.append)
+        await _until_subscribed(redis, channel)
+        async with redis.pipeline(transaction=False) as pipe:
+            for n in range(500):
+                pipe.publish(channel, f'{{"n": {n}}}')
+            await pipe.execute()
+        await _until(lambda: len(received) == 500)
+        assert received == [{"n": n} for n in range(500)]
+    finally:
+        await _stop(bus, task)
+        await redis.aclose()
+
+
+async def test_a_killed_subscriber_connection_comes_back_and_resyncs(
+        redis_url: str, redis_prefix: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    bus, task = await _running_bus(redis, redis_prefix)
+    received: list[dict[str, object]] = []
+    resynced = asyncio.Event()
+
+    async def resync() -> None:
+        resynced.set()
+
+    bus.on_resubscribed(resync)
+    channel = f"{redis_prefix}:ch:agent:10"
+    try:
+        await bus.subscribe(channel, received.append)
+        await _until_subscribed(redis, channel)
+        name = f"bus:{redis_prefix}:ch:node:n1"
+        killed = [c for c in await redis.client_list(_type="pubsub") if c["name"] == name]
+        assert len(killed) == 1, "the bus's connection carries its name"
+        await redis.execute_command("CLIENT", "KILL", "ID", killed[0]["id"])
+        await asyncio.wait_for(resynced.wait(), timeout=10)
+        await _until_subscribed(redis, channel)
+        await redis.publish(channel, '{"after": "reconnect"}')
+        await _until(lambda: received)
+        assert received == [{"after": "reconnect"}]
+        assert not task.done(), "the bus task died"
+    finally:
+        await _stop(bus, task)
+        await redis.aclose()
+
+
+async def _until_subscribed(redis: Redis, channel: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await redis.pubsub_numsub(channel))[0][1] == 0:
+        assert time.monotonic() < deadline, f"nobody subscribed to {channel}"
+        await asyncio.sleep(0.01)

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import bindparam, delete, text
+from sqlalchemy import bindparam, delete, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.models import ReportAgentInterval, ReportCallAgent, UTCDateTime
@@ -152,3 +152,41 @@ async def test_agent_call_rollup_equals_the_records_and_a_rebuild(settings, sess
         await conn.run_sync(Rollups().rebuild, DAY, DAY + dt.timedelta(days=1))
     async with engine.connect() as conn:
         assert await conn.run_sync(agent_report, day) == rolled
+
+
+@pytest.mark.postgres
+async def test_the_rollups_of_any_number_of_calls_are_the_same_statements_on_postgresql():
+    """The calls of a batch go to the rollups as one array: one statement text (one
+    prepared statement on each connection) whatever their number, not an IN list of as
+    many parameters; the figures agree with the records."""
+    from core import db
+    from tests.conftest import POSTGRES_URL, reset_schema
+
+    assert POSTGRES_URL is not None
+    await reset_schema(POSTGRES_URL)
+    engine = db.create_engine(POSTGRES_URL)
+    texts: list[set[str]] = []  # per batch: the rollup statements it ran
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "report_call" in statement:
+            texts[-1].add(statement)
+
+    writer = RecordWriter(engine, hooks=[Rollups()])
+    try:
+        calls = [f"b{n}" for n in range(4)]
+        await writer.write([op for c in calls for op in offer(c, "09:00")])
+        await writer.write([op for c in calls for op in answer(c, "09:00", 7, 5.0)])
+        event.listen(engine.sync_engine, "before_cursor_execute", seen)
+        texts.append(set())
+        await writer.write(end("b0", "09:00", 60.0))
+        texts.append(set())
+        await writer.write([op for c in calls[1:] for op in end(c, "09:00", 60.0)])
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        day = Range(DAY, DAY + dt.timedelta(days=1), Interval.day, ZONE)
+        async with engine.connect() as conn:
+            rolled = await conn.run_sync(agent_report, day)
+            expected = await conn.run_sync(from_records, day)
+    finally:
+        await engine.dispose()
+    assert len(texts[0]) == 2 and texts[0] == texts[1]  # the calls', the agents' rollup
+    assert calls_by_agent(rolled) == expected and expected[7]["handled"] == 4

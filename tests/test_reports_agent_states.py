@@ -14,9 +14,9 @@ import datetime as dt
 import random
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from core.models import ReportAgentState
+from core.models import ReportAgentDay, ReportAgentHourReason, ReportAgentState
 from core.writer import Insert, RecordWriter
 from reports.agent_states import AgentStates
 from tests.conftest import make_settings
@@ -96,3 +96,42 @@ async def test_late_replayed_and_concurrent_batches_give_the_same_seconds(sessio
     async with sessions.kw["bind"].begin() as conn:
         await conn.run_sync(AgentStates().rebuild, at("08:00:00"), at("12:00:00"))
     assert await stored(sessions) == expected(1, 2, 3)
+
+
+async def test_many_agents_changes_in_one_batch_are_one_statement_per_rollup_table(sessions):
+    """A batch with many agents' changes gives each agent the seconds worked out by hand;
+    on PostgreSQL (quarter hours, days, hours and their reasons) each table's rows go in
+    one statement (arrays), not one execution per row."""
+    engine = sessions.kw["bind"]
+    inserts: list[tuple[str, bool]] = []  # (table, executemany) of each rollup INSERT
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("INSERT INTO report_agent"):
+            inserts.append((statement.split()[2], executemany))
+
+    agents = list(range(1, 13))
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        writer = RecordWriter(engine, hooks=[AgentStates()])
+        await writer.write([change(a, *c) for a in agents for c in CHANGES])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+    assert await stored(sessions) == expected(*agents)
+    if engine.dialect.name != "postgresql":
+        return
+    assert sorted(inserts) == sorted(
+        (table, False) for table in ("report_agent_states", "report_agent_days",
+                                     "report_agent_hours", "report_agent_day_reasons",
+                                     "report_agent_hour_reasons"))
+    async with sessions() as session:
+        days = (await session.execute(select(
+            ReportAgentDay.agent_id, ReportAgentDay.available_s,
+            ReportAgentDay.not_ready_s))).all()
+        hours = (await session.execute(select(
+            ReportAgentHourReason.agent_id, ReportAgentHourReason.start,
+            ReportAgentHourReason.reason, ReportAgentHourReason.seconds))).all()
+    assert sorted((a, round(av, 3), round(nr, 3)) for a, av, nr in days) == [
+        (a, 1740.0, 3000.0) for a in agents]
+    assert sorted((a, s.astimezone(dt.UTC).hour, r, round(v, 3)) for a, s, r, v in hours) == [
+        (a, h, "lunch", v) for a in agents for h, v in ((9, 1200.0), (10, 1800.0))]

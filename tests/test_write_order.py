@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import db
@@ -126,6 +126,44 @@ async def test_two_nodes_storing_one_calls_writes_at_once_agree_with_the_live_st
         assert interaction.outcome == "abandoned" and interaction.answered_at is not None
         assert interaction.legs == [{"agent_id": 7}]
     assert await parked(engine) == 0
+
+
+async def test_many_calls_numbered_updates_in_one_batch_apply_as_one_by_one(engine):
+    """A batch with many calls' numbered updates: each row ends as if its updates were
+    applied in their order, older ones dropped (calls) or filling in (interactions); on
+    PostgreSQL each shape and round is one statement (arrays), not one per row."""
+    updates: list[tuple[str, bool]] = []  # (table, executemany) of each UPDATE
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE"):
+            updates.append((statement.split()[1], executemany))
+
+    calls = [f"m-{n}" for n in range(12)]
+    writer = RecordWriter(engine)
+    await writer.write([op for c in calls for op in offer(c)])
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        # Every call answered (2), the even ones hung up (4) too: two rounds.
+        await writer.write([op for n, c in enumerate(calls)
+                            for op in [*answered(c), *(hung_up(c) if n % 2 == 0 else [])]])
+        await writer.write([op for c in calls for op in transferred(c)])  # 3: late for some
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+    for n, c in enumerate(calls):
+        call, interaction = await record(engine, c)
+        if n % 2 == 0:  # the transfer came after the hang-up it preceded
+            assert (call.state, call.queue, call.seq) == ("abandoned", "support", 4), c
+            assert (interaction.outcome, interaction.seq) == ("abandoned", 4), c
+        else:
+            assert (call.state, call.queue, call.agent_id, call.seq) == (
+                "queued", "support", None, 3), c
+            assert (interaction.outcome, interaction.seq) == (None, 3), c
+        assert interaction.legs == [{"agent_id": 7}], c  # filled in either way
+        assert interaction.answered_at is not None and interaction.wait_s == 5.0, c
+    if engine.dialect.name == "postgresql":
+        # calls and interactions: two rounds of the first batch, one of the second
+        assert sorted(updates) == [("calls", False)] * 3 + [("interactions", False)] * 3
 
 
 async def test_each_step_of_a_call_numbers_the_writes_it_owes(center):

@@ -34,7 +34,7 @@ import redis as sync_redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Deployment, cpu_s, free_port, rss_mb, wait_healthy, workdir
+from harness import Deployment, cpu_s, free_port, phone, rss_mb, wait_healthy, workdir
 
 from core.keys import Keys
 
@@ -55,8 +55,10 @@ async def connect(http: aiohttp.ClientSession, url: str, headers: dict[str, str]
     raise AssertionError("unreachable")
 
 
-async def pump(ws: aiohttp.ClientWebSocketResponse, events: int, window: int, tag: str) -> int:
-    """Send `events` frames keeping `window` unanswered; returns how many were acked."""
+async def pump(ws: aiohttp.ClientWebSocketResponse, events: int, window: int, tag: str,
+               callers: int = 1) -> int:
+    """Send `events` frames keeping `window` unanswered; returns how many were acked. The
+    calls come from `callers` known customers in turn (1: all from one)."""
     answered = acked = 0
     inflight = asyncio.Semaphore(window)
 
@@ -72,7 +74,7 @@ async def pump(ws: aiohttp.ClientWebSocketResponse, events: int, window: int, ta
     task = asyncio.create_task(reader())
     for n in range(events // 2):
         call_id = f"{tag}-{n}"
-        for kind, extra in (("call.offered", {"ani": "+8613800000001"}),
+        for kind, extra in (("call.offered", {"ani": phone(1 + n % callers)}),
                             ("call.ended", {"cause": "caller_hangup"})):
             await inflight.acquire()
             await ws.send_str(json.dumps({"type": kind, "event_id": f"{kind}-{call_id}",
@@ -84,7 +86,7 @@ async def pump(ws: aiohttp.ClientWebSocketResponse, events: int, window: int, ta
 
 
 async def throughput(url: str, headers: list[dict[str, str]], events: int, window: int,
-                     pids: list[int]) -> tuple[float, list[float], int]:
+                     pids: list[int], callers: int = 1) -> tuple[float, list[float], int]:
     """Acked events per second over len(headers) connections, CPU ms per acked event of
     each process in `pids`, and the events not acked. The connections are opened (and
     signed in) before the clock starts, and closed after it stopped."""
@@ -95,7 +97,7 @@ async def throughput(url: str, headers: list[dict[str, str]], events: int, windo
             cpu, start = [cpu_s(p) for p in pids], time.perf_counter()
             async with asyncio.timeout(STEP_TIMEOUT_S):
                 done = sum(await asyncio.gather(*(
-                    pump(ws, per, window, f"t{i}-{time.time_ns()}")
+                    pump(ws, per, window, f"t{i}-{time.time_ns()}", callers)
                     for i, ws in enumerate(sockets))))
             wall = time.perf_counter() - start
             ms = [(cpu_s(p) - c) * 1000 / max(done, 1) for p, c in zip(pids, cpu, strict=True)]
@@ -114,7 +116,7 @@ async def throughput_table(url: str, base_url: str, tokens: list[str], pids: lis
         heads = [{"Authorization": f"Bearer {t}"} for t in tokens[:conns]]
         for _ in range(args.repeat):
             ours, cpu, lost = await throughput(f"{url}/ws/telephony", heads, args.events,
-                                               args.window, pids)
+                                               args.window, pids, args.callers)
             bare, bare_cpu, _ = await throughput(f"{base_url}/echo", heads, args.events,
                                                  args.window, [base_pid])
             note = f"  ({lost} events not acked)" if lost else ""
@@ -282,7 +284,7 @@ async def run(args: argparse.Namespace) -> None:
     with workdir(args.workdir) as tmp:
         # The embedded defaults (SQLite file, the node's own redis-server), as one node runs.
         deployment = Deployment(tmp, f"sqlite+aiosqlite:///{tmp / 'gw.db'}", None)
-        tokens = await deployment.prepare(max(args.agent_steps), 10)
+        tokens = await deployment.prepare(max(args.agent_steps), max(10, args.callers + 1))
         pbx_tokens = await _pbx_tokens(deployment, 20)
         url = deployment.start_node(free_port())
         base_url = f"http://127.0.0.1:{base_port}"
@@ -362,6 +364,9 @@ def main() -> None:
                         help="events per throughput measurement (0 skips throughput)")
     parser.add_argument("--window", type=int, default=32, help="unanswered events per connection")
     parser.add_argument("--repeat", type=int, default=3, help="throughput measurements each")
+    parser.add_argument("--callers", type=int, default=1,
+                        help="customers the calls come from in turn (1: one customer's "
+                             "number, +8613800000001)")
     parser.add_argument("--connections", type=ints, default=[1, 20],
                         help="PBX connections of each throughput row (at most 20)")
     parser.add_argument("--agent-steps", type=ints, default=[0, 250, 500, 1000])

@@ -41,7 +41,7 @@ async def main(n: int) -> None:
                                    open_complaint=rng.random() < 0.1)
                 now = 1000.0 + k
                 t = time.perf_counter()
-                _, a = await router.offer(call, now, now)
+                a = (await router.offer(call, now, now)).assignment
                 times.append((time.perf_counter() - t) * 1000)
                 assert a is not None
                 await router.store.drop_call(call.call_id, "default")

@@ -288,8 +288,8 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
             dnis=frame.dnis, customer_id=customer_id, tier=tier, ivr=ivr, offered_at=now,
             node_id=self.node_id, integration=integration)
         try:
-            rings, assignment = await self.router.offer(
-                call, now, now, event=self._mark(frame, ops), read_sticky=True,
+            rings, assignment, queued = await self.router.offer(
+                call, now, now, event=self._mark(frame, ops), read_sticky=True, notice=True,
                 integration=integration,
                 ani=frame.ani, dnis=frame.dnis, customer_id=customer_id or "",
                 pop=orjson.dumps(pop).decode())
@@ -300,7 +300,10 @@ class TelephonyEvents(HoldEvents, ConsultEvents, RecordingPauseEvents, CallbackE
         if assignment is not None:
             return Applied([await self._dispatch(assignment, integration, reply=True)], ops)
         await self._schedule_widening(frame.call_id, rings, now, now)
-        return Applied([await self._queued_notice(frame.call_id)], ops)
+        # Where it waits was noted in the offer's own step (route.queued).
+        notice = {} if queued is None else messages.route_queued(
+            frame.call_id, queued.queue, queued.position, queued.wait_s)
+        return Applied([notice], ops)
 
     async def _route_notice(self, call_id: str) -> dict[str, Any]:
         """Where a live call stands, as the PBX hears it: queued, or ringing an agent.

@@ -11,6 +11,34 @@ from __future__ import annotations
 
 from routing.queue_index import INDEX_LIB
 
+# queued_notice(ckey, waiting prefix, stats, pending callbacks, pool prefix, the handle
+# time to assume before any call was handled, call key prefix): where a waiting call
+# stands and how long it will wait (routing/estimate.py: position x average handle time /
+# agents serving the queue), noted on the call as announced, only while it waits (a call
+# that hung up meanwhile gets no key back). Callbacks of its queue waiting for an agent
+# with a better place (routing/callbacks.py) are ahead of it too.
+# {1, queue, position, estimated wait (s), agents serving} | {0}
+QUEUED_NOTICE_LIB = """
+local function queued_notice(ckey, wp, stats, callbacks, pp, default_aht, cp)
+  if redis.call('HGET', ckey, 'state') ~= 'queued' then return {0} end
+  local queue = redis.call('HGET', ckey, 'queue')
+  local rank = redis.call('ZRANK', wp .. queue, redis.call('HGET', ckey, 'id'))
+  if not rank then return {0} end
+  local score, position = tonumber(redis.call('HGET', ckey, 'score')), rank + 1
+  for _, cb in ipairs(redis.call('ZRANGE', callbacks, 0, -1)) do
+    local f = redis.call('HMGET', cp .. cb, 'state', 'queue', 'score')
+    if f[1] == 'queued' and f[2] == queue and tonumber(f[3]) < score then
+      position = position + 1
+    end
+  end
+  local aht = tonumber(redis.call('HGET', stats, 'aht') or default_aht)
+  local serving = redis.call('SCARD', pp .. 'serving:queue:' .. queue)
+  local wait = math.floor(position * aht / math.max(1, serving) + 0.5)
+  redis.call('HSET', ckey, 'announced_position', position, 'announced_wait', wait)
+  return {1, queue, position, wait, serving}
+end
+"""
+
 # enqueue(first): a new call joins its queue, unless a call with its id is live already
 # (0) or its event was applied before ({2, what the event key holds}, as
 # routing/transitions.py guard_call). The call notes when it joined the queue
@@ -103,15 +131,21 @@ return enqueue(8)
 
 # The offer in one step: the call joins its queue and takes the first available agent of
 # its open rings. Answers {1, agent id, pool key, agent after, call after} (reserved),
-# {0, 'no_agent'} (queued), or the refusal of enqueue above as {4} (a call with this id
-# is live), {2, event key value} (the event was applied before), {3} (the customer is
-# being erased).
-# KEYS: as enqueue, then the pool keys of the open rings, innermost first;
-# ARGV: as enqueue (1-7), then the agent key prefix, then the call's field/value pairs.
-OFFER = INDEX_LIB + ENQUEUE_LIB + RESERVE_LIB + """
-local queued = enqueue(9)
+# {0, 'no_agent', queued notice} (queued; the notice as queued_notice answers it, {0}
+# when ARGV[9] is ''), or the refusal of enqueue above as {4} (a call with this id is
+# live), {2, event key value} (the event was applied before), {3} (the customer is being
+# erased).
+# KEYS: as enqueue, then stats, pending callbacks, then the pool keys of the open rings,
+# innermost first;
+# ARGV: as enqueue (1-7), then the agent key prefix, the waiting prefix ('': no notice),
+# the handle time to assume, the call key prefix, then the call's field/value pairs.
+OFFER = INDEX_LIB + ENQUEUE_LIB + RESERVE_LIB + QUEUED_NOTICE_LIB + """
+local queued = enqueue(12)
 if queued == 0 then return {4} end
 if queued == 3 then return {3} end
 if queued ~= 1 then return queued end
-return reserve_from(KEYS[1], KEYS[2], 7, ARGV[6], ARGV[8], ARGV[7])
+local reserved = reserve_from(KEYS[1], KEYS[2], 9, ARGV[6], ARGV[8], ARGV[7])
+if reserved[1] == 1 or ARGV[9] == '' then return reserved end
+return {0, 'no_agent', queued_notice(KEYS[1], ARGV[9], KEYS[7], KEYS[8], ARGV[7], ARGV[10],
+                                     ARGV[11])}
 """

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from routing import engine
 from routing.engine import AgentProfile, CallProfile, RoutingPolicy
 from routing.queue_index import Taken
 from routing.states import SELECTABLE, WORKING, AgentState
-from routing.store import RoutingStore
+from routing.store import QueuedAt, RoutingStore
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,15 @@ class Assignment:
         if self.scanned_at is not None:
             reason["scanned_at"] = self.scanned_at
         return reason
+
+
+class Offered(NamedTuple):
+    """A new call's arrival: its rings, and the agent it took or (asked for) where it
+    waits."""
+
+    rings: list[engine.Ring]
+    assignment: Assignment | None
+    queued: QueuedAt | None = None
 
 
 @dataclass
@@ -140,26 +149,27 @@ class Router:
 
     async def offer(self, call: CallProfile, offered_at: float, now: float, *,
                     event: tuple[str, bytes] | None = None, read_sticky: bool = False,
-                    **fields: str | int | float) -> tuple[list[engine.Ring], Assignment | None]:
+                    notice: bool = False, **fields: str | int | float) -> Offered:
         """Queue a new call and give it an agent if one is free, in one step; `event` is
-        stored in the same step (see RoutingStore.offer). `read_sticky`: whether its
-        sticky agent works is read here, not taken from `call`."""
+        stored in the same step (see RoutingStore.offer), and with `notice` where a call
+        left waiting stands. `read_sticky`: whether its sticky agent works is read here,
+        not taken from `call`."""
         rings = await (self.arrival_rings(call) if read_sticky else self.rings_for(call))
         score = engine.call_priority(call, offered_at, self.policy_for(call.queue))
         waited = now - offered_at
         opened = engine.open_rings(rings, waited)
-        queued, reservation = await self.store.offer(
+        queued, reservation, queued_at = await self.store.offer(
             call.call_id, call.queue, score, rings,
             {"offered_at": offered_at, "tier": call.tier, **fields}, now=now, event=event,
-            pools=[r.pool for r in opened])
+            pools=[r.pool for r in opened], notice=notice)
         if not queued:
             raise CallLive(call.call_id)
         if reservation is None:
-            return rings, None
+            return Offered(rings, None, queued_at)
         ring = next(r for r in opened if r.pool == reservation.pool)
-        return rings, Assignment(call.call_id, reservation.agent_id, ring.rule, ring.pool,
-                                 waited, call.tier, score, reservation.agent,
-                                 reservation.call, on="arrival")
+        return Offered(rings, Assignment(call.call_id, reservation.agent_id, ring.rule,
+                                         ring.pool, waited, call.tier, score,
+                                         reservation.agent, reservation.call, on="arrival"))
 
     async def route_call(self, call_id: str, now: float,
                          call: dict[str, Any] | None = None) -> Assignment | None:

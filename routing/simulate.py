@@ -114,7 +114,7 @@ class Simulation:
             call_id=call.call_id, queue=plan.queue, tier=plan.tier,
             queue_skills=self.router.queues.get(plan.queue, ()),
             sticky_agent_id=sticky, sticky_agent_working=working, intent_skill=plan.intent)
-        rings, assignment = await self.router.offer(profile, now, now)
+        rings, assignment, _ = await self.router.offer(profile, now, now)
         call.rings = tuple(rings)
         call.score = engine.priority_score(now, plan.tier, self.router.policy)
         call.state = "queued"

@@ -307,23 +307,31 @@ class RoutingStore:
     async def offer(self, call_id: str, queue: str, score: float, rings: list[Ring],
                     fields: Mapping[str, str | int | float], *, now: float,
                     pools: Iterable[str], event: tuple[str, bytes] | None = None,
-                    ) -> tuple[bool, Reservation | None]:
+                    notice: bool = False,
+                    ) -> tuple[bool, Reservation | None, QueuedAt | None]:
         """Queue a new call and, in the same step, reserve the first available agent of
-        `pools` (its open rings' pools, innermost first): (False, None) when a call with
-        this id is live already, else (True, the reservation or None). Raises EventSeen
-        when `event` was applied before, CustomerErasing when its customer is being
-        erased."""
+        `pools` (its open rings' pools, innermost first): (False, None, None) when a call
+        with this id is live already, else (True, the reservation or None, and with
+        `notice` for a call left waiting, where it stands as `queued_notice` notes it).
+        Raises EventSeen when `event` was applied before, CustomerErasing when its
+        customer is being erased."""
         args, keys = self._arrival(call_id, queue, score, rings, fields, now, event)
-        result = await self._offer(keys=[*keys, *(self.keys.pool(p) for p in pools)],
-                                   args=[*args[:7], self._agent_prefix, *args[7:]])
+        result = await self._offer(
+            keys=[*keys, self.keys.stats, self.keys.callbacks,
+                  *(self.keys.pool(p) for p in pools)],
+            args=[*args[:7], self._agent_prefix, self.keys.waiting("") if notice else "",
+                  DEFAULT_AHT_S, self.keys.call(""), *args[7:]])
         code = int(result[0])
         if code == 2:
             raise EventSeen(result[1])
         if code == 3:
             raise CustomerErasing(str(fields["customer_id"]))
         if code == 4:
-            return False, None
-        return True, self._reservation(result)
+            return False, None, None
+        reservation = self._reservation(result)
+        if reservation is not None or len(result) < 3:
+            return True, reservation, None
+        return True, None, _queued_at(result[2])
 
     def _arrival(self, call_id: str, queue: str, score: float, rings: list[Ring],
                  fields: Mapping[str, str | int | float], now: float,
@@ -575,9 +583,7 @@ class RoutingStore:
         result = await self._queued_notice(
             keys=[self.keys.call(call_id), self.keys.stats, self.keys.callbacks],
             args=[self.keys.waiting(""), self._pool_prefix, DEFAULT_AHT_S, self.keys.call("")])
-        if not result[0]:
-            return None
-        return QueuedAt(result[1], int(result[2]), int(result[3]), int(result[4]))
+        return _queued_at(result)
 
     async def average_handle_s(self) -> float | None:
         """The recent average handle time (talk and wrap-up), None before any call."""
@@ -599,3 +605,9 @@ class RoutingStore:
         other = _pairs(result[4]) if len(result) > 4 else {}
         watched = bool(int(result[5])) if len(result) > 5 else True
         return Step(True, result[1], _pairs(result[2]), int(result[3]), other, watched)
+
+
+def _queued_at(result: list) -> QueuedAt | None:  # type: ignore[type-arg]
+    if not result[0]:
+        return None
+    return QueuedAt(result[1], int(result[2]), int(result[3]), int(result[4]))

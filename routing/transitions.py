@@ -7,6 +7,7 @@ state moved on and does nothing. Used through RoutingStore (routing/store.py).
 
 from __future__ import annotations
 
+from routing.arrival import QUEUED_NOTICE_LIB
 from routing.queue_index import INDEX_LIB
 from routing.staffing import STAFF_LIB
 
@@ -305,24 +306,9 @@ return 1
 # KEYS: call, stats, pending callbacks; ARGV: waiting prefix, pool prefix, the handle time
 # to assume before any call was handled, call key prefix.
 # {1, queue, position, estimated wait (s), agents serving} | {0}
-QUEUED_NOTICE = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return {0} end
-local queue = redis.call('HGET', KEYS[1], 'queue')
-local rank = redis.call('ZRANK', ARGV[1] .. queue, redis.call('HGET', KEYS[1], 'id'))
-if not rank then return {0} end
--- callbacks waiting for an agent of this queue with a better place count as ahead
-local score, position = tonumber(redis.call('HGET', KEYS[1], 'score')), rank + 1
-for _, cb in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  local f = redis.call('HMGET', ARGV[4] .. cb, 'state', 'queue', 'score')
-  if f[1] == 'queued' and f[2] == queue and tonumber(f[3]) < score then
-    position = position + 1
-  end
-end
-local aht = tonumber(redis.call('HGET', KEYS[2], 'aht') or ARGV[3])
-local serving = redis.call('SCARD', ARGV[2] .. 'serving:queue:' .. queue)
-local wait = math.floor(position * aht / math.max(1, serving) + 0.5)
-redis.call('HSET', KEYS[1], 'announced_position', position, 'announced_wait', wait)
-return {1, queue, position, wait, serving}
+# (routing/arrival.py; an offer that queues its call runs it in its own step)
+QUEUED_NOTICE = QUEUED_NOTICE_LIB + """
+return queued_notice(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # A call back into a queue from the states in ARGV[1] (";"), in one step.

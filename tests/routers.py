@@ -19,5 +19,5 @@ async def sign_in(router: Router, agent_id: int, skills: set[str], now: float,
 async def offer(router: Router, call_id: str, at: float, *, tier: str = "standard",
                 intent: str | None = None, now: float | None = None) -> str | None:
     profile = CallProfile(call_id, "default", tier, intent_skill=intent)
-    _, assignment = await router.offer(profile, at, at if now is None else now)
+    _, assignment, _ = await router.offer(profile, at, at if now is None else now)
     return assignment and str(assignment.agent_id)

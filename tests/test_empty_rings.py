@@ -23,7 +23,7 @@ def test_an_empty_ring_holds_for_nothing_and_the_later_rings_open_sooner():
 
 
 async def billing_rings(router) -> list[tuple[str, float]]:
-    rings, _ = await router.offer(CallProfile("probe", "default", intent_skill="billing"),
+    rings, _, _ = await router.offer(CallProfile("probe", "default", intent_skill="billing"),
                                   100.0, 100.0)
     await router.store.drop_call("probe", "default")
     return [(r.pool, r.opens_after_s) for r in rings]

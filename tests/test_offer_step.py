@@ -16,7 +16,8 @@ NOW = 1_700_000_000.0
 async def test_an_arriving_call_is_queued_and_reserved_in_one_step(routers) -> None:
     router = routers[0]
     await sign_in(router, 1, set(), NOW)
-    rings, assignment = await router.offer(CallProfile("c1", "default", "standard"), NOW, NOW)
+    assignment = (await router.offer(CallProfile("c1", "default", "standard"), NOW, NOW)
+                  ).assignment
     assert assignment is not None and assignment.agent_id == 1
     assert (assignment.on, assignment.rule, assignment.pool) == (
         "arrival", "queue", "queue:default")
@@ -25,7 +26,7 @@ async def test_an_arriving_call_is_queued_and_reserved_in_one_step(routers) -> N
     store = router.store
     assert await store.waiting_count("default") == 0
     assert (await store.agent(1))["call_id"] == "c1"
-    _, second = await router.offer(CallProfile("c2", "default", "standard"), NOW, NOW)
+    second = (await router.offer(CallProfile("c2", "default", "standard"), NOW, NOW)).assignment
     assert second is None, "nobody left: the second call waits"
     assert await store.waiting_count("default") == 1
 
@@ -36,7 +37,7 @@ async def test_two_nodes_offering_at_once_never_give_one_agent_two_calls(routers
     for n in range(10):
         offers = [r.offer(CallProfile(f"r{n}-{i}", "default", "standard"), NOW, NOW)
                   for i, r in enumerate([*routers, *routers])]
-        got = [a for _, a in await asyncio.gather(*offers) if a is not None]
+        got = [o.assignment for o in await asyncio.gather(*offers) if o.assignment is not None]
         agents = [a.agent_id for a in got]
         assert len(agents) == len(set(agents)) == 3, agents
         for a in got:  # the agents free again for the next round
@@ -48,7 +49,7 @@ async def test_two_nodes_offering_at_once_never_give_one_agent_two_calls(routers
 
 async def _rings(router: Router, call_id: str) -> list[str]:
     call = CallProfile(call_id, "default", "standard", sticky_agent_id=7)
-    rings, _ = await router.offer(call, NOW, NOW, read_sticky=True)
+    rings = (await router.offer(call, NOW, NOW, read_sticky=True)).rings
     return [ring.pool for ring in rings]
 
 
@@ -69,7 +70,8 @@ async def test_a_hang_up_says_whether_a_monitor_or_a_command_follows_the_call(ro
     for call_id, answered, followed in (("h1", False, False), ("h2", False, True),
                                         ("h3", True, False), ("h4", True, True)):
         await store.make_available(1, NOW, force=True)
-        _, taken = await router.offer(CallProfile(call_id, "default", "standard"), NOW, NOW)
+        taken = (await router.offer(CallProfile(call_id, "default", "standard"), NOW, NOW)
+                 ).assignment
         assert taken is not None and taken.agent_id == 1
         if answered:
             assert (await store.answer(call_id, 1, NOW, timers="t", rona="r")).won
@@ -81,3 +83,30 @@ async def test_a_hang_up_says_whether_a_monitor_or_a_command_follows_the_call(ro
                                    watched=followers)
         assert step.won and step.watched is followed, call_id
         await store.redis.delete(*followers)
+
+
+async def test_an_offer_left_waiting_says_where_it_waits_in_the_same_step(routers) -> None:
+    """route.queued's position and estimate come from the offer's own step, noted on the
+    call as announced; a callback of the queue with a better place counts as ahead."""
+    router = routers[0]
+    store = router.store
+    await sign_in(router, 1, set(), NOW)
+    taken = await router.offer(CallProfile("q0", "default", "standard"), NOW, NOW, notice=True)
+    assert taken.assignment is not None and taken.queued is None, "taken at once: no notice"
+    first = await router.offer(CallProfile("q1", "default", "standard"), NOW, NOW, notice=True)
+    assert first.assignment is None and first.queued is not None
+    assert (first.queued.queue, first.queued.position) == ("default", 1)
+    await store.redis.zadd(store.keys.callbacks, {"cb-1": NOW})
+    await store.redis.hset(store.keys.call("cb-1"), mapping={
+        "state": "queued", "queue": "default", "score": NOW - 1_000})
+    second = await router.offer(CallProfile("q2", "default", "standard"), NOW + 1, NOW + 1,
+                                notice=True)
+    assert second.queued is not None and second.queued.position == 3
+    call = await store.call("q2")
+    assert (call["announced_position"], call["announced_wait"]) == (
+        "3", str(second.queued.wait_s))
+    # Asked separately later, the same answer.
+    assert await store.queued_notice("q2") == second.queued
+    # Without `notice`, nothing is noted.
+    third = await router.offer(CallProfile("q3", "default", "standard"), NOW + 2, NOW + 2)
+    assert third.queued is None and "announced_position" not in await store.call("q3")

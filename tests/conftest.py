@@ -17,7 +17,12 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from callcenter.app import create_app
 from core import db
@@ -312,3 +317,12 @@ async def routers(redis_url: str, redis_prefix: str) -> AsyncIterator[list[Route
     yield out
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture
+async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A fresh schema on the test's database, and an engine to it."""
+    await reset_schema(any_database_url)
+    engine = db.create_engine(any_database_url)
+    yield engine
+    await engine.dispose()

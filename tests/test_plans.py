@@ -6,7 +6,7 @@ them (SQLite: the driver's raw values; PostgreSQL: each row as text)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core import db, plans, sequenced, writer
 from core.models import Base, UTCDateTime
 from reports import agent_days, agent_states
-from tests.conftest import reset_schema
 
 Fill = Callable[[Connection], Any]
 
@@ -39,14 +38,6 @@ TABLES = ("calls", "interactions", "processed_events", "agent_state_changes", "c
           "audit_log", "parked_updates")
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 STAMP = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await reset_schema(any_database_url)
-    engine = db.create_engine(any_database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def stored(engine: AsyncEngine, fill: Fill, names: tuple[str, ...]) -> list[Any]:

@@ -10,12 +10,10 @@ its first quarter hour of a soak (bench/README.md, "One SQL text per statement s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import db
 from core.auth import issue_token, revoke
@@ -25,18 +23,9 @@ from core.writer import Insert, Op, RecordWriter, numbered
 from cti import records
 from reports.agent_states import AgentStates
 from reports.rollup import Rollups
-from tests.conftest import reset_schema
 
 T0 = 1.7e9
 ONLY_POSTGRES = [pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture
-async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await reset_schema(any_database_url)
-    engine = db.create_engine(any_database_url)
-    yield engine
-    await engine.dispose()
 
 
 def offered(call_id: str) -> list[Op]:

@@ -14,17 +14,8 @@ from core import db
 from core.models import Call, Interaction, ParkedUpdate
 from core.writer import Op, RecordWriter, numbered
 from cti import records
-from tests.conftest import reset_schema
 
 T0 = 1.7e9
-
-
-@pytest.fixture
-async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await reset_schema(any_database_url)
-    engine = db.create_engine(any_database_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

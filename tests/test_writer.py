@@ -21,14 +21,6 @@ from tests.conftest import reset_schema
 
 
 @pytest.fixture
-async def engine(any_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await reset_schema(any_database_url)
-    engine = db.create_engine(any_database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 async def writer(engine: AsyncEngine) -> AsyncIterator[RecordWriter]:
     writer = RecordWriter(engine)
     writer.start()

@@ -79,6 +79,9 @@ class CallLanes:
     """
 
     def __init__(self, limit: int = 256) -> None:
+        # Made on the loop: each frame's future and task come from it without asking
+        # asyncio for the running loop (a getpid system call each on Python 3.11).
+        self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(limit)
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,9 +93,9 @@ class CallLanes:
             work.close()  # the connection is closing: the frame was never started
             raise
         previous = self._tails.get(call_id)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = self._loop.create_future()
         self._tails[call_id] = done
-        task = asyncio.create_task(self._run(call_id, previous, done, work))
+        task = self._loop.create_task(self._run(call_id, previous, done, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -103,13 +103,17 @@ class CallLanes:
                    done: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
         try:
             if previous is not None:
-                await asyncio.shield(previous)
+                # Awaited as it is, not shielded (a shield is a future and two callbacks
+                # more per chained frame): only this frame waits on it, so a cancellation
+                # of this frame that cancels it cancels nobody else's wait.
+                await previous
             await work
         except Exception:
             log.exception("serving a frame of call %s failed", call_id)
         finally:
             work.close()  # cancelled before it started (shutdown): dropped, never acked
-            done.set_result(None)
+            if not done.done():  # cancelled by the next frame's cancellation
+                done.set_result(None)
             if self._tails.get(call_id) is done:
                 del self._tails[call_id]
             self._slots.release()

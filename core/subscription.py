@@ -21,7 +21,7 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core.tickpipe import connect_args
+from core.tickpipe import Arg, Commands, connect_args, open_connection
 
 Message = tuple[str, str | bytes]
 
@@ -66,7 +66,7 @@ class RedisPySubscription:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-class _Reading(asyncio.Protocol):
+class _Reading(Commands):
     """Messages parsed as the socket delivers them, queued for the bus's task."""
 
     def __init__(self) -> None:
@@ -94,10 +94,10 @@ class _Reading(asyncio.Protocol):
         self.lost = RedisConnectionError(f"pub/sub connection to Redis lost: {exc}")
         self.wake.set()
 
-    def send(self, *args: str | bytes) -> None:
+    def send(self, args: Sequence[Arg]) -> None:
         if self.transport is None or self.transport.is_closing():
             raise self.lost or RedisConnectionError("pub/sub connection is closed")
-        self.transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
+        self.transport.write(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
 
 
 class RawSubscription:
@@ -111,12 +111,12 @@ class RawSubscription:
     async def subscribe(self, *channels: str) -> None:
         reading = self._reading or await self._connected()
         if reading.lost is None:  # else the bus's next round reconnects to them all
-            reading.send("SUBSCRIBE", *channels)
+            reading.send(("SUBSCRIBE", *channels))
 
     async def unsubscribe(self, channel: str) -> None:
         reading = self._reading
         if reading is not None and reading.lost is None:
-            reading.send("UNSUBSCRIBE", channel)
+            reading.send(("UNSUBSCRIBE", channel))
 
     async def next(self) -> list[Message]:
         reading = self._reading or await self._connected()
@@ -131,7 +131,7 @@ class RawSubscription:
     async def reconnect(self, channels: Sequence[str]) -> None:
         await self.close()
         reading = await self._connected()
-        reading.send("SUBSCRIBE", *channels)
+        reading.send(("SUBSCRIBE", *channels))
 
     async def close(self) -> None:
         if self._reading is not None and self._reading.transport is not None:
@@ -145,17 +145,6 @@ class RawSubscription:
             return self._reading
 
     async def _connect(self) -> _Reading:
-        loop, where = asyncio.get_running_loop(), self._where
-        try:
-            if "path" in where:
-                _, reading = await loop.create_unix_connection(_Reading, where["path"])
-            else:
-                _, reading = await loop.create_connection(_Reading, where["host"],
-                                                          where["port"])
-        except OSError as e:
-            raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
-        if where["password"]:
-            user = [where["username"]] if where["username"] else []
-            reading.send("AUTH", *user, where["password"])
-        reading.send("CLIENT", "SETNAME", self._name)
+        reading = await open_connection(self._where, _Reading)  # a subscriber needs no db
+        reading.send(("CLIENT", "SETNAME", self._name))
         return reading

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redisconn import log_failure
 from core.subscription import Subscription, subscription_for
@@ -40,11 +41,13 @@ class Relay:
 
 
 class Bus:
-    def __init__(self, redis: Redis, node_channel: str) -> None:
+    def __init__(self, redis: Redis, node_channel: str,
+                 subscription: Subscription | None = None) -> None:
         self.redis = redis
         self._node_channel = node_channel
         self._callbacks: dict[str, set[Callback]] = defaultdict(set)
-        self._subscription: Subscription = subscription_for(redis, f"bus:{node_channel}")
+        self._subscription: Subscription = (
+            subscription or subscription_for(redis, f"bus:{node_channel}"))
         self._ready = asyncio.Event()
         self._resync: set[Resync] = set()
 
@@ -79,7 +82,8 @@ class Bus:
                 log.debug("unsubscribe from %s during a Redis outage", channel)
 
     async def run(self) -> None:
-        """Deliver messages until cancelled, resubscribing after a Redis outage."""
+        """Deliver messages until cancelled, resubscribing after a Redis outage (or a
+        connection gone silent: core/subscription.py)."""
         await self._subscription.subscribe(self._node_channel)
         self._ready.set()
         # redis-py can swallow a cancellation inside a command; look before each round.
@@ -100,7 +104,7 @@ class Bus:
     async def _resubscribe(self) -> None:
         try:
             await self._subscription.reconnect([self._node_channel, *self._callbacks])
-        except (RedisConnectionError, OSError):
+        except (RedisConnectionError, RedisTimeoutError, OSError):
             log.debug("Redis still unreachable")
             return
         log.info("pub/sub subscribed again to %d channels", len(self._callbacks) + 1)

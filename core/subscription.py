@@ -116,7 +116,8 @@ class RedisPySubscription:
         if response is None:
             return []
         beat.heard(clock())
-        message = await self._pubsub.handle_message(response, ignore_subscribe_messages=True)
+        message = await self._pubsub.handle_message(  # type: ignore[no-untyped-call]
+            response, ignore_subscribe_messages=True)
         if message is None or message["type"] != "message":
             return []
         return [(message["channel"], message["data"])]

@@ -29,6 +29,14 @@ STRICT = any(os.environ.get(flag, "").lower() in {"1", "true"}
 
 NewPage = Callable[..., Awaitable[Page]]
 
+# How long an `expect` waits for its condition. Playwright's 5 s was too short in a CI
+# run of two suites at once (2 cores, load 6): a complaint's POST had not come back
+# within it (the form's buttons were still disabled, no error). These tests check what
+# the page shows, not how fast; latency has its own benchmarks (bench/). A condition
+# that never holds still fails, after 20 s.
+EXPECT_TIMEOUT_MS = 20_000
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:

@@ -81,6 +81,9 @@ class CallLanes:
     """
 
     def __init__(self, limit: int = 256) -> None:
+        # Made on the loop: each frame's future and task come from it without asking
+        # asyncio for the running loop (a getpid system call each on Python 3.11).
+        self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(limit)
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,9 +95,9 @@ class CallLanes:
             work.close()  # the connection is closing: the frame was never started
             raise
         previous = self._tails.get(call_id)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = self._loop.create_future()
         self._tails[call_id] = done
-        task = asyncio.create_task(self._run(call_id, previous, done, work))
+        task = self._loop.create_task(self._run(call_id, previous, done, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -102,13 +105,17 @@ class CallLanes:
                    done: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
         try:
             if previous is not None:
-                await asyncio.shield(previous)
+                # Awaited as it is, not shielded (a shield is a future and two callbacks
+                # more per chained frame): only this frame waits on it, so a cancellation
+                # of this frame that cancels it cancels nobody else's wait.
+                await previous
             await work
         except Exception:
             log.exception("serving a frame of call %s failed", call_id)
         finally:
             work.close()  # cancelled before it started (shutdown): dropped, never acked
-            done.set_result(None)
+            if not done.done():  # cancelled by the next frame's cancellation
+                done.set_result(None)
             if self._tails.get(call_id) is done:
                 del self._tails[call_id]
             self._slots.release()

@@ -90,6 +90,10 @@ def _handshake(where: dict[str, Any], select_db: bool) -> list[list[Arg]]:
 
 class _Protocol(Commands):
     def __init__(self, timeout_s: float | None = None) -> None:
+        # Made on the loop (the connection's factory): every command's future comes from
+        # it, without asking asyncio for the running loop (a getpid system call each on
+        # Python 3.11).
+        self.loop = asyncio.get_running_loop()
         self.reader = hiredis.Reader(encoding="utf-8")
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.sent_at: deque[float] = deque()  # when each waiting command was sent
@@ -103,7 +107,7 @@ class _Protocol(Commands):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if self.timeout_s is not None:
-            self._watch = asyncio.get_running_loop().call_later(self.timeout_s / 4, self._check)
+            self._watch = self.loop.call_later(self.timeout_s / 4, self._check)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -127,7 +131,7 @@ class _Protocol(Commands):
         a loop held up (a full collection on a loaded host) between sending and writing a
         command, or before reading its reply, gets a turn to write and read first."""
         assert self.timeout_s is not None and self.transport is not None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         oldest = self.waiting[0] if self.waiting else None
         if oldest is None or loop.time() - self.sent_at[0] <= self.timeout_s:
             self._overdue = None
@@ -149,7 +153,7 @@ class _Protocol(Commands):
                 done.set_exception(error)
 
     def send(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         done: asyncio.Future[Any] = loop.create_future()
         if self.lost is not None or self.transport is None:
             done.set_exception(self.lost or RedisConnectionError("not connected"))

@@ -60,6 +60,8 @@ from harness import (  # noqa: E402
     LoadRun,
     cpu_s,
     free_port,
+    switches,
+    syscalls,
     wait_healthy,
     workdir,
 )
@@ -292,25 +294,6 @@ async def loaded_statements(url: str, dep: Deployment, tokens: list[tuple[int, s
         await asyncio.sleep(1.5)  # the last wrap-ups and their writes
         seen = less_idle(sql.take(), idle, 3, time.perf_counter() - t0)
     return Counter({k: n / offered for k, n in seen.items()})
-
-
-def syscalls(pid: int) -> tuple[int, int]:
-    """The write and read system calls a process has made so far (`/proc/<pid>/io`:
-    write/writev and read/readv, which uvloop's sockets and SQLite's files use; not
-    send/recv)."""
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["syscw"]), int(fields["syscr"])
-
-
-def switches(pid: int) -> int:
-    """Context switches of all the process's threads so far: the event loop's and the
-    worker threads' (SQLite's writes and reads), each hop between them a few."""
-    total = 0
-    for status in Path(f"/proc/{pid}/task").glob("*/status"):
-        for line in status.read_text().splitlines():
-            if "ctxt_switches:" in line:
-                total += int(line.split()[1])
-    return total
 
 
 async def _drain(run: LoadRun, timeout: float) -> None:

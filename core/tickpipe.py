@@ -22,8 +22,8 @@ import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import hiredis
 from redis._parsers.base import BaseParser
@@ -38,8 +38,62 @@ log = logging.getLogger(__name__)
 Arg = str | bytes | int | float
 
 
-class _Protocol(asyncio.Protocol):
+class Commands(asyncio.Protocol):
+    """The protocol of one connection to Redis: it sends a command (its reply, or None
+    when the protocol does not answer replies to callers)."""
+
+    def send(self, args: Sequence[Arg]) -> asyncio.Future[Any] | None:
+        raise NotImplementedError
+
+
+P = TypeVar("P", bound=Commands)
+
+
+async def open_connection(where: dict[str, Any], protocol_factory: Callable[[], P],
+                          timeout_s: float | None = None, *, select_db: bool = False) -> P:
+    """A connection to the server `where` (`connect_args`: a Unix socket or host and port)
+    made within `timeout_s` (None: no bound), authenticated when it has credentials and
+    switched to its db when `select_db`. Failures are redis-py's exceptions."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout_s):
+            if "path" in where:
+                transport, protocol = await loop.create_unix_connection(protocol_factory,
+                                                                        where["path"])
+            else:
+                transport, protocol = await loop.create_connection(
+                    protocol_factory, where["host"], where["port"])
+    except TimeoutError as e:  # before OSError, of which it is one
+        raise RedisTimeoutError(f"cannot connect to Redis within {timeout_s:g} s") from e
+    except OSError as e:
+        raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
+    try:
+        for command in _handshake(where, select_db):
+            reply = protocol.send(command)
+            if reply is not None:
+                await reply
+    except BaseException:
+        transport.close()
+        raise
+    return protocol
+
+
+def _handshake(where: dict[str, Any], select_db: bool) -> list[list[Arg]]:
+    commands: list[list[Arg]] = []
+    if where["password"]:
+        user = [where["username"]] if where["username"] else []
+        commands.append(["AUTH", *user, where["password"]])
+    if select_db and where["db"]:
+        commands.append(["SELECT", where["db"]])
+    return commands
+
+
+class _Protocol(Commands):
     def __init__(self, timeout_s: float | None = None) -> None:
+        # Made on the loop (the connection's factory): every command's future comes from
+        # it, without asking asyncio for the running loop (a getpid system call each on
+        # Python 3.11).
+        self.loop = asyncio.get_running_loop()
         self.reader = hiredis.Reader(encoding="utf-8")
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.sent_at: deque[float] = deque()  # when each waiting command was sent
@@ -53,7 +107,7 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if self.timeout_s is not None:
-            self._watch = asyncio.get_running_loop().call_later(self.timeout_s / 4, self._check)
+            self._watch = self.loop.call_later(self.timeout_s / 4, self._check)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -77,7 +131,7 @@ class _Protocol(asyncio.Protocol):
         a loop held up (a full collection on a loaded host) between sending and writing a
         command, or before reading its reply, gets a turn to write and read first."""
         assert self.timeout_s is not None and self.transport is not None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         oldest = self.waiting[0] if self.waiting else None
         if oldest is None or loop.time() - self.sent_at[0] <= self.timeout_s:
             self._overdue = None
@@ -99,7 +153,7 @@ class _Protocol(asyncio.Protocol):
                 done.set_exception(error)
 
     def send(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         done: asyncio.Future[Any] = loop.create_future()
         if self.lost is not None or self.transport is None:
             done.set_exception(self.lost or RedisConnectionError("not connected"))
@@ -186,31 +240,10 @@ class TickPipe:
         async with self._lock:
             if self._protocol is not None and self._protocol.lost is None:
                 return self._protocol
-            protocol = await self._connect_once()
-            c = self._connect
-            if c["password"]:
-                auth = [c["username"], c["password"]] if c["username"] else [c["password"]]
-                await protocol.send(["AUTH", *auth])
-            if c["db"]:
-                await protocol.send(["SELECT", c["db"]])
-            self._protocol = protocol
-            return protocol
-
-    async def _connect_once(self) -> _Protocol:
-        loop = asyncio.get_running_loop()
-        c, made = self._connect, lambda: _Protocol(self.timeout_s)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                if "path" in c:
-                    _, protocol = await loop.create_unix_connection(made, c["path"])
-                else:
-                    _, protocol = await loop.create_connection(made, c["host"], c["port"])
-        except TimeoutError as e:  # before OSError, of which it is one
-            raise RedisTimeoutError(f"cannot connect to Redis within {self.timeout_s:g} s"
-                                    ) from e
-        except OSError as e:
-            raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
-        return protocol
+            self._protocol = await open_connection(
+                self._connect, lambda: _Protocol(self.timeout_s), self.timeout_s,
+                select_db=True)
+            return self._protocol
 
 
 class Script:

@@ -22,7 +22,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from core.redisconn import OUTAGES
+from core.redisconn import OUTAGES, log_failure
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,10 @@ class TimerLoop:
             try:
                 await self.handler(timer)
             except Exception:
-                # Logged with its traceback; the timer fires again after its lease.
-                log.exception("timer %s failed; it fires again after its lease", timer.member)
+                # A Redis timeout is one warning line, a fault an ERROR with its traceback;
+                # either way the timer fires again after its lease (handlers may run twice).
+                log_failure(log, "timer %s failed; it fires again after its lease",
+                            timer.member)
                 continue
             fired.append(timer)
         return fired

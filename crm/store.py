@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import (
+    Connection,
+    Integer,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Complaint, Customer, CustomerPhone, Interaction
@@ -139,18 +149,19 @@ async def last_good_agent(session: AsyncSession, customer_id: str) -> int | None
         .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
         .limit(_STICKY_LOOKBACK)
     )
-    return _sticky(rows)
+    return _sticky(rows.mappings())
 
 
-def _sticky(rows: Iterable[Any]) -> int | None:
+def _sticky(rows: Iterable[Mapping[Any, Any]]) -> int | None:
     """The first agent, newest call first, whose answered calls went well until then."""
     passed_over: set[int | None] = set()
     for row in rows:
-        if row.outcome != "answered" or row.agent_id is None or row.agent_id in passed_over:
+        agent_id, score = row["agent_id"], row["survey_score"]
+        if row["outcome"] != "answered" or agent_id is None or agent_id in passed_over:
             continue
-        if not row.complaint_flag and (row.survey_score is None or row.survey_score >= 3):
-            return int(row.agent_id)
-        passed_over.add(row.agent_id)
+        if not row["complaint_flag"] and (score is None or score >= 3):
+            return int(agent_id)
+        passed_over.add(agent_id)
     return None
 
 
@@ -197,68 +208,96 @@ async def profile_by_phone(session: AsyncSession, ani: str,
 # compiled cache by identity and skips rebuilding the statement, its cache key and the
 # result columns on every call (which cost more than the queries themselves).
 
-_caller = CustomerPhone.__table__.alias("caller")
+# The profile is one statement: the customer with its phones, its open complaints and
+# its latest calls, one part each of a UNION ALL, in the order each part is shown
+# (`kind`, then `ord`). Three statements were three executions (on PostgreSQL three round
+# trips) for every offered call.
 
-_BY_CUSTOMER = (
-    select(*_PROFILE_COLUMNS, CustomerPhone.phone)
-    .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-    .where(Customer.id == bindparam("customer_id"))
-    .order_by(CustomerPhone.position, CustomerPhone.phone))
+_PHONE = CustomerPhone.phone.label("phone")
+_CUSTOMER_PART = (*_PROFILE_COLUMNS, _PHONE)
+_HISTORY_COLUMNS = (*_INTERACTION_COLUMNS, Interaction.survey_score)
 
-_BY_NUMBER = (
-    select(*_PROFILE_COLUMNS, CustomerPhone.phone)
-    .join(_caller, _caller.c.customer_id == Customer.id)
-    .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-    .where(_caller.c.phone.in_(bindparam("candidates", expanding=True)))
-    .order_by(_caller.c.phone != bindparam("preferred"), CustomerPhone.position,
-              CustomerPhone.phone))
 
-_OPEN_COMPLAINTS = (
-    select(*_COMPLAINT_COLUMNS)
-    .where(Complaint.customer_id == bindparam("customer_id"), is_open_complaint())
-    .order_by(Complaint.created_at, Complaint.id))
+def _nulls(columns: Sequence[Any], prefix: str = "") -> list[Any]:
+    """Each column's place in a part that does not fill it: a NULL of the column's type
+    (PostgreSQL types two untyped NULLs as text; the first part's types also decide how
+    the rows are read)."""
+    return [cast(null(), c.type).label(f"{prefix}{c.key}") for c in columns]
 
-# One look at the latest calls serves both the history shown and the sticky agent.
-_HISTORY = (
-    select(*_INTERACTION_COLUMNS, Interaction.survey_score)
-    .where(Interaction.customer_id == bindparam("customer_id"))
-    .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
-    .limit(_STICKY_LOOKBACK))
+
+def _profile_statement(who: Any) -> Any:
+    """The profile of the customer whose id `who` (an SQL expression) is."""
+    history = (select(*_HISTORY_COLUMNS).where(Interaction.customer_id == who)
+               .order_by(Interaction.offered_at.desc(), Interaction.id.desc())
+               .limit(_STICKY_LOOKBACK).subquery())
+    customer = (
+        select(literal_column("0", Integer).label("kind"),
+               func.row_number().over(order_by=(CustomerPhone.position, CustomerPhone.phone))
+               .label("ord"), *_CUSTOMER_PART, *_nulls(_COMPLAINT_COLUMNS, "complaint_"),
+               *_nulls(_HISTORY_COLUMNS, "interaction_"))
+        .select_from(Customer).outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(Customer.id == who))
+    complaints = (
+        select(literal_column("1", Integer),
+               func.row_number().over(order_by=(Complaint.created_at, Complaint.id)),
+               *_nulls(_CUSTOMER_PART), *_COMPLAINT_COLUMNS, *_nulls(_HISTORY_COLUMNS))
+        .where(Complaint.customer_id == who, is_open_complaint()))
+    calls = select(literal_column("2", Integer), func.row_number().over(
+        order_by=(history.c.offered_at.desc(), history.c.id.desc())),
+        *_nulls(_CUSTOMER_PART), *_nulls(_COMPLAINT_COLUMNS),
+        *(history.c[c.key] for c in _HISTORY_COLUMNS))
+    union = union_all(customer, complaints, calls).subquery()
+    return select(union).order_by(union.c.kind, union.c.ord)
+
+
+# The customer a number belongs to: the number as dialled first, then as international.
+_CALLER = (select(CustomerPhone.customer_id)
+           .where(CustomerPhone.phone.in_(bindparam("candidates", expanding=True)))
+           .order_by(CustomerPhone.phone != bindparam("preferred"))
+           .limit(1).scalar_subquery())
+
+_BY_CUSTOMER = _profile_statement(bindparam("customer_id"))
+_BY_NUMBER = _profile_statement(_CALLER)
+
+_CUSTOMER_KEYS = tuple(c.key for c in _PROFILE_COLUMNS)
+_COMPLAINT_KEYS = tuple(c.key for c in _COMPLAINT_COLUMNS)
+_INTERACTION_KEYS = tuple(c.key for c in _INTERACTION_COLUMNS)
 
 
 def profile_of_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
-    rows = conn.execute(_BY_CUSTOMER, {"customer_id": customer_id}).all()
-    return _profile(conn, rows) if rows else None
+    return _profile(conn.execute(_BY_CUSTOMER, {"customer_id": customer_id}).all())
 
 
 def profile_of_number(conn: Connection, ani: str,
                       default_region: str = DEFAULT_REGION) -> dict[str, Any] | None:
-    """Three indexed queries: the customer with its phones, its open complaints, its
-    latest interactions."""
+    """One statement: the customer with its phones, its open complaints, its latest
+    interactions."""
     candidates = phone_candidates(ani, default_region)
     if not candidates:
         return None
-    rows = conn.execute(_BY_NUMBER, {"candidates": candidates,
-                                     "preferred": candidates[0]}).all()
-    if not rows:
+    return _profile(conn.execute(_BY_NUMBER, {"candidates": candidates,
+                                              "preferred": candidates[0]}).all())
+
+
+def _profile(rows: Sequence[Any]) -> dict[str, Any] | None:
+    if not rows or rows[0].kind != 0:
         return None
-    return _profile(conn, [row for row in rows if row.id == rows[0].id])
-
-
-def _profile(conn: Connection, rows: Sequence[Any]) -> dict[str, Any]:
-    customer = {k: v for k, v in rows[0]._mapping.items() if k != "phone"}
+    first = rows[0]._mapping
+    customer = {k: first[k] for k in _CUSTOMER_KEYS}
     customer["tags"] = list(customer["tags"] or [])
     customer["churn_reasons"] = list(customer["churn_reasons"] or [])
-    complaints = [_isoformat(row._mapping) for row in
-                  conn.execute(_OPEN_COMPLAINTS, {"customer_id": customer["id"]})]
-    history = conn.execute(_HISTORY, {"customer_id": customer["id"]}).all()
+    complaints = [_isoformat({k: row._mapping[f"complaint_{k}"] for k in _COMPLAINT_KEYS})
+                  for row in rows if row.kind == 1]
+    history = [{k: row._mapping[f"interaction_{k}"] for k in (*_INTERACTION_KEYS,
+                                                              "survey_score")}
+               for row in rows if row.kind == 2]
     return {
         **customer,
         "at_risk": at_risk_line(customer["tier"], customer["churn_reasons"], len(complaints)),
-        "phones": [row.phone for row in rows if row.phone is not None],
+        "phones": [row.phone for row in rows if row.kind == 0 and row.phone is not None],
         "open_complaints": complaints,
-        "recent_interactions": [_isoformat({k: v for k, v in row._mapping.items()
-                                            if k != "survey_score"}) for row in history[:5]],
+        "recent_interactions": [_isoformat({k: call[k] for k in _INTERACTION_KEYS})
+                                for call in history[:5]],
         "last_agent_id": _sticky(history),
     }
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from core import appkeys
 from core.bus import Bus
 from core.keys import Keys
+from core.redisconn import log_failure
 from cti.ari_callbacks import AriCallbacks, CallbackMessage, callback_leg, is_callback
 from cti.ari_calls import AriConfig, CallControl
 from cti.ari_client import AriClient, AriError
@@ -252,7 +253,7 @@ class AriAdapter:
             async with lock:
                 await fn(*args)
         except Exception:
-            log.exception("ARI %s: handling for call %s failed", self.config.app, key)
+            log_failure(log, "ARI %s: handling for call %s failed", self.config.app, key)
         finally:
             self._pending[key] -= 1
             if self._pending[key] <= 0:

@@ -20,6 +20,7 @@ from core.db import Read, session_reader
 from core.gathered import GatheredReads
 from core.keys import Keys
 from core.models import Call
+from core.redisconn import log_failure
 from core.timers import Timer, Timers
 from core.writer import Op
 from cti import messages
@@ -253,4 +254,4 @@ class CallContext:
             try:
                 await observer(name, data)
             except Exception:
-                log.exception("observer failed on %s", name)
+                log_failure(log, "observer failed on %s", name)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core import appkeys, ws_auth
 from core.auth import Principal
+from core.bus import Relay
 from core.models import Role
 from core.web import watch_token
 from core.ws import Connection, error_frame
@@ -46,9 +47,10 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
     conn.start()
     channel = app[appkeys.KEYS].telephony_channel(principal.name)
     bus = app[appkeys.BUS]
-    await bus.subscribe(channel, conn)
-    log.info("telephony integration %s connected", principal.name)
     lanes = CallLanes()
+    relay = LaneRelay(conn, lanes)
+    await bus.subscribe(channel, relay)
+    log.info("telephony integration %s connected", principal.name)
     app[appkeys.METRICS].websockets.labels("telephony").inc()
     watch = watch_token(app, principal, ws)
     try:
@@ -64,7 +66,7 @@ async def _connected(request: web.Request, principal: Principal) -> web.WebSocke
         watch.cancel()
         app[appkeys.METRICS].websockets.labels("telephony").dec()
         await lanes.drain()
-        await bus.unsubscribe(channel, conn)
+        await bus.unsubscribe(channel, relay)
         await conn.close()
         log.info("telephony integration %s disconnected", principal.name)
     return ws
@@ -79,6 +81,9 @@ class CallLanes:
     """
 
     def __init__(self, limit: int = 256) -> None:
+        # Made on the loop: each frame's future and task come from it without asking
+        # asyncio for the running loop (a getpid system call each on Python 3.11).
+        self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(limit)
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,9 +95,9 @@ class CallLanes:
             work.close()  # the connection is closing: the frame was never started
             raise
         previous = self._tails.get(call_id)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = self._loop.create_future()
         self._tails[call_id] = done
-        task = asyncio.create_task(self._run(call_id, previous, done, work))
+        task = self._loop.create_task(self._run(call_id, previous, done, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -100,20 +105,51 @@ class CallLanes:
                    done: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
         try:
             if previous is not None:
-                await asyncio.shield(previous)
+                # Awaited as it is, not shielded (a shield is a future and two callbacks
+                # more per chained frame): only this frame waits on it, so a cancellation
+                # of this frame that cancels it cancels nobody else's wait.
+                await previous
             await work
         except Exception:
             log.exception("serving a frame of call %s failed", call_id)
         finally:
             work.close()  # cancelled before it started (shutdown): dropped, never acked
-            done.set_result(None)
+            if not done.done():  # cancelled by the next frame's cancellation
+                done.set_result(None)
             if self._tails.get(call_id) is done:
                 del self._tails[call_id]
             self._slots.release()
 
+    def busy(self, call_id: str) -> asyncio.Future[None] | None:
+        """Done when the frames of `call_id` read so far are served; None if they are."""
+        return self._tails.get(call_id)
+
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class LaneRelay(Relay):
+    """What the bus publishes for an integration, in order with the replies to its frames.
+
+    A message about a call that this connection is still serving a frame of is sent
+    after that frame's replies. Without it, another node could route a call this node
+    was queueing and its `route.connect` reach the PBX before this node's `ack` and
+    `route.queued` for the offer (which wait for the database write): the PBX would
+    hear "queued" last and stop ringing the agent.
+    """
+
+    def __init__(self, conn: Connection, lanes: CallLanes) -> None:
+        self._conn = conn
+        self._lanes = lanes
+
+    def relay(self, message: dict[str, Any], text: str) -> None:
+        call_id = message.get("call_id")
+        busy = self._lanes.busy(call_id) if isinstance(call_id, str) else None
+        if busy is None:
+            self._conn.relay(message, text)
+        else:
+            busy.add_done_callback(lambda _: self._conn.relay(message, text))
 
 
 def _call_id(data: str) -> str:

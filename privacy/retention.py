@@ -31,6 +31,7 @@ from core.models import (
     ProcessedEvent,
     QualityEvaluation,
 )
+from core.redisconn import log_failure
 from core.settings import Settings
 from core.timers import Timer, Timers
 
@@ -96,7 +97,7 @@ class Retention:
             try:
                 await self.tick()
             except Exception:  # the timer stays due: the next poll (here or elsewhere) retries
-                log.exception("retention sweep failed")
+                log_failure(log, "retention sweep failed")
             await asyncio.sleep(self.poll_s)
 
     async def sweep(self, now: dt.datetime) -> Report:

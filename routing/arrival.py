@@ -20,11 +20,12 @@ from routing.queue_index import INDEX_LIB
 # {1, queue, position, estimated wait (s), agents serving} | {0}
 QUEUED_NOTICE_LIB = """
 local function queued_notice(ckey, wp, stats, callbacks, pp, default_aht, cp)
-  if redis.call('HGET', ckey, 'state') ~= 'queued' then return {0} end
-  local queue = redis.call('HGET', ckey, 'queue')
-  local rank = redis.call('ZRANK', wp .. queue, redis.call('HGET', ckey, 'id'))
+  local call = redis.call('HMGET', ckey, 'state', 'queue', 'id', 'score')
+  if call[1] ~= 'queued' then return {0} end
+  local queue = call[2]
+  local rank = redis.call('ZRANK', wp .. queue, call[3])
   if not rank then return {0} end
-  local score, position = tonumber(redis.call('HGET', ckey, 'score')), rank + 1
+  local score, position = tonumber(call[4]), rank + 1
   for _, cb in ipairs(redis.call('ZRANGE', callbacks, 0, -1)) do
     local f = redis.call('HMGET', cp .. cb, 'state', 'queue', 'score')
     if f[1] == 'queued' and f[2] == queue and tonumber(f[3]) < score then
@@ -59,10 +60,14 @@ local function enqueue(first)
   end
   if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
   if redis.call('EXISTS', KEYS[6]) == 1 then return 3 end
-  for i = first, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSETNX', KEYS[1], 'seq', 1)  -- the offer's writes are the call's first
+  -- the call's fields and when it joined, in one command (each command a script runs
+  -- costs Redis about as much as a small command sent by a client)
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'queued_at', string.format('%d.%06d', t[1], t[2]))
+  local fields = {unpack(ARGV, first)}
+  fields[#fields + 1] = 'queued_at'
+  fields[#fields + 1] = string.format('%d.%06d', t[1], t[2])
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('HSETNX', KEYS[1], 'seq', 1)  -- the offer's writes are the call's first
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
   index_call(KEYS[1], ARGV[1], ARGV[6], ARGV[7])
   redis.call('SADD', KEYS[3], ARGV[1])

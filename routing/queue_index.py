@@ -25,18 +25,22 @@ from core.keys import Keys
 # A ring opens at `offered_at + opens_after_s` (routing/engine.py, the same epsilon).
 INDEX_LIB = """
 local RING_EPSILON = 1e-6
--- Each ring of a call: its pool and when it opens (seconds after the offer).
+-- Each ring of a call's `rings` field: its pool and when it opens (seconds after the offer).
+local function each_ring_of(rings)
+  return string.gmatch(rings or '', '([^|;]+)|([^|;]*)|[^;]*')
+end
 local function each_ring(ckey)
-  local rings = redis.call('HGET', ckey, 'rings') or ''
-  return string.gmatch(rings, '([^|;]+)|([^|;]*)|[^;]*')
+  return each_ring_of(redis.call('HGET', ckey, 'rings'))
 end
 -- The call joins the index: open rings in their pools', the others in the openings.
--- pp: the pool key prefix.
+-- pp: the pool key prefix. (One HMGET: every command a script runs costs Redis about as
+-- much as a small command from a client.)
 local function index_call(ckey, call_id, now, pp)
-  local score = redis.call('HGET', ckey, 'score')
-  local offered = tonumber(redis.call('HGET', ckey, 'offered_at') or now)
+  local call = redis.call('HMGET', ckey, 'score', 'offered_at', 'rings')
+  local score = call[1]
+  local offered = tonumber(call[2] or now)
   local waited = tonumber(now) - offered
-  for pool, opens in each_ring(ckey) do
+  for pool, opens in each_ring_of(call[3]) do
     local at = tonumber(opens) or 0
     if at <= waited + RING_EPSILON then
       redis.call('ZADD', pp .. 'waiting:' .. pool, score, call_id)

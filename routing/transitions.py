@@ -148,16 +148,16 @@ HANG_UP = LIB + """
 -- 1 when any of KEYS[7..] exists (what else follows the call: its monitor, its pending
 -- PBX commands), looked at in this step: nothing can start following an ended call.
 local function watched()
-  for i = 7, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then return 1 end
-  end
+  if #KEYS < 7 then return 0 end
+  if redis.call('EXISTS', unpack(KEYS, 7)) > 0 then return 1 end
   return 0
 end
 local refused, state = guard_call(KEYS[1], KEYS[2], ARGV[3], ARGV[1])
 if refused then return refused end
-local agent = redis.call('HGET', KEYS[1], 'agent_id') or ''
+local call = redis.call('HMGET', KEYS[1], 'agent_id', 'id')
+local agent = call[1] or ''
 if agent ~= ARGV[2] then return {0, state} end
-local call_id = redis.call('HGET', KEYS[1], 'id')
+local call_id = call[2]
 local seq = next_seq(KEYS[1])
 mark(KEYS[2], ARGV[3], ARGV[4], seq)
 if WITH_AGENT[state] and agent ~= '' then

@@ -1,4 +1,5 @@
-"""The bus between nodes survives what anyone can publish on Redis."""
+"""The bus between nodes survives what anyone can publish on Redis, and a connection
+killed or gone silent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from redis.asyncio import Redis
 from core import appkeys
 from core.bus import Bus, Relay
 from core.keys import Keys
+from core.subscription import Liveness, RedisPySubscription, subscription_for
+from tests.blackhole import BlackHoleProxy
+from tests.waits import eventually
 
 
 async def _until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -172,3 +176,55 @@ async def _until_subscribed(redis: Redis, channel: str, timeout: float = 5.0) ->
     while (await redis.pubsub_numsub(channel))[0][1] == 0:
         assert time.monotonic() < deadline, f"nobody subscribed to {channel}"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("kind", ["raw", "redis-py"])
+async def test_a_subscription_gone_silent_is_given_up_and_the_bus_reconnects_and_resyncs(
+        redis_url: str, redis_prefix: str, kind: str) -> None:
+    """Redis's host gone without a reset (a proxy that stops forwarding and closes
+    nothing): the subscription's PING goes unanswered, the bus reconnects within the
+    bound and resyncs, and a message published afterwards is delivered. Without the
+    check only TCP would notice, minutes later."""
+    proxy = await BlackHoleProxy(redis_url).start()
+    redis = Redis.from_url(proxy.url, decode_responses=True)
+    direct = Redis.from_url(redis_url, decode_responses=True)
+    liveness = Liveness(idle_s=0.3, reply_s=0.5)
+    subscription = (subscription_for(redis, "bus:silent", liveness) if kind == "raw"
+                    else RedisPySubscription(redis, liveness))
+    bus = Bus(redis, f"{redis_prefix}:ch:node:n1", subscription)
+    received: list[dict[str, object]] = []
+    resynced = asyncio.Event()
+
+    async def resync() -> None:
+        resynced.set()
+
+    bus.on_resubscribed(resync)
+    channel = f"{redis_prefix}:ch:agent:11"
+    task = asyncio.create_task(bus.run())
+    try:
+        await bus.subscribe(channel, received.append)
+        await _until_subscribed(direct, channel)
+        pinged = await _pings(direct)
+
+        async def answered_and_pinged_again() -> bool:  # a PING waits for the last reply
+            return await _pings(direct) >= pinged + 2
+
+        await eventually(answered_and_pinged_again, timeout=20, what="two PINGs")
+        assert not resynced.is_set(), "a live idle connection is kept"
+        proxy.black_hole()
+        await asyncio.wait_for(resynced.wait(), timeout=20)
+        await _until_subscribed(direct, channel)
+        await direct.publish(channel, '{"after": "silence"}')
+        await _until(lambda: received)
+        assert received == [{"after": "silence"}]
+        assert not task.done(), "the bus task died"
+    finally:
+        await _stop(bus, task)
+        await redis.aclose()
+        await direct.aclose()
+        await proxy.close()
+
+
+async def _pings(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))

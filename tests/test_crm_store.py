@@ -2,6 +2,7 @@ import datetime as dt
 import json
 
 import pytest
+from sqlalchemy import event
 
 from core.db import session_scope
 from core.models import Complaint, Customer, CustomerPhone, Interaction
@@ -210,3 +211,41 @@ async def test_the_screen_pop_profile_of_a_number_is_its_customers_profile(sessi
 async def test_a_number_nobody_has_has_no_screen_pop_profile(session):
     assert await profile_by_phone(session, "+8613999999999") is None
     assert await profile_by_phone(session, "not a number") is None
+
+
+async def test_a_screen_pop_profile_is_read_in_one_statement(session):
+    """The customer with its phones, its open complaints and its latest calls: one
+    statement (it was three, each a round trip on PostgreSQL), the same profile."""
+    session.add_all([call(1, 7, minutes_ago=30, score=5), call(2, 8, minutes_ago=20),
+                     Complaint(customer_id="C1", category="billing", created_at=NOW),
+                     Complaint(customer_id="C1", category="delivery",
+                               created_at=NOW - dt.timedelta(hours=1)),
+                     Complaint(customer_id="C1", category="closed one", created_at=NOW,
+                               state="closed")])
+    await session.flush()
+    sent: list[str] = []
+    engine = session.bind.sync_engine
+
+    def listener(conn, cursor, statement, *rest):
+        sent.append(statement)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        profile = await profile_by_phone(session, "+12125550123")
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(sent) == 1
+    assert profile["id"] == "C1"
+    assert profile["phones"] == ["+8613800138000", "+12125550123"]
+    assert [c["category"] for c in profile["open_complaints"]] == ["delivery", "billing"]
+    assert [i["call_id"] for i in profile["recent_interactions"]] == ["call-2", "call-1"]
+    assert profile["last_agent_id"] == 8
+
+
+async def test_the_history_shows_five_calls_and_finds_the_sticky_agent_further_back(session):
+    session.add_all([call(n, 9 if n == 0 else None, minutes_ago=60 - n,
+                          outcome="answered" if n == 0 else "abandoned") for n in range(12)])
+    await session.flush()
+    profile = await profile_by_phone(session, "+8613800138000")
+    assert [i["call_id"] for i in profile["recent_interactions"]] == [
+        "call-11", "call-10", "call-9", "call-8", "call-7"]
+    assert profile["last_agent_id"] == 9

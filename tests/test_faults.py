@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +58,16 @@ class RedisProcess:
                 return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Up, connected and silent (SIGSTOP) for the block: each command times out."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -17,7 +17,7 @@ from sqlalchemy import inspect, text
 
 from core import db
 from core.models import Base
-from core.redisconn import EmbeddedRedis, open_redis
+from core.redisconn import EmbeddedRedis, client_from_url, open_redis
 from core.settings import Settings
 
 CLI = [sys.executable, "-m", "callcenter"]
@@ -74,6 +74,20 @@ async def test_embedded_redis_starts_and_answers(tmp_path):
     async with open_redis(None, tmp_path / "embedded.rdb") as redis:
         await redis.set("k", "v")
         assert await redis.get("k") == "v"
+
+
+async def test_a_client_reconnects_to_the_embedded_redis_without_a_refused_command(tmp_path):
+    """The embedded Redis is 6.2: it refuses CLIENT SETINFO (7.2), which redis-py sends on
+    every connection unless told not to. Its error count shows any refusal."""
+    async with open_redis(None, tmp_path / "embedded.rdb") as redis:
+        me = await redis.client_id()
+        admin = client_from_url(f"unix://{redis.connection_pool.connection_kwargs['path']}")
+        before = await admin.info("errorstats")
+        assert await admin.client_kill_filter(_id=me) == 1
+        assert await redis.ping()
+        assert await redis.client_id() != me, "a new connection"
+        assert await admin.info("errorstats") == before
+        await admin.aclose()
 
 
 

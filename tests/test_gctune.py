@@ -19,8 +19,10 @@ from tests.waits import eventually
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
     """Leave the test process's collector as it was found."""
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 class Node:
@@ -91,6 +93,8 @@ async def test_run_freezes_on_its_interval_and_collects_in_full_on_its_own() -> 
     task = asyncio.create_task(gctune.run(freeze_every_s=0.02, full_every_s=0.15))
     try:
         await eventually(lambda: gc.get_freeze_count() > 1000, timeout=10)
+        # Young collections only every YOUNG_THRESHOLD allocations, the older ones as before.
+        assert gc.get_threshold() == (gctune.YOUNG_THRESHOLD, 10, 10)
         node = Node()
         dead = weakref.ref(node)
         # A periodic freeze takes the live cycle in: the collector no longer lists it.

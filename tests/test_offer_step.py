@@ -4,6 +4,9 @@ decided on its sticky agent's state and its pools' staffing read in one round tr
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+
+from redis.asyncio import Redis
 
 from routing.engine import CallProfile
 from routing.service import Router
@@ -110,3 +113,37 @@ async def test_an_offer_left_waiting_says_where_it_waits_in_the_same_step(router
     # Without `notice`, nothing is noted.
     third = await router.offer(CallProfile("q3", "default", "standard"), NOW + 2, NOW + 2)
     assert third.queued is None and "announced_position" not in await store.call("q3")
+
+
+async def _commands_run(redis: Redis) -> Counter[str]:
+    """Commands the server has run so far, by name (a script's own commands included)."""
+    stats = await redis.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(row["calls"])
+                    for name, row in stats.items()})
+
+
+async def test_a_waiting_offer_and_its_hang_up_run_few_commands_inside_their_steps(
+        routers) -> None:
+    """Every command a script runs costs Redis about as much as a client's small command:
+    the fields of an arriving call are set in one HSET, what the steps read of a call in
+    one HMGET where they can."""
+    router = routers[0]
+    store = router.store
+    await router.offer(CallProfile("k0", "default", "standard"), NOW, NOW, notice=True)
+    await store.hang_up("k0", "queued", None, NOW, timers="t", wrap_until=NOW, wrap_timer="w",
+                        rona="r")  # both scripts loaded
+    before = await _commands_run(store.redis)
+    offered = await router.offer(CallProfile("k1", "default", "standard"), NOW, NOW,
+                                 event=(store.keys.event("e-k1"), b"[]"), notice=True)
+    ran = await _commands_run(store.redis) - before
+    assert offered.queued is not None and offered.queued.position == 1
+    assert (await store.call("k1"))["queued_at"]
+    ran -= Counter(evalsha=1, info=1)
+    assert sum(ran.values()) <= 19, ran
+    before = await _commands_run(store.redis)
+    step = await store.hang_up("k1", "queued", None, NOW, timers="t", wrap_until=NOW,
+                               wrap_timer="w", rona="r", event=(store.keys.event("e-k1x"), b"[]"),
+                               watched=[store.keys.monitor("k1"), store.keys.calls_commands("k1")])
+    ran = await _commands_run(store.redis) - before - Counter(evalsha=1, info=1)
+    assert step.won and not step.watched and await store.call("k1") == {}
+    assert sum(ran.values()) <= 13, ran

@@ -12,12 +12,16 @@ import aiohttp
 import aiohttp.web
 import pytest
 from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
 from sqlalchemy import func, select
 
 from core import appkeys, db, web
 from core.keys import Keys
 from core.models import AgentStateChange
 from core.supervise import Backoff, Supervisor, TaskState
+from tests.test_faults import RedisProcess
 
 APP_TASKS = {"record-writer", "bus", "timers", "agent-log", "recovery", "announce", "wallboard",
              "token-watch", "presence", "complaint-sla"}
@@ -199,3 +203,54 @@ async def test_a_token_check_that_cannot_reach_its_table_is_logged_as_a_warning(
     await supervisor.stop()
     await engine.dispose()
     assert supervisor.down() == []
+
+
+async def test_a_task_meeting_a_redis_timeout_is_one_warning_and_runs_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis up, connected and silent (as a loaded host's loop held up past the socket
+    timeout sees it): one WARNING line, no ERROR with a traceback, and the work resumes."""
+    server = RedisProcess(tmp_path)
+    server.start()
+    impatient = Redis.from_url(server.url, decode_responses=True, socket_timeout=0.3,
+                               retry=Retry(NoBackoff(), 0))
+    runs: list[int] = []
+    resumed = asyncio.Event()
+
+    async def work() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            with server.paused():
+                await impatient.set("k", "while paused")
+        await impatient.set("k", "resumed")
+        resumed.set()
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor(Backoff(initial_s=0.05))
+    try:
+        with caplog.at_level(logging.WARNING, logger="core.supervise"):
+            entry = supervisor.start("redis-user", work)
+            await asyncio.wait_for(resumed.wait(), 20)
+        await supervisor.stop()
+        assert await impatient.get("k") == "resumed"
+    finally:
+        await impatient.aclose()
+        server.stop()
+    assert entry.restarts == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "redis-user" in warnings[0], warnings
+    assert "Redis unavailable" in warnings[0] and "TimeoutError" in warnings[0]
+
+
+async def test_a_refused_redis_password_is_a_fault_logged_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def refused() -> None:
+        raise AuthenticationError("invalid username-password pair")
+
+    supervisor = Supervisor(Backoff(initial_s=5))
+    with caplog.at_level(logging.WARNING, logger="core.supervise"):
+        entry = supervisor.start("misconfigured", refused)
+        await until(lambda: entry.down)
+    await supervisor.stop()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None

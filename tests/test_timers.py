@@ -1,19 +1,24 @@
 """The timer loop (core/timers.py): a due timer fires once across nodes, a node that dies
-mid-handler leaves its timer to another after the lease, and an idle loop sleeps until
-the next due time instead of polling."""
+mid-handler leaves its timer to another after the lease, an idle loop sleeps until
+the next due time instead of polling, and a handler's Redis timeout is a warning."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.timers import Poll, Timer, TimerLoop, Timers
+from tests.test_faults import RedisProcess
 from tests.waits import eventually
 
 
@@ -159,3 +164,48 @@ async def test_a_timer_set_on_this_node_wakes_its_sleeping_loop(redis, key):
         node.timers.expect(due)
         await eventually(lambda: len(node.fired) == 2, timeout=10)
     assert [t.kind for t, _ in node.fired] == ["away", "rona"]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_handler_meeting_a_redis_timeout_is_one_warning_and_fires_again(
+        own_redis: RedisProcess, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler's command times out (Redis up, connected and silent; on a loaded host, a
+    loop held up past the socket timeout): one WARNING line, no ERROR with a traceback,
+    and the timer fires again after its lease."""
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    impatient = Redis.from_url(own_redis.url, decode_responses=True, socket_timeout=0.3,
+                               retry=Retry(NoBackoff(), 0))
+    runs: list[float] = []
+
+    async def handler(timer: Timer) -> None:
+        runs.append(time.time())
+        if len(runs) == 1:
+            with own_redis.paused():
+                await impatient.set("handled", "while paused")
+        await impatient.set("handled", timer.member)
+
+    node = Node(redis, "timers", lease_s=0.5, max_wait_s=0.1, handler=handler)
+    timer = Timer("rona", "c-1", "7")
+    await node.timers.schedule(timer, time.time())
+    try:
+        with caplog.at_level(logging.WARNING, logger="core"):
+            async with running(node):
+                await eventually(lambda: len(runs) >= 2, timeout=20, what="fired again")
+                await eventually(_empty(redis, "timers"), timeout=10, what="timer removed")
+        assert await redis.get("handled") == timer.member
+    finally:
+        await impatient.aclose()
+        await redis.aclose()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert timer.member in warnings[0].getMessage()
+    assert "Redis unavailable" in warnings[0].getMessage()
+    assert warnings[0].exc_info is None

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 import aiohttp
 import pytest
 
-from agent_console.wallboard import interval_of
+from agent_console.wallboard import day_of, interval_of
 from core import db
 from core.appkeys import CALLS, DIRECTORY, WALLBOARD
 from core.models import Complaint, Queue
@@ -342,3 +342,24 @@ async def test_a_consult_transfer_counts_each_agent_once_and_the_call_handled_on
     assert (default["offered"], default["answered"], default["handled"]) == (1, 1, 1)
     assert row(snap["agents"], "name", "Amy")["handled"] == 1
     assert row(snap["agents"], "name", "Bob")["handled"] == 1
+
+
+async def test_a_flush_adds_each_days_counts_to_its_hash_and_keeps_it_a_week(center):
+    """A flush's counters go to Redis in one script: several days' hashes, each with its
+    counters and its expiry."""
+    wallboard = board(center)
+    now = time.time()
+    yesterday = now - 86400
+    await wallboard.observe("call.offered", {"queue": "default", "tier": "gold",
+                                             "offered_at": yesterday})
+    for _ in range(2):
+        await wallboard.observe("call.offered", {"queue": "sales", "tier": "vip",
+                                                 "offered_at": now})
+    await wallboard.flush()
+    for when, queue, tier, offered in ((yesterday, "default", "gold", 1), (now, "sales", "vip", 2)):
+        key = wallboard.keys.stats_day(day_of(when, wallboard.tz))
+        stats = {k: float(v) for k, v in (await wallboard.redis.hgetall(key)).items()}
+        assert stats == {"all|offered": offered, f"q:{queue}|offered": offered,
+                         f"t:{tier}|offered": offered,
+                         f"i:{interval_of(when, wallboard.tz)}|offered": offered}, key
+        assert 6 * 86400 < await wallboard.redis.ttl(key) <= 8 * 86400

@@ -153,8 +153,48 @@ async def test_many_calls_numbered_updates_in_one_batch_apply_as_one_by_one(engi
         assert interaction.legs == [{"agent_id": 7}], c  # filled in either way
         assert interaction.answered_at is not None and interaction.wait_s == 5.0, c
     if engine.dialect.name == "postgresql":
-        # calls and interactions: two rounds of the first batch, one of the second
-        assert sorted(updates) == [("calls", False)] * 3 + [("interactions", False)] * 3
+        # calls and interactions: two rounds of the first batch, one of the second; in
+        # the second, half the calls' updates are older than their rows: the guarded
+        # update's count falls short, the rows' numbers are read and it runs once more
+        assert sorted(updates) == [("calls", False)] * 4 + [("interactions", False)] * 3
+
+
+async def test_a_batch_whose_rows_are_all_stored_reads_no_numbers(engine):
+    """The usual batch (every row there): the guarded updates alone, their count saying
+    that each row was found; the rows' numbers are not read first."""
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest):  # type: ignore[no-untyped-def]
+        statements.append(statement.split()[0])
+
+    calls = [f"s-{n}" for n in range(6)]
+    writer = RecordWriter(engine)
+    await writer.write([op for c in calls for op in offer(c)])
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await writer.write([op for c in calls for op in answered(c)])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert "SELECT" not in statements
+    for c in calls:
+        call, interaction = await record(engine, c)
+        assert (call.state, call.seq, interaction.wait_s) == ("connected", 2, 5.0), c
+
+
+async def test_a_batch_with_a_row_not_stored_yet_parks_only_its_updates(engine):
+    writer = RecordWriter(engine)
+    await writer.write([op for c in ("p-1", "p-2") for op in offer(c)])
+    # p-3's offer comes later: its hang-up waits for it; the others' apply now.
+    await writer.write([op for c in ("p-1", "p-2", "p-3") for op in hung_up(c)])
+    for c in ("p-1", "p-2"):
+        call, interaction = await record(engine, c)
+        assert (call.state, call.seq, interaction.outcome) == ("abandoned", 4, "abandoned"), c
+    assert await parked(engine) == 2  # p-3's call and interaction updates
+    await writer.write(offer("p-3"))
+    call, interaction = await record(engine, "p-3")
+    assert (call.state, call.seq, call.node_id, interaction.outcome) == (
+        "abandoned", 4, "n1", "abandoned")
+    assert await parked(engine) == 0
 
 
 async def test_each_step_of_a_call_numbers_the_writes_it_owes(center):

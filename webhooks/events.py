@@ -44,14 +44,21 @@ def matches(subscribed: list[str], event_type: str) -> bool:
     return family in ("complaint", "callback") and f"{family}.*" in subscribed
 
 
+def webhook_type(name: str) -> str | None:
+    """The webhook type of a call-service event, or None if it is not one we send."""
+    if name.startswith("callback.") and name in EVENT_TYPES:
+        return name
+    return _CALL_EVENTS.get(name)
+
+
 def from_call_service(name: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(webhook type, payload) for a call-service event, or None if not one we send."""
-    if name.startswith("callback.") and name in EVENT_TYPES:
-        return name, {key: data[key] for key in _CALLBACK_FIELDS
-                      if data.get(key) not in (None, "")}
-    kind = _CALL_EVENTS.get(name)
+    kind = webhook_type(name)
     if kind is None:
         return None
+    if kind.startswith("callback."):
+        return kind, {key: data[key] for key in _CALLBACK_FIELDS
+                      if data.get(key) not in (None, "")}
     call_id = data.get("call_id") or data.get("id")
     payload: dict[str, Any] = {"call_id": call_id}
     for key in _CALL_FIELDS:

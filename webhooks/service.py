@@ -93,12 +93,15 @@ class Webhooks:
         return self._wanted is None or any(events.matches(w, kind) for w in self._wanted)
 
     async def observe(self, name: str, data: dict[str, Any]) -> None:
+        # Whether anybody wants it first: the payload is built only then (every event of
+        # the call path comes through here).
+        kind = events.webhook_type(name)
+        if kind is None or not self.wants(kind):
+            return
         converted = events.from_call_service(name, data)
         if converted is None:
             return
-        kind, payload = converted
-        if not self.wants(kind):
-            return
+        _, payload = converted
         await outbox.emit_quietly(self.redis, self.stream, kind, payload,
                                   order_key=str(payload.get("call_id") or ""))
 

@@ -47,6 +47,7 @@ class Callgrind:
     def __init__(self, argv: list[str], out: Path, log: Path, **popen: object) -> None:
         self.out, self.log = out, log
         self.seen: set[Path] = set()
+        self.last = out  # the latest dump read
         self._stderr: IO[bytes] = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [VALGRIND, "--tool=callgrind", "--instr-atstart=no", "--cache-sim=no",
@@ -89,6 +90,7 @@ class Callgrind:
                 with contextlib.suppress(ValueError):  # still being written
                     ir = total_ir(part.read_text(errors="replace"))
                     self.seen.add(part)
+                    self.last = part
                     return ir
             await asyncio.sleep(0.2)
         raise RuntimeError(f"no new callgrind dump of {self.pid} next to {self.out}")

@@ -270,25 +270,40 @@ async def measure(center: Center, nodes: list[Callgrind], server: Callgrind | No
                   args: argparse.Namespace, redis_pid: int) -> dict[str, Any]:
     """Idle instructions, then the call phase's, per process (the nodes', then Redis's),
     and the nodes' system calls in the call phase (their kernel side, which callgrind
-    does not count)."""
+    does not count), the idle rate of each taken off as well."""
     counted = [*nodes, *([server] if server else [])]
     await center.run(0, args.warmup, args.concurrency, "w")
     await asyncio.gather(*(p.instrument(True) for p in counted))
     await asyncio.gather(*(p.zero() for p in counted))
-    t0 = time.monotonic()
+    t0, idle_io = time.monotonic(), _io(nodes)
     await asyncio.sleep(args.idle)
     idle = await asyncio.gather(*(p.dump() for p in counted))
     t1, cpu0, io0 = time.monotonic(), cpu_s(redis_pid), _io(nodes)
     idle_s = t1 - t0
+    idle_w, idle_r = ((b - a) / idle_s for a, b in zip(idle_io, io0, strict=True))
     await center.run(args.warmup, args.calls, args.concurrency, "c")
     await asyncio.sleep(args.settle)
     io1 = _io(nodes)
     busy = await asyncio.gather(*(p.dump() for p in counted))
+    kept = [keep(p, args) for p in counted]
     calls_s = time.monotonic() - t1  # both windows: from one answer of the processes to the next
     await asyncio.gather(*(p.instrument(False) for p in counted))
     return {"idle_s": idle_s, "calls_s": calls_s, "idle_ir": idle, "calls_ir": busy,
             "redis_cpu_ms": (cpu_s(redis_pid) - cpu0) * 1000 / args.calls,
-            "writes": (io1[0] - io0[0]) / args.calls, "reads": (io1[1] - io0[1]) / args.calls}
+            "writes": (io1[0] - io0[0] - idle_w * calls_s) / args.calls,
+            "reads": (io1[1] - io0[1] - idle_r * calls_s) / args.calls,
+            "raw_writes": (io1[0] - io0[0]) / args.calls,
+            "raw_reads": (io1[1] - io0[1]) / args.calls, "kept": kept}
+
+
+def keep(process: Callgrind, args: argparse.Namespace) -> str | None:
+    """With `--keep DIR`, the call phase's dump copied there (for callgrind_annotate)."""
+    if not args.keep:
+        return None
+    args.keep.mkdir(parents=True, exist_ok=True)
+    target = args.keep / f"{time.strftime('%H%M%S')}-{process.out.stem}-{process.pid}.cg"
+    shutil.copyfile(process.last, target)
+    return str(target)
 
 
 def _io(nodes: list[Callgrind]) -> tuple[int, int]:
@@ -406,6 +421,8 @@ async def main() -> None:
     parser.add_argument("--redis-plain", action="store_true",
                         help="Redis outside valgrind: its CPU time per call instead")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each process's call-phase dump here (callgrind_annotate)")
     args = parser.parse_args()
     if args.warmup + args.calls > CUSTOMERS:
         parser.error(f"at most {CUSTOMERS} calls with the warm-up (a customer each)")
